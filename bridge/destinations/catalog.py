@@ -1,0 +1,79 @@
+"""What each destination record type requires: shared by rule checks, the engine and the adapters.
+
+Facts from ../shared/docs/apis.md (Omnisend sections 1.2-1.7, Ometria 2.2-2.5).
+Paths are dotted; `any_of` groups need at least one non-empty member.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class KindSpec:
+    destination: str
+    kind: str
+    area: str  # events | contacts | orders | carts | products
+    required: tuple[str, ...]
+    any_of: tuple[tuple[str, ...], ...] = ()
+    fields: tuple[str, ...] = ()  # known top-level fields, for "did you mean"
+    actions: tuple[str, ...] = ("upsert",)
+    key_fields: tuple[str, ...] = ()  # where the default ordering key comes from
+
+
+OMNISEND_EVENT_FIELDS = ("eventName", "eventID", "eventTime", "eventVersion", "origin", "contact", "properties")
+OMNISEND_ORDER_FIELDS = (
+    "orderID", "email", "phone", "contactID", "orderNumber", "cartID", "shippingMethod", "trackingCode",
+    "courierTitle", "courierUrl", "orderUrl", "source", "tags", "discountCode", "discountValue", "discountType",
+    "currency", "orderSum", "subTotalSum", "subTotalTaxIncluded", "discountSum", "taxSum", "shippingSum",
+    "createdAt", "updatedAt", "canceledDate", "cancelReason", "paymentMethod", "paymentStatus",
+    "fulfillmentStatus", "contactNote", "billingAddress", "shippingAddress", "products",
+)
+OMNISEND_CART_FIELDS = (
+    "cartID", "email", "phone", "contactID", "createdAt", "updatedAt", "currency", "cartSum",
+    "cartRecoveryUrl", "products",
+)
+OMNISEND_CONTACT_FIELDS = (
+    "identifiers", "firstName", "lastName", "tags", "country", "countryCode", "state", "city", "address",
+    "postalCode", "gender", "birthdate", "customProperties", "sendWelcomeEmail", "createdAt",
+)
+OMETRIA_ORDER_FIELDS = (
+    "id", "@merge", "timestamp", "grand_total", "subtotal", "discount", "shipping", "tax", "currency", "status",
+    "is_valid", "customer", "web_id", "ip_address", "channel", "store", "payment_method", "shipping_method",
+    "coupon_code", "shipping_address", "billing_address", "properties", "lineitems",
+)
+OMETRIA_CONTACT_FIELDS = (
+    "id", "@collection", "@merge", "@force_optin", "@add_to_lists", "@remove_from_lists", "email", "customer_id",
+    "marketing_optin", "timestamp_acquired", "timestamp_subscribed", "timestamp_unsubscribed", "firstname",
+    "lastname", "middlename", "prefix", "phone_number", "date_of_birth", "gender", "country_id", "timezone",
+    "store_ids", "channels", "properties",
+)
+OMETRIA_EVENT_FIELDS = (
+    "id", "timestamp", "event_type", "identity_email", "identity_account_id", "profile_id", "properties",
+)
+
+KINDS: dict[tuple[str, str], KindSpec] = {
+    (spec.destination, spec.kind): spec
+    for spec in (
+        KindSpec("omnisend", "event", "events", ("eventName", "origin"),
+                 any_of=(("contact.email", "contact.phone", "contact.id"),),
+                 fields=OMNISEND_EVENT_FIELDS, actions=("create",),
+                 key_fields=("properties.orderID", "properties.cartID", "contact.email")),
+        KindSpec("omnisend", "contact", "contacts", ("identifiers",), fields=OMNISEND_CONTACT_FIELDS,
+                 key_fields=("identifiers.0.id",)),
+        KindSpec("omnisend", "order", "orders", ("orderID", "currency", "orderSum", "createdAt"),
+                 any_of=(("email", "phone", "contactID"),), fields=OMNISEND_ORDER_FIELDS,
+                 actions=("create", "replace", "update"), key_fields=("orderID",)),
+        KindSpec("omnisend", "cart", "carts", ("cartID", "currency", "cartSum"),
+                 any_of=(("email", "phone", "contactID"),), fields=OMNISEND_CART_FIELDS,
+                 actions=("create", "replace", "update"), key_fields=("cartID",)),
+        KindSpec("ometria", "order", "orders", ("id", "timestamp", "grand_total", "currency"),
+                 fields=OMETRIA_ORDER_FIELDS, key_fields=("id",)),
+        KindSpec("ometria", "contact", "contacts", ("id",), any_of=(("email", "customer_id"),),
+                 fields=OMETRIA_CONTACT_FIELDS, key_fields=("id",)),
+        KindSpec("ometria", "custom_event", "events", ("event_type", "timestamp"),
+                 any_of=(("identity_email", "identity_account_id"),), fields=OMETRIA_EVENT_FIELDS,
+                 key_fields=("identity_account_id", "identity_email")),
+        KindSpec("ometria", "product", "products", ("id", "title"), key_fields=("id",)),
+    )
+}

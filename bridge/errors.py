@@ -1,0 +1,49 @@
+"""The exception tree, split by what the caller can do about it.
+
+    BridgeError
+    ├── ConfigError          the operator must fix settings or rules; never retried
+    │   └── RulesError       a rule file fails its check (carries every problem found)
+    ├── RejectedWebhook      the sender gets a 4xx; nothing is stored
+    │   ├── SignatureError   401: missing or wrong signature, stale timestamp
+    │   ├── PayloadTooLarge  413
+    │   └── UnknownSource    404
+    └── StoreUnavailable     the store cannot commit: answer 503 so the sender retries
+"""
+
+from __future__ import annotations
+
+
+class BridgeError(Exception):
+    """Root of every error the bridge raises on purpose."""
+
+
+class ConfigError(BridgeError):
+    """Settings or rules are wrong; the operator must fix them."""
+
+
+class RulesError(ConfigError):
+    """One or more rule files fail the check. `problems` holds each message."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("\n".join(problems))
+        self.problems = problems
+
+
+class RejectedWebhook(BridgeError):
+    status_code = 400
+
+
+class SignatureError(RejectedWebhook):
+    status_code = 401
+
+
+class PayloadTooLarge(RejectedWebhook):
+    status_code = 413
+
+
+class UnknownSource(RejectedWebhook):
+    status_code = 404
+
+
+class StoreUnavailable(BridgeError):
+    """The store could not commit; nothing was acknowledged."""

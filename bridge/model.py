@@ -1,0 +1,124 @@
+"""Records that cross layers: source -> store -> mapping -> outbox -> destination."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from dataclasses import dataclass, field
+from typing import Any, Literal, Mapping
+
+# Namespace for idempotency keys (UUIDv5): stable across processes and replays.
+IDEMPOTENCY_NAMESPACE = uuid.UUID("6f1c4a8e-3b0e-5a57-9c2d-0b7a1e5c2f10")
+
+
+@dataclass(frozen=True)
+class Webhook:
+    """A verified inbound delivery, ready to be committed.
+
+    `dedupe_key` is stable across the provider's resends of the same event;
+    `payload_ok` is False when the body is not valid JSON (stored for
+    inspection and answered 400).
+    """
+
+    source: str
+    topic: str
+    dedupe_key: str
+    body: bytes
+    headers: Mapping[str, str] = field(default_factory=dict)
+    payload_ok: bool = True
+
+
+@dataclass(frozen=True)
+class Ping:
+    """A provider's unsigned liveness check (WooCommerce): answered 200, never stored."""
+
+    source: str
+
+
+@dataclass(frozen=True)
+class Event:
+    """An inbound event as stored."""
+
+    id: int
+    source: str
+    topic: str
+    dedupe_key: str
+    received_at: float
+    headers: Mapping[str, str]
+    body: bytes
+    status: str = "received"
+
+    def payload(self) -> Any:
+        return json.loads(self.body)
+
+
+@dataclass(frozen=True)
+class Outgoing:
+    """One message a rule produced for one destination.
+
+    `kind` is the destination's record type (omnisend: event, contact, order,
+    cart; ometria: order, contact, custom_event, product); `action` says how
+    it is written (upsert, create, replace, update); `key` orders messages
+    about the same entity ("order:123"), empty for unordered ones; `index`
+    is the message's position among its rule's messages for this event.
+    """
+
+    destination: str
+    kind: str
+    record: dict[str, Any]
+    rule: str
+    action: str = "upsert"
+    key: str = ""
+    index: int = 0
+
+    def idempotency_key(self, source: str, dedupe_key: str) -> str:
+        name = f"{source}\x1f{dedupe_key}\x1f{self.rule}\x1f{self.index}"
+        return str(uuid.uuid5(IDEMPOTENCY_NAMESPACE, name))
+
+
+@dataclass(frozen=True)
+class Message:
+    """An outbox row claimed for delivery."""
+
+    id: int
+    event_id: int
+    destination: str
+    kind: str
+    action: str
+    record: dict[str, Any]
+    rule: str
+    key: str
+    idempotency_key: str
+    attempts: int
+    created_at: float
+
+
+OutcomeKind = Literal["delivered", "retry", "dead", "pause"]
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What happened to one message in one delivery attempt.
+
+    delivered: done. retry: transient (network, timeout, 408, 429, 5xx),
+    `retry_after` seconds if the destination said so. dead: permanent (other
+    4xx, a record the API can never accept). pause: credentials refused
+    (401/403): the whole destination waits, the message keeps its attempts.
+    `detail` is a short response excerpt with no personal data.
+    """
+
+    kind: OutcomeKind
+    status: int | None = None
+    detail: str = ""
+    retry_after: float | None = None
+
+
+@dataclass(frozen=True)
+class PreparedRequest:
+    """An HTTP request a destination would send for a group of messages."""
+
+    destination: str
+    method: str
+    path: str
+    body: Any
+    message_ids: tuple[int, ...] = ()

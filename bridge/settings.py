@@ -1,0 +1,172 @@
+"""One Settings object, read once from the environment at the edge and passed inward."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+from bridge.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class Secret:
+    """A secret value whose repr never shows it."""
+
+    value: str = field(repr=False)
+
+    def __repr__(self) -> str:
+        return "Secret('**********')"
+
+    def __str__(self) -> str:
+        return "**********"
+
+
+def secrets_from(value: str | None) -> tuple[Secret, ...]:
+    """A comma-separated list of secrets (rotation: any of them verifies)."""
+    if not value:
+        return ()
+    return tuple(Secret(part.strip()) for part in value.split(",") if part.strip())
+
+
+@dataclass(frozen=True)
+class SourceSettings:
+    """A named webhook endpoint: `/webhooks/{name}` verified by `scheme`.
+
+    scheme: shopify | woocommerce | omneo | standard | hmac. `options` holds
+    scheme-specific settings (header, algorithm, encoding, prefix,
+    tolerance_seconds, topic_header, ...), documented in docs/sources.md.
+    """
+
+    name: str
+    scheme: str
+    secrets: tuple[Secret, ...] = ()
+    options: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class DestinationSettings:
+    name: str
+    base_url: str
+    api_key: Secret | None = None
+    options: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def configured(self) -> bool:
+        return self.api_key is not None and bool(self.api_key.value)
+
+
+@dataclass(frozen=True)
+class Settings:
+    env: str = "development"
+    host: str = "0.0.0.0"
+    port: int = 8000
+    database_path: Path = Path("bridge.db")
+    mappings_dir: Path = Path("mappings")
+    sources: Mapping[str, SourceSettings] = field(default_factory=dict)
+    destinations: Mapping[str, DestinationSettings] = field(default_factory=dict)
+    max_body_bytes: int = 1024 * 1024
+    # Dedupe keys are kept at least this long: Shopify resends for 4 hours.
+    dedupe_days: float = 7.0
+    # A claimed message whose worker died is claimed again after this.
+    lease_seconds: float = 60.0
+    retry_max_age_seconds: float = 24 * 3600.0
+    retry_max_attempts: int = 30
+    retry_base_seconds: float = 1.0
+    retry_cap_seconds: float = 600.0
+    admin_token: Secret | None = None
+    log_format: str = "auto"  # auto | json | console
+    log_level: str = "info"
+    run_worker: bool = True
+
+    @property
+    def production(self) -> bool:
+        return self.env == "production"
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if environ is None else environ
+        from bridge.sources.config import sources_from_env
+
+        settings = cls(
+            env=env.get("BRIDGE_ENV", "development"),
+            host=env.get("HOST", "0.0.0.0"),
+            port=_int(env, "PORT", 8000),
+            database_path=database_path(env.get("BRIDGE_DATABASE_URL", "sqlite:///bridge.db")),
+            mappings_dir=Path(env.get("BRIDGE_MAPPINGS_DIR", "mappings")),
+            sources=sources_from_env(env),
+            destinations=destinations_from_env(env),
+            max_body_bytes=_int(env, "BRIDGE_MAX_BODY_BYTES", 1024 * 1024),
+            dedupe_days=_float(env, "BRIDGE_DEDUPE_DAYS", 7.0),
+            lease_seconds=_float(env, "BRIDGE_LEASE_SECONDS", 60.0),
+            retry_max_age_seconds=_float(env, "BRIDGE_RETRY_MAX_AGE_SECONDS", 24 * 3600.0),
+            retry_max_attempts=_int(env, "BRIDGE_RETRY_MAX_ATTEMPTS", 30),
+            admin_token=Secret(env["BRIDGE_ADMIN_TOKEN"]) if env.get("BRIDGE_ADMIN_TOKEN") else None,
+            log_format=env.get("BRIDGE_LOG_FORMAT", "auto"),
+            log_level=env.get("BRIDGE_LOG_LEVEL", "info"),
+        )
+        if settings.production:
+            settings.require_complete()
+        return settings
+
+    def missing(self) -> list[str]:
+        """What is not configured: destinations without a key, sources without a secret."""
+        gaps = [f"destination {d.name}: no API key" for d in self.destinations.values() if not d.configured]
+        gaps += [f"source {s.name}: no secret" for s in self.sources.values() if not s.secrets]
+        return gaps
+
+    def require_complete(self) -> None:
+        gaps = self.missing()
+        if gaps:
+            raise ConfigError("BRIDGE_ENV=production and not configured: " + "; ".join(gaps))
+
+
+def database_path(url: str) -> Path:
+    """`sqlite:///relative.db`, `sqlite:////abs/path.db` or a plain path."""
+    if url.startswith("sqlite:///"):
+        return Path(url[len("sqlite:///") :])
+    if "://" in url:
+        raise ConfigError(f"BRIDGE_DATABASE_URL: only sqlite:/// URLs are supported, got scheme {url.split('://')[0]!r}")
+    return Path(url)
+
+
+def destinations_from_env(env: Mapping[str, str]) -> dict[str, DestinationSettings]:
+    def key(name: str) -> Secret | None:
+        return Secret(env[name]) if env.get(name) else None
+
+    return {
+        "omnisend": DestinationSettings(
+            name="omnisend",
+            base_url=env.get("OMNISEND_BASE_URL", "https://api.omnisend.com").rstrip("/"),
+            api_key=key("OMNISEND_API_KEY"),
+            options={
+                "version": env.get("OMNISEND_VERSION", "2026-03-15"),
+                "requests_per_minute": _float(env, "OMNISEND_REQUESTS_PER_MINUTE", 400.0),
+                "batch_linger_seconds": _float(env, "OMNISEND_BATCH_LINGER_SECONDS", 0.2),
+            },
+        ),
+        "ometria": DestinationSettings(
+            name="ometria",
+            base_url=env.get("OMETRIA_BASE_URL", "https://api.ometria.com").rstrip("/"),
+            api_key=key("OMETRIA_API_KEY"),
+            options={
+                "requests_per_second": _float(env, "OMETRIA_REQUESTS_PER_SECOND", 8.0),
+                "batch_linger_seconds": _float(env, "OMETRIA_BATCH_LINGER_SECONDS", 0.2),
+            },
+        ),
+    }
+
+
+def _int(env: Mapping[str, str], name: str, default: int) -> int:
+    try:
+        return int(env.get(name, default))
+    except ValueError as exc:
+        raise ConfigError(f"{name} must be a whole number, got {env[name]!r}") from exc
+
+
+def _float(env: Mapping[str, str], name: str, default: float) -> float:
+    try:
+        return float(env.get(name, default))
+    except ValueError as exc:
+        raise ConfigError(f"{name} must be a number, got {env[name]!r}") from exc
