@@ -26,6 +26,7 @@ class Webhook:
     body: bytes
     headers: Mapping[str, str] = field(default_factory=dict)
     payload_ok: bool = True
+    secret_index: int | None = None  # which configured secret matched (logged; never the secret)
 
 
 @dataclass(frozen=True)
