@@ -24,3 +24,9 @@ class Source(Protocol):
 
         `headers` is case-insensitive (starlette Headers). Raises SignatureError.
         """
+
+
+# Below the protocol: the registry's modules import it from here.
+from bridge.sources.registry import SCHEMES, build_source, build_sources  # noqa: E402
+
+__all__ = ["SCHEMES", "Source", "build_source", "build_sources"]

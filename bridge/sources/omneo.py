@@ -1,0 +1,65 @@
+"""Omneo: lowercase hex HMAC-SHA256 of the raw body in X-Omneo-Hmac-SHA256.
+
+Omneo sends no delivery id and no timestamp (apis.md 3.4), and the body is
+the event context itself (a profile, a transaction) without an envelope, so
+the dedupe key is the trigger name plus the context's `id` and `updated_at`,
+or a hash of the body when either is missing.
+"""
+
+from __future__ import annotations
+
+from typing import Mapping, Sequence
+
+from bridge.model import Ping, Webhook
+from bridge.settings import Secret, SourceSettings
+from bridge.sources.options import Option, check_options
+from bridge.sources.signature import (
+    body_hash,
+    dedupe_key,
+    field,
+    kept,
+    lower_headers,
+    parse_json,
+    verify_header_hmac,
+)
+
+SIGNATURE_HEADER = "X-Omneo-Hmac-SHA256"
+KEPT_HEADERS = ("x-omneo-event",)
+OPTIONS: dict[str, Option] = {}
+
+
+class OmneoSource:
+    scheme = "omneo"
+
+    def __init__(self, name: str, secrets: Sequence[Secret] = ()) -> None:
+        self.name = name
+        self._keys = tuple(s.value.encode() for s in secrets)
+
+    @classmethod
+    def from_settings(cls, settings: SourceSettings) -> OmneoSource:
+        check_options(cls.scheme, OPTIONS, settings.options)
+        return cls(settings.name, settings.secrets)
+
+    @property
+    def configured(self) -> bool:
+        return bool(self._keys)
+
+    def verify(self, headers: Mapping[str, str], body: bytes) -> Webhook | Ping:
+        h = lower_headers(headers)
+        index = verify_header_hmac(self.name, h, body, self._keys, header=SIGNATURE_HEADER, encoding="hex")
+        payload, ok = parse_json(body)
+        topic = h.get("x-omneo-event", "").strip()
+        record_id, updated_at = field(payload, "id"), field(payload, "updated_at")
+        if record_id is not None and updated_at is not None:
+            key = dedupe_key(topic, record_id, updated_at)
+        else:
+            key = dedupe_key(topic, body_hash(body))
+        return Webhook(
+            source=self.name,
+            topic=topic,
+            dedupe_key=key,
+            body=body,
+            headers=kept(h, KEPT_HEADERS),
+            payload_ok=ok,
+            secret_index=index,
+        )
