@@ -30,3 +30,5 @@ class Destination(Protocol):
         """Rate-limit state for stats and /healthz."""
 
     async def aclose(self) -> None: ...
+
+from bridge.destinations.registry import build_destinations as build_destinations  # noqa: E402

@@ -1,0 +1,108 @@
+"""What every HTTP destination shares: its client, its rate limiter and one guarded exchange.
+
+Adapters (omnisend.py, ometria.py) only decide which requests to send and how to read the answers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+import httpx
+
+from bridge.destinations.http import build_client, classify_exception, classify_response, send
+from bridge.destinations.ratelimit import Clock, RateLimiter, Sleep
+from bridge.model import Message, Outcome, PreparedRequest
+from bridge.settings import DestinationSettings
+
+# deliver() waits for the rate limiter at most this long before handing the messages back as retries:
+# the worker's lease (60 s by default) must not run out while we sleep.
+DEFAULT_MAX_WAIT = 10.0
+
+
+@dataclass(frozen=True)
+class Planned:
+    """A request and the messages whose fate its answer decides."""
+
+    request: PreparedRequest
+    messages: tuple[Message, ...]
+
+
+@dataclass(frozen=True)
+class Exchange:
+    outcome: Outcome
+    response: httpx.Response | None = None
+
+
+class HttpDestination:
+    name: str
+    max_batch: int = 100
+
+    def __init__(
+        self,
+        settings: DestinationSettings,
+        *,
+        limiter: RateLimiter | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+        clock: Clock = time.monotonic,
+        sleep: Sleep = asyncio.sleep,
+    ) -> None:
+        self.name = settings.name
+        self.settings = settings
+        self.limiter = limiter or self.make_limiter(settings, clock=clock, sleep=sleep)
+        self._clock = clock
+        self._sleep = sleep
+        self.max_wait = float(settings.options.get("max_wait_seconds", DEFAULT_MAX_WAIT))
+        self._client = build_client(settings.base_url, transport=transport)
+        self.requests_total = 0
+        self.outcomes_total: dict[str, int] = {}
+
+    @property
+    def configured(self) -> bool:
+        return self.settings.configured
+
+    def make_limiter(self, settings: DestinationSettings, *, clock: Clock, sleep: Sleep) -> RateLimiter:
+        raise NotImplementedError
+
+    def auth_headers(self, request: PreparedRequest) -> dict[str, str]:
+        raise NotImplementedError
+
+    async def exchange(self, request: PreparedRequest) -> Exchange:
+        """Send one request within the rate budget; never raises for HTTP or network trouble."""
+        if not await self.limiter.acquire(max_wait=self.max_wait):
+            wait = self.limiter.wait_time()
+            return Exchange(Outcome("retry", detail=f"rate limited locally for {wait:.1f}s", retry_after=wait))
+        self.requests_total += 1
+        try:
+            response = await send(
+                self._client,
+                request.method,
+                request.path,
+                json=request.body,
+                headers=self.auth_headers(request),
+            )
+        except Exception as exc:  # noqa: BLE001 - every transport failure becomes a retry Outcome
+            return Exchange(classify_exception(exc))
+        self.limiter.observe(response.status_code, response.headers)
+        return Exchange(classify_response(response), response)
+
+    def count(self, outcomes: Mapping[int, Outcome]) -> None:
+        for outcome in outcomes.values():
+            self.outcomes_total[outcome.kind] = self.outcomes_total.get(outcome.kind, 0) + 1
+
+    def state(self) -> dict[str, Any]:
+        return {
+            "configured": self.configured,
+            "rate_limit": self.limiter.state(),
+            "requests_total": self.requests_total,
+            "outcomes_total": dict(self.outcomes_total),
+        }
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+
+def not_configured(messages: list[Message] | tuple[Message, ...]) -> list[Outcome]:
+    return [Outcome("pause", detail="destination has no API key") for _ in messages]

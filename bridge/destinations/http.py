@@ -1,0 +1,174 @@
+"""Shared HTTP pieces: one client per destination, and the response/exception -> Outcome rules.
+
+Classification (the worker acts on it, see bridge.model.Outcome):
+
+    2xx                                  delivered
+    network error, timeout, 408, 429, 5xx retry   (Retry-After / X-Rate-Limit-Reset honoured)
+    401, 403                             pause   (credentials refused: retrying each message is pointless)
+    any other 4xx                        dead    (with a short, PII-masked excerpt of the body)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import re
+import time
+from typing import Any, Mapping
+
+import httpx
+
+from bridge.model import Outcome
+
+CONNECT_TIMEOUT = 5.0
+# Omnisend advises a 10 s client timeout (apis.md 1.8); the total cap bounds slow-drip bodies too.
+READ_TIMEOUT = 10.0
+TOTAL_TIMEOUT = 15.0
+# httpx slows down with many requests in flight on one client (performance.md): keep the pool small.
+MAX_CONNECTIONS = 8
+MAX_KEEPALIVE = 4
+DETAIL_LIMIT = 300
+# Never trust a server to park us for hours: the worker reschedules anyway.
+MAX_RETRY_AFTER = 3600.0
+
+USER_AGENT = "bridge/0.1 (+webhook event bridge)"
+
+
+def build_client(
+    base_url: str,
+    *,
+    headers: Mapping[str, str] | None = None,
+    transport: httpx.AsyncBaseTransport | None = None,
+    read_timeout: float = READ_TIMEOUT,
+) -> httpx.AsyncClient:
+    """A pooled client for one destination; auth headers are added per request by the adapter."""
+    return httpx.AsyncClient(
+        base_url=base_url,
+        headers={"User-Agent": USER_AGENT, **(headers or {})},
+        timeout=httpx.Timeout(read_timeout, connect=CONNECT_TIMEOUT),
+        limits=httpx.Limits(max_connections=MAX_CONNECTIONS, max_keepalive_connections=MAX_KEEPALIVE),
+        transport=transport,
+        follow_redirects=False,
+    )
+
+
+async def send(
+    client: httpx.AsyncClient,
+    method: str,
+    path: str,
+    *,
+    json: Any = None,
+    headers: Mapping[str, str] | None = None,
+    total_timeout: float = TOTAL_TIMEOUT,
+) -> httpx.Response:
+    """One request with a wall-clock cap: httpx timeouts are per operation, not per request."""
+    async with asyncio.timeout(total_timeout):
+        return await client.request(method, path, json=json, headers=dict(headers or {}))
+
+
+# --- Retry-After -----------------------------------------------------------------------------
+
+
+def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:
+    """Seconds to wait from a `Retry-After` value: delta-seconds or an HTTP-date (RFC 9110 10.2.3)."""
+    if value is None:
+        return None
+    value = value.strip()
+    if not value:
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            when = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError, IndexError):
+            return None
+        if when is None:
+            return None
+        seconds = when.timestamp() - (time.time() if now is None else now)
+    if seconds != seconds:  # NaN
+        return None
+    return min(max(seconds, 0.0), MAX_RETRY_AFTER)
+
+
+def retry_after_from(response: httpx.Response, *, now: float | None = None) -> float | None:
+    """The wait a response asks for: `Retry-After`, else Omnisend's `X-Rate-Limit-Reset` on 429.
+
+    `X-Rate-Limit-Reset` is seconds left in the current period, not an epoch (apis.md 1.8).
+    """
+    seconds = parse_retry_after(response.headers.get("Retry-After"), now=now)
+    if seconds is None and response.status_code == 429:
+        seconds = parse_retry_after(response.headers.get("X-Rate-Limit-Reset"), now=now)
+    return seconds
+
+
+# --- classification ----------------------------------------------------------------------------
+
+RETRY_STATUSES = frozenset({408, 429})
+PAUSE_STATUSES = frozenset({401, 403})
+
+
+def classify_status(status: int, body: str = "", *, retry_after: float | None = None) -> Outcome:
+    """The Outcome for an HTTP status and body text (also used for Omnisend batch items)."""
+    if 200 <= status < 300:
+        return Outcome("delivered", status=status)
+    detail = excerpt(body)
+    if status in RETRY_STATUSES or status >= 500:
+        return Outcome("retry", status=status, detail=detail, retry_after=retry_after)
+    if status in PAUSE_STATUSES:
+        return Outcome("pause", status=status, detail=detail)
+    # 1xx/3xx are not expected from these APIs (redirects are not followed): treat as permanent.
+    return Outcome("dead", status=status, detail=detail)
+
+
+def classify_response(response: httpx.Response, *, now: float | None = None) -> Outcome:
+    return classify_status(response.status_code, _text(response), retry_after=retry_after_from(response, now=now))
+
+
+def classify_exception(exc: BaseException) -> Outcome:
+    """Transport trouble is always transient: the request may or may not have arrived."""
+    if isinstance(exc, (httpx.TimeoutException, TimeoutError)):
+        return Outcome("retry", detail=f"timeout: {type(exc).__name__}")
+    if isinstance(exc, httpx.TransportError):
+        return Outcome("retry", detail=excerpt(f"network error: {type(exc).__name__}: {exc}"))
+    return Outcome("retry", detail=excerpt(f"unexpected error: {type(exc).__name__}: {exc}"))
+
+
+def _text(response: httpx.Response) -> str:
+    try:
+        return response.text
+    except (UnicodeDecodeError, httpx.ResponseNotRead):
+        return ""
+
+
+# --- PII-safe excerpts -------------------------------------------------------------------------
+
+_EMAIL = re.compile(r"[A-Za-z0-9._%+\-]+@[A-Za-z0-9\-]+(?:\.[A-Za-z0-9\-]+)+")
+# A phone-like run: optional +, digits with spaces, dots, dashes or parentheses between them.
+# Dates and times come first in the alternation so they stay readable (they are not personal).
+_PHONE_OR_DATE = re.compile(
+    r"(?P<date>\d{4}-\d{2}-\d{2}(?:[ T]\d{2}:\d{2}(?::\d{2})?)?)|(?P<phone>\+?\(?\d[\d\s().\-]{5,}\d)"
+)
+_SPACES = re.compile(r"\s+")
+
+
+def mask_pii(text: str) -> str:
+    """Mask email addresses and phone-like numbers (7+ digits) so details can be stored and logged."""
+    text = _EMAIL.sub("<email>", text)
+
+    def phone(match: re.Match[str]) -> str:
+        chunk = match.group(0)
+        if match.group("date") or sum(c.isdigit() for c in chunk) < 7:
+            return chunk
+        return "<phone>"
+
+    return _PHONE_OR_DATE.sub(phone, text)
+
+
+def excerpt(text: str, limit: int = DETAIL_LIMIT) -> str:
+    """A one-line, masked excerpt of at most `limit` characters."""
+    masked = mask_pii(_SPACES.sub(" ", text).strip())
+    if len(masked) <= limit:
+        return masked
+    return masked[: limit - 1] + "…"
+

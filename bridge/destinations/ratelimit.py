@@ -1,0 +1,148 @@
+"""An async sliding-window rate limiter per destination account, steered by the server's own hints.
+
+Why a sliding window: Omnisend's 2026 line enforces a sliding window per brand (apis.md 1.8), so
+a token bucket that allows a full burst right after a quiet minute can still be refused; never
+sending more than `limit` requests in any `window` seconds is what the server counts.
+
+On top of our own count the limiter follows what the server says:
+- `X-Rate-Limit-Remaining: 0` with `X-Rate-Limit-Reset: <seconds>` -> wait for the reset;
+- a 429 -> nothing at all is sent until `Retry-After` (or the reset, or a default pause) has passed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import deque
+from typing import Any, Awaitable, Callable, Mapping
+
+from bridge.destinations.http import parse_retry_after
+
+Clock = Callable[[], float]
+Sleep = Callable[[float], Awaitable[None]]
+
+
+class RateLimiter:
+    def __init__(
+        self,
+        limit: int,
+        window: float,
+        *,
+        clock: Clock = time.monotonic,
+        sleep: Sleep = asyncio.sleep,
+        default_block: float | None = None,
+    ) -> None:
+        if limit < 1 or window <= 0:
+            raise ValueError("rate limit needs limit >= 1 and window > 0")
+        self.limit = limit
+        self.window = window
+        self._clock = clock
+        self._sleep = sleep
+        # A 429 that names no wait: pause a tenth of the window (6 s for 400/min, 0.1 s for 8/s), at least 1 s.
+        self.default_block = default_block if default_block is not None else max(1.0, window / 10)
+        # Our clock starts before the request leaves and the server's when it arrives: a little slack
+        # keeps jitter between the two from squeezing an extra request into the server's window.
+        self._span = window + min(0.05 * window, 0.5)
+        self._sent: deque[float] = deque()
+        self._blocked_until = 0.0
+        self._server_remaining: int | None = None
+        self._server_reset_at = 0.0
+        self._lock = asyncio.Lock()
+        self.acquired_total = 0
+        self.throttled_total = 0  # 429s seen
+        self.waited_seconds = 0.0
+
+    @classmethod
+    def per_minute(cls, requests: float, **kwargs: Any) -> RateLimiter:
+        return cls(max(1, int(requests)), 60.0, **kwargs)
+
+    @classmethod
+    def per_second(cls, requests: float, **kwargs: Any) -> RateLimiter:
+        # 2.5/s becomes 5 per 2 s rather than rounding the rate away.
+        if requests >= 1 and float(requests).is_integer():
+            return cls(int(requests), 1.0, **kwargs)
+        return cls(max(1, round(requests * 10)), 10.0, **kwargs)
+
+    def wait_time(self) -> float:
+        """Seconds until a request could be sent now (0 when free)."""
+        now = self._clock()
+        self._prune(now)
+        waits = [self._blocked_until - now]
+        if len(self._sent) >= self.limit:
+            waits.append(self._sent[0] + self._span - now)
+        if self._server_remaining is not None and self._server_remaining <= 0:
+            waits.append(self._server_reset_at - now)
+        return max(0.0, *waits)
+
+    async def acquire(self, max_wait: float | None = None) -> bool:
+        """Wait for a slot and take it. With `max_wait`, give up (False) rather than wait longer."""
+        async with self._lock:
+            while True:
+                wait = self.wait_time()
+                if wait <= 0:
+                    break
+                if max_wait is not None and wait > max_wait:
+                    return False
+                self.waited_seconds += wait
+                await self._sleep(wait)
+            now = self._clock()
+            self._sent.append(now)
+            if self._server_remaining is not None:
+                self._server_remaining -= 1
+            self.acquired_total += 1
+            return True
+
+    def observe(self, status: int, headers: Mapping[str, str]) -> None:
+        """Learn from a response: rate-limit headers, and a 429 blocks everything until it may resume."""
+        now = self._clock()
+        remaining = _number(headers.get("X-Rate-Limit-Remaining"))
+        reset = _number(headers.get("X-Rate-Limit-Reset"))
+        if remaining is not None:
+            self._server_remaining = int(remaining)
+            self._server_reset_at = now + (reset if reset is not None else self.window)
+        if status == 429:
+            self.throttled_total += 1
+            wait = parse_retry_after(headers.get("Retry-After"))
+            if wait is None:
+                wait = reset
+            if wait is None:
+                wait = self.default_block
+            self.block(wait)
+
+    def block(self, seconds: float) -> None:
+        """Send nothing for `seconds` (keeps the later of two blocks)."""
+        self._blocked_until = max(self._blocked_until, self._clock() + max(0.0, seconds))
+
+    def state(self) -> dict[str, Any]:
+        now = self._clock()
+        self._prune(now)
+        return {
+            "limit": self.limit,
+            "window_seconds": self.window,
+            "sent_in_window": len(self._sent),
+            "blocked_for_seconds": round(max(0.0, self._blocked_until - now), 3),
+            "server_remaining": self._server_remaining,
+            "server_reset_in_seconds": round(max(0.0, self._server_reset_at - now), 3)
+            if self._server_remaining is not None
+            else None,
+            "wait_seconds": round(self.wait_time(), 3),
+            "acquired_total": self.acquired_total,
+            "throttled_total": self.throttled_total,
+            "waited_seconds_total": round(self.waited_seconds, 3),
+        }
+
+    def _prune(self, now: float) -> None:
+        horizon = now - self._span
+        while self._sent and self._sent[0] <= horizon:
+            self._sent.popleft()
+        if self._server_remaining is not None and now >= self._server_reset_at:
+            self._server_remaining = None  # the server's period is over: trust our own count again
+
+
+def _number(value: str | None) -> float | None:
+    if value is None:
+        return None
+    try:
+        return float(value.strip())
+    except ValueError:
+        return None
