@@ -1,0 +1,107 @@
+"""The `bridge` command: serve, worker, and the operator and marketer tools."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import signal
+import sys
+from dataclasses import replace
+from typing import Sequence
+
+import structlog
+
+from bridge import __version__
+from bridge.errors import BridgeError
+from bridge.log import configure
+from bridge.settings import Settings
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from bridge.app import create_app
+
+    settings = Settings.from_env()
+    if args.port is not None:
+        settings = replace(settings, port=args.port)
+    if args.no_worker:
+        settings = replace(settings, run_worker=False)
+    configure(settings.log_format, settings.log_level)
+    app = create_app(settings)
+    config = uvicorn.Config(
+        app,
+        host=settings.host,
+        port=settings.port,
+        loop="uvloop",  # uvicorn[standard]: asyncio + h11 stalls on this kind of machine (performance.md)
+        http="httptools",
+        lifespan="on",
+        access_log=False,  # webhook.* lines say more, and access logs would carry query strings
+        proxy_headers=True,
+        timeout_graceful_shutdown=20,
+        log_config=None,
+    )
+    uvicorn.Server(config).run()
+    return 0
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    settings = Settings.from_env()
+    configure(settings.log_format, settings.log_level)
+    return asyncio.run(_run_worker(settings))
+
+
+async def _run_worker(settings: Settings) -> int:
+    from bridge.app import Bridge
+    from bridge.worker import Worker
+
+    bridge = Bridge.build(settings)
+    bridge.store.open()
+    worker = Worker(settings, bridge.store, bridge.rules, bridge.destinations)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    watch = asyncio.create_task(bridge.rules.watch())
+    await worker.start()
+    structlog.get_logger("bridge").info("worker.started")
+    await stop.wait()
+    await worker.stop()
+    watch.cancel()
+    for destination in bridge.destinations.values():
+        await destination.aclose()
+    bridge.store.close()
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="bridge", description="Webhook event bridge: Shopify, WooCommerce, Omneo in; Omnisend, Ometria out.")
+    parser.add_argument("--version", action="version", version=f"bridge {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    serve = commands.add_parser("serve", help="run the web app with the delivery worker in the same process")
+    serve.add_argument("--port", type=int, default=None, help="port to listen on (default $PORT or 8000)")
+    serve.add_argument("--no-worker", action="store_true", help="only take webhooks; run `bridge worker` elsewhere")
+    serve.set_defaults(func=cmd_serve)
+
+    worker = commands.add_parser("worker", help="run mapping and delivery only (no web app)")
+    worker.set_defaults(func=cmd_worker)
+
+    for module in ("bridge.mapping.cli", "bridge.ops"):
+        try:
+            register = __import__(module, fromlist=["register"]).register
+        except ImportError:
+            continue
+        register(commands)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except BridgeError as exc:
+        print(f"bridge: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130

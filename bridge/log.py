@@ -1,0 +1,86 @@
+"""structlog set-up: JSON lines off a terminal, context bound per event, personal data redacted.
+
+Redaction is a processor at the end of the chain, so no call site can forget
+it: values under personal or secret keys are replaced by a short hash (so two
+lines about the same person still correlate), and e-mail addresses or phone
+numbers found inside any other string are masked.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+import sys
+from typing import Any, MutableMapping
+
+import structlog
+
+PERSONAL_KEYS = frozenset(
+    {
+        "email", "phone", "mobile_phone", "first_name", "last_name", "firstname", "lastname", "name",
+        "full_name", "address", "address1", "address2", "phone_number", "identity_email", "birthdate",
+        "date_of_birth", "ip", "ip_address",
+    }
+)
+SECRET_KEYS = frozenset({"secret", "api_key", "token", "authorization", "password", "key_value", "signature"})
+
+EMAIL = re.compile(r"[A-Za-z0-9._%+\-]+@[A-Za-z0-9.\-]+\.[A-Za-z]{2,}")
+# A phone-like run: optional +, then 7+ digits allowing spaces, dots, dashes, brackets.
+PHONE = re.compile(r"(?<![\w.])\+?\(?\d[\d\s().\-]{6,}\d(?![\w.])")
+
+
+def fingerprint(value: object) -> str:
+    """A short stable hash for correlating personal values across lines without showing them."""
+    return "h:" + hashlib.sha256(str(value).encode()).hexdigest()[:10]
+
+
+def mask_text(text: str) -> str:
+    text = EMAIL.sub(lambda m: fingerprint(m.group().lower()), text)
+    return PHONE.sub(_phone, text)
+
+
+def _phone(match: re.Match[str]) -> str:
+    # Bare long numbers are usually ids (Shopify order ids have 13+ digits); a
+    # phone shows itself by a leading + or 0, or by separators between groups.
+    run = match.group()
+    digits = sum(c.isdigit() for c in run)
+    phone_like = run[0] in "+0(" or any(c in run for c in " ().-")
+    return "<phone>" if digits >= 9 and phone_like else run
+
+
+def _redact(value: Any, key: str | None = None) -> Any:
+    lowered = (key or "").lower()
+    if lowered in SECRET_KEYS:
+        return "**********"
+    if lowered in PERSONAL_KEYS and value not in (None, ""):
+        return fingerprint(value)
+    if isinstance(value, str):
+        return mask_text(value)
+    if isinstance(value, dict):
+        return {k: _redact(v, str(k)) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_redact(v) for v in value]
+    return value
+
+
+def redact(_: Any, __: str, event_dict: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+    return {k: (v if k in ("timestamp", "level") else _redact(v, k)) for k, v in event_dict.items()}
+
+
+def configure(log_format: str = "auto", level: str = "info") -> None:
+    as_json = log_format == "json" or (log_format == "auto" and not sys.stderr.isatty())
+    renderer: Any = structlog.processors.JSONRenderer() if as_json else structlog.dev.ConsoleRenderer()
+    structlog.configure(
+        processors=[
+            structlog.contextvars.merge_contextvars,
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            structlog.processors.format_exc_info,
+            redact,
+            renderer,
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelNamesMapping()[level.upper()]),
+        logger_factory=structlog.PrintLoggerFactory(sys.stderr),
+        cache_logger_on_first_use=False,
+    )

@@ -1,0 +1,39 @@
+"""The retry policy: a pure function from an attempt's outcome to what happens next."""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+
+from bridge.model import Message, Outcome
+from bridge.store.sqlite import Decision
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    base_seconds: float = 1.0
+    cap_seconds: float = 600.0
+    max_attempts: int = 30
+    max_age_seconds: float = 24 * 3600.0
+
+    def backoff(self, attempts: int, rng: random.Random | None = None) -> float:
+        """Capped exponential backoff with full jitter (AWS architecture blog's "Full Jitter")."""
+        ceiling = min(self.cap_seconds, self.base_seconds * 2 ** max(attempts - 1, 0))
+        return (rng or random).uniform(0, ceiling)
+
+    def decide(self, message: Message, outcome: Outcome, now: float, rng: random.Random | None = None) -> Decision:
+        if outcome.kind == "delivered":
+            return Decision("delivered", now)
+        if outcome.kind == "dead":
+            return Decision("dead", now)
+        if outcome.kind == "pause":
+            # The destination refused our credentials: the message waits with the
+            # destination and this attempt does not count against it.
+            return Decision("pending", now, refund_attempt=True)
+        too_old = now - message.created_at >= self.max_age_seconds
+        if message.attempts >= self.max_attempts or too_old:
+            return Decision("dead", now)
+        delay = self.backoff(message.attempts, rng)
+        if outcome.retry_after is not None:
+            delay = max(delay, outcome.retry_after)
+        return Decision("pending", now + delay)

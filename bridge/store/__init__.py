@@ -1,0 +1,36 @@
+"""The store: inbound events, dedupe keys, the outbox, and the audit trail of attempts.
+
+`Store` is the seam the app and the worker use. SQLite is the backend today
+(bridge.store.sqlite); a PostgreSQL backend for several instances implements
+the same methods (claims with `FOR UPDATE SKIP LOCKED` instead of one writer).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Iterable, Protocol, Sequence
+
+from bridge.model import Event, Message, Outcome, Webhook
+from bridge.store.sqlite import Decision, IngestResult, Mapped, SQLiteStore
+
+
+class Store(Protocol):
+    def open(self) -> None: ...
+    def close(self) -> None: ...
+    async def ingest(self, webhook: Webhook, now: float | None = None) -> IngestResult: ...
+    async def waiting_events(self, limit: int) -> list[Event]: ...
+    async def save_mappings(self, mapped: Sequence[Mapped], now: float) -> int: ...
+    async def claim(self, destination: str, limit: int, lease_seconds: float, now: float) -> list[Message]: ...
+    async def release_expired(self, now: float) -> int: ...
+    async def release(self, ids: Iterable[int], now: float) -> int: ...
+    async def complete(self, results: Sequence[tuple[Message, Outcome, Decision]], now: float) -> None: ...
+    async def set_paused(self, name: str, paused: bool, reason: str, key_fingerprint: str | None, now: float) -> None: ...
+    async def destination_states(self) -> dict[str, dict[str, Any]]: ...
+
+
+def open_store(path: Any) -> SQLiteStore:
+    store = SQLiteStore(path)
+    store.open()
+    return store
+
+
+__all__ = ["Decision", "IngestResult", "Mapped", "SQLiteStore", "Store", "open_store"]

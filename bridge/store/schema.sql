@@ -1,0 +1,76 @@
+-- The bridge's store. Every statement is idempotent: run at every start.
+
+CREATE TABLE IF NOT EXISTS events (
+    id          INTEGER PRIMARY KEY,
+    source      TEXT    NOT NULL,
+    topic       TEXT    NOT NULL,
+    dedupe_key  TEXT    NOT NULL,
+    received_at REAL    NOT NULL,
+    headers     TEXT    NOT NULL,            -- JSON object of the headers worth keeping
+    body        BLOB,                        -- raw bytes as signed; NULL once pruned
+    status      TEXT    NOT NULL,            -- received | invalid_json | mapped | partial | mapping_error | no_rule | ignored
+    rules       TEXT,                        -- JSON list of the rules that matched
+    errors      TEXT,                        -- JSON list of mapping errors
+    mapped_at   REAL,
+    duplicates  INTEGER NOT NULL DEFAULT 0   -- resends answered 2xx and dropped
+);
+CREATE INDEX IF NOT EXISTS events_waiting  ON events (id) WHERE status = 'received';
+CREATE INDEX IF NOT EXISTS events_received ON events (received_at);
+CREATE INDEX IF NOT EXISTS events_source_topic ON events (source, topic, received_at);
+
+-- Kept apart from events so that inbound bodies can be pruned while the keys
+-- still guard against resends for the whole dedupe window.
+CREATE TABLE IF NOT EXISTS dedupe (
+    source   TEXT    NOT NULL,
+    key      TEXT    NOT NULL,
+    event_id INTEGER NOT NULL,
+    seen_at  REAL    NOT NULL,
+    PRIMARY KEY (source, key)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS dedupe_seen ON dedupe (seen_at);
+
+CREATE TABLE IF NOT EXISTS messages (
+    id              INTEGER PRIMARY KEY,     -- also the delivery order within an ordering key
+    event_id        INTEGER NOT NULL,
+    destination     TEXT    NOT NULL,
+    kind            TEXT    NOT NULL,
+    action          TEXT    NOT NULL,
+    rule            TEXT    NOT NULL,
+    ordering_key    TEXT    NOT NULL,        -- '' = unordered
+    idempotency_key TEXT    NOT NULL,
+    record          TEXT    NOT NULL,        -- JSON
+    state           TEXT    NOT NULL,        -- pending | inflight | delivered | dead
+    attempts        INTEGER NOT NULL DEFAULT 0,
+    next_at         REAL    NOT NULL,
+    lease_until     REAL,
+    created_at      REAL    NOT NULL,
+    updated_at      REAL    NOT NULL,
+    last_status     INTEGER,
+    last_detail     TEXT
+);
+CREATE INDEX IF NOT EXISTS messages_pending  ON messages (destination, id) WHERE state = 'pending';
+CREATE INDEX IF NOT EXISTS messages_open_key ON messages (destination, ordering_key, id) WHERE state IN ('pending', 'inflight');
+CREATE INDEX IF NOT EXISTS messages_inflight ON messages (lease_until) WHERE state = 'inflight';
+CREATE INDEX IF NOT EXISTS messages_event    ON messages (event_id);
+CREATE INDEX IF NOT EXISTS messages_idem     ON messages (idempotency_key);
+CREATE INDEX IF NOT EXISTS messages_dead     ON messages (destination, updated_at) WHERE state = 'dead';
+
+-- One row per outbound attempt: the audit trail of every call the bridge made.
+CREATE TABLE IF NOT EXISTS attempts (
+    id         INTEGER PRIMARY KEY,
+    message_id INTEGER NOT NULL,
+    at         REAL    NOT NULL,
+    outcome    TEXT    NOT NULL,             -- delivered | retry | dead | pause
+    status     INTEGER,
+    detail     TEXT
+);
+CREATE INDEX IF NOT EXISTS attempts_message ON attempts (message_id);
+CREATE INDEX IF NOT EXISTS attempts_at ON attempts (at);
+
+CREATE TABLE IF NOT EXISTS destination_state (
+    name            TEXT PRIMARY KEY,
+    paused          INTEGER NOT NULL DEFAULT 0,
+    reason          TEXT,
+    changed_at      REAL,
+    key_fingerprint TEXT                     -- which credentials were refused; a new key resumes
+);

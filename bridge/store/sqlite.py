@@ -1,0 +1,414 @@
+"""The SQLite store: one writer thread doing group commits, WAL readers.
+
+Why a single writer thread: SQLite allows one writer at a time. A commit per
+request through the thread pool caps near 2,900 acknowledgements a second on
+this kind of machine (performance.md), because every request pays its own
+fsync. Here every write from this process is a job on one queue; the writer
+takes every job that is waiting, runs them in one transaction (a savepoint
+each, so one failing job does not undo the others) and commits once. Requests
+that arrive together share one fsync, and no writer in this process waits on
+SQLite's lock. Measured on this machine the pattern keeps about 0.65 of a bare
+Starlette app's rate (~11,000 commits a second), versus 0.16 for a commit per
+request. We do not linger to fill a batch: the next batch is whatever arrived
+while the previous commit ran (lingering measured slower).
+
+synchronous=FULL: in WAL mode NORMAL may lose the last commits on power loss,
+and a 2xx promises the event is durable. FULL cost ~12% in the same test.
+
+Readers (CLI, admin, the worker's reads) use their own connections; WAL lets
+them run beside the writer. A second process (`bridge worker` beside
+`bridge serve`) waits on the lock through busy_timeout.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import queue
+import sqlite3
+import threading
+import time
+from concurrent.futures import Future
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any, Callable, Iterable, Sequence, TypeVar
+
+from bridge.errors import StoreUnavailable
+from bridge.model import Event, Message, Outcome, Outgoing, Webhook
+
+T = TypeVar("T")
+
+MAX_JOBS_PER_COMMIT = 512
+BUSY_TIMEOUT_MS = 10_000
+
+
+@dataclass(frozen=True)
+class IngestResult:
+    event_id: int
+    duplicate: bool
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What to do with a message after an attempt (see bridge.retry)."""
+
+    state: str  # delivered | pending | dead
+    next_at: float = 0.0
+    refund_attempt: bool = False  # pause: the attempt does not count
+
+
+@dataclass(frozen=True)
+class Mapped:
+    """The mapping of one event, ready to be saved."""
+
+    event_id: int
+    status: str
+    rules: list[str]
+    errors: list[str]
+    messages: list[tuple[Outgoing, str]]  # (message, idempotency key)
+
+
+@dataclass
+class _Job:
+    fn: Callable[[sqlite3.Connection], Any]
+    future: Future[Any]
+
+
+def connect(path: Path | str) -> sqlite3.Connection:
+    conn = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False, timeout=BUSY_TIMEOUT_MS / 1000)
+    conn.row_factory = sqlite3.Row
+    conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+    conn.execute("PRAGMA journal_mode = WAL")
+    conn.execute("PRAGMA synchronous = FULL")
+    conn.execute("PRAGMA foreign_keys = ON")
+    return conn
+
+
+class SQLiteStore:
+    def __init__(self, path: Path | str) -> None:
+        self.path = Path(path)
+        self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._local = threading.local()
+        self._writer: sqlite3.Connection | None = None
+
+    # -- life cycle ---------------------------------------------------------
+
+    def open(self) -> None:
+        if self._thread is not None:
+            return
+        if self.path.parent and not self.path.parent.exists():
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._writer = connect(self.path)
+        self._writer.executescript(resources.files("bridge.store").joinpath("schema.sql").read_text())
+        self._thread = threading.Thread(target=self._write_loop, name="store-writer", daemon=True)
+        self._thread.start()
+
+    def close(self) -> None:
+        if self._thread is None:
+            return
+        self._jobs.put(None)
+        self._thread.join(timeout=10)
+        self._thread = None
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+
+    def __enter__(self) -> SQLiteStore:
+        self.open()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- the writer ---------------------------------------------------------
+
+    def _write_loop(self) -> None:
+        assert self._writer is not None
+        conn = self._writer
+        while True:
+            first = self._jobs.get()
+            if first is None:
+                return
+            jobs = [first]
+            stop = False
+            while len(jobs) < MAX_JOBS_PER_COMMIT:
+                try:
+                    job = self._jobs.get_nowait()
+                except queue.Empty:
+                    break
+                if job is None:
+                    stop = True
+                    break
+                jobs.append(job)
+            self._commit(conn, jobs)
+            if stop:
+                return
+
+    def _commit(self, conn: sqlite3.Connection, jobs: list[_Job]) -> None:
+        results: list[tuple[_Job, bool, Any]] = []
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as exc:
+            for job in jobs:
+                job.future.set_exception(StoreUnavailable(f"cannot begin a transaction: {exc}"))
+            return
+        for job in jobs:
+            conn.execute("SAVEPOINT job")
+            try:
+                value = job.fn(conn)
+            except Exception as exc:  # the job's own failure: undo it alone
+                conn.execute("ROLLBACK TO job")
+                conn.execute("RELEASE job")
+                if isinstance(exc, sqlite3.Error):
+                    exc = StoreUnavailable(str(exc))
+                results.append((job, False, exc))
+            else:
+                conn.execute("RELEASE job")
+                results.append((job, True, value))
+        try:
+            conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            try:
+                conn.execute("ROLLBACK")
+            except sqlite3.Error:
+                pass
+            for job in jobs:
+                job.future.set_exception(StoreUnavailable(f"commit failed: {exc}"))
+            return
+        for job, ok, value in results:
+            if ok:
+                job.future.set_result(value)
+            else:
+                job.future.set_exception(value)
+
+    def write(self, fn: Callable[[sqlite3.Connection], T]) -> Future[T]:
+        """Queue a write; the future resolves after its transaction committed."""
+        if self._thread is None:
+            raise StoreUnavailable("store is not open")
+        future: Future[T] = Future()
+        self._jobs.put(_Job(fn, future))
+        return future
+
+    async def awrite(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        return await asyncio.wrap_future(self.write(fn))
+
+    def write_sync(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        return self.write(fn).result()
+
+    # -- readers ------------------------------------------------------------
+
+    def reader(self) -> sqlite3.Connection:
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = connect(self.path)
+            self._local.conn = conn
+        return conn
+
+    async def aread(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        return await asyncio.to_thread(lambda: fn(self.reader()))
+
+    # -- ingest -------------------------------------------------------------
+
+    async def ingest(self, webhook: Webhook, now: float | None = None) -> IngestResult:
+        """Commit an inbound event unless its dedupe key was seen; resolves after the commit."""
+        received_at = time.time() if now is None else now
+        return await self.awrite(lambda conn: _ingest(conn, webhook, received_at))
+
+    # -- mapping ------------------------------------------------------------
+
+    async def waiting_events(self, limit: int) -> list[Event]:
+        return await self.aread(lambda conn: _waiting_events(conn, limit))
+
+    async def save_mappings(self, mapped: Sequence[Mapped], now: float) -> int:
+        """Store each event's messages and status; returns how many messages were queued."""
+        return await self.awrite(lambda conn: sum(_save_mapping(conn, m, now) for m in mapped))
+
+    # -- delivery -----------------------------------------------------------
+
+    async def claim(self, destination: str, limit: int, lease_seconds: float, now: float) -> list[Message]:
+        return await self.awrite(lambda conn: _claim(conn, destination, limit, now + lease_seconds, now))
+
+    async def release_expired(self, now: float) -> int:
+        """Leases of dead workers run out: their messages are due again."""
+        return await self.awrite(lambda conn: _release_expired(conn, now))
+
+    async def release(self, ids: Iterable[int], now: float) -> int:
+        """Give back messages claimed by this process without an attempt (shutdown)."""
+        id_list = list(ids)
+        return await self.awrite(lambda conn: _release(conn, id_list, now))
+
+    async def complete(self, results: Sequence[tuple[Message, Outcome, Decision]], now: float) -> None:
+        await self.awrite(lambda conn: _complete(conn, results, now))
+
+    async def set_paused(self, name: str, paused: bool, reason: str, key_fingerprint: str | None, now: float) -> None:
+        await self.awrite(lambda conn: set_paused(conn, name, paused, reason, key_fingerprint, now))
+
+    async def destination_states(self) -> dict[str, dict[str, Any]]:
+        return await self.aread(destination_states)
+
+
+# -- SQL, one function per statement group; each runs inside the writer's transaction --
+
+
+def _ingest(conn: sqlite3.Connection, wh: Webhook, now: float) -> IngestResult:
+    row = conn.execute("SELECT event_id FROM dedupe WHERE source = ? AND key = ?", (wh.source, wh.dedupe_key)).fetchone()
+    if row is not None:
+        conn.execute("UPDATE events SET duplicates = duplicates + 1 WHERE id = ?", (row[0],))
+        return IngestResult(row[0], duplicate=True)
+    cur = conn.execute(
+        "INSERT INTO events (source, topic, dedupe_key, received_at, headers, body, status)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?)",
+        (
+            wh.source,
+            wh.topic,
+            wh.dedupe_key,
+            now,
+            json.dumps(dict(wh.headers)),
+            wh.body,
+            "received" if wh.payload_ok else "invalid_json",
+        ),
+    )
+    event_id = int(cur.lastrowid or 0)
+    conn.execute("INSERT INTO dedupe (source, key, event_id, seen_at) VALUES (?, ?, ?, ?)", (wh.source, wh.dedupe_key, event_id, now))
+    return IngestResult(event_id, duplicate=False)
+
+
+EVENT_COLUMNS = "id, source, topic, dedupe_key, received_at, headers, body, status"
+
+
+def event_from_row(row: sqlite3.Row) -> Event:
+    return Event(
+        id=row["id"],
+        source=row["source"],
+        topic=row["topic"],
+        dedupe_key=row["dedupe_key"],
+        received_at=row["received_at"],
+        headers=json.loads(row["headers"]),
+        body=bytes(row["body"] or b""),
+        status=row["status"],
+    )
+
+
+def _waiting_events(conn: sqlite3.Connection, limit: int) -> list[Event]:
+    rows = conn.execute(
+        f"SELECT {EVENT_COLUMNS} FROM events WHERE status = 'received' ORDER BY id LIMIT ?", (limit,)
+    ).fetchall()
+    return [event_from_row(r) for r in rows]
+
+
+def insert_message(conn: sqlite3.Connection, event_id: int, msg: Outgoing, idempotency_key: str, now: float) -> int:
+    cur = conn.execute(
+        "INSERT INTO messages (event_id, destination, kind, action, rule, ordering_key, idempotency_key, record,"
+        " state, attempts, next_at, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'pending', 0, ?, ?, ?)",
+        (event_id, msg.destination, msg.kind, msg.action, msg.rule, msg.key, idempotency_key,
+         json.dumps(msg.record, separators=(",", ":")), now, now, now),
+    )
+    return int(cur.lastrowid or 0)
+
+
+def _save_mapping(conn: sqlite3.Connection, m: Mapped, now: float) -> int:
+    # Only the first mapper to get here wins: a second process mapping the same
+    # event finds its status changed and queues nothing.
+    cur = conn.execute(
+        "UPDATE events SET status = ?, rules = ?, errors = ?, mapped_at = ? WHERE id = ? AND status = 'received'",
+        (m.status, json.dumps(m.rules), json.dumps(m.errors) if m.errors else None, now, m.event_id),
+    )
+    if cur.rowcount == 0:
+        return 0
+    for msg, key in m.messages:
+        insert_message(conn, m.event_id, msg, key, now)
+    return len(m.messages)
+
+
+MESSAGE_COLUMNS = (
+    "id, event_id, destination, kind, action, record, rule, ordering_key, idempotency_key, attempts, created_at"
+)
+
+
+def message_from_row(row: sqlite3.Row) -> Message:
+    return Message(
+        id=row["id"],
+        event_id=row["event_id"],
+        destination=row["destination"],
+        kind=row["kind"],
+        action=row["action"],
+        record=json.loads(row["record"]),
+        rule=row["rule"],
+        key=row["ordering_key"],
+        idempotency_key=row["idempotency_key"],
+        attempts=row["attempts"],
+        created_at=row["created_at"],
+    )
+
+
+def _claim(conn: sqlite3.Connection, destination: str, limit: int, lease_until: float, now: float) -> list[Message]:
+    # Per-key order: a message is due only when no earlier message with the
+    # same ordering key is still open (pending or in flight), so a failing
+    # message holds back its own key and nothing else.
+    rows = conn.execute(
+        f"""
+        UPDATE messages SET state = 'inflight', lease_until = :lease, attempts = attempts + 1, updated_at = :now
+        WHERE id IN (
+            SELECT m.id FROM messages AS m
+            WHERE m.destination = :dest AND m.state = 'pending' AND m.next_at <= :now
+              AND (m.ordering_key = '' OR NOT EXISTS (
+                    SELECT 1 FROM messages AS p
+                    WHERE p.destination = m.destination AND p.ordering_key = m.ordering_key
+                      AND p.state IN ('pending', 'inflight') AND p.id < m.id))
+            ORDER BY m.id LIMIT :limit)
+        RETURNING {MESSAGE_COLUMNS}
+        """,
+        {"dest": destination, "lease": lease_until, "now": now, "limit": limit},
+    ).fetchall()
+    return sorted((message_from_row(r) for r in rows), key=lambda m: m.id)
+
+
+def _release_expired(conn: sqlite3.Connection, now: float) -> int:
+    return conn.execute(
+        "UPDATE messages SET state = 'pending', next_at = :now, lease_until = NULL, updated_at = :now"
+        " WHERE state = 'inflight' AND lease_until < :now",
+        {"now": now},
+    ).rowcount
+
+
+def _release(conn: sqlite3.Connection, ids: list[int], now: float) -> int:
+    count = 0
+    for mid in ids:
+        count += conn.execute(
+            "UPDATE messages SET state = 'pending', attempts = MAX(attempts - 1, 0), next_at = ?, lease_until = NULL,"
+            " updated_at = ? WHERE id = ? AND state = 'inflight'",
+            (now, now, mid),
+        ).rowcount
+    return count
+
+
+def _complete(conn: sqlite3.Connection, results: Sequence[tuple[Message, Outcome, Decision]], now: float) -> None:
+    for msg, outcome, decision in results:
+        conn.execute(
+            "INSERT INTO attempts (message_id, at, outcome, status, detail) VALUES (?, ?, ?, ?, ?)",
+            (msg.id, now, outcome.kind, outcome.status, outcome.detail[:500]),
+        )
+        # `state = 'inflight'` guards against a late answer for a message whose
+        # lease ran out and which another worker already took.
+        conn.execute(
+            "UPDATE messages SET state = ?, next_at = ?, lease_until = NULL, updated_at = ?, last_status = ?,"
+            " last_detail = ?, attempts = attempts - ? WHERE id = ? AND state = 'inflight'",
+            (decision.state, decision.next_at, now, outcome.status, outcome.detail[:500],
+             1 if decision.refund_attempt else 0, msg.id),
+        )
+
+
+def set_paused(conn: sqlite3.Connection, name: str, paused: bool, reason: str, key_fingerprint: str | None, now: float) -> None:
+    conn.execute(
+        "INSERT INTO destination_state (name, paused, reason, changed_at, key_fingerprint) VALUES (?, ?, ?, ?, ?)"
+        " ON CONFLICT (name) DO UPDATE SET paused = excluded.paused, reason = excluded.reason,"
+        " changed_at = excluded.changed_at, key_fingerprint = excluded.key_fingerprint",
+        (name, int(paused), reason, now, key_fingerprint),
+    )
+
+
+def destination_states(conn: sqlite3.Connection) -> dict[str, dict[str, Any]]:
+    rows = conn.execute("SELECT name, paused, reason, changed_at, key_fingerprint FROM destination_state").fetchall()
+    return {r["name"]: dict(r) | {"paused": bool(r["paused"])} for r in rows}

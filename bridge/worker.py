@@ -1,0 +1,285 @@
+"""The worker: maps stored events into outbox messages, and delivers the outbox.
+
+One mapping loop, and for each destination its own delivery loops, so a slow
+or failing destination never holds up the other. Every step is a short store
+transaction: a worker killed at any point loses nothing, because a message it
+had claimed becomes due again when its lease runs out.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import random
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping, Protocol, Sequence
+
+import structlog
+
+from bridge.destinations import Destination
+from bridge.mapping import MapResult, RuleSet
+from bridge.model import Event, Message, Outcome
+from bridge.retry import RetryPolicy
+from bridge.settings import Settings
+from bridge.store import Mapped, Store
+
+log = structlog.get_logger("bridge.worker")
+
+MAP_BATCH = 200
+IDLE_POLL_SECONDS = 0.5
+
+
+class RulesSource(Protocol):
+    @property
+    def current(self) -> RuleSet | None: ...
+
+
+def map_events(rules: RuleSet, events: Sequence[Event]) -> list[Mapped]:
+    """Run the rules over events (CPU work: called in a thread)."""
+    mapped = []
+    for event in events:
+        if event.status == "invalid_json":
+            continue
+        try:
+            result = rules.map(event)
+        except Exception as exc:  # a bug in a rule must not stop the others
+            result = MapResult(errors=[f"mapping failed: {type(exc).__name__}: {exc}"])
+        messages = [(m, m.idempotency_key(event.source, event.dedupe_key)) for m in result.messages]
+        mapped.append(Mapped(event.id, result.status, result.rules, result.errors, messages))
+    return mapped
+
+
+def key_fingerprint(destination: Destination) -> str | None:
+    """Which credentials a pause was about, so that a changed key resumes delivery."""
+    key = getattr(destination, "api_key", None)
+    value = getattr(key, "value", None)
+    return hashlib.sha256(value.encode()).hexdigest()[:16] if value else None
+
+
+@dataclass
+class Worker:
+    settings: Settings
+    store: Store
+    rules: RulesSource
+    destinations: Mapping[str, Destination]
+    clock: Callable[[], float] = time.time
+    concurrency: int = 2
+    rng: random.Random = field(default_factory=random.Random)
+
+    def __post_init__(self) -> None:
+        self.policy = RetryPolicy(
+            base_seconds=self.settings.retry_base_seconds,
+            cap_seconds=self.settings.retry_cap_seconds,
+            max_attempts=self.settings.retry_max_attempts,
+            max_age_seconds=self.settings.retry_max_age_seconds,
+        )
+        self._stopping = asyncio.Event()
+        self._events_waiting = asyncio.Event()
+        self._messages_waiting = {name: asyncio.Event() for name in self.destinations}
+        self._inflight: dict[int, Message] = {}
+        self.paused: dict[str, str] = {}
+        self._tasks: list[asyncio.Task[None]] = []
+
+    # -- wake-ups from the app (same process) -------------------------------
+
+    def notify_event(self) -> None:
+        self._events_waiting.set()
+
+    # -- life cycle ---------------------------------------------------------
+
+    async def start(self) -> None:
+        await self._load_pauses()
+        self._tasks = [asyncio.create_task(self._map_loop(), name="map")]
+        self._tasks.append(asyncio.create_task(self._lease_loop(), name="leases"))
+        for name, destination in self.destinations.items():
+            for n in range(self.concurrency):
+                self._tasks.append(asyncio.create_task(self._deliver_loop(destination), name=f"deliver-{name}-{n}"))
+        for name in self.destinations:
+            if not self.destinations[name].configured:
+                log.warning("destination.not_configured", destination=name,
+                            hint=f"set {name.upper()}_API_KEY; its messages wait in the outbox")
+
+    async def stop(self, timeout: float = 10.0) -> None:
+        """Stop taking work, let in-flight deliveries finish within `timeout`, give back the rest."""
+        self._stopping.set()
+        for event in (self._events_waiting, *self._messages_waiting.values()):
+            event.set()
+        if self._tasks:
+            _, pending = await asyncio.wait(self._tasks, timeout=timeout)
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
+        if self._inflight:
+            released = await self.store.release(list(self._inflight), self.clock())
+            log.info("worker.released", messages=released)
+            self._inflight.clear()
+        self._tasks = []
+
+    async def run_until_idle(self, timeout: float = 10.0) -> None:
+        """Map and deliver until nothing is due (tests and one-shot runs)."""
+        deadline = self.clock() + timeout
+        while self.clock() < deadline:
+            busy = await self.map_once()
+            for destination in self.destinations.values():
+                busy += await self.deliver_once(destination)
+            if not busy:
+                return
+        raise TimeoutError("worker still busy")
+
+    # -- mapping ------------------------------------------------------------
+
+    async def _map_loop(self) -> None:
+        while not self._stopping.is_set():
+            try:
+                count = await self.map_once()
+            except Exception:
+                log.exception("mapping.loop_failed")
+                count = 0
+            if count == 0:
+                await self._wait(self._events_waiting, IDLE_POLL_SECONDS)
+
+    async def map_once(self) -> int:
+        rules = self.rules.current
+        if rules is None:  # no valid rule set ever loaded: events wait, nothing is lost
+            return 0
+        events = await self.store.waiting_events(MAP_BATCH)
+        if not events:
+            return 0
+        mapped = await asyncio.to_thread(map_events, rules, events)
+        queued = await self.store.save_mappings(mapped, self.clock())
+        for m in mapped:
+            with structlog.contextvars.bound_contextvars(event_id=m.event_id):
+                if m.errors:
+                    log.warning("event.mapping_error", status=m.status, rules=m.rules, errors=m.errors)
+                else:
+                    log.info("event.mapped", status=m.status, rules=m.rules, messages=len(m.messages))
+        if queued:
+            for event in self._messages_waiting.values():
+                event.set()
+        return len(events)
+
+    # -- delivery -----------------------------------------------------------
+
+    async def _lease_loop(self) -> None:
+        while not self._stopping.is_set():
+            try:
+                released = await self.store.release_expired(self.clock())
+                if released:
+                    log.warning("delivery.lease_expired", messages=released)
+                    for event in self._messages_waiting.values():
+                        event.set()
+                await self.refresh_pauses()
+            except Exception:
+                log.exception("delivery.lease_loop_failed")
+            await self._wait(self._stopping, min(self.settings.lease_seconds / 4, 5.0))
+
+    async def _deliver_loop(self, destination: Destination) -> None:
+        waiting = self._messages_waiting[destination.name]
+        linger = float(getattr(destination, "linger_seconds", 0.0))
+        while not self._stopping.is_set():
+            try:
+                count = await self.deliver_once(destination)
+            except Exception:
+                log.exception("delivery.loop_failed", destination=destination.name)
+                count = 0
+            if count == 0:
+                woken = await self._wait(waiting, IDLE_POLL_SECONDS)
+                waiting.clear()
+                if woken and linger:
+                    # Let a burst gather into a fuller batch; costs `linger` once per idle period.
+                    await self._wait(self._stopping, linger)
+
+    async def deliver_once(self, destination: Destination) -> int:
+        name = destination.name
+        if not destination.configured or name in self.paused:
+            return 0
+        now = self.clock()
+        messages = await self.store.claim(name, destination.max_batch, self.settings.lease_seconds, now)
+        if not messages:
+            return 0
+        for m in messages:
+            self._inflight[m.id] = m
+        try:
+            outcomes = await self._send(destination, messages)
+            await self._record(destination, messages, outcomes)
+        finally:
+            for m in messages:
+                self._inflight.pop(m.id, None)
+        return len(messages)
+
+    async def _send(self, destination: Destination, messages: Sequence[Message]) -> list[Outcome]:
+        try:
+            outcomes = await destination.deliver(messages)
+        except Exception as exc:  # an adapter bug must not lose messages: retry them
+            log.exception("delivery.adapter_failed", destination=destination.name)
+            return [Outcome("retry", None, f"adapter error: {type(exc).__name__}")] * len(messages)
+        if len(outcomes) != len(messages):
+            return [Outcome("retry", None, "adapter returned a wrong number of outcomes")] * len(messages)
+        return outcomes
+
+    async def _record(self, destination: Destination, messages: Sequence[Message], outcomes: Sequence[Outcome]) -> None:
+        now = self.clock()
+        results = []
+        for message, outcome in zip(messages, outcomes):
+            decision = self.policy.decide(message, outcome, now, self.rng)
+            results.append((message, outcome, decision))
+            self._log_attempt(message, outcome, decision.state, decision.next_at - now)
+        await self.store.complete(results, now)
+        pause = next((o for o in outcomes if o.kind == "pause"), None)
+        if pause is not None:
+            await self.pause(destination, f"credentials refused ({pause.status}): {pause.detail}")
+
+    def _log_attempt(self, message: Message, outcome: Outcome, state: str, delay: float) -> None:
+        fields: dict[str, Any] = {
+            "event_id": message.event_id, "message_id": message.id, "destination": message.destination,
+            "kind": message.kind, "rule": message.rule, "status": outcome.status, "attempt": message.attempts,
+        }
+        if state == "delivered":
+            log.info("delivery.sent", **fields)
+        elif state == "dead":
+            log.warning("delivery.dead", detail=outcome.detail, **fields)
+        elif outcome.kind == "pause":
+            log.warning("delivery.paused", detail=outcome.detail, **fields)
+        else:
+            log.info("delivery.retry_scheduled", detail=outcome.detail, delay_seconds=round(delay, 3), **fields)
+
+    async def pause(self, destination: Destination, reason: str) -> None:
+        self.paused[destination.name] = reason
+        await self.store.set_paused(destination.name, True, reason, key_fingerprint(destination), self.clock())
+        log.error("destination.paused", destination=destination.name, reason=reason)
+
+    async def resume(self, name: str) -> None:
+        self.paused.pop(name, None)
+        await self.store.set_paused(name, False, "resumed", None, self.clock())
+        self._messages_waiting[name].set()
+        log.info("destination.resumed", destination=name)
+
+    async def _load_pauses(self) -> None:
+        states = await self.store.destination_states()
+        for name, state in states.items():
+            destination = self.destinations.get(name)
+            if destination is None or not state["paused"]:
+                continue
+            if state["key_fingerprint"] and state["key_fingerprint"] != key_fingerprint(destination):
+                await self.resume(name)  # the credentials changed since the pause
+            else:
+                self.paused[name] = state["reason"] or "paused"
+
+    async def refresh_pauses(self) -> None:
+        """Pick up pause/resume done by an operator from another process."""
+        states = await self.store.destination_states()
+        for name, state in states.items():
+            if name not in self.destinations:
+                continue
+            if state["paused"]:
+                self.paused[name] = state["reason"] or "paused"
+            elif self.paused.pop(name, None) is not None:
+                self._messages_waiting[name].set()
+
+    async def _wait(self, event: asyncio.Event, timeout: float) -> bool:
+        try:
+            await asyncio.wait_for(event.wait(), timeout)
+            return True
+        except asyncio.TimeoutError:
+            return False

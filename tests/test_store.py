@@ -1,0 +1,130 @@
+"""The SQLite store: dedupe, group commit, claims with leases and per-key order."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+
+import pytest
+
+from bridge.errors import StoreUnavailable
+from bridge.model import Outcome, Outgoing, Webhook
+from bridge.store import Decision, Mapped, SQLiteStore
+
+
+def hook(key: str, topic: str = "orders/create") -> Webhook:
+    return Webhook(source="shopify", topic=topic, dedupe_key=key, body=b'{"id": 1}', headers={"x-shopify-topic": topic})
+
+
+async def queue_messages(store: SQLiteStore, specs: list[tuple[str, str]]) -> None:
+    """One event per spec (destination, ordering key), each mapped to one message."""
+    for n, (destination, key) in enumerate(specs):
+        result = await store.ingest(hook(f"k{n}"))
+        msg = Outgoing(destination, "event", {"n": n}, rule="r", key=key)
+        await store.save_mappings([Mapped(result.event_id, "mapped", ["r"], [], [(msg, f"idem-{n}")])], now=0)
+
+
+def test_resend_is_a_duplicate(store: SQLiteStore) -> None:
+    async def go() -> None:
+        first = await store.ingest(hook("a"))
+        again = await store.ingest(hook("a"))
+        other = await store.ingest(hook("b"))
+        assert not first.duplicate and again.duplicate and not other.duplicate
+        assert again.event_id == first.event_id
+        row = store.reader().execute("SELECT duplicates FROM events WHERE id = ?", (first.event_id,)).fetchone()
+        assert row[0] == 1
+
+    asyncio.run(go())
+
+
+def test_concurrent_ingests_share_commits_and_all_land(store: SQLiteStore) -> None:
+    async def go() -> None:
+        results = await asyncio.gather(*(store.ingest(hook(f"k{i % 150}")) for i in range(300)))
+        assert sum(not r.duplicate for r in results) == 150
+        assert store.reader().execute("SELECT count(*) FROM events").fetchone()[0] == 150
+
+    asyncio.run(go())
+
+
+def test_ingest_failure_is_store_unavailable(tmp_path) -> None:
+    store = SQLiteStore(tmp_path / "b.db")
+    with store:
+        store.write_sync(lambda conn: conn.execute("DROP TABLE dedupe"))
+
+        async def go() -> None:
+            with pytest.raises(StoreUnavailable):
+                await store.ingest(hook("x"))
+
+        asyncio.run(go())
+
+
+def test_claim_keeps_order_per_key_and_lets_other_keys_pass(store: SQLiteStore) -> None:
+    async def go() -> None:
+        await queue_messages(store, [("omnisend", "order:1"), ("omnisend", "order:1"), ("omnisend", "order:2"),
+                                     ("ometria", "order:1")])
+        first = await store.claim("omnisend", 10, lease_seconds=60, now=1)
+        assert [m.record["n"] for m in first] == [0, 2]  # the second order:1 waits for the first
+        assert await store.claim("omnisend", 10, lease_seconds=60, now=1) == []
+        # the first message fails and is retried later: its key stays blocked, nothing else is
+        await store.complete([(first[0], Outcome("retry", 503), Decision("pending", 100)),
+                              (first[1], Outcome("delivered", 200), Decision("delivered", 1))], now=1)
+        assert await store.claim("omnisend", 10, lease_seconds=60, now=2) == []
+        again = await store.claim("omnisend", 10, lease_seconds=60, now=100)
+        assert [m.record["n"] for m in again] == [0]
+        assert again[0].attempts == 2
+        await store.complete([(again[0], Outcome("delivered", 200), Decision("delivered", 100))], now=100)
+        last = await store.claim("omnisend", 10, lease_seconds=60, now=100)
+        assert [m.record["n"] for m in last] == [1]
+        # the other destination was never held back
+        assert [m.record["n"] for m in await store.claim("ometria", 10, lease_seconds=60, now=1)] == [3]
+
+    asyncio.run(go())
+
+
+def test_expired_lease_is_claimed_again(store: SQLiteStore) -> None:
+    async def go() -> None:
+        await queue_messages(store, [("omnisend", "")])
+        claimed = await store.claim("omnisend", 10, lease_seconds=30, now=0)
+        assert len(claimed) == 1
+        assert await store.release_expired(now=29) == 0
+        assert await store.release_expired(now=31) == 1
+        again = await store.claim("omnisend", 10, lease_seconds=30, now=31)
+        assert [m.id for m in again] == [claimed[0].id]
+        # a late answer from the first claim after the message moved on changes nothing twice
+        await store.complete([(again[0], Outcome("delivered", 200), Decision("delivered", 32))], now=32)
+        await store.complete([(claimed[0], Outcome("dead", 400), Decision("dead", 33))], now=33)
+        state = store.reader().execute("SELECT state FROM messages").fetchone()[0]
+        assert state == "delivered"
+
+    asyncio.run(go())
+
+
+def test_pause_refunds_the_attempt(store: SQLiteStore) -> None:
+    async def go() -> None:
+        await queue_messages(store, [("omnisend", "")])
+        [m] = await store.claim("omnisend", 10, lease_seconds=30, now=0)
+        await store.complete([(m, Outcome("pause", 401), Decision("pending", 0, refund_attempt=True))], now=0)
+        row = store.reader().execute("SELECT state, attempts FROM messages").fetchone()
+        assert tuple(row) == ("pending", 0)
+        trail = store.reader().execute("SELECT outcome, status FROM attempts").fetchall()
+        assert [tuple(r) for r in trail] == [("pause", 401)]
+
+    asyncio.run(go())
+
+
+def test_second_mapper_queues_nothing(store: SQLiteStore) -> None:
+    async def go() -> None:
+        result = await store.ingest(hook("a"))
+        msg = Outgoing("omnisend", "event", {}, rule="r")
+        mapped = Mapped(result.event_id, "mapped", ["r"], [], [(msg, "idem")])
+        assert await store.save_mappings([mapped], now=0) == 1
+        assert await store.save_mappings([mapped], now=0) == 0
+
+    asyncio.run(go())
+
+
+def test_wal_and_full_sync(store: SQLiteStore) -> None:
+    conn = store.reader()
+    assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert conn.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
+    assert isinstance(conn, sqlite3.Connection)
