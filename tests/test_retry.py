@@ -1,0 +1,47 @@
+"""The retry policy decides from the outcome, the attempts and the message's age."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from bridge.model import Message, Outcome
+from bridge.retry import RetryPolicy
+
+
+def message(attempts: int, created_at: float = 0.0) -> Message:
+    return Message(1, 1, "omnisend", "event", "create", {}, "r", "", "k", attempts, created_at)
+
+
+@pytest.mark.parametrize(
+    "outcome, state",
+    [(Outcome("delivered", 202), "delivered"), (Outcome("dead", 400), "dead"), (Outcome("retry", 503), "pending")],
+)
+def test_state_follows_outcome(outcome: Outcome, state: str) -> None:
+    assert RetryPolicy().decide(message(1), outcome, now=10).state == state
+
+
+def test_backoff_is_capped_exponential_with_full_jitter() -> None:
+    policy = RetryPolicy(base_seconds=1, cap_seconds=60)
+    rng = random.Random(7)
+    delays = [policy.backoff(5, rng) for _ in range(2000)]
+    assert 0 <= min(delays) < 1 and 15 < max(delays) <= 16  # uniform over [0, 2**4]
+    assert max(policy.backoff(30, rng) for _ in range(200)) <= 60
+
+
+def test_retry_after_is_a_floor() -> None:
+    decision = RetryPolicy(base_seconds=0.001).decide(message(1), Outcome("retry", 429, retry_after=30), now=100)
+    assert decision.state == "pending" and decision.next_at >= 130
+
+
+def test_gives_up_after_max_attempts_or_age() -> None:
+    policy = RetryPolicy(max_attempts=5, max_age_seconds=3600)
+    assert policy.decide(message(5), Outcome("retry", 503), now=10).state == "dead"
+    assert policy.decide(message(4), Outcome("retry", 503), now=10).state == "pending"
+    assert policy.decide(message(2, created_at=0), Outcome("retry", 503), now=3601).state == "dead"
+
+
+def test_pause_does_not_count_the_attempt() -> None:
+    decision = RetryPolicy(max_attempts=1).decide(message(1), Outcome("pause", 401), now=5)
+    assert decision.state == "pending" and decision.refund_attempt

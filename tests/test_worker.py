@@ -1,0 +1,122 @@
+"""The worker maps waiting events and turns outcomes into retries, dead letters and pauses."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+from bridge.mapping import MapResult
+from bridge.model import Event, Message, Outcome, Outgoing, PreparedRequest, Webhook
+from bridge.settings import Settings
+from bridge.store import SQLiteStore
+from bridge.worker import Worker
+
+
+@dataclass
+class ScriptedDestination:
+    """Unit-test double: answers from a script, records what it was given."""
+
+    name: str
+    script: list[str] = field(default_factory=list)  # outcome kinds, one per deliver call
+    max_batch: int = 10
+    configured: bool = True
+    calls: list[list[int]] = field(default_factory=list)
+
+    def prepare(self, messages: Sequence[Message]) -> list[PreparedRequest]:
+        return []
+
+    async def deliver(self, messages: Sequence[Message]) -> list[Outcome]:
+        self.calls.append([m.id for m in messages])
+        kind = self.script.pop(0) if self.script else "delivered"
+        if kind == "boom":
+            raise RuntimeError("adapter bug")
+        return [Outcome(kind, {"delivered": 202, "retry": 503, "dead": 400, "pause": 401}[kind], "x")] * len(messages)  # type: ignore[arg-type]
+
+    def state(self) -> dict[str, Any]:
+        return {}
+
+    async def aclose(self) -> None:
+        pass
+
+
+class OneRule:
+    def map(self, event: Event) -> MapResult:
+        if event.topic == "unknown":
+            return MapResult()
+        return MapResult(messages=[Outgoing("omnisend", "event", {"id": event.payload()["id"]}, rule="r", key="o")],
+                         rules=["r"])
+
+
+@dataclass
+class Holder:
+    current: Any = field(default_factory=OneRule)
+
+
+def make(store: SQLiteStore, dest: ScriptedDestination, clock: list[float]) -> Worker:
+    settings = Settings(retry_base_seconds=1, retry_cap_seconds=1, retry_max_attempts=3)
+    return Worker(settings, store, Holder(), {"omnisend": dest}, clock=lambda: clock[0])
+
+
+async def ingest(store: SQLiteStore, n: int, topic: str = "orders/create") -> None:
+    await store.ingest(Webhook("shopify", topic, f"k{n}", f'{{"id": {n}}}'.encode()))
+
+
+def states(store: SQLiteStore) -> list[tuple[str, int]]:
+    return [tuple(r) for r in store.reader().execute("SELECT state, attempts FROM messages ORDER BY id")]
+
+
+def test_maps_and_delivers(store: SQLiteStore) -> None:
+    async def go() -> None:
+        dest = ScriptedDestination("omnisend")
+        worker = make(store, dest, [0.0])
+        await ingest(store, 1)
+        await ingest(store, 2, topic="unknown")
+        await worker.run_until_idle()
+        assert states(store) == [("delivered", 1)]
+        statuses = [r[0] for r in store.reader().execute("SELECT status FROM events ORDER BY id")]
+        assert statuses == ["mapped", "no_rule"]
+
+    asyncio.run(go())
+
+
+def test_retries_then_dead_letter(store: SQLiteStore) -> None:
+    async def go() -> None:
+        clock = [0.0]
+        dest = ScriptedDestination("omnisend", script=["retry", "boom", "retry"])
+        worker = make(store, dest, clock)
+        await ingest(store, 1)
+        for _ in range(3):
+            await worker.run_until_idle()
+            clock[0] += 10
+        assert states(store) == [("dead", 3)]
+        trail = [tuple(r) for r in store.reader().execute("SELECT outcome FROM attempts ORDER BY id")]
+        assert trail == [("retry",), ("retry",), ("retry",)]
+
+    asyncio.run(go())
+
+
+def test_pause_holds_everything_until_resumed(store: SQLiteStore) -> None:
+    async def go() -> None:
+        dest = ScriptedDestination("omnisend", script=["pause"])
+        worker = make(store, dest, [0.0])
+        await ingest(store, 1)
+        await worker.run_until_idle()
+        assert "omnisend" in worker.paused and states(store) == [("pending", 0)]
+        await worker.run_until_idle()
+        assert len(dest.calls) == 1  # nothing is sent while paused
+        await worker.resume("omnisend")
+        await worker.run_until_idle()
+        assert states(store) == [("delivered", 1)]
+
+    asyncio.run(go())
+
+
+def test_unconfigured_destination_keeps_messages_waiting(store: SQLiteStore) -> None:
+    async def go() -> None:
+        dest = ScriptedDestination("omnisend", configured=False)
+        await ingest(store, 1)
+        await make(store, dest, [0.0]).run_until_idle()
+        assert states(store) == [("pending", 0)] and dest.calls == []
+
+    asyncio.run(go())
