@@ -102,6 +102,8 @@ class Settings:
             lease_seconds=_float(env, "BRIDGE_LEASE_SECONDS", 60.0),
             retry_max_age_seconds=_float(env, "BRIDGE_RETRY_MAX_AGE_SECONDS", 24 * 3600.0),
             retry_max_attempts=_int(env, "BRIDGE_RETRY_MAX_ATTEMPTS", 30),
+            retry_base_seconds=_float(env, "BRIDGE_RETRY_BASE_SECONDS", 1.0),
+            retry_cap_seconds=_float(env, "BRIDGE_RETRY_CAP_SECONDS", 600.0),
             admin_token=Secret(env["BRIDGE_ADMIN_TOKEN"]) if env.get("BRIDGE_ADMIN_TOKEN") else None,
             log_format=env.get("BRIDGE_LOG_FORMAT", "auto"),
             log_level=env.get("BRIDGE_LOG_LEVEL", "info"),

@@ -52,8 +52,8 @@ def map_events(rules: RuleSet, events: Sequence[Event]) -> list[Mapped]:
 
 def key_fingerprint(destination: Destination) -> str | None:
     """Which credentials a pause was about, so that a changed key resumes delivery."""
-    key = getattr(destination, "api_key", None)
-    value = getattr(key, "value", None)
+    settings = getattr(destination, "settings", None)
+    value = getattr(getattr(settings, "api_key", None), "value", None)
     return hashlib.sha256(value.encode()).hexdigest()[:16] if value else None
 
 
@@ -176,7 +176,8 @@ class Worker:
 
     async def _deliver_loop(self, destination: Destination) -> None:
         waiting = self._messages_waiting[destination.name]
-        linger = float(getattr(destination, "linger_seconds", 0.0))
+        options = getattr(getattr(destination, "settings", None), "options", {})
+        linger = float(options.get("batch_linger_seconds", 0.0))
         while not self._stopping.is_set():
             try:
                 count = await self.deliver_once(destination)
