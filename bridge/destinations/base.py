@@ -12,7 +12,14 @@ from typing import Any, Mapping
 
 import httpx
 
-from bridge.destinations.http import build_client, classify_exception, classify_response, send
+from bridge.destinations.http import (
+    READ_TIMEOUT,
+    TOTAL_TIMEOUT,
+    build_client,
+    classify_exception,
+    classify_response,
+    send,
+)
 from bridge.destinations.ratelimit import Clock, RateLimiter, Sleep
 from bridge.model import Message, Outcome, PreparedRequest
 from bridge.settings import DestinationSettings
@@ -55,7 +62,12 @@ class HttpDestination:
         self._clock = clock
         self._sleep = sleep
         self.max_wait = float(settings.options.get("max_wait_seconds", DEFAULT_MAX_WAIT))
-        self._client = build_client(settings.base_url, transport=transport)
+        self.total_timeout = float(settings.options.get("total_timeout_seconds", TOTAL_TIMEOUT))
+        self._client = build_client(
+            settings.base_url,
+            transport=transport,
+            read_timeout=float(settings.options.get("timeout_seconds", READ_TIMEOUT)),
+        )
         self.requests_total = 0
         self.outcomes_total: dict[str, int] = {}
 
@@ -82,6 +94,7 @@ class HttpDestination:
                 request.path,
                 json=request.body,
                 headers=self.auth_headers(request),
+                total_timeout=self.total_timeout,
             )
         except Exception as exc:  # noqa: BLE001 - every transport failure becomes a retry Outcome
             return Exchange(classify_exception(exc))
