@@ -38,15 +38,22 @@ class Bridge:
 
     @classmethod
     def build(cls, settings: Settings, **parts: Any) -> Bridge:
-        from bridge.destinations.registry import build_destinations
-        from bridge.mapping.reload import RulesHolder
-        from bridge.sources import build_sources
+        """Build each part from settings unless given (tests pass their own)."""
+        if "store" not in parts:
+            parts["store"] = SQLiteStore(settings.database_path)
+        if "sources" not in parts:
+            from bridge.sources import build_sources
 
-        store = parts.pop("store", None) or SQLiteStore(settings.database_path)
-        sources = parts.pop("sources", None) or build_sources(settings)
-        rules = parts.pop("rules", None) or RulesHolder(settings.mappings_dir)
-        destinations = parts.pop("destinations", None) or build_destinations(settings)
-        return cls(settings, store, sources, rules, destinations, **parts)
+            parts["sources"] = build_sources(settings)
+        if "rules" not in parts:
+            from bridge.mapping.reload import RulesHolder
+
+            parts["rules"] = RulesHolder(settings.mappings_dir)
+        if "destinations" not in parts:
+            from bridge.destinations.registry import build_destinations
+
+            parts["destinations"] = build_destinations(settings)
+        return cls(settings, **parts)
 
     def health(self) -> dict[str, Any]:
         paused = self.worker.paused if self.worker else {}

@@ -64,8 +64,8 @@ class Settings:
     port: int = 8000
     database_path: Path = Path("bridge.db")
     mappings_dir: Path = Path("mappings")
-    sources: Mapping[str, SourceSettings] = field(default_factory=dict)
-    destinations: Mapping[str, DestinationSettings] = field(default_factory=dict)
+    sources: Mapping[str, SourceSettings] = field(default_factory=lambda: _default_sources())
+    destinations: Mapping[str, DestinationSettings] = field(default_factory=lambda: destinations_from_env({}))
     max_body_bytes: int = 1024 * 1024
     # Dedupe keys are kept at least this long: Shopify resends for 4 hours.
     dedupe_days: float = 7.0
@@ -158,6 +158,12 @@ def destinations_from_env(env: Mapping[str, str]) -> dict[str, DestinationSettin
             },
         ),
     }
+
+
+def _default_sources() -> dict[str, SourceSettings]:
+    from bridge.sources.config import sources_from_env
+
+    return sources_from_env({})
 
 
 def _int(env: Mapping[str, str], name: str, default: int) -> int:

@@ -1,0 +1,145 @@
+"""The web app: every answer a provider can get, and what is stored behind it."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+from hypothesis import HealthCheck, given, settings as hsettings, strategies as st
+from starlette.testclient import TestClient
+
+from bridge.app import create_app
+from bridge.settings import Settings, SourceSettings, secrets_from
+from bridge.sign import omneo_headers, shopify_headers, woocommerce_headers
+
+SECRET = "shpss_app_test"
+
+
+class NoRules:
+    current = None
+    error = None
+    loaded_at = None
+
+
+def make_settings(tmp_path: Path, **overrides: object) -> Settings:
+    sources = {
+        "shopify": SourceSettings("shopify", "shopify", secrets_from(f"old-secret,{SECRET}")),
+        "omneo": SourceSettings("omneo", "omneo", secrets_from("omneo-secret")),
+        "woocommerce": SourceSettings("woocommerce", "woocommerce", secrets_from("woo-secret")),
+    }
+    return Settings(database_path=tmp_path / "b.db", sources=sources, max_body_bytes=4096, **overrides)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def client(tmp_path: Path) -> Iterator[TestClient]:
+    app = create_app(make_settings(tmp_path), run_worker=False, rules=NoRules())
+    with TestClient(app) as c:
+        yield c
+
+
+def rows(client: TestClient, sql: str) -> list[tuple[object, ...]]:
+    store = client.app.state.bridge.store  # type: ignore[attr-defined]
+    return [tuple(r) for r in store.reader().execute(sql)]
+
+
+ORDER = json.dumps({"id": 5324830114101123, "email": "jane@example.com", "total_price": "10.00"}).encode()
+
+
+def test_accepts_then_drops_the_resend(client: TestClient) -> None:
+    headers = shopify_headers(ORDER, SECRET, "orders/create", event_id="evt-1")
+    first = client.post("/webhooks/shopify", content=ORDER, headers=headers)
+    assert first.status_code == 200 and first.json()["status"] == "accepted"
+    resend = dict(headers, **{"X-Shopify-Webhook-Id": "another-delivery"})
+    again = client.post("/webhooks/shopify", content=ORDER, headers=resend)
+    assert again.status_code == 200 and again.json() == {"status": "duplicate", "event_id": first.json()["event_id"]}
+    assert rows(client, "SELECT source, topic, status, duplicates FROM events") == [("shopify", "orders/create", "received", 1)]
+    stored = rows(client, "SELECT body FROM events")[0][0]
+    assert stored == ORDER  # the exact bytes, for replays
+
+
+def test_wrong_signature_is_401_and_stores_nothing(client: TestClient) -> None:
+    headers = shopify_headers(ORDER, "not-the-secret", "orders/create")
+    response = client.post("/webhooks/shopify", content=ORDER, headers=headers)
+    assert response.status_code == 401
+    tampered = client.post("/webhooks/shopify", content=ORDER.replace(b"10.00", b"0.01"),
+                           headers=shopify_headers(ORDER, SECRET, "orders/create"))
+    assert tampered.status_code == 401
+    assert rows(client, "SELECT count(*) FROM events") == [(0,)]
+
+
+def test_unknown_source_is_404(client: TestClient) -> None:
+    assert client.post("/webhooks/nope", content=b"{}").status_code == 404
+
+
+def test_too_large_is_413_declared_or_streamed(client: TestClient) -> None:
+    big = b"{" + b" " * 5000 + b"}"
+    assert client.post("/webhooks/shopify", content=big, headers=shopify_headers(big, SECRET, "orders/create")).status_code == 413
+
+    def chunks() -> Iterator[bytes]:
+        for _ in range(10):
+            yield b" " * 1000
+
+    assert client.post("/webhooks/shopify", content=chunks(), headers={"X-Shopify-Topic": "orders/create"}).status_code == 413
+    assert rows(client, "SELECT count(*) FROM events") == [(0,)]
+
+
+def test_malformed_json_is_400_and_kept_for_inspection(client: TestClient) -> None:
+    body = b'{"id": 1, "email": '
+    response = client.post("/webhooks/shopify", content=body, headers=shopify_headers(body, SECRET, "orders/create"))
+    assert response.status_code == 400
+    assert rows(client, "SELECT status, body FROM events") == [("invalid_json", body)]
+
+
+def test_unknown_topic_is_accepted_and_recorded(client: TestClient) -> None:
+    body = b'{"id": 7}'
+    response = client.post("/webhooks/omneo", content=body, headers=omneo_headers(body, "omneo-secret", "planet.exploded"))
+    assert response.status_code == 200
+    assert rows(client, "SELECT topic FROM events") == [("planet.exploded",)]
+
+
+def test_woocommerce_ping_is_200_and_not_stored(client: TestClient) -> None:
+    response = client.post("/webhooks/woocommerce", content=b"webhook_id=12",
+                           headers={"Content-Type": "application/x-www-form-urlencoded"})
+    assert response.status_code == 200
+    body = b'{"id": 5, "date_modified": "2026-11-20T10:00:00"}'
+    signed = client.post("/webhooks/woocommerce", content=body, headers=woocommerce_headers(body, "woo-secret", "order.created"))
+    assert signed.status_code == 200
+    assert rows(client, "SELECT source FROM events") == [("woocommerce",)]
+
+
+def test_store_failure_is_503_never_2xx(tmp_path: Path) -> None:
+    app = create_app(make_settings(tmp_path), run_worker=False, rules=NoRules())
+    with TestClient(app) as c:
+        c.app.state.bridge.store.write_sync(lambda conn: conn.execute("DROP TABLE events"))  # type: ignore[attr-defined]
+        response = c.post("/webhooks/shopify", content=ORDER, headers=shopify_headers(ORDER, SECRET, "orders/create"))
+        assert response.status_code == 503 and response.headers["retry-after"]
+
+
+def test_healthz_names_what_is_not_configured(client: TestClient) -> None:
+    health = client.get("/healthz").json()
+    assert health["status"] == "ok"
+    assert "destination omnisend: no API key" in health["not_configured"]
+    assert health["destinations"]["ometria"] == {"configured": False, "paused": False, "pause_reason": None}
+    assert health["rules"]["loaded"] is False
+
+
+header_names = st.sampled_from([
+    "X-Shopify-Hmac-Sha256", "X-Shopify-Topic", "X-Shopify-Event-Id", "X-Omneo-Hmac-SHA256", "X-Omneo-Event",
+    "X-WC-Webhook-Signature", "X-WC-Webhook-Topic", "webhook-id", "webhook-timestamp", "webhook-signature",
+    "Content-Type", "X-Random",
+])
+header_values = st.text(alphabet=st.characters(min_codepoint=32, max_codepoint=126), max_size=80)
+
+
+@hsettings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(source=st.sampled_from(["shopify", "omneo", "woocommerce", "other"]),
+       headers=st.dictionaries(header_names, header_values, max_size=6),
+       body=st.binary(max_size=600) | st.just(ORDER))
+def test_random_input_never_5xx_never_accepted(client: TestClient, source: str, headers: dict[str, str], body: bytes) -> None:
+    response = client.post(f"/webhooks/{source}", content=body, headers=headers)
+    assert response.status_code < 500
+    if response.status_code == 200:  # only the WooCommerce ping may pass unsigned, and it stores nothing
+        assert source == "woocommerce" and response.json() == {"status": "ok"}
+    assert rows(client, "SELECT count(*) FROM events") == [(0,)]
