@@ -1,0 +1,168 @@
+"""One event's whole path: signed webhook in, durable outbox, real HTTP to the fake APIs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from bridge.sign import omneo_headers, shopify_headers
+
+from .conftest import Fakes, bridge_env
+from .harness import OMETRIA_KEY, OMNISEND_KEY, OMNEO_SECRET, ROOT, SHOPIFY_SECRET, BridgeProcess, wait_until
+
+PAYLOADS = ROOT / "tests" / "payloads"
+
+
+def payload(name: str) -> bytes:
+    return (PAYLOADS / name).read_bytes()
+
+
+def omnisend_events(fakes: Fakes) -> list[dict[str, Any]]:
+    """Every event the fake Omnisend accepted, whether sent alone or in a batch."""
+    events = []
+    for request in fakes.omnisend.accepted():
+        if request.path == "/api/events":
+            events.append(request.body)
+        elif request.path == "/api/batches" and request.body.get("endpoint") == "events":
+            events.extend(request.body["items"])
+    return events
+
+
+def ometria_records(fakes: Fakes, record_type: str) -> list[dict[str, Any]]:
+    return [r for req in fakes.ometria.accepted("/v2/push") for r in req.body if r["@type"] == record_type]
+
+
+def send_order(bridge: BridgeProcess, event_id: str = "evt-order-1", body: bytes | None = None) -> Any:
+    body = body or payload("shopify/orders_create.json")
+    return bridge.post("shopify", body, shopify_headers(body, SHOPIFY_SECRET, "orders/create", event_id=event_id))
+
+
+def test_shopify_order_reaches_omnisend_and_ometria(bridge: BridgeProcess, fakes: Fakes) -> None:
+    order = json.loads(payload("shopify/orders_create.json"))
+    response = send_order(bridge)
+    assert response.status_code == 200 and response.json()["status"] == "accepted"
+
+    [event] = wait_until(lambda: omnisend_events(fakes))
+    assert event["eventName"] == "placed order" and event["eventVersion"] == "v2"
+    assert event["origin"] and event["contact"]["email"] == order["email"].lower()
+    props = event["properties"]
+    assert props["orderID"] == str(order["id"])
+    assert props["totalPrice"] == float(order["total_price"]) and isinstance(props["totalPrice"], (int, float))
+    assert len(props["lineItems"]) == len(order["line_items"])
+    assert props["lineItems"][0]["productPrice"] == float(order["line_items"][0]["price"])
+    assert event["eventID"]  # the idempotency key travels as Omnisend's eventID
+
+    [record] = wait_until(lambda: ometria_records(fakes, "order"))
+    assert record["id"] == str(order["id"]) and record["currency"] == order["currency"]
+    assert float(record["grand_total"]) == float(order["total_price"])
+    push = fakes.ometria.accepted("/v2/push")[0]
+    assert push.headers["x-ometria-auth"] == OMETRIA_KEY and isinstance(push.body, list)
+    assert all(r["@type"] == "order" for r in push.body)
+    sent = [r for r in fakes.omnisend.accepted() if r.path.startswith("/api/")][0]
+    assert sent.headers["authorization"] == f"Omnisend-API-Key {OMNISEND_KEY}"
+    assert sent.headers["omnisend-version"] == "2026-03-15"
+
+    wait_until(lambda: bridge.query("SELECT count(*) FROM messages WHERE state = 'delivered'") == [(2,)])
+
+
+def test_omneo_profile_becomes_contacts_with_consent_from_the_payload(bridge: BridgeProcess, fakes: Fakes) -> None:
+    body = payload("omneo/profile_created.json")
+    profile = json.loads(body)
+    response = bridge.post("omneo", body, omneo_headers(body, OMNEO_SECRET, "profile.created"))
+    assert response.status_code == 200
+
+    [contact] = wait_until(lambda: [r.body for r in fakes.omnisend.accepted("/v3/contacts")])
+    [identifier] = [i for i in contact["identifiers"] if i["type"] == "email"]
+    assert identifier["id"] == profile["email"].lower()
+    promo = profile["attributes"]["comms"]["email_promo"]
+    assert identifier["channels"]["email"]["status"] == ("subscribed" if promo else "unsubscribed")
+
+    [record] = wait_until(lambda: ometria_records(fakes, "contact"))
+    assert record["email"] == profile["email"].lower()
+    assert record["marketing_optin"] == ("EXPLICITLY_OPTEDIN" if promo else "EXPLICITLY_OPTEDOUT")
+
+
+def test_omneo_profile_without_comms_invents_no_consent(bridge: BridgeProcess, fakes: Fakes) -> None:
+    profile = json.loads(payload("omneo/profile_created.json"))
+    profile["attributes"].pop("comms", None)
+    body = json.dumps(profile).encode()
+    assert bridge.post("omneo", body, omneo_headers(body, OMNEO_SECRET, "profile.updated")).status_code == 200
+    [record] = wait_until(lambda: ometria_records(fakes, "contact"))
+    assert "marketing_optin" not in record
+    [contact] = wait_until(lambda: [r.body for r in fakes.omnisend.accepted("/v3/contacts")])
+    for identifier in contact["identifiers"]:
+        assert identifier["channels"][next(iter(identifier["channels"]))].get("status") in (None, "nonSubscribed")
+
+
+def test_resend_is_acknowledged_and_sends_nothing_more(bridge: BridgeProcess, fakes: Fakes) -> None:
+    assert send_order(bridge, "evt-dup").json()["status"] == "accepted"
+    wait_until(lambda: bridge.query("SELECT count(*) FROM messages WHERE state = 'delivered'") == [(2,)])
+    before = len(fakes.omnisend.accepted()) + len(fakes.ometria.accepted())
+    again = send_order(bridge, "evt-dup")
+    assert again.status_code == 200 and again.json()["status"] == "duplicate"
+    body = payload("omneo/profile_updated.json")
+    for _ in range(2):
+        bridge.post("omneo", body, omneo_headers(body, OMNEO_SECRET, "profile.updated"))
+    wait_until(lambda: bridge.query("SELECT count(*) FROM messages WHERE state = 'delivered'") == [(4,)])
+    after = len(fakes.omnisend.accepted()) + len(fakes.ometria.accepted())
+    assert after - before == 2  # the Omneo profile once to each destination, the order resend nothing
+    assert bridge.query("SELECT count(*) FROM events") == [(2,)]
+
+
+def test_forgery_is_401_and_stored_nowhere(bridge: BridgeProcess, fakes: Fakes) -> None:
+    body = payload("shopify/orders_create.json")
+    response = bridge.post("shopify", body, shopify_headers(body, "guessed", "orders/create"))
+    assert response.status_code == 401
+    assert bridge.query("SELECT count(*) FROM events") == [(0,)]
+    assert fakes.omnisend.recorded() == [] and fakes.ometria.recorded() == []
+
+
+def test_outage_is_retried_and_a_permanent_error_kept_as_dead_letter(bridge: BridgeProcess, fakes: Fakes) -> None:
+    fakes.omnisend.fail("status", status=503, count=3)
+    fakes.ometria.fail("status", status=400, count=1)
+    send_order(bridge, "evt-outage")
+    wait_until(lambda: omnisend_events(fakes), timeout=20)
+    wait_until(lambda: bridge.query("SELECT destination, state FROM messages ORDER BY destination")
+               == [("omnisend", "delivered"), ("ometria", "dead")], timeout=20)
+    trail = bridge.query("SELECT a.outcome, a.status FROM attempts a JOIN messages m ON m.id = a.message_id"
+                         " WHERE m.destination = 'omnisend' ORDER BY a.id")
+    assert trail[:3] == [("retry", 503)] * 3 and trail[-1][0] == "delivered"
+    [(status, detail)] = bridge.query("SELECT last_status, last_detail FROM messages WHERE state = 'dead'")
+    assert status == 400 and "injected 400" in detail
+
+
+def test_killed_mid_delivery_is_delivered_after_restart(tmp_path: Path, fakes: Fakes) -> None:
+    bridge = BridgeProcess(tmp_path, bridge_env(fakes)).start()
+    try:
+        fakes.omnisend.fail("timeout", count=1, delay=30)
+        send_order(bridge, "evt-crash")
+        wait_until(lambda: fakes.omnisend.recorded())  # the request is in flight, unanswered
+        bridge.kill()
+        assert bridge.query("SELECT count(*) FROM messages WHERE destination = 'omnisend' AND state = 'inflight'") == [(1,)]
+        bridge.start()
+        [event] = wait_until(lambda: omnisend_events(fakes), timeout=20)  # after the lease ran out
+        first_try = fakes.omnisend.recorded()[0].body
+        sent = first_try["items"][0] if "items" in first_try else first_try
+        assert sent["eventID"] == event["eventID"]  # a resend carries the same idempotency key
+    finally:
+        bridge.stop()
+
+
+def test_logs_carry_no_personal_data_or_keys(bridge: BridgeProcess, fakes: Fakes) -> None:
+    order = json.loads(payload("shopify/orders_create.json"))
+    send_order(bridge, "evt-logs")
+    profile = payload("omneo/profile_created.json")
+    bridge.post("omneo", profile, omneo_headers(profile, OMNEO_SECRET, "profile.created"))
+    wait_until(lambda: bridge.query("SELECT count(*) FROM messages WHERE state = 'delivered'") == [(4,)])
+    assert bridge.stop() == 0
+    logs = bridge.logs()
+    assert "webhook.accepted" in logs and "delivery.sent" in logs
+    person = json.loads(profile)
+    secrets = [OMNISEND_KEY, OMETRIA_KEY, SHOPIFY_SECRET, OMNEO_SECRET]
+    personal = [order["email"], order["customer"]["first_name"], order["customer"]["last_name"], person["email"],
+                person["first_name"], person["last_name"], person.get("mobile_phone") or "+61400000000"]
+    for value in secrets + personal:
+        assert value and value not in logs, f"{value!r} appears in the logs"
+    for line in logs.splitlines():
+        json.loads(line)  # one JSON object per line

@@ -1,0 +1,27 @@
+"""Log redaction: personal values hashed, secrets hidden, e-mails and phones masked inside text."""
+
+from __future__ import annotations
+
+import pytest
+
+from bridge.log import fingerprint, mask_text, redact
+
+
+def test_personal_and_secret_keys_are_replaced() -> None:
+    out = redact(None, "info", {"event": "x", "email": "Jane@Example.com", "api_key": "k-123", "topic": "orders/create",
+                                "nested": {"first_name": "Jane", "phone": "+61412345678"}})
+    assert out["email"] == fingerprint("Jane@Example.com") and out["api_key"] == "**********"
+    assert out["nested"] == {"first_name": fingerprint("Jane"), "phone": fingerprint("+61412345678")}
+    assert out["topic"] == "orders/create"
+
+
+@pytest.mark.parametrize("text", ["contact jane.doe@example.com failed", "sms +61 412 345 678", "call 0412345678",
+                                  "ring (02) 9999-1111 now", "detail: {\\"email\\": \\"a.b@c.io\\"}"])
+def test_personal_data_inside_text_is_masked(text: str) -> None:
+    masked = mask_text(text)
+    assert "@example.com" not in masked and "412" not in masked and "9999" not in masked and "a.b@c.io" not in masked
+
+
+@pytest.mark.parametrize("text", ["order 5324830114101 total 199.00", "at 2026-11-20T10:00:00Z", "status 503"])
+def test_ids_and_dates_stay_readable(text: str) -> None:
+    assert mask_text(text) == text
