@@ -22,7 +22,7 @@ def sign(secret: str, body: bytes = BODY, algorithm: str = "sha256", encoding: s
     return mac.hex() if encoding == "hex" else base64.b64encode(mac).decode()
 
 
-def source(secrets: str = "k", **options: object) -> HmacSource:
+def source(secrets: str = "k", /, **options: object) -> HmacSource:
     built = build_source(SourceSettings("partner", "hmac", secrets_from(secrets), {"header": "X-Signature", **options}))
     assert isinstance(built, HmacSource)
     return built

@@ -22,7 +22,7 @@ def sign(body: bytes, secret: str) -> str:
     return base64.b64encode(hmac.new(secret.encode(), body, hashlib.sha256).digest()).decode()
 
 
-def headers(body: bytes = BODY, secret: str = "s3cret", **extra: str) -> dict[str, str]:
+def headers(body: bytes = BODY, /, secret: str = "s3cret", **extra: str) -> dict[str, str]:
     h = {
         "X-Shopify-Hmac-Sha256": sign(body, secret),
         "X-Shopify-Topic": "orders/create",

@@ -23,7 +23,7 @@ def sign(body: bytes, secret: str, algorithm: str = "sha256") -> str:
     return base64.b64encode(hmac.new(secret.encode(), body, algorithm).digest()).decode()
 
 
-def headers(body: bytes = BODY, secret: str = "wc-secret", delivery: str = "d1", **extra: str) -> dict[str, str]:
+def headers(body: bytes = BODY, /, secret: str = "wc-secret", delivery: str = "d1", **extra: str) -> dict[str, str]:
     h = {
         "X-WC-Webhook-Source": "https://shop.example.com/",
         "X-WC-Webhook-Topic": "order.updated",
