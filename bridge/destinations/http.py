@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
+import json
 import re
 import time
 from typing import Any, Mapping
@@ -112,7 +113,7 @@ def classify_status(status: int, body: str = "", *, retry_after: float | None = 
     """The Outcome for an HTTP status and body text (also used for Omnisend batch items)."""
     if 200 <= status < 300:
         return Outcome("delivered", status=status)
-    detail = excerpt(body)
+    detail = excerpt(summarize(body))
     if status in RETRY_STATUSES or status >= 500:
         return Outcome("retry", status=status, detail=detail, retry_after=retry_after)
     if status in PAUSE_STATUSES:
@@ -139,6 +140,33 @@ def _text(response: httpx.Response) -> str:
         return response.text
     except (UnicodeDecodeError, httpx.ResponseNotRead):
         return ""
+
+
+def summarize(body: str) -> str:
+    """The useful part of an error body, so the 300-character excerpt is not spent on boilerplate.
+
+    Knows RFC 9457 problems with `errors[{field, message}]` (Omnisend 2026), `{error, fields}`
+    (Omnisend v3) and `{message}`; anything else is returned as is.
+    """
+    try:
+        data = json.loads(body)
+    except ValueError:
+        return body
+    if not isinstance(data, dict):
+        return body
+    parts: list[str] = []
+    head = data.get("error") or data.get("title") or data.get("message")
+    if isinstance(head, str):
+        parts.append(head)
+    if isinstance(data.get("detail"), str):
+        parts.append(data["detail"])
+    errors = data.get("errors")
+    if isinstance(errors, list):
+        parts += [f"{e.get('field', '')}: {e.get('message', e.get('code', ''))}" for e in errors if isinstance(e, dict)]
+    fields = data.get("fields")
+    if isinstance(fields, dict):
+        parts += [f"{name}: {', '.join(map(str, v)) if isinstance(v, list) else v}" for name, v in fields.items()]
+    return "; ".join(parts) if parts else body
 
 
 # --- PII-safe excerpts -------------------------------------------------------------------------

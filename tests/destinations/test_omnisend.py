@@ -1,0 +1,180 @@
+"""The Omnisend adapter against the fake Omnisend served on a loopback port."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from bridge.destinations.omnisend import Omnisend
+
+pytestmark = pytest.mark.anyio
+
+
+def placed_order(email: str = "jo@example.com", **extra: Any) -> dict[str, Any]:
+    return {"eventName": "placed order", "eventVersion": "v2", "origin": "api",
+            "contact": {"email": email}, "properties": {"orderID": "1001", "totalPrice": 19.99}, **extra}
+
+
+def v3_order(n: int = 1, **extra: Any) -> dict[str, Any]:
+    return {"orderID": f"{n}", "email": "jo@example.com", "currency": "EUR", "orderSum": 1999,
+            "createdAt": "2026-11-23T10:00:00Z",
+            "products": [{"productID": "p", "variantID": "v", "title": "T", "quantity": 1, "price": 1999}], **extra}
+
+
+@pytest.fixture
+def omnisend(omnisend_url: str, dest_settings: Any) -> Omnisend:
+    return Omnisend(dest_settings("omnisend", omnisend_url, "os-key", batch_poll_interval=0.02))
+
+
+async def test_single_event_headers_and_event_id(omnisend: Omnisend, omnisend_app: Any, make_message: Any) -> None:
+    message = make_message("event", placed_order(), action="create")
+    (outcome,) = await omnisend.deliver([message])
+    await omnisend.aclose()
+    assert (outcome.kind, outcome.status) == ("delivered", 202)
+    (request,) = omnisend_app.state.fake.accepted("/api/events")
+    assert request.headers["authorization"] == "Omnisend-API-Key os-key"
+    assert request.headers["omnisend-version"] == "2026-03-15"
+    assert "x-api-key" not in request.headers
+    assert request.body["eventID"] == message.idempotency_key
+
+
+async def test_rule_event_id_is_kept(omnisend: Omnisend, omnisend_app: Any, make_message: Any) -> None:
+    own = "0b6d4c2e-8a8f-4f0e-9a51-1f6f3d2b9c11"
+    await omnisend.deliver([make_message("event", placed_order(eventID=own), action="create")])
+    await omnisend.aclose()
+    assert omnisend_app.state.fake.accepted()[0].body["eventID"] == own
+
+
+async def test_invalid_event_is_dead_with_masked_excerpt(omnisend: Omnisend, make_message: Any) -> None:
+    record = placed_order("ann@example.com")
+    del record["eventVersion"]
+    record["contact"]["phone"] = "+3706123456789012"  # too long: the fake echoes nothing personal, we mask anyway
+    (outcome,) = await omnisend.deliver([make_message("event", record, action="create")])
+    await omnisend.aclose()
+    assert (outcome.kind, outcome.status) == ("dead", 400)
+    assert "eventVersion" in outcome.detail and len(outcome.detail) <= 300
+    assert "ann@example.com" not in outcome.detail
+
+
+async def test_many_events_go_as_one_batch_with_item_outcomes(omnisend: Omnisend, omnisend_app: Any,
+                                                             make_message: Any) -> None:
+    """A refused batch item becomes a dead letter; the others are delivered."""
+    good = [make_message("event", placed_order(f"c{n}@example.com"), action="create") for n in range(5)]
+    bad_record = placed_order()
+    del bad_record["origin"]
+    bad = make_message("event", bad_record, action="create")
+    outcomes = await omnisend.deliver([*good[:2], bad, *good[2:]])
+    await omnisend.aclose()
+    assert [o.kind for o in outcomes] == ["delivered"] * 2 + ["dead"] + ["delivered"] * 3
+    assert "origin" in outcomes[2].detail
+    fake = omnisend_app.state.fake
+    (batch,) = fake.accepted("/api/batches")
+    assert batch.body["endpoint"] == "events" and batch.body["method"] == "POST" and len(batch.body["items"]) == 6
+    assert batch.headers["omnisend-version"] == "2026-03-15"
+    assert not fake.recorded(path="/api/events")
+    paths = [r.path for r in fake.recorded()]
+    assert paths[-1].endswith("/items")
+
+
+async def test_batches_hold_at_most_100(omnisend: Omnisend, omnisend_app: Any, make_message: Any) -> None:
+    messages = [make_message("event", placed_order(f"c{n}@example.com"), action="create") for n in range(150)]
+    outcomes = await omnisend.deliver(messages)
+    await omnisend.aclose()
+    assert all(o.kind == "delivered" for o in outcomes)
+    assert [len(r.body["items"]) for r in omnisend_app.state.fake.accepted("/api/batches")] == [100, 50]
+
+
+async def test_unfinished_batch_is_reported_pending(omnisend_url: str, omnisend_app: Any, dest_settings: Any,
+                                                    make_message: Any) -> None:
+    omnisend_app.state.fake.processing_seconds = 60
+    destination = Omnisend(dest_settings("omnisend", omnisend_url, "os-key", batch_poll_seconds=0.1,
+                                         batch_poll_interval=0.02))
+    outcomes = await destination.deliver([make_message("event", placed_order(), action="create") for _ in range(4)])
+    await destination.aclose()
+    assert all(o.kind == "delivered" and "still inProgress" in o.detail for o in outcomes)
+    assert destination.state()["pending_batches"] == 1
+
+
+async def test_v3_routes_and_headers(omnisend: Omnisend, omnisend_app: Any, make_message: Any) -> None:
+    contact = {"identifiers": [{"type": "email", "id": "jo@example.com",
+                                "channels": {"email": {"status": "subscribed"}}}]}
+    messages = [
+        make_message("contact", contact),
+        make_message("order", v3_order(), action="create"),
+        make_message("order", v3_order(orderSum=2999), action="replace"),
+        make_message("order", {"orderID": "1", "paymentStatus": "paid", "orderSum": 1}, action="update"),
+        make_message("cart", {"cartID": "k 1", "email": "jo@example.com", "currency": "EUR", "cartSum": 100},
+                     action="create"),
+        make_message("cart", {"cartID": "k 1", "cartSum": 200}, action="update"),
+    ]
+    outcomes = await omnisend.deliver(messages)
+    await omnisend.aclose()
+    assert [o.kind for o in outcomes] == ["delivered"] * 6, outcomes
+    sent = omnisend_app.state.fake.accepted()
+    assert [(r.method, r.path) for r in sent] == [
+        ("POST", "/v3/contacts"), ("POST", "/v3/orders"), ("PUT", "/v3/orders/1"), ("PATCH", "/v3/orders/1"),
+        ("POST", "/v3/carts"), ("PATCH", "/v3/carts/k 1"),
+    ]
+    assert all(r.headers["x-api-key"] == "os-key" and "authorization" not in r.headers for r in sent)
+    assert sent[3].body == {"paymentStatus": "paid"}  # status fields only; the id is in the path
+
+
+async def test_v3_float_money_is_dead(omnisend: Omnisend, make_message: Any) -> None:
+    (outcome,) = await omnisend.deliver([make_message("order", v3_order(orderSum=19.99), action="create")])
+    await omnisend.aclose()
+    assert (outcome.kind, outcome.status) == ("dead", 400) and "orderSum" in outcome.detail
+
+
+async def test_unsupported_action_and_missing_id_refused(omnisend: Omnisend, omnisend_app: Any,
+                                                         make_message: Any) -> None:
+    outcomes = await omnisend.deliver([make_message("order", v3_order(), action="upsert"),
+                                       make_message("cart", {"cartSum": 1}, action="replace")])
+    await omnisend.aclose()
+    assert [o.kind for o in outcomes] == ["dead", "dead"]
+    assert omnisend_app.state.fake.recorded() == []
+
+
+async def test_wrong_key_pauses(omnisend_url: str, dest_settings: Any, make_message: Any) -> None:
+    destination = Omnisend(dest_settings("omnisend", omnisend_url, "nope"))
+    outcomes = await destination.deliver([make_message("event", placed_order(), action="create"),
+                                          make_message("order", v3_order(), action="create")])
+    await destination.aclose()
+    assert [(o.kind, o.status) for o in outcomes] == [("pause", 401), ("pause", 401)]
+
+
+async def test_server_rate_headers_hold_requests_back(dest_settings: Any, make_message: Any) -> None:
+    """X-Rate-Limit-Remaining: 0 makes the limiter wait for the reset instead of earning a 429."""
+    from bridge.fakes import create_omnisend_app, serve_in_thread
+
+    app = create_omnisend_app("os-key", requests_per_minute=2, window_seconds=1.0)
+    with serve_in_thread(app) as url:
+        destination = Omnisend(dest_settings("omnisend", url, "os-key", requests_per_minute=1000))
+        outcomes = await destination.deliver(
+            [make_message("event", placed_order(), action="create") for _ in range(3)]
+        )
+        await destination.aclose()
+    assert [o.kind for o in outcomes] == ["delivered"] * 3
+    recorded = app.state.fake.recorded()
+    assert [r.status for r in recorded] == [202, 202, 202]
+    assert recorded[2].at - recorded[0].at >= 0.95
+
+
+async def test_503_and_429_are_retries(omnisend: Omnisend, omnisend_app: Any, make_message: Any) -> None:
+    omnisend_app.state.fake.fail("status", status=503, count=1)
+    (unavailable,) = await omnisend.deliver([make_message("event", placed_order(), action="create")])
+    omnisend_app.state.fake.fail("status", status=429, count=1, retry_after=1)
+    (throttled,) = await omnisend.deliver([make_message("event", placed_order(), action="create")])
+    await omnisend.aclose()
+    assert (unavailable.kind, unavailable.status) == ("retry", 503)
+    assert (throttled.kind, throttled.retry_after) == ("retry", 1.0)
+    assert omnisend.limiter.state()["throttled_total"] == 1
+
+
+def test_prepare_matches_deliver_plan(dest_settings: Any, make_message: Any) -> None:
+    destination = Omnisend(dest_settings("omnisend", "http://127.0.0.1:9", "k"))
+    one = destination.prepare([make_message("event", placed_order(), action="create")])
+    assert [(p.method, p.path) for p in one] == [("POST", "/api/events")]
+    many = destination.prepare([make_message("event", placed_order(), action="create") for _ in range(4)])
+    assert [(p.method, p.path, len(p.message_ids)) for p in many] == [("POST", "/api/batches", 4)]
+    assert many[0].body["items"][0]["eventID"]
