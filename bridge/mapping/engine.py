@@ -1,0 +1,316 @@
+"""The engine: compiled rules turn one stored event into outgoing messages.
+
+Rules are compiled once by the loader into closures; mapping an event builds
+one shared evaluation context and walks each matching rule's `send` list.
+Nothing here raises for bad data: every problem becomes a line in
+`MapResult.errors` naming the file, the line, the rule and the field.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any, Callable
+
+from jinja2.runtime import Context
+
+from bridge.destinations.catalog import KindSpec
+from bridge.mapping import MapResult
+from bridge.mapping.expressions import Compiled, new_scope
+from bridge.model import IDEMPOTENCY_NAMESPACE, Event, Outgoing
+
+Build = Callable[[Context], Any]
+
+# Ometria merges these record types field by field when `@merge` is true;
+# without it a partial update may blank stored fields (apis.md 2.2).
+MERGED_BY_DEFAULT = {("ometria", "contact"), ("ometria", "order"), ("ometria", "product")}
+
+
+class FieldError(Exception):
+    """A field could not be computed; `path` is where in the record."""
+
+    def __init__(self, path: str, message: str) -> None:
+        super().__init__(message)
+        self.path = path
+        self.message = message
+
+
+def _empty(value: Any) -> bool:
+    return value is None or (value.__class__ in (str, dict, list) and not value)
+
+
+def leaf(compiled: Compiled, path: str) -> Build:
+    evaluate = compiled.evaluate
+    if compiled.kind == "const":
+        return evaluate
+
+    def build(ctx: Context) -> Any:
+        try:
+            return evaluate(ctx)
+        except FieldError:
+            raise
+        except Exception as exc:  # a filter or the sandbox refused: one message fails, not the worker
+            raise FieldError(path, f"`{compiled.source}` failed: {exc}") from None
+
+    return build
+
+
+def obj(entries: list[tuple[str, Build]], when: Build | None = None) -> Build:
+    def build(ctx: Context) -> dict[str, Any] | None:
+        if when is not None and not when(ctx):
+            return None
+        out: dict[str, Any] = {}
+        for name, make in entries:
+            value = make(ctx)
+            if not _empty(value):
+                out[name] = value
+        return out
+
+    return build
+
+
+def seq(items: list[Build]) -> Build:
+    def build(ctx: Context) -> list[Any]:
+        out = []
+        for make in items:
+            value = make(ctx)
+            if not _empty(value):
+                out.append(value)
+        return out
+
+    return build
+
+
+def for_each(source: Build, name: str, item: Build, when: Build | None = None) -> Build:
+    def build(ctx: Context) -> list[Any] | None:
+        values = source(ctx)
+        if not values or not isinstance(values, (list, tuple)):
+            return None
+        scope = ctx.vars
+        saved = scope.get(name, _UNSET)
+        out = []
+        try:
+            for value in values:
+                scope[name] = value
+                if when is not None and not when(ctx):
+                    continue
+                made = item(ctx)
+                if not _empty(made):
+                    out.append(made)
+        finally:
+            if saved is _UNSET:
+                scope.pop(name, None)
+            else:
+                scope[name] = saved
+        return out
+
+    return build
+
+
+_UNSET = object()
+
+
+def condition(compiled: Compiled, what: str) -> Build:
+    evaluate = compiled.evaluate
+
+    def check(ctx: Context) -> bool:
+        try:
+            return bool(evaluate(ctx))
+        except Exception as exc:
+            raise FieldError(what, f"condition `{compiled.source}` failed: {exc}") from None
+
+    return check
+
+
+def get_path(record: Any, path: str) -> Any:
+    value = record
+    for step in path.split("."):
+        if isinstance(value, dict):
+            value = value.get(step)
+        elif isinstance(value, list) and step.isdigit():
+            index = int(step)
+            value = value[index] if index < len(value) else None
+        else:
+            return None
+    return value
+
+
+def set_path(record: dict[str, Any], path: str, value: Any) -> None:
+    steps = path.split(".")
+    for step in steps[:-1]:
+        record = record.setdefault(step, {})
+    record[steps[-1]] = value
+
+
+@dataclass
+class MessageSpec:
+    destination: str
+    kind: str
+    spec: KindSpec
+    action: str
+    index: int
+    line: int
+    build: Build
+    when: Build | None = None
+    key: Build | None = None
+    clear: tuple[str, ...] = ()
+    sources: dict[str, str] = field(default_factory=dict)  # field path -> template, for error text
+
+    @property
+    def label(self) -> str:
+        return f"{self.destination} {self.kind}"
+
+
+@dataclass
+class Rule:
+    name: str
+    file: str
+    line: int
+    source: str
+    topics: tuple[str, ...]
+    messages: list[MessageSpec]
+    ignore: bool = False
+    when: Build | None = None
+
+    @property
+    def where(self) -> str:
+        return f"{self.file}:{self.line} rule '{self.name}'"
+
+
+def default_key(spec: KindSpec, record: dict[str, Any]) -> str:
+    for path in spec.key_fields:
+        value = get_path(record, path)
+        if not _empty(value):
+            return f"{_key_prefix(spec, path)}:{value}"
+    return ""
+
+
+def _key_prefix(spec: KindSpec, path: str) -> str:
+    last = path.rsplit(".", 1)[-1].lower()
+    for noun in ("order", "cart", "product"):
+        if noun in last:
+            return noun
+    if last == "id" and spec.kind in ("order", "product", "cart"):
+        return spec.kind
+    return "contact"
+
+
+def event_metadata(event: Event) -> dict[str, Any]:
+    headers: dict[str, Any] = {}
+    for name, value in event.headers.items():
+        lowered = name.lower()
+        headers[lowered] = value
+        headers[lowered.replace("-", "_")] = value  # `event.headers.x_shopify_shop_domain` in a tag
+    received = datetime.fromtimestamp(event.received_at, tz=timezone.utc).isoformat().replace("+00:00", "Z")
+    return {
+        "id": event.id,
+        "source": event.source,
+        "topic": event.topic,
+        "received_at": received,
+        "dedupe_key": event.dedupe_key,
+        "uuid": str(uuid.uuid5(IDEMPOTENCY_NAMESPACE, f"{event.source}\x1f{event.dedupe_key}")),
+        "headers": headers,
+        "shop_domain": headers.get("x_shopify_shop_domain") or headers.get("x_wc_webhook_source"),
+    }
+
+
+class CompiledRuleSet:
+    """The rules of one directory, indexed by (source, topic). Implements `RuleSet`."""
+
+    def __init__(self, rules: list[Rule], files: tuple[str, ...] = ()) -> None:
+        self.rules = rules
+        self.files = files
+        self._by_topic: dict[tuple[str, str], list[Rule]] = {}
+        for rule in rules:
+            for topic in rule.topics:
+                self._by_topic.setdefault((rule.source, topic), []).append(rule)
+
+    def __len__(self) -> int:
+        return len(self.rules)
+
+    def rules_for(self, source: str, topic: str) -> list[Rule]:
+        return self._by_topic.get((source, topic), [])
+
+    def map(self, event: Event) -> MapResult:
+        rules = self.rules_for(event.source, event.topic)
+        result = MapResult()
+        if not rules:
+            return result
+        try:
+            payload = event.payload()
+        except ValueError as exc:
+            result.errors.append(f"{event.source} {event.topic}: the body is not JSON ({exc})")
+            return result
+        root: dict[str, Any] = dict(payload) if isinstance(payload, dict) else {}
+        root.setdefault("payload", payload)
+        root["event"] = event_metadata(event)
+        ctx = new_scope(root)
+        applied = False
+        for rule in rules:
+            try:
+                if rule.when is not None and not rule.when(ctx):
+                    continue
+            except FieldError as exc:
+                result.errors.append(f"{rule.where}: {exc.message}")
+                continue
+            applied = True
+            result.rules.append(rule.name)
+            if rule.ignore:
+                result = MapResult(result.messages, result.errors, result.rules, ignored=True)
+                continue
+            for message in rule.messages:
+                self._produce(rule, message, ctx, result)
+        if not applied:
+            # The topic has rules but every condition said no: a deliberate skip.
+            return MapResult(result.messages, result.errors, result.rules, ignored=True)
+        return result
+
+    @staticmethod
+    def _produce(rule: Rule, message: MessageSpec, ctx: Context, result: MapResult) -> None:
+        where = f"{rule.file}:{message.line} rule '{rule.name}' → {message.label}"
+        try:
+            if message.when is not None and not message.when(ctx):
+                return
+            record = message.build(ctx) or {}
+            key = message.key(ctx) if message.key is not None else None
+        except FieldError as exc:
+            result.errors.append(f"{where}: {exc.path}: {exc.message}")
+            return
+        missing = _missing_required(message, record)
+        if missing:
+            result.errors.append(f"{where}: {missing}")
+            return
+        for path in message.clear:
+            set_path(record, path, None)
+        if (message.destination, message.kind) in MERGED_BY_DEFAULT:
+            record.setdefault("@merge", True)
+        result.messages.append(Outgoing(
+            destination=message.destination,
+            kind=message.kind,
+            record=record,
+            rule=rule.name,
+            action=message.action,
+            key=str(key) if not _empty(key) else default_key(message.spec, record),
+            index=message.index,
+        ))
+
+
+def _missing_required(message: MessageSpec, record: dict[str, Any]) -> str:
+    spec = message.spec
+    for path in spec.required:
+        if _empty(get_path(record, path)):
+            return f"{path} is empty; {_explain(message, path)}"
+    for group in spec.any_of:
+        if all(_empty(get_path(record, path)) for path in group):
+            names = ", ".join(group[:-1]) + f" and {group[-1]}" if len(group) > 1 else group[0]
+            hints = "; ".join(_explain(message, path) for path in group if path in message.sources)
+            return f"{names} are all empty (one is needed)" + (f"; {hints}" if hints else "")
+    return ""
+
+
+def _explain(message: MessageSpec, path: str) -> str:
+    source = message.sources.get(path)
+    if source is None:
+        return "the rule does not set it"
+    return f"`{source}` gave nothing for this event"

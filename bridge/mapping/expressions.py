@@ -1,0 +1,334 @@
+"""`{{ merge tags }}` in rule fields: parsed and compiled once, evaluated per event.
+
+A field is one of three shapes, decided at load time:
+
+- plain text without `{{` -> a constant;
+- exactly one `{{ expr }}` -> the expression's native value (a number stays a
+  number, a list stays a list), as `Environment.compile_expression` does;
+- text mixed with tags ("order:{{ id }}") -> a string, omitted when every tag
+  in it gave nothing.
+
+Expressions run in Jinja's ImmutableSandboxedEnvironment with no globals and
+no template loader. Most rule fields are a path with a few filters
+(`{{ item.price | decimal }}`); those are compiled to plain Python closures
+that read the payload directly, which is what keeps the engine within reach
+of a hand-written mapping function. Everything else is a Jinja template
+evaluated against one shared context per event (never a copy of the payload
+per field).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from jinja2 import ChainableUndefined, TemplateSyntaxError, Undefined, nodes
+from jinja2.exceptions import TemplateAssertionError
+from jinja2.parser import Parser
+from jinja2.runtime import Context, new_context
+from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+from bridge.mapping.filters import FILTERS
+
+Evaluator = Callable[[Context], Any]
+
+# The only statements a mixed-text field may use; include/import/extends/macro
+# would reach outside the field (files, other templates) and are refused.
+ALLOWED_STATEMENTS = (nodes.Output, nodes.If, nodes.For, nodes.Assign)
+
+
+class ExpressionError(ValueError):
+    """A field's template is wrong. `line` is 1-based within the field's text."""
+
+    def __init__(self, message: str, line: int = 1) -> None:
+        super().__init__(message)
+        self.line = line
+
+
+class RuleEnvironment(ImmutableSandboxedEnvironment):
+    """The sandbox rules run in.
+
+    Dict payload fields are read as items before attributes, so a payload
+    key called `items` or `keys` is the data, not the dict method.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(undefined=ChainableUndefined, autoescape=False, loader=None)
+        self.globals.clear()  # no range, cycler, joiner, namespace, lipsum: nothing to climb from
+        self.filters.update(FILTERS)
+        self.finalize = _finalize
+
+    def getattr(self, obj: Any, attribute: str) -> Any:
+        if isinstance(obj, dict):
+            if attribute in obj:
+                return obj[attribute]
+            return self.undefined(obj=obj, name=attribute)
+        return super().getattr(obj, attribute)
+
+
+def _finalize(value: Any) -> Any:
+    return "" if value is None or isinstance(value, Undefined) else value
+
+
+ENV = RuleEnvironment()
+
+
+def new_scope(root: dict[str, Any]) -> Context:
+    """One evaluation context per event: the payload dict is shared, not copied."""
+    return new_context(ENV, "rule", {}, root, shared=True)
+
+
+def _missing_to_none(value: Any) -> Any:
+    return None if isinstance(value, Undefined) else value
+
+
+@dataclass
+class Compiled:
+    """A compiled field or condition. `names` are the root variables it reads."""
+
+    evaluate: Evaluator
+    source: str
+    kind: str  # const | expr | text | template
+    names: frozenset[str] = field(default_factory=frozenset)
+    constant: Any = None
+
+
+def parse_template(source: str) -> nodes.Template:
+    try:
+        tree = ENV.parse(source)
+    except TemplateSyntaxError as exc:
+        raise ExpressionError(f"template syntax error: {exc.message}", exc.lineno or 1) from None
+    _refuse_unsafe(tree)
+    return tree
+
+
+def _refuse_unsafe(tree: nodes.Node) -> None:
+    for node in tree.find_all(nodes.Node):
+        lineno = getattr(node, "lineno", 1) or 1
+        if isinstance(node, nodes.Stmt) and not isinstance(node, ALLOWED_STATEMENTS):
+            tag = type(node).__name__.lower()
+            raise ExpressionError(f"`{{% {tag} %}}` is not allowed in rules; use only `{{{{ ... }}}}` and `{{% if %}}`", lineno)
+        if isinstance(node, nodes.Getattr) and node.attr.startswith("_"):
+            raise ExpressionError(f"`.{node.attr}` is not allowed: names starting with `_` are internal", lineno)
+        if isinstance(node, nodes.Name) and node.name.startswith("_"):
+            raise ExpressionError(f"`{node.name}` is not allowed: names starting with `_` are internal", lineno)
+        if isinstance(node, nodes.Getitem) and isinstance(node.arg, nodes.Const) \
+                and isinstance(node.arg.value, str) and node.arg.value.startswith("_"):
+            raise ExpressionError(f"`[{node.arg.value!r}]` is not allowed: names starting with `_` are internal", lineno)
+        if isinstance(node, (nodes.Filter, nodes.Test)):
+            table = ENV.filters if isinstance(node, nodes.Filter) else ENV.tests
+            if node.name not in table:
+                what = "filter" if isinstance(node, nodes.Filter) else "test"
+                raise ExpressionError(f"unknown {what} `{node.name}`", lineno)
+
+
+def root_names(tree: nodes.Node) -> frozenset[str]:
+    """Root variables an expression reads (loop variables of `{% for %}` included)."""
+    return frozenset(node.name for node in tree.find_all(nodes.Name) if node.ctx == "load")
+
+
+def compile_field(source: Any) -> Compiled:
+    """Compile one YAML scalar from a rule. Non-strings are constants."""
+    if not isinstance(source, str) or ("{{" not in source and "{%" not in source):
+        return Compiled(lambda ctx, value=source: value, str(source), "const", constant=source)
+    tree = parse_template(source)
+    body = tree.body
+    names = root_names(tree)
+    if len(body) == 1 and isinstance(body[0], nodes.Output):
+        parts = body[0].nodes
+        exprs = [part for part in parts if not isinstance(part, nodes.TemplateData)]
+        texts = [part.data for part in parts if isinstance(part, nodes.TemplateData)]
+        if len(exprs) == 1 and all(not text.strip() for text in texts):
+            return Compiled(compile_node(exprs[0]), source, "expr", names)
+        if exprs:
+            return Compiled(_concat(parts), source, "text", names)
+    return Compiled(_render_template(tree), source, "template", names)
+
+
+def compile_condition(source: Any) -> Compiled:
+    """A `when:` condition: `{{ email }}` or the bare expression `email`."""
+    if isinstance(source, bool):
+        return Compiled(lambda ctx, value=source: value, str(source), "const", constant=source)
+    text = str(source).strip()
+    if text.startswith("{{") and text.endswith("}}") and text.count("{{") == 1:
+        text = text[2:-2]
+    try:
+        parser = Parser(ENV, text, state="variable")
+        expr = parser.parse_expression()
+        if not parser.stream.eos:
+            token = parser.stream.current
+            raise ExpressionError(f"unexpected `{token.value}` in condition", token.lineno)
+    except TemplateSyntaxError as exc:
+        raise ExpressionError(f"condition syntax error: {exc.message}", exc.lineno or 1) from None
+    expr.set_environment(ENV)
+    _refuse_unsafe(expr)
+    return Compiled(compile_node(expr), str(source), "expr", root_names(expr))
+
+
+def compile_node(expr: nodes.Expr) -> Evaluator:
+    fast = _fast_path(expr)
+    if fast is not None:
+        return fast
+    template = _expression_template(expr)
+    render = template.root_render_func
+
+    def evaluate(ctx: Context) -> Any:
+        for _ in render(ctx):
+            pass
+        return _missing_to_none(ctx.vars.get("result"))
+
+    return evaluate
+
+
+def _expression_template(expr: nodes.Expr) -> Any:
+    # The same construction as Environment.compile_expression, but we keep the
+    # template so it can run against a shared context instead of a fresh copy.
+    body = [nodes.Assign(nodes.Name("result", "store"), expr, lineno=1)]
+    try:
+        return ENV.from_string(nodes.Template(body, lineno=1))
+    except TemplateAssertionError as exc:
+        raise ExpressionError(exc.message or str(exc), exc.lineno or 1) from None
+
+
+def _concat(parts: list[nodes.Node]) -> Evaluator:
+    pieces: list[str | Evaluator] = []
+    for part in parts:
+        if isinstance(part, nodes.TemplateData):
+            pieces.append(part.data)
+        else:
+            pieces.append(compile_node(part))  # type: ignore[arg-type]
+
+    def evaluate(ctx: Context) -> str | None:
+        out: list[str] = []
+        filled = False
+        for piece in pieces:
+            if isinstance(piece, str):
+                out.append(piece)
+                continue
+            value = piece(ctx)
+            if value is None or value == "":
+                continue
+            filled = True
+            out.append(_text(value))
+        # "order:" with an empty id is worse than nothing: omit the field.
+        return "".join(out) if filled else None
+
+    return evaluate
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
+def _render_template(tree: nodes.Template) -> Evaluator:
+    try:
+        template = ENV.from_string(tree)
+    except TemplateAssertionError as exc:
+        raise ExpressionError(exc.message or str(exc), exc.lineno or 1) from None
+    render = template.root_render_func
+
+    def evaluate(ctx: Context) -> str | None:
+        text = "".join(render(ctx)).strip()
+        return text or None
+
+    return evaluate
+
+
+# --- fast path -----------------------------------------------------------------
+
+def _fast_path(expr: nodes.Expr) -> Evaluator | None:
+    """A closure for `path.to.value | filter(const, ...)`, or None if not that shape."""
+    filters: list[tuple[Callable[..., Any], tuple[Any, ...], dict[str, Any]]] = []
+    node: nodes.Node = expr
+    while isinstance(node, nodes.Filter):
+        if node.name not in FILTERS or node.dyn_args is not None or node.dyn_kwargs is not None:
+            return None
+        if not all(isinstance(arg, nodes.Const) for arg in node.args):
+            if not all(_const_value(arg) is not _NOT_CONST for arg in node.args):
+                return None
+        if not all(_const_value(kw.value) is not _NOT_CONST for kw in node.kwargs):
+            return None
+        args = tuple(_const_value(arg) for arg in node.args)
+        kwargs = {kw.key: _const_value(kw.value) for kw in node.kwargs}
+        filters.append((FILTERS[node.name], args, kwargs))
+        node = node.node  # type: ignore[assignment]
+    if isinstance(node, nodes.Const):
+        constant = node.value
+        read: Evaluator = lambda ctx: constant  # noqa: E731
+    else:
+        path = _path(node)
+        if path is None:
+            return None
+        read = _reader(*path)
+    if not filters:
+        return read
+    filters.reverse()
+
+    def evaluate(ctx: Context) -> Any:
+        value = read(ctx)
+        for function, args, kwargs in filters:
+            value = function(value, *args, **kwargs)
+        return value
+
+    return evaluate
+
+
+_NOT_CONST = object()
+
+
+def _const_value(node: nodes.Node) -> Any:
+    if isinstance(node, nodes.Const):
+        return node.value
+    if isinstance(node, nodes.Dict) and all(
+        _const_value(pair.key) is not _NOT_CONST and _const_value(pair.value) is not _NOT_CONST
+        for pair in node.items
+    ):
+        return {_const_value(pair.key): _const_value(pair.value) for pair in node.items}
+    if isinstance(node, (nodes.List, nodes.Tuple)) and all(_const_value(i) is not _NOT_CONST for i in node.items):
+        return [_const_value(item) for item in node.items]
+    return _NOT_CONST
+
+
+def _path(node: nodes.Node) -> tuple[str, tuple[Any, ...]] | None:
+    steps: list[Any] = []
+    while True:
+        if isinstance(node, nodes.Name):
+            steps.reverse()
+            return node.name, tuple(steps)
+        if isinstance(node, nodes.Getattr):
+            steps.append(node.attr)
+            node = node.node
+        elif isinstance(node, nodes.Getitem) and isinstance(node.arg, nodes.Const) \
+                and isinstance(node.arg.value, (str, int)):
+            steps.append(node.arg.value)
+            node = node.node
+        else:
+            return None
+
+
+def _reader(name: str, steps: tuple[Any, ...]) -> Evaluator:
+    """Read a path the way RuleEnvironment would, without building Undefined objects."""
+
+    def read(ctx: Context) -> Any:
+        value = ctx.vars.get(name, _NOT_CONST)
+        if value is _NOT_CONST:
+            value = ctx.parent.get(name)
+        for step in steps:
+            if value is None:
+                return None
+            if isinstance(value, dict):
+                value = value.get(step)
+            elif isinstance(value, list):
+                if isinstance(step, int) and -len(value) <= step < len(value):
+                    value = value[step]
+                else:
+                    return None
+            else:
+                value = _missing_to_none(ENV.getattr(value, step) if isinstance(step, str) else ENV.getitem(value, step))
+        return value
+
+    return read

@@ -1,0 +1,249 @@
+"""Value filters marketers use in `{{ ... | filter }}`.
+
+Every filter treats "nothing" (a missing field, JSON null) the same way and
+passes it through as None, so a missing field is omitted from the record
+instead of failing the whole message. Bad data that is present (a price that
+is not a number) raises `FilterError`, which the engine turns into a mapping
+error naming the rule.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime, timezone
+from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+from typing import Any, Callable, Iterable, Mapping
+
+import phonenumbers
+from jinja2 import Undefined
+
+
+class FilterError(ValueError):
+    """A value is present but cannot be converted (e.g. `"abc" | decimal`)."""
+
+
+def _nothing(value: Any) -> bool:
+    return value is None or isinstance(value, Undefined)
+
+
+def _to_decimal(value: Any, name: str) -> Decimal | None:
+    if _nothing(value) or value == "":
+        return None
+    if isinstance(value, bool):
+        raise FilterError(f"`{name}` needs a money amount, got {value!r}")
+    if isinstance(value, Decimal):
+        return value
+    if isinstance(value, int):
+        return Decimal(value)
+    if isinstance(value, float):
+        # repr keeps the shortest exact form: 19.99 stays 19.99, not 19.989999...
+        return Decimal(repr(value))
+    try:
+        return Decimal(str(value).strip().replace(",", ""))
+    except InvalidOperation:
+        raise FilterError(f"`{name}` needs a money amount, got {value!r}") from None
+
+
+def decimal(value: Any) -> float | int | None:
+    """Money string to a JSON number: "19.99" -> 19.99 (parsed exactly, then a float)."""
+    amount = _to_decimal(value, "decimal")
+    if amount is None:
+        return None
+    return float(amount)
+
+
+def cents(value: Any) -> int | None:
+    """Money to integer cents, rounding half-up on the exact decimal: "1.255" -> 126."""
+    amount = _to_decimal(value, "cents")
+    if amount is None:
+        return None
+    return int((amount * 100).quantize(Decimal(1), rounding=ROUND_HALF_UP))
+
+
+def rfc3339(value: Any, assume: str = "UTC") -> str | None:
+    """A date or time to RFC 3339 ("2026-11-20T10:15:30Z").
+
+    Accepts ISO 8601 with or without offset ("2026-11-20 10:15:30" from Omneo
+    has none: it is read as UTC unless `assume` names another fixed offset
+    like "+10:00"), a date ("1990-05-12" -> midnight UTC) and Unix seconds.
+    """
+    if _nothing(value) or value == "":
+        return None
+    if isinstance(value, bool):
+        raise FilterError(f"`rfc3339` needs a date, got {value!r}")
+    if isinstance(value, (int, float)):
+        moment = datetime.fromtimestamp(value, tz=timezone.utc)
+    elif isinstance(value, datetime):
+        moment = value
+    elif isinstance(value, date):
+        moment = datetime(value.year, value.month, value.day)
+    else:
+        text = str(value).strip()
+        try:
+            moment = datetime.fromisoformat(text)
+        except ValueError:
+            raise FilterError(f"`rfc3339` cannot read {value!r} as a date") from None
+    if moment.tzinfo is None:
+        if assume.upper() in ("UTC", "Z"):
+            zone = timezone.utc
+        else:
+            try:
+                zone = datetime.fromisoformat(f"2000-01-01T00:00:00{assume}").tzinfo or timezone.utc
+            except ValueError:
+                raise FilterError(f"`rfc3339` offset {assume!r} is not like '+10:00'") from None
+        moment = moment.replace(tzinfo=zone)
+    text = moment.isoformat()
+    return text[:-6] + "Z" if text.endswith("+00:00") else text
+
+
+def e164(value: Any, region: str | None = None) -> str | None:
+    """A phone number to E.164 ("0412 345 678" with region "AU" -> "+61412345678").
+
+    A number that cannot be read becomes nothing (omitted) rather than an
+    error: one bad phone should not stop the order from being sent.
+    """
+    if _nothing(value) or value == "":
+        return None
+    try:
+        parsed = phonenumbers.parse(str(value), region.upper() if region else None)
+    except phonenumbers.NumberParseException:
+        return None
+    if not phonenumbers.is_possible_number(parsed):
+        return None
+    return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
+
+
+def string(value: Any) -> str | None:
+    if _nothing(value):
+        return None
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
+def integer(value: Any) -> int | None:
+    if _nothing(value) or value == "":
+        return None
+    if isinstance(value, bool):
+        return int(value)
+    if isinstance(value, int):
+        return value
+    try:
+        return int(Decimal(str(value).strip()))
+    except InvalidOperation:
+        raise FilterError(f"`int` needs a whole number, got {value!r}") from None
+
+
+def lower(value: Any) -> Any:
+    return value.lower() if isinstance(value, str) else (None if _nothing(value) else value)
+
+
+def upper(value: Any) -> Any:
+    return value.upper() if isinstance(value, str) else (None if _nothing(value) else value)
+
+
+def trim(value: Any) -> Any:
+    return value.strip() if isinstance(value, str) else (None if _nothing(value) else value)
+
+
+def default(value: Any, fallback: Any = None) -> Any:
+    """Unlike Jinja's own `default`, JSON null and "" count as missing too."""
+    return fallback if _nothing(value) or value == "" else value
+
+
+def join(value: Any, separator: str = ", ") -> str | None:
+    if _nothing(value):
+        return None
+    if isinstance(value, str):
+        return value
+    parts = [string(part) for part in value]
+    return separator.join(part for part in parts if part)
+
+
+def first(value: Any) -> Any:
+    if _nothing(value) or not value:
+        return None
+    if isinstance(value, Mapping):
+        return None
+    return value[0] if isinstance(value, (list, tuple, str)) else next(iter(value), None)
+
+
+def last(value: Any) -> Any:
+    if _nothing(value) or not value or isinstance(value, Mapping):
+        return None
+    items = value if isinstance(value, (list, tuple, str)) else list(value)
+    return items[-1]
+
+
+def split(value: Any, separator: str = ",") -> list[str] | None:
+    """"vip, wholesale" -> ["vip", "wholesale"] (Shopify tags are one comma string)."""
+    if _nothing(value) or value == "":
+        return None
+    if isinstance(value, list):
+        return value
+    return [part.strip() for part in str(value).split(separator) if part.strip()]
+
+
+def lookup(value: Any, table: Mapping[Any, Any], otherwise: Any = None) -> Any:
+    """Translate a value through a table: `state | lookup({'subscribed': 'subscribed'})`."""
+    if _nothing(value):
+        return None
+    return table.get(value, otherwise)
+
+
+def pluck(value: Any, field: str) -> list[Any] | None:
+    """`line_items | pluck('sku')` -> the `sku` of every item, missing ones skipped."""
+    if _nothing(value):
+        return None
+    found: Iterable[Any] = (item.get(field) for item in value if isinstance(item, Mapping))
+    return [item for item in found if item is not None and item != ""]
+
+
+def consent(value: Any, optout: Any = None, yes: Any = "subscribed", no: Any = "unsubscribed") -> Any:
+    """A yes/no consent from an opt-in flag and an optional opt-out flag.
+
+    `attributes.comms.email_promo | consent(attributes.comms.email_optout)`:
+    opted out -> `no`; opted in -> `yes`; opt-in false -> `no`; nothing known
+    -> nothing, so no consent field is sent at all (consent is never invented).
+    """
+    if _flag(optout) is True:
+        return no
+    flag = _flag(value)
+    if flag is None:
+        return None
+    return yes if flag else no
+
+
+def _flag(value: Any) -> bool | None:
+    if _nothing(value) or value == "":
+        return None
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("true", "1", "yes", "y", "subscribed"):
+        return True
+    if text in ("false", "0", "no", "n", "unsubscribed", "not_subscribed"):
+        return False
+    return None
+
+
+FILTERS: dict[str, Callable[..., Any]] = {
+    "decimal": decimal,
+    "cents": cents,
+    "rfc3339": rfc3339,
+    "e164": e164,
+    "string": string,
+    "int": integer,
+    "lower": lower,
+    "upper": upper,
+    "trim": trim,
+    "default": default,
+    "join": join,
+    "first": first,
+    "last": last,
+    "split": split,
+    "lookup": lookup,
+    "pluck": pluck,
+    "consent": consent,
+}

@@ -1,0 +1,532 @@
+"""Reading mappings/*.yaml into compiled rules, collecting every problem with its place.
+
+A marketer fixes a file faster when all its mistakes are listed at once, so
+the loader never stops at the first problem: it records
+"path:line:col: what is wrong; how to fix it" and carries on, and raises
+`RulesError` with the full list at the end.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ruamel.yaml import YAML
+from ruamel.yaml.comments import CommentedMap, CommentedSeq
+from ruamel.yaml.error import MarkedYAMLError
+
+from bridge.destinations.catalog import KindSpec
+from bridge.errors import RulesError
+from bridge.mapping.check import ConsentUse, consent_role, did_you_mean, find_kind, known_fields
+from bridge.mapping.engine import (
+    Build, CompiledRuleSet, MessageSpec, Rule, condition, for_each, leaf, obj, seq,
+)
+from bridge.mapping.expressions import Compiled, ExpressionError, compile_condition, compile_field
+
+SCHEMA_LINE = "# yaml-language-server: $schema="
+FILE_KEYS = ("rules", "examples")
+RULE_KEYS = ("name", "on", "when", "send", "description")
+MESSAGE_KEYS = ("to", "action", "key", "when", "clear", "fields", "description")
+FOR_EACH_KEYS = ("for each", "item", "as", "when")
+EXAMPLE_KEYS = ("name", "on", "payload", "headers", "received_at", "expect", "errors", "description")
+EXPECT_KEYS = ("to", "action", "key", "fields")
+TO_PATTERN = re.compile(r"""^\s*([A-Za-z][\w-]*)\s+([A-Za-z][\w-]*)(?:\s+(?:"([^"]*)"|'([^']*)'))?\s*$""")
+NAMED_KINDS = {("omnisend", "event"): "eventName", ("ometria", "custom_event"): "event_type"}
+
+
+@dataclass
+class Example:
+    """An example from a rule file: this payload must produce exactly these messages."""
+
+    file: str
+    line: int
+    name: str
+    source: str
+    topic: str
+    payload: Any
+    headers: dict[str, str]
+    received_at: str
+    expect: list[dict[str, Any]]
+    errors: list[str]
+    rules: list[str] = field(default_factory=list)  # the names of the rules in the example's own file
+
+
+def display_path(path: Path) -> str:
+    """Paths in messages are relative to the working directory when that is shorter."""
+    try:
+        relative = os.path.relpath(path)
+    except ValueError:
+        return str(path)
+    return relative if not relative.startswith("..") else str(path)
+
+
+class Problems:
+    def __init__(self) -> None:
+        self.items: list[str] = []
+
+    def add(self, file: str, line: int, col: int, message: str) -> None:
+        self.items.append(f"{file}:{line}:{col}: {message}")
+
+
+def _position(parent: Any, key: Any, value: bool = True) -> tuple[int, int]:
+    """1-based line and column of a mapping key (or its value) or a sequence item."""
+    try:
+        if isinstance(parent, CommentedMap):
+            line, col = parent.lc.value(key) if value else parent.lc.key(key)
+        elif isinstance(parent, CommentedSeq):
+            line, col = parent.lc.item(key)
+        else:
+            line, col = parent.lc.line, parent.lc.col
+        return line + 1, col + 1
+    except (AttributeError, KeyError, TypeError, IndexError):
+        return 1, 1
+
+
+def _node_position(node: Any) -> tuple[int, int]:
+    try:
+        return node.lc.line + 1, node.lc.col + 1
+    except AttributeError:
+        return 1, 1
+
+
+def _plain(node: Any) -> Any:
+    """ruamel's commented containers to plain dicts and lists (examples compare with these)."""
+    if isinstance(node, dict):
+        return {str(key): _plain(value) for key, value in node.items()}
+    if isinstance(node, list):
+        return [_plain(item) for item in node]
+    return node
+
+
+@dataclass
+class _Target:
+    """Where the field being compiled will land, for checks and error texts."""
+
+    spec: KindSpec
+    rule: str
+    line: int
+    sources: dict[str, str]
+    consent: list[ConsentUse]
+
+
+class FileLoader:
+    def __init__(self, path: Path, problems: Problems) -> None:
+        self.path = path
+        self.file = display_path(path)
+        self.problems = problems
+        self.rules: list[Rule] = []
+        self.examples: list[Example] = []
+        self.consent: list[ConsentUse] = []
+        self.notes: list[str] = []
+
+    def problem(self, line: int, col: int, message: str) -> None:
+        self.problems.add(self.file, line, col, message)
+
+    # --- file ---------------------------------------------------------------
+
+    def load(self) -> None:
+        try:
+            text = self.path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            self.problem(1, 1, f"cannot read the file: {exc}")
+            return
+        try:
+            document = YAML(typ="rt").load(text)
+        except MarkedYAMLError as exc:
+            mark = exc.problem_mark or exc.context_mark
+            line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
+            what = exc.problem or exc.context or "cannot be read"
+            self.problem(line, col, f"YAML syntax error: {what}; check the indentation and that text with `:` or `{{` is in quotes")
+            return
+        if document is None:
+            return
+        if not isinstance(document, CommentedMap):
+            self.problem(1, 1, "a rule file is a mapping with `rules:` (and optionally `examples:`)")
+            return
+        for key in document:
+            if key not in FILE_KEYS:
+                line, col = _position(document, key, value=False)
+                self.problem(line, col, f"unknown key `{key}`{did_you_mean(str(key), FILE_KEYS)}; a file has `rules:` and `examples:`")
+        rules = document.get("rules")
+        if not isinstance(rules, CommentedSeq):
+            line, col = _position(document, "rules") if "rules" in document else (1, 1)
+            self.problem(line, col, "`rules:` must be a list of rules, each starting with `- name:`")
+        else:
+            for index, node in enumerate(rules):
+                self.rule(rules, index, node)
+        examples = document.get("examples")
+        if examples is not None:
+            if not isinstance(examples, CommentedSeq):
+                line, col = _position(document, "examples")
+                self.problem(line, col, "`examples:` must be a list, each starting with `- name:`")
+            else:
+                for index, node in enumerate(examples):
+                    self.example(examples, index, node)
+
+    # --- rules --------------------------------------------------------------
+
+    def _unknown_keys(self, node: CommentedMap, allowed: tuple[str, ...], what: str) -> None:
+        for key in node:
+            if key not in allowed:
+                line, col = _position(node, key, value=False)
+                self.problem(line, col, f"unknown key `{key}` in {what}{did_you_mean(str(key), allowed)}; allowed: {', '.join(allowed)}")
+
+    def rule(self, parent: CommentedSeq, index: int, node: Any) -> None:
+        line, col = _position(parent, index)
+        if not isinstance(node, CommentedMap):
+            self.problem(line, col, "each rule is a mapping starting with `- name:`")
+            return
+        self._unknown_keys(node, RULE_KEYS, "a rule")
+        name = node.get("name")
+        if not isinstance(name, str) or not name.strip():
+            self.problem(line, col, "the rule needs a `name:` (it is shown in logs and errors)")
+            name = f"rule {index + 1}"
+        line = _node_position(node)[0]
+        on = self.on(node, line, col)
+        if on is None:
+            return
+        source, topics = on
+        when = None
+        if "when" in node:
+            when = self.condition(node, "when", f"rule '{name}' when")
+        send = node.get("send")
+        if send == "ignore":
+            self.rules.append(Rule(name, self.file, line, source, topics, [], ignore=True, when=when))
+            return
+        if not isinstance(send, CommentedSeq) or not send:
+            sline, scol = _position(node, "send") if "send" in node else (line, col)
+            self.problem(sline, scol, "`send:` must list at least one message (`- to: omnisend event`), or be `ignore`")
+            return
+        messages = [m for i, item in enumerate(send) if (m := self.message(name, send, i, item)) is not None]
+        self.rules.append(Rule(name, self.file, line, source, topics, messages, when=when))
+
+    def on(self, node: CommentedMap, line: int, col: int) -> tuple[str, tuple[str, ...]] | None:
+        value = node.get("on")
+        oline, ocol = _position(node, "on") if "on" in node else (line, col)
+        entries = value if isinstance(value, list) else [value]
+        source = None
+        topics: list[str] = []
+        for entry in entries:
+            words = str(entry or "").replace(",", " ").split()
+            if len(words) < 2:
+                self.problem(oline, ocol, "`on:` names a source and a topic, like `on: shopify orders/create`")
+                return None
+            if source is not None and words[0] != source:
+                self.problem(oline, ocol, f"one rule listens to one source; `{words[0]}` differs from `{source}`: write a second rule")
+                return None
+            source = words[0]
+            topics.extend(words[1:])
+        assert source is not None
+        return source, tuple(dict.fromkeys(topics))
+
+    def condition(self, node: CommentedMap, key: str, what: str) -> Build | None:
+        line, col = _position(node, key)
+        try:
+            compiled = compile_condition(node[key])
+        except ExpressionError as exc:
+            self.problem(line + exc.line - 1, col, f"{exc}")
+            return None
+        return condition(compiled, what)
+
+    def message(self, rule: str, parent: CommentedSeq, index: int, node: Any) -> MessageSpec | None:
+        line, col = _position(parent, index)
+        if not isinstance(node, CommentedMap) or "to" not in node:
+            self.problem(line, col, "each message starts with `- to: <destination> <record type>`, like `- to: omnisend event \"placed order\"`")
+            return None
+        line = _node_position(node)[0]
+        self._unknown_keys(node, MESSAGE_KEYS, "a message")
+        tline, tcol = _position(node, "to")
+        match = TO_PATTERN.match(str(node["to"]))
+        if match is None:
+            self.problem(tline, tcol, "`to:` is `<destination> <record type>` and, for events, a name in quotes: `omnisend event \"placed order\"`")
+            return None
+        destination, kind, name = match.group(1), match.group(2), match.group(3) or match.group(4)
+        spec, problem = find_kind(destination, kind)
+        if spec is None:
+            self.problem(tline, tcol, problem)
+            return None
+        action = str(node.get("action", spec.actions[0]))
+        if action not in spec.actions:
+            aline, acol = _position(node, "action")
+            self.problem(aline, acol, f"{destination} {kind} cannot `{action}`{did_you_mean(action, spec.actions)}; allowed: {', '.join(spec.actions)}")
+        target = _Target(spec, rule, line, {}, self.consent)
+        fields = node.get("fields")
+        entries: list[tuple[str, Build]] = []
+        if name is not None:
+            named = NAMED_KINDS.get((destination, kind))
+            if named is None:
+                self.problem(tline, tcol, f"a name in quotes only fits events; {destination} {kind} has none")
+            elif isinstance(fields, CommentedMap) and named in fields:
+                self.problem(tline, tcol, f"the event name is given twice: in `to:` and in `{named}:`; keep one")
+            else:
+                entries.append((named, leaf(compile_field(name), named)))
+                target.sources[named] = name
+        if not isinstance(fields, CommentedMap):
+            fline, fcol = _position(node, "fields") if "fields" in node else (line, col)
+            self.problem(fline, fcol, "the message needs `fields:` with what to send")
+            return None
+        body = self.object(fields, (), target, extra=entries)
+        when = self.condition(node, "when", f"{destination} {kind} when") if "when" in node else None
+        key = None
+        if "key" in node:
+            kline, kcol = _position(node, "key")
+            try:
+                key = leaf(compile_field(node["key"]), "key")
+            except ExpressionError as exc:
+                self.problem(kline + exc.line - 1, kcol, str(exc))
+        clear = self.clear(node, spec, rule)
+        return MessageSpec(destination, kind, spec, action, index, line, body, when=when, key=key,
+                           clear=clear, sources=target.sources)
+
+    def clear(self, node: CommentedMap, spec: KindSpec, rule: str) -> tuple[str, ...]:
+        if "clear" not in node:
+            return ()
+        line, col = _position(node, "clear")
+        value = node["clear"]
+        paths = [value] if isinstance(value, str) else list(value or [])
+        fields = spec.fields
+        for path in paths:
+            top = str(path).split(".")[0]
+            if fields and top not in fields:
+                self.problem(line, col, f"cannot clear unknown field `{path}`{did_you_mean(top, fields)}")
+        if spec.destination == "omnisend":
+            self.problem(line, col, "`clear:` sends null, which only Ometria understands; Omnisend keeps fields you leave out")
+        self.notes.append(f"{self.file}:{line}: note: rule '{rule}' clears {', '.join(map(str, paths))} on "
+                          f"{spec.destination} {spec.kind} (sends null, erasing the stored value)")
+        return tuple(str(path) for path in paths)
+
+    # --- fields -------------------------------------------------------------
+
+    def object(self, node: CommentedMap, path: tuple[str, ...], target: _Target,
+               extra: list[tuple[str, Build]] | None = None) -> Build:
+        entries = list(extra or [])
+        known = known_fields(target.spec, path) if "[]" not in path else None
+        when = None
+        for key in node:
+            name = str(key)
+            if name == "when" and path:
+                when = self.condition(node, "when", ".".join(path) + " when")
+                continue
+            if name == "@type":
+                line, col = _position(node, key, value=False)
+                self.problem(line, col, "leave out `@type`: the destination adds it from the record type in `to:`")
+                continue
+            if known is not None and name not in known:
+                line, col = _position(node, key, value=False)
+                where = f"{target.spec.destination} {target.spec.kind}" + (f" {'.'.join(path)}" if path else "")
+                self.problem(line, col, f"unknown destination field `{name}` for {where}{did_you_mean(name, known)}")
+                continue
+            built = self.value(node, key, path + (name,), target)
+            if built is not None:
+                entries.append((name, built))
+        if path:
+            self.consent_check(node, path, target, when_guard=when is not None and self._guard_reads(node))
+        return obj(entries, when)
+
+    def _guard_reads(self, node: CommentedMap) -> bool:
+        try:
+            return bool(compile_condition(node["when"]).names - {"event"})
+        except ExpressionError:
+            return False
+
+    def value(self, parent: Any, key: Any, path: tuple[str, ...], target: _Target) -> Build | None:
+        node = parent[key]
+        line, col = _position(parent, key)
+        dotted = ".".join(step for step in path)
+        if isinstance(node, CommentedMap):
+            if "for each" in node:
+                return self.for_each(node, path, target)
+            return self.object(node, path, target)
+        if isinstance(node, CommentedSeq):
+            items = [b for i in range(len(node)) if (b := self.value(node, i, path + ("[]",), target)) is not None]
+            self.consent_check(node, path, target, when_guard=all(
+                isinstance(item, CommentedMap) and "when" in item and self._guard_reads(item) for item in node))
+            return seq(items)
+        try:
+            compiled = compile_field(node)
+        except ExpressionError as exc:
+            hint = did_you_mean(str(exc).split("`")[1], tuple(check_filters())) if "unknown filter" in str(exc) else ""
+            self.problem(line + exc.line - 1, col, f"{exc}{hint}")
+            return None
+        concrete = dotted.replace("[]", str(key) if isinstance(key, int) else "0")
+        target.sources.setdefault(concrete, compiled.source)
+        self.leaf_consent(compiled, path, target, line, col)
+        return leaf(compiled, dotted)
+
+    def for_each(self, node: CommentedMap, path: tuple[str, ...], target: _Target) -> Build | None:
+        self._unknown_keys(node, FOR_EACH_KEYS, "a `for each` block")
+        line, col = _position(node, "for each")
+        try:
+            source = compile_condition(node["for each"])
+        except ExpressionError as exc:
+            self.problem(line + exc.line - 1, col, str(exc))
+            return None
+        variable = str(node.get("as", "item"))
+        if not variable.isidentifier() or variable.startswith("_"):
+            aline, acol = _position(node, "as")
+            self.problem(aline, acol, "`as:` is a simple name like `line`")
+            return None
+        if "item" not in node:
+            self.problem(line, col, "a `for each` block needs `item:` describing each element")
+            return None
+        item_path = path + ("[]",)
+        if isinstance(node["item"], CommentedMap):
+            item: Build | None = self.object(node["item"], item_path, target)
+        else:
+            item = self.value(node, "item", item_path, target)
+        when = self.condition(node, "when", ".".join(path) + " when") if "when" in node else None
+        reads = source.names - {"event"}
+        if consent_role(target.spec.destination, target.spec.kind, path) == "container" and reads:
+            self._record_consent(target, path, line, source, reads)
+        if item is None:
+            return None
+        return for_each(leaf(source, ".".join(path)), variable, item, when)
+
+    # --- consent ------------------------------------------------------------
+
+    def leaf_consent(self, compiled: Compiled, path: tuple[str, ...], target: _Target, line: int, col: int) -> None:
+        role = consent_role(target.spec.destination, target.spec.kind, path)
+        if role is None:
+            return
+        reads = compiled.names - {"event"}
+        if compiled.kind == "const" or not reads:
+            self.problem(line, col, f"consent can only come from the payload (for example "
+                                    f"`{{{{ attributes.comms.email_promo }}}}`), not the literal {compiled.source!r}: "
+                                    f"{'.'.join(path)} decides whether this person gets marketing")
+            return
+        self._record_consent(target, path, line, compiled, reads)
+
+    def consent_check(self, node: Any, path: tuple[str, ...], target: _Target, when_guard: bool) -> None:
+        role = consent_role(target.spec.destination, target.spec.kind, path)
+        if role == "leaf":
+            line, col = _node_position(node)
+            self.problem(line, col, f"{'.'.join(path)} is consent: give one `{{{{ expression }}}}` that reads the payload")
+        elif role == "container" and not when_guard and not self._all_leaves_read_payload(node):
+            line, col = _node_position(node)
+            self.problem(line, col, f"{'.'.join(path)} is consent: build it with `for each:` over the payload, "
+                                    f"or guard it with `when:` reading the payload (for example `attributes.comms.email_promo`)")
+
+    def _all_leaves_read_payload(self, node: Any) -> bool:
+        if isinstance(node, dict):
+            return bool(node) and all(self._all_leaves_read_payload(v) for k, v in node.items() if k != "when")
+        if isinstance(node, list):
+            return bool(node) and all(self._all_leaves_read_payload(v) for v in node)
+        try:
+            compiled = compile_field(node)
+        except ExpressionError:
+            return True  # reported elsewhere
+        return compiled.kind != "const" and bool(compiled.names - {"event"})
+
+    def _record_consent(self, target: _Target, path: tuple[str, ...], line: int, compiled: Compiled,
+                        reads: frozenset[str] | set[str]) -> None:
+        target.consent.append(ConsentUse(self.file, line, target.rule, target.spec.destination, target.spec.kind,
+                                         ".".join(path), compiled.source, tuple(sorted(reads))))
+
+    # --- examples -------------------------------------------------------------
+
+    def example(self, parent: CommentedSeq, index: int, node: Any) -> None:
+        line, col = _position(parent, index)
+        if not isinstance(node, CommentedMap):
+            self.problem(line, col, "each example is a mapping starting with `- name:`")
+            return
+        self._unknown_keys(node, EXAMPLE_KEYS, "an example")
+        line = _node_position(node)[0]
+        name = str(node.get("name") or f"example {index + 1}")
+        on = self.on(node, line, col)
+        if on is None:
+            return
+        source, topics = on
+        payload = self.example_payload(node, line, col)
+        expect = node.get("expect", [])
+        if not isinstance(expect, list):
+            eline, ecol = _position(node, "expect")
+            self.problem(eline, ecol, "`expect:` is a list of messages (`- to: omnisend event`), or `[]` for none")
+            return
+        for i, item in enumerate(expect):
+            iline, icol = _position(expect, i)
+            if not isinstance(item, CommentedMap) or "to" not in item:
+                self.problem(iline, icol, "each expected message starts with `- to: <destination> <record type>`")
+                continue
+            self._unknown_keys(item, EXPECT_KEYS, "an expected message")
+        errors = [str(e) for e in node.get("errors", []) or []]
+        headers = {str(k): str(v) for k, v in (node.get("headers") or {}).items()}
+        received = str(node.get("received_at", "2026-11-23T09:30:00Z"))
+        for topic in topics:
+            self.examples.append(Example(self.file, line, name, source, topic, payload, headers, received,
+                                         _plain(expect), errors))
+
+    def example_payload(self, node: CommentedMap, line: int, col: int) -> Any:
+        import json
+
+        if "payload" not in node:
+            self.problem(line, col, "the example needs `payload:`: the webhook body inline, or a path to a JSON file")
+            return None
+        value = node["payload"]
+        if isinstance(value, (dict, list)):
+            return _plain(value)
+        pline, pcol = _position(node, "payload")
+        candidates = [self.path.parent / str(value), self.path.parent.parent / str(value)]
+        for candidate in candidates:
+            if candidate.is_file():
+                try:
+                    return json.loads(candidate.read_text(encoding="utf-8"))
+                except ValueError as exc:
+                    self.problem(pline, pcol, f"{value} is not valid JSON: {exc}")
+                    return None
+        self.problem(pline, pcol, f"payload file `{value}` not found (looked next to this file and in the project root)")
+        return None
+
+
+def check_filters() -> list[str]:
+    from bridge.mapping.expressions import ENV
+
+    return sorted(ENV.filters)
+
+
+class LoadedRules(CompiledRuleSet):
+    """A rule set plus what the checker learnt while loading it."""
+
+    examples: list[Example]
+    consent: list[ConsentUse]
+    notes: list[str]
+
+
+def rule_files(directory: Path) -> list[Path]:
+    return sorted(p for p in directory.glob("*.yaml") if p.is_file()) + sorted(
+        p for p in directory.glob("*.yml") if p.is_file())
+
+
+def load_rules(directory: Path) -> LoadedRules:
+    """Load and check every rule file in `directory`; raise `RulesError` listing all problems."""
+    directory = Path(directory)
+    problems = Problems()
+    if not directory.is_dir():
+        raise RulesError([f"{display_path(directory)}: the rules directory does not exist"])
+    loaders = []
+    for path in rule_files(directory):
+        loader = FileLoader(path, problems)
+        loader.load()
+        loaders.append(loader)
+    seen: dict[str, str] = {}
+    for loader in loaders:
+        for rule in loader.rules:
+            if rule.name in seen:
+                problems.add(rule.file, rule.line, 1, f"rule name '{rule.name}' is already used at {seen[rule.name]}; "
+                                                      "names must be unique (they keep re-sent events from being sent twice)")
+            seen.setdefault(rule.name, f"{rule.file}:{rule.line}")
+    if problems.items:
+        raise RulesError(problems.items)
+    rules = [rule for loader in loaders for rule in loader.rules]
+    ruleset = LoadedRules(rules, tuple(loader.file for loader in loaders))
+    ruleset.examples = []
+    for loader in loaders:
+        names = [rule.name for rule in loader.rules]
+        for example in loader.examples:
+            example.rules = names
+            ruleset.examples.append(example)
+    ruleset.consent = [use for loader in loaders for use in loader.consent]
+    ruleset.notes = [note for loader in loaders for note in loader.notes]
+    return ruleset
