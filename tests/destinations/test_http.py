@@ -1,0 +1,62 @@
+"""Response and exception classification, Retry-After parsing and PII-safe excerpts."""
+
+from __future__ import annotations
+
+import email.utils
+
+import httpx
+import pytest
+
+from bridge.destinations.http import classify_exception, classify_response, excerpt, mask_pii, parse_retry_after
+
+
+@pytest.mark.parametrize(
+    ("status", "kind"),
+    [(200, "delivered"), (201, "delivered"), (202, "delivered"), (204, "delivered"),
+     (408, "retry"), (429, "retry"), (500, "retry"), (502, "retry"), (503, "retry"), (504, "retry"),
+     (401, "pause"), (403, "pause"),
+     (400, "dead"), (404, "dead"), (409, "dead"), (413, "dead"), (422, "dead")],
+)
+def test_status_classes(status: int, kind: str) -> None:
+    outcome = classify_response(httpx.Response(status, text="{}"))
+    assert (outcome.kind, outcome.status) == (kind, status)
+
+
+def test_retry_after_seconds_and_date() -> None:
+    assert classify_response(httpx.Response(503, headers={"Retry-After": "7"})).retry_after == 7.0
+    when = email.utils.formatdate(1_000_030, usegmt=True)
+    assert parse_retry_after(when, now=1_000_000) == pytest.approx(30.0)
+    assert parse_retry_after("garbage") is None
+    assert parse_retry_after("-5") == 0.0
+
+
+def test_omnisend_reset_header_on_429_only() -> None:
+    assert classify_response(httpx.Response(429, headers={"X-Rate-Limit-Reset": "12"})).retry_after == 12.0
+    assert classify_response(httpx.Response(503, headers={"X-Rate-Limit-Reset": "12"})).retry_after is None
+    both = httpx.Response(429, headers={"X-Rate-Limit-Reset": "12", "Retry-After": "3"})
+    assert classify_response(both).retry_after == 3.0
+
+
+def test_dead_detail_is_short_masked_summary() -> None:
+    body = ('{"error": "Invalid order for jo.doe@example.com phone +1 (555) 123-4567", '
+            '"fields": {"orderSum": ["must be an integer amount in cents"]}, "pad": "' + "x" * 2000 + '"}')
+    outcome = classify_response(httpx.Response(400, text=body))
+    assert outcome.kind == "dead"
+    assert len(outcome.detail) <= 300
+    assert "jo.doe" not in outcome.detail and "555" not in outcome.detail
+    assert "orderSum: must be an integer amount in cents" in outcome.detail
+
+
+def test_mask_keeps_dates_and_short_numbers() -> None:
+    text = "at 2026-11-23T10:00:00Z order 12345 by a@b.io tel 0044 20 7946 0958"
+    assert mask_pii(text) == "at 2026-11-23T10:00:00Z order 12345 by <email> tel <phone>"
+    assert len(excerpt("y" * 1000)) == 300
+
+
+@pytest.mark.parametrize(
+    "exc",
+    [httpx.ConnectError("refused"), httpx.ReadTimeout("slow"), httpx.RemoteProtocolError("eof"), TimeoutError()],
+)
+def test_transport_errors_retry(exc: BaseException) -> None:
+    outcome = classify_exception(exc)
+    assert outcome.kind == "retry" and outcome.status is None
