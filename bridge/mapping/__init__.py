@@ -33,3 +33,11 @@ class MapResult:
 
 class RuleSet(Protocol):
     def map(self, event: Event) -> MapResult: ...
+
+
+# The public entry points, importable as `from bridge.mapping import load_rules`.
+# Imported last: the loader's modules need MapResult from this module.
+from bridge.mapping.loader import load_rules  # noqa: E402
+from bridge.mapping.reload import RulesHolder  # noqa: E402
+
+__all__ = ["MapResult", "RuleSet", "load_rules", "RulesHolder"]

@@ -423,7 +423,7 @@ class FileLoader:
     def _record_consent(self, target: _Target, path: tuple[str, ...], line: int, compiled: Compiled,
                         reads: frozenset[str] | set[str]) -> None:
         target.consent.append(ConsentUse(self.file, line, target.rule, target.spec.destination, target.spec.kind,
-                                         ".".join(path), compiled.source, tuple(sorted(reads))))
+                                         ".".join(path).replace(".[]", "[]"), compiled.source, tuple(sorted(reads))))
 
     # --- examples -------------------------------------------------------------
 

@@ -1,0 +1,157 @@
+"""`bridge mappings check|test|try`: what a marketer runs before saving a rule file."""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+from bridge.errors import RulesError
+from bridge.mapping.examples import run_examples
+from bridge.mapping.loader import LoadedRules, load_rules
+from bridge.model import Event, Message, Outgoing
+
+
+def _default_dir() -> Path:
+    try:
+        from bridge.settings import Settings
+
+        return Settings.from_env().mappings_dir
+    except Exception:  # settings may be incomplete on a marketer's laptop; rules still live in mappings/
+        return Path("mappings")
+
+
+def register(subparsers: Any) -> None:
+    """Add the `mappings` command group to the main CLI's subparsers."""
+    group = subparsers.add_parser("mappings", help="check, test and try the rule files in mappings/")
+    commands = group.add_subparsers(dest="mappings_command", required=True, metavar="COMMAND")
+
+    check = commands.add_parser("check", help="check every rule file; exit 1 on any problem")
+    check.add_argument("dir", nargs="?", type=Path, default=None, help="rules directory (default mappings/)")
+    check.add_argument("--explain", action="store_true", help="list the rules that write consent and from which payload field")
+    check.set_defaults(func=cmd_check)
+
+    test = commands.add_parser("test", help="run every file's examples; exit 1 when one does not match")
+    test.add_argument("dir", nargs="?", type=Path, default=None, help="rules directory (default mappings/)")
+    test.set_defaults(func=cmd_test)
+
+    try_ = commands.add_parser("try", help="show the requests a payload would cause, without sending anything")
+    try_.add_argument("payload", type=Path, help="a JSON file with the webhook body")
+    try_.add_argument("--source", required=True, help="source name, e.g. shopify")
+    try_.add_argument("--topic", required=True, help="topic, e.g. orders/create")
+    try_.add_argument("--dir", type=Path, default=None, help="rules directory (default mappings/)")
+    try_.add_argument("--header", action="append", default=[], metavar="NAME:VALUE", help="a webhook header (repeatable)")
+    try_.add_argument("--messages", action="store_true", help="print the mapped messages instead of HTTP requests")
+    try_.set_defaults(func=cmd_try)
+
+
+def _load(directory: Path | None) -> LoadedRules | None:
+    try:
+        return load_rules(directory or _default_dir())
+    except RulesError as exc:
+        for problem in exc.problems:
+            print(problem, file=sys.stderr)
+        print(f"{len(exc.problems)} problem(s); nothing was changed", file=sys.stderr)
+        return None
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    rules = _load(args.dir)
+    if rules is None:
+        return 1
+    for note in rules.notes:
+        print(note)
+    print(f"ok: {len(rules)} rules in {len(rules.files)} files")
+    if args.explain:
+        if not rules.consent:
+            print("no rule writes marketing consent")
+        else:
+            print("rules that write marketing consent:")
+            for use in rules.consent:
+                print(f"  {use.describe()}")
+    return 0
+
+
+def cmd_test(args: argparse.Namespace) -> int:
+    rules = _load(args.dir)
+    if rules is None:
+        return 1
+    outcomes = run_examples(rules)
+    failed = [outcome for outcome in outcomes if not outcome.ok]
+    for outcome in outcomes:
+        print(f"{'ok  ' if outcome.ok else 'FAIL'} {outcome.title}")
+    for outcome in failed:
+        print(f"\n{outcome.title}:\n{outcome.report}", end="")
+    print(f"\n{len(outcomes) - len(failed)} of {len(outcomes)} examples pass")
+    return 1 if failed else 0
+
+
+def cmd_try(args: argparse.Namespace) -> int:
+    rules = _load(args.dir)
+    if rules is None:
+        return 1
+    try:
+        body = args.payload.read_bytes()
+        json.loads(body)
+    except (OSError, ValueError) as exc:
+        print(f"{args.payload}: cannot read a JSON payload: {exc}", file=sys.stderr)
+        return 1
+    headers = dict(header.split(":", 1) for header in args.header if ":" in header)
+    event = Event(id=0, source=args.source, topic=args.topic, dedupe_key=f"try:{args.payload.name}",
+                  received_at=time.time(), headers={k.strip(): v.strip() for k, v in headers.items()}, body=body)
+    result = rules.map(event)
+    print(f"# {result.status}: rules {', '.join(result.rules) or '(none)'}")
+    for error in result.errors:
+        print(f"# error: {error}")
+    if not result.messages:
+        return 1 if result.errors else 0
+    if args.messages or not _print_requests(event, result.messages):
+        for message in result.messages:
+            print(f"{message.destination} {message.kind} {message.action} key={message.key!r} (rule '{message.rule}' #{message.index})")
+            print(json.dumps(message.record, indent=2, ensure_ascii=False))
+    return 1 if result.errors else 0
+
+
+def _print_requests(event: Event, messages: Sequence[Outgoing]) -> bool:
+    """Print what the destination adapters would send; False when they are not available."""
+    if importlib.util.find_spec("bridge.destinations.registry") is None:
+        return False
+    try:
+        from bridge.destinations.registry import build_destinations
+        from bridge.settings import Settings
+
+        destinations = build_destinations(Settings.from_env())
+    except Exception as exc:  # unconfigured settings: show the mapped messages instead
+        print(f"# (cannot build destinations: {exc}; showing messages)")
+        return False
+    rows: dict[str, list[Message]] = {}
+    for number, out in enumerate(messages, start=1):
+        rows.setdefault(out.destination, []).append(Message(
+            id=number, event_id=event.id, destination=out.destination, kind=out.kind, action=out.action,
+            record=out.record, rule=out.rule, key=out.key,
+            idempotency_key=out.idempotency_key(event.source, event.dedupe_key), attempts=0, created_at=event.received_at,
+        ))
+    for name, batch in rows.items():
+        destination = destinations.get(name)
+        if destination is None:
+            print(f"# no destination `{name}` is configured")
+            continue
+        for request in destination.prepare(batch):
+            print(f"{request.method} {request.destination} {request.path}")
+            print(json.dumps(request.body, indent=2, ensure_ascii=False))
+    return True
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="bridge")
+    register(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(argv)
+    return int(args.func(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
