@@ -1,0 +1,171 @@
+"""The fake Omnisend enforces the documented contracts (apis.md section 1), over real HTTP."""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Iterator
+
+import httpx
+import pytest
+
+from bridge.fakes import create_omnisend_app, serve_in_thread
+
+API = {"Authorization": "Omnisend-API-Key key", "Omnisend-Version": "2026-03-15"}
+V3 = {"X-API-KEY": "key"}
+EVENT = {"eventName": "my custom event", "origin": "api", "contact": {"email": "a@example.com"}}
+ORDER = {"orderID": "1", "email": "a@example.com", "currency": "EUR", "orderSum": 100,
+         "createdAt": "2026-11-23T10:00:00Z"}
+
+
+@pytest.fixture
+def app() -> Any:
+    return create_omnisend_app("key", requests_per_minute=400, processing_seconds=0.05)
+
+
+@pytest.fixture
+def client(app: Any) -> Iterator[httpx.Client]:
+    with serve_in_thread(app) as url, httpx.Client(base_url=url) as client:
+        yield client
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [{}, {"Omnisend-Version": "2026-03-15"}, {"Authorization": "key", "Omnisend-Version": "2026-03-15"},
+     {"X-API-KEY": "key", "Omnisend-Version": "2026-03-15"},
+     {"Authorization": "Omnisend-API-Key wrong", "Omnisend-Version": "2026-03-15"}],
+)
+def test_api_line_auth(client: httpx.Client, headers: dict[str, str]) -> None:
+    response = client.post("/api/events", json=EVENT, headers=headers)
+    assert response.status_code == 401
+    assert response.json()["status"] == 401 and response.json()["type"].startswith("https://problems.omnisend.com/")
+
+
+def test_version_header_required(client: httpx.Client) -> None:
+    response = client.post("/api/events", json=EVENT, headers={"Authorization": "Omnisend-API-Key key"})
+    assert response.status_code == 400
+
+
+def test_event_accepted_with_rate_headers(client: httpx.Client, app: Any) -> None:
+    response = client.post("/api/events", json=EVENT, headers=API)
+    assert response.status_code == 202
+    assert response.headers["X-Rate-Limit-Limit"] == "400"
+    assert response.headers["X-Rate-Limit-Remaining"] == "399"
+    assert 1 <= int(response.headers["X-Rate-Limit-Reset"]) <= 60
+    assert app.state.fake.events == [EVENT]
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [({"eventName": ""}, "eventName"), ({"origin": None}, "origin"), ({"contact": {"firstName": "A"}}, "contact"),
+     ({"eventName": "placed order"}, "eventVersion"), ({"eventID": "not-a-uuid"}, "eventID"),
+     ({"contact": {"phone": "+1234567890123456"}}, "contact.phone")],
+)
+def test_event_validation_problem(client: httpx.Client, change: dict[str, Any], field: str) -> None:
+    response = client.post("/api/events", json={**EVENT, **change}, headers=API)
+    assert response.status_code == 400
+    body = response.json()
+    assert {"type", "title", "status", "detail", "instance"} <= set(body)
+    assert body["instance"].startswith("urn:omnisend:request:")
+    assert field in [e["field"] for e in body["errors"]]
+
+
+def test_batch_lifecycle(client: httpx.Client) -> None:
+    items = [EVENT, {**EVENT, "origin": ""}]
+    created = client.post("/api/batches", json={"method": "POST", "endpoint": "events", "items": items}, headers=API)
+    assert created.status_code == 201
+    batch_id, total = created.json()["batchID"], created.json()["totalCount"]
+    assert total == 2
+    assert client.get(f"/api/batches/{batch_id}", headers=API).json()["status"] == "inProgress"
+    time.sleep(0.06)
+    status = client.get(f"/api/batches/{batch_id}", headers=API).json()
+    assert (status["status"], status["finishedCount"], status["errorsCount"]) == ("finished", 2, 1)
+    listed = client.get(f"/api/batches/{batch_id}/items", headers=API).json()
+    assert [i["responseCode"] for i in listed["responses"]] == [202]
+    assert [i["responseCode"] for i in listed["errors"]] == [400]
+    assert listed["errors"][0]["request"] == items[1]
+    assert client.get("/api/batches/nope", headers=API).status_code == 404
+
+
+@pytest.mark.parametrize(
+    "body",
+    [{"method": "POST", "endpoint": "events", "items": []},
+     {"method": "POST", "endpoint": "events", "items": [EVENT] * 101},
+     {"method": "DELETE", "endpoint": "events", "items": [EVENT]},
+     {"method": "POST", "endpoint": "orders", "items": [EVENT]}],
+)
+def test_batch_shape_enforced(client: httpx.Client, body: dict[str, Any]) -> None:
+    assert client.post("/api/batches", json=body, headers=API).status_code == 400
+
+
+def test_v3_auth_and_error_shape(client: httpx.Client) -> None:
+    assert client.post("/v3/orders", json=ORDER, headers={"X-API-KEY": "wrong"}).status_code == 401
+    assert client.post("/v3/orders", json=ORDER, headers={"Authorization": "Omnisend-API-Key key"}).status_code == 401
+    missing = client.post("/v3/orders", json={"orderID": "1"}, headers=V3)
+    assert missing.status_code == 422
+    assert set(missing.json()) == {"error", "fields"} and "currency" in missing.json()["fields"]
+    float_money = client.post("/v3/orders", json={**ORDER, "orderSum": 1.5}, headers=V3)
+    assert float_money.status_code == 400 and "orderSum" in float_money.json()["fields"]
+
+
+def test_v3_orders_lifecycle(client: httpx.Client, app: Any) -> None:
+    assert client.patch("/v3/orders/1", json={"paymentStatus": "paid"}, headers=V3).status_code == 404
+    assert client.post("/v3/orders", json=ORDER, headers=V3).json() == {"orderID": "1", "email": "a@example.com",
+                                                                        "phone": None}
+    assert client.put("/v3/orders/1", json={**ORDER, "orderSum": 200}, headers=V3).status_code == 200
+    assert client.patch("/v3/orders/1", json={"paymentStatus": "paid"}, headers=V3).status_code == 200
+    assert client.patch("/v3/orders/1", json={"orderSum": 5}, headers=V3).status_code == 400
+    assert client.patch("/v3/orders/1", json={"paymentStatus": "maybe"}, headers=V3).status_code == 400
+    assert app.state.fake.orders["1"]["orderSum"] == 200 and app.state.fake.orders["1"]["paymentStatus"] == "paid"
+
+
+def test_v3_carts_and_contacts(client: httpx.Client) -> None:
+    cart = {"cartID": "c1", "email": "a@example.com", "currency": "EUR", "cartSum": 100,
+            "products": [{"cartProductID": "1", "productID": "p", "variantID": "v", "title": "T",
+                          "quantity": 1, "price": 100}]}
+    assert client.post("/v3/carts", json=cart, headers=V3).status_code == 200
+    assert client.post("/v3/carts", json={**cart, "email": None, "phone": "+370"}, headers=V3).status_code == 422
+    bad_price = {**cart, "products": [{**cart["products"][0], "price": 1.0}]}
+    assert client.post("/v3/carts", json=bad_price, headers=V3).status_code == 400
+    assert client.patch("/v3/carts/c1", json={"cartSum": 300}, headers=V3).status_code == 200
+    contact = {"identifiers": [{"type": "email", "id": "a@example.com",
+                                "channels": {"email": {"status": "subscribed"}}}]}
+    assert client.post("/v3/contacts", json=contact, headers=V3).status_code == 200
+    no_channels = {"identifiers": [{"type": "email", "id": "a@example.com"}]}
+    assert client.post("/v3/contacts", json=no_channels, headers=V3).status_code == 400
+
+
+def test_rate_limit_sliding_window() -> None:
+    app = create_omnisend_app("key", requests_per_minute=3, window_seconds=60)
+    with serve_in_thread(app) as url, httpx.Client(base_url=url) as client:
+        codes = [client.post("/api/events", json=EVENT, headers=API) for _ in range(4)]
+    assert [r.status_code for r in codes] == [202, 202, 202, 429]
+    throttled = codes[3]
+    assert throttled.headers["X-Rate-Limit-Remaining"] == "0"
+    assert 1 <= int(throttled.headers["Retry-After"]) <= 60
+    assert throttled.json()["type"] == "https://problems.omnisend.com/rate-limit-exceeded"
+
+
+def test_control_routes_over_http(client: httpx.Client) -> None:
+    assert client.post("/_fake/fail", json={"mode": "status", "status": 503, "count": 2}).status_code == 200
+    assert [client.post("/api/events", json=EVENT, headers=API).status_code for _ in range(3)] == [503, 503, 202]
+    assert client.post("/_fake/fail", json={"mode": "status", "status": 401, "seconds": 0.2}).status_code == 200
+    assert client.post("/api/events", json=EVENT, headers=API).status_code == 401
+    time.sleep(0.25)
+    assert client.post("/api/events", json=EVENT, headers=API).status_code == 202
+    recorded = client.get("/_fake/requests").json()
+    assert [r["status"] for r in recorded] == [503, 503, 202, 401, 202]
+    assert recorded[2]["method"] == "POST" and recorded[2]["path"] == "/api/events"
+    assert recorded[2]["body"] == EVENT and recorded[2]["headers"]["omnisend-version"] == "2026-03-15"
+    assert len(client.get("/_fake/requests", params={"accepted": "1"}).json()) == 2
+    client.post("/_fake/reset")
+    assert client.get("/_fake/requests").json() == []
+    assert client.post("/_fake/fail", json={"mode": "explode"}).status_code == 400
+
+
+def test_timeout_and_reset_injection(client: httpx.Client) -> None:
+    client.post("/_fake/fail", json={"mode": "timeout", "delay": 1.0})
+    with pytest.raises(httpx.ReadTimeout):
+        client.post("/api/events", json=EVENT, headers=API, timeout=0.2)
+    client.post("/_fake/fail", json={"mode": "reset"})
+    with pytest.raises(httpx.RemoteProtocolError):
+        client.post("/api/events", json=EVENT, headers=API)
