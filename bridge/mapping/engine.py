@@ -298,6 +298,13 @@ class CompiledRuleSet:
 
 def _missing_required(message: MessageSpec, record: dict[str, Any]) -> str:
     spec = message.spec
+    if (spec.destination, spec.kind) == ("omnisend", "contact"):
+        for number, identifier in enumerate(record.get("identifiers") or []):
+            statuses = [c.get("status") for c in (identifier.get("channels") or {}).values() if isinstance(c, dict)]
+            if not any(statuses):
+                # Omnisend reads a missing status as "subscribed": never let consent be invented.
+                return (f"identifiers.{number} has no channel status; Omnisend would subscribe it. "
+                        "Guard the identifier with `when:` so it is only sent when consent is known")
     for path in spec.required:
         if _empty(get_path(record, path)):
             return f"{path} is empty; {_explain(message, path)}"
