@@ -1,0 +1,323 @@
+"""The operator commands: events, outbox, dead, replay, destinations, prune.
+
+Every command runs against the configured database (BRIDGE_DATABASE_URL).
+Reads use a reader connection; writes go through the store's writer, so they
+are committed like everything else, beside a running `bridge serve`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import sys
+import time
+from typing import Any, Callable, Iterator, Sequence
+
+from bridge.errors import BridgeError
+from bridge.ops import queries, views
+from bridge.ops.progress import ProgressBar
+from bridge.ops.prune import DEFAULT_DAYS, prune_with_settings
+from bridge.ops.replay import load_current_rules, replay
+from bridge.ops.table import render
+from bridge.ops.when import age, iso, parse_when
+from bridge.settings import Settings
+from bridge.store.sqlite import SQLiteStore
+
+
+class UsageError(BridgeError):
+    """The command cannot run as asked (missing database, no filter, unknown name)."""
+
+
+# -- plumbing -----------------------------------------------------------------
+
+
+def when(text: str) -> float:
+    try:
+        return parse_when(text, time.time())
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a number above 0, got {value}")
+    return value
+
+
+def days(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of days, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError("days cannot be negative")
+    return value
+
+
+@contextlib.contextmanager
+def opened_store(settings: Settings) -> Iterator[SQLiteStore]:
+    path = settings.database_path
+    if not path.exists():
+        # Opening would create an empty database: almost always a wrong BRIDGE_DATABASE_URL.
+        raise UsageError(f"no database at {path} (set BRIDGE_DATABASE_URL)")
+    with SQLiteStore(path) as store:
+        yield store
+
+
+def emit_json(value: Any) -> None:
+    print(json.dumps(value, indent=2, ensure_ascii=False))
+
+
+# -- events -------------------------------------------------------------------
+
+
+def cmd_events_list(args: argparse.Namespace) -> int:
+    settings = Settings.from_env()
+    where = queries.EventFilter(args.source, args.topic, args.status, args.since, args.until)
+    with opened_store(settings) as store:
+        rows = [views.event_summary(r, args.reveal) for r in queries.list_events(store.reader(), where, args.limit)]
+    if args.json:
+        emit_json(rows)
+        return 0
+    if not rows:
+        print("no events match")
+        return 0
+    print(render(
+        ["ID", "RECEIVED", "SOURCE", "TOPIC", "STATUS", "RULES", "MESSAGES", "ERRORS", "DEDUPE KEY"],
+        [[r["id"], r["received_at"], r["source"], r["topic"], r["status"], r["rules"], r["messages"],
+          len(r["errors"]) or None, r["dedupe_key"]] for r in rows],
+    ))
+    return 0
+
+
+def cmd_events_show(args: argparse.Namespace) -> int:
+    settings = Settings.from_env()
+    with opened_store(settings) as store:
+        detail = queries.event_detail(store.reader(), args.id)
+    if detail is None:
+        raise UsageError(f"no event with id {args.id}")
+    view = views.event_detail(detail, args.reveal)
+    if args.json:
+        emit_json(view)
+        return 0
+    print(f"event {view['id']}  {view['source']} {view['topic']}  status {view['status']}")
+    print(f"  received   {view['received_at']}   mapped {view['mapped_at'] or '-'}   duplicates {view['duplicates']}")
+    print(f"  dedupe key {view['dedupe_key']}")
+    print(f"  rules      {', '.join(view['rules']) or '-'}")
+    for error in view["errors"]:
+        print(f"  error      {error}")
+    print("  payload    " + ("(pruned)" if view["body_pruned"] else json.dumps(view["payload"], ensure_ascii=False)))
+    if not view["messages"]:
+        print("  no messages")
+    for m in view["messages"]:
+        print(f"\n  message {m['id']} -> {m['destination']} {m['kind']} ({m['action']})  rule {m['rule']}")
+        print(f"    state {m['state']}  attempts {m['attempts']}  last status {m['last_status'] or '-'}"
+              + (f"  next {m['next_at']}" if m["next_at"] else ""))
+        if m["last_detail"]:
+            print(f"    last answer {m['last_detail']}")
+        for a in m["trail"]:
+            print(f"    {a['at']}  {a['outcome']:<9} {a['status'] or '-':<4} {a['detail'] or ''}")
+    if not args.reveal:
+        print("\n(personal data masked; --reveal shows it)")
+    return 0
+
+
+# -- outbox -------------------------------------------------------------------
+
+
+def cmd_outbox_stats(args: argparse.Namespace) -> int:
+    settings = Settings.from_env()
+    with opened_store(settings) as store:
+        stats = queries.outbox_stats(store.reader(), time.time(), list(settings.destinations))
+    view = views.outbox_stats(stats)
+    if args.json:
+        emit_json(view)
+        return 0
+    print(render(
+        ["DESTINATION", "PENDING", "INFLIGHT", "DELIVERED", "DEAD", "OLDEST PENDING", "PAUSED"],
+        [[name, s["counts"]["pending"], s["counts"]["inflight"], s["counts"]["delivered"], s["counts"]["dead"],
+          age(s["oldest_pending_age_seconds"]),
+          f"yes since {s['paused_at']}: {s['pause_reason']}" if s["paused"] else "no"]
+         for name, s in view["destinations"].items()],
+    ))
+    return 0
+
+
+# -- dead letters -------------------------------------------------------------
+
+
+def cmd_dead_list(args: argparse.Namespace) -> int:
+    settings = Settings.from_env()
+    where = queries.DeadFilter(destination=args.destination, since=args.since)
+    with opened_store(settings) as store:
+        rows = [views.dead_letter(r, args.reveal) for r in queries.list_dead(store.reader(), where, args.limit)]
+    if args.json:
+        emit_json(rows)
+        return 0
+    if not rows:
+        print("no dead letters")
+        return 0
+    print(render(
+        ["ID", "EVENT", "DESTINATION", "KIND", "RULE", "ATTEMPTS", "DIED", "STATUS", "LAST ANSWER"],
+        [[r["id"], r["event_id"], r["destination"], r["kind"], r["rule"], r["attempts"], r["died_at"],
+          r["last_status"], r["last_detail"]] for r in rows],
+    ))
+    return 0
+
+
+def cmd_dead_retry(args: argparse.Namespace) -> int:
+    settings = Settings.from_env()
+    where = queries.DeadFilter(tuple(args.id or ()), args.destination, args.since)
+    if where.empty and not args.all:
+        raise UsageError("dead retry needs --id, --destination or --since; --all retries every dead letter")
+    now = time.time()
+    with opened_store(settings) as store:
+        count = store.write_sync(lambda conn: queries.retry_dead(conn, where, now))
+    print(f"{count} dead letter{'s' if count != 1 else ''} back to pending")
+    return 0
+
+
+# -- replay -------------------------------------------------------------------
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    settings = Settings.from_env()
+    rules = load_current_rules(settings)
+    where = queries.EventFilter(args.source, args.topic, None, args.since, args.until)
+    bar = ProgressBar("replay")
+    with opened_store(settings) as store:
+        try:
+            summary = replay(store, rules, where, time.time(), force=args.force, dry_run=args.dry_run, progress=bar)
+        finally:
+            bar.close()
+    if args.json:
+        emit_json(summary.as_dict())
+        return 0
+    prefix = "dry run: would have queued" if args.dry_run else "queued"
+    print(f"{summary.events} events replayed; {prefix} {summary.queued} messages"
+          f" ({summary.requeued_dead} of them dead letters brought back);"
+          f" skipped {summary.skipped_delivered} already delivered, {summary.skipped_open} still waiting;"
+          f" {summary.events_with_errors} events with mapping errors")
+    if (summary.skipped_delivered or summary.skipped_open) and not args.force:
+        print("(--force queues them again, with the same idempotency keys)")
+    return 0
+
+
+# -- destinations -------------------------------------------------------------
+
+
+def _set_paused(args: argparse.Namespace, paused: bool) -> int:
+    settings = Settings.from_env()
+    if args.name not in settings.destinations:
+        raise UsageError(f"no destination named {args.name!r}; known: {', '.join(sorted(settings.destinations))}")
+    reason = (args.reason or "paused by an operator") if paused else "resumed by an operator"
+    with opened_store(settings) as store:
+        store.write_sync(queries.pause_destination(args.name, paused, reason, time.time()))
+    print(f"{args.name} {'paused' if paused else 'resumed'}; a running worker picks this up within a few seconds")
+    return 0
+
+
+def cmd_pause(args: argparse.Namespace) -> int:
+    return _set_paused(args, True)
+
+
+def cmd_resume(args: argparse.Namespace) -> int:
+    return _set_paused(args, False)
+
+
+# -- prune --------------------------------------------------------------------
+
+
+def cmd_prune(args: argparse.Namespace) -> int:
+    settings = Settings.from_env()
+    with opened_store(settings) as store:
+        result = prune_with_settings(store, settings, time.time(), delivered_days=args.delivered_days,
+                                     bodies_days=args.bodies_days, dry_run=args.dry_run)
+    verb = "would remove" if args.dry_run else "removed"
+    print(f"{verb} {result.messages} delivered messages ({result.attempts} attempts), {result.bodies} event bodies,"
+          f" {result.dedupe_keys} dedupe keys older than {settings.dedupe_days:g} days")
+    return 0
+
+
+# -- the parser ---------------------------------------------------------------
+
+
+def _command(parent: Any, name: str, fn: Callable[[argparse.Namespace], int], help: str) -> argparse.ArgumentParser:
+    parser: argparse.ArgumentParser = parent.add_parser(name, help=help, description=help)
+    parser.set_defaults(func=fn)
+    return parser
+
+
+def _group(commands: Any, name: str, help: str) -> Any:
+    parser = commands.add_parser(name, help=help, description=help)
+    return parser.add_subparsers(dest=f"{name}_command", required=True, metavar="COMMAND")
+
+
+def register(commands: Any) -> None:
+    """Add the operator commands to the `bridge` parser's subcommands."""
+    events = _group(commands, "events", "inspect inbound events")
+    p = _command(events, "list", cmd_events_list, "list inbound events, newest first")
+    p.add_argument("--source")
+    p.add_argument("--topic")
+    p.add_argument("--status", help="received, invalid_json, mapped, partial, mapping_error, no_rule, ignored")
+    p.add_argument("--since", type=when, metavar="WHEN", help="ISO 8601 or relative (2h, 3d)")
+    p.add_argument("--until", type=when, metavar="WHEN")
+    p.add_argument("--limit", type=positive_int, default=50)
+    p.add_argument("--reveal", action="store_true", help="show personal data")
+    p.add_argument("--json", action="store_true")
+    p = _command(events, "show", cmd_events_show, "one event with its messages and every delivery attempt")
+    p.add_argument("id", type=int)
+    p.add_argument("--reveal", action="store_true", help="show personal data")
+    p.add_argument("--json", action="store_true")
+
+    outbox = _group(commands, "outbox", "the outbox")
+    p = _command(outbox, "stats", cmd_outbox_stats, "messages per destination and state, oldest pending, pauses")
+    p.add_argument("--json", action="store_true")
+
+    dead = _group(commands, "dead", "dead letters: messages that will not be retried")
+    p = _command(dead, "list", cmd_dead_list, "dead letters with their last answer, most recent first")
+    p.add_argument("--destination")
+    p.add_argument("--since", type=when, metavar="WHEN", help="died since; ISO 8601 or relative (2h, 3d)")
+    p.add_argument("--limit", type=positive_int, default=100)
+    p.add_argument("--reveal", action="store_true", help="show personal data")
+    p.add_argument("--json", action="store_true")
+    p = _command(dead, "retry", cmd_dead_retry, "put dead letters back in the outbox, due now, with fresh attempts")
+    p.add_argument("--id", type=int, action="append", help="a message id (repeat for several)")
+    p.add_argument("--destination")
+    p.add_argument("--since", type=when, metavar="WHEN")
+    p.add_argument("--all", action="store_true", help="every dead letter (needed when no filter is given)")
+
+    p = _command(commands, "replay", cmd_replay, "run stored events again through the current rules")
+    p.add_argument("--since", type=when, metavar="WHEN", required=True)
+    p.add_argument("--until", type=when, metavar="WHEN")
+    p.add_argument("--source")
+    p.add_argument("--topic")
+    p.add_argument("--dry-run", action="store_true", help="count what would be queued; change nothing")
+    p.add_argument("--force", action="store_true", help="queue messages again even when already delivered")
+    p.add_argument("--json", action="store_true")
+
+    destinations = _group(commands, "destinations", "pause or resume delivery to a destination")
+    p = _command(destinations, "pause", cmd_pause, "stop delivering to a destination (messages wait)")
+    p.add_argument("name")
+    p.add_argument("--reason")
+    p = _command(destinations, "resume", cmd_resume, "deliver to a paused destination again")
+    p.add_argument("name")
+
+    p = _command(commands, "prune", cmd_prune, "retention: delete old delivered messages, bodies and dedupe keys")
+    p.add_argument("--delivered-days", type=days, default=DEFAULT_DAYS)
+    p.add_argument("--bodies-days", type=days, default=DEFAULT_DAYS)
+    p.add_argument("--dry-run", action="store_true")
+
+
+def main(argv: Sequence[str] | None = None) -> int:  # pragma: no cover - `bridge` is the entry point
+    from bridge.cli import main as bridge_main
+
+    return bridge_main(argv if argv is not None else sys.argv[1:])
+
+
+__all__ = ["register", "iso"]

@@ -1,0 +1,163 @@
+"""Retention: delivered messages, inbound bodies and dedupe keys do not stay for ever.
+
+- Delivered messages (with their attempts) older than `delivered_days`.
+- Inbound bodies older than `bodies_days` are set to NULL (the event row
+  stays, its body no longer), except for events that still have open or dead
+  messages, or are still waiting to be mapped: those may need a replay.
+- Dedupe keys older than the dedupe window; never sooner, or a provider's
+  resend would be taken as new.
+
+Deletes run in small chunks, each its own job on the store's writer: that
+thread also commits webhooks, and one long delete would hold their answers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import time
+from dataclasses import asdict, dataclass
+from typing import Any, Callable
+
+import structlog
+
+from bridge.settings import Settings
+from bridge.store.sqlite import SQLiteStore
+
+log = structlog.get_logger("bridge.ops.prune")
+
+DAY = 86400.0
+CHUNK = 1000
+DEFAULT_DAYS = 30.0
+
+
+@dataclass
+class PruneResult:
+    messages: int = 0
+    attempts: int = 0
+    bodies: int = 0
+    dedupe_keys: int = 0
+    dry_run: bool = False
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+_DELIVERED = "SELECT id FROM messages WHERE state = 'delivered' AND updated_at < :before"
+_BODIES = (
+    "SELECT id FROM events WHERE received_at < :before AND body IS NOT NULL AND status != 'received'"
+    " AND NOT EXISTS (SELECT 1 FROM messages WHERE messages.event_id = events.id"
+    "                 AND messages.state IN ('pending', 'inflight', 'dead'))"
+)
+_DEDUPE = "SELECT source, key FROM dedupe WHERE seen_at < :before"
+
+
+def _delete_delivered(conn: sqlite3.Connection, before: float) -> tuple[int, int]:
+    ids = [r[0] for r in conn.execute(f"{_DELIVERED} LIMIT {CHUNK}", {"before": before})]
+    if not ids:
+        return 0, 0
+    marks = ", ".join("?" * len(ids))
+    attempts = conn.execute(f"DELETE FROM attempts WHERE message_id IN ({marks})", ids).rowcount
+    messages = conn.execute(f"DELETE FROM messages WHERE id IN ({marks}) AND state = 'delivered'", ids).rowcount
+    return messages, attempts
+
+
+def _null_bodies(conn: sqlite3.Connection, before: float) -> int:
+    return conn.execute(
+        f"UPDATE events SET body = NULL WHERE id IN ({_BODIES} LIMIT {CHUNK})", {"before": before}
+    ).rowcount
+
+
+def _delete_dedupe(conn: sqlite3.Connection, before: float) -> int:
+    return conn.execute(
+        f"DELETE FROM dedupe WHERE (source, key) IN ({_DEDUPE} LIMIT {CHUNK})", {"before": before}
+    ).rowcount
+
+
+def _count(conn: sqlite3.Connection, select: str, before: float) -> int:
+    return int(conn.execute(f"SELECT count(*) FROM ({select})", {"before": before}).fetchone()[0])
+
+
+def prune(
+    target: SQLiteStore | sqlite3.Connection,
+    now: float,
+    *,
+    dedupe_days: float,
+    delivered_days: float = DEFAULT_DAYS,
+    bodies_days: float = DEFAULT_DAYS,
+    min_dedupe_days: float = 0.0,
+    dry_run: bool = False,
+) -> PruneResult:
+    """Apply retention as of `now`. `target` is the store (writes go through its writer) or a connection.
+
+    `dedupe_days` is raised to `min_dedupe_days` (pass `settings.dedupe_days`) so a
+    caller cannot shorten the dedupe window. Blocking: from async code use `aprune`.
+    """
+    delivered_before = now - max(delivered_days, 0.0) * DAY
+    bodies_before = now - max(bodies_days, 0.0) * DAY
+    dedupe_before = now - max(dedupe_days, min_dedupe_days, 0.0) * DAY
+    result = PruneResult(dry_run=dry_run)
+    if isinstance(target, sqlite3.Connection):
+        conn = target
+
+        def write(fn: Callable[[sqlite3.Connection], Any]) -> Any:
+            return fn(conn)
+
+        read = conn
+    else:
+        write = target.write_sync
+        read = target.reader()
+
+    if dry_run:
+        result.messages = _count(read, _DELIVERED, delivered_before)
+        result.attempts = _count(read, f"SELECT a.id FROM attempts AS a WHERE a.message_id IN ({_DELIVERED})",
+                                 delivered_before)
+        result.bodies = _count(read, _BODIES, bodies_before)
+        result.dedupe_keys = _count(read, _DEDUPE, dedupe_before)
+        return result
+
+    while True:
+        messages, attempts = write(lambda c: _delete_delivered(c, delivered_before))
+        result.messages += messages
+        result.attempts += attempts
+        if messages == 0:
+            break
+    while (bodies := write(lambda c: _null_bodies(c, bodies_before))) > 0:
+        result.bodies += bodies
+    while (keys := write(lambda c: _delete_dedupe(c, dedupe_before))) > 0:
+        result.dedupe_keys += keys
+    return result
+
+
+def prune_with_settings(
+    target: SQLiteStore | sqlite3.Connection, settings: Settings, now: float, **days: Any
+) -> PruneResult:
+    return prune(target, now, dedupe_days=settings.dedupe_days, min_dedupe_days=settings.dedupe_days, **days)
+
+
+async def aprune(store: SQLiteStore, settings: Settings, now: float, **days: Any) -> PruneResult:
+    return await asyncio.to_thread(prune_with_settings, store, settings, now, **days)
+
+
+async def prune_daily(
+    store: SQLiteStore,
+    settings: Settings,
+    stopping: asyncio.Event,
+    clock: Callable[[], float] = time.time,
+    every: float = DAY,
+    first_after: float = 60.0,
+) -> None:
+    """The worker's retention task: once soon after start, then once a day, until `stopping` is set."""
+    delay = first_after
+    while not stopping.is_set():
+        try:
+            await asyncio.wait_for(stopping.wait(), delay)
+            return
+        except asyncio.TimeoutError:
+            pass
+        try:
+            result = await aprune(store, settings, clock())
+            log.info("retention.pruned", **result.as_dict())
+        except Exception:  # retention must never take the worker down; try again tomorrow
+            log.exception("retention.failed")
+        delay = every
