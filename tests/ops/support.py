@@ -65,3 +65,8 @@ class FixedRules:
         messages = [Outgoing(dest, "event", {"email": payload.get("email"), "v": 2}, rule=rule, index=0)
                     for dest, rule in specs]
         return MapResult(messages=messages, rules=sorted({rule for _, rule in specs}))
+
+
+def idem(dedupe_key: str, rule: str = "orders", source: str = "shopify", index: int = 0) -> str:
+    """The idempotency key the worker (and a replay) gives a rule's message for an event."""
+    return Outgoing("any", "event", {}, rule=rule, index=index).idempotency_key(source, dedupe_key)
