@@ -65,7 +65,7 @@ KINDS: dict[tuple[str, str], KindSpec] = {
                  any_of=(("email", "phone", "contactID"),), fields=OMNISEND_ORDER_FIELDS,
                  actions=("create", "replace", "update"), key_fields=("orderID",)),
         KindSpec("omnisend", "cart", "carts", ("cartID", "currency", "cartSum"),
-                 any_of=(("email", "phone", "contactID"),), fields=OMNISEND_CART_FIELDS,
+                 any_of=(("email", "contactID"),), fields=OMNISEND_CART_FIELDS,
                  actions=("create", "replace", "update"), key_fields=("cartID",)),
         KindSpec("ometria", "order", "orders", ("id", "timestamp", "grand_total", "currency"),
                  fields=OMETRIA_ORDER_FIELDS, key_fields=("id",)),

@@ -73,9 +73,9 @@ class BridgeProcess:
             BRIDGE_LOG_FORMAT="json",
         )
         env.update(self.env)
-        log = self.log_path.open("ab")
-        self.proc = subprocess.Popen([sys.executable, "-m", "bridge", "serve"], cwd=self.workdir, env=env,
-                                     stdout=log, stderr=subprocess.STDOUT)
+        with self.log_path.open("ab") as log:  # the child keeps its own descriptor
+            self.proc = subprocess.Popen([sys.executable, "-m", "bridge", "serve"], cwd=self.workdir, env=env,
+                                         stdout=log, stderr=subprocess.STDOUT)
         self.starts += 1
         wait_until(self._ready, timeout=20)
         return self
