@@ -1,0 +1,263 @@
+"""The admin API: the operator commands over HTTP, under /admin.
+
+Off unless BRIDGE_ADMIN_TOKEN is set: then every /admin path answers 404, as
+if it did not exist. On, every request needs `Authorization: Bearer <token>`,
+compared in constant time. The guard wraps the whole mount, so unknown paths
+and wrong methods are refused the same way and reveal nothing.
+
+Bad parameters get a JSON 400 naming the parameter; a store that cannot
+answer gets 503. The OpenAPI document (bridge.ops.openapi) describes each
+route and answer; tests check the answers against it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import json
+import sqlite3
+import time
+from typing import Any, Awaitable, Callable
+
+import structlog
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute, Mount, Route, Router
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from bridge.errors import StoreUnavailable
+from bridge.ops import queries, views
+from bridge.ops.openapi import document
+from bridge.ops.replay import replay
+from bridge.ops.when import parse_when
+
+log = structlog.get_logger("bridge.ops.admin")
+
+MAX_LIMIT = 1000
+Handler = Callable[[Request], Awaitable[Response]]
+
+
+class BadRequest(Exception):
+    """A parameter the caller must fix: answered 400."""
+
+
+class NotFound(Exception):
+    pass
+
+
+def error(message: str, status: int, **headers: str) -> JSONResponse:
+    return JSONResponse({"error": message}, status_code=status, headers=headers or None)
+
+
+# -- parameters ---------------------------------------------------------------
+
+
+def _when(name: str, value: Any) -> float | None:
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str):
+        raise BadRequest(f"{name}: expected a string (ISO 8601 or 2h, 3d)")
+    try:
+        return parse_when(value, time.time())
+    except ValueError as exc:
+        raise BadRequest(f"{name}: {exc}") from None
+
+
+def _limit(value: str | None, default: int) -> int:
+    if value is None:
+        return default
+    try:
+        limit = int(value)
+    except ValueError:
+        raise BadRequest(f"limit: expected a whole number, got {value!r}") from None
+    if not 1 <= limit <= MAX_LIMIT:
+        raise BadRequest(f"limit: expected 1 to {MAX_LIMIT}, got {limit}")
+    return limit
+
+
+def _flag(name: str, value: Any) -> bool:
+    if value is None:
+        return False
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.lower() in ("1", "true", "yes"):
+        return True
+    if isinstance(value, str) and value.lower() in ("0", "false", "no", ""):
+        return False
+    raise BadRequest(f"{name}: expected true or false")
+
+
+def _text(name: str, value: Any) -> str | None:
+    if value is None or isinstance(value, str):
+        return value or None
+    raise BadRequest(f"{name}: expected a string")
+
+
+async def _body(request: Request, allowed: set[str]) -> dict[str, Any]:
+    raw = await request.body()
+    if not raw.strip():
+        return {}
+    try:
+        body = json.loads(raw)
+    except ValueError:
+        raise BadRequest("the body is not valid JSON") from None
+    if not isinstance(body, dict):
+        raise BadRequest("the body must be a JSON object")
+    unknown = sorted(set(body) - allowed)
+    if unknown:
+        raise BadRequest(f"unknown field(s): {', '.join(unknown)}; allowed: {', '.join(sorted(allowed))}")
+    return body
+
+
+# -- the guard ----------------------------------------------------------------
+
+
+class AdminGuard:
+    """404 when the admin API is off, 401 without the right bearer token, else the admin routes."""
+
+    def __init__(self, bridge: Any, app: ASGIApp) -> None:
+        self.bridge = bridge
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        refusal = self.refuse(Request(scope))
+        if refusal is not None:
+            await refusal(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
+
+    def refuse(self, request: Request) -> Response | None:
+        token = getattr(self.bridge.settings, "admin_token", None)
+        if token is None or not token.value:
+            return error("not found", 404)
+        scheme, _, supplied = request.headers.get("authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(supplied.strip().encode(), token.value.encode()):
+            log.warning("admin.unauthorized", path=request.url.path)
+            return error("a valid admin token is required", 401, **{"WWW-Authenticate": 'Bearer realm="bridge-admin"'})
+        return None
+
+
+def _endpoint(handler: Handler) -> Handler:
+    async def endpoint(request: Request) -> Response:
+        try:
+            return await handler(request)
+        except BadRequest as exc:
+            return error(str(exc), 400)
+        except NotFound as exc:
+            return error(str(exc), 404)
+        except (StoreUnavailable, sqlite3.Error) as exc:
+            log.error("admin.store_failed", path=request.url.path, reason=str(exc))
+            return error("the store cannot answer now; retry later", 503, **{"Retry-After": "5"})
+
+    return endpoint
+
+
+# -- the routes ---------------------------------------------------------------
+
+
+def admin_app(bridge: Any) -> ASGIApp:
+    store = bridge.store
+
+    async def read(fn: Callable[[sqlite3.Connection], Any]) -> Any:
+        return await store.aread(fn)
+
+    async def list_events(request: Request) -> Response:
+        q = request.query_params
+        where = queries.EventFilter(q.get("source") or None, q.get("topic") or None, q.get("status") or None,
+                                    _when("since", q.get("since")), _when("until", q.get("until")))
+        limit, reveal = _limit(q.get("limit"), 50), _flag("reveal", q.get("reveal"))
+        rows = await read(lambda c: queries.list_events(c, where, limit))
+        return JSONResponse({"events": [views.event_summary(r, reveal) for r in rows]})
+
+    async def show_event(request: Request) -> Response:
+        event_id = request.path_params["event_id"]
+        reveal = _flag("reveal", request.query_params.get("reveal"))
+        detail = await read(lambda c: queries.event_detail(c, event_id))
+        if detail is None:
+            raise NotFound(f"no event with id {event_id}")
+        return JSONResponse(views.event_detail(detail, reveal))
+
+    async def list_dead(request: Request) -> Response:
+        q = request.query_params
+        where = queries.DeadFilter(destination=q.get("destination") or None, since=_when("since", q.get("since")))
+        limit, reveal = _limit(q.get("limit"), 100), _flag("reveal", q.get("reveal"))
+        rows = await read(lambda c: queries.list_dead(c, where, limit))
+        return JSONResponse({"dead": [views.dead_letter(r, reveal) for r in rows]})
+
+    async def retry_dead(request: Request) -> Response:
+        body = await _body(request, {"ids", "destination", "since", "all"})
+        ids = body.get("ids") or []
+        if not isinstance(ids, list) or not all(isinstance(i, int) and not isinstance(i, bool) for i in ids):
+            raise BadRequest("ids: expected a list of message ids")
+        where = queries.DeadFilter(tuple(ids), _text("destination", body.get("destination")),
+                                   _when("since", body.get("since")))
+        if where.empty and not _flag("all", body.get("all")):
+            raise BadRequest("give ids, destination or since; \"all\": true retries every dead letter")
+        now = time.time()
+        count = await store.awrite(lambda c: queries.retry_dead(c, where, now))
+        log.info("admin.dead_retried", messages=count)
+        return JSONResponse({"retried": count})
+
+    async def replay_events(request: Request) -> Response:
+        body = await _body(request, {"since", "until", "source", "topic", "dry_run", "force"})
+        since = _when("since", body.get("since"))
+        if since is None:
+            raise BadRequest("since: required (ISO 8601 or 2h, 3d)")
+        where = queries.EventFilter(_text("source", body.get("source")), _text("topic", body.get("topic")), None,
+                                    since, _when("until", body.get("until")))
+        force, dry_run = _flag("force", body.get("force")), _flag("dry_run", body.get("dry_run"))
+        rules = getattr(bridge.rules, "current", None)
+        if rules is None:
+            return error("no valid rules are loaded; fix mappings/ first (see /healthz)", 503)
+        summary = await asyncio.to_thread(replay, store, rules, where, time.time(), force=force, dry_run=dry_run)
+        log.info("admin.replayed", **summary.as_dict())
+        return JSONResponse(summary.as_dict())
+
+    def pause_or_resume(paused: bool) -> Handler:
+        async def handler(request: Request) -> Response:
+            name = request.path_params["name"]
+            if name not in bridge.destinations:
+                raise NotFound(f"no destination named {name!r}; known: {', '.join(sorted(bridge.destinations))}")
+            body = await _body(request, {"reason"} if paused else set())
+            reason = (_text("reason", body.get("reason")) or "paused by an operator") if paused \
+                else "resumed by an operator"
+            await store.awrite(queries.pause_destination(name, paused, reason, time.time()))
+            if bridge.worker is not None:  # same process: take effect now rather than at the next refresh
+                await bridge.worker.refresh_pauses()
+            log.info("admin.destination_paused" if paused else "admin.destination_resumed", destination=name)
+            return JSONResponse({"destination": name, "paused": paused, "reason": reason if paused else None})
+
+        return handler
+
+    async def outbox_stats(request: Request) -> Response:
+        now = time.time()
+        stats = await read(lambda c: queries.outbox_stats(c, now, list(bridge.destinations)))
+        return JSONResponse(views.outbox_stats(stats))
+
+    async def openapi(request: Request) -> Response:
+        return JSONResponse(document())
+
+    routes = [
+        Route("/events", _endpoint(list_events), methods=["GET"]),
+        Route("/events/{event_id:int}", _endpoint(show_event), methods=["GET"]),
+        Route("/dead", _endpoint(list_dead), methods=["GET"]),
+        Route("/dead/retry", _endpoint(retry_dead), methods=["POST"]),
+        Route("/replay", _endpoint(replay_events), methods=["POST"]),
+        Route("/destinations/{name}/pause", _endpoint(pause_or_resume(True)), methods=["POST"]),
+        Route("/destinations/{name}/resume", _endpoint(pause_or_resume(False)), methods=["POST"]),
+        Route("/outbox/stats", _endpoint(outbox_stats), methods=["GET"]),
+        Route("/openapi.json", openapi, methods=["GET"]),
+    ]
+    return AdminGuard(bridge, Router(routes=routes, default=_not_found))
+
+
+async def _not_found(scope: Scope, receive: Receive, send: Send) -> None:
+    await error("not found", 404)(scope, receive, send)
+
+
+def admin_routes(bridge: Any) -> list[BaseRoute]:
+    """The admin API to add to the app's routes: `routes=[..., *admin_routes(bridge)]`."""
+    return [Mount("/admin", app=admin_app(bridge))]

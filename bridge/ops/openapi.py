@@ -1,0 +1,209 @@
+"""The admin API's OpenAPI 3.1 document, written by hand to match bridge.ops.views.
+
+Kept beside the routes and checked by the tests: every route is listed and
+every answer the tests get validates against the schema given here.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from bridge import __version__
+
+
+def _nullable(schema: dict[str, Any]) -> dict[str, Any]:
+    kind = schema["type"]
+    return dict(schema, type=[kind, "null"] if isinstance(kind, str) else [*kind, "null"])
+
+
+STRING = {"type": "string"}
+INTEGER = {"type": "integer"}
+TIME = {"type": "string", "format": "date-time"}
+STATES = {"type": "string", "enum": ["pending", "inflight", "delivered", "dead"]}
+STATE_COUNTS = {"type": "object", "additionalProperties": {"type": "integer"}}
+
+
+def _object(properties: dict[str, Any], required: list[str] | None = None) -> dict[str, Any]:
+    return {
+        "type": "object",
+        "properties": properties,
+        "required": list(properties) if required is None else required,
+        "additionalProperties": False,
+    }
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+EVENT_SUMMARY = {
+    "id": INTEGER,
+    "source": STRING,
+    "topic": STRING,
+    "received_at": TIME,
+    "dedupe_key": STRING,
+    "status": {"type": "string", "enum": ["received", "invalid_json", "mapped", "partial", "mapping_error",
+                                          "no_rule", "ignored"]},
+    "rules": {"type": "array", "items": STRING},
+    "errors": {"type": "array", "items": STRING},
+    "duplicates": INTEGER,
+    "body_pruned": {"type": "boolean"},
+}
+
+SCHEMAS: dict[str, Any] = {
+    "Error": _object({"error": STRING}),
+    "EventSummary": _object(dict(EVENT_SUMMARY, messages={**STATE_COUNTS, "description": "messages per state"})),
+    "EventList": _object({"events": {"type": "array", "items": _ref("EventSummary")}}),
+    "Attempt": _object({
+        "at": TIME,
+        "outcome": {"type": "string", "enum": ["delivered", "retry", "dead", "pause"]},
+        "status": _nullable(INTEGER),
+        "detail": _nullable(STRING),
+    }),
+    "Message": _object({
+        "id": INTEGER,
+        "destination": STRING,
+        "kind": STRING,
+        "action": STRING,
+        "rule": STRING,
+        "ordering_key": STRING,
+        "idempotency_key": STRING,
+        "state": STATES,
+        "attempts": INTEGER,
+        "next_at": {**_nullable(TIME), "description": "when a pending message is due"},
+        "created_at": TIME,
+        "updated_at": TIME,
+        "last_status": _nullable(INTEGER),
+        "last_detail": _nullable(STRING),
+        "record": {"type": "object", "description": "the record sent (masked unless reveal)"},
+        "trail": {"type": "array", "items": _ref("Attempt")},
+    }),
+    "EventDetail": _object(dict(
+        EVENT_SUMMARY,
+        mapped_at=_nullable(TIME),
+        headers={"type": "object", "additionalProperties": STRING},
+        payload={"description": "the body as JSON (text when invalid, null when pruned); masked unless reveal"},
+        messages={"type": "array", "items": _ref("Message")},
+    )),
+    "DeadLetter": _object({
+        "id": INTEGER,
+        "event_id": INTEGER,
+        "destination": STRING,
+        "kind": STRING,
+        "rule": STRING,
+        "idempotency_key": STRING,
+        "attempts": INTEGER,
+        "created_at": TIME,
+        "died_at": TIME,
+        "last_status": _nullable(INTEGER),
+        "last_detail": _nullable(STRING),
+    }),
+    "DeadList": _object({"dead": {"type": "array", "items": _ref("DeadLetter")}}),
+    "RetryRequest": _object({
+        "ids": {"type": "array", "items": INTEGER},
+        "destination": STRING,
+        "since": {**STRING, "description": "died since: ISO 8601 or relative (2h, 3d)"},
+        "all": {"type": "boolean", "description": "required when no other filter is given"},
+    }, required=[]),
+    "RetryResult": _object({"retried": INTEGER}),
+    "ReplayRequest": _object({
+        "since": {**STRING, "description": "ISO 8601 or relative (2h, 3d)"},
+        "until": STRING,
+        "source": STRING,
+        "topic": STRING,
+        "dry_run": {"type": "boolean"},
+        "force": {"type": "boolean", "description": "queue again even what was delivered or is waiting"},
+    }, required=["since"]),
+    "ReplaySummary": _object({
+        "events": INTEGER,
+        "queued": INTEGER,
+        "requeued_dead": INTEGER,
+        "skipped_delivered": INTEGER,
+        "skipped_open": INTEGER,
+        "events_with_errors": INTEGER,
+        "dry_run": {"type": "boolean"},
+    }),
+    "PauseRequest": _object({"reason": STRING}, required=[]),
+    "DestinationPause": _object({"destination": STRING, "paused": {"type": "boolean"}, "reason": _nullable(STRING)}),
+    "DestinationStats": _object({
+        "counts": _object({state: INTEGER for state in ("pending", "inflight", "delivered", "dead")}),
+        "oldest_pending_age_seconds": _nullable({"type": "number"}),
+        "paused": {"type": "boolean"},
+        "pause_reason": _nullable(STRING),
+        "paused_at": _nullable(TIME),
+    }),
+    "OutboxStats": _object({"destinations": {"type": "object", "additionalProperties": _ref("DestinationStats")}}),
+}
+
+
+def _param(name: str, where: str, schema: dict[str, Any], description: str, required: bool = False) -> dict[str, Any]:
+    return {"name": name, "in": where, "required": required, "schema": schema, "description": description}
+
+
+def _answer(description: str, schema: str) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": _ref(schema)}}}
+
+
+ERRORS = {
+    "400": _answer("a parameter is wrong; `error` names it", "Error"),
+    "401": _answer("missing or wrong bearer token", "Error"),
+    "404": _answer("not found, or the admin API is off (no BRIDGE_ADMIN_TOKEN)", "Error"),
+    "503": _answer("the store cannot answer now", "Error"),
+}
+SINCE = _param("since", "query", STRING, "ISO 8601 or relative (2h, 3d)")
+REVEAL = _param("reveal", "query", {"type": "boolean"}, "show personal data instead of masking it")
+LIMIT = _param("limit", "query", {"type": "integer", "minimum": 1, "maximum": 1000}, "at most this many rows")
+NAME = _param("name", "path", STRING, "destination name (omnisend, ometria)", required=True)
+
+
+def _op(summary: str, ok: dict[str, Any], *, parameters: list[dict[str, Any]] = (), body: str | None = None,
+        errors: tuple[str, ...] = ("400", "401", "404", "503")) -> dict[str, Any]:  # type: ignore[assignment]
+    op: dict[str, Any] = {"summary": summary, "parameters": list(parameters), "responses": {"200": ok}}
+    op["responses"].update({code: ERRORS[code] for code in errors})
+    if body is not None:
+        op["requestBody"] = {"required": False, "content": {"application/json": {"schema": _ref(body)}}}
+    return op
+
+
+def document() -> dict[str, Any]:
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "bridge admin API",
+            "version": __version__,
+            "description": "Inspect events, the outbox and dead letters; retry, replay, pause. "
+                           "Every route needs `Authorization: Bearer <BRIDGE_ADMIN_TOKEN>`.",
+        },
+        "servers": [{"url": "/admin"}],
+        "security": [{"bearer": []}],
+        "paths": {
+            "/events": {"get": _op("inbound events, newest first", _answer("events", "EventList"), parameters=[
+                _param("source", "query", STRING, "only this source"),
+                _param("topic", "query", STRING, "only this topic"),
+                _param("status", "query", STRING, "only events in this status"),
+                SINCE, _param("until", "query", STRING, "before this time"), LIMIT, REVEAL])},
+            "/events/{event_id}": {"get": _op("one event with its messages and attempts", _answer("event", "EventDetail"),
+                                              parameters=[_param("event_id", "path", INTEGER, "event id", True), REVEAL])},
+            "/dead": {"get": _op("dead letters, most recent first", _answer("dead letters", "DeadList"), parameters=[
+                _param("destination", "query", STRING, "only this destination"),
+                _param("since", "query", STRING, "died since: ISO 8601 or relative"), LIMIT, REVEAL])},
+            "/dead/retry": {"post": _op("put dead letters back in the outbox, due now",
+                                        _answer("how many", "RetryResult"), body="RetryRequest")},
+            "/replay": {"post": _op("run stored events again through the current rules",
+                                    _answer("what was queued and skipped", "ReplaySummary"), body="ReplayRequest")},
+            "/destinations/{name}/pause": {"post": _op("stop delivering to a destination",
+                                                       _answer("new state", "DestinationPause"),
+                                                       parameters=[NAME], body="PauseRequest")},
+            "/destinations/{name}/resume": {"post": _op("deliver to a destination again",
+                                                        _answer("new state", "DestinationPause"), parameters=[NAME])},
+            "/outbox/stats": {"get": _op("messages per destination and state, oldest pending, pauses",
+                                         _answer("stats", "OutboxStats"), errors=("401", "404", "503"))},
+            "/openapi.json": {"get": {"summary": "this document", "responses": {
+                "200": {"description": "OpenAPI 3.1", "content": {"application/json": {"schema": {"type": "object"}}}},
+                "401": ERRORS["401"], "404": ERRORS["404"]}}},
+        },
+        "components": {
+            "schemas": SCHEMAS,
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+        },
+    }
