@@ -49,7 +49,8 @@ class RuleEnvironment(ImmutableSandboxedEnvironment):
     """The sandbox rules run in.
 
     Dict payload fields are read as items before attributes, so a payload
-    key called `items` or `keys` is the data, not the dict method.
+    key called `items` or `keys` is the data, not the dict method; methods of
+    other values are not reachable at all.
     """
 
     def __init__(self) -> None:
@@ -63,7 +64,12 @@ class RuleEnvironment(ImmutableSandboxedEnvironment):
             if attribute in obj:
                 return obj[attribute]
             return self.undefined(obj=obj, name=attribute)
-        return super().getattr(obj, attribute)
+        value = super().getattr(obj, attribute)
+        # Rules read data; methods (`email.format`, `list.append`) are not data and
+        # would otherwise leak into records as function objects.
+        if callable(value) and not isinstance(value, Undefined):
+            return self.undefined(obj=obj, name=attribute)
+        return value
 
 
 def _finalize(value: Any) -> Any:
