@@ -1,0 +1,1 @@
+"""Benchmarks: `bench/run` runs them and writes docs/benchmarks.md (see there)."""

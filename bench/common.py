@@ -1,0 +1,164 @@
+"""What every benchmark part shares: paths, the signed payload, processes on loopback, machine facts."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+ROOT = Path(__file__).resolve().parents[1]
+BENCH = ROOT / "bench"
+RESULTS = BENCH / "results"
+WORK = Path(os.environ.get("BENCH_WORKDIR", "/tmp/bridge-bench"))  # databases and logs: never in git
+PYTHON = sys.executable
+
+SHOPIFY_SECRET = "shpss_bench_secret_0123456789"
+OMNISEND_KEY = "omnisend-bench-key"
+OMETRIA_KEY = "ometria-bench-key"
+PAYLOAD = ROOT / "tests" / "payloads" / "shopify" / "orders_create.json"
+MIN_BODY_BYTES = 5_000
+
+
+from functools import lru_cache
+
+
+@lru_cache(maxsize=1)
+def _template() -> str:
+    return PAYLOAD.read_text()
+
+
+def order_body(order_id: int | None = None, email: str | None = None) -> bytes:
+    """The shipped orders/create payload as Shopify sends it (compact JSON), padded to at least 5 KB."""
+    payload = json.loads(_template())
+    if order_id is not None:
+        payload["id"] = order_id
+        payload["name"] = f"#{order_id % 10_000_000}"
+        payload["order_number"] = order_id % 10_000_000
+    if email is not None:
+        payload["email"] = email
+    body = json.dumps(payload, separators=(",", ":")).encode()
+    if len(body) < MIN_BODY_BYTES:
+        payload["note_attributes"] = payload.get("note_attributes", []) + [
+            {"name": "padding", "value": "x" * (MIN_BODY_BYTES - len(body))}
+        ]
+        body = json.dumps(payload, separators=(",", ":")).encode()
+    return body
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_http(url: str, timeout: float = 20.0, proc: subprocess.Popen[bytes] | None = None) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"process exited with {proc.returncode} before answering {url}")
+        try:
+            httpx.get(url, timeout=1)
+            return
+        except httpx.HTTPError:
+            time.sleep(0.05)
+    raise RuntimeError(f"{url} did not answer within {timeout} s")
+
+
+@dataclass
+class Server:
+    """A server child process on a loopback port (the bridge or the bare app)."""
+
+    argv: list[str]
+    env: dict[str, str]
+    log: Path
+    port: int = field(default_factory=free_port)
+    proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, ready_path: str = "/healthz") -> Server:
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("BRIDGE_", "OMNISEND_", "OMETRIA_", "SHOPIFY_"))}
+        env.update(self.env, PORT=str(self.port), HOST="127.0.0.1")
+        self.log.parent.mkdir(parents=True, exist_ok=True)
+        with self.log.open("ab") as log:
+            self.proc = subprocess.Popen(self.argv, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+        wait_http(self.url + ready_path, proc=self.proc)
+        return self
+
+    def peak_rss_kb(self) -> int:
+        """VmHWM: the process's peak resident set so far."""
+        assert self.proc is not None
+        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+        return 0
+
+    def stop(self) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(10)
+
+
+def bridge_server(db: Path, log: Path, *, worker: bool, env: dict[str, str] | None = None) -> Server:
+    """`bridge serve` (through bench/serve_bridge.py: the same code path, see there) on `db`."""
+    argv = [PYTHON, str(BENCH / "serve_bridge.py")] + ([] if worker else ["--no-worker"])
+    base = {
+        "SHOPIFY_WEBHOOK_SECRET": SHOPIFY_SECRET,
+        "BRIDGE_DATABASE_URL": f"sqlite:///{db}",
+        "BRIDGE_MAPPINGS_DIR": str(ROOT / "mappings"),
+        "BRIDGE_LOG_FORMAT": "json",
+    }
+    base.update(env or {})
+    return Server(argv, base, log)
+
+
+def bare_server(log: Path) -> Server:
+    return Server([PYTHON, str(BENCH / "bare_app.py")], {}, log)
+
+
+def machine() -> dict[str, Any]:
+    cpu = "unknown"
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            cpu = line.split(":", 1)[1].strip()
+            break
+    mem_kb = 0
+    for line in Path("/proc/meminfo").read_text().splitlines():
+        if line.startswith("MemTotal:"):
+            mem_kb = int(line.split()[1])
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "memory_gib": round(mem_kb / 1024 / 1024, 1),
+        "python": platform.python_version(),
+        "kernel": platform.release(),
+    }
+
+
+def save(name: str, data: dict[str, Any]) -> Path:
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    path = RESULTS / f"{name}.json"
+    path.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+    return path
+
+
+def load(name: str) -> dict[str, Any] | None:
+    path = RESULTS / f"{name}.json"
+    return json.loads(path.read_text()) if path.exists() else None

@@ -1,0 +1,125 @@
+"""Ingest ceiling: signed orders/create webhooks acknowledged per second, bridge vs a bare Starlette app.
+
+wrk (closed loop, `connections` keep-alive connections, one thread) posts the same signed ~7 KB
+body with a new X-Shopify-Event-Id on every request (bench/post.lua). Then the bridge alone is
+held at half its own peak by bench/paced.py (open loop) to read its p99 at a sustainable rate.
+Afterwards the SQLite file is read: events committed must match the 200 answers.
+
+    python -m bench.ingest [--db PATH] [--label NAME] [--seconds 10] [--connections 32]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sqlite3
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+from bench.common import (BENCH, PYTHON, ROOT, SHOPIFY_SECRET, WORK, Server, bare_server, bridge_server,
+                          order_body, save)
+from bridge.sign import shopify_headers
+
+
+def write_request_files() -> dict[str, str]:
+    WORK.mkdir(parents=True, exist_ok=True)
+    body = order_body()
+    headers = shopify_headers(body, SHOPIFY_SECRET, "orders/create")
+    headers.pop("X-Shopify-Event-Id")
+    (WORK / "body.json").write_bytes(body)
+    (WORK / "headers.txt").write_text("".join(f"{k}: {v}\n" for k, v in headers.items()))
+    return {"BENCH_BODY_FILE": str(WORK / "body.json"), "BENCH_HEADERS_FILE": str(WORK / "headers.txt"),
+            "body_bytes": str(len(body))}
+
+
+def wrk(url: str, seconds: float, connections: int, files: dict[str, str]) -> dict[str, Any]:
+    env = dict(os.environ, **{k: v for k, v in files.items() if k.startswith("BENCH_")})
+    argv = ["wrk", "-t1", f"-c{connections}", f"-d{int(seconds)}s", "--timeout", "5s",
+            "-s", str(BENCH / "post.lua"), url + "/webhooks/shopify"]
+    out = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=seconds + 30, check=True).stdout
+    line = next(l for l in out.splitlines() if l.startswith("WRK_JSON "))
+    r = json.loads(line[len("WRK_JSON "):])
+    r["ok"] = r["requests"] - r["non_2xx"]
+    r["rps"] = round(r["requests"] / (r["duration_us"] / 1e6), 1)
+    r["p50_ms"], r["p99_ms"] = r["p50_us"] / 1000, r["p99_us"] / 1000
+    r["argv"] = " ".join(argv)
+    return r
+
+
+def paced(url: str, rate: float, seconds: float, connections: int) -> dict[str, Any]:
+    argv = [PYTHON, "-m", "bench.paced", url, "--rate", str(rate), "--seconds", str(seconds),
+            "--connections", str(connections)]
+    out = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=seconds + 60, check=True).stdout
+    line = next(l for l in out.splitlines() if l.startswith("PACED_JSON "))
+    return json.loads(line[len("PACED_JSON "):])
+
+
+def count_events(db: Path) -> int:
+    with sqlite3.connect(db) as conn:
+        return int(conn.execute("SELECT count(*) FROM events").fetchone()[0])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--db", type=Path, default=None, help="start from a copy of this database (growth)")
+    parser.add_argument("--label", default="ingest")
+    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--warmup", type=float, default=2.0)
+    parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--skip-bare", action="store_true")
+    args = parser.parse_args()
+    files = write_request_files()
+    result: dict[str, Any] = {"body_bytes": int(files["body_bytes"]), "seconds": args.seconds,
+                              "connections": args.connections}
+
+    if not args.skip_bare:
+        bare = bare_server(WORK / f"{args.label}-bare.log").start()
+        try:
+            wrk(bare.url, args.warmup, args.connections, files)
+            result["bare"] = wrk(bare.url, args.seconds, args.connections, files)
+        finally:
+            bare.stop()
+
+    db = WORK / f"{args.label}.db"
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{db}{suffix}").unlink(missing_ok=True)
+    if args.db is not None:
+        shutil.copyfile(args.db, db)
+    log = WORK / f"{args.label}-bridge.log"
+    log.unlink(missing_ok=True)
+    bridge = bridge_server(db, log, worker=False).start()
+    try:
+        wrk(bridge.url, args.warmup, args.connections, files)
+        before = count_events(db)
+        peak = wrk(bridge.url, args.seconds, args.connections, files)
+        time.sleep(0.5)  # requests wrk abandoned at its deadline finish committing
+        peak["events_committed"] = count_events(db) - before
+        # wrk stops with up to `connections` requests in flight: those may be committed, never counted as 200s.
+        peak["committed_minus_200"] = peak["events_committed"] - peak["ok"]
+        result["bridge"] = peak
+
+        rate = round(peak["rps"] / 2)
+        before = count_events(db)
+        held = paced(bridge.url, rate, args.seconds, args.connections)
+        time.sleep(0.2)
+        held["events_committed"] = count_events(db) - before
+        held["committed_minus_200"] = held["events_committed"] - held["statuses"].get("200", 0)
+        result["half_rate"] = held
+        result["bridge_peak_rss_kb"] = bridge.peak_rss_kb()
+        result["db_bytes_after"] = db.stat().st_size
+    finally:
+        bridge.stop()
+    result["bridge_log_lines"] = sum(1 for _ in log.open("rb"))
+    result["bridge_log_head"] = log.read_text(errors="replace").splitlines()[:3]
+    if "bare" in result:
+        result["ratio"] = round(result["bridge"]["rps"] / result["bare"]["rps"], 3)
+    save(args.label, result)
+    print(json.dumps({k: v for k, v in result.items() if k != "bridge_log_head"}, indent=1))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,120 @@
+"""An open-loop paced load generator: signed webhooks at a fixed rate, latency from the scheduled time.
+
+wrk2 is not packaged in Debian and wrk is closed-loop (a slow answer delays the next request, which
+hides queueing: coordinated omission). Here request i is due at t0 + i/rate whatever happened
+before; up to `connections` keep-alive connections send them, and a request that waits for a free
+connection has that wait counted in its latency. Raw asyncio streams on uvloop (httpx costs about
+0.8 ms of CPU a request, too much to hold thousands a second on a core shared with the server).
+
+    python bench/paced.py URL --rate 2000 --seconds 10 [--connections 32] [--json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import time
+from typing import Any
+from urllib.parse import urlsplit
+
+import uvloop
+
+from bench.common import SHOPIFY_SECRET, order_body
+from bridge.sign import shopify_headers
+
+
+def request_bytes(host: str, body: bytes, headers: dict[str, str], event_id: str) -> bytes:
+    lines = [f"POST /webhooks/shopify HTTP/1.1", f"Host: {host}", f"Content-Length: {len(body)}"]
+    lines += [f"{k}: {v}" for k, v in headers.items() if k != "X-Shopify-Event-Id"]
+    lines.append(f"X-Shopify-Event-Id: {event_id}")
+    return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
+
+
+async def run(url: str, rate: float, seconds: float, connections: int, drain_timeout: float = 30.0) -> dict[str, Any]:
+    parts = urlsplit(url)
+    host, port = parts.hostname or "127.0.0.1", parts.port or 80
+    body = order_body()
+    headers = shopify_headers(body, SHOPIFY_SECRET, "orders/create")
+    run_id = os.urandom(4).hex()
+    total = int(rate * seconds)
+    queue: asyncio.Queue[tuple[int, float] | None] = asyncio.Queue()
+    latencies: list[float] = []
+    statuses: dict[int, int] = {}
+    errors = 0
+
+    async def connection() -> None:
+        nonlocal errors
+        reader, writer = await asyncio.open_connection(host, port)
+        try:
+            while True:
+                item = await queue.get()
+                if item is None:
+                    return
+                i, due = item
+                try:
+                    writer.write(request_bytes(f"{host}:{port}", body, headers, f"paced-{run_id}-{i}"))
+                    head = await reader.readuntil(b"\r\n\r\n")
+                    status = int(head[9:12])
+                    length = 0
+                    for line in head.split(b"\r\n"):
+                        if line[:15].lower() == b"content-length:":
+                            length = int(line[15:])
+                    await reader.readexactly(length)
+                except (OSError, asyncio.IncompleteReadError, ValueError):
+                    errors += 1
+                    writer.close()
+                    reader, writer = await asyncio.open_connection(host, port)
+                    continue
+                latencies.append(time.perf_counter() - due)
+                statuses[status] = statuses.get(status, 0) + 1
+        finally:
+            writer.close()
+
+    workers = [asyncio.create_task(connection()) for _ in range(connections)]
+    await asyncio.sleep(0.2)  # connections open before the clock starts
+    t0 = time.perf_counter()
+    sent = 0
+    while sent < total:
+        due_now = min(total, int((time.perf_counter() - t0) * rate) + 1)
+        while sent < due_now:
+            queue.put_nowait((sent, t0 + sent / rate))
+            sent += 1
+        await asyncio.sleep(0.0005)
+    send_end = time.perf_counter()
+    for _ in workers:
+        queue.put_nowait(None)
+    done, pending = await asyncio.wait(workers, timeout=drain_timeout)
+    for task in pending:
+        task.cancel()
+    elapsed = time.perf_counter() - t0
+    latencies.sort()
+
+    def pct(p: float) -> float:
+        return latencies[min(len(latencies) - 1, int(p / 100 * len(latencies)))] * 1000 if latencies else float("nan")
+
+    return {
+        "target_rate": rate, "seconds": seconds, "connections": connections, "sent": total,
+        "answered": len(latencies), "statuses": {str(k): v for k, v in sorted(statuses.items())},
+        "errors": errors, "unanswered": total - len(latencies) - errors,
+        "achieved_rate": round(len(latencies) / elapsed, 1), "send_seconds": round(send_end - t0, 3),
+        "p50_ms": round(pct(50), 3), "p90_ms": round(pct(90), 3), "p99_ms": round(pct(99), 3),
+        "max_ms": round(latencies[-1] * 1000, 3) if latencies else None,
+        "event_id_prefix": f"paced-{run_id}-",
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("url")
+    parser.add_argument("--rate", type=float, required=True)
+    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--connections", type=int, default=32)
+    args = parser.parse_args()
+    result = uvloop.run(run(args.url, args.rate, min(args.seconds, 60.0), args.connections))
+    print("PACED_JSON " + json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()
