@@ -1,0 +1,90 @@
+"""Readiness: can this process take webhooks and turn them into deliveries?
+
+`/healthz` (bridge.app) says how things are; `/readyz` says whether to send
+traffic here, with a 503 naming what is wrong:
+
+- the database takes a write: a tiny write through the store's writer (a row
+  added and removed in one transaction), so a dead writer thread, a read-only
+  volume or a lock held elsewhere show up, bounded by a timeout;
+- rules are loaded (a broken rule file keeps the previous rules; none at all
+  means events would wait unmapped);
+- at least one destination is configured. One missing key is not enough to
+  refuse traffic: its messages wait in the outbox and `/healthz` lists it.
+
+A paused destination does not make the bridge unready: taking webhooks is
+what keeps the providers from retrying and disabling their webhooks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import time
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+PROBE_TIMEOUT = 2.0
+PROBE_NAME = "__readyz__"
+
+
+def _probe(conn: sqlite3.Connection) -> None:
+    conn.execute("INSERT OR REPLACE INTO destination_state (name, paused, changed_at) VALUES (?, 0, ?)",
+                 (PROBE_NAME, time.time()))
+    conn.execute("DELETE FROM destination_state WHERE name = ?", (PROBE_NAME,))
+
+
+async def check_database(store: Any, timeout: float = PROBE_TIMEOUT) -> dict[str, Any]:
+    started = time.perf_counter()
+    try:
+        await asyncio.wait_for(store.awrite(_probe), timeout)
+    except asyncio.TimeoutError:
+        return {"ok": False, "error": f"no write committed within {timeout:g}s"}
+    except Exception as exc:
+        return {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
+    return {"ok": True, "write_ms": round((time.perf_counter() - started) * 1000, 1)}
+
+
+def check_rules(rules: Any) -> dict[str, Any]:
+    loaded = getattr(rules, "current", None) is not None
+    result: dict[str, Any] = {"ok": loaded, "loaded_at": getattr(rules, "loaded_at", None)}
+    error = getattr(rules, "error", None)
+    if error:
+        result["error"] = str(error)
+    return result
+
+
+def check_destinations(destinations: Any) -> dict[str, Any]:
+    configured = sorted(name for name, d in destinations.items() if getattr(d, "configured", False))
+    missing = sorted(name for name in destinations if name not in configured)
+    return {"ok": bool(configured), "configured": configured, "not_configured": missing}
+
+
+async def readyz(bridge: Any) -> tuple[int, dict[str, Any]]:
+    """(HTTP status, body): 200 when every check passes, else 503 with `problems`."""
+    checks = {
+        "database": await check_database(bridge.store),
+        "rules": check_rules(bridge.rules),
+        "destinations": check_destinations(bridge.destinations),
+    }
+    problems = []
+    if not checks["database"]["ok"]:
+        problems.append(f"database: {checks['database']['error']}")
+    if not checks["rules"]["ok"]:
+        problems.append("rules: none loaded" + (f" ({checks['rules']['error']})" if "error" in checks["rules"] else ""))
+    if not checks["destinations"]["ok"]:
+        problems.append("destinations: none configured (set OMNISEND_API_KEY or OMETRIA_API_KEY)")
+    ready = not problems
+    body = {"status": "ready" if ready else "not_ready", "checks": checks, "problems": problems}
+    return (200 if ready else 503), body
+
+
+async def readyz_endpoint(request: Request) -> Response:
+    status, body = await readyz(request.app.state.bridge)
+    return JSONResponse(body, status_code=status)
+
+
+def readyz_route(path: str = "/readyz") -> Route:
+    return Route(path, readyz_endpoint, methods=["GET"])

@@ -1,0 +1,204 @@
+"""Prometheus metrics on a dedicated registry, served at GET /metrics.
+
+Counters and histograms are incremented where things happen (the app, the
+worker, the destinations) through the small methods of `Metrics`. The outbox
+gauges are read from the database at scrape time by `OutboxCollector`, so
+they are right across processes (`bridge serve --no-worker` beside
+`bridge worker`) and survive restarts; each query is a count off one of the
+store's partial indexes (pending, in flight, dead), so a scrape stays cheap
+however many delivered messages are kept. Delivered messages are counted by
+`bridge_deliveries_total` instead.
+
+Labels carry no personal data: source, topic, destination, outcome, status
+code. A source name comes from the URL, so unknown ones are folded into one
+label value: anyone can post to /webhooks/<anything>.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from typing import Any, Awaitable, Callable, Iterable, Iterator, Sequence
+
+import structlog
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from bridge.model import Outcome
+from bridge.ops import queries
+
+log = structlog.get_logger("bridge.ops.metrics")
+
+WEBHOOK_OUTCOMES = (
+    "accepted", "duplicate", "ping", "rejected_signature", "too_large", "invalid_json", "unknown_source",
+    "store_failed", "rejected_other", "error",
+)
+# Answers a provider counts as delivered: their latency is what its timeout (Shopify: 5 s) measures.
+ACKNOWLEDGED = frozenset({"accepted", "duplicate", "invalid_json"})
+UNKNOWN_SOURCE = "_unknown"
+MAX_TOPIC = 80
+ACK_BUCKETS = (0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+
+
+class Metrics:
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry()
+        r = self.registry
+        self.webhooks = Counter("bridge_webhooks_received", "Webhooks received, by what the bridge answered",
+                                ["source", "topic", "outcome"], registry=r)
+        self.ack_seconds = Histogram("bridge_webhook_ack_seconds", "Time to acknowledge a webhook (stored or duplicate)",
+                                     ["source"], buckets=ACK_BUCKETS, registry=r)
+        self.deliveries = Counter("bridge_deliveries", "Delivery attempts per message, by outcome and HTTP status",
+                                  ["destination", "outcome", "status"], registry=r)
+        self.retries = Counter("bridge_delivery_retries", "Messages scheduled for another attempt",
+                               ["destination"], registry=r)
+        self.dead_letters = Counter("bridge_dead_letters", "Messages that became dead letters",
+                                    ["destination"], registry=r)
+        self.rate_limit_waits = Counter("bridge_rate_limit_waits", "Times a delivery waited for the rate limiter",
+                                        ["destination"], registry=r)
+        self.rate_limit_wait_seconds = Counter("bridge_rate_limit_wait_seconds", "Time spent waiting for the rate limiter",
+                                               ["destination"], registry=r)
+        self._outbox: OutboxCollector | None = None
+
+    # -- called by the app ----------------------------------------------------
+
+    def webhook(self, source: str, topic: str, outcome: str, seconds: float | None = None) -> None:
+        if outcome not in WEBHOOK_OUTCOMES:
+            outcome = "error"
+        if outcome == "unknown_source":
+            source = UNKNOWN_SOURCE
+        # The topic is only trusted once the signature verified.
+        if outcome in ("rejected_signature", "too_large", "unknown_source", "rejected_other", "error", "ping"):
+            topic = ""
+        self.webhooks.labels(source, topic[:MAX_TOPIC], outcome).inc()
+        if seconds is not None and outcome in ACKNOWLEDGED:
+            self.ack_seconds.labels(source).observe(seconds)
+
+    # -- called by the worker and the destinations ----------------------------
+
+    def attempt(self, destination: str, outcome: Outcome, state: str) -> None:
+        """One message's attempt and what the retry policy made of it (`state`: delivered, pending, dead)."""
+        status = str(outcome.status) if outcome.status is not None else "none"
+        self.deliveries.labels(destination, outcome.kind, status).inc()
+        if state == "pending" and outcome.kind == "retry":
+            self.retries.labels(destination).inc()
+        elif state == "dead":
+            self.dead_letters.labels(destination).inc()
+
+    def rate_limit_wait(self, destination: str, seconds: float) -> None:
+        if seconds > 0:
+            self.rate_limit_waits.labels(destination).inc()
+            self.rate_limit_wait_seconds.labels(destination).inc(seconds)
+
+    # -- the outbox, read at scrape time ---------------------------------------
+
+    def watch_store(self, store: Any, destinations: Iterable[str] = ()) -> None:
+        """Report the outbox of `store` (anything with `.reader()`); again replaces the previous one."""
+        if self._outbox is not None:
+            self.registry.unregister(self._outbox)
+        self._outbox = OutboxCollector(store, tuple(destinations))
+        self.registry.register(self._outbox)
+
+    def exposition(self) -> bytes:
+        return generate_latest(self.registry)
+
+
+class OutboxCollector(Collector):
+    def __init__(self, store: Any, destinations: Sequence[str] = (), clock: Callable[[], float] = time.time) -> None:
+        self.store = store
+        self.destinations = tuple(destinations)
+        self.clock = clock
+
+    def describe(self) -> list[Metric]:
+        return []  # read at scrape time: nothing to check at registration
+
+    def collect(self) -> Iterator[Metric]:
+        up = GaugeMetricFamily("bridge_outbox_scrape_ok", "1 when the outbox could be read for this scrape")
+        try:
+            conn = self.store.reader()
+            counts = queries.open_counts(conn)
+            oldest = queries.oldest_pending(conn)
+            paused = queries.paused_destinations(conn)
+        except Exception as exc:  # a scrape must answer even when the store does not
+            log.warning("metrics.outbox_unreadable", reason=str(exc))
+            up.add_metric([], 0)
+            yield up
+            return
+        up.add_metric([], 1)
+        yield up
+        now = self.clock()
+        names = sorted({*self.destinations, *(d for d, _ in counts), *paused})
+        messages = GaugeMetricFamily("bridge_outbox_messages", "Messages by destination and state (delivered ones: "
+                                     "see bridge_deliveries_total)", labels=["destination", "state"])
+        depth = GaugeMetricFamily("bridge_outbox_depth", "Messages waiting or in flight", labels=["destination"])
+        age = GaugeMetricFamily("bridge_outbox_oldest_pending_age_seconds",
+                                "Age of the oldest pending message (0 when none)", labels=["destination"])
+        pause = GaugeMetricFamily("bridge_destination_paused", "1 while delivery to the destination is paused",
+                                  labels=["destination"])
+        for name in names:
+            for state in ("pending", "inflight", "dead"):
+                messages.add_metric([name, state], counts.get((name, state), 0))
+            depth.add_metric([name], counts.get((name, "pending"), 0) + counts.get((name, "inflight"), 0))
+            age.add_metric([name], max(now - oldest[name], 0.0) if name in oldest else 0.0)
+            pause.add_metric([name], 1 if name in paused else 0)
+        yield from (messages, depth, age, pause)
+
+
+METRICS = Metrics()
+"""The process's metrics: the app, the worker and the destinations record here."""
+
+
+# -- HTTP ---------------------------------------------------------------------
+
+
+def metrics_route(metrics: Metrics = METRICS, path: str = "/metrics") -> Route:
+    async def endpoint(request: Request) -> Response:
+        # Collecting reads SQLite: off the event loop.
+        body = await asyncio.to_thread(metrics.exposition)
+        return Response(body, media_type=CONTENT_TYPE_LATEST)
+
+    return Route(path, endpoint, methods=["GET"])
+
+
+def webhook_outcome(response: Response) -> str:
+    """The outcome label for an answer of bridge.app.receive_webhook."""
+    status = response.status_code
+    if status == 200:
+        try:
+            said = json.loads(bytes(response.body)).get("status")
+        except (ValueError, AttributeError):
+            said = None
+        return {"duplicate": "duplicate", "ok": "ping"}.get(said, "accepted")
+    if status == 400:
+        return "invalid_json" if b'"event_id"' in bytes(response.body) else "rejected_other"
+    return {401: "rejected_signature", 404: "unknown_source", 413: "too_large", 503: "store_failed"}.get(
+        status, "rejected_other" if 400 <= status < 500 else "error")
+
+
+def instrumented(
+    endpoint: Callable[[Request], Awaitable[Response]], metrics: Metrics = METRICS
+) -> Callable[[Request], Awaitable[Response]]:
+    """Wrap the webhook endpoint: count each answer and time the acknowledgement.
+
+    The topic label comes from `request.state.webhook_topic`, which the
+    endpoint sets once the signature verified (empty until then).
+    """
+
+    async def wrapped(request: Request) -> Response:
+        started = time.perf_counter()
+        source = request.path_params.get("source", "")
+        try:
+            response = await endpoint(request)
+        except Exception:
+            metrics.webhook(source, "", "error")
+            raise
+        topic = getattr(request.state, "webhook_topic", "") or ""
+        metrics.webhook(source, topic, webhook_outcome(response), time.perf_counter() - started)
+        return response
+
+    return wrapped
