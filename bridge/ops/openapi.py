@@ -6,7 +6,7 @@ every answer the tests get validates against the schema given here.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Sequence
 
 from bridge import __version__
 
@@ -156,8 +156,8 @@ LIMIT = _param("limit", "query", {"type": "integer", "minimum": 1, "maximum": 10
 NAME = _param("name", "path", STRING, "destination name (omnisend, ometria)", required=True)
 
 
-def _op(summary: str, ok: dict[str, Any], *, parameters: list[dict[str, Any]] = (), body: str | None = None,
-        errors: tuple[str, ...] = ("400", "401", "404", "503")) -> dict[str, Any]:  # type: ignore[assignment]
+def _op(summary: str, ok: dict[str, Any], *, parameters: Sequence[dict[str, Any]] = (), body: str | None = None,
+        errors: tuple[str, ...] = ("400", "401", "404", "503")) -> dict[str, Any]:
     op: dict[str, Any] = {"summary": summary, "parameters": list(parameters), "responses": {"200": ok}}
     op["responses"].update({code: ERRORS[code] for code in errors})
     if body is not None:
