@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import signal
 import time
 from dataclasses import dataclass, field
 from typing import Any, AsyncIterator, Mapping
@@ -140,9 +142,10 @@ def create_app(settings: Settings, *, run_worker: bool | None = None, **parts: A
         bridge.store.open()
         watch = None
         if hasattr(bridge.rules, "watch"):
-            import asyncio
-
             watch = asyncio.create_task(bridge.rules.watch())
+            # `kill -HUP` reloads the rules at once, as well as the polling watch.
+            with contextlib.suppress(ValueError, RuntimeError, NotImplementedError):  # not the main thread
+                asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, bridge.rules.reload)
         for gap in settings.missing():
             log.warning("config.not_configured", what=gap)
         if with_worker:

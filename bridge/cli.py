@@ -62,6 +62,7 @@ async def _run_worker(settings: Settings) -> int:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    loop.add_signal_handler(signal.SIGHUP, bridge.rules.reload)
     watch = asyncio.create_task(bridge.rules.watch())
     await worker.start()
     structlog.get_logger("bridge").info("worker.started")

@@ -19,17 +19,19 @@ Snapshot = tuple[tuple[str, int, int], ...]
 class RulesHolder:
     """Holds the current rule set for a directory and swaps it when the files change.
 
-    The first load must succeed (raises `RulesError`): starting without rules
-    would silently drop every event. Later failures keep `.current` and put
-    the problems in `.error` for /healthz and the log.
+    A failed load keeps `.current` (None if nothing ever loaded) and puts the
+    problems in `.error` for /healthz, /readyz and the log. With no rules the
+    bridge still takes and stores webhooks: the worker maps nothing until a
+    good set loads, so events wait instead of being lost or refused (a
+    refused webhook makes WooCommerce disable it after 5 failures).
     """
 
     def __init__(self, directory: Path) -> None:
         self.directory = Path(directory)
-        self._snapshot = self._scan()
-        self.current: LoadedRules = load_rules(self.directory)
-        self.loaded_at: float = time.time()
+        self.current: LoadedRules | None = None
+        self.loaded_at: float | None = None
         self.error: str | None = None
+        self.reload()
 
     def _scan(self) -> Snapshot:
         try:
@@ -56,7 +58,7 @@ class RulesHolder:
         except RulesError as exc:
             self.error = "\n".join(exc.problems)
             log.error("rules.reload_failed", directory=str(self.directory), problems=exc.problems,
-                      kept_loaded_at=self.loaded_at)
+                      kept_loaded_at=self.loaded_at, running=self.current is not None)
             return False
         self.current = rules
         self.loaded_at = time.time()

@@ -267,3 +267,13 @@ def test_filters() -> None:
     assert rfc3339("2026-11-20 22:41:09") == "2026-11-20T22:41:09Z"
     assert rfc3339("2026-11-20T10:15:30+11:00") == "2026-11-20T10:15:30+11:00"
     assert e164("0412 345 678", "AU") == "+61412345678" and e164("nonsense") is None
+
+
+def test_a_broken_first_load_holds_events_instead_of_failing(tmp_path: Path) -> None:
+    """The bridge starts with broken rules: nothing is mapped (events wait) until a good set loads."""
+    write(tmp_path, ORDER_RULE.replace("omnisend event", "omnisnd event"))
+    holder = RulesHolder(tmp_path)
+    assert holder.current is None and holder.loaded_at is None
+    assert holder.error and "did you mean `omnisend`" in holder.error
+    write(tmp_path, ORDER_RULE)
+    assert holder.reload() is True and holder.current is not None and holder.error is None
