@@ -1,0 +1,95 @@
+"""The bridge as a child process, for tests that kill, stop and restart it.
+
+Builds on tests/e2e/harness.py. `start` is copied here with one change: the log file handed to
+the child is closed in the parent (the harness leaves it open, which is a ResourceWarning and,
+with warnings as errors, fails the test that started the process).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from e2e.conftest import Fakes, bridge_env
+from e2e.harness import (OMETRIA_KEY, OMNEO_SECRET, OMNISEND_KEY, ROOT, SHOPIFY_SECRET, WOO_SECRET, BridgeProcess,
+                         wait_until)
+
+__all__ = ["OMETRIA_KEY", "OMNEO_SECRET", "OMNISEND_KEY", "SHOPIFY_SECRET", "WOO_SECRET", "Bridge",
+           "reliability_env", "wait_until"]
+
+
+def reliability_env(fakes: Fakes, **extra: str) -> dict[str, str]:
+    from .conftest import FAST_OMETRIA_PER_SECOND, FAST_OMNISEND_PER_MINUTE
+
+    env = bridge_env(fakes)
+    env.update(
+        OMNISEND_REQUESTS_PER_MINUTE=str(FAST_OMNISEND_PER_MINUTE),
+        OMETRIA_REQUESTS_PER_SECOND=str(FAST_OMETRIA_PER_SECOND),
+        BRIDGE_LEASE_SECONDS="2",
+    )
+    env.update(extra)
+    return env
+
+
+@dataclass
+class Bridge(BridgeProcess):
+    database: Path | None = None  # elsewhere than the working directory (the full-disk test)
+
+    @property
+    def db_path(self) -> Path:
+        return self.database or self.workdir / "bridge.db"
+
+    def start(self) -> Bridge:
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("BRIDGE_", "OMNISEND_", "OMETRIA_"))}
+        env.update(
+            PORT=str(self.port),
+            HOST="127.0.0.1",
+            BRIDGE_DATABASE_URL=f"sqlite:///{self.db_path}",
+            BRIDGE_MAPPINGS_DIR=str(ROOT / "mappings"),
+            BRIDGE_LOG_FORMAT="json",
+        )
+        env.update(self.env)
+        with self.log_path.open("ab") as log:
+            self.proc = subprocess.Popen([sys.executable, "-m", "bridge", "serve"], cwd=self.workdir, env=env,
+                                         stdout=log, stderr=subprocess.STDOUT)
+        self.starts += 1
+        wait_until(self._ready, timeout=30)
+        return self
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def terminate(self, timeout: float) -> tuple[int | None, float]:
+        """SIGTERM; (exit code or None if still running after `timeout`, seconds it took)."""
+        assert self.proc is not None
+        began = time.monotonic()
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            code: int | None = self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            code = None
+        return code, time.monotonic() - began
+
+    def get(self, path: str) -> httpx.Response:
+        return httpx.get(self.url + path, timeout=5)
+
+    def scalar(self, sql: str, *params: Any) -> Any:
+        return self.query(sql, *params)[0][0]
+
+    def open_messages(self) -> int:
+        return int(self.scalar("SELECT count(*) FROM messages WHERE state IN ('pending', 'inflight')"))
+
+    def unmapped(self) -> int:
+        return int(self.scalar("SELECT count(*) FROM events WHERE status = 'received'"))
+
+    def settled(self) -> bool:
+        """Every stored event mapped and every message delivered or dead."""
+        return self.unmapped() == 0 and self.open_messages() == 0

@@ -1,0 +1,228 @@
+"""Signed traffic for the reliability tests, and what the fakes received, keyed for comparison."""
+
+from __future__ import annotations
+
+import copy
+import json
+import random
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+
+from bridge.sign import omneo_headers, shopify_headers
+from e2e.conftest import Fakes
+from e2e.harness import ROOT
+
+from .process import OMNEO_SECRET, SHOPIFY_SECRET
+
+PAYLOADS = ROOT / "tests" / "payloads"
+ORDER = json.loads((PAYLOADS / "shopify" / "orders_create.json").read_text())
+CANCELLED = json.loads((PAYLOADS / "shopify" / "orders_cancelled.json").read_text())
+PROFILE = json.loads((PAYLOADS / "omneo" / "profile_created.json").read_text())
+ORDER_BASE = 7_100_000_000_000
+
+
+@dataclass(frozen=True)
+class Outbound:
+    """One webhook as a provider would send it: resending `body` with `headers` is a provider retry."""
+
+    source: str
+    kind: str  # order | cancel | profile
+    key: str  # what the destinations will know it by: order id or Omneo profile id
+    body: bytes
+    headers: dict[str, str]
+    email: str
+
+
+def person(n: int) -> dict[str, str]:
+    """Distinctive personal data: easy to search for in logs."""
+    return {
+        "first": f"Rosalind{n:05d}x",
+        "last": f"Quennell{n:05d}y",
+        "email": f"rosalind.quennell.{n:05d}@reliability.example.org",
+        "phone": f"+614{n:08d}",
+    }
+
+
+def order(n: int, event_id: str | None = None, *, topic: str = "orders/create") -> Outbound:
+    p = person(n)
+    body = copy.deepcopy(ORDER if topic == "orders/create" else CANCELLED)
+    body["id"] = ORDER_BASE + n
+    body["order_number"] = 50_000 + n
+    body["name"] = f"#{50_000 + n}"
+    body["email"] = body["contact_email"] = p["email"]
+    body["phone"] = p["phone"]
+    for where in ("customer", "billing_address", "shipping_address"):
+        if isinstance(body.get(where), dict):
+            body[where].update(first_name=p["first"], last_name=p["last"], phone=p["phone"])
+    if isinstance(body.get("customer"), dict):
+        body["customer"]["email"] = p["email"]
+    raw = json.dumps(body).encode()
+    kind = "order" if topic == "orders/create" else "cancel"
+    headers = shopify_headers(raw, SHOPIFY_SECRET, topic, event_id=event_id or f"rel-{kind}-{n}")
+    return Outbound("shopify", kind, str(body["id"]), raw, headers, p["email"])
+
+
+def profile(n: int) -> Outbound:
+    p = person(n)
+    body = copy.deepcopy(PROFILE)
+    body["id"] = f"rel-profile-{n:05d}"
+    body["external_id"] = f"CUST-REL-{n:05d}"
+    body.update(first_name=p["first"], last_name=p["last"], full_name=f"{p['first']} {p['last']}", email=p["email"],
+                mobile_phone=p["phone"], mobile_phone_e164=p["phone"], updated_at="2026-11-23 01:02:03")
+    body.setdefault("attributes", {})["comms"] = {"email_promo": n % 2 == 0, "email_optout": n % 2 == 1}
+    raw = json.dumps(body).encode()
+    return Outbound("omneo", "profile", body["id"], raw, omneo_headers(raw, OMNEO_SECRET, "profile.created"),
+                    p["email"].lower())
+
+
+def mixed(count: int, rng: random.Random, profile_share: float = 0.1) -> list[Outbound]:
+    return [profile(n) if rng.random() < profile_share else order(n) for n in range(count)]
+
+
+# --- sending ------------------------------------------------------------------------------
+
+
+@dataclass
+class Tally:
+    sent: int = 0  # distinct webhooks
+    posts: int = 0  # HTTP attempts, resends included
+    acknowledged: dict[str, Outbound] = field(default_factory=dict)  # by dedupe identity
+    answers: Counter[str] = field(default_factory=Counter)
+    unexpected: list[str] = field(default_factory=list)
+
+    def summary(self) -> dict[str, Any]:
+        return {"sent": self.sent, "posts": self.posts, "acknowledged": len(self.acknowledged),
+                "answers": dict(self.answers)}
+
+
+def identity(item: Outbound) -> str:
+    return f"{item.source}:{item.headers.get('X-Shopify-Event-Id') or item.key}"
+
+
+class Sender(threading.Thread):
+    """Posts each webhook until it is acknowledged, like a provider, within a bounded number of tries.
+
+    A connection error or a 503 is not an acknowledgement: the webhook is sent again after a short
+    pause. Anything other than 200 / 503 / a transport error is recorded as unexpected.
+    """
+
+    def __init__(self, url: str, items: list[Outbound], *, tries: int = 200, pause: float = 0.05,
+                 deadline_seconds: float = 120.0) -> None:
+        super().__init__(name="webhook-sender", daemon=True)
+        self.url = url
+        self.items = items
+        self.tries = tries
+        self.pause = pause
+        self.deadline = time.monotonic() + deadline_seconds
+        self.tally = Tally()
+        self.stop_sending = threading.Event()
+
+    def run(self) -> None:
+        with httpx.Client(timeout=10) as client:
+            for item in self.items:
+                if self.stop_sending.is_set() or time.monotonic() > self.deadline:
+                    return
+                self.tally.sent += 1
+                for _ in range(self.tries):
+                    if time.monotonic() > self.deadline:
+                        return
+                    if self.post(client, item):
+                        break
+                    time.sleep(self.pause)
+
+    def post(self, client: httpx.Client, item: Outbound) -> bool:
+        self.tally.posts += 1
+        try:
+            response = client.post(f"{self.url}/webhooks/{item.source}", content=item.body, headers=item.headers)
+        except httpx.TransportError as exc:
+            self.tally.answers[type(exc).__name__] += 1
+            return False
+        self.tally.answers[str(response.status_code)] += 1
+        if response.status_code == 200:
+            self.tally.answers[response.json().get("status", "?")] += 1
+            self.tally.acknowledged[identity(item)] = item
+            return True
+        if response.status_code != 503:
+            self.tally.unexpected.append(f"{response.status_code} {response.text[:200]}")
+        return False
+
+
+# --- what the fakes received ---------------------------------------------------------------
+
+
+def omnisend_events(fakes: Fakes) -> list[dict[str, Any]]:
+    """Every event Omnisend accepted, alone or inside an accepted batch."""
+    events: list[dict[str, Any]] = []
+    for request in fakes.omnisend.accepted():
+        if request.path == "/api/events":
+            events.append(request.body)
+        elif request.path == "/api/batches" and request.body.get("endpoint") == "events":
+            events.extend(request.body["items"])
+    return events
+
+
+def omnisend_contacts(fakes: Fakes) -> list[dict[str, Any]]:
+    return [r.body for r in fakes.omnisend.accepted("/v3/contacts")]
+
+
+def ometria_records(fakes: Fakes, record_type: str) -> list[dict[str, Any]]:
+    return [r for req in fakes.ometria.accepted("/v2/push") for r in req.body if r["@type"] == record_type]
+
+
+def contact_email(contact: dict[str, Any]) -> str:
+    return next(i["id"] for i in contact["identifiers"] if i["type"] == "email")
+
+
+@dataclass
+class Delivered:
+    """Deliveries per entity: for each order or profile, the idempotency keys it arrived with."""
+
+    omnisend_events: dict[str, list[str]]  # orderID -> eventIDs
+    omnisend_contacts: dict[str, int]  # email -> deliveries (contacts upsert by email)
+    ometria_orders: dict[str, int]  # record id -> deliveries
+    ometria_contacts: dict[str, int]
+
+    @classmethod
+    def collect(cls, fakes: Fakes) -> Delivered:
+        events: dict[str, list[str]] = {}
+        for event in omnisend_events(fakes):
+            events.setdefault(str(event["properties"]["orderID"]), []).append(event["eventID"])
+        return cls(
+            events,
+            dict(Counter(contact_email(c) for c in omnisend_contacts(fakes))),
+            dict(Counter(str(r["id"]) for r in ometria_records(fakes, "order"))),
+            dict(Counter(str(r["id"]) for r in ometria_records(fakes, "contact"))),
+        )
+
+    def missing(self, acknowledged: list[Outbound]) -> list[str]:
+        lost = []
+        for item in acknowledged:
+            if item.kind == "order":
+                if item.key not in self.omnisend_events:
+                    lost.append(f"order {item.key} not at Omnisend")
+                if item.key not in self.ometria_orders:
+                    lost.append(f"order {item.key} not at Ometria")
+            elif item.kind == "profile":
+                if item.email not in self.omnisend_contacts:
+                    lost.append(f"profile {item.key} not at Omnisend")
+                if f"omneo-{item.key}" not in self.ometria_contacts:
+                    lost.append(f"profile {item.key} not at Ometria")
+        return lost
+
+    def duplicates(self) -> dict[str, int]:
+        """Deliveries beyond the first, per destination and record kind."""
+        return {
+            "omnisend_events": sum(len(keys) - 1 for keys in self.omnisend_events.values()),
+            "omnisend_contacts": sum(n - 1 for n in self.omnisend_contacts.values()),
+            "ometria_orders": sum(n - 1 for n in self.ometria_orders.values()),
+            "ometria_contacts": sum(n - 1 for n in self.ometria_contacts.values()),
+        }
+
+    def keys_disagree(self) -> dict[str, list[str]]:
+        """Orders delivered more than once to Omnisend under different eventIDs (must be none)."""
+        return {order_id: keys for order_id, keys in self.omnisend_events.items() if len(set(keys)) > 1}
