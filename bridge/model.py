@@ -71,6 +71,7 @@ class Outgoing:
     action: str = "upsert"
     key: str = ""
     index: int = 0
+    areas: tuple[str, ...] = ()  # what it writes: events, contacts, consent, orders, carts, products, deletions
 
     def idempotency_key(self, source: str, dedupe_key: str) -> str:
         name = f"{source}\x1f{dedupe_key}\x1f{self.rule}\x1f{self.index}"
@@ -94,7 +95,7 @@ class Message:
     created_at: float
 
 
-OutcomeKind = Literal["delivered", "retry", "dead", "pause"]
+OutcomeKind = Literal["delivered", "retry", "dead", "pause", "deferred"]
 
 
 @dataclass(frozen=True)

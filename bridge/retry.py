@@ -26,6 +26,8 @@ class RetryPolicy:
             return Decision("delivered", now)
         if outcome.kind == "dead":
             return Decision("dead", now)
+        if outcome.kind == "deferred":
+            return Decision("pending", now + (outcome.retry_after or 0.0), refund_attempt=True)
         if outcome.kind == "pause":
             # The destination refused our credentials: the message waits with the
             # destination and this attempt does not count against it.

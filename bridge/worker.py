@@ -236,7 +236,9 @@ class Worker:
             "event_id": message.event_id, "message_id": message.id, "destination": message.destination,
             "kind": message.kind, "rule": message.rule, "status": outcome.status, "attempt": message.attempts,
         }
-        if state == "delivered":
+        if outcome.kind == "deferred":
+            log.debug("delivery.deferred", delay_seconds=round(delay, 3), **fields)
+        elif state == "delivered":
             log.info("delivery.sent", **fields)
         elif state == "dead":
             log.warning("delivery.dead", detail=outcome.detail, **fields)

@@ -45,3 +45,8 @@ def test_gives_up_after_max_attempts_or_age() -> None:
 def test_pause_does_not_count_the_attempt() -> None:
     decision = RetryPolicy(max_attempts=1).decide(message(1), Outcome("pause", 401), now=5)
     assert decision.state == "pending" and decision.refund_attempt
+
+
+def test_deferred_waits_without_counting() -> None:
+    decision = RetryPolicy(max_attempts=1).decide(message(1), Outcome("deferred", retry_after=4.0), now=10)
+    assert decision.state == "pending" and decision.next_at == 14 and decision.refund_attempt

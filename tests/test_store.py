@@ -128,3 +128,16 @@ def test_wal_and_full_sync(store: SQLiteStore) -> None:
     assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     assert conn.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
     assert isinstance(conn, sqlite3.Connection)
+
+
+def test_deferred_leaves_no_attempt_behind(store: SQLiteStore) -> None:
+    """A message the local rate limiter held back was never sent: no audit row, no attempt counted."""
+    async def go() -> None:
+        await queue_messages(store, [("omnisend", "")])
+        [m] = await store.claim("omnisend", 10, lease_seconds=30, now=0)
+        await store.complete([(m, Outcome("deferred", retry_after=5), Decision("pending", 5, refund_attempt=True))], now=0)
+        assert tuple(store.reader().execute("SELECT state, attempts, next_at FROM messages").fetchone()) == ("pending", 0, 5)
+        assert store.reader().execute("SELECT count(*) FROM attempts").fetchone()[0] == 0
+        assert await store.claim("omnisend", 10, lease_seconds=30, now=4) == []
+
+    asyncio.run(go())

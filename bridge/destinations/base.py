@@ -85,7 +85,7 @@ class HttpDestination:
         """Send one request within the rate budget; never raises for HTTP or network trouble."""
         if not await self.limiter.acquire(max_wait=self.max_wait):
             wait = self.limiter.wait_time()
-            return Exchange(Outcome("retry", detail=f"rate limited locally for {wait:.1f}s", retry_after=wait))
+            return Exchange(Outcome("deferred", detail=f"rate limited locally for {wait:.1f}s", retry_after=wait))
         self.requests_total += 1
         try:
             response = await send(

@@ -39,6 +39,7 @@ CREATE TABLE IF NOT EXISTS messages (
     ordering_key    TEXT    NOT NULL,        -- '' = unordered
     idempotency_key TEXT    NOT NULL,
     record          TEXT    NOT NULL,        -- JSON
+    areas           TEXT    NOT NULL DEFAULT '',  -- comma-separated: events,contacts,consent,orders,carts,products,deletions
     state           TEXT    NOT NULL,        -- pending | inflight | delivered | dead
     attempts        INTEGER NOT NULL DEFAULT 0,
     next_at         REAL    NOT NULL,

@@ -301,9 +301,10 @@ def _waiting_events(conn: sqlite3.Connection, limit: int) -> list[Event]:
 def insert_message(conn: sqlite3.Connection, event_id: int, msg: Outgoing, idempotency_key: str, now: float) -> int:
     cur = conn.execute(
         "INSERT INTO messages (event_id, destination, kind, action, rule, ordering_key, idempotency_key, record,"
-        " state, attempts, next_at, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'pending', 0, ?, ?, ?)",
+        " areas, state, attempts, next_at, created_at, updated_at)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'pending', 0, ?, ?, ?)",
         (event_id, msg.destination, msg.kind, msg.action, msg.rule, msg.key, idempotency_key,
-         json.dumps(msg.record, separators=(",", ":")), now, now, now),
+         json.dumps(msg.record, separators=(",", ":")), ",".join(msg.areas), now, now, now),
     )
     return int(cur.lastrowid or 0)
 
@@ -386,6 +387,13 @@ def _release(conn: sqlite3.Connection, ids: list[int], now: float) -> int:
 
 def _complete(conn: sqlite3.Connection, results: Sequence[tuple[Message, Outcome, Decision]], now: float) -> None:
     for msg, outcome, decision in results:
+        if outcome.kind == "deferred":  # nothing was sent: no attempt to account for
+            conn.execute(
+                "UPDATE messages SET state = 'pending', next_at = ?, lease_until = NULL, updated_at = ?,"
+                " attempts = MAX(attempts - 1, 0) WHERE id = ? AND state = 'inflight'",
+                (decision.next_at, now, msg.id),
+            )
+            continue
         conn.execute(
             "INSERT INTO attempts (message_id, at, outcome, status, detail) VALUES (?, ?, ?, ?, ?)",
             (msg.id, now, outcome.kind, outcome.status, outcome.detail[:500]),
