@@ -298,7 +298,8 @@ def register(commands: Any) -> None:
     p.add_argument("--source")
     p.add_argument("--topic")
     p.add_argument("--dry-run", action="store_true", help="count what would be queued; change nothing")
-    p.add_argument("--force", action="store_true", help="queue messages again even when already delivered")
+    p.add_argument("--force", action="store_true",
+                   help="queue messages again even when delivered or waiting (a forced Omnisend event arrives twice)")
     p.add_argument("--json", action="store_true")
 
     destinations = _group(commands, "destinations", "pause or resume delivery to a destination")

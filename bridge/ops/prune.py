@@ -87,11 +87,14 @@ def prune(
     bodies_days: float = DEFAULT_DAYS,
     min_dedupe_days: float = 0.0,
     dry_run: bool = False,
+    stop: Callable[[], bool] = lambda: False,
 ) -> PruneResult:
     """Apply retention as of `now`. `target` is the store (writes go through its writer) or a connection.
 
     `dedupe_days` is raised to `min_dedupe_days` (pass `settings.dedupe_days`) so a
     caller cannot shorten the dedupe window. Blocking: from async code use `aprune`.
+    `stop` is asked before each chunk: a worker shutting down must not queue
+    writes on a store that is closing.
     """
     delivered_before = now - max(delivered_days, 0.0) * DAY
     bodies_before = now - max(bodies_days, 0.0) * DAY
@@ -116,15 +119,15 @@ def prune(
         result.dedupe_keys = _count(read, _DEDUPE, dedupe_before)
         return result
 
-    while True:
+    while not stop():
         messages, attempts = write(lambda c: _delete_delivered(c, delivered_before))
         result.messages += messages
         result.attempts += attempts
         if messages == 0:
             break
-    while (bodies := write(lambda c: _null_bodies(c, bodies_before))) > 0:
+    while not stop() and (bodies := write(lambda c: _null_bodies(c, bodies_before))) > 0:
         result.bodies += bodies
-    while (keys := write(lambda c: _delete_dedupe(c, dedupe_before))) > 0:
+    while not stop() and (keys := write(lambda c: _delete_dedupe(c, dedupe_before))) > 0:
         result.dedupe_keys += keys
     return result
 
@@ -156,7 +159,7 @@ async def prune_daily(
         except asyncio.TimeoutError:
             pass
         try:
-            result = await aprune(store, settings, clock())
+            result = await aprune(store, settings, clock(), stop=stopping.is_set)
             log.info("retention.pruned", **result.as_dict())
         except Exception:  # retention must never take the worker down; try again tomorrow
             log.exception("retention.failed")

@@ -82,3 +82,13 @@ def test_prune_daily_runs_then_stops(outbox: Outbox) -> None:
 
     asyncio.run(go())
     assert outbox.rows("SELECT count(*) FROM messages") == [(0,)]
+
+
+def test_prune_stops_between_chunks_when_asked(outbox: Outbox, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.setattr("bridge.ops.prune.CHUNK", 2)
+    for n in range(6):
+        outbox.map(outbox.ingest(f"e{n}", at=NOW - 40 * DAY), [("omnisend", f"k{n}")], at=NOW - 40 * DAY)
+    outbox.deliver("omnisend", "delivered", 202, at=NOW - 40 * DAY)
+    asked = iter([False, True])
+    result = prune(outbox.store, NOW, dedupe_days=7, stop=lambda: next(asked, True))
+    assert (result.messages, result.bodies, result.dedupe_keys) == (2, 0, 0)
