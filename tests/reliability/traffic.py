@@ -174,6 +174,10 @@ def ometria_records(fakes: Fakes, record_type: str) -> list[dict[str, Any]]:
     return [r for req in fakes.ometria.accepted("/v2/push") for r in req.body if r["@type"] == record_type]
 
 
+def order_kind(record: dict[str, Any]) -> str:
+    return "cancel" if record.get("status") == "cancelled" else "create"
+
+
 def contact_email(contact: dict[str, Any]) -> str:
     return next(i["id"] for i in contact["identifiers"] if i["type"] == "email")
 
@@ -182,31 +186,34 @@ def contact_email(contact: dict[str, Any]) -> str:
 class Delivered:
     """Deliveries per entity: for each order or profile, the idempotency keys it arrived with."""
 
-    omnisend_events: dict[str, list[str]]  # orderID -> eventIDs
+    omnisend_events: dict[tuple[str, str], list[str]]  # (orderID, eventName) -> eventIDs
     omnisend_contacts: dict[str, int]  # email -> deliveries (contacts upsert by email)
-    ometria_orders: dict[str, int]  # record id -> deliveries
+    ometria_orders: dict[tuple[str, str], int]  # (record id, create | cancel) -> deliveries
     ometria_contacts: dict[str, int]
 
     @classmethod
     def collect(cls, fakes: Fakes) -> Delivered:
-        events: dict[str, list[str]] = {}
+        events: dict[tuple[str, str], list[str]] = {}
         for event in omnisend_events(fakes):
-            events.setdefault(str(event["properties"]["orderID"]), []).append(event["eventID"])
+            events.setdefault((str(event["properties"]["orderID"]), event["eventName"]), []).append(event["eventID"])
         return cls(
             events,
             dict(Counter(contact_email(c) for c in omnisend_contacts(fakes))),
-            dict(Counter(str(r["id"]) for r in ometria_records(fakes, "order"))),
+            dict(Counter((str(r["id"]), order_kind(r)) for r in ometria_records(fakes, "order"))),
             dict(Counter(str(r["id"]) for r in ometria_records(fakes, "contact"))),
         )
 
     def missing(self, acknowledged: list[Outbound]) -> list[str]:
         lost = []
+        orders = {(order_id, name) for order_id, name in self.omnisend_events}
+        records = set(self.ometria_orders)
         for item in acknowledged:
-            if item.kind == "order":
-                if item.key not in self.omnisend_events:
-                    lost.append(f"order {item.key} not at Omnisend")
-                if item.key not in self.ometria_orders:
-                    lost.append(f"order {item.key} not at Ometria")
+            if item.kind in ("order", "cancel"):
+                name, kind = ("placed order", "create") if item.kind == "order" else ("order canceled", "cancel")
+                if (item.key, name) not in orders:
+                    lost.append(f"{item.kind} {item.key} not at Omnisend")
+                if (item.key, kind) not in records:
+                    lost.append(f"{item.kind} {item.key} not at Ometria")
             elif item.kind == "profile":
                 if item.email not in self.omnisend_contacts:
                     lost.append(f"profile {item.key} not at Omnisend")
@@ -223,6 +230,6 @@ class Delivered:
             "ometria_contacts": sum(n - 1 for n in self.ometria_contacts.values()),
         }
 
-    def keys_disagree(self) -> dict[str, list[str]]:
-        """Orders delivered more than once to Omnisend under different eventIDs (must be none)."""
+    def keys_disagree(self) -> dict[tuple[str, str], list[str]]:
+        """Order events delivered more than once to Omnisend under different eventIDs (must be none)."""
         return {order_id: keys for order_id, keys in self.omnisend_events.items() if len(set(keys)) > 1}
