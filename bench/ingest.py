@@ -65,6 +65,7 @@ def count_events(db: Path) -> int:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
+    parser.add_argument("--in-place", action="store_true", help="use --db itself, not a copy")
     parser.add_argument("--db", type=Path, default=None, help="start from a copy of this database (growth)")
     parser.add_argument("--label", default="ingest")
     parser.add_argument("--seconds", type=float, default=10.0)
@@ -85,10 +86,13 @@ def main() -> None:
             bare.stop()
 
     db = WORK / f"{args.label}.db"
-    for suffix in ("", "-wal", "-shm"):
-        Path(f"{db}{suffix}").unlink(missing_ok=True)
-    if args.db is not None:
-        shutil.copyfile(args.db, db)
+    if args.db is not None and args.in_place:
+        db = args.db
+    else:
+        for suffix in ("", "-wal", "-shm"):
+            Path(f"{db}{suffix}").unlink(missing_ok=True)
+        if args.db is not None:
+            shutil.copyfile(args.db, db)
     log = WORK / f"{args.label}-bridge.log"
     log.unlink(missing_ok=True)
     bridge = bridge_server(db, log, worker=False).start()

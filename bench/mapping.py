@@ -203,6 +203,7 @@ async def store_mapping(db: Path, rules: Any, events: int) -> dict[str, Any]:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
+    parser.add_argument("--in-place", action="store_true", help="use --db itself, not a copy")
     parser.add_argument("--db", type=Path, default=None, help="map through a copy of this database (growth)")
     parser.add_argument("--label", default="mapping")
     parser.add_argument("--seconds", type=float, default=3.0)
@@ -229,10 +230,13 @@ def main() -> None:
         result["ratio"] = round(result["rules_per_second"] / result["hand_per_second"], 3)
     WORK.mkdir(parents=True, exist_ok=True)
     db = WORK / f"{args.label}.db"
-    for suffix in ("", "-wal", "-shm"):
-        Path(f"{db}{suffix}").unlink(missing_ok=True)
-    if args.db is not None:
-        shutil.copyfile(args.db, db)
+    if args.db is not None and args.in_place:
+        db = args.db
+    else:
+        for suffix in ("", "-wal", "-shm"):
+            Path(f"{db}{suffix}").unlink(missing_ok=True)
+        if args.db is not None:
+            shutil.copyfile(args.db, db)
     result["store_path"] = asyncio.run(store_mapping(db, rules, args.store_events))
     save(args.label, result)
     print(json.dumps(result, indent=1))
