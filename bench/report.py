@@ -7,7 +7,7 @@ import datetime
 from pathlib import Path
 from typing import Any
 
-from bench.common import BENCH, ROOT, load, machine
+from bench.common import BENCH, ROOT, load, machine, save
 
 DOC = ROOT / "docs" / "benchmarks.md"
 
@@ -144,12 +144,17 @@ def main() -> None:
     parser.add_argument("--seconds", type=int, default=0)
     args = parser.parse_args()
     mach = machine()
+    run = {"command": args.command.strip(), "seconds": args.seconds, "date": datetime.date.today().isoformat()}
+    if run["command"] == "bench/run report":  # only re-rendering: keep the facts of the run that measured
+        run = load("run") or run
+    else:
+        save("run", run)
     reading = (BENCH / "reading.md").read_text() if (BENCH / "reading.md").exists() else ""
     lines = [
         "# Benchmarks: proof under load",
         "",
-        f"Written by `{args.command.strip()}` on {datetime.date.today().isoformat()}"
-        + (f" in {args.seconds // 60} min {args.seconds % 60} s" if args.seconds else "") + ". Machine: "
+        f"Measured by `{run['command']}` on {run['date']}"
+        + (f" in {run['seconds'] // 60} min {run['seconds'] % 60} s" if run["seconds"] else "") + ". Machine: "
         f"{mach['cpu']}, {mach['cores']} cores, {mach['memory_gib']} GiB memory, Python {mach['python']}, "
         f"Linux {mach['kernel']}. The load generator shares the two cores with the server, as it will "
         "everywhere this runs; all traffic on 127.0.0.1. Raw results: `bench/results/`. Each figure is one "
