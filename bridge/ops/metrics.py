@@ -63,6 +63,8 @@ class Metrics:
                                         ["destination"], registry=r)
         self.rate_limit_wait_seconds = Counter("bridge_rate_limit_wait_seconds", "Time spent waiting for the rate limiter",
                                                ["destination"], registry=r)
+        self.rate_limit_deferred = Counter("bridge_rate_limit_deferred", "Messages handed back unsent by the rate "
+                                           "limiter, due again after the wait", ["destination"], registry=r)
         self._outbox: OutboxCollector | None = None
 
     # -- called by the app ----------------------------------------------------
@@ -83,6 +85,9 @@ class Metrics:
 
     def attempt(self, destination: str, outcome: Outcome, state: str) -> None:
         """One message's attempt and what the retry policy made of it (`state`: delivered, pending, dead)."""
+        if outcome.kind == "deferred":  # nothing was sent: not a delivery attempt
+            self.rate_limit_deferred.labels(destination).inc()
+            return
         status = str(outcome.status) if outcome.status is not None else "none"
         self.deliveries.labels(destination, outcome.kind, status).inc()
         if state == "pending" and outcome.kind == "retry":

@@ -45,6 +45,7 @@ def test_delivery_outcomes() -> None:
     m.attempt("omnisend", Outcome("retry", 503), "pending")
     m.attempt("omnisend", Outcome("retry", None, "timeout"), "dead")
     m.attempt("ometria", Outcome("dead", 400), "dead")
+    m.attempt("omnisend", Outcome("deferred", None, retry_after=1.5), "pending")
     m.rate_limit_wait("omnisend", 0.5)
     m.rate_limit_wait("omnisend", 0.0)
     assert value(m, "bridge_deliveries_total", destination="omnisend", outcome="retry", status="503") == 1
@@ -54,6 +55,8 @@ def test_delivery_outcomes() -> None:
     assert value(m, "bridge_dead_letters_total", destination="ometria") == 1
     assert value(m, "bridge_rate_limit_waits_total", destination="omnisend") == 1
     assert value(m, "bridge_rate_limit_wait_seconds_total", destination="omnisend") == 0.5
+    assert value(m, "bridge_rate_limit_deferred_total", destination="omnisend") == 1
+    assert value(m, "bridge_deliveries_total", destination="omnisend", outcome="deferred", status="none") is None
 
 
 def test_outbox_gauges_read_the_store(outbox: Outbox) -> None:
