@@ -18,6 +18,9 @@ from starlette.routing import Route
 from bridge.destinations import Destination
 from bridge.errors import PayloadTooLarge, RejectedWebhook, StoreUnavailable, UnknownSource
 from bridge.model import Ping
+from bridge.ops.admin import admin_routes
+from bridge.ops.health import readyz_route
+from bridge.ops.metrics import METRICS, instrumented, metrics_route
 from bridge.settings import Settings
 from bridge.sources import Source
 from bridge.store import SQLiteStore
@@ -106,6 +109,7 @@ async def receive_webhook(request: Request) -> Response:
     if isinstance(verified, Ping):
         log.info("webhook.ping", source=name)
         return JSONResponse({"status": "ok"})
+    request.state.webhook_topic = verified.topic  # for the metrics: only verified topics become labels
 
     try:
         result = await bridge.store.ingest(verified)
@@ -140,6 +144,7 @@ def create_app(settings: Settings, *, run_worker: bool | None = None, **parts: A
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         bridge.store.open()
+        METRICS.watch_store(bridge.store, bridge.destinations)
         watch = None
         if hasattr(bridge.rules, "watch"):
             watch = asyncio.create_task(bridge.rules.watch())
@@ -167,8 +172,11 @@ def create_app(settings: Settings, *, run_worker: bool | None = None, **parts: A
 
     app = Starlette(
         routes=[
-            Route("/webhooks/{source}", receive_webhook, methods=["POST"]),
+            Route("/webhooks/{source}", instrumented(receive_webhook), methods=["POST"]),
             Route("/healthz", healthz, methods=["GET"]),
+            readyz_route(),
+            metrics_route(),
+            *admin_routes(bridge),
         ],
         lifespan=lifespan,
     )

@@ -88,12 +88,11 @@ def build_parser() -> argparse.ArgumentParser:
     worker = commands.add_parser("worker", help="run mapping and delivery only (no web app)")
     worker.set_defaults(func=cmd_worker)
 
-    for module in ("bridge.mapping.cli", "bridge.ops"):
-        try:
-            register = __import__(module, fromlist=["register"]).register
-        except ImportError:
-            continue
-        register(commands)
+    from bridge import ops
+    from bridge.mapping import cli as mappings
+
+    mappings.register(commands)
+    ops.register(commands)
     return parser
 
 

@@ -20,6 +20,8 @@ import structlog
 from bridge.destinations import Destination
 from bridge.mapping import MapResult, RuleSet
 from bridge.model import Event, Message, Outcome
+from bridge.ops.metrics import METRICS
+from bridge.ops.prune import prune_daily
 from bridge.retry import RetryPolicy
 from bridge.settings import Settings
 from bridge.store import Mapped, Store
@@ -92,6 +94,7 @@ class Worker:
         await self._load_pauses()
         self._tasks = [asyncio.create_task(self._map_loop(), name="map")]
         self._tasks.append(asyncio.create_task(self._lease_loop(), name="leases"))
+        self._tasks.append(asyncio.create_task(prune_daily(self.store, self.settings, self._stopping, self.clock), name="prune"))
         for name, destination in self.destinations.items():
             for n in range(self.concurrency):
                 self._tasks.append(asyncio.create_task(self._deliver_loop(destination), name=f"deliver-{name}-{n}"))
@@ -224,6 +227,7 @@ class Worker:
         results = []
         for message, outcome in zip(messages, outcomes):
             decision = self.policy.decide(message, outcome, now, self.rng)
+            METRICS.attempt(message.destination, outcome, decision.state)
             results.append((message, outcome, decision))
             self._log_attempt(message, outcome, decision.state, decision.next_at - now)
         await self.store.complete(results, now)

@@ -22,6 +22,7 @@ from bridge.destinations.http import (
 )
 from bridge.destinations.ratelimit import Clock, RateLimiter, Sleep
 from bridge.model import Message, Outcome, PreparedRequest
+from bridge.ops.metrics import METRICS
 from bridge.settings import DestinationSettings
 
 # deliver() waits for the rate limiter at most this long before handing the messages back as retries:
@@ -83,9 +84,11 @@ class HttpDestination:
 
     async def exchange(self, request: PreparedRequest) -> Exchange:
         """Send one request within the rate budget; never raises for HTTP or network trouble."""
+        waited = self.limiter.waited_seconds
         if not await self.limiter.acquire(max_wait=self.max_wait):
             wait = self.limiter.wait_time()
             return Exchange(Outcome("deferred", detail=f"rate limited locally for {wait:.1f}s", retry_after=wait))
+        METRICS.rate_limit_wait(self.name, self.limiter.waited_seconds - waited)
         self.requests_total += 1
         try:
             response = await send(
