@@ -135,6 +135,8 @@ def database_path(url: str) -> Path:
 
 
 def destinations_from_env(env: Mapping[str, str]) -> dict[str, DestinationSettings]:
+    from bridge.destinations.catalog import parse_areas
+
     def key(name: str) -> Secret | None:
         return Secret(env[name]) if env.get(name) else None
 
@@ -147,6 +149,7 @@ def destinations_from_env(env: Mapping[str, str]) -> dict[str, DestinationSettin
                 "version": env.get("OMNISEND_VERSION", "2026-03-15"),
                 "requests_per_minute": _float(env, "OMNISEND_REQUESTS_PER_MINUTE", 400.0),
                 "batch_linger_seconds": _float(env, "OMNISEND_BATCH_LINGER_SECONDS", 0.2),
+                "areas": parse_areas(env.get("OMNISEND_AREAS"), "OMNISEND_AREAS"),
             },
         ),
         "ometria": DestinationSettings(
@@ -156,6 +159,7 @@ def destinations_from_env(env: Mapping[str, str]) -> dict[str, DestinationSettin
             options={
                 "requests_per_second": _float(env, "OMETRIA_REQUESTS_PER_SECOND", 8.0),
                 "batch_linger_seconds": _float(env, "OMETRIA_BATCH_LINGER_SECONDS", 0.2),
+                "areas": parse_areas(env.get("OMETRIA_AREAS"), "OMETRIA_AREAS"),
             },
         ),
     }

@@ -8,12 +8,34 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from bridge.errors import ConfigError
+
+# Areas of access: what a message may write at its destination. The operator
+# allows them per destination (OMNISEND_AREAS, OMETRIA_AREAS); consent,
+# products and deletions are off unless allowed (docs/rules.md "Data safety").
+AREAS = ("events", "contacts", "consent", "orders", "carts", "products", "deletions")
+DEFAULT_AREAS = ("events", "contacts", "orders", "carts")
+
+
+def parse_areas(value: str | None, variable: str) -> tuple[str, ...]:
+    """`events,contacts,consent` -> the areas in canonical order; unset or blank -> the default; `none` -> ()."""
+    if value is None or not value.strip():
+        return DEFAULT_AREAS
+    names = [part.strip().lower() for part in value.split(",") if part.strip()]
+    if names == ["none"]:
+        return ()
+    unknown = [name for name in names if name not in AREAS]
+    if unknown:
+        raise ConfigError(f"{variable}: unknown area(s) {', '.join(map(repr, unknown))}; "
+                          f"valid names: {', '.join(AREAS)} (or `none`)")
+    return tuple(area for area in AREAS if area in names)
+
 
 @dataclass(frozen=True)
 class KindSpec:
     destination: str
     kind: str
-    area: str  # events | contacts | orders | carts | products
+    area: str  # the area every record of this kind writes: events | contacts | orders | carts | products
     required: tuple[str, ...]
     any_of: tuple[tuple[str, ...], ...] = ()
     fields: tuple[str, ...] = ()  # known top-level fields, for "did you mean"

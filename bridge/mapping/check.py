@@ -43,6 +43,34 @@ CONSENT_CONTAINERS: dict[tuple[str, str], tuple[tuple[str, ...], ...]] = {
 }
 
 
+# Where each source states marketing consent. A consent field in a rule for
+# one of these sources may only read these payload paths (and what is below
+# them); other sources are not restricted. WooCommerce core has no consent
+# field: an opt-in plugin stores it in the order's or customer's `meta_data`,
+# read by key with `meta_data | meta('<key>')`.
+CONSENT_SOURCES: dict[str, tuple[str, ...]] = {
+    "shopify": ("email_marketing_consent", "buyer_accepts_marketing"),
+    "omneo": ("attributes.comms",),
+    "woocommerce": ("meta_data",),
+}
+
+
+def foreign_consent_reads(source: str, paths: frozenset[str] | tuple[str, ...],
+                          loop_variables: frozenset[str] = frozenset()) -> list[str]:
+    """Payload paths a consent field of `source` reads outside CONSENT_SOURCES (loop variables excepted)."""
+    allowed = CONSENT_SOURCES.get(source)
+    if allowed is None:
+        return []
+    foreign = []
+    for path in sorted(paths):
+        root = path.split(".")[0]
+        if root == "event" or root in loop_variables:
+            continue
+        if not any(path == prefix or path.startswith(prefix + ".") for prefix in allowed):
+            foreign.append(path)
+    return foreign
+
+
 def did_you_mean(word: str, choices: tuple[str, ...] | list[str]) -> str:
     close = difflib.get_close_matches(word, choices, n=1, cutoff=0.6)
     if not close:
@@ -101,8 +129,9 @@ class ConsentUse:
     path: str
     source: str
     reads: tuple[str, ...]
+    paths: tuple[str, ...] = ()  # the dotted payload paths, e.g. attributes.comms.email_promo
 
     def describe(self) -> str:
-        reads = ", ".join(f"`{name}`" for name in self.reads)
+        reads = ", ".join(f"`{name}`" for name in (self.paths or self.reads))
         return (f"{self.file}:{self.line} rule '{self.rule}' → {self.destination} {self.kind}: "
                 f"{self.path} from {reads}: {self.source}")

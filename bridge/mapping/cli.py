@@ -5,12 +5,15 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
+import os
 import sys
 import time
 from pathlib import Path
 from typing import Any, Sequence
 
-from bridge.errors import RulesError
+from bridge.errors import ConfigError, RulesError
+from bridge.mapping.areas import Allowed, allowed_from_settings, setting_name
+from bridge.mapping.engine import MessageSpec, Rule
 from bridge.mapping.examples import run_examples
 from bridge.mapping.loader import LoadedRules, load_rules
 from bridge.model import Event, Message, Outgoing
@@ -25,6 +28,19 @@ def _default_dir() -> Path:
         return Path("mappings")
 
 
+def _allowed_areas() -> Allowed:
+    """The deployment's areas ({destination: areas}) from `Settings.from_env()`; ConfigError on bad names."""
+    from bridge.settings import Settings, destinations_from_env
+
+    try:
+        return allowed_from_settings(Settings.from_env())
+    except ConfigError as exc:
+        if "_AREAS" in str(exc):
+            raise
+    # Other settings may be incomplete on a marketer's laptop; the areas are read all the same.
+    return {name: tuple(d.options["areas"]) for name, d in destinations_from_env(os.environ).items()}
+
+
 def register(subparsers: Any) -> None:
     """Add the `mappings` command group to the main CLI's subparsers."""
     group = subparsers.add_parser("mappings", help="check, test and try the rule files in mappings/")
@@ -32,7 +48,8 @@ def register(subparsers: Any) -> None:
 
     check = commands.add_parser("check", help="check every rule file; exit 1 on any problem")
     check.add_argument("dir", nargs="?", type=Path, default=None, help="rules directory (default mappings/)")
-    check.add_argument("--explain", action="store_true", help="list the rules that write consent and from which payload field")
+    check.add_argument("--explain", action="store_true",
+                       help="list the areas each message writes, and for consent which payload field it comes from")
     check.set_defaults(func=cmd_check)
 
     test = commands.add_parser("test", help="run every file's examples; exit 1 when one does not match")
@@ -49,9 +66,9 @@ def register(subparsers: Any) -> None:
     try_.set_defaults(func=cmd_try)
 
 
-def _load(directory: Path | None) -> LoadedRules | None:
+def _load(directory: Path | None, allowed_areas: Allowed | None = None) -> LoadedRules | None:
     try:
-        return load_rules(directory or _default_dir())
+        return load_rules(directory or _default_dir(), allowed_areas)
     except RulesError as exc:
         for problem in exc.problems:
             print(problem, file=sys.stderr)
@@ -60,20 +77,51 @@ def _load(directory: Path | None) -> LoadedRules | None:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    rules = _load(args.dir)
+    try:
+        allowed = _allowed_areas()
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        return 1
+    rules = _load(args.dir, allowed)
     if rules is None:
         return 1
     for note in rules.notes:
         print(note)
-    print(f"ok: {len(rules)} rules in {len(rules.files)} files")
     if args.explain:
-        if not rules.consent:
-            print("no rule writes marketing consent")
-        else:
-            print("rules that write marketing consent:")
-            for use in rules.consent:
-                print(f"  {use.describe()}")
+        explain(rules, allowed)
+    for refusal in rules.blocked:
+        print(refusal, file=sys.stderr)
+    if rules.blocked:
+        print(f"{len(rules.blocked)} message(s) not allowed by this deployment's areas; "
+              "a running bridge loads the rules and blocks them", file=sys.stderr)
+        return 1
+    print(f"ok: {len(rules)} rules in {len(rules.files)} files")
     return 0
+
+
+def explain(rules: LoadedRules, allowed: Allowed) -> None:
+    """Per rule and message: the areas it writes; for consent, the payload fields it comes from."""
+    print("allowed: " + "  ".join(f"{setting_name(name)}={','.join(areas) or 'none'}" for name, areas in allowed.items()))
+    for rule in rules.rules:
+        if rule.ignore:
+            continue
+        print(f"{rule.file}:{rule.line} rule '{rule.name}' ({rule.source} {', '.join(rule.topics)})")
+        for message in rule.messages:
+            permitted = set(allowed.get(message.destination, message.areas))
+            marks = [area if area in permitted else f"{area} (NOT ALLOWED)" for area in message.areas]
+            print(f"  → {message.label} {message.action} (line {message.line}): {', '.join(marks)}")
+            for use in _consent_of(rules, rule, message):
+                print(f"      consent {use.path} from {', '.join(f'`{p}`' for p in use.paths or use.reads)}")
+            for area in ("deletions",):
+                if area in message.writes:
+                    print(f"      {area}: {', '.join(message.writes[area])}")
+
+
+def _consent_of(rules: LoadedRules, rule: Rule, message: MessageSpec) -> list[Any]:
+    later = [m.line for m in rule.messages if m.line > message.line]
+    end = min(later) if later else float("inf")
+    return [use for use in rules.consent if use.file == rule.file and use.rule == rule.name
+            and (use.destination, use.kind) == (message.destination, message.kind) and message.line <= use.line < end]
 
 
 def cmd_test(args: argparse.Namespace) -> int:
@@ -91,7 +139,12 @@ def cmd_test(args: argparse.Namespace) -> int:
 
 
 def cmd_try(args: argparse.Namespace) -> int:
-    rules = _load(args.dir)
+    try:
+        allowed = _allowed_areas()
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        return 1
+    rules = _load(args.dir, allowed)
     if rules is None:
         return 1
     try:
@@ -111,7 +164,8 @@ def cmd_try(args: argparse.Namespace) -> int:
         return 1 if result.errors else 0
     if args.messages or not _print_requests(event, result.messages):
         for message in result.messages:
-            print(f"{message.destination} {message.kind} {message.action} key={message.key!r} (rule '{message.rule}' #{message.index})")
+            print(f"{message.destination} {message.kind} {message.action} key={message.key!r} "
+                  f"areas={','.join(message.areas)} (rule '{message.rule}' #{message.index})")
             print(json.dumps(message.record, indent=2, ensure_ascii=False))
     return 1 if result.errors else 0
 

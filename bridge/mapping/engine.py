@@ -17,6 +17,7 @@ from jinja2.runtime import Context
 
 from bridge.destinations.catalog import KindSpec
 from bridge.mapping import MapResult
+from bridge.mapping.areas import Allowed, areas_of, describe, not_allowed, setting_name, setting_that_allows
 from bridge.mapping.expressions import Compiled, new_scope
 from bridge.model import IDEMPOTENCY_NAMESPACE, Event, Outgoing
 
@@ -156,6 +157,9 @@ class MessageSpec:
     key: Build | None = None
     clear: tuple[str, ...] = ()
     sources: dict[str, str] = field(default_factory=dict)  # field path -> template, for error text
+    areas: tuple[str, ...] = ()  # every area the message can write (areas.py)
+    writes: dict[str, list[str]] = field(default_factory=dict)  # area -> the fields that write it
+    places: dict[str, tuple[int, int]] = field(default_factory=dict)  # field (as in `writes`) -> line, col
 
     @property
     def label(self) -> str:
@@ -218,13 +222,33 @@ def event_metadata(event: Event) -> dict[str, Any]:
 class CompiledRuleSet:
     """The rules of one directory, indexed by (source, topic). Implements `RuleSet`."""
 
-    def __init__(self, rules: list[Rule], files: tuple[str, ...] = ()) -> None:
+    def __init__(self, rules: list[Rule], files: tuple[str, ...] = (), allowed_areas: Allowed | None = None) -> None:
         self.rules = rules
         self.files = files
+        self.allowed_areas = allowed_areas
         self._by_topic: dict[tuple[str, str], list[Rule]] = {}
         for rule in rules:
             for topic in rule.topics:
                 self._by_topic.setdefault((rule.source, topic), []).append(rule)
+        # Policy refusals: the rule is fine, the deployment forbids an area it writes.
+        self.blocked: list[str] = []
+        self._blocked: dict[int, str] = {}
+        if allowed_areas is not None:
+            for rule in rules:
+                for message in rule.messages:
+                    self._refuse(rule, message, allowed_areas)
+
+    def _refuse(self, rule: Rule, message: MessageSpec, allowed: Allowed) -> None:
+        refused = not_allowed(message.destination, message.areas, allowed)
+        if not refused:
+            return
+        what = describe(message.writes, refused)
+        line, col = message.places.get(message.writes[refused[0]][0], (message.line, 1))
+        self.blocked.append(f"{rule.file}:{line}:{col}: this message writes {what} to {message.destination}, "
+                            f"which is not allowed; to allow it set "
+                            f"{setting_that_allows(message.destination, allowed, refused)}")
+        self._blocked[id(message)] = (f"blocked: this message writes {what} to {message.destination}, "
+                                      f"not allowed by {setting_name(message.destination)}")
 
     def __len__(self) -> int:
         return len(self.rules)
@@ -266,12 +290,20 @@ class CompiledRuleSet:
             return MapResult(result.messages, result.errors, result.rules, ignored=True)
         return result
 
-    @staticmethod
-    def _produce(rule: Rule, message: MessageSpec, ctx: Context, result: MapResult) -> None:
+    def _produce(self, rule: Rule, message: MessageSpec, ctx: Context, result: MapResult) -> None:
         where = f"{rule.file}:{message.line} rule '{rule.name}' → {message.label}"
         try:
             if message.when is not None and not message.when(ctx):
                 return
+        except FieldError as exc:
+            result.errors.append(f"{where}: {exc.path}: {exc.message}")
+            return
+        blocked = self._blocked.get(id(message))
+        if blocked is not None:
+            # Recorded against the event only when the message would have been sent.
+            result.errors.append(f"{where}: {blocked}")
+            return
+        try:
             record = message.build(ctx) or {}
             key = message.key(ctx) if message.key is not None else None
         except FieldError as exc:
@@ -285,6 +317,13 @@ class CompiledRuleSet:
             set_path(record, path, None)
         if (message.destination, message.kind) in MERGED_BY_DEFAULT:
             record.setdefault("@merge", True)
+        areas = areas_of(message.destination, message.kind, message.action, record, message.clear)
+        refused = not_allowed(message.destination, areas, self.allowed_areas)
+        if refused:
+            # A value computed as a whole (`contact: "{{ customer }}"`) brought in what the rule did not name.
+            result.errors.append(f"{where}: blocked: this record writes {', '.join(refused)} to {message.destination}, "
+                                 f"not allowed by {setting_name(message.destination)}")
+            return
         result.messages.append(Outgoing(
             destination=message.destination,
             kind=message.kind,
@@ -293,6 +332,7 @@ class CompiledRuleSet:
             action=message.action,
             key=str(key) if not _empty(key) else default_key(message.spec, record),
             index=message.index,
+            areas=areas,
         ))
 
 

@@ -90,13 +90,14 @@ def _missing_to_none(value: Any) -> Any:
 
 @dataclass
 class Compiled:
-    """A compiled field or condition. `names` are the root variables it reads."""
+    """A compiled field or condition. `names` are the root variables it reads, `paths` the dotted paths."""
 
     evaluate: Evaluator
     source: str
     kind: str  # const | expr | text | template
     names: frozenset[str] = field(default_factory=frozenset)
     constant: Any = None
+    paths: frozenset[str] = field(default_factory=frozenset)
 
 
 def parse_template(source: str) -> nodes.Template:
@@ -133,6 +134,34 @@ def root_names(tree: nodes.Node) -> frozenset[str]:
     return frozenset(node.name for node in tree.find_all(nodes.Name) if node.ctx == "load")
 
 
+def read_paths(tree: nodes.Node) -> frozenset[str]:
+    """The dotted paths an expression reads: `attributes.comms.email_promo`, `meta_data`."""
+    found: set[str] = set()
+
+    def chain(node: nodes.Node) -> str | None:
+        if isinstance(node, nodes.Name):
+            return node.name if node.ctx == "load" else None
+        if isinstance(node, nodes.Getattr):
+            base = chain(node.node)
+            return f"{base}.{node.attr}" if base else None
+        if isinstance(node, nodes.Getitem) and isinstance(node.arg, nodes.Const) \
+                and isinstance(node.arg.value, (str, int)):
+            base = chain(node.node)
+            return f"{base}.{node.arg.value}" if base else None
+        return None
+
+    def visit(node: nodes.Node) -> None:
+        path = chain(node)
+        if path is not None:
+            found.add(path)
+            return
+        for child in node.iter_child_nodes():
+            visit(child)
+
+    visit(tree)
+    return frozenset(found)
+
+
 def compile_field(source: Any) -> Compiled:
     """Compile one YAML scalar from a rule. Non-strings are constants."""
     if not isinstance(source, str) or ("{{" not in source and "{%" not in source):
@@ -145,10 +174,10 @@ def compile_field(source: Any) -> Compiled:
         exprs = [part for part in parts if not isinstance(part, nodes.TemplateData)]
         texts = [part.data for part in parts if isinstance(part, nodes.TemplateData)]
         if len(exprs) == 1 and all(not text.strip() for text in texts):
-            return Compiled(compile_node(exprs[0]), source, "expr", names)
+            return Compiled(compile_node(exprs[0]), source, "expr", names, paths=read_paths(tree))
         if exprs:
-            return Compiled(_concat(parts), source, "text", names)
-    return Compiled(_render_template(tree), source, "template", names)
+            return Compiled(_concat(parts), source, "text", names, paths=read_paths(tree))
+    return Compiled(_render_template(tree), source, "template", names, paths=read_paths(tree))
 
 
 def compile_condition(source: Any) -> Compiled:
@@ -168,7 +197,7 @@ def compile_condition(source: Any) -> Compiled:
         raise ExpressionError(f"condition syntax error: {exc.message}", exc.lineno or 1) from None
     expr.set_environment(ENV)
     _refuse_unsafe(expr)
-    return Compiled(compile_node(expr), str(source), "expr", root_names(expr))
+    return Compiled(compile_node(expr), str(source), "expr", root_names(expr), paths=read_paths(expr))
 
 
 def compile_node(expr: nodes.Expr) -> Evaluator:

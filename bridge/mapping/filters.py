@@ -200,6 +200,17 @@ def pluck(value: Any, field: str) -> list[Any] | None:
     return [item for item in found if item is not None and item != ""]
 
 
+def meta(value: Any, key: str) -> Any:
+    """`meta_data | meta('newsletter_optin')`: the value of WooCommerce's meta entry with that key."""
+    if _nothing(value) or not isinstance(value, (list, tuple)):
+        return None
+    for entry in value:
+        if isinstance(entry, Mapping) and entry.get("key") == key:
+            found = entry.get("value")
+            return None if found == "" else found
+    return None
+
+
 def consent(value: Any, optout: Any = None, yes: Any = "subscribed", no: Any = "unsubscribed") -> Any:
     """A yes/no consent from an opt-in flag and an optional opt-out flag.
 
@@ -246,4 +257,5 @@ FILTERS: dict[str, Callable[..., Any]] = {
     "lookup": lookup,
     "pluck": pluck,
     "consent": consent,
+    "meta": meta,
 }

@@ -20,7 +20,10 @@ from ruamel.yaml.error import MarkedYAMLError
 
 from bridge.destinations.catalog import KindSpec
 from bridge.errors import RulesError
-from bridge.mapping.check import ConsentUse, consent_role, did_you_mean, find_kind, known_fields
+from bridge.mapping.areas import Allowed, dotted, written_by
+from bridge.mapping.check import (
+    CONSENT_SOURCES, ConsentUse, consent_role, did_you_mean, find_kind, foreign_consent_reads, known_fields,
+)
 from bridge.mapping.engine import (
     Build, CompiledRuleSet, MessageSpec, Rule, condition, for_each, leaf, obj, seq,
 )
@@ -110,6 +113,11 @@ class _Target:
     line: int
     sources: dict[str, str]
     consent: list[ConsentUse]
+    source: str = ""
+    # every field path the message can write, with its place, for the areas check
+    paths: dict[tuple[str, ...], tuple[int, int]] = field(default_factory=dict)
+    opaque: set[tuple[str, ...]] = field(default_factory=set)  # paths whose whole value is one expression
+    loop_variables: set[str] = field(default_factory=set)
 
 
 class FileLoader:
@@ -200,7 +208,7 @@ class FileLoader:
             sline, scol = _position(node, "send") if "send" in node else (line, col)
             self.problem(sline, scol, "`send:` must list at least one message (`- to: omnisend event`), or be `ignore`")
             return
-        messages = [m for i, item in enumerate(send) if (m := self.message(name, send, i, item)) is not None]
+        messages = [m for i, item in enumerate(send) if (m := self.message(name, source, send, i, item)) is not None]
         self.rules.append(Rule(name, self.file, line, source, topics, messages, when=when))
 
     def on(self, node: CommentedMap, line: int, col: int) -> tuple[str, tuple[str, ...]] | None:
@@ -231,7 +239,7 @@ class FileLoader:
             return None
         return condition(compiled, what)
 
-    def message(self, rule: str, parent: CommentedSeq, index: int, node: Any) -> MessageSpec | None:
+    def message(self, rule: str, source: str, parent: CommentedSeq, index: int, node: Any) -> MessageSpec | None:
         line, col = _position(parent, index)
         if not isinstance(node, CommentedMap) or "to" not in node:
             self.problem(line, col, "each message starts with `- to: <destination> <record type>`, like `- to: omnisend event \"placed order\"`")
@@ -252,7 +260,7 @@ class FileLoader:
         if action not in spec.actions:
             aline, acol = _position(node, "action")
             self.problem(aline, acol, f"{destination} {kind} cannot `{action}`{did_you_mean(action, spec.actions)}; allowed: {', '.join(spec.actions)}")
-        target = _Target(spec, rule, line, {}, self.consent)
+        target = _Target(spec, rule, line, {}, self.consent, source)
         fields = node.get("fields")
         entries: list[tuple[str, Build]] = []
         if name is not None:
@@ -264,6 +272,7 @@ class FileLoader:
             else:
                 entries.append((named, leaf(compile_field(name), named)))
                 target.sources[named] = name
+                target.paths[(named,)] = (tline, tcol)
         if not isinstance(fields, CommentedMap):
             fline, fcol = _position(node, "fields") if "fields" in node else (line, col)
             self.problem(fline, fcol, "the message needs `fields:` with what to send")
@@ -278,8 +287,20 @@ class FileLoader:
             except ExpressionError as exc:
                 self.problem(kline + exc.line - 1, kcol, str(exc))
         clear = self.clear(node, spec, rule)
+        writes = written_by(destination, kind, action, target.paths, clear, target.opaque)
+        places = {dotted(path): place for path, place in reversed(list(target.paths.items()))}
+        places[f"{destination} {kind} records"] = (tline, tcol)
+        if "clear" in node:
+            for name in clear:
+                places[f"clear: {name}"] = places[name] = _position(node, "clear")
+        if action == "replace":
+            aline, acol = places["action: replace"] = _position(node, "action")
+            self.notes.append(f"{self.file}:{aline}: note: rule '{rule}' replaces the whole {destination} {kind} "
+                              f"(PUT: every field this record leaves out is erased); the rule must build the complete "
+                              f"record from this event. This is the deletions area; `action: update` changes only "
+                              f"the fields sent")
         return MessageSpec(destination, kind, spec, action, index, line, body, when=when, key=key,
-                           clear=clear, sources=target.sources)
+                           clear=clear, sources=target.sources, areas=tuple(writes), writes=writes, places=places)
 
     def clear(self, node: CommentedMap, spec: KindSpec, rule: str) -> tuple[str, ...]:
         if "clear" not in node:
@@ -295,7 +316,7 @@ class FileLoader:
         if spec.destination == "omnisend":
             self.problem(line, col, "`clear:` sends null, which only Ometria understands; Omnisend keeps fields you leave out")
         self.notes.append(f"{self.file}:{line}: note: rule '{rule}' clears {', '.join(map(str, paths))} on "
-                          f"{spec.destination} {spec.kind} (sends null, erasing the stored value)")
+                          f"{spec.destination} {spec.kind} (sends null, erasing the stored value; deletions area)")
         return tuple(str(path) for path in paths)
 
     # --- fields -------------------------------------------------------------
@@ -335,7 +356,7 @@ class FileLoader:
     def value(self, parent: Any, key: Any, path: tuple[str, ...], target: _Target) -> Build | None:
         node = parent[key]
         line, col = _position(parent, key)
-        dotted = ".".join(step for step in path)
+        joined = ".".join(step for step in path)
         if isinstance(node, CommentedMap):
             if "for each" in node:
                 return self.for_each(node, path, target)
@@ -351,10 +372,13 @@ class FileLoader:
             hint = did_you_mean(str(exc).split("`")[1], tuple(check_filters())) if "unknown filter" in str(exc) else ""
             self.problem(line + exc.line - 1, col, f"{exc}{hint}")
             return None
-        concrete = dotted.replace("[]", str(key) if isinstance(key, int) else "0")
+        concrete = joined.replace("[]", str(key) if isinstance(key, int) else "0")
         target.sources.setdefault(concrete, compiled.source)
+        target.paths.setdefault(path, (line, col))
+        if compiled.kind != "const":
+            target.opaque.add(path)
         self.leaf_consent(compiled, path, target, line, col)
-        return leaf(compiled, dotted)
+        return leaf(compiled, joined)
 
     def for_each(self, node: CommentedMap, path: tuple[str, ...], target: _Target) -> Build | None:
         self._unknown_keys(node, FOR_EACH_KEYS, "a `for each` block")
@@ -373,14 +397,21 @@ class FileLoader:
             self.problem(line, col, "a `for each` block needs `item:` describing each element")
             return None
         item_path = path + ("[]",)
-        if isinstance(node["item"], CommentedMap):
-            item: Build | None = self.object(node["item"], item_path, target)
-        else:
-            item = self.value(node, "item", item_path, target)
+        target.paths.setdefault(path, (line, col))
+        added = variable not in target.loop_variables
+        target.loop_variables.add(variable)
+        try:
+            if isinstance(node["item"], CommentedMap):
+                item: Build | None = self.object(node["item"], item_path, target)
+            else:
+                item = self.value(node, "item", item_path, target)
+        finally:
+            if added:
+                target.loop_variables.discard(variable)
         when = self.condition(node, "when", ".".join(path) + " when") if "when" in node else None
         reads = source.names - {"event"}
         if consent_role(target.spec.destination, target.spec.kind, path) == "container" and reads:
-            self._record_consent(target, path, line, source, reads)
+            self._record_consent(target, path, line, col, source, reads)
         if item is None:
             return None
         return for_each(leaf(source, ".".join(path)), variable, item, when)
@@ -397,7 +428,7 @@ class FileLoader:
                                     f"`{{{{ attributes.comms.email_promo }}}}`), not the literal {compiled.source!r}: "
                                     f"{'.'.join(path)} decides whether this person gets marketing")
             return
-        self._record_consent(target, path, line, compiled, reads)
+        self._record_consent(target, path, line, col, compiled, reads)
 
     def consent_check(self, node: Any, path: tuple[str, ...], target: _Target, when_guard: bool) -> None:
         role = consent_role(target.spec.destination, target.spec.kind, path)
@@ -420,10 +451,16 @@ class FileLoader:
             return True  # reported elsewhere
         return compiled.kind != "const" and bool(compiled.names - {"event"})
 
-    def _record_consent(self, target: _Target, path: tuple[str, ...], line: int, compiled: Compiled,
+    def _record_consent(self, target: _Target, path: tuple[str, ...], line: int, col: int, compiled: Compiled,
                         reads: frozenset[str] | set[str]) -> None:
+        foreign = foreign_consent_reads(target.source, compiled.paths, frozenset(target.loop_variables))
+        if foreign:
+            self.problem(line, col, f"{dotted(path)} is consent, and {target.source} states consent only in "
+                                    f"{' / '.join(CONSENT_SOURCES[target.source])}; "
+                                    f"this reads {', '.join(f'`{p}`' for p in foreign)}")
         target.consent.append(ConsentUse(self.file, line, target.rule, target.spec.destination, target.spec.kind,
-                                         ".".join(path).replace(".[]", "[]"), compiled.source, tuple(sorted(reads))))
+                                         dotted(path), compiled.source, tuple(sorted(reads)),
+                                         tuple(sorted(p for p in compiled.paths if p.split(".")[0] != "event"))))
 
     # --- examples -------------------------------------------------------------
 
@@ -499,8 +536,14 @@ def rule_files(directory: Path) -> list[Path]:
         p for p in directory.glob("*.yml") if p.is_file())
 
 
-def load_rules(directory: Path) -> LoadedRules:
-    """Load and check every rule file in `directory`; raise `RulesError` listing all problems."""
+def load_rules(directory: Path, allowed_areas: Allowed | None = None) -> LoadedRules:
+    """Load and check every rule file in `directory`; raise `RulesError` listing all problems.
+
+    `allowed_areas` ({destination: areas}, from `areas.allowed_from_settings`)
+    is the deployment's policy; None allows everything. A message writing an
+    area its destination does not allow is not a rule error: the set loads with
+    that message blocked, and `.blocked` lists each refusal with its place.
+    """
     directory = Path(directory)
     problems = Problems()
     if not directory.is_dir():
@@ -520,7 +563,7 @@ def load_rules(directory: Path) -> LoadedRules:
     if problems.items:
         raise RulesError(problems.items)
     rules = [rule for loader in loaders for rule in loader.rules]
-    ruleset = LoadedRules(rules, tuple(loader.file for loader in loaders))
+    ruleset = LoadedRules(rules, tuple(loader.file for loader in loaders), allowed_areas)
     ruleset.examples = []
     for loader in loaders:
         names = [rule.name for rule in loader.rules]

@@ -9,6 +9,7 @@ from pathlib import Path
 import structlog
 
 from bridge.errors import RulesError
+from bridge.mapping.areas import Allowed
 from bridge.mapping.loader import LoadedRules, load_rules, rule_files
 
 log = structlog.get_logger("bridge.mapping")
@@ -24,10 +25,14 @@ class RulesHolder:
     bridge still takes and stores webhooks: the worker maps nothing until a
     good set loads, so events wait instead of being lost or refused (a
     refused webhook makes WooCommerce disable it after 5 failures).
+
+    `allowed_areas` is the deployment's policy (`areas.allowed_from_settings`);
+    messages it forbids are blocked, not errors: `.blocked` lists them for /healthz.
     """
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, allowed_areas: Allowed | None = None) -> None:
         self.directory = Path(directory)
+        self.allowed_areas = allowed_areas
         self.current: LoadedRules | None = None
         self.loaded_at: float | None = None
         self.error: str | None = None
@@ -54,7 +59,7 @@ class RulesHolder:
         """Load the directory again; True when the new rules are now current."""
         self._snapshot = self._scan()
         try:
-            rules = load_rules(self.directory)
+            rules = load_rules(self.directory, self.allowed_areas)
         except RulesError as exc:
             self.error = "\n".join(exc.problems)
             log.error("rules.reload_failed", directory=str(self.directory), problems=exc.problems,
@@ -64,7 +69,14 @@ class RulesHolder:
         self.loaded_at = time.time()
         self.error = None
         log.info("rules.reloaded", directory=str(self.directory), rules=len(rules), files=len(rules.files))
+        if rules.blocked:
+            log.warning("rules.blocked", directory=str(self.directory), blocked=rules.blocked)
         return True
+
+    @property
+    def blocked(self) -> list[str]:
+        """Policy refusals of the current set (file:line:col: ... to allow it set X_AREAS=...)."""
+        return list(self.current.blocked) if self.current is not None else []
 
     async def watch(self, interval: float = 2.0) -> None:
         """Poll file times and sizes; reload when anything changed. Runs until cancelled."""
