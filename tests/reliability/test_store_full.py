@@ -1,0 +1,67 @@
+"""The store when SQLite reports the database full in the middle of a group commit.
+
+SQLite may roll back the whole transaction itself on SQLITE_FULL. The writer must then fail every
+job of that batch (their work is gone) and keep running; it must never leave a caller waiting.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import threading
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+from bridge.errors import StoreUnavailable
+from bridge.model import Webhook
+
+from .test_full_disk import CappedStore
+
+ANSWER_WITHIN = 5.0
+
+
+def webhook(n: int) -> Webhook:
+    return Webhook("shopify", "orders/create", f"full-{n}", b'{"id": %d, "pad": "%s"}' % (n, b"x" * 3000))
+
+
+def ingest(store: CappedStore, n: int) -> str:
+    """'stored', or 'refused' for StoreUnavailable; fails the test if no answer comes in time."""
+    future = asyncio.run_coroutine_threadsafe(store.ingest(webhook(n)), LOOP)
+    try:
+        future.result(ANSWER_WITHIN)
+    except StoreUnavailable:
+        return "refused"
+    except concurrent.futures.TimeoutError:
+        pytest.fail(f"ingest {n} got no answer in {ANSWER_WITHIN} s: the store writer is gone")
+    return "stored"
+
+
+LOOP = asyncio.new_event_loop()
+
+
+@pytest.fixture(scope="module", autouse=True)
+def running_loop() -> Iterator[None]:
+    thread = threading.Thread(target=LOOP.run_forever, daemon=True)
+    thread.start()
+    yield
+    LOOP.call_soon_threadsafe(LOOP.stop)
+    thread.join(5)
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")
+@pytest.mark.xfail(strict=True, reason="store writer thread dies on 'no such savepoint: job' after SQLite rolls back"
+                   " the transaction on SQLITE_FULL (bridge/store/sqlite.py SQLiteStore._commit)")
+def test_store_refuses_when_full_and_accepts_again(tmp_path: Path) -> None:
+    store = CappedStore(tmp_path / "bridge.db", pages=60)
+    store.open()
+    try:
+        answers = [ingest(store, n) for n in range(200)]
+        assert "refused" in answers
+        stored = {k for (k,) in store.reader().execute("SELECT key FROM dedupe")}
+        assert {f"full-{n}" for n, a in enumerate(answers) if a == "stored"} <= stored
+        store.cap(100_000)
+        assert [ingest(store, n) for n in range(200, 210)] == ["stored"] * 10
+    finally:
+        store.close()
