@@ -111,7 +111,7 @@ def explain(rules: LoadedRules, allowed: Allowed) -> None:
             marks = [area if area in permitted else f"{area} (NOT ALLOWED)" for area in message.areas]
             print(f"  → {message.label} {message.action} (line {message.line}): {', '.join(marks)}")
             for use in _consent_of(rules, rule, message):
-                print(f"      consent {use.path} from {', '.join(f'`{p}`' for p in use.paths or use.reads)}")
+                print(f"      consent {use.path} from {', '.join(f'`{p}`' for p in use.paths or use.reads)}: {use.source}")
             for area in ("deletions",):
                 if area in message.writes:
                     print(f"      {area}: {', '.join(message.writes[area])}")
