@@ -15,6 +15,7 @@ produced, as a backstop and for the store's audit column).
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Any, Collection, Iterable, Iterator, Mapping
 
 from bridge.destinations.catalog import AREAS, KINDS
@@ -108,10 +109,23 @@ def written_by(destination: str, kind: str, action: str, paths: Iterable[Path],
     return {area: found[area] for area in order}
 
 
+@lru_cache(maxsize=None)
+def _roots(destination: str, kind: str) -> frozenset[str]:
+    """Top-level fields under which a path can add an area beyond the record type's own."""
+    patterns = CONSENT_LEAVES.get((destination, kind), ()) + CONSENT_CONTAINERS.get((destination, kind), ())
+    roots = {pattern[0] for pattern in patterns}
+    if (destination, kind) == ("omnisend", "event"):
+        roots.add("contact")
+    return frozenset(roots)
+
+
 def areas_of(destination: str, kind: str, action: str, record: Mapping[str, Any],
              cleared: Iterable[str] = ()) -> tuple[str, ...]:
     """The areas one produced record writes: what the store saves and the audit lists."""
-    areas = tuple(written_by(destination, kind, action, record_paths(dict(record)), cleared))
+    roots = _roots(destination, kind)
+    # Only the subtrees that can matter are walked: this runs for every message.
+    paths = [path for key, value in record.items() if key in roots for path in record_paths(value, (str(key),))]
+    areas = tuple(written_by(destination, kind, action, paths, cleared))
     if "deletions" not in areas and has_null(dict(record)):
         areas = tuple(area for area in AREAS if area in areas or area == "deletions")
     return areas
