@@ -49,7 +49,7 @@ def test_concurrent_ingests_share_commits_and_all_land(store: SQLiteStore) -> No
 def test_ingest_failure_is_store_unavailable(tmp_path) -> None:
     store = SQLiteStore(tmp_path / "b.db")
     with store:
-        store.write_sync(lambda conn: conn.execute("DROP TABLE dedupe"))
+        store.write_sync(lambda conn: (conn.execute("DROP VIEW dedupe"), conn.execute("DROP TABLE events")))
 
         async def go() -> None:
             with pytest.raises(StoreUnavailable):
@@ -77,6 +77,17 @@ def test_claim_keeps_order_per_key_and_lets_other_keys_pass(store: SQLiteStore) 
         assert [m.record["n"] for m in last] == [1]
         # the other destination was never held back
         assert [m.record["n"] for m in await store.claim("ometria", 10, lease_seconds=60, now=1)] == [3]
+
+    asyncio.run(go())
+
+
+def test_a_job_that_breaks_the_transaction_does_not_kill_the_writer(store: SQLiteStore) -> None:
+    """executescript commits behind the writer's back; the writer must survive and keep serving."""
+    with pytest.raises(StoreUnavailable):
+        store.write_sync(lambda conn: conn.executescript("SELECT 1"))
+
+    async def go() -> None:
+        assert not (await store.ingest(hook("after"))).duplicate
 
     asyncio.run(go())
 

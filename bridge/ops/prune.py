@@ -4,8 +4,9 @@
 - Inbound bodies older than `bodies_days` are set to NULL (the event row
   stays, its body no longer), except for events that still have open or dead
   messages, or are still waiting to be mapped: those may need a replay.
-- Dedupe keys older than the dedupe window; never sooner, or a provider's
-  resend would be taken as new.
+- Event rows (whose unique key is the dedupe guard) once older than the
+  dedupe window, their body already pruned and no message left; never
+  sooner, or a provider's resend would be taken as new.
 
 Deletes run in small chunks, each its own job on the store's writer: that
 thread also commits webhooks, and one long delete would hold their answers.
@@ -49,7 +50,10 @@ _BODIES = (
     " AND NOT EXISTS (SELECT 1 FROM messages WHERE messages.event_id = events.id"
     "                 AND messages.state IN ('pending', 'inflight', 'dead'))"
 )
-_DEDUPE = "SELECT source, key FROM dedupe WHERE seen_at < :before"
+_DEDUPE = (
+    "SELECT id FROM events WHERE received_at < :before AND body IS NULL"
+    " AND NOT EXISTS (SELECT 1 FROM messages WHERE messages.event_id = events.id)"
+)
 
 
 def _delete_delivered(conn: sqlite3.Connection, before: float) -> tuple[int, int]:
@@ -70,7 +74,7 @@ def _null_bodies(conn: sqlite3.Connection, before: float) -> int:
 
 def _delete_dedupe(conn: sqlite3.Connection, before: float) -> int:
     return conn.execute(
-        f"DELETE FROM dedupe WHERE (source, key) IN ({_DEDUPE} LIMIT {CHUNK})", {"before": before}
+        f"DELETE FROM events WHERE id IN ({_DEDUPE} LIMIT {CHUNK})", {"before": before}
     ).rowcount
 
 

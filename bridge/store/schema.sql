@@ -16,18 +16,12 @@ CREATE TABLE IF NOT EXISTS events (
 );
 CREATE INDEX IF NOT EXISTS events_waiting  ON events (id) WHERE status = 'received';
 CREATE INDEX IF NOT EXISTS events_received ON events (received_at);
-CREATE INDEX IF NOT EXISTS events_source_topic ON events (source, topic, received_at);
-
--- Kept apart from events so that inbound bodies can be pruned while the keys
--- still guard against resends for the whole dedupe window.
-CREATE TABLE IF NOT EXISTS dedupe (
-    source   TEXT    NOT NULL,
-    key      TEXT    NOT NULL,
-    event_id INTEGER NOT NULL,
-    seen_at  REAL    NOT NULL,
-    PRIMARY KEY (source, key)
-) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS dedupe_seen ON dedupe (seen_at);
+-- The dedupe guard: a provider's resend hits this index and is dropped. An
+-- event row (not its body) is kept for the whole dedupe window, so pruning
+-- bodies never forgets a key early.
+CREATE UNIQUE INDEX IF NOT EXISTS events_dedupe ON events (source, dedupe_key);
+CREATE VIEW IF NOT EXISTS dedupe AS
+    SELECT source, dedupe_key AS key, id AS event_id, received_at AS seen_at FROM events;
 
 CREATE TABLE IF NOT EXISTS messages (
     id              INTEGER PRIMARY KEY,     -- also the delivery order within an ordering key
