@@ -41,6 +41,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
         timeout_graceful_shutdown=20,
         log_config=None,
     )
+    # uvicorn re-raises the stop signal after its graceful shutdown, which
+    # would end the process as killed by SIGTERM. A clean stop is a success:
+    # the handlers it restores afterwards swallow the re-raised signal.
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: None)
     uvicorn.Server(config).run()
     return 0
 

@@ -93,6 +93,7 @@ class Message:
     idempotency_key: str
     attempts: int
     created_at: float
+    claim: str = ""  # the claim's token: only its holder may complete or release it
 
 
 OutcomeKind = Literal["delivered", "retry", "dead", "pause", "deferred"]

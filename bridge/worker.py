@@ -114,7 +114,7 @@ class Worker:
                 task.cancel()
             await asyncio.gather(*pending, return_exceptions=True)
         if self._inflight:
-            released = await self.store.release(list(self._inflight), self.clock())
+            released = await self.store.release(list(self._inflight.values()), self.clock())
             log.info("worker.released", messages=released)
             self._inflight.clear()
         self._tasks = []
@@ -141,6 +141,7 @@ class Worker:
                 count = 0
             if count == 0:
                 await self._wait(self._events_waiting, IDLE_POLL_SECONDS)
+                self._events_waiting.clear()
 
     async def map_once(self) -> int:
         rules = self.rules.current
@@ -204,13 +205,24 @@ class Worker:
             return 0
         for m in messages:
             self._inflight[m.id] = m
+        heartbeat = asyncio.create_task(self._renew_leases(messages))
         try:
             outcomes = await self._send(destination, messages)
-            await self._record(destination, messages, outcomes)
         finally:
-            for m in messages:
-                self._inflight.pop(m.id, None)
+            heartbeat.cancel()
+        await self._record(destination, messages, outcomes)
+        # Only now: if delivery was cancelled (shutdown), the claims stay in
+        # _inflight and stop() gives them back instead of leaving them to the lease.
+        for m in messages:
+            self._inflight.pop(m.id, None)
         return len(messages)
+
+    async def _renew_leases(self, messages: Sequence[Message]) -> None:
+        """Keep the claim while a slow delivery runs, so no other worker sends the same messages."""
+        lease = self.settings.lease_seconds
+        while True:
+            await asyncio.sleep(lease / 3)
+            await self.store.extend(messages, self.clock() + lease)
 
     async def _send(self, destination: Destination, messages: Sequence[Message]) -> list[Outcome]:
         try:

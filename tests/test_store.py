@@ -101,11 +101,25 @@ def test_expired_lease_is_claimed_again(store: SQLiteStore) -> None:
         assert await store.release_expired(now=31) == 1
         again = await store.claim("omnisend", 10, lease_seconds=30, now=31)
         assert [m.id for m in again] == [claimed[0].id]
-        # a late answer from the first claim after the message moved on changes nothing twice
+        assert again[0].claim != claimed[0].claim
+        # a late answer from the first claim cannot move the message on while the new claim holds it
+        await store.complete([(claimed[0], Outcome("dead", 400), Decision("dead", 33))], now=31)
+        assert store.reader().execute("SELECT state FROM messages").fetchone()[0] == "inflight"
+        assert await store.release([claimed[0]], now=31) == 0
         await store.complete([(again[0], Outcome("delivered", 200), Decision("delivered", 32))], now=32)
-        await store.complete([(claimed[0], Outcome("dead", 400), Decision("dead", 33))], now=33)
-        state = store.reader().execute("SELECT state FROM messages").fetchone()[0]
-        assert state == "delivered"
+        assert store.reader().execute("SELECT state FROM messages").fetchone()[0] == "delivered"
+
+    asyncio.run(go())
+
+
+def test_a_renewed_lease_keeps_the_claim(store: SQLiteStore) -> None:
+    async def go() -> None:
+        await queue_messages(store, [("omnisend", "")])
+        claimed = await store.claim("omnisend", 10, lease_seconds=30, now=0)
+        assert await store.extend(claimed, lease_until=60) == 1
+        assert await store.release_expired(now=45) == 0
+        assert await store.release(claimed, now=46) == 1
+        assert tuple(store.reader().execute("SELECT state, attempts FROM messages").fetchone()) == ("pending", 0)
 
     asyncio.run(go())
 

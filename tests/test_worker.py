@@ -120,3 +120,28 @@ def test_unconfigured_destination_keeps_messages_waiting(store: SQLiteStore) -> 
         assert states(store) == [("pending", 0)] and dest.calls == []
 
     asyncio.run(go())
+
+
+@dataclass
+class HangingDestination(ScriptedDestination):
+    async def deliver(self, messages: Sequence[Message]) -> list[Outcome]:
+        self.calls.append([m.id for m in messages])
+        await asyncio.sleep(3600)
+        raise AssertionError("unreachable")
+
+
+def test_stop_gives_back_claims_whose_delivery_it_cancelled(store: SQLiteStore) -> None:
+    async def go() -> None:
+        dest = HangingDestination("omnisend")
+        worker = make(store, dest, [0.0])
+        await ingest(store, 1)
+        await worker.map_once()
+        task = asyncio.create_task(worker.deliver_once(dest))
+        while not dest.calls:
+            await asyncio.sleep(0.01)
+        assert states(store) == [("inflight", 1)]
+        worker._tasks = [task]
+        await worker.stop(timeout=0.1)
+        assert states(store) == [("pending", 0)]  # given back at once, not left to the lease
+
+    asyncio.run(go())

@@ -38,6 +38,7 @@ CREATE TABLE IF NOT EXISTS messages (
     attempts        INTEGER NOT NULL DEFAULT 0,
     next_at         REAL    NOT NULL,
     lease_until     REAL,
+    claim           TEXT,                    -- token of the current claim; NULL when not in flight
     created_at      REAL    NOT NULL,
     updated_at      REAL    NOT NULL,
     last_status     INTEGER,

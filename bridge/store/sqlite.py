@@ -29,6 +29,7 @@ import queue
 import sqlite3
 import threading
 import time
+import uuid
 from concurrent.futures import Future
 from dataclasses import dataclass
 from importlib import resources
@@ -245,10 +246,14 @@ class SQLiteStore:
         """Leases of dead workers run out: their messages are due again."""
         return await self.awrite(lambda conn: _release_expired(conn, now))
 
-    async def release(self, ids: Iterable[int], now: float) -> int:
-        """Give back messages claimed by this process without an attempt (shutdown)."""
-        id_list = list(ids)
-        return await self.awrite(lambda conn: _release(conn, id_list, now))
+    async def release(self, messages: Iterable[Message], now: float) -> int:
+        """Give back claimed messages without counting an attempt (shutdown)."""
+        claimed = list(messages)
+        return await self.awrite(lambda conn: _release(conn, claimed, now))
+
+    async def extend(self, messages: Sequence[Message], lease_until: float) -> int:
+        """Renew the lease of messages still being delivered."""
+        return await self.awrite(lambda conn: _extend(conn, messages, lease_until))
 
     async def complete(self, results: Sequence[tuple[Message, Outcome, Decision]], now: float) -> None:
         await self.awrite(lambda conn: _complete(conn, results, now))
@@ -369,7 +374,7 @@ def _save_mapping(conn: sqlite3.Connection, m: Mapped, now: float) -> int:
 
 
 MESSAGE_COLUMNS = (
-    "id, event_id, destination, kind, action, record, rule, ordering_key, idempotency_key, attempts, created_at"
+    "id, event_id, destination, kind, action, record, rule, ordering_key, idempotency_key, attempts, created_at, claim"
 )
 
 
@@ -386,16 +391,19 @@ def message_from_row(row: sqlite3.Row) -> Message:
         idempotency_key=row["idempotency_key"],
         attempts=row["attempts"],
         created_at=row["created_at"],
+        claim=row["claim"] or "",
     )
 
 
 def _claim(conn: sqlite3.Connection, destination: str, limit: int, lease_until: float, now: float) -> list[Message]:
+    token = uuid.uuid4().hex
     # Per-key order: a message is due only when no earlier message with the
     # same ordering key is still open (pending or in flight), so a failing
     # message holds back its own key and nothing else.
     rows = conn.execute(
         f"""
-        UPDATE messages SET state = 'inflight', lease_until = :lease, attempts = attempts + 1, updated_at = :now
+        UPDATE messages SET state = 'inflight', lease_until = :lease, claim = :claim, attempts = attempts + 1,
+            updated_at = :now
         WHERE id IN (
             SELECT m.id FROM messages AS m
             WHERE m.destination = :dest AND m.state = 'pending' AND m.next_at <= :now
@@ -406,26 +414,36 @@ def _claim(conn: sqlite3.Connection, destination: str, limit: int, lease_until: 
             ORDER BY m.id LIMIT :limit)
         RETURNING {MESSAGE_COLUMNS}
         """,
-        {"dest": destination, "lease": lease_until, "now": now, "limit": limit},
+        {"dest": destination, "lease": lease_until, "now": now, "limit": limit, "claim": token},
     ).fetchall()
     return sorted((message_from_row(r) for r in rows), key=lambda m: m.id)
 
 
 def _release_expired(conn: sqlite3.Connection, now: float) -> int:
     return conn.execute(
-        "UPDATE messages SET state = 'pending', next_at = :now, lease_until = NULL, updated_at = :now"
+        "UPDATE messages SET state = 'pending', next_at = :now, lease_until = NULL, claim = NULL, updated_at = :now"
         " WHERE state = 'inflight' AND lease_until < :now",
         {"now": now},
     ).rowcount
 
 
-def _release(conn: sqlite3.Connection, ids: list[int], now: float) -> int:
+def _release(conn: sqlite3.Connection, messages: Sequence[Message], now: float) -> int:
     count = 0
-    for mid in ids:
+    for m in messages:
         count += conn.execute(
             "UPDATE messages SET state = 'pending', attempts = MAX(attempts - 1, 0), next_at = ?, lease_until = NULL,"
-            " updated_at = ? WHERE id = ? AND state = 'inflight'",
-            (now, now, mid),
+            " claim = NULL, updated_at = ? WHERE id = ? AND state = 'inflight' AND claim = ?",
+            (now, now, m.id, m.claim),
+        ).rowcount
+    return count
+
+
+def _extend(conn: sqlite3.Connection, messages: Sequence[Message], lease_until: float) -> int:
+    count = 0
+    for m in messages:
+        count += conn.execute(
+            "UPDATE messages SET lease_until = ? WHERE id = ? AND state = 'inflight' AND claim = ?",
+            (lease_until, m.id, m.claim),
         ).rowcount
     return count
 
@@ -434,22 +452,23 @@ def _complete(conn: sqlite3.Connection, results: Sequence[tuple[Message, Outcome
     for msg, outcome, decision in results:
         if outcome.kind == "deferred":  # nothing was sent: no attempt to account for
             conn.execute(
-                "UPDATE messages SET state = 'pending', next_at = ?, lease_until = NULL, updated_at = ?,"
-                " attempts = MAX(attempts - 1, 0) WHERE id = ? AND state = 'inflight'",
-                (decision.next_at, now, msg.id),
+                "UPDATE messages SET state = 'pending', next_at = ?, lease_until = NULL, claim = NULL, updated_at = ?,"
+                " attempts = MAX(attempts - 1, 0) WHERE id = ? AND state = 'inflight' AND claim = ?",
+                (decision.next_at, now, msg.id, msg.claim),
             )
             continue
         conn.execute(
             "INSERT INTO attempts (message_id, at, outcome, status, detail) VALUES (?, ?, ?, ?, ?)",
             (msg.id, now, outcome.kind, outcome.status, outcome.detail[:500]),
         )
-        # `state = 'inflight'` guards against a late answer for a message whose
-        # lease ran out and which another worker already took.
+        # The claim token guards against a late answer for a message whose lease
+        # ran out and which another worker claimed again: only the current
+        # holder's answer moves it on (the late one is still in the audit trail).
         conn.execute(
-            "UPDATE messages SET state = ?, next_at = ?, lease_until = NULL, updated_at = ?, last_status = ?,"
-            " last_detail = ?, attempts = attempts - ? WHERE id = ? AND state = 'inflight'",
+            "UPDATE messages SET state = ?, next_at = ?, lease_until = NULL, claim = NULL, updated_at = ?,"
+            " last_status = ?, last_detail = ?, attempts = attempts - ? WHERE id = ? AND state = 'inflight' AND claim = ?",
             (decision.state, decision.next_at, now, outcome.status, outcome.detail[:500],
-             1 if decision.refund_attempt else 0, msg.id),
+             1 if decision.refund_attempt else 0, msg.id, msg.claim),
         )
 
 
