@@ -51,9 +51,10 @@ class Bridge:
 
             parts["sources"] = build_sources(settings)
         if "rules" not in parts:
+            from bridge.mapping.areas import allowed_from_settings
             from bridge.mapping.reload import RulesHolder
 
-            parts["rules"] = RulesHolder(settings.mappings_dir)
+            parts["rules"] = RulesHolder(settings.mappings_dir, allowed_areas=allowed_from_settings(settings))
         if "destinations" not in parts:
             from bridge.destinations.registry import build_destinations
 
@@ -75,6 +76,8 @@ class Bridge:
                 "loaded": getattr(self.rules, "current", None) is not None,
                 "loaded_at": getattr(self.rules, "loaded_at", None),
                 "error": getattr(self.rules, "error", None),
+                # messages this deployment refuses to send (areas not allowed), with the setting to change
+                "blocked": list(getattr(self.rules, "blocked", []) or []),
             },
         }
 

@@ -50,11 +50,11 @@ class ReplaySummary:
 
 def load_current_rules(settings: Settings) -> RuleSet:
     """The rules as they are on disk now (raises RulesError when they do not load)."""
-    try:
-        from bridge.mapping import load_rules  # type: ignore[attr-defined]
-    except ImportError:  # the package may not re-export it
-        from bridge.mapping.loader import load_rules
-    rules: RuleSet = load_rules(settings.mappings_dir)
+    from bridge.mapping import load_rules
+    from bridge.mapping.areas import allowed_from_settings
+
+    # The deployment's areas apply to replays too: a replay never sends what a live event could not.
+    rules: RuleSet = load_rules(settings.mappings_dir, allowed_areas=allowed_from_settings(settings))
     return rules
 
 

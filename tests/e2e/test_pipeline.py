@@ -6,6 +6,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+import httpx
+
 from bridge.sign import omneo_headers, shopify_headers
 
 from .conftest import Fakes, bridge_env
@@ -78,9 +80,33 @@ def test_omneo_profile_becomes_contacts_with_consent_from_the_payload(bridge: Br
     promo = profile["attributes"]["comms"]["email_promo"]
     assert identifier["channels"]["email"]["status"] == ("subscribed" if promo else "unsubscribed")
 
-    [record] = wait_until(lambda: ometria_records(fakes, "contact"))
-    assert record["email"] == profile["email"].lower()
-    assert record["marketing_optin"] == ("EXPLICITLY_OPTEDIN" if promo else "EXPLICITLY_OPTEDOUT")
+    # the contact's details and its consent travel as two records, so details flow even where consent may not
+    wait_until(lambda: len(ometria_records(fakes, "contact")) == 2)
+    records = ometria_records(fakes, "contact")
+    [details] = [r for r in records if "email" in r]
+    [consent] = [r for r in records if "marketing_optin" in r]
+    assert details["email"] == profile["email"].lower() and "marketing_optin" not in details
+    assert consent["id"] == details["id"] and consent["@merge"] is True
+    assert consent["marketing_optin"] == ("EXPLICITLY_OPTEDIN" if promo else "EXPLICITLY_OPTEDOUT")
+
+
+def test_consent_is_not_written_unless_the_operator_allows_it(tmp_path: Path, fakes: Fakes) -> None:
+    """Default areas: the Omneo profile's details reach Ometria, its consent reaches nobody, and the event says why."""
+    env = bridge_env(fakes)
+    del env["OMNISEND_AREAS"], env["OMETRIA_AREAS"]
+    bridge = BridgeProcess(tmp_path, env).start()
+    try:
+        body = payload("omneo/profile_updated.json")
+        assert bridge.post("omneo", body, omneo_headers(body, OMNEO_SECRET, "profile.updated")).status_code == 200
+        [details] = wait_until(lambda: ometria_records(fakes, "contact"))
+        assert "marketing_optin" not in details
+        [(status, errors)] = wait_until(lambda: bridge.query("SELECT status, errors FROM events WHERE status != 'received'"))
+        assert status == "partial" and "blocked" in errors and "OMNISEND_AREAS" in errors
+        assert fakes.omnisend.recorded() == []
+        health = httpx.get(bridge.url + "/healthz").json()
+        assert any("consent" in line for line in health["rules"]["blocked"])
+    finally:
+        bridge.stop()
 
 
 def test_omneo_profile_without_comms_invents_no_consent(bridge: BridgeProcess, fakes: Fakes) -> None:
@@ -105,9 +131,10 @@ def test_resend_is_acknowledged_and_sends_nothing_more(bridge: BridgeProcess, fa
     body = payload("omneo/profile_updated.json")
     for _ in range(2):
         bridge.post("omneo", body, omneo_headers(body, OMNEO_SECRET, "profile.updated"))
-    wait_until(lambda: bridge.query("SELECT count(*) FROM messages WHERE state = 'delivered'") == [(4,)])
+    wait_until(lambda: bridge.query("SELECT count(*) FROM messages WHERE state = 'delivered'") == [(5,)])
     after = len(fakes.omnisend.accepted()) + len(fakes.ometria.accepted())
-    assert after - before == 2  # the Omneo profile once to each destination, the order resend nothing
+    # the Omneo profile once (a contact to Omnisend, details and consent to Ometria), the order resend nothing
+    assert after - before == 3
     assert bridge.query("SELECT count(*) FROM events") == [(2,)]
 
 
@@ -155,7 +182,7 @@ def test_logs_carry_no_personal_data_or_keys(bridge: BridgeProcess, fakes: Fakes
     send_order(bridge, "evt-logs")
     profile = payload("omneo/profile_updated.json")
     bridge.post("omneo", profile, omneo_headers(profile, OMNEO_SECRET, "profile.updated"))
-    wait_until(lambda: bridge.query("SELECT count(*) FROM messages WHERE state = 'delivered'") == [(4,)])
+    wait_until(lambda: bridge.query("SELECT count(*) FROM messages WHERE state = 'delivered'") == [(5,)])
     bridge.stop()  # uvicorn re-raises SIGTERM after its graceful shutdown: the code is -15 by design
     logs = bridge.logs()
     assert "webhook.accepted" in logs and "delivery.sent" in logs and "bridge.stopped" in logs
