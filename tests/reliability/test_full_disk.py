@@ -160,10 +160,6 @@ def run_with_page_cap(disk: Path, fakes: Fakes) -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")
-@pytest.mark.xfail(strict=True, raises=httpx.ReadTimeout,
-                   reason="SQLITE_FULL inside a statement rolls the transaction back; SQLiteStore._commit then fails"
-                   " on 'ROLLBACK TO job' and the store-writer thread dies, so webhooks hang instead of 503")
 def test_full_disk_fallback_with_page_cap(workdir: Path, fakes: Fakes) -> None:
     """The in-process fallback, run everywhere so it stays working where mounting is allowed too."""
     disk = workdir / "disk"

@@ -24,8 +24,6 @@ def cpu_seconds(pid: int) -> float:
 
 
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs /proc")
-@pytest.mark.xfail(strict=True, reason="Worker._map_loop waits on _events_waiting but never clears it: after the first"
-                   " webhook the mapping loop polls the database without pause")
 def test_idle_after_traffic_uses_little_cpu(workdir: Path, fakes: Fakes) -> None:
     bridge = Bridge(workdir, reliability_env(fakes)).start()
     try:

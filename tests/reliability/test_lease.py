@@ -45,8 +45,6 @@ def slow_fakes() -> Iterator[Fakes]:
         yield Fakes(omnisend, ometria, omnisend_url, ometria_url)
 
 
-@pytest.mark.xfail(strict=True, reason="leases are never renewed while a claim is being delivered, and"
-                   " store._complete only checks state = 'inflight', not that the claim is still this worker's")
 def test_a_claim_outliving_its_lease_is_not_delivered_twice(workdir: Path, slow_fakes: Fakes) -> None:
     bridge = Bridge(workdir, reliability_env(slow_fakes, BRIDGE_LEASE_SECONDS="2")).start()
     try:
