@@ -96,7 +96,7 @@ class Message:
     claim: str = ""  # the claim's token: only its holder may complete or release it
 
 
-OutcomeKind = Literal["delivered", "retry", "dead", "pause", "deferred"]
+OutcomeKind = Literal["delivered", "retry", "dead", "pause", "deferred", "submitted"]
 
 
 @dataclass(frozen=True)
@@ -114,6 +114,7 @@ class Outcome:
     status: int | None = None
     detail: str = ""
     retry_after: float | None = None
+    ref: str | None = None
 
 
 @dataclass(frozen=True)

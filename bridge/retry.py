@@ -15,6 +15,8 @@ class RetryPolicy:
     cap_seconds: float = 600.0
     max_attempts: int = 30
     max_age_seconds: float = 24 * 3600.0
+    # How long after a batch was accepted its result is first read.
+    follow_up_seconds: float = 5.0
 
     def backoff(self, attempts: int, rng: random.Random | None = None) -> float:
         """Capped exponential backoff with full jitter (AWS architecture blog's "Full Jitter")."""
@@ -26,6 +28,8 @@ class RetryPolicy:
             return Decision("delivered", now)
         if outcome.kind == "dead":
             return Decision("dead", now)
+        if outcome.kind == "submitted":
+            return Decision("submitted", now + self.follow_up_seconds)
         if outcome.kind == "deferred":
             return Decision("pending", now + (outcome.retry_after or 0.0), refund_attempt=True)
         if outcome.kind == "pause":

@@ -75,6 +75,8 @@ class Settings:
     retry_max_attempts: int = 30
     retry_base_seconds: float = 1.0
     retry_cap_seconds: float = 600.0
+    # A destination's asynchronous batch (Omnisend /api/batches) is first checked this long after it was accepted.
+    batch_follow_up_seconds: float = 5.0
     admin_token: Secret | None = None
     log_format: str = "auto"  # auto | json | console
     log_level: str = "info"
@@ -104,6 +106,7 @@ class Settings:
             retry_max_attempts=_int(env, "BRIDGE_RETRY_MAX_ATTEMPTS", 30),
             retry_base_seconds=_float(env, "BRIDGE_RETRY_BASE_SECONDS", 1.0),
             retry_cap_seconds=_float(env, "BRIDGE_RETRY_CAP_SECONDS", 600.0),
+            batch_follow_up_seconds=_float(env, "BRIDGE_BATCH_FOLLOW_UP_SECONDS", 5.0),
             admin_token=Secret(env["BRIDGE_ADMIN_TOKEN"]) if env.get("BRIDGE_ADMIN_TOKEN") else None,
             log_format=env.get("BRIDGE_LOG_FORMAT", "auto"),
             log_level=env.get("BRIDGE_LOG_LEVEL", "info"),

@@ -30,6 +30,9 @@ log = structlog.get_logger("bridge.worker")
 
 MAP_BATCH = 200
 IDLE_POLL_SECONDS = 0.5
+# While a burst is being sent, the request budget goes to sending and batch
+# results wait; a result is read at the latest this long after it was due.
+FOLLOW_UP_MAX_DELAY = 300.0
 
 
 class RulesSource(Protocol):
@@ -75,11 +78,13 @@ class Worker:
             cap_seconds=self.settings.retry_cap_seconds,
             max_attempts=self.settings.retry_max_attempts,
             max_age_seconds=self.settings.retry_max_age_seconds,
+            follow_up_seconds=self.settings.batch_follow_up_seconds,
         )
         self._stopping = asyncio.Event()
         self._events_waiting = asyncio.Event()
         self._messages_waiting = {name: asyncio.Event() for name in self.destinations}
         self._inflight: dict[int, Message] = {}
+        self._idle: dict[str, bool] = {name: True for name in self.destinations}
         self.paused: dict[str, str] = {}
         self._tasks: list[asyncio.Task[None]] = []
 
@@ -98,6 +103,8 @@ class Worker:
         for name, destination in self.destinations.items():
             for n in range(self.concurrency):
                 self._tasks.append(asyncio.create_task(self._deliver_loop(destination), name=f"deliver-{name}-{n}"))
+            if hasattr(destination, "follow_up"):
+                self._tasks.append(asyncio.create_task(self._follow_up_loop(destination), name=f"follow-up-{name}"))
         for name in self.destinations:
             if not self.destinations[name].configured:
                 log.warning("destination.not_configured", destination=name,
@@ -188,6 +195,7 @@ class Worker:
             except Exception:
                 log.exception("delivery.loop_failed", destination=destination.name)
                 count = 0
+            self._idle[destination.name] = count == 0
             if count == 0:
                 woken = await self._wait(waiting, IDLE_POLL_SECONDS)
                 waiting.clear()
@@ -215,6 +223,37 @@ class Worker:
         # _inflight and stop() gives them back instead of leaving them to the lease.
         for m in messages:
             self._inflight.pop(m.id, None)
+        return len(messages)
+
+    async def _follow_up_loop(self, destination: Destination) -> None:
+        while not self._stopping.is_set():
+            try:
+                count = await self.follow_up_once(destination)
+            except Exception:
+                log.exception("delivery.follow_up_failed", destination=destination.name)
+                count = 0
+            if count == 0:
+                await self._wait(self._stopping, 1.0)
+
+    async def follow_up_once(self, destination: Destination) -> int:
+        """Read the result of one submitted batch; failed items become retries or dead letters."""
+        name = destination.name
+        if not destination.configured or name in self.paused:
+            return 0
+        now = self.clock()
+        due_before = now if self._idle.get(name, True) else now - FOLLOW_UP_MAX_DELAY
+        claimed = await self.store.claim_batch(name, due_before, now + self.settings.lease_seconds)
+        if claimed is None:
+            return 0
+        ref, messages = claimed
+        try:
+            outcomes = await destination.follow_up(ref, messages)  # type: ignore[attr-defined]
+        except Exception:
+            log.exception("delivery.follow_up_failed", destination=name, batch=ref)
+            outcomes = None
+        if outcomes is None or len(outcomes) != len(messages):  # not finished yet: look again later
+            outcomes = [Outcome("submitted", None, f"batch {ref} still processing", ref=ref)] * len(messages)
+        await self._record(destination, messages, outcomes)
         return len(messages)
 
     async def _renew_leases(self, messages: Sequence[Message]) -> None:
@@ -254,6 +293,8 @@ class Worker:
         }
         if outcome.kind == "deferred":
             log.debug("delivery.deferred", delay_seconds=round(delay, 3), **fields)
+        elif state == "submitted":
+            log.info("delivery.submitted", batch=outcome.ref, **fields)
         elif state == "delivered":
             log.info("delivery.sent", **fields)
         elif state == "dead":

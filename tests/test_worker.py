@@ -145,3 +145,61 @@ def test_stop_gives_back_claims_whose_delivery_it_cancelled(store: SQLiteStore) 
         assert states(store) == [("pending", 0)]  # given back at once, not left to the lease
 
     asyncio.run(go())
+
+
+@dataclass
+class BatchingDestination(ScriptedDestination):
+    """Accepts everything into one asynchronous batch; the batch's result is ready after `ready` follow-ups."""
+
+    ready: int = 1
+    looks: int = 0
+
+    async def deliver(self, messages: Sequence[Message]) -> list[Outcome]:
+        self.calls.append([m.id for m in messages])
+        return [Outcome("submitted", 201, "batch b1 accepted", ref="b1")] * len(messages)
+
+    async def follow_up(self, ref: str, messages: Sequence[Message]) -> list[Outcome] | None:
+        assert ref == "b1"
+        self.looks += 1
+        if self.looks < self.ready:
+            return None
+        return [Outcome("dead", 400, "item refused") if m.record["id"] == 2 else Outcome("delivered", 202)
+                for m in messages]
+
+
+def test_a_submitted_batch_is_followed_up_and_refused_items_die(store: SQLiteStore) -> None:
+    async def go() -> None:
+        clock = [0.0]
+        dest = BatchingDestination("omnisend", ready=2)
+        worker = make(store, dest, clock)
+        for n in (1, 2, 3):
+            await ingest(store, n)
+        await worker.run_until_idle()
+        assert [s for s, _ in states(store)] == ["submitted"] * 3
+        assert await worker.follow_up_once(dest) == 0  # not due yet
+        clock[0] += worker.policy.follow_up_seconds
+        assert await worker.follow_up_once(dest) == 3  # still processing: looked at again later
+        assert [s for s, _ in states(store)] == ["submitted"] * 3
+        clock[0] += worker.policy.follow_up_seconds
+        assert await worker.follow_up_once(dest) == 3
+        assert [s for s, _ in states(store)] == ["delivered", "dead", "delivered"]
+        sent = [mid for call in dest.calls for mid in call]
+        assert sorted(sent) == [1, 2, 3]  # a submitted message is never sent again
+
+    asyncio.run(go())
+
+
+def test_a_busy_destination_reads_batch_results_only_when_overdue(store: SQLiteStore) -> None:
+    async def go() -> None:
+        clock = [0.0]
+        dest = BatchingDestination("omnisend")
+        worker = make(store, dest, clock)
+        await ingest(store, 1)
+        await worker.run_until_idle()
+        clock[0] += worker.policy.follow_up_seconds
+        worker._idle["omnisend"] = False  # a burst is being sent
+        assert await worker.follow_up_once(dest) == 0
+        clock[0] += 300
+        assert await worker.follow_up_once(dest) == 1
+
+    asyncio.run(go())

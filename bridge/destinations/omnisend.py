@@ -6,14 +6,15 @@ as v3 resources. Both lines share one budget (400 requests/minute per brand, sli
 one limiter guards every request, batch follow-ups included.
 
 Event batching: several events claimed together go as `POST /api/batches` (up to 100 items, one
-request instead of up to 100). Batches are processed asynchronously, so deliver() follows the batch
-up within `batch_poll_seconds`: it polls `GET /api/batches/{id}` until `finished`/`stopped`, then
-reads `GET /api/batches/{id}/items` and gives each message the outcome of its item's
-`responseCode` (matched by `eventID`), so a refused item becomes a dead letter. A batch costs at
-least three requests (create, status, items), so fewer than `event_batch_min` events (default 4)
-go one by one. A batch still unfinished at the deadline is reported delivered with a "pending"
-detail: it was accepted, and resending it would duplicate events (Omnisend only dedupes
-historical events by eventID + eventTime).
+request instead of up to 100). Batches are processed asynchronously: deliver() reports the
+messages `submitted` with the batch id, and the worker calls follow_up() later, when the
+destination is idle (at the latest five minutes after the result is due): it reads
+`GET /api/batches/{id}` and, once `finished`/`stopped`, `GET /api/batches/{id}/items`, giving
+each message the outcome of its item's `responseCode` (matched by `eventID`), so a refused item
+becomes a dead letter. During a burst a batch costs one request; its two follow-up requests are
+spent when the budget is free. Fewer than `event_batch_min` events (default 4) go one by one.
+A submitted batch is never sent again: Omnisend only dedupes historical events by eventID +
+eventTime.
 """
 
 from __future__ import annotations
@@ -67,9 +68,6 @@ class Omnisend(HttpDestination):
         self.version = str(options.get("version") or DEFAULT_VERSION)
         self.batch_events = bool(options.get("batch_events", True))
         self.event_batch_min = max(2, int(options.get("event_batch_min", 4)))
-        self.batch_poll_seconds = float(options.get("batch_poll_seconds", 10.0))
-        self.batch_poll_interval = float(options.get("batch_poll_interval", 0.25))
-        self.pending_batches = 0  # batches left unfinished at the poll deadline
 
     def make_limiter(self, settings: DestinationSettings, *, clock: Clock, sleep: Sleep) -> RateLimiter:
         return RateLimiter.per_minute(float(settings.options.get("requests_per_minute", 400.0)), clock=clock, sleep=sleep)
@@ -150,32 +148,26 @@ class Omnisend(HttpDestination):
         batch_id = _json(created.response).get("batchID")
         if not batch_id:
             return self._all(item, Outcome("delivered", created.outcome.status, "batch accepted without a batchID"))
-        status_path = f"/api/batches/{quote(str(batch_id), safe='')}"
-        deadline = self._clock() + self.batch_poll_seconds
-        delay = self.batch_poll_interval
-        status = "pending"
-        while True:
-            await self._sleep(delay)
-            polled = await self._get(status_path)
-            if polled.outcome.kind == "pause":
-                break  # the batch itself was accepted; do not pause its messages for a read failure
-            if polled.outcome.kind == "delivered" and polled.response is not None:
-                status = str(_json(polled.response).get("status", status))
-                if status in FINAL_BATCH_STATUSES:
-                    break
-            if self._clock() + delay > deadline:
-                break
-            delay = min(delay * 2, 2.0)
+        # The result is read later (follow_up), when the request budget is not needed for sending.
+        return self._all(item, Outcome("submitted", created.outcome.status, f"batch {batch_id} accepted", ref=str(batch_id)))
+
+    async def follow_up(self, ref: str, messages: Sequence[Message]) -> list[Outcome] | None:
+        """The per-item result of a submitted batch, or None while Omnisend is still processing it."""
+        status_path = f"/api/batches/{quote(ref, safe='')}"
+        polled = await self._get(status_path)
+        if polled.outcome.kind != "delivered" or polled.response is None:
+            if polled.outcome.status == 404:  # batches are deleted after 7 days (apis.md 1.7)
+                return [Outcome("delivered", 404, f"batch {ref} no longer exists; item results unknown")] * len(messages)
+            return None
+        status = str(_json(polled.response).get("status", "pending"))
         if status not in FINAL_BATCH_STATUSES:
-            self.pending_batches += 1
-            return self._all(
-                item,
-                Outcome("delivered", 201, f"batch {batch_id} accepted, still {status}; item results not checked"),
-            )
+            return None
         listed = await self._get(f"{status_path}/items")
         if listed.outcome.kind != "delivered" or listed.response is None:
-            return self._all(item, Outcome("delivered", 201, f"batch {batch_id} {status}; item results unreadable"))
-        return self._match_items(item, str(batch_id), status, _json(listed.response))
+            return None
+        item = Planned(PreparedRequest(self.name, "POST", "/api/batches", None), tuple(messages))
+        results = self._match_items(item, ref, status, _json(listed.response))
+        return [results[m.id] for m in messages]
 
     def _match_items(self, item: Planned, batch_id: str, status: str, body: dict[str, Any]) -> dict[int, Outcome]:
         by_event_id: dict[str, dict[str, Any]] = {}
@@ -210,7 +202,7 @@ class Omnisend(HttpDestination):
         return {m.id: outcome for m in item.messages}
 
     def state(self) -> dict[str, Any]:
-        return {**super().state(), "api_version": self.version, "pending_batches": self.pending_batches}
+        return {**super().state(), "api_version": self.version}
 
 
 def _json(response: Any) -> dict[str, Any]:

@@ -139,8 +139,9 @@ def cmd_outbox_stats(args: argparse.Namespace) -> int:
         emit_json(view)
         return 0
     print(render(
-        ["DESTINATION", "PENDING", "INFLIGHT", "DELIVERED", "DEAD", "OLDEST PENDING", "PAUSED"],
-        [[name, s["counts"]["pending"], s["counts"]["inflight"], s["counts"]["delivered"], s["counts"]["dead"],
+        ["DESTINATION", "PENDING", "INFLIGHT", "SUBMITTED", "DELIVERED", "DEAD", "OLDEST PENDING", "PAUSED"],
+        [[name, s["counts"]["pending"], s["counts"]["inflight"], s["counts"]["submitted"], s["counts"]["delivered"],
+          s["counts"]["dead"],
           age(s["oldest_pending_age_seconds"]),
           f"yes since {s['paused_at']}: {s['pause_reason']}" if s["paused"] else "no"]
          for name, s in view["destinations"].items()],

@@ -146,7 +146,7 @@ class OutboxCollector(Collector):
         pause = GaugeMetricFamily("bridge_destination_paused", "1 while delivery to the destination is paused",
                                   labels=["destination"])
         for name in names:
-            for state in ("pending", "inflight", "dead"):
+            for state in ("pending", "inflight", "submitted", "dead"):
                 messages.add_metric([name, state], counts.get((name, state), 0))
             depth.add_metric([name], counts.get((name, "pending"), 0) + counts.get((name, "inflight"), 0))
             age.add_metric([name], max(now - oldest[name], 0.0) if name in oldest else 0.0)

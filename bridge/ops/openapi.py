@@ -19,7 +19,7 @@ def _nullable(schema: dict[str, Any]) -> dict[str, Any]:
 STRING = {"type": "string"}
 INTEGER = {"type": "integer"}
 TIME = {"type": "string", "format": "date-time"}
-STATES = {"type": "string", "enum": ["pending", "inflight", "delivered", "dead"]}
+STATES = {"type": "string", "enum": ["pending", "inflight", "submitted", "delivered", "dead"]}
 STATE_COUNTS = {"type": "object", "additionalProperties": {"type": "integer"}}
 
 
@@ -126,7 +126,7 @@ SCHEMAS: dict[str, Any] = {
     "PauseRequest": _object({"reason": STRING}, required=[]),
     "DestinationPause": _object({"destination": STRING, "paused": {"type": "boolean"}, "reason": _nullable(STRING)}),
     "DestinationStats": _object({
-        "counts": _object({state: INTEGER for state in ("pending", "inflight", "delivered", "dead")}),
+        "counts": _object({state: INTEGER for state in ("pending", "inflight", "submitted", "delivered", "dead")}),
         "oldest_pending_age_seconds": _nullable({"type": "number"}),
         "paused": {"type": "boolean"},
         "pause_reason": _nullable(STRING),

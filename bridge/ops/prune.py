@@ -48,7 +48,7 @@ _DELIVERED = "SELECT id FROM messages WHERE state = 'delivered' AND updated_at <
 _BODIES = (
     "SELECT id FROM events WHERE received_at < :before AND body IS NOT NULL AND status != 'received'"
     " AND NOT EXISTS (SELECT 1 FROM messages WHERE messages.event_id = events.id"
-    "                 AND messages.state IN ('pending', 'inflight', 'dead'))"
+    "                 AND messages.state IN ('pending', 'inflight', 'submitted', 'dead'))"
 )
 _DEDUPE = (
     "SELECT id FROM events WHERE received_at < :before AND body IS NULL"

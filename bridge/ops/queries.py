@@ -16,7 +16,7 @@ from typing import Any, Sequence
 
 from bridge.store.sqlite import set_paused
 
-MESSAGE_STATES = ("pending", "inflight", "delivered", "dead")
+MESSAGE_STATES = ("pending", "inflight", "submitted", "delivered", "dead")
 OPEN_STATES = ("pending", "inflight")
 
 
@@ -189,7 +189,7 @@ def open_counts(conn: sqlite3.Connection) -> dict[tuple[str, str], int]:
     """(destination, state) -> count for pending, inflight and dead: each read off a partial index,
     cheap enough for every metrics scrape (delivered rows are counted by the delivery counter instead)."""
     counts: dict[tuple[str, str], int] = {}
-    for state in ("pending", "inflight", "dead"):
+    for state in ("pending", "inflight", "submitted", "dead"):
         for r in conn.execute(
             "SELECT destination, count(*) FROM messages WHERE state = ? GROUP BY destination", (state,)
         ):

@@ -99,12 +99,12 @@ def apply_mappings(
             if not force and "delivered" in states:
                 summary.skipped_delivered += 1
                 continue
-            if not force and states & {"pending", "inflight"}:
+            if not force and states & {"pending", "inflight", "submitted"}:
                 summary.skipped_open += 1
                 continue
             dead = next((r["id"] for r in rows if r["state"] == "dead" and r["destination"] == msg.destination), None)
             summary.queued += 1
-            if dead is not None and not states & {"pending", "inflight"}:
+            if dead is not None and not states & {"pending", "inflight", "submitted"}:
                 summary.requeued_dead += 1
                 if not dry_run:
                     # In place, so the letter leaves the dead list and keeps its attempts trail.

@@ -34,11 +34,12 @@ CREATE TABLE IF NOT EXISTS messages (
     idempotency_key TEXT    NOT NULL,
     record          TEXT    NOT NULL,        -- JSON
     areas           TEXT    NOT NULL DEFAULT '',  -- comma-separated: events,contacts,consent,orders,carts,products,deletions
-    state           TEXT    NOT NULL,        -- pending | inflight | delivered | dead
+    state           TEXT    NOT NULL,        -- pending | inflight | submitted | delivered | dead
     attempts        INTEGER NOT NULL DEFAULT 0,
     next_at         REAL    NOT NULL,
     lease_until     REAL,
     claim           TEXT,                    -- token of the current claim; NULL when not in flight
+    batch_ref       TEXT,                    -- the destination's batch id while its result is awaited
     created_at      REAL    NOT NULL,
     updated_at      REAL    NOT NULL,
     last_status     INTEGER,
@@ -49,6 +50,8 @@ CREATE INDEX IF NOT EXISTS messages_open_key ON messages (destination, ordering_
 CREATE INDEX IF NOT EXISTS messages_inflight ON messages (lease_until) WHERE state = 'inflight';
 CREATE INDEX IF NOT EXISTS messages_event    ON messages (event_id);
 CREATE INDEX IF NOT EXISTS messages_idem     ON messages (idempotency_key);
+CREATE INDEX IF NOT EXISTS messages_submitted ON messages (destination, next_at) WHERE state = 'submitted';
+CREATE INDEX IF NOT EXISTS messages_batch ON messages (batch_ref) WHERE batch_ref IS NOT NULL;
 CREATE INDEX IF NOT EXISTS messages_dead     ON messages (destination, updated_at) WHERE state = 'dead';
 
 -- One row per outbound attempt: the audit trail of every call the bridge made.

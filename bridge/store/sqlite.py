@@ -55,7 +55,7 @@ class IngestResult:
 class Decision:
     """What to do with a message after an attempt (see bridge.retry)."""
 
-    state: str  # delivered | pending | dead
+    state: str  # delivered | pending | submitted | dead
     next_at: float = 0.0
     refund_attempt: bool = False  # pause: the attempt does not count
 
@@ -251,6 +251,10 @@ class SQLiteStore:
         claimed = list(messages)
         return await self.awrite(lambda conn: _release(conn, claimed, now))
 
+    async def claim_batch(self, destination: str, due_before: float, lease_until: float) -> tuple[str, list[Message]] | None:
+        """The submitted batch whose result check is the most overdue, if one was due before `due_before`."""
+        return await self.awrite(lambda conn: _claim_batch(conn, destination, due_before, lease_until))
+
     async def extend(self, messages: Sequence[Message], lease_until: float) -> int:
         """Renew the lease of messages still being delivered."""
         return await self.awrite(lambda conn: _extend(conn, messages, lease_until))
@@ -438,6 +442,25 @@ def _release(conn: sqlite3.Connection, messages: Sequence[Message], now: float) 
     return count
 
 
+def _claim_batch(conn: sqlite3.Connection, destination: str, due_before: float,
+                 lease_until: float) -> tuple[str, list[Message]] | None:
+    # One batch at a time: its messages keep their 'submitted' state (a lost
+    # claim must never send them again); next_at doubles as the claim's lease.
+    row = conn.execute(
+        "SELECT batch_ref FROM messages WHERE destination = ? AND state = 'submitted' AND next_at <= ?"
+        " ORDER BY next_at LIMIT 1",
+        (destination, due_before),
+    ).fetchone()
+    if row is None:
+        return None
+    rows = conn.execute(
+        f"UPDATE messages SET next_at = ?, claim = ? WHERE batch_ref = ? AND state = 'submitted'"
+        f" RETURNING {MESSAGE_COLUMNS}",
+        (lease_until, uuid.uuid4().hex, row[0]),
+    ).fetchall()
+    return row[0], sorted((message_from_row(r) for r in rows), key=lambda m: m.id)
+
+
 def _extend(conn: sqlite3.Connection, messages: Sequence[Message], lease_until: float) -> int:
     count = 0
     for m in messages:
@@ -466,9 +489,11 @@ def _complete(conn: sqlite3.Connection, results: Sequence[tuple[Message, Outcome
         # holder's answer moves it on (the late one is still in the audit trail).
         conn.execute(
             "UPDATE messages SET state = ?, next_at = ?, lease_until = NULL, claim = NULL, updated_at = ?,"
-            " last_status = ?, last_detail = ?, attempts = attempts - ? WHERE id = ? AND state = 'inflight' AND claim = ?",
+            " last_status = ?, last_detail = ?, attempts = attempts - ?, batch_ref = ?"
+            " WHERE id = ? AND state IN ('inflight', 'submitted') AND claim = ?",
             (decision.state, decision.next_at, now, outcome.status, outcome.detail[:500],
-             1 if decision.refund_attempt else 0, msg.id, msg.claim),
+             1 if decision.refund_attempt else 0, outcome.ref if decision.state == "submitted" else None,
+             msg.id, msg.claim),
         )
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from typing import Any
 
 import pytest
@@ -24,7 +26,7 @@ def v3_order(n: int = 1, **extra: Any) -> dict[str, Any]:
 
 @pytest.fixture
 def omnisend(omnisend_url: str, dest_settings: Any) -> Omnisend:
-    return Omnisend(dest_settings("omnisend", omnisend_url, "os-key", batch_poll_interval=0.02))
+    return Omnisend(dest_settings("omnisend", omnisend_url, "os-key"))
 
 
 async def test_single_event_headers_and_event_id(omnisend: Omnisend, omnisend_app: Any, make_message: Any) -> None:
@@ -57,43 +59,52 @@ async def test_invalid_event_is_dead_with_masked_excerpt(omnisend: Omnisend, mak
     assert "ann@example.com" not in outcome.detail
 
 
-async def test_many_events_go_as_one_batch_with_item_outcomes(omnisend: Omnisend, omnisend_app: Any,
-                                                             make_message: Any) -> None:
-    """A refused batch item becomes a dead letter; the others are delivered."""
+async def test_many_events_go_as_one_batch_then_follow_up_gives_item_outcomes(
+        omnisend: Omnisend, omnisend_app: Any, make_message: Any) -> None:
+    """One request during the burst; the follow-up turns a refused item into a dead letter."""
     good = [make_message("event", placed_order(f"c{n}@example.com"), action="create") for n in range(5)]
     bad_record = placed_order()
     del bad_record["origin"]
     bad = make_message("event", bad_record, action="create")
-    outcomes = await omnisend.deliver([*good[:2], bad, *good[2:]])
-    await omnisend.aclose()
-    assert [o.kind for o in outcomes] == ["delivered"] * 2 + ["dead"] + ["delivered"] * 3
-    assert "origin" in outcomes[2].detail
+    messages = [*good[:2], bad, *good[2:]]
+    submitted = await omnisend.deliver(messages)
     fake = omnisend_app.state.fake
+    assert [r.path for r in fake.recorded()] == ["/api/batches"]
+    assert all(o.kind == "submitted" and o.ref for o in submitted) and len({o.ref for o in submitted}) == 1
     (batch,) = fake.accepted("/api/batches")
     assert batch.body["endpoint"] == "events" and batch.body["method"] == "POST" and len(batch.body["items"]) == 6
     assert batch.headers["omnisend-version"] == "2026-03-15"
+
+    outcomes = None
+    for _ in range(100):  # the fake processes batches after a short delay
+        outcomes = await omnisend.follow_up(submitted[0].ref or "", messages)
+        if outcomes is not None:
+            break
+        await asyncio.sleep(0.02)
+    await omnisend.aclose()
+    assert outcomes is not None
+    assert [o.kind for o in outcomes] == ["delivered"] * 2 + ["dead"] + ["delivered"] * 3
+    assert "origin" in outcomes[2].detail
     assert not fake.recorded(path="/api/events")
-    paths = [r.path for r in fake.recorded()]
-    assert paths[-1].endswith("/items")
+    assert fake.recorded()[-1].path.endswith("/items")
 
 
 async def test_batches_hold_at_most_100(omnisend: Omnisend, omnisend_app: Any, make_message: Any) -> None:
     messages = [make_message("event", placed_order(f"c{n}@example.com"), action="create") for n in range(150)]
     outcomes = await omnisend.deliver(messages)
     await omnisend.aclose()
-    assert all(o.kind == "delivered" for o in outcomes)
+    assert all(o.kind == "submitted" for o in outcomes)
     assert [len(r.body["items"]) for r in omnisend_app.state.fake.accepted("/api/batches")] == [100, 50]
 
 
-async def test_unfinished_batch_is_reported_pending(omnisend_url: str, omnisend_app: Any, dest_settings: Any,
-                                                    make_message: Any) -> None:
+async def test_unfinished_batch_is_looked_at_again_later(omnisend_url: str, omnisend_app: Any, dest_settings: Any,
+                                                          make_message: Any) -> None:
     omnisend_app.state.fake.processing_seconds = 60
-    destination = Omnisend(dest_settings("omnisend", omnisend_url, "os-key", batch_poll_seconds=0.1,
-                                         batch_poll_interval=0.02))
-    outcomes = await destination.deliver([make_message("event", placed_order(), action="create") for _ in range(4)])
+    destination = Omnisend(dest_settings("omnisend", omnisend_url, "os-key"))
+    messages = [make_message("event", placed_order(), action="create") for _ in range(4)]
+    submitted = await destination.deliver(messages)
+    assert await destination.follow_up(submitted[0].ref or "", messages) is None
     await destination.aclose()
-    assert all(o.kind == "delivered" and "still inProgress" in o.detail for o in outcomes)
-    assert destination.state()["pending_batches"] == 1
 
 
 async def test_v3_routes_and_headers(omnisend: Omnisend, omnisend_app: Any, make_message: Any) -> None:

@@ -50,6 +50,7 @@ def bridge_env(fakes: Fakes, **extra: str) -> dict[str, str]:
         "BRIDGE_RETRY_BASE_SECONDS": "0.2",
         "BRIDGE_RETRY_CAP_SECONDS": "1",
         "BRIDGE_LEASE_SECONDS": "3",
+        "BRIDGE_BATCH_FOLLOW_UP_SECONDS": "0.3",
         # issue 2: Omneo consent flows to both destinations; the operator allows it explicitly
         "OMNISEND_AREAS": "events,contacts,consent,orders,carts",
         "OMETRIA_AREAS": "events,contacts,consent,orders,carts",

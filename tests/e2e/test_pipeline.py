@@ -194,3 +194,18 @@ def test_logs_carry_no_personal_data_or_keys(bridge: BridgeProcess, fakes: Fakes
         assert value and value not in logs, f"{value!r} appears in the logs"
     for line in logs.splitlines():
         json.loads(line)  # one JSON object per line
+
+
+def test_a_burst_goes_to_omnisend_in_batches_whose_results_are_read_back(bridge: BridgeProcess, fakes: Fakes) -> None:
+    order = json.loads(payload("shopify/orders_create.json"))
+    for n in range(12):
+        order["id"] = 7000000000000 + n
+        body = json.dumps(order).encode()
+        assert send_order(bridge, f"evt-burst-{n}", body).status_code == 200
+    wait_until(lambda: bridge.query("SELECT count(*) FROM messages WHERE destination = 'omnisend' AND state = 'delivered'")
+               == [(12,)], timeout=30)
+    batches = fakes.omnisend.accepted("/api/batches")
+    assert batches and all(len(b.body["items"]) <= 100 for b in batches)
+    assert len(omnisend_events(fakes)) == 12  # each event sent once, in a batch or alone
+    assert {e["properties"]["orderID"] for e in omnisend_events(fakes)} == {str(7000000000000 + n) for n in range(12)}
+    assert any(r.path.endswith("/items") for r in fakes.omnisend.accepted())  # the batch result was read back

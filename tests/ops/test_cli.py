@@ -99,7 +99,7 @@ def test_outbox_stats(filled: Outbox, capsys: pytest.CaptureFixture[str]) -> Non
     pending = filled.ingest("evt-d", at=NOW)
     filled.map(pending, [("omnisend", "idem-d")], at=NOW - 120)
     stats = run_json(capsys, "outbox", "stats")["destinations"]
-    assert stats["omnisend"]["counts"] == {"pending": 1, "inflight": 0, "delivered": 1, "dead": 0}
+    assert stats["omnisend"]["counts"] == {"pending": 1, "inflight": 0, "submitted": 0, "delivered": 1, "dead": 0}
     assert stats["ometria"]["counts"]["dead"] == 1
     assert stats["omnisend"]["oldest_pending_age_seconds"] > 120
     assert stats["ometria"]["oldest_pending_age_seconds"] is None
