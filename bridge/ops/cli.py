@@ -259,6 +259,26 @@ def _group(commands: Any, name: str, help: str) -> Any:
     return parser.add_subparsers(dest=f"{name}_command", required=True, metavar="COMMAND")
 
 
+def cmd_audit(args: argparse.Namespace) -> int:
+    settings = Settings.from_env()
+    with opened_store(settings) as store:
+        rows = [views.audit_row(r, args.reveal) for r in queries.audit(
+            store.reader(), destination=args.destination, area=args.area, since=args.since, limit=args.limit)]
+    if args.json:
+        emit_json(rows)
+        return 0
+    if not rows:
+        print("nothing written")
+        return 0
+    print(render(
+        ["AT", "DESTINATION", "AREAS", "KIND", "ACTION", "OUTCOME", "STATUS", "EVENT", "RULE", "WROTE"],
+        [[r["at"], r["destination"], ",".join(r["areas"]), r["kind"], r["action"], r["outcome"], r["status"],
+          f"{r['event_id']} {r['source']} {r['topic']}", r["rule"],
+          json.dumps(r["record"], ensure_ascii=False)[:100]] for r in rows],
+    ))
+    return 0
+
+
 def register(commands: Any) -> None:
     """Add the operator commands to the `bridge` parser's subcommands."""
     events = _group(commands, "events", "inspect inbound events")
@@ -292,6 +312,14 @@ def register(commands: Any) -> None:
     p.add_argument("--destination")
     p.add_argument("--since", type=when, metavar="WHEN")
     p.add_argument("--all", action="store_true", help="every dead letter (needed when no filter is given)")
+
+    p = _command(commands, "audit", cmd_audit, "what the bridge wrote to the destinations, by area, newest first")
+    p.add_argument("--destination")
+    p.add_argument("--area", choices=("events", "contacts", "consent", "orders", "carts", "products", "deletions"))
+    p.add_argument("--since", type=when, metavar="WHEN", help="ISO 8601 or relative (2h, 3d)")
+    p.add_argument("--limit", type=positive_int, default=500)
+    p.add_argument("--reveal", action="store_true", help="show personal data")
+    p.add_argument("--json", action="store_true")
 
     p = _command(commands, "replay", cmd_replay, "run stored events again through the current rules")
     p.add_argument("--since", type=when, metavar="WHEN", required=True)

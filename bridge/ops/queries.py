@@ -289,3 +289,32 @@ def pause_destination(name: str, paused: bool, reason: str, now: float) -> Any:
         set_paused(conn, name, paused, reason, None, now)
 
     return job
+
+
+def audit(conn: sqlite3.Connection, *, destination: str | None, area: str | None, since: float | None,
+          limit: int = 500) -> list[dict[str, Any]]:
+    """Every outbound call that changed something (or was refused), newest first, with what it wrote.
+
+    One row per attempt, joined to its message, its event and the rule that produced it; `area`
+    filters on the areas the message writes (events, contacts, consent, orders, carts, products,
+    deletions).
+    """
+    clauses, params = ["a.outcome IN ('delivered', 'submitted', 'dead')"], []
+    if destination:
+        clauses.append("m.destination = ?")
+        params.append(destination)
+    if area:
+        clauses.append("(',' || m.areas || ',') LIKE ?")
+        params.append(f"%,{area},%")
+    if since is not None:
+        clauses.append("a.at >= ?")
+        params.append(since)
+    rows = conn.execute(
+        "SELECT a.at, a.outcome, a.status, a.detail, m.id AS message_id, m.event_id, m.destination, m.kind,"
+        " m.action, m.rule, m.areas, m.record, e.source, e.topic"
+        " FROM attempts AS a JOIN messages AS m ON m.id = a.message_id JOIN events AS e ON e.id = m.event_id"
+        f" WHERE {' AND '.join(clauses)} ORDER BY a.at DESC, a.id DESC LIMIT ?",
+        (*params, limit),
+    ).fetchall()
+    return [dict(r) | {"areas": [x for x in r["areas"].split(",") if x], "record": json.loads(r["record"])}
+            for r in rows]

@@ -80,6 +80,25 @@ def dead_letter(row: Mapping[str, Any], reveal: bool = False) -> dict[str, Any]:
     }
 
 
+def audit_row(row: Mapping[str, Any], reveal: bool = False) -> dict[str, Any]:
+    return {
+        "at": iso(row["at"]),
+        "outcome": row["outcome"],
+        "status": row["status"],
+        "destination": row["destination"],
+        "kind": row["kind"],
+        "action": row["action"],
+        "areas": list(row["areas"]),
+        "event_id": row["event_id"],
+        "source": row["source"],
+        "topic": row["topic"],
+        "rule": row["rule"],
+        "message_id": row["message_id"],
+        "record": row["record"] if reveal else mask_record(row["record"]),
+        "detail": _text(row["detail"], reveal),
+    }
+
+
 def outbox_stats(stats: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
     return {
         "destinations": {

@@ -164,7 +164,7 @@ def test_every_command_is_documented() -> None:
 
     guide = (Path(__file__).resolve().parents[2] / "docs" / "operations.md").read_text()
     for command in ("events list", "events show", "outbox stats", "dead list", "dead retry", "replay",
-                    "destinations pause", "destinations resume", "prune"):
+                    "destinations pause", "destinations resume", "prune", "audit"):
         assert f"bridge {command}" in guide, command
 
 
@@ -172,3 +172,25 @@ def test_idempotency_key_helper_matches_the_model() -> None:
     # The replay tests rely on Outbox.map keys being the model's keys.
     assert Outgoing("omnisend", "event", {}, rule="r").idempotency_key("s", "k") == \
         Outgoing("ometria", "contact", {"x": 1}, rule="r").idempotency_key("s", "k")
+
+
+def test_audit_lists_what_was_written_by_area(outbox: Outbox, capsys: pytest.CaptureFixture[str]) -> None:
+    """Issue 8: `bridge audit --area consent` shows every consent write with its event and rule, masked."""
+    import asyncio
+
+    from bridge.store import Mapped
+
+    event = outbox.ingest("profile-1")
+    consent = Outgoing("ometria", "contact", {"id": "c1", "email": "ann@example.com", "marketing_optin": "EXPLICITLY_OPTEDIN"},
+                       rule="Omneo consent", areas=("contacts", "consent"))
+    details = Outgoing("ometria", "contact", {"id": "c1", "firstname": "Ann"}, rule="Omneo details", index=1,
+                       areas=("contacts",))
+    asyncio.run(outbox.store.save_mappings(
+        [Mapped(event, "mapped", ["Omneo consent", "Omneo details"], [], [(consent, "k-c"), (details, "k-d")])], now=NOW))
+    outbox.deliver("ometria", "delivered", 202)
+    rows = run_json(capsys, "audit", "--area", "consent", "--destination", "ometria")
+    assert [(r["rule"], r["outcome"], r["status"], r["event_id"]) for r in rows] == [("Omneo consent", "delivered", 202, event)]
+    assert rows[0]["areas"] == ["contacts", "consent"] and rows[0]["record"]["marketing_optin"] == "EXPLICITLY_OPTEDIN"
+    assert "ann@example.com" not in json.dumps(rows)
+    assert len(run_json(capsys, "audit", "--area", "contacts")) == 2
+    assert run(capsys, "audit", "--area", "consent", "--destination", "omnisend")[1].strip() == "nothing written"
