@@ -1,10 +1,17 @@
-"""An async sliding-window rate limiter per destination account, steered by the server's own hints.
+"""An async rate limiter per destination account that spaces requests evenly, steered by the server's own hints.
 
-Why a sliding window: Omnisend's 2026 line enforces a sliding window per brand (apis.md 1.8), so
-a token bucket that allows a full burst right after a quiet minute can still be refused; never
-sending more than `limit` requests in any `window` seconds is what the server counts.
+Why even spacing: both vendors count an exact sliding window (Omnisend per brand, apis.md 1.8;
+Ometria per second, 2.1), stamped when a request *arrives*. A limiter that lets `limit` requests go
+at once and then waits for the window puts a whole burst in flight together: the last of them
+arrives late, so the next burst must wait for a wide safety margin or be refused. Here each request
+is scheduled `interval = (window + slack) / limit` after the previous one (a GCRA, or leaky-bucket,
+schedule), so only one request is usually in flight, jitter stays small and so can the slack.
+The schedule advances from where the previous request was due, not from when it went, so a sleep
+that wakes a little late costs nothing; a caller that comes back after a pause does not get the
+pause back as a burst (beyond `burst - 1` extra requests, none by default).
+A log of send times is the safety net: never more than `limit` in any `window + slack / 2`.
 
-On top of our own count the limiter follows what the server says:
+On top of our own schedule the limiter follows what the server says:
 - `X-Rate-Limit-Remaining: 0` with `X-Rate-Limit-Reset: <seconds>` -> wait for the reset;
 - a 429 -> nothing at all is sent until `Retry-After` (or the reset, or a default pause) has passed.
 """
@@ -12,6 +19,7 @@ On top of our own count the limiter follows what the server says:
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from collections import deque
 from typing import Any, Awaitable, Callable, Mapping
@@ -20,6 +28,12 @@ from bridge.destinations.http import parse_retry_after
 
 Clock = Callable[[], float]
 Sleep = Callable[[float], Awaitable[None]]
+
+# Our clock reads before a request leaves, the server's when it has arrived: the slack absorbs the
+# difference in that delay between two requests `limit` apart. Even spacing keeps the delay steady,
+# so 2% of the window (20 ms for Ometria's second, 0.25 s at most) is enough.
+SLACK_FRACTION = 0.02
+MAX_SLACK = 0.25
 
 
 class RateLimiter:
@@ -31,18 +45,27 @@ class RateLimiter:
         clock: Clock = time.monotonic,
         sleep: Sleep = asyncio.sleep,
         default_block: float | None = None,
+        burst: int = 1,
     ) -> None:
         if limit < 1 or window <= 0:
             raise ValueError("rate limit needs limit >= 1 and window > 0")
+        if not 1 <= burst <= limit:
+            raise ValueError("burst must be between 1 and the limit")
         self.limit = limit
         self.window = window
+        self.burst = burst
         self._clock = clock
         self._sleep = sleep
         # A 429 that names no wait: pause a tenth of the window (6 s for 400/min, 0.1 s for 8/s), at least 1 s.
         self.default_block = default_block if default_block is not None else max(1.0, window / 10)
-        # Our clock starts before the request leaves and the server's when it arrives: a little slack
-        # keeps jitter between the two from squeezing an extra request into the server's window.
-        self._span = window + min(0.05 * window, 0.5)
+        self.slack = min(SLACK_FRACTION * window, MAX_SLACK)
+        self.interval = (window + self.slack) / limit
+        # A wake-up up to this late keeps the schedule (lost otherwise at every sleep); within half the
+        # slack, so with burst 1 the schedule alone keeps `limit` requests a window apart.
+        self._late = min(self.interval / 4, self.slack / 2)
+        self._lead = (burst - 1) * self.interval  # how early a request of a burst may go
+        self._span = window + self.slack / 2
+        self._due = -math.inf  # when the next request is due on the even schedule
         self._sent: deque[float] = deque()
         self._blocked_until = 0.0
         self._server_remaining: int | None = None
@@ -58,7 +81,7 @@ class RateLimiter:
 
     @classmethod
     def per_second(cls, requests: float, **kwargs: Any) -> RateLimiter:
-        # 2.5/s becomes 5 per 2 s rather than rounding the rate away.
+        # 2.5/s becomes 25 per 10 s rather than rounding the rate away.
         if requests >= 1 and float(requests).is_integer():
             return cls(int(requests), 1.0, **kwargs)
         return cls(max(1, round(requests * 10)), 10.0, **kwargs)
@@ -67,16 +90,17 @@ class RateLimiter:
         """Seconds until a request could be sent now (0 when free)."""
         now = self._clock()
         self._prune(now)
-        waits = [self._blocked_until - now]
+        waits = [self._blocked_until - now, self._due - self._lead - now]
         if len(self._sent) >= self.limit:
-            waits.append(self._sent[0] + self._span - now)
+            waits.append(self._sent[-self.limit] + self._span - now)
         if self._server_remaining is not None and self._server_remaining <= 0:
             waits.append(self._server_reset_at - now)
         return max(0.0, *waits)
 
     async def acquire(self, max_wait: float | None = None) -> bool:
-        """Wait for a slot and take it. With `max_wait`, give up (False) rather than wait longer."""
+        """Wait for this request's turn and take it. With `max_wait`, give up (False) rather than wait longer."""
         async with self._lock:
+            slept = False
             while True:
                 wait = self.wait_time()
                 if wait <= 0:
@@ -85,7 +109,12 @@ class RateLimiter:
                     return False
                 self.waited_seconds += wait
                 await self._sleep(wait)
+                slept = True
             now = self._clock()
+            # Waking a little after the due time is the timer's lateness and is forgiven; a caller that
+            # came late (a pause, a slow batch, a block) does not get the lost time back.
+            on_time = slept and now - self._due <= self._late
+            self._due = (self._due if on_time else max(self._due, now)) + self.interval
             self._sent.append(now)
             if self._server_remaining is not None:
                 self._server_remaining -= 1
@@ -119,7 +148,9 @@ class RateLimiter:
         return {
             "limit": self.limit,
             "window_seconds": self.window,
-            "sent_in_window": len(self._sent),
+            "interval_seconds": round(self.interval, 6),
+            "burst": self.burst,
+            "sent_in_window": sum(1 for sent in self._sent if sent > now - self.window),
             "blocked_for_seconds": round(max(0.0, self._blocked_until - now), 3),
             "server_remaining": self._server_remaining,
             "server_reset_in_seconds": round(max(0.0, self._server_reset_at - now), 3)

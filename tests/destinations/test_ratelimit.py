@@ -1,47 +1,116 @@
-"""The sliding-window limiter under a fake clock: no real sleeping."""
+"""The evenly spacing limiter under a fake clock: no real sleeping."""
 
 from __future__ import annotations
 
 import asyncio
+import random
 
 import pytest
 
 from bridge.destinations.ratelimit import RateLimiter
+from bridge.fakes.control import SlidingWindow
 
 
 class FakeClock:
-    def __init__(self) -> None:
+    def __init__(self, overshoot: float = 0.0) -> None:
         self.now = 1000.0
         self.slept: list[float] = []
+        self.overshoot = overshoot  # a real timer wakes a little late
 
     def __call__(self) -> float:
         return self.now
 
     async def sleep(self, seconds: float) -> None:
         self.slept.append(seconds)
-        self.now += seconds
+        self.now += seconds + self.overshoot
 
 
-def limiter(limit: int = 3, window: float = 1.0) -> tuple[RateLimiter, FakeClock]:
-    clock = FakeClock()
-    return RateLimiter(limit, window, clock=clock, sleep=clock.sleep), clock
+def limiter(limit: int = 3, window: float = 1.0, **kwargs: float) -> tuple[RateLimiter, FakeClock]:
+    clock = FakeClock(kwargs.pop("overshoot", 0.0))
+    return RateLimiter(limit, window, clock=clock, sleep=clock.sleep, **kwargs), clock  # type: ignore[arg-type]
 
 
-def test_window_holds_the_extra_request_back() -> None:
-    rl, clock = limiter(3, 1.0)
+async def take(rl: RateLimiter, clock: FakeClock, n: int) -> list[float]:
+    times = []
+    for _ in range(n):
+        await rl.acquire()
+        times.append(clock.now - 1000.0)
+    return times
+
+
+def test_requests_are_spaced_evenly_not_burst() -> None:
+    rl, clock = limiter(8, 1.0)
+    times = asyncio.run(take(rl, clock, 25))
+    gaps = [b - a for a, b in zip(times, times[1:])]
+    assert times[0] == 0.0
+    assert gaps == pytest.approx([rl.interval] * 24)
+    assert rl.interval == pytest.approx(1.02 / 8)  # the slack is 2% of the window
+    assert all(times[i + 8] - times[i] >= 1.0 for i in range(len(times) - 8))
+
+
+def test_concurrent_callers_share_one_schedule() -> None:
+    rl, clock = limiter(10, 1.0)
 
     async def run() -> list[float]:
-        times = []
-        for _ in range(7):
-            await rl.acquire()
-            times.append(clock.now - 1000.0)
+        times: list[float] = []
+
+        async def caller() -> None:
+            for _ in range(10):
+                await rl.acquire()
+                times.append(clock.now - 1000.0)
+
+        await asyncio.gather(*(caller() for _ in range(4)))
         return times
 
-    times = asyncio.run(run())
-    assert times[:3] == [0.0, 0.0, 0.0]
-    assert times[3] >= 1.0 and times[6] >= 2.0
-    # never more than 3 in any 1-second window
-    assert all(times[i + 3] - times[i] >= 1.0 for i in range(len(times) - 3))
+    times = sorted(asyncio.run(run()))
+    assert [b - a for a, b in zip(times, times[1:])] == pytest.approx([rl.interval] * 39)
+
+
+def test_late_wake_ups_do_not_slow_the_schedule() -> None:
+    """A timer that wakes 2 ms late every time still gets the full rate: the schedule runs from when a request was due."""
+    rl, clock = limiter(8, 1.0, overshoot=0.002)
+    times = asyncio.run(take(rl, clock, 801))
+    assert 800 / (times[-1] - times[0]) == pytest.approx(8 / 1.02, rel=1e-3)
+
+
+def test_a_pause_is_not_paid_back_as_a_burst() -> None:
+    rl, clock = limiter(8, 1.0)
+    asyncio.run(take(rl, clock, 3))
+    clock.now += 30.0
+    times = asyncio.run(take(rl, clock, 3))
+    assert [b - a for a, b in zip(times, times[1:])] == pytest.approx([rl.interval] * 2)
+
+
+def test_a_small_burst_when_asked_never_breaks_the_window() -> None:
+    rl, clock = limiter(8, 1.0, burst=3)
+    times = asyncio.run(take(rl, clock, 40))
+    assert times[:3] == pytest.approx([0.0, 0.0, 0.0])
+    assert all(times[i + 8] - times[i] >= 1.0 for i in range(len(times) - 8))
+    with pytest.raises(ValueError):
+        RateLimiter(8, 1.0, burst=9)
+
+
+def test_long_run_against_the_exact_sliding_window() -> None:
+    """20,000 requests through the fake APIs' exact window, arriving 1-11 ms after leaving: no 429, >= 0.97 of the rate."""
+    rl, clock = limiter(8, 1.0)
+    server = SlidingWindow(8, 1.0)
+    jitter = random.Random(7)
+
+    async def run() -> tuple[int, list[float]]:
+        refused, arrivals = 0, []
+        for _ in range(20_000):
+            await rl.acquire()
+            arrival = clock.now + jitter.uniform(0.001, 0.011)
+            allowed, _, _ = server.check(arrival)
+            refused += not allowed
+            arrivals.append(arrival)
+            rl.observe(200 if allowed else 429, {})
+        return refused, sorted(arrivals)
+
+    refused, arrivals = asyncio.run(run())
+    rate = (len(arrivals) - 1) / (arrivals[-1] - arrivals[0])
+    assert refused == 0
+    assert rate / 8 >= 0.97
 
 
 def test_429_blocks_until_retry_after() -> None:
@@ -63,6 +132,15 @@ def test_429_without_hint_uses_reset_then_default() -> None:
     assert rl2.wait_time() == pytest.approx(6.0)
 
 
+def test_after_a_block_requests_resume_at_the_even_pace() -> None:
+    rl, clock = limiter(8, 1.0)
+    asyncio.run(take(rl, clock, 2))
+    rl.observe(429, {"Retry-After": "2"})
+    times = asyncio.run(take(rl, clock, 4))
+    assert times[0] == pytest.approx(rl.interval + 2.0)  # blocked from the moment of the 429
+    assert [b - a for a, b in zip(times, times[1:])] == pytest.approx([rl.interval] * 3)
+
+
 def test_server_remaining_zero_waits_for_reset() -> None:
     rl, clock = limiter(400, 60.0)
     rl.observe(200, {"X-Rate-Limit-Remaining": "0", "X-Rate-Limit-Reset": "4"})
@@ -75,6 +153,22 @@ def test_max_wait_gives_up_without_taking_a_slot() -> None:
     rl.block(30)
     assert asyncio.run(rl.acquire(max_wait=10)) is False
     assert clock.slept == [] and rl.acquired_total == 0
+
+
+def test_max_wait_shorter_than_the_interval_gives_up() -> None:
+    rl, clock = limiter(1, 60.0)
+    assert asyncio.run(rl.acquire(max_wait=10)) is True
+    assert asyncio.run(rl.acquire(max_wait=10)) is False
+    assert rl.wait_time() == pytest.approx(rl.interval)
+
+
+def test_state_reports_the_schedule() -> None:
+    rl, clock = limiter(8, 1.0)
+    asyncio.run(take(rl, clock, 3))
+    state = rl.state()
+    assert state["sent_in_window"] == 3 and state["acquired_total"] == 3
+    assert state["interval_seconds"] == pytest.approx(0.1275)
+    assert state["waited_seconds_total"] == pytest.approx(2 * rl.interval)
 
 
 def test_per_second_keeps_fractional_rates() -> None:
