@@ -117,8 +117,8 @@ class Server:
 
 
 def bridge_server(db: Path, log: Path, *, worker: bool, env: dict[str, str] | None = None) -> Server:
-    """`bridge serve` (through bench/serve_bridge.py: the same code path, see there) on `db`."""
-    argv = [PYTHON, str(BENCH / "serve_bridge.py")] + ([] if worker else ["--no-worker"])
+    """`bridge serve` on `db`: the command the Procfile runs."""
+    argv = [PYTHON, "-m", "bridge", "serve"] + ([] if worker else ["--no-worker"])
     base = {
         "SHOPIFY_WEBHOOK_SECRET": SHOPIFY_SECRET,
         "BRIDGE_DATABASE_URL": f"sqlite:///{db}",

@@ -52,8 +52,6 @@ def build(path: Path, delivered: int, waiting: int) -> dict[str, float]:
                  " mapped_at) VALUES (?,?,?,?,?,?,?,?,?,?)")
     conn.executemany(sql_event, events(1, old_events, 30 * 86400, "mapped", False))
     conn.executemany(sql_event, events(old_events + 1, new_events, 3600, "mapped", True))
-    conn.executemany("INSERT INTO dedupe (source, key, event_id, seen_at) SELECT source, dedupe_key, id, received_at"
-                     " FROM events", ())
 
     def messages(first_event: int, count: int, state: str):
         for e in range(first_event, first_event + count):

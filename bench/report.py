@@ -161,8 +161,7 @@ def main() -> None:
         "run; treat differences under about 10% as noise (docs/performance.md).",
         "",
         "Run it: `bench/run` (everything), or one part: `bench/run ingest | delivery | mapping | growth`. "
-        "The bridge runs as a process through `bench/serve_bridge.py`, which calls `bridge.cli.cmd_serve` "
-        "(see its docstring for why not the console script).",
+        "The bridge runs as a process: `python -m bridge serve`, the command the Procfile runs.",
         "",
         "## 1. Ingest ceiling", "", *ingest_section(load("ingest")), "",
         "## 2. Delivery against the rate-limit ceiling", "", *delivery_section(load("delivery")), "",
