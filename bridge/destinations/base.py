@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 import httpx
 
@@ -103,6 +103,32 @@ class HttpDestination:
             return Exchange(classify_exception(exc))
         self.limiter.observe(response.status_code, response.headers)
         return Exchange(classify_response(response), response)
+
+    def plan(self, messages: Sequence[Message]) -> tuple[list[Planned], dict[int, Outcome]]:
+        """The requests for `messages`, and outcomes for those refused without a request."""
+        raise NotImplementedError
+
+    async def send_planned(self, item: Planned) -> dict[int, Outcome]:
+        """Send one planned request; an outcome for each of its messages."""
+        raise NotImplementedError
+
+    def prepare(self, messages: Sequence[Message]) -> list[PreparedRequest]:
+        return [p.request for p in self.plan(messages)[0]]
+
+    async def deliver(self, messages: Sequence[Message]) -> list[Outcome]:
+        if not self.configured:
+            return not_configured(list(messages))
+        planned, outcomes = self.plan(messages)
+        paused: Outcome | None = None
+        for item in planned:
+            if paused is not None:  # credentials refused: the rest is not even tried
+                outcomes.update({m.id: paused for m in item.messages})
+                continue
+            results = await self.send_planned(item)
+            outcomes.update(results)
+            paused = next((o for o in results.values() if o.kind == "pause"), None)
+        self.count(outcomes)
+        return [outcomes[m.id] for m in messages]
 
     def count(self, outcomes: Mapping[int, Outcome]) -> None:
         for outcome in outcomes.values():

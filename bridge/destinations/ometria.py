@@ -18,7 +18,7 @@ from typing import Any, Sequence
 
 import structlog
 
-from bridge.destinations.base import HttpDestination, Planned, not_configured
+from bridge.destinations.base import HttpDestination, Planned
 from bridge.destinations.ratelimit import Clock, RateLimiter, Sleep
 from bridge.model import Message, Outcome, PreparedRequest
 from bridge.settings import DestinationSettings
@@ -97,27 +97,12 @@ class Ometria(HttpDestination):
                 )
         return planned, refused
 
-    def prepare(self, messages: Sequence[Message]) -> list[PreparedRequest]:
-        return [p.request for p in self.plan(messages)[0]]
-
-    async def deliver(self, messages: Sequence[Message]) -> list[Outcome]:
-        if not self.configured:
-            return not_configured(list(messages))
-        planned, outcomes = self.plan(messages)
-        paused: Outcome | None = None
-        for item in planned:
-            if paused is not None:
-                outcomes.update({m.id: paused for m in item.messages})
-                continue
-            exchange = await self.exchange(item.request)
-            outcome = exchange.outcome
-            if outcome.kind == "delivered" and exchange.response is not None:
-                outcome = self._read_counts(exchange.response.status_code, exchange.response, len(item.messages))
-            if outcome.kind == "pause":
-                paused = outcome
-            outcomes.update({m.id: outcome for m in item.messages})
-        self.count(outcomes)
-        return [outcomes[m.id] for m in messages]
+    async def send_planned(self, item: Planned) -> dict[int, Outcome]:
+        exchange = await self.exchange(item.request)
+        outcome = exchange.outcome
+        if outcome.kind == "delivered" and exchange.response is not None:
+            outcome = self._read_counts(exchange.response.status_code, exchange.response, len(item.messages))
+        return {m.id: outcome for m in item.messages}
 
     def _read_counts(self, status: int, response: Any, sent: int) -> Outcome:
         try:

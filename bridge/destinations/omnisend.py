@@ -23,7 +23,7 @@ import json
 from typing import Any, Sequence
 from urllib.parse import quote
 
-from bridge.destinations.base import Exchange, HttpDestination, Planned, not_configured
+from bridge.destinations.base import Exchange, HttpDestination, Planned
 from bridge.destinations.http import classify_status
 from bridge.destinations.ratelimit import Clock, RateLimiter, Sleep
 from bridge.model import Message, Outcome, PreparedRequest
@@ -117,29 +117,13 @@ class Omnisend(HttpDestination):
     def _request(self, method: str, path: str, body: Any, messages: tuple[Message, ...]) -> PreparedRequest:
         return PreparedRequest(self.name, method, path, body, tuple(m.id for m in messages))
 
-    def prepare(self, messages: Sequence[Message]) -> list[PreparedRequest]:
-        return [p.request for p in self.plan(messages)[0]]
-
     # --- delivery ------------------------------------------------------------------------------
 
-    async def deliver(self, messages: Sequence[Message]) -> list[Outcome]:
-        if not self.configured:
-            return not_configured(list(messages))
-        planned, outcomes = self.plan(messages)
-        paused: Outcome | None = None
-        for item in planned:
-            if paused is not None:
-                outcomes.update({m.id: paused for m in item.messages})
-                continue
-            if item.request.path == "/api/batches":
-                results = await self._deliver_batch(item)
-            else:
-                exchange = await self.exchange(item.request)
-                results = {m.id: exchange.outcome for m in item.messages}
-            outcomes.update(results)
-            paused = next((o for o in results.values() if o.kind == "pause"), None)
-        self.count(outcomes)
-        return [outcomes[m.id] for m in messages]
+    async def send_planned(self, item: Planned) -> dict[int, Outcome]:
+        if item.request.path == "/api/batches":
+            return await self._deliver_batch(item)
+        exchange = await self.exchange(item.request)
+        return self._all(item, exchange.outcome)
 
     async def _deliver_batch(self, item: Planned) -> dict[int, Outcome]:
         created = await self.exchange(item.request)
