@@ -85,7 +85,8 @@ class Bridge(BridgeProcess):
         return self.query(sql, *params)[0][0]
 
     def open_messages(self) -> int:
-        return int(self.scalar("SELECT count(*) FROM messages WHERE state IN ('pending', 'inflight')"))
+        # Any state but the two final ones is still open (pending, inflight, submitted batches, ...).
+        return int(self.scalar("SELECT count(*) FROM messages WHERE state NOT IN ('delivered', 'dead')"))
 
     def unmapped(self) -> int:
         return int(self.scalar("SELECT count(*) FROM events WHERE status = 'received'"))

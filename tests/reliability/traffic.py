@@ -178,6 +178,11 @@ def order_kind(record: dict[str, Any]) -> str:
     return "cancel" if record.get("status") == "cancelled" else "create"
 
 
+def contact_record(record: dict[str, Any]) -> str:
+    """Consent travels as its own small record for the same contact id: a second message, not a resend."""
+    return f'{record["id"]}|{"profile" if record.get("email") else "consent"}'
+
+
 def contact_email(contact: dict[str, Any]) -> str:
     return next(i["id"] for i in contact["identifiers"] if i["type"] == "email")
 
@@ -200,7 +205,7 @@ class Delivered:
             events,
             dict(Counter(contact_email(c) for c in omnisend_contacts(fakes))),
             dict(Counter((str(r["id"]), order_kind(r)) for r in ometria_records(fakes, "order"))),
-            dict(Counter(str(r["id"]) for r in ometria_records(fakes, "contact"))),
+            dict(Counter(contact_record(r) for r in ometria_records(fakes, "contact"))),
         )
 
     def missing(self, acknowledged: list[Outbound]) -> list[str]:
@@ -217,7 +222,7 @@ class Delivered:
             elif item.kind == "profile":
                 if item.email not in self.omnisend_contacts:
                     lost.append(f"profile {item.key} not at Omnisend")
-                if f"omneo-{item.key}" not in self.ometria_contacts:
+                if f"omneo-{item.key}|profile" not in self.ometria_contacts:
                     lost.append(f"profile {item.key} not at Ometria")
         return lost
 
