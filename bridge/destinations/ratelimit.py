@@ -9,7 +9,10 @@ schedule), so only one request is usually in flight, jitter stays small and so c
 The schedule advances from where the previous request was due, not from when it went, so a sleep
 that wakes a little late costs nothing; a caller that comes back after a pause does not get the
 pause back as a burst (beyond `burst - 1` extra requests, none by default).
-A log of send times is the safety net: never more than `limit` in any `window + slack / 2`.
+A log of send times is the safety net: never more than `limit` in any `window + slack / 2`. A request
+whose answer took longer than the quickest seen may have arrived that much later, so it counts from
+then: a stalled request cannot put `limit + 1` arrivals in the server's window. Answers are matched
+to requests in order (even spacing keeps about one in flight).
 
 On top of our own schedule the limiter follows what the server says:
 - `X-Rate-Limit-Remaining: 0` with `X-Rate-Limit-Reset: <seconds>` -> wait for the reset;
@@ -66,7 +69,9 @@ class RateLimiter:
         self._lead = (burst - 1) * self.interval  # how early a request of a burst may go
         self._span = window + self.slack / 2
         self._due = -math.inf  # when the next request is due on the even schedule
-        self._sent: deque[float] = deque()
+        self._sent: deque[list[float]] = deque()  # [sent at, seconds to its answer (0 until observed)]
+        self._in_flight: deque[list[float]] = deque(maxlen=limit)  # sent, answer not yet observed
+        self._rtt_floor = math.inf
         self._blocked_until = 0.0
         self._server_remaining: int | None = None
         self._server_reset_at = 0.0
@@ -92,7 +97,7 @@ class RateLimiter:
         self._prune(now)
         waits = [self._blocked_until - now, self._due - self._lead - now]
         if len(self._sent) >= self.limit:
-            waits.append(self._sent[-self.limit] + self._span - now)
+            waits.append(self._counts_from(self._sent[-self.limit]) + self._span - now)
         if self._server_remaining is not None and self._server_remaining <= 0:
             waits.append(self._server_reset_at - now)
         return max(0.0, *waits)
@@ -115,7 +120,9 @@ class RateLimiter:
             # came late (a pause, a slow batch, a block) does not get the lost time back.
             on_time = slept and now - self._due <= self._late
             self._due = (self._due if on_time else max(self._due, now)) + self.interval
-            self._sent.append(now)
+            entry = [now, 0.0]
+            self._sent.append(entry)
+            self._in_flight.append(entry)
             if self._server_remaining is not None:
                 self._server_remaining -= 1
             self.acquired_total += 1
@@ -124,6 +131,10 @@ class RateLimiter:
     def observe(self, status: int, headers: Mapping[str, str]) -> None:
         """Learn from a response: rate-limit headers, and a 429 blocks everything until it may resume."""
         now = self._clock()
+        if self._in_flight:
+            entry = self._in_flight.popleft()
+            entry[1] = now - entry[0]
+            self._rtt_floor = min(self._rtt_floor, entry[1])
         remaining = _number(headers.get("X-Rate-Limit-Remaining"))
         reset = _number(headers.get("X-Rate-Limit-Reset"))
         if remaining is not None:
@@ -150,7 +161,7 @@ class RateLimiter:
             "window_seconds": self.window,
             "interval_seconds": round(self.interval, 6),
             "burst": self.burst,
-            "sent_in_window": sum(1 for sent in self._sent if sent > now - self.window),
+            "sent_in_window": sum(1 for sent, _ in self._sent if sent > now - self.window),
             "blocked_for_seconds": round(max(0.0, self._blocked_until - now), 3),
             "server_remaining": self._server_remaining,
             "server_reset_in_seconds": round(max(0.0, self._server_reset_at - now), 3)
@@ -162,9 +173,14 @@ class RateLimiter:
             "waited_seconds_total": round(self.waited_seconds, 3),
         }
 
+    def _counts_from(self, entry: list[float]) -> float:
+        """When a request may have reached the server: later than sent by what its answer took beyond the quickest."""
+        sent, rtt = entry
+        return sent + max(0.0, rtt - self._rtt_floor - self.slack / 2)
+
     def _prune(self, now: float) -> None:
         horizon = now - self._span
-        while self._sent and self._sent[0] <= horizon:
+        while self._sent and self._counts_from(self._sent[0]) <= horizon:
             self._sent.popleft()
         if self._server_remaining is not None and now >= self._server_reset_at:
             self._server_remaining = None  # the server's period is over: trust our own count again
