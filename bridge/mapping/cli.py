@@ -87,6 +87,11 @@ def cmd_check(args: argparse.Namespace) -> int:
         return 1
     for note in rules.notes:
         print(note)
+    if rules.example_problems:
+        for problem in rules.example_problems:
+            print(problem, file=sys.stderr)
+        print(f"{len(rules.example_problems)} example problem(s); the rules themselves load", file=sys.stderr)
+        return 1
     if args.explain:
         explain(rules, allowed)
     for refusal in rules.blocked:
@@ -128,6 +133,8 @@ def cmd_test(args: argparse.Namespace) -> int:
     rules = _load(args.dir)
     if rules is None:
         return 1
+    for problem in rules.example_problems:
+        print(problem, file=sys.stderr)
     outcomes = run_examples(rules)
     failed = [outcome for outcome in outcomes if not outcome.ok]
     for outcome in outcomes:
@@ -135,7 +142,7 @@ def cmd_test(args: argparse.Namespace) -> int:
     for outcome in failed:
         print(f"\n{outcome.title}:\n{outcome.report}", end="")
     print(f"\n{len(outcomes) - len(failed)} of {len(outcomes)} examples pass")
-    return 1 if failed else 0
+    return 1 if failed or rules.example_problems else 0
 
 
 def cmd_try(args: argparse.Namespace) -> int:

@@ -125,6 +125,7 @@ class FileLoader:
         self.path = path
         self.file = display_path(path)
         self.problems = problems
+        self.example_problems = Problems()
         self.rules: list[Rule] = []
         self.examples: list[Example] = []
         self.consent: list[ConsentUse] = []
@@ -132,6 +133,11 @@ class FileLoader:
 
     def problem(self, line: int, col: int, message: str) -> None:
         self.problems.add(self.file, line, col, message)
+
+    def example_problem(self, line: int, col: int, message: str) -> None:
+        """A problem only an example has (its payload file): `check` and `test` report it, but the
+        rules still load, so a deployment that ships mappings/ without the payloads keeps running."""
+        self.example_problems.add(self.file, line, col, message)
 
     # --- file ---------------------------------------------------------------
 
@@ -511,9 +517,9 @@ class FileLoader:
                 try:
                     return json.loads(candidate.read_text(encoding="utf-8"))
                 except ValueError as exc:
-                    self.problem(pline, pcol, f"{value} is not valid JSON: {exc}")
+                    self.example_problem(pline, pcol, f"{value} is not valid JSON: {exc}")
                     return None
-        self.problem(pline, pcol, f"payload file `{value}` not found (looked next to this file and in the project root)")
+        self.example_problem(pline, pcol, f"payload file `{value}` not found (looked next to this file and in the project root)")
         return None
 
 
@@ -527,6 +533,7 @@ class LoadedRules(CompiledRuleSet):
     """A rule set plus what the checker learnt while loading it."""
 
     examples: list[Example]
+    example_problems: list[str]
     consent: list[ConsentUse]
     notes: list[str]
 
@@ -570,6 +577,7 @@ def load_rules(directory: Path, allowed_areas: Allowed | None = None) -> LoadedR
         for example in loader.examples:
             example.rules = names
             ruleset.examples.append(example)
+    ruleset.example_problems = [p for loader in loaders for p in loader.example_problems.items]
     ruleset.consent = [use for loader in loaders for use in loader.consent]
     ruleset.notes = [note for loader in loaders for note in loader.notes]
     return ruleset

@@ -277,3 +277,21 @@ def test_a_broken_first_load_holds_events_instead_of_failing(tmp_path: Path) -> 
     assert holder.error and "did you mean `omnisend`" in holder.error
     write(tmp_path, ORDER_RULE)
     assert holder.reload() is True and holder.current is not None and holder.error is None
+
+
+def test_rules_load_without_their_example_payloads(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A deployment may ship mappings/ alone: a missing example payload fails `check`, never the running rules."""
+    import shutil
+
+    from bridge.cli import main
+
+    shipped = Path(__file__).resolve().parents[2] / "mappings"
+    copy = tmp_path / "mappings"
+    shutil.copytree(shipped, copy)
+    rules = load_rules(copy)
+    assert len(rules) > 0 and rules.example_problems
+    assert all("payload file" in p and "not found" in p for p in rules.example_problems)
+    for name in ("OMNISEND_AREAS", "OMETRIA_AREAS"):  # the shipped consent rules need consent allowed
+        monkeypatch.setenv(name, "events,contacts,consent,orders,carts")
+    assert main(["mappings", "check", str(copy)]) == 1
+    assert main(["mappings", "check", str(shipped)]) == 0
