@@ -143,3 +143,13 @@ def test_random_input_never_5xx_never_accepted(client: TestClient, source: str, 
     if response.status_code == 200:  # only the WooCommerce ping may pass unsigned, and it stores nothing
         assert source == "woocommerce" and response.json() == {"status": "ok"}
     assert rows(client, "SELECT count(*) FROM events") == [(0,)]
+
+
+def test_production_refuses_to_start_with_anything_missing() -> None:
+    from bridge.errors import ConfigError
+
+    with pytest.raises(ConfigError) as refused:
+        Settings.from_env({"BRIDGE_ENV": "production", "SHOPIFY_WEBHOOK_SECRET": "s", "OMNISEND_API_KEY": "k"})
+    message = str(refused.value)
+    assert "destination ometria: no API key" in message and "source omneo: no secret" in message
+    assert "destination omnisend" not in message and "source shopify" not in message

@@ -35,7 +35,8 @@ def ingest(store: CappedStore, n: int) -> str:
 def multi_statement_write(store: CappedStore, n: int) -> str:
     """A write of several statements (as save_mappings, claim and complete are): runs under a savepoint."""
     def fn(conn: sqlite3.Connection) -> None:
-        conn.execute("INSERT INTO dedupe (source, key, event_id, seen_at) VALUES ('test', ?, 0, 0)", (f"full-{n}",))
+        conn.execute("INSERT INTO events (source, topic, dedupe_key, received_at, headers, body, status)"
+                     " VALUES ('test', 't', ?, 0, '{}', x'00', 'received')", (f"full-{n}",))
         conn.execute("INSERT INTO attempts (message_id, at, outcome, detail) VALUES (0, 0, 'retry', ?)", ("x" * 3000,))
     return answer(store.write(fn), n)
 
@@ -81,7 +82,5 @@ def test_ingest_refuses_when_full_and_accepts_again(tmp_path: Path) -> None:
 
 
 @pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")
-@pytest.mark.xfail(strict=True, reason="store writer thread dies on 'no such savepoint: job' after SQLite rolls back"
-                   " the transaction on SQLITE_FULL (bridge/store/sqlite.py SQLiteStore._commit)")
 def test_savepoint_write_refuses_when_full_and_accepts_again(tmp_path: Path) -> None:
     fill_then_free(tmp_path, multi_statement_write)
