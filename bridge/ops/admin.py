@@ -63,6 +63,13 @@ def _when(name: str, value: Any) -> float | None:
         raise BadRequest(f"{name}: {exc}") from None
 
 
+MAX_ROW_ID = 2**63 - 1  # SQLite's integer range; a larger id cannot name a row (and would overflow)
+
+
+def _is_row_id(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= MAX_ROW_ID
+
+
 def _limit(value: str | None, default: int) -> int:
     if value is None:
         return default
@@ -175,6 +182,8 @@ def admin_app(bridge: Any) -> ASGIApp:
     async def show_event(request: Request) -> Response:
         event_id = request.path_params["event_id"]
         reveal = _flag("reveal", request.query_params.get("reveal"))
+        if not _is_row_id(event_id):
+            raise NotFound(f"no event with id {event_id}")
         detail = await read(lambda c: queries.event_detail(c, event_id))
         if detail is None:
             raise NotFound(f"no event with id {event_id}")
@@ -190,7 +199,7 @@ def admin_app(bridge: Any) -> ASGIApp:
     async def retry_dead(request: Request) -> Response:
         body = await _body(request, {"ids", "destination", "since", "all"})
         ids = body.get("ids") or []
-        if not isinstance(ids, list) or not all(isinstance(i, int) and not isinstance(i, bool) for i in ids):
+        if not isinstance(ids, list) or not all(_is_row_id(i) for i in ids):
             raise BadRequest("ids: expected a list of message ids")
         where = queries.DeadFilter(tuple(ids), _text("destination", body.get("destination")),
                                    _when("since", body.get("since")))

@@ -167,3 +167,10 @@ def test_store_failure_is_503_not_500(client: TestClient, filled: Outbox) -> Non
     filled.store.write_sync(lambda c: c.execute("DROP TABLE attempts"))
     answer = client.get("/admin/events/1", headers=AUTH)
     assert answer.status_code == 503 and answer.headers["retry-after"] == "5"
+
+
+def test_ids_beyond_sqlite_range_are_not_found_not_500(client: TestClient) -> None:
+    """Found by schemathesis: an id past 2**63 overflowed SQLite's integer and answered 500."""
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    assert client.get(f"/admin/events/{2**64}", headers=auth).status_code == 404
+    assert client.post("/admin/dead/retry", json={"ids": [2**64]}, headers=auth).status_code == 400
