@@ -90,7 +90,8 @@ def cmd_check(args: argparse.Namespace) -> int:
     if rules.example_problems:
         for problem in rules.example_problems:
             print(problem, file=sys.stderr)
-        print(f"{len(rules.example_problems)} example problem(s); the rules themselves load", file=sys.stderr)
+        print(f"{len(rules.example_problems)} problem(s) found against the examples; "
+              "a running bridge still loads these rules", file=sys.stderr)
         return 1
     if args.explain:
         explain(rules, allowed)

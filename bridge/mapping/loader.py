@@ -8,6 +8,8 @@ the loader never stops at the first problem: it records
 
 from __future__ import annotations
 
+import difflib
+
 import os
 import re
 from dataclasses import dataclass, field
@@ -118,6 +120,16 @@ class _Target:
     paths: dict[tuple[str, ...], tuple[int, int]] = field(default_factory=dict)
     opaque: set[tuple[str, ...]] = field(default_factory=set)  # paths whose whole value is one expression
     loop_variables: set[str] = field(default_factory=set)
+    # loop variable -> the payload list it walks (`item` -> `line_items[]`), and every payload
+    # path the message reads with its place: checked against the file's example payloads
+    loop_sources: dict[str, str] = field(default_factory=dict)
+    reads: list[tuple[str, str, int, int]] = field(default_factory=list)  # (payload path, as written, place)
+
+    def read(self, paths: frozenset[str], line: int, col: int) -> None:
+        for written in paths:
+            head, _, rest = written.partition(".")
+            path = self.loop_sources[head] + ("." + rest if rest else "") if head in self.loop_sources else written
+            self.reads.append((path, written, line, col))
 
 
 class FileLoader:
@@ -126,6 +138,7 @@ class FileLoader:
         self.file = display_path(path)
         self.problems = problems
         self.example_problems = Problems()
+        self.reads: dict[str, list[tuple[str, str, int, int]]] = {}  # rule name -> payload paths it reads
         self.rules: list[Rule] = []
         self.examples: list[Example] = []
         self.consent: list[ConsentUse] = []
@@ -293,6 +306,7 @@ class FileLoader:
             except ExpressionError as exc:
                 self.problem(kline + exc.line - 1, kcol, str(exc))
         clear = self.clear(node, spec, rule)
+        self.reads.setdefault(rule, []).extend(target.reads)
         writes = written_by(destination, kind, action, target.paths, clear, target.opaque)
         places = {dotted(path): place for path, place in reversed(list(target.paths.items()))}
         places[f"{destination} {kind} records"] = (tline, tcol)
@@ -379,6 +393,7 @@ class FileLoader:
             self.problem(line + exc.line - 1, col, f"{exc}{hint}")
             return None
         concrete = joined.replace("[]", str(key) if isinstance(key, int) else "0")
+        target.read(compiled.paths, line, col)
         target.sources.setdefault(concrete, compiled.source)
         target.paths.setdefault(path, (line, col))
         if compiled.kind != "const":
@@ -404,6 +419,13 @@ class FileLoader:
             return None
         item_path = path + ("[]",)
         target.paths.setdefault(path, (line, col))
+        target.read(source.paths, line, col)
+        walked = next(iter(source.paths), None) if len(source.paths) == 1 else None
+        previous = target.loop_sources.get(variable)
+        if walked is not None:
+            head = walked.split(".")[0]
+            walked = target.loop_sources.get(head, head) + walked[len(head):]
+            target.loop_sources[variable] = walked + "[]"
         added = variable not in target.loop_variables
         target.loop_variables.add(variable)
         try:
@@ -414,6 +436,10 @@ class FileLoader:
         finally:
             if added:
                 target.loop_variables.discard(variable)
+            if previous is None:
+                target.loop_sources.pop(variable, None)
+            else:
+                target.loop_sources[variable] = previous
         when = self.condition(node, "when", ".".join(path) + " when") if "when" in node else None
         reads = source.names - {"event"}
         if consent_role(target.spec.destination, target.spec.kind, path) == "container" and reads:
@@ -523,6 +549,59 @@ class FileLoader:
         return None
 
 
+def check_reads_against_examples(loader: FileLoader) -> None:
+    """A payload path a rule reads that no example payload of its topic has, but a near name does:
+    almost surely a typo, which would otherwise quietly leave the field out of every message."""
+    for rule in loader.rules:
+        payloads = [e.payload for e in loader.examples
+                    if e.source == rule.source and e.topic in rule.topics and e.payload is not None]
+        if not payloads:
+            continue
+        seen: set[tuple[str, int, int]] = set()
+        for path, written, line, col in loader.reads.get(rule.name, []):
+            if path.split(".")[0] == "event" or (path, line, col) in seen:
+                continue
+            seen.add((path, line, col))
+            misses = [miss for payload in payloads if (miss := missing_step(payload, path)) is not None]
+            if len(misses) < len(payloads):
+                continue  # some example has it: an optional field
+            step, keys = misses[0]
+            close = difflib.get_close_matches(step, keys, n=1, cutoff=0.75)
+            if close:
+                loader.example_problems.add(
+                    loader.file, line, col,
+                    f"`{written}` is not in the example payload for {rule.source} "
+                    f"{'/'.join(rule.topics)}: there is no `{step}`; did you mean `{close[0]}`?")
+
+
+def missing_step(payload: Any, path: str) -> tuple[str, list[str]] | None:
+    """None if `path` (dots; `name[]` = any element of that list) leads somewhere in `payload`, else the
+    first missing step with the names that were there."""
+    nodes = [payload]
+    for raw in path.split("."):
+        step, each = (raw[:-2], True) if raw.endswith("[]") else (raw, False)
+        found, keys = [], []
+        for node in nodes:
+            if isinstance(node, dict):
+                keys += [str(k) for k in node]
+                if step in node:
+                    found.append(node[step])
+            elif isinstance(node, list) and step.isdigit() and int(step) < len(node):
+                found.append(node[int(step)])
+            elif isinstance(node, list):
+                return None  # a list read by an attribute (a filter's job): not ours to judge
+        if not found:
+            return step, sorted(set(keys))
+        if each:
+            found = [item for value in found if isinstance(value, list) for item in value]
+            if not found:
+                return None  # an empty list in the example: nothing to compare with
+        nodes = [n for n in found if n is not None]
+        if not nodes:
+            return None
+    return None
+
+
 def check_filters() -> list[str]:
     from bridge.mapping.expressions import ENV
 
@@ -577,6 +656,8 @@ def load_rules(directory: Path, allowed_areas: Allowed | None = None) -> LoadedR
         for example in loader.examples:
             example.rules = names
             ruleset.examples.append(example)
+    for loader in loaders:
+        check_reads_against_examples(loader)
     ruleset.example_problems = [p for loader in loaders for p in loader.example_problems.items]
     ruleset.consent = [use for loader in loaders for use in loader.consent]
     ruleset.notes = [note for loader in loaders for note in loader.notes]

@@ -295,3 +295,27 @@ def test_rules_load_without_their_example_payloads(tmp_path: Path, monkeypatch: 
         monkeypatch.setenv(name, "events,contacts,consent,orders,carts")
     assert main(["mappings", "check", str(copy)]) == 1
     assert main(["mappings", "check", str(shipped)]) == 0
+
+
+def test_a_misspelt_payload_field_is_caught_against_the_examples(tmp_path: Path) -> None:
+    """A typo would otherwise just leave the field out of every message: check names it with a fix."""
+    import shutil
+
+    from bridge.cli import main
+
+    root = Path(__file__).resolve().parents[2]
+    copy = root / ".pytest-typo-rules"  # beside mappings/, so the examples find tests/payloads
+    shutil.rmtree(copy, ignore_errors=True)
+    shutil.copytree(root / "mappings", copy)
+    try:
+        rules_file = copy / "shopify-orders.yaml"
+        text = rules_file.read_text()
+        rules_file.write_text(text.replace("{{ item.price | decimal }}", "{{ item.prise | decimal }}", 1))
+        problems = load_rules(copy).example_problems
+        assert any("`item.prise` is not in the example payload for shopify orders/create" in p
+                   and "did you mean `price`?" in p and p.startswith(".pytest-typo-rules/shopify-orders.yaml:")
+                   for p in problems), problems
+        assert main(["mappings", "check", str(copy)]) == 1
+    finally:
+        shutil.rmtree(copy, ignore_errors=True)
+    assert load_rules(root / "mappings").example_problems == []  # optional fields absent from examples are fine
