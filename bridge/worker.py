@@ -24,7 +24,7 @@ from bridge.ops.metrics import METRICS
 from bridge.ops.prune import prune_daily
 from bridge.retry import RetryPolicy
 from bridge.settings import Settings
-from bridge.store import Mapped, Store
+from bridge.store import Mapped, SQLiteStore, Store
 
 log = structlog.get_logger("bridge.worker")
 
@@ -99,7 +99,10 @@ class Worker:
         await self._load_pauses()
         self._tasks = [asyncio.create_task(self._map_loop(), name="map")]
         self._tasks.append(asyncio.create_task(self._lease_loop(), name="leases"))
-        self._tasks.append(asyncio.create_task(prune_daily(self.store, self.settings, self._stopping, self.clock), name="prune"))
+        # Retention needs the SQLite store's chunked writes; a store without them prunes itself.
+        if isinstance(self.store, SQLiteStore):
+            self._tasks.append(asyncio.create_task(prune_daily(self.store, self.settings, self._stopping, self.clock),
+                                                   name="prune"))
         for name, destination in self.destinations.items():
             for n in range(self.concurrency):
                 self._tasks.append(asyncio.create_task(self._deliver_loop(destination), name=f"deliver-{name}-{n}"))

@@ -6,7 +6,7 @@ import socket
 import threading
 import time
 from contextlib import contextmanager
-from typing import Any, Iterator
+from typing import Any, Iterator, Literal
 
 import uvicorn
 
@@ -23,7 +23,7 @@ def serve_in_thread(
     port: int = 0,
     startup_timeout: float = 10.0,
     shutdown_timeout: float = 5.0,
-    lifespan: str = "auto",
+    lifespan: Literal["auto", "on", "off"] = "auto",
     log_level: str = "warning",
 ) -> Iterator[str]:
     """Run `app` under uvicorn in a daemon thread and yield its base URL (`http://127.0.0.1:PORT`).

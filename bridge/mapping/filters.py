@@ -9,7 +9,7 @@ error naming the rule.
 
 from __future__ import annotations
 
-from datetime import date, datetime, timezone
+from datetime import date, datetime, timezone, tzinfo
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from typing import Any, Callable, Iterable, Mapping
 
@@ -83,6 +83,7 @@ def rfc3339(value: Any, assume: str = "UTC") -> str | None:
         except ValueError:
             raise FilterError(f"`rfc3339` cannot read {value!r} as a date") from None
     if moment.tzinfo is None:
+        zone: tzinfo
         if assume.upper() in ("UTC", "Z"):
             zone = timezone.utc
         else:

@@ -299,7 +299,8 @@ def audit(conn: sqlite3.Connection, *, destination: str | None, area: str | None
     filters on the areas the message writes (events, contacts, consent, orders, carts, products,
     deletions).
     """
-    clauses, params = ["a.outcome IN ('delivered', 'submitted', 'dead')"], []
+    clauses: list[str] = ["a.outcome IN ('delivered', 'submitted', 'dead')"]
+    params: list[Any] = []
     if destination:
         clauses.append("m.destination = ?")
         params.append(destination)
