@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.common import (BENCH, PYTHON, ROOT, SHOPIFY_SECRET, WORK, Server, bare_server, bridge_server,
+from bench.common import (BENCH, PYTHON, ROOT, SHOPIFY_SECRET, WORK, bare_server, bridge_server,
                           order_body, save)
 from bridge.sign import shopify_headers
 

@@ -15,7 +15,6 @@ import argparse
 import asyncio
 import json
 import shutil
-import sqlite3
 import time
 from datetime import datetime
 from decimal import Decimal

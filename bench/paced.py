@@ -26,7 +26,7 @@ from bridge.sign import shopify_headers
 
 
 def request_bytes(host: str, body: bytes, headers: dict[str, str], event_id: str) -> bytes:
-    lines = [f"POST /webhooks/shopify HTTP/1.1", f"Host: {host}", f"Content-Length: {len(body)}"]
+    lines = ["POST /webhooks/shopify HTTP/1.1", f"Host: {host}", f"Content-Length: {len(body)}"]
     lines += [f"{k}: {v}" for k, v in headers.items() if k != "X-Shopify-Event-Id"]
     lines.append(f"X-Shopify-Event-Id: {event_id}")
     return ("\r\n".join(lines) + "\r\n\r\n").encode() + body

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import datetime
-from pathlib import Path
 from typing import Any
 
 from bench.common import BENCH, ROOT, load, machine, save
@@ -39,7 +38,7 @@ def ingest_section(r: dict[str, Any] | None) -> list[str]:
         f"- Held at half its own peak ({h['target_rate']:,.0f}/s, open loop, {h['connections']} connections, "
         f"{int(h['seconds'])} s; achieved {h['achieved_rate']:,.0f}/s): p50 {h['p50_ms']:.1f} ms, "
         f"p99 {h['p99_ms']:.1f} ms, max {h['max_ms']:.0f} ms. "
-        + verdict(h["p99_ms"] < 25, f"p99 < 25 ms" + ("" if h["p99_ms"] < 25 else f" (×{h['p99_ms'] / 25:.1f} over)")) + ".",
+        + verdict(h["p99_ms"] < 25, "p99 < 25 ms" + ("" if h["p99_ms"] < 25 else f" (×{h['p99_ms'] / 25:.1f} over)")) + ".",
         f"- Durability check: paced run {h['statuses'].get('200', 0):,} answers 200, {h['events_committed']:,} events "
         f"committed (difference {h['committed_minus_200']}; unanswered {h['unanswered']}, errors {h['errors']}). "
         f"wrk run: {x['ok']:,} answered 200, {x['events_committed']:,} committed; the difference "

@@ -50,6 +50,7 @@ class BridgeProcess:
     port: int = field(default_factory=free_port)
     proc: subprocess.Popen[bytes] | None = None
     starts: int = 0
+    ready_timeout: float = 20.0
 
     @property
     def url(self) -> str:
@@ -77,7 +78,7 @@ class BridgeProcess:
             self.proc = subprocess.Popen([sys.executable, "-m", "bridge", "serve"], cwd=self.workdir, env=env,
                                          stdout=log, stderr=subprocess.STDOUT)
         self.starts += 1
-        wait_until(self._ready, timeout=20)
+        wait_until(self._ready, timeout=self.ready_timeout)
         return self
 
     def _ready(self) -> bool:

@@ -6,7 +6,6 @@ import random
 import time
 from pathlib import Path
 
-import pytest
 
 from e2e.conftest import Fakes
 
