@@ -76,15 +76,22 @@ def _load(directory: Path | None, allowed_areas: Allowed | None = None) -> Loade
         return None
 
 
-def cmd_check(args: argparse.Namespace) -> int:
+def _load_deployed(directory: Path | None) -> tuple[LoadedRules, Allowed] | None:
+    """The rules under this deployment's areas of access (from the environment), or None after printing why not."""
     try:
         allowed = _allowed_areas()
     except ConfigError as exc:
         print(exc, file=sys.stderr)
+        return None
+    rules = _load(directory, allowed)
+    return None if rules is None else (rules, allowed)
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    loaded = _load_deployed(args.dir)
+    if loaded is None:
         return 1
-    rules = _load(args.dir, allowed)
-    if rules is None:
-        return 1
+    rules, allowed = loaded
     for note in rules.notes:
         print(note)
     if rules.example_problems:
@@ -147,14 +154,10 @@ def cmd_test(args: argparse.Namespace) -> int:
 
 
 def cmd_try(args: argparse.Namespace) -> int:
-    try:
-        allowed = _allowed_areas()
-    except ConfigError as exc:
-        print(exc, file=sys.stderr)
+    loaded = _load_deployed(args.dir)
+    if loaded is None:
         return 1
-    rules = _load(args.dir, allowed)
-    if rules is None:
-        return 1
+    rules, allowed = loaded
     try:
         body = args.payload.read_bytes()
         json.loads(body)
