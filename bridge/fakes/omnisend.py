@@ -9,6 +9,11 @@ Contracts enforced, from shared/docs/apis.md section 1:
   (seconds left) on every answer, 429 with `Retry-After` when over.
 - Batches: 201 `{batchID, totalCount}`, `inProgress` for `processing_seconds`, then `finished`
   with per-item `responseCode` under `responses` / `errors`.
+- v3 batches (`/v3/batches`, apis.md 1.7): `X-API-KEY`; `{method, endpoint, items, eventID?}` with
+  1..1000 items, PUT only for products/orders, `eventID` required for (and only for) `events`;
+  200 `{batchID, totalCount}`, `pending` for `processing_seconds`, then `finished`. Contact and
+  order items get the same checks as `POST /v3/contacts` / `POST|PUT /v3/orders`; accepted ones
+  land in `contacts` / `orders`.
 """
 
 from __future__ import annotations
@@ -55,6 +60,8 @@ class Batch:
     endpoint: str
     created: float
     items: list[dict[str, Any]]  # each: itemID, request, responseCode, response
+    line: str = "api"  # "api" (/api/batches) or "v3" (/v3/batches): the status names differ
+    event_id: str | None = None
 
 
 @dataclass
@@ -81,6 +88,14 @@ class FakeOmnisend(FakeApi):
             "X-Rate-Limit-Remaining": str(remaining),
             "X-Rate-Limit-Reset": str(ceil_seconds(reset)),
         }
+
+    def store_contact(self, body: dict[str, Any]) -> dict[str, Any]:
+        """Create or update a (validated) contact keyed by its first identifier; the v3 answer."""
+        ident = body["identifiers"][0]["id"]
+        with self.lock:
+            contact_id = self.contacts.get(ident, {}).get("contactID") or uuid.uuid4().hex[:24]
+            self.contacts[ident] = {**body, "contactID": contact_id}
+        return {"email": ident if "@" in str(ident) else None, "contactID": contact_id}
 
     def too_many(self, reset: float) -> Response:
         headers = {"Retry-After": str(ceil_seconds(reset))} if self.retry_after_header else {}
@@ -325,12 +340,62 @@ def create_omnisend_app(
             fake.batches[batch.batch_id] = batch
         return JSONResponse({"batchID": batch.batch_id, "totalCount": len(processed)}, status_code=201)
 
+    def v3_item(endpoint: str, method: str, item: Any) -> tuple[int, Any]:
+        """One v3 batch item, checked and stored like the single-resource route would."""
+        if not isinstance(item, dict):
+            return 400, {"error": "item must be a JSON object", "fields": {}}
+        if endpoint == "contacts":
+            fields = contact_errors(item)
+            if fields:
+                return 400, {"error": "Invalid contact", "fields": fields}
+            return 200, fake.store_contact(item)
+        if endpoint == "orders":
+            status, fields = order_errors(item)
+            if fields:
+                return status, {"error": "Invalid order" if status == 400 else "Mandatory fields missing",
+                                "fields": fields}
+            record_id = str(item["orderID"])
+            with fake.lock:
+                fake.orders[record_id] = {**item, "orderID": record_id}
+            return 200, {"orderID": record_id, "email": item.get("email"), "phone": item.get("phone")}
+        return 200, {}  # products, categories, events: not modelled beyond the batch shape
+
+    async def post_v3_batch(request: Request, body: dict[str, Any]) -> Response:
+        fields: dict[str, list[str]] = {}
+        method, endpoint, items = body.get("method"), body.get("endpoint"), body.get("items")
+        if endpoint not in ("contacts", "orders", "products", "events", "categories"):
+            fields["endpoint"] = ["must be one of contacts, orders, products, events, categories"]
+        if method not in ("POST", "PUT"):
+            fields["method"] = ["must be POST or PUT"]
+        elif method == "PUT" and endpoint not in ("products", "orders"):
+            fields["method"] = ["PUT is only allowed for products and orders"]
+        if not isinstance(items, list) or not 1 <= len(items) <= 1000:
+            fields["items"] = ["must hold 1 to 1000 operations"]
+        if endpoint == "events" and not _text(body.get("eventID")):
+            fields["eventID"] = ["required for endpoint events"]
+        elif endpoint != "events" and body.get("eventID") not in (None, ""):
+            fields["eventID"] = ["only allowed for endpoint events"]
+        if fields:
+            return v3_error(400, "Invalid batch", fields)
+        assert isinstance(items, list) and isinstance(method, str) and isinstance(endpoint, str)
+        processed: list[dict[str, Any]] = []
+        for item in items:
+            code, response = v3_item(endpoint, method, item)
+            processed.append({"itemID": uuid.uuid4().hex[:24], "request": item, "responseCode": code,
+                              "response": response, "status": "finished"})
+        batch = Batch(uuid.uuid4().hex[:24], method, endpoint, fake.clock(), processed, line="v3",
+                      event_id=body.get("eventID"))
+        with fake.lock:
+            fake.batches[batch.batch_id] = batch
+        return JSONResponse({"batchID": batch.batch_id, "totalCount": len(processed)})
+
     def batch_view(batch: Batch, with_items: bool) -> dict[str, Any]:
         done = fake.clock() >= batch.created + fake.processing_seconds
         errors = [i for i in batch.items if i["responseCode"] >= 300]
+        waiting = "pending" if batch.line == "v3" else "inProgress"
         view: dict[str, Any] = {
             "batchID": batch.batch_id, "method": batch.method, "endpoint": batch.endpoint,
-            "status": "finished" if done else "inProgress", "totalCount": len(batch.items),
+            "status": "finished" if done else waiting, "totalCount": len(batch.items),
             "finishedCount": len(batch.items) if done else 0, "errorsCount": len(errors) if done else 0,
         }
         if with_items:
@@ -338,12 +403,15 @@ def create_omnisend_app(
             view["errors"] = errors if done else []
         return view
 
-    def get_batch(with_items: bool) -> Handler:
+    def get_batch(with_items: bool, line: str = "api") -> Handler:
         async def handler(request: Request, body: Any) -> Response:
             batch = fake.batches.get(request.path_params["batch_id"])
-            if batch is None:
-                return problem(404, "Not Found", "no such batch")
-            return JSONResponse(batch_view(batch, with_items))
+            if batch is None or batch.line != line:
+                return problem(404, "Not Found", "no such batch") if line == "api" else v3_error(404, "batch not found")
+            view = batch_view(batch, with_items)
+            if line == "v3":
+                view["eventID"] = batch.event_id
+            return JSONResponse(view)
 
         return handler
 
@@ -351,11 +419,7 @@ def create_omnisend_app(
         fields = contact_errors(body)
         if fields:
             return v3_error(400, "Invalid contact", fields)
-        ident = body["identifiers"][0]["id"]
-        with fake.lock:
-            contact_id = fake.contacts.get(ident, {}).get("contactID") or uuid.uuid4().hex[:24]
-            fake.contacts[ident] = {**body, "contactID": contact_id}
-        return JSONResponse({"email": ident if "@" in str(ident) else None, "contactID": contact_id})
+        return JSONResponse(fake.store_contact(body))
 
     def write_resource(kind: str) -> Handler:
         store = fake.orders if kind == "order" else fake.carts
@@ -400,6 +464,9 @@ def create_omnisend_app(
         Route("/api/batches", api(post_batch), methods=["POST"]),
         Route("/api/batches/{batch_id}", api(get_batch(False)), methods=["GET"]),
         Route("/api/batches/{batch_id}/items", api(get_batch(True)), methods=["GET"]),
+        Route("/v3/batches", v3(post_v3_batch), methods=["POST"]),
+        Route("/v3/batches/{batch_id}", v3(get_batch(False, "v3")), methods=["GET"]),
+        Route("/v3/batches/{batch_id}/items", v3(get_batch(True, "v3")), methods=["GET"]),
         Route("/v3/contacts", v3(post_contact), methods=["POST"]),
         Route("/v3/orders", v3(write_resource("order")), methods=["POST"]),
         Route("/v3/orders/{resource_id}", v3(write_resource("order")), methods=["PUT", "PATCH"]),

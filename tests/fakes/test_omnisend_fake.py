@@ -169,3 +169,74 @@ def test_timeout_and_reset_injection(client: httpx.Client) -> None:
     client.post("/_fake/fail", json={"mode": "reset"})
     with pytest.raises(httpx.RemoteProtocolError):
         client.post("/api/events", json=EVENT, headers=API)
+
+
+CONTACT = {"identifiers": [{"type": "email", "id": "a@example.com", "channels": {"email": {"status": "subscribed"}}}]}
+
+
+def test_v3_batch_auth(client: httpx.Client) -> None:
+    body = {"method": "POST", "endpoint": "contacts", "items": [CONTACT]}
+    assert client.post("/v3/batches", json=body, headers={"X-API-KEY": "wrong"}).status_code == 401
+    assert client.post("/v3/batches", json=body, headers=API).status_code == 401
+    assert client.get("/v3/batches/nope", headers={}).status_code == 401
+
+
+@pytest.mark.parametrize(
+    "body",
+    [{"method": "POST", "endpoint": "contacts", "items": []},
+     {"method": "POST", "endpoint": "contacts", "items": [CONTACT] * 1001},
+     {"method": "POST", "endpoint": "contacts"},
+     {"method": "PUT", "endpoint": "contacts", "items": [CONTACT]},
+     {"method": "PATCH", "endpoint": "orders", "items": [ORDER]},
+     {"method": "POST", "endpoint": "carts", "items": [{}]},
+     {"method": "POST", "endpoint": "events", "items": [{}]},
+     {"method": "POST", "endpoint": "contacts", "items": [CONTACT], "eventID": "e1"}],
+)
+def test_v3_batch_shape_enforced(client: httpx.Client, body: dict[str, Any]) -> None:
+    response = client.post("/v3/batches", json=body, headers=V3)
+    assert response.status_code == 400
+    assert set(response.json()) == {"error", "fields"}
+
+
+def test_v3_batch_limits_accept_1000_and_put_orders(client: httpx.Client) -> None:
+    many = [{"identifiers": [{**CONTACT["identifiers"][0], "id": f"c{n}@example.com"}]} for n in range(1000)]
+    assert client.post("/v3/batches", json={"method": "POST", "endpoint": "contacts", "items": many},
+                       headers=V3).json()["totalCount"] == 1000
+    assert client.post("/v3/batches", json={"method": "PUT", "endpoint": "orders", "items": [ORDER]},
+                       headers=V3).status_code == 200
+    assert client.post("/v3/batches", json={"method": "POST", "endpoint": "events", "eventID": "e1",
+                                            "items": [{"email": "a@example.com"}]}, headers=V3).status_code == 200
+
+
+def test_v3_contacts_batch_lifecycle(client: httpx.Client, app: Any) -> None:
+    no_channels = {"identifiers": [{"type": "email", "id": "b@example.com"}]}
+    items = [CONTACT, no_channels, {"firstName": "nobody"}]
+    created = client.post("/v3/batches", json={"method": "POST", "endpoint": "contacts", "items": items}, headers=V3)
+    assert created.status_code == 200
+    batch_id = created.json()["batchID"]
+    assert created.json()["totalCount"] == 3
+    pending = client.get(f"/v3/batches/{batch_id}", headers=V3).json()
+    assert (pending["status"], pending["finishedCount"], pending["endpoint"]) == ("pending", 0, "contacts")
+    time.sleep(0.06)
+    status = client.get(f"/v3/batches/{batch_id}", headers=V3).json()
+    assert (status["status"], status["totalCount"], status["finishedCount"], status["errorsCount"]) == \
+        ("finished", 3, 3, 2)
+    listed = client.get(f"/v3/batches/{batch_id}/items", headers=V3).json()
+    assert [(i["request"], i["responseCode"]) for i in listed["responses"]] == [(CONTACT, 200)]
+    assert listed["responses"][0]["response"]["contactID"]
+    assert [(i["request"], i["responseCode"]) for i in listed["errors"]] == [(no_channels, 400), (items[2], 400)]
+    assert "identifiers.0.channels" in listed["errors"][0]["response"]["fields"]
+    assert list(app.state.fake.contacts) == ["a@example.com"]
+    assert client.get("/v3/batches/nope", headers=V3).status_code == 404
+    assert client.get(f"/api/batches/{batch_id}", headers=API).status_code == 404  # the other line's batch
+
+
+def test_v3_orders_batch_items_checked_like_single_orders(client: httpx.Client, app: Any) -> None:
+    items = [ORDER, {**ORDER, "orderID": "2", "orderSum": 1.5}, {"orderID": "3"}]
+    created = client.post("/v3/batches", json={"method": "POST", "endpoint": "orders", "items": items}, headers=V3)
+    time.sleep(0.06)
+    listed = client.get(f"/v3/batches/{created.json()['batchID']}/items", headers=V3).json()
+    assert [i["responseCode"] for i in listed["responses"]] == [200]
+    assert [(i["request"]["orderID"], i["responseCode"]) for i in listed["errors"]] == [("2", 400), ("3", 422)]
+    assert "orderSum" in listed["errors"][0]["response"]["fields"]
+    assert list(app.state.fake.orders) == ["1"]
