@@ -15,6 +15,14 @@ becomes a dead letter. During a burst a batch costs one request; its two follow-
 spent when the budget is free. Fewer than `event_batch_min` events (default 4) go one by one.
 A submitted batch is never sent again: Omnisend only dedupes historical events by eventID +
 eventTime.
+
+Contact and order batching: likewise, `event_batch_min` or more contacts (upsert/create) or order
+creates claimed together go as v3 `POST /v3/batches` (endpoint `contacts` / `orders`, method POST,
+up to 1000 items, so one request per claim of up to `max_batch`). Their ref is `v3:<batchID>`;
+follow_up() reads `GET /v3/batches/{id}` and `/items`. A ref without a prefix is an `/api` batch
+(rows submitted before v3 batching existed carry a plain id). v3 items carry no eventID, so an item
+is matched to its message by its `request`: the contact's first identifier `id` / the `orderID`
+(see _pair_v3_items for the fallbacks).
 """
 
 from __future__ import annotations
@@ -31,6 +39,14 @@ from bridge.settings import DestinationSettings
 
 DEFAULT_VERSION = "2026-03-15"
 MAX_BATCH_ITEMS = 100  # /api/batches: 1..100 items (apis.md 1.7)
+MAX_V3_BATCH_ITEMS = 1000  # /v3/batches: at most 1000 operations (apis.md 1.7)
+V3_REF_PREFIX = "v3:"
+# (kind, action) -> v3 batch endpoint; all sent with method POST, like their single routes.
+V3_BATCHED: dict[tuple[str, str], str] = {
+    ("contact", "upsert"): "contacts",
+    ("contact", "create"): "contacts",
+    ("order", "create"): "orders",
+}
 # PATCH /v3/orders/{id} is "update order status": only these fields are accepted (apis.md 1.5).
 ORDER_STATUS_FIELDS = (
     "paymentStatus", "fulfillmentStatus", "trackingCode", "courierTitle", "courierUrl",
@@ -68,6 +84,7 @@ class Omnisend(HttpDestination):
         self.version = str(options.get("version") or DEFAULT_VERSION)
         self.batch_events = bool(options.get("batch_events", True))
         self.event_batch_min = max(2, int(options.get("event_batch_min", 4)))
+        self.batch_v3 = bool(options.get("batch_v3", True))
 
     def make_limiter(self, settings: DestinationSettings, *, clock: Clock, sleep: Sleep) -> RateLimiter:
         return RateLimiter.per_minute(float(settings.options.get("requests_per_minute", 400.0)), clock=clock, sleep=sleep)
@@ -91,8 +108,21 @@ class Omnisend(HttpDestination):
                 planned.append(Planned(self._request("POST", "/api/batches", body, chunk), chunk))
         else:
             planned += [Planned(self._request("POST", "/api/events", event_for(m), (m,)), (m,)) for m in events]
+        batched: set[int] = set()
+        if self.batch_v3:
+            for endpoint in ("contacts", "orders"):
+                # Sorted by id: the order follow_up() receives them in, for the positional fallback.
+                group = sorted((m for m in messages if V3_BATCHED.get((m.kind, m.action)) == endpoint),
+                               key=lambda m: m.id)
+                if len(group) < self.event_batch_min:
+                    continue
+                batched.update(m.id for m in group)
+                for start in range(0, len(group), MAX_V3_BATCH_ITEMS):
+                    chunk = tuple(group[start : start + MAX_V3_BATCH_ITEMS])
+                    body = {"method": "POST", "endpoint": endpoint, "items": [dict(m.record) for m in chunk]}
+                    planned.append(Planned(self._request("POST", "/v3/batches", body, chunk), chunk))
         for message in messages:
-            if message.kind == "event":
+            if message.kind == "event" or message.id in batched:
                 continue
             route = ROUTES.get((message.kind, message.action))
             if route is None:
@@ -122,10 +152,12 @@ class Omnisend(HttpDestination):
     async def send_planned(self, item: Planned) -> dict[int, Outcome]:
         if item.request.path == "/api/batches":
             return await self._deliver_batch(item)
+        if item.request.path == "/v3/batches":
+            return await self._deliver_batch(item, V3_REF_PREFIX)
         exchange = await self.exchange(item.request)
         return self._all(item, exchange.outcome)
 
-    async def _deliver_batch(self, item: Planned) -> dict[int, Outcome]:
+    async def _deliver_batch(self, item: Planned, ref_prefix: str = "") -> dict[int, Outcome]:
         created = await self.exchange(item.request)
         if created.outcome.kind != "delivered" or created.response is None:
             return {m.id: created.outcome for m in item.messages}
@@ -133,35 +165,43 @@ class Omnisend(HttpDestination):
         if not batch_id:
             return self._all(item, Outcome("delivered", created.outcome.status, "batch accepted without a batchID"))
         # The result is read later (follow_up), when the request budget is not needed for sending.
-        return self._all(item, Outcome("submitted", created.outcome.status, f"batch {batch_id} accepted", ref=str(batch_id)))
+        return self._all(item, Outcome("submitted", created.outcome.status, f"batch {batch_id} accepted",
+                                       ref=f"{ref_prefix}{batch_id}"))
 
     async def follow_up(self, ref: str, messages: Sequence[Message]) -> list[Outcome] | None:
         """The per-item result of a submitted batch, or None while Omnisend is still processing it."""
-        status_path = f"/api/batches/{quote(ref, safe='')}"
+        v3 = ref.startswith(V3_REF_PREFIX)
+        batch_id = ref[len(V3_REF_PREFIX):] if v3 else ref  # no prefix: an /api batch (older rows too)
+        status_path = f"/{'v3' if v3 else 'api'}/batches/{quote(batch_id, safe='')}"
         polled = await self._get(status_path)
         if polled.outcome.kind != "delivered" or polled.response is None:
             if polled.outcome.status == 404:  # batches are deleted after 7 days (apis.md 1.7)
                 return [Outcome("delivered", 404, f"batch {ref} no longer exists; item results unknown")] * len(messages)
             return None
-        status = str(_json(polled.response).get("status", "pending"))
+        polled_body = _json(polled.response)
+        status = str(polled_body.get("status", "pending"))
         if status not in FINAL_BATCH_STATUSES:
             return None
         listed = await self._get(f"{status_path}/items")
         if listed.outcome.kind != "delivered" or listed.response is None:
             return None
-        item = Planned(PreparedRequest(self.name, "POST", "/api/batches", None), tuple(messages))
-        results = self._match_items(item, ref, status, _json(listed.response))
+        body = _json(listed.response)
+        entries = [e for e in list(body.get("responses") or []) + list(body.get("errors") or []) if isinstance(e, dict)]
+        if v3:
+            endpoint = str(polled_body.get("endpoint") or "")
+            if endpoint not in ("contacts", "orders"):  # the status answer should say; else the messages do
+                endpoint = V3_BATCHED.get((messages[0].kind, messages[0].action), "contacts") if messages else ""
+            pairs = _pair_v3_items(endpoint, messages, entries)
+        else:
+            pairs = _pair_event_items(messages, entries)
+        results = self._match_items(messages, batch_id, status, pairs)
         return [results[m.id] for m in messages]
 
-    def _match_items(self, item: Planned, batch_id: str, status: str, body: dict[str, Any]) -> dict[int, Outcome]:
-        by_event_id: dict[str, dict[str, Any]] = {}
-        for entry in list(body.get("responses") or []) + list(body.get("errors") or []):
-            request = entry.get("request") if isinstance(entry, dict) else None
-            if isinstance(request, dict) and request.get("eventID"):
-                by_event_id[str(request["eventID"])] = entry
+    def _match_items(self, messages: Sequence[Message], batch_id: str, status: str,
+                     pairs: dict[int, dict[str, Any]]) -> dict[int, Outcome]:
         results: dict[int, Outcome] = {}
-        for message in item.messages:
-            entry = by_event_id.get(event_for(message)["eventID"])
+        for message in messages:
+            entry = pairs.get(message.id)
             if entry is None:
                 if status == "stopped":  # Omnisend stopped the batch (too many errors) before this item
                     results[message.id] = Outcome("retry", detail=f"batch {batch_id} stopped before this item")
@@ -187,6 +227,79 @@ class Omnisend(HttpDestination):
 
     def state(self) -> dict[str, Any]:
         return {**super().state(), "api_version": self.version}
+
+
+def _pair_event_items(messages: Sequence[Message], entries: list[dict[str, Any]]) -> dict[int, dict[str, Any]]:
+    """/api event batch items, matched to their messages by `eventID`."""
+    by_event_id: dict[str, dict[str, Any]] = {}
+    for entry in entries:
+        request = entry.get("request")
+        if isinstance(request, dict) and request.get("eventID"):
+            by_event_id[str(request["eventID"])] = entry
+    pairs: dict[int, dict[str, Any]] = {}
+    for message in messages:
+        entry = by_event_id.get(event_for(message)["eventID"])
+        if entry is not None:
+            pairs[message.id] = entry
+    return pairs
+
+
+def v3_item_key(endpoint: str, record: Any) -> str | None:
+    """What identifies a v3 batch item: a contact's first identifier `id`, an order's `orderID`."""
+    if not isinstance(record, dict):
+        return None
+    if endpoint == "contacts":
+        identifiers = record.get("identifiers")
+        first = identifiers[0] if isinstance(identifiers, list) and identifiers else None
+        value = first.get("id") if isinstance(first, dict) else None
+    else:
+        value = record.get("orderID")
+    return str(value) if value not in (None, "") else None
+
+
+def _pair_v3_items(endpoint: str, messages: Sequence[Message],
+                   entries: list[dict[str, Any]]) -> dict[int, dict[str, Any]]:
+    """v3 batch items matched to their messages.
+
+    v3 items carry no eventID (that field is the legacy custom-event trigger), and the item list is
+    split into `responses`/`errors`, so an item's position in the batch as sent is not given either.
+    1. By key (first identifier id / orderID) where exactly one message and one item carry it.
+    2. What is left - a key missing (e.g. a contact without identifiers) or shared by two messages of
+       one batch - by the item's `request` equal to the record as sent, taking the messages in the
+       order they were sent (by id, as plan() sorted them): identical requests pair in order.
+    3. Still left (Omnisend echoed a request we cannot recognise): position order of the remaining
+       items against the remaining messages of the same key (keyless with keyless); with one
+       message and one item per key this cannot mix two records up. Messages with no item at all
+       are handled by the caller (no item result).
+    """
+    pairs: dict[int, dict[str, Any]] = {}
+    message_keys = {m.id: v3_item_key(endpoint, m.record) for m in messages}
+    entry_keys = [v3_item_key(endpoint, e.get("request")) for e in entries]
+    used: set[int] = set()
+    for message in messages:
+        key = message_keys[message.id]
+        if key is None or list(message_keys.values()).count(key) != 1 or entry_keys.count(key) != 1:
+            continue
+        index = entry_keys.index(key)
+        pairs[message.id] = entries[index]
+        used.add(index)
+    for message in messages:
+        if message.id in pairs:
+            continue
+        sent = dict(message.record)
+        index = next((i for i, e in enumerate(entries) if i not in used and e.get("request") == sent), None)
+        if index is not None:
+            pairs[message.id] = entries[index]
+            used.add(index)
+    for message in messages:
+        if message.id in pairs:
+            continue
+        key = message_keys[message.id]
+        index = next((i for i, k in enumerate(entry_keys) if i not in used and k == key), None)
+        if index is not None:
+            pairs[message.id] = entries[index]
+            used.add(index)
+    return pairs
 
 
 def _json(response: Any) -> dict[str, Any]:

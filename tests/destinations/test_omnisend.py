@@ -189,3 +189,123 @@ def test_prepare_matches_deliver_plan(dest_settings: Any, make_message: Any) -> 
     many = destination.prepare([make_message("event", placed_order(), action="create") for _ in range(4)])
     assert [(p.method, p.path, len(p.message_ids)) for p in many] == [("POST", "/api/batches", 4)]
     assert many[0].body["items"][0]["eventID"]
+
+
+def v3_contact(email: str, channels: bool = True) -> dict[str, Any]:
+    ident: dict[str, Any] = {"type": "email", "id": email}
+    if channels:
+        ident["channels"] = {"email": {"status": "subscribed"}}
+    return {"identifiers": [ident], "firstName": "Jo"}
+
+
+async def follow_up_until_done(destination: Omnisend, ref: str, messages: list[Any]) -> list[Any]:
+    for _ in range(100):  # the fake processes batches after a short delay
+        outcomes = await destination.follow_up(ref, messages)
+        if outcomes is not None:
+            return outcomes
+        await asyncio.sleep(0.02)
+    raise AssertionError("batch never finished")
+
+
+async def test_many_contacts_go_as_one_v3_batch_then_follow_up(omnisend: Omnisend, omnisend_app: Any,
+                                                                make_message: Any) -> None:
+    messages = [make_message("contact", v3_contact(f"c{n}@example.com")) for n in range(6)]
+    messages[3] = make_message("contact", v3_contact("nochannels@example.com", channels=False), action="create")
+    messages.sort(key=lambda m: m.id)
+    submitted = await omnisend.deliver(messages)
+    fake = omnisend_app.state.fake
+    assert [(r.method, r.path) for r in fake.recorded()] == [("POST", "/v3/batches")]
+    assert all(o.kind == "submitted" for o in submitted) and len({o.ref for o in submitted}) == 1
+    ref = submitted[0].ref or ""
+    assert ref.startswith("v3:")
+    (batch,) = fake.accepted("/v3/batches")
+    assert batch.headers["x-api-key"] == "os-key" and "authorization" not in batch.headers
+    assert (batch.body["method"], batch.body["endpoint"], len(batch.body["items"])) == ("POST", "contacts", 6)
+
+    outcomes = await follow_up_until_done(omnisend, ref, messages)
+    await omnisend.aclose()
+    by_email = {m.record["identifiers"][0]["id"]: o for m, o in zip(messages, outcomes)}
+    assert by_email.pop("nochannels@example.com").kind == "dead"
+    assert {o.kind for o in by_email.values()} == {"delivered"} and len(by_email) == 5
+    dead = outcomes[[m.record["identifiers"][0]["id"] for m in messages].index("nochannels@example.com")]
+    assert dead.status == 400 and "channels" in dead.detail
+    assert sorted(fake.contacts) == sorted(by_email)
+    assert [r.path for r in fake.recorded()][1:] == [f"/v3/batches/{ref[3:]}", f"/v3/batches/{ref[3:]}/items"]
+    assert not fake.recorded(path="/v3/contacts")
+
+
+async def test_three_contacts_still_go_one_by_one(omnisend: Omnisend, omnisend_app: Any, make_message: Any) -> None:
+    outcomes = await omnisend.deliver([make_message("contact", v3_contact(f"c{n}@example.com")) for n in range(3)])
+    await omnisend.aclose()
+    assert [o.kind for o in outcomes] == ["delivered"] * 3
+    assert [r.path for r in omnisend_app.state.fake.recorded()] == ["/v3/contacts"] * 3
+
+
+async def test_order_creates_go_as_one_v3_batch(omnisend: Omnisend, omnisend_app: Any, make_message: Any) -> None:
+    creates = [make_message("order", v3_order(n), action="create") for n in range(1, 5)]
+    bad = make_message("order", v3_order(5, orderSum=19.99), action="create")
+    replace = make_message("order", v3_order(1, orderSum=2999), action="replace")
+    messages = [*creates[:2], bad, *creates[2:], replace]
+    submitted = await omnisend.deliver(messages)
+    fake = omnisend_app.state.fake
+    assert [(r.method, r.path) for r in fake.recorded()] == [("POST", "/v3/batches"), ("PUT", "/v3/orders/1")]
+    (batch,) = fake.accepted("/v3/batches")
+    assert (batch.body["method"], batch.body["endpoint"]) == ("POST", "orders")
+    assert [i["orderID"] for i in batch.body["items"]] == ["1", "2", "3", "4", "5"]  # sorted by message id
+    assert [o.kind for o in submitted] == ["submitted"] * 5 + ["delivered"]
+    batched = [m for m in messages if m is not replace]
+    outcomes = await follow_up_until_done(omnisend, submitted[0].ref or "", batched)
+    await omnisend.aclose()
+    assert [o.kind for o in outcomes] == ["delivered", "delivered", "dead", "delivered", "delivered"]
+    assert outcomes[2].status == 400 and "orderSum" in outcomes[2].detail
+    assert sorted(fake.orders) == ["1", "2", "3", "4"]
+
+
+async def test_v3_items_without_a_usable_key_match_by_request(omnisend: Omnisend, omnisend_app: Any,
+                                                              make_message: Any) -> None:
+    """Same email twice and a contact without identifiers: matched by the request as sent."""
+    messages = [make_message("contact", v3_contact("a@example.com")),
+                make_message("contact", {"firstName": "nobody"}),
+                make_message("contact", v3_contact("a@example.com", channels=False)),
+                make_message("contact", v3_contact("b@example.com"))]
+    submitted = await omnisend.deliver(messages)
+    outcomes = await follow_up_until_done(omnisend, submitted[0].ref or "", messages)
+    await omnisend.aclose()
+    assert [o.kind for o in outcomes] == ["delivered", "dead", "dead", "delivered"]
+    assert "identifiers" in outcomes[1].detail and "channels" in outcomes[2].detail
+
+
+def test_v3_item_pairing_falls_back_to_position(make_message: Any) -> None:
+    """An echoed request we cannot recognise pairs by position among items of the same key."""
+    from bridge.destinations.omnisend import _pair_v3_items
+
+    first = make_message("contact", v3_contact("a@example.com"))
+    second = make_message("contact", v3_contact("a@example.com", channels=False))
+    entries = [{"request": {"identifiers": [{"id": "a@example.com", "type": "email", "x": 1}]}, "responseCode": 200},
+               {"request": {"identifiers": [{"id": "a@example.com", "type": "email", "x": 2}]}, "responseCode": 400}]
+    pairs = _pair_v3_items("contacts", [first, second], entries)
+    assert pairs[first.id] is entries[0] and pairs[second.id] is entries[1]
+
+
+async def test_plain_ref_is_an_api_batch(omnisend: Omnisend, omnisend_app: Any, make_message: Any) -> None:
+    """Rows submitted before v3 batching carry the /api batch id without a prefix."""
+    messages = [make_message("event", placed_order(f"c{n}@example.com"), action="create") for n in range(4)]
+    submitted = await omnisend.deliver(messages)
+    ref = submitted[0].ref or ""
+    assert ":" not in ref
+    outcomes = await follow_up_until_done(omnisend, ref, messages)
+    await omnisend.aclose()
+    assert [o.kind for o in outcomes] == ["delivered"] * 4
+    assert omnisend_app.state.fake.recorded()[-1].path == f"/api/batches/{ref}/items"
+
+
+def test_prepare_batches_contacts_and_order_creates(dest_settings: Any, make_message: Any) -> None:
+    destination = Omnisend(dest_settings("omnisend", "http://127.0.0.1:9", "k"))
+    contacts = [make_message("contact", v3_contact(f"c{n}@example.com"), action=a)
+                for n, a in enumerate(["upsert", "create", "upsert", "create"])]
+    orders = [make_message("order", v3_order(n), action="create") for n in range(3)]
+    planned = destination.prepare([*contacts, *orders])
+    assert [(p.method, p.path, len(p.message_ids)) for p in planned] == [
+        ("POST", "/v3/batches", 4), ("POST", "/v3/orders", 1), ("POST", "/v3/orders", 1), ("POST", "/v3/orders", 1)]
+    off = Omnisend(dest_settings("omnisend", "http://127.0.0.1:9", "k", batch_v3=False))
+    assert [p.path for p in off.prepare(contacts)] == ["/v3/contacts"] * 4
