@@ -22,11 +22,12 @@ from .conftest import FAST_OMETRIA_PER_SECOND, FAST_OMNISEND_PER_MINUTE
 from .process import OMETRIA_KEY, OMNISEND_KEY, Bridge, reliability_env, wait_until
 from .traffic import Sender, contact_email, omnisend_contacts, profile
 
-CONTACT_LATENCY = 0.6
+CONTACT_LATENCY = 0.6  # one contact; a claim of several one by one outlives the 2 s lease
+BATCH_LATENCY = 3.0  # a batch of contacts: one request that alone outlives the lease
 
 
 class SlowContacts:
-    """Answers /v3/contacts correctly, but late."""
+    """Answers /v3/contacts and /v3/batches correctly, but late."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -34,6 +35,8 @@ class SlowContacts:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["path"] == "/v3/contacts":
             await asyncio.sleep(CONTACT_LATENCY)
+        elif scope["type"] == "http" and scope["path"] == "/v3/batches" and scope["method"] == "POST":
+            await asyncio.sleep(BATCH_LATENCY)
         await self.app(scope, receive, send)
 
 

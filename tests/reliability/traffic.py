@@ -167,7 +167,14 @@ def omnisend_events(fakes: Fakes) -> list[dict[str, Any]]:
 
 
 def omnisend_contacts(fakes: Fakes) -> list[dict[str, Any]]:
-    return [r.body for r in fakes.omnisend.accepted("/v3/contacts")]
+    """Every contact Omnisend accepted, alone or inside an accepted v3 batch."""
+    contacts: list[dict[str, Any]] = []
+    for request in fakes.omnisend.accepted():
+        if request.path == "/v3/contacts":
+            contacts.append(request.body)
+        elif request.path == "/v3/batches" and request.body.get("endpoint") == "contacts":
+            contacts.extend(request.body["items"])
+    return contacts
 
 
 def ometria_records(fakes: Fakes, record_type: str) -> list[dict[str, Any]]:
