@@ -152,6 +152,10 @@ def destinations_from_env(env: Mapping[str, str]) -> dict[str, DestinationSettin
                 "version": env.get("OMNISEND_VERSION", "2026-03-15"),
                 "requests_per_minute": _float(env, "OMNISEND_REQUESTS_PER_MINUTE", 400.0),
                 "batch_linger_seconds": _float(env, "OMNISEND_BATCH_LINGER_SECONDS", 0.2),
+                # Omnisend warns that batched events can re-trigger automations: a historical
+                # import may want them one by one.
+                "batch_events": _bool(env, "OMNISEND_BATCH_EVENTS", True),
+                "batch_v3": _bool(env, "OMNISEND_BATCH_V3", True),
                 "areas": parse_areas(env.get("OMNISEND_AREAS"), "OMNISEND_AREAS"),
             },
         ),
@@ -172,6 +176,17 @@ def _default_sources() -> dict[str, SourceSettings]:
     from bridge.sources.config import sources_from_env
 
     return sources_from_env({})
+
+
+def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
+    value = env.get(name)
+    if value is None or value == "":
+        return default
+    if value.lower() in ("1", "true", "yes", "on"):
+        return True
+    if value.lower() in ("0", "false", "no", "off"):
+        return False
+    raise ConfigError(f"{name} must be true or false, got {value!r}")
 
 
 def _int(env: Mapping[str, str], name: str, default: int) -> int:

@@ -153,3 +153,13 @@ def test_production_refuses_to_start_with_anything_missing() -> None:
     message = str(refused.value)
     assert "destination ometria: no API key" in message and "source omneo: no secret" in message
     assert "destination omnisend" not in message and "source shopify" not in message
+
+
+def test_omnisend_batching_can_be_switched_off_from_the_environment() -> None:
+    from bridge.errors import ConfigError
+
+    assert Settings.from_env({}).destinations["omnisend"].options["batch_events"] is True
+    off = Settings.from_env({"OMNISEND_BATCH_EVENTS": "false", "OMNISEND_BATCH_V3": "0"}).destinations["omnisend"]
+    assert off.options["batch_events"] is False and off.options["batch_v3"] is False
+    with pytest.raises(ConfigError, match="OMNISEND_BATCH_EVENTS must be true or false"):
+        Settings.from_env({"OMNISEND_BATCH_EVENTS": "sometimes"})
