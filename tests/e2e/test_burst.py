@@ -14,7 +14,7 @@ from bridge.sign import shopify_headers
 
 from .conftest import Fakes, bridge_env
 from .harness import OMETRIA_KEY, OMNISEND_KEY, ROOT, SHOPIFY_SECRET, BridgeProcess, wait_until
-from .test_pipeline import omnisend_events
+from .received import omnisend_events
 
 ORDERS = 120
 CANCELLED = range(0, ORDERS, 10)  # every tenth order is cancelled right after it was placed

@@ -11,6 +11,7 @@ import httpx
 from bridge.sign import omneo_headers, shopify_headers
 
 from .conftest import Fakes, bridge_env
+from .received import omnisend_events, ometria_records
 from .harness import OMETRIA_KEY, OMNISEND_KEY, OMNEO_SECRET, ROOT, SHOPIFY_SECRET, BridgeProcess, wait_until
 
 PAYLOADS = ROOT / "tests" / "payloads"
@@ -18,21 +19,6 @@ PAYLOADS = ROOT / "tests" / "payloads"
 
 def payload(name: str) -> bytes:
     return (PAYLOADS / name).read_bytes()
-
-
-def omnisend_events(fakes: Fakes) -> list[dict[str, Any]]:
-    """Every event the fake Omnisend accepted, whether sent alone or in a batch."""
-    events = []
-    for request in fakes.omnisend.accepted():
-        if request.path == "/api/events":
-            events.append(request.body)
-        elif request.path == "/api/batches" and request.body.get("endpoint") == "events":
-            events.extend(request.body["items"])
-    return events
-
-
-def ometria_records(fakes: Fakes, record_type: str) -> list[dict[str, Any]]:
-    return [r for req in fakes.ometria.accepted("/v2/push") for r in req.body if r["@type"] == record_type]
 
 
 def send_order(bridge: BridgeProcess, event_id: str = "evt-order-1", body: bytes | None = None) -> Any:

@@ -16,6 +16,7 @@ import httpx
 from bridge.sign import omneo_headers, shopify_headers
 from e2e.conftest import Fakes
 from e2e.harness import ROOT
+from e2e.received import omnisend_contacts, omnisend_events, ometria_records
 
 from .process import OMNEO_SECRET, SHOPIFY_SECRET
 
@@ -152,33 +153,7 @@ class Sender(threading.Thread):
         return False
 
 
-# --- what the fakes received ---------------------------------------------------------------
-
-
-def omnisend_events(fakes: Fakes) -> list[dict[str, Any]]:
-    """Every event Omnisend accepted, alone or inside an accepted batch."""
-    events: list[dict[str, Any]] = []
-    for request in fakes.omnisend.accepted():
-        if request.path == "/api/events":
-            events.append(request.body)
-        elif request.path == "/api/batches" and request.body.get("endpoint") == "events":
-            events.extend(request.body["items"])
-    return events
-
-
-def omnisend_contacts(fakes: Fakes) -> list[dict[str, Any]]:
-    """Every contact Omnisend accepted, alone or inside an accepted v3 batch."""
-    contacts: list[dict[str, Any]] = []
-    for request in fakes.omnisend.accepted():
-        if request.path == "/v3/contacts":
-            contacts.append(request.body)
-        elif request.path == "/v3/batches" and request.body.get("endpoint") == "contacts":
-            contacts.extend(request.body["items"])
-    return contacts
-
-
-def ometria_records(fakes: Fakes, record_type: str) -> list[dict[str, Any]]:
-    return [r for req in fakes.ometria.accepted("/v2/push") for r in req.body if r["@type"] == record_type]
+# --- what the fakes received (tests/e2e/received.py reads the fakes) ----------------------
 
 
 def order_kind(record: dict[str, Any]) -> str:
