@@ -64,7 +64,7 @@ class BridgeProcess:
     def db_path(self) -> Path:
         return self.workdir / "bridge.db"
 
-    def start(self) -> BridgeProcess:
+    def child_env(self) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("BRIDGE_", "OMNISEND_", "OMETRIA_"))}
         env.update(
             PORT=str(self.port),
@@ -74,9 +74,13 @@ class BridgeProcess:
             BRIDGE_LOG_FORMAT="json",
         )
         env.update(self.env)
+        return env
+
+    def start(self, *args: str) -> BridgeProcess:
+        """`bridge serve` with `args` (e.g. `--no-worker`)."""
         with self.log_path.open("ab") as log:  # the child keeps its own descriptor
-            self.proc = subprocess.Popen([sys.executable, "-m", "bridge", "serve"], cwd=self.workdir, env=env,
-                                         stdout=log, stderr=subprocess.STDOUT)
+            self.proc = subprocess.Popen([sys.executable, "-m", "bridge", "serve", *args], cwd=self.workdir,
+                                         env=self.child_env(), stdout=log, stderr=subprocess.STDOUT)
         self.starts += 1
         wait_until(self._ready, timeout=self.ready_timeout)
         return self

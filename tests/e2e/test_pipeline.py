@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -195,3 +196,29 @@ def test_a_burst_goes_to_omnisend_in_batches_whose_results_are_read_back(bridge:
     assert len(omnisend_events(fakes)) == 12  # each event sent once, in a batch or alone
     assert {e["properties"]["orderID"] for e in omnisend_events(fakes)} == {str(7000000000000 + n) for n in range(12)}
     assert any(r.path.endswith("/items") for r in fakes.omnisend.accepted())  # the batch result was read back
+
+
+def test_web_and_worker_as_separate_processes(tmp_path: Path, fakes: Fakes) -> None:
+    """The README's split deployment: `bridge serve --no-worker` takes webhooks, `bridge worker` delivers."""
+    import signal
+    import subprocess
+    import sys
+
+    web = BridgeProcess(tmp_path, bridge_env(fakes)).start("--no-worker")
+    worker = None
+    try:
+        assert send_order(web, "evt-split").status_code == 200
+        time.sleep(0.5)
+        assert fakes.omnisend.recorded() == [] and fakes.ometria.recorded() == []  # the web process sends nothing
+        with (tmp_path / "worker.log").open("ab") as log:
+            worker = subprocess.Popen([sys.executable, "-m", "bridge", "worker"], cwd=tmp_path, env=web.child_env(),
+                                      stdout=log, stderr=subprocess.STDOUT)
+        wait_until(lambda: web.query("SELECT count(*) FROM messages WHERE state = 'delivered'") == [(2,)])
+        assert len(omnisend_events(fakes)) == 1 and len(ometria_records(fakes, "order")) == 1
+        worker.send_signal(signal.SIGTERM)
+        assert worker.wait(20) == 0
+    finally:
+        if worker is not None and worker.poll() is None:
+            worker.kill()
+            worker.wait()
+        web.stop()
