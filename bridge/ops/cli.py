@@ -115,7 +115,8 @@ def cmd_events_show(args: argparse.Namespace) -> int:
     if not view["messages"]:
         print("  no messages")
     for m in view["messages"]:
-        print(f"\n  message {m['id']} -> {m['destination']} {m['kind']} ({m['action']})  rule {m['rule']}")
+        print(f"\n  message {m['id']} -> {m['destination']} {m['kind']} ({m['action']})  rule {m['rule']}"
+              f"  writes {', '.join(m['areas']) or '-'}")
         print(f"    state {m['state']}  attempts {m['attempts']}  last status {m['last_status'] or '-'}"
               + (f"  next {m['next_at']}" if m["next_at"] else ""))
         if m["last_detail"]:

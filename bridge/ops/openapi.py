@@ -68,6 +68,8 @@ SCHEMAS: dict[str, Any] = {
         "rule": STRING,
         "ordering_key": STRING,
         "idempotency_key": STRING,
+        "areas": {"type": "array", "items": STRING,
+                  "description": "what it writes: events, contacts, consent, orders, carts, products, deletions"},
         "state": STATES,
         "attempts": INTEGER,
         "next_at": {**_nullable(TIME), "description": "when a pending message is due"},

@@ -99,7 +99,7 @@ def event_detail(conn: sqlite3.Connection, event_id: int) -> dict[str, Any] | No
         except ValueError:  # invalid_json events: show the text as stored
             payload = bytes(body).decode("utf-8", "replace")
     messages = conn.execute(
-        "SELECT id, destination, kind, action, rule, ordering_key, idempotency_key, record, state, attempts,"
+        "SELECT id, destination, kind, action, rule, ordering_key, idempotency_key, record, areas, state, attempts,"
         " next_at, created_at, updated_at, last_status, last_detail FROM messages WHERE event_id = ? ORDER BY id",
         (event_id,),
     ).fetchall()
@@ -135,6 +135,7 @@ def event_detail(conn: sqlite3.Connection, event_id: int) -> dict[str, Any] | No
                 "rule": m["rule"],
                 "ordering_key": m["ordering_key"],
                 "idempotency_key": m["idempotency_key"],
+                "areas": [a for a in (m["areas"] or "").split(",") if a],
                 "state": m["state"],
                 "attempts": m["attempts"],
                 "next_at": m["next_at"],

@@ -49,6 +49,7 @@ def message(m: Mapping[str, Any], reveal: bool = False) -> dict[str, Any]:
         "rule": m["rule"],
         "ordering_key": _text(m["ordering_key"], reveal),
         "idempotency_key": m["idempotency_key"],
+        "areas": list(m["areas"]),
         "state": m["state"],
         "attempts": m["attempts"],
         "next_at": iso(m["next_at"]) if m["state"] == "pending" else None,

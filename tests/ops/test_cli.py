@@ -194,3 +194,5 @@ def test_audit_lists_what_was_written_by_area(outbox: Outbox, capsys: pytest.Cap
     assert "ann@example.com" not in json.dumps(rows)
     assert len(run_json(capsys, "audit", "--area", "contacts")) == 2
     assert run(capsys, "audit", "--area", "consent", "--destination", "omnisend")[1].strip() == "nothing written"
+    shown = run_json(capsys, "events", "show", str(event))
+    assert [m["areas"] for m in shown["messages"]] == [["contacts", "consent"], ["contacts"]]
