@@ -73,6 +73,18 @@ def emit_json(value: Any) -> None:
     print(json.dumps(value, indent=2, ensure_ascii=False))
 
 
+def emit_rows(rows: list[dict[str, Any]], as_json: bool, empty: str, headers: list[str],
+              cells: Callable[[dict[str, Any]], list[Any]]) -> int:
+    """A listing: the rows as JSON (`--json`), a line saying there are none, or a table."""
+    if as_json:
+        emit_json(rows)
+    elif not rows:
+        print(empty)
+    else:
+        print(render(headers, [cells(r) for r in rows]))
+    return 0
+
+
 # -- events -------------------------------------------------------------------
 
 
@@ -81,18 +93,12 @@ def cmd_events_list(args: argparse.Namespace) -> int:
     where = queries.EventFilter(args.source, args.topic, args.status, args.since, args.until)
     with opened_store(settings) as store:
         rows = [views.event_summary(r, args.reveal) for r in queries.list_events(store.reader(), where, args.limit)]
-    if args.json:
-        emit_json(rows)
-        return 0
-    if not rows:
-        print("no events match")
-        return 0
-    print(render(
+    return emit_rows(
+        rows, args.json, "no events match",
         ["ID", "RECEIVED", "SOURCE", "TOPIC", "STATUS", "RULES", "MESSAGES", "ERRORS", "DEDUPE KEY"],
-        [[r["id"], r["received_at"], r["source"], r["topic"], r["status"], r["rules"], r["messages"],
-          len(r["errors"]) or None, r["dedupe_key"]] for r in rows],
-    ))
-    return 0
+        lambda r: [r["id"], r["received_at"], r["source"], r["topic"], r["status"], r["rules"], r["messages"],
+                   len(r["errors"]) or None, r["dedupe_key"]],
+    )
 
 
 def cmd_events_show(args: argparse.Namespace) -> int:
@@ -158,18 +164,12 @@ def cmd_dead_list(args: argparse.Namespace) -> int:
     where = queries.DeadFilter(destination=args.destination, since=args.since)
     with opened_store(settings) as store:
         rows = [views.dead_letter(r, args.reveal) for r in queries.list_dead(store.reader(), where, args.limit)]
-    if args.json:
-        emit_json(rows)
-        return 0
-    if not rows:
-        print("no dead letters")
-        return 0
-    print(render(
+    return emit_rows(
+        rows, args.json, "no dead letters",
         ["ID", "EVENT", "DESTINATION", "KIND", "RULE", "ATTEMPTS", "DIED", "STATUS", "LAST ANSWER"],
-        [[r["id"], r["event_id"], r["destination"], r["kind"], r["rule"], r["attempts"], r["died_at"],
-          r["last_status"], r["last_detail"]] for r in rows],
-    ))
-    return 0
+        lambda r: [r["id"], r["event_id"], r["destination"], r["kind"], r["rule"], r["attempts"], r["died_at"],
+                   r["last_status"], r["last_detail"]],
+    )
 
 
 def cmd_dead_retry(args: argparse.Namespace) -> int:
@@ -265,19 +265,13 @@ def cmd_audit(args: argparse.Namespace) -> int:
     with opened_store(settings) as store:
         rows = [views.audit_row(r, args.reveal) for r in queries.audit(
             store.reader(), destination=args.destination, area=args.area, since=args.since, limit=args.limit)]
-    if args.json:
-        emit_json(rows)
-        return 0
-    if not rows:
-        print("nothing written")
-        return 0
-    print(render(
+    return emit_rows(
+        rows, args.json, "nothing written",
         ["AT", "DESTINATION", "AREAS", "KIND", "ACTION", "OUTCOME", "STATUS", "EVENT", "RULE", "WROTE"],
-        [[r["at"], r["destination"], ",".join(r["areas"]), r["kind"], r["action"], r["outcome"], r["status"],
-          f"{r['event_id']} {r['source']} {r['topic']}", r["rule"],
-          json.dumps(r["record"], ensure_ascii=False)[:100]] for r in rows],
-    ))
-    return 0
+        lambda r: [r["at"], r["destination"], ",".join(r["areas"]), r["kind"], r["action"], r["outcome"], r["status"],
+                   f"{r['event_id']} {r['source']} {r['topic']}", r["rule"],
+                   json.dumps(r["record"], ensure_ascii=False)[:100]],
+    )
 
 
 def register(commands: Any) -> None:
