@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import platform
 import signal
 import socket
@@ -162,3 +163,15 @@ def save(name: str, data: dict[str, Any]) -> Path:
 def load(name: str) -> dict[str, Any] | None:
     path = RESULTS / f"{name}.json"
     return json.loads(path.read_text()) if path.exists() else None
+
+
+def bench_db(label: str, source: Path | None, in_place: bool) -> Path:
+    """The database a benchmark part runs on: `source` itself (in place), a fresh copy of it, or a new file."""
+    if source is not None and in_place:
+        return source
+    db = WORK / f"{label}.db"
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{db}{suffix}").unlink(missing_ok=True)
+    if source is not None:
+        shutil.copyfile(source, db)
+    return db

@@ -13,14 +13,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import sqlite3
 import subprocess
 import time
 from pathlib import Path
 from typing import Any
 
-from bench.common import (BENCH, PYTHON, ROOT, SHOPIFY_SECRET, WORK, bare_server, bridge_server,
+from bench.common import (BENCH, PYTHON, ROOT, SHOPIFY_SECRET, WORK, bare_server, bench_db, bridge_server,
                           order_body, save)
 from bridge.sign import shopify_headers
 
@@ -85,14 +84,7 @@ def main() -> None:
         finally:
             bare.stop()
 
-    db = WORK / f"{args.label}.db"
-    if args.db is not None and args.in_place:
-        db = args.db
-    else:
-        for suffix in ("", "-wal", "-shm"):
-            Path(f"{db}{suffix}").unlink(missing_ok=True)
-        if args.db is not None:
-            shutil.copyfile(args.db, db)
+    db = bench_db(args.label, args.db, args.in_place)
     log = WORK / f"{args.label}-bridge.log"
     log.unlink(missing_ok=True)
     bridge = bridge_server(db, log, worker=False).start()

@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import shutil
 import time
 from datetime import datetime
 from decimal import Decimal
@@ -23,7 +22,7 @@ from typing import Any
 
 import phonenumbers
 
-from bench.common import ROOT, SHOPIFY_SECRET, WORK, order_body, save
+from bench.common import ROOT, SHOPIFY_SECRET, WORK, bench_db, order_body, save
 from bridge.model import Event, Outgoing
 from bridge.sign import shopify_headers
 
@@ -228,14 +227,7 @@ def main() -> None:
         result["hand_per_second"] = round(max(h for _, h in runs), 1)
         result["ratio"] = round(result["rules_per_second"] / result["hand_per_second"], 3)
     WORK.mkdir(parents=True, exist_ok=True)
-    db = WORK / f"{args.label}.db"
-    if args.db is not None and args.in_place:
-        db = args.db
-    else:
-        for suffix in ("", "-wal", "-shm"):
-            Path(f"{db}{suffix}").unlink(missing_ok=True)
-        if args.db is not None:
-            shutil.copyfile(args.db, db)
+    db = bench_db(args.label, args.db, args.in_place)
     result["store_path"] = asyncio.run(store_mapping(db, rules, args.store_events))
     save(args.label, result)
     print(json.dumps(result, indent=1))
