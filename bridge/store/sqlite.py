@@ -93,7 +93,10 @@ def connect(path: Path | str) -> sqlite3.Connection:
 class SQLiteStore:
     def __init__(self, path: Path | str) -> None:
         self.path = Path(path)
-        self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
+        # The writer's queue carries lists of jobs: awrite gathers what one
+        # event-loop iteration asks for and hands it over in one put.
+        self._jobs: queue.SimpleQueue[list[_Job] | None] = queue.SimpleQueue()
+        self._gathering: dict[asyncio.AbstractEventLoop, list[_Job]] = {}
         self._thread: threading.Thread | None = None
         self._local = threading.local()
         self._writer: sqlite3.Connection | None = None
@@ -136,17 +139,17 @@ class SQLiteStore:
             first = self._jobs.get()
             if first is None:
                 return
-            jobs = [first]
+            jobs = list(first)
             stop = False
             while len(jobs) < MAX_JOBS_PER_COMMIT:
                 try:
-                    job = self._jobs.get_nowait()
+                    more = self._jobs.get_nowait()
                 except queue.Empty:
                     break
-                if job is None:
+                if more is None:
                     stop = True
                     break
-                jobs.append(job)
+                jobs.extend(more)
             try:
                 self._commit(conn, jobs)
             except Exception as exc:  # never let the writer die: every waiter would hang
@@ -196,15 +199,37 @@ class SQLiteStore:
         if self._thread is None:
             raise StoreUnavailable("store is not open")
         future: Future[T] = Future()
-        self._jobs.put(_Job(fn, future, atomic))
+        self._jobs.put([_Job(fn, future, atomic)])
         return future
 
     async def awrite(self, fn: Callable[[sqlite3.Connection], T], *, atomic: bool = False) -> T:
+        """Queue a write from the event loop; returns after its transaction committed.
+
+        The jobs of one loop iteration (the webhooks that arrived together) go to the
+        writer as one list, at the end of the iteration: one hand-off and one writer
+        wake-up for the group instead of one each.
+        """
         if self._thread is None:
             raise StoreUnavailable("store is not open")
-        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
-        self._jobs.put(_Job(fn, future, atomic))
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[T] = loop.create_future()
+        gathering = self._gathering.get(loop)
+        if gathering is None:
+            gathering = self._gathering[loop] = []
+            loop.call_soon(self._hand_over, loop)
+        gathering.append(_Job(fn, future, atomic))
         return await future
+
+    def _hand_over(self, loop: asyncio.AbstractEventLoop) -> None:
+        jobs = self._gathering.pop(loop, None)
+        if not jobs:
+            return
+        if self._thread is None:  # closed since: nobody will run them
+            for job in jobs:
+                if not job.future.done():
+                    job.future.set_exception(StoreUnavailable("store is not open"))
+            return
+        self._jobs.put(jobs)
 
     def write_sync(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         return self.write(fn).result()
