@@ -14,6 +14,7 @@ import hmac
 import json
 from typing import Any, Iterable, Mapping, Sequence
 
+import msgspec
 import orjson
 
 from bridge.errors import SignatureError
@@ -39,7 +40,7 @@ def not_configured(source: str) -> SignatureError:
 
 
 def digest(key: bytes, body: bytes, algorithm: str = "sha256") -> bytes:
-    return hmac.new(key, body, algorithm).digest()
+    return hmac.digest(key, body, algorithm)  # one call into OpenSSL: no HMAC object
 
 
 def decode_signature(value: str, encoding: str) -> bytes | None:
@@ -122,6 +123,28 @@ def parse_json(body: bytes) -> tuple[Any, bool]:
     except (ValueError, RecursionError):
         # ValueError covers bad JSON and bad UTF-8; RecursionError very deep nesting.
         return None, False
+
+
+def is_json(body: bytes) -> bool:
+    """Whether `body` is JSON, by the same measure as parse_json, without building the payload.
+
+    For the sources whose dedupe key comes from headers (Shopify), the body only
+    has to be checked. msgspec checks the syntax of a 7 KB order in ~3 us without
+    building objects (~15 us for a parse); it does not check the bytes inside
+    strings, so those must decode as UTF-8. Whatever it refuses (a BOM, UTF-16,
+    NaN, a lone surrogate escape) gets the json module's verdict, as in parse_json.
+    """
+    try:
+        msgspec.json.decode(body, type=msgspec.Raw)
+    except (msgspec.DecodeError, RecursionError):
+        return parse_json(body)[1]
+    if body.isascii():
+        return True
+    try:
+        body.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
 
 
 def body_hash(body: bytes) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import json
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -13,6 +14,7 @@ from bridge.errors import SignatureError
 from bridge.model import Ping, Webhook
 from bridge.settings import SourceSettings, secrets_from
 from bridge.sources import Source, build_source
+from bridge.sources.signature import is_json, parse_json
 
 SECRET = "the-real-secret"
 WHSEC = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
@@ -80,3 +82,27 @@ def test_signed_deliveries_always_verify_with_a_bounded_key(body: bytes, topic: 
     hexsig = hmac.new(SECRET.encode(), body, hashlib.sha256).hexdigest()
     omneo = SOURCES["omneo"].verify({"X-Omneo-Hmac-SHA256": hexsig, "X-Omneo-Event": topic}, body)
     assert isinstance(omneo, Webhook) and omneo.secret_index == 0
+
+
+# Bodies near JSON: real JSON (also re-encoded), then damaged by a cut, a stray byte or odd escapes.
+_json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=5), inner, max_size=4),
+    max_leaves=12,
+)
+_near_json = st.one_of(
+    _json_values.map(lambda v: json.dumps(v).encode()),
+    _json_values.map(lambda v: json.dumps(v, ensure_ascii=False).encode()),
+    st.tuples(_json_values, st.integers(0, 40)).map(lambda t: json.dumps(t[0]).encode()[: t[1]]),
+    st.tuples(_json_values, st.binary(min_size=1, max_size=3)).map(lambda t: json.dumps(t[0]).encode() + t[1]),
+    st.sampled_from([b'{"a": "\\ud800"}', b'\xef\xbb\xbf{"a": 1}', b'{"a": "\xff"}', b'[NaN]', b'{"a": "\x01"}',
+                     '{"a": "é"}'.encode("utf-16"), b"[" * 3000 + b"]" * 3000, b"", b" 1 "]),
+    st.binary(max_size=64),
+)
+
+
+@given(body=_near_json)
+@settings(max_examples=500, deadline=None)
+def test_is_json_agrees_with_parse_json(body: bytes) -> None:
+    """The fast check on the acknowledgement path says "JSON" exactly when the full parse does."""
+    assert is_json(body) == parse_json(body)[1]
