@@ -1,4 +1,4 @@
-"""The web app: verify, commit, acknowledge. Everything after the commit happens in the worker."""
+"""The web app: the webhook endpoint (bridge.webhooks), health, metrics and the admin API, and what they share."""
 
 from __future__ import annotations
 
@@ -16,14 +16,13 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from bridge.destinations import Destination
-from bridge.errors import PayloadTooLarge, RejectedWebhook, StoreUnavailable, UnknownSource
-from bridge.model import Ping
 from bridge.ops.admin import admin_routes
 from bridge.ops.health import readyz_route
-from bridge.ops.metrics import METRICS, instrumented, metrics_route
+from bridge.ops.metrics import METRICS, metrics_route
 from bridge.settings import Settings
 from bridge.sources import Source
 from bridge.store import SQLiteStore
+from bridge.webhooks import WebhookEndpoint
 from bridge.worker import Worker
 
 log = structlog.get_logger("bridge.app")
@@ -82,59 +81,6 @@ class Bridge:
         }
 
 
-async def read_body(request: Request, limit: int) -> bytes:
-    """The raw body, refused with 413 as soon as it is known to exceed `limit`."""
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > limit:
-        raise PayloadTooLarge(f"body of {declared} bytes exceeds the {limit} byte limit")
-    chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise PayloadTooLarge(f"body exceeds the {limit} byte limit")
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
-async def receive_webhook(request: Request) -> Response:
-    bridge: Bridge = request.app.state.bridge
-    name = request.path_params["source"]
-    try:
-        source = bridge.sources.get(name)
-        if source is None:
-            raise UnknownSource(f"no source named {name!r}")
-        body = await read_body(request, bridge.settings.max_body_bytes)
-        verified = source.verify(request.headers, body)
-    except RejectedWebhook as exc:
-        log.warning("webhook.rejected", source=name, status=exc.status_code, reason=str(exc))
-        return JSONResponse({"error": str(exc)}, status_code=exc.status_code)
-
-    if isinstance(verified, Ping):
-        log.info("webhook.ping", source=name)
-        return JSONResponse({"status": "ok"})
-    request.state.webhook_topic = verified.topic  # for the metrics: only verified topics become labels
-
-    try:
-        result = await bridge.store.ingest(verified)
-    except StoreUnavailable as exc:
-        log.error("webhook.store_failed", source=name, topic=verified.topic, reason=str(exc))
-        return JSONResponse({"error": "could not store the event; retry later"}, status_code=503,
-                            headers={"Retry-After": "5"})
-
-    with structlog.contextvars.bound_contextvars(event_id=result.event_id, source=name, topic=verified.topic):
-        if result.duplicate:
-            log.info("webhook.duplicate", dedupe_key=verified.dedupe_key)
-            return JSONResponse({"status": "duplicate", "event_id": result.event_id})
-        if not verified.payload_ok:
-            log.warning("webhook.invalid_json")
-            return JSONResponse({"error": "body is not valid JSON; stored for inspection", "event_id": result.event_id},
-                                status_code=400)
-        log.info("webhook.accepted", secret_index=verified.secret_index)
-    if bridge.worker is not None:
-        bridge.worker.notify_event()
-    return JSONResponse({"status": "accepted", "event_id": result.event_id})
-
-
 async def healthz(request: Request) -> Response:
     return JSONResponse(request.app.state.bridge.health())
 
@@ -175,7 +121,7 @@ def create_app(settings: Settings, *, run_worker: bool | None = None, **parts: A
 
     app = Starlette(
         routes=[
-            Route("/webhooks/{source}", instrumented(receive_webhook), methods=["POST"]),
+            Route("/webhooks/{source}", WebhookEndpoint(bridge), methods=["POST"]),
             Route("/healthz", healthz, methods=["GET"]),
             readyz_route(),
             metrics_route(),

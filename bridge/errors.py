@@ -31,18 +31,22 @@ class RulesError(ConfigError):
 
 class RejectedWebhook(BridgeError):
     status_code = 400
+    outcome = "rejected_other"  # the label counted in bridge_webhooks_received_total
 
 
 class SignatureError(RejectedWebhook):
     status_code = 401
+    outcome = "rejected_signature"
 
 
 class PayloadTooLarge(RejectedWebhook):
     status_code = 413
+    outcome = "too_large"
 
 
 class UnknownSource(RejectedWebhook):
     status_code = 404
+    outcome = "unknown_source"
 
 
 class StoreUnavailable(BridgeError):

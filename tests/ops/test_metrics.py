@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from prometheus_client.parser import text_string_to_metric_families
 from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.testclient import TestClient
 
+from bridge.app import Bridge
 from bridge.model import Outcome
-from bridge.ops.metrics import Metrics, instrumented, metrics_route
+from bridge.ops.metrics import Metrics, metrics_route
+from bridge.settings import Settings, SourceSettings, secrets_from
+from bridge.sign import shopify_headers
+from bridge.webhooks import WebhookEndpoint
 
 from .support import NOW, Outbox
 
@@ -88,33 +92,41 @@ def test_unreadable_outbox_still_scrapes(outbox: Outbox) -> None:
     assert value(m, "bridge_webhooks_received_total", source="shopify", topic="orders/create", outcome="accepted") == 1
 
 
-def test_route_and_instrumented_webhook_endpoint() -> None:
+def test_every_answer_of_the_webhook_endpoint_is_counted(tmp_path: Path) -> None:
+    """The real endpoint on a real store: each answer under its outcome, the topic only once verified."""
     m = Metrics()
-    answers = {
-        "ok": JSONResponse({"status": "accepted", "event_id": 1}),
-        "dup": JSONResponse({"status": "duplicate", "event_id": 1}),
-        "bad": JSONResponse({"error": "body is not valid JSON", "event_id": 2}, status_code=400),
-        "sig": JSONResponse({"error": "bad signature"}, status_code=401),
-        "big": JSONResponse({"error": "too large"}, status_code=413),
-        "down": JSONResponse({"error": "retry later"}, status_code=503),
-        "nope": JSONResponse({"error": "no source"}, status_code=404),
-    }
-
-    async def receive(request: Request) -> Response:
-        kind = request.query_params["answer"]
-        if kind in ("ok", "dup", "bad"):
-            request.state.webhook_topic = "orders/paid"
-        return answers[kind]
-
-    app = Starlette(routes=[Route("/webhooks/{source}", instrumented(receive, m), methods=["POST"]), metrics_route(m)])
-    with TestClient(app) as client:
-        for kind in answers:
-            client.post(f"/webhooks/shopify?answer={kind}")
-        scraped = client.get("/metrics")
+    secret = "shpss_metrics"
+    settings = Settings(database_path=tmp_path / "b.db", max_body_bytes=2048,
+                        sources={"shopify": SourceSettings("shopify", "shopify", secrets_from(secret))})
+    bridge = Bridge.build(settings, rules=None, destinations={})
+    app = Starlette(routes=[Route("/webhooks/{source}", WebhookEndpoint(bridge, m), methods=["POST"]), metrics_route(m)])
+    body = b'{"id": 1}'
+    signed = shopify_headers(body, secret, "orders/paid", event_id="e1")
+    bridge.store.open()
+    try:
+        with TestClient(app) as client:
+            assert client.post("/webhooks/shopify", content=body, headers=signed).status_code == 200
+            assert client.post("/webhooks/shopify", content=body, headers=signed).status_code == 200  # duplicate
+            bad = b'{"id": '
+            assert client.post("/webhooks/shopify", content=bad,
+                               headers=shopify_headers(bad, secret, "orders/paid")).status_code == 400
+            forged = shopify_headers(body, "wrong", "orders/forged")
+            assert client.post("/webhooks/shopify", content=body, headers=forged).status_code == 401
+            big = b" " * 4096
+            assert client.post("/webhooks/shopify", content=big, headers=signed).status_code == 413
+            assert client.post("/webhooks/jane@example.com", content=body).status_code == 404
+            bridge.store.write_sync(lambda conn: conn.execute("DROP TABLE events"))
+            down = client.post("/webhooks/shopify", content=body, headers=shopify_headers(body, secret, "orders/paid"))
+            assert down.status_code == 503
+            scraped = client.get("/metrics")
+    finally:
+        bridge.store.close()
     assert scraped.status_code == 200 and scraped.headers["content-type"].startswith("text/plain")
-    got = {k[1] for k in samples(m) if k[0] == "bridge_webhooks_received_total"}
-    assert {dict(labels)["outcome"] for labels in got} == {
-        "accepted", "duplicate", "invalid_json", "rejected_signature", "too_large", "store_failed", "unknown_source"}
-    assert value(m, "bridge_webhooks_received_total", source="shopify", topic="orders/paid", outcome="duplicate") == 1
-    assert value(m, "bridge_webhooks_received_total", source="_unknown", topic="", outcome="unknown_source") == 1
-    assert "bridge_webhooks_received_total" in scraped.text
+    counted = {dict(labels)["outcome"]: dict(labels) for name, labels in samples(m) if name == "bridge_webhooks_received_total"}
+    assert set(counted) == {"accepted", "duplicate", "invalid_json", "rejected_signature", "too_large",
+                            "store_failed", "unknown_source"}
+    assert counted["duplicate"] == {"source": "shopify", "topic": "orders/paid", "outcome": "duplicate"}
+    assert counted["rejected_signature"]["topic"] == ""  # a forged topic never becomes a label
+    assert counted["unknown_source"]["source"] == "_unknown"
+    assert value(m, "bridge_webhook_ack_seconds_count", source="shopify") == 3  # accepted, duplicate, invalid_json
+    assert "jane" not in scraped.text and "forged" not in scraped.text

@@ -1,0 +1,137 @@
+"""POST /webhooks/{source}: verify, commit, acknowledge.
+
+This is the bridge's hot path, so it is a plain ASGI app rather than a
+Starlette endpoint: no Request object, no response classes, and one place
+that decides the answer, counts it and logs it. Everything after the commit
+happens in the worker.
+
+Each answer is one of the outcomes counted by `bridge_webhooks_received_total`:
+
+    accepted            200  new event committed
+    duplicate           200  the dedupe key was seen: nothing new stored
+    ping                200  a provider's test delivery: nothing stored
+    invalid_json        400  signature good, body not JSON: stored for inspection
+    rejected_signature  401  missing, malformed or wrong signature
+    unknown_source      404  no source of that name
+    too_large           413  body over BRIDGE_MAX_BODY_BYTES (refused before it is read whole)
+    rejected_other      4xx  anything else a source refused (stale timestamp, ...)
+    store_failed        503  the store could not commit: the sender retries (Retry-After)
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Awaitable, Callable, MutableMapping
+
+import orjson
+import structlog
+
+from bridge.errors import PayloadTooLarge, RejectedWebhook, StoreUnavailable, UnknownSource
+from bridge.model import Ping
+from bridge.ops.metrics import METRICS, Metrics
+
+if TYPE_CHECKING:
+    from bridge.app import Bridge
+
+log = structlog.get_logger("bridge.webhooks")
+
+Scope = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
+Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
+
+JSON_HEADERS = [(b"content-type", b"application/json")]
+RETRY_HEADERS = [*JSON_HEADERS, (b"retry-after", b"5")]
+
+
+@dataclass(frozen=True)
+class Answer:
+    outcome: str
+    status: int
+    body: dict[str, Any]
+    topic: str = ""  # only a verified topic becomes a metrics label
+    headers: list[tuple[bytes, bytes]] = field(default_factory=lambda: JSON_HEADERS)
+
+
+def headers_of(scope: Scope) -> dict[str, str]:
+    """The request headers, names lowercased; the first of repeated headers wins."""
+    headers: dict[str, str] = {}
+    for name, value in scope["headers"]:
+        headers.setdefault(name.decode("latin-1").lower(), value.decode("latin-1"))
+    return headers
+
+
+async def read_body(scope: Scope, receive: Receive, headers: dict[str, str], limit: int) -> bytes:
+    """The raw body, refused with 413 as soon as it is known to exceed `limit`."""
+    declared = headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise PayloadTooLarge(f"body of {declared} bytes exceeds the {limit} byte limit")
+    chunks, size = [], 0
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":  # the client went away
+            raise PayloadTooLarge("the client disconnected before sending the whole body")
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            raise PayloadTooLarge(f"body exceeds the {limit} byte limit")
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+class WebhookEndpoint:
+    """The ASGI app behind `Route("/webhooks/{source}", ..., methods=["POST"])`."""
+
+    def __init__(self, bridge: Bridge, metrics: Metrics = METRICS) -> None:
+        self.bridge = bridge
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        started = time.perf_counter()
+        name = scope["path_params"]["source"]
+        try:
+            answer = await self.answer(name, scope, receive)
+        except Exception:
+            self.metrics.webhook(name, "", "error")
+            raise
+        await send({"type": "http.response.start", "status": answer.status, "headers": answer.headers})
+        await send({"type": "http.response.body", "body": orjson.dumps(answer.body)})
+        self.metrics.webhook(name, answer.topic, answer.outcome, time.perf_counter() - started)
+
+    async def answer(self, name: str, scope: Scope, receive: Receive) -> Answer:
+        bridge = self.bridge
+        headers = headers_of(scope)
+        try:
+            source = bridge.sources.get(name)
+            if source is None:
+                raise UnknownSource(f"no source named {name!r}")
+            body = await read_body(scope, receive, headers, bridge.settings.max_body_bytes)
+            verified = source.verify(headers, body)
+        except RejectedWebhook as exc:
+            log.warning("webhook.rejected", source=name, status=exc.status_code, reason=str(exc))
+            return Answer(exc.outcome, exc.status_code, {"error": str(exc)})
+
+        if isinstance(verified, Ping):
+            log.info("webhook.ping", source=name)
+            return Answer("ping", 200, {"status": "ok"})
+        topic = verified.topic
+        try:
+            result = await bridge.store.ingest(verified)
+        except StoreUnavailable as exc:
+            log.error("webhook.store_failed", source=name, topic=topic, reason=str(exc))
+            return Answer("store_failed", 503, {"error": "could not store the event; retry later"}, topic,
+                          RETRY_HEADERS)
+
+        event_id = result.event_id
+        if result.duplicate:
+            log.info("webhook.duplicate", event_id=event_id, source=name, topic=topic, dedupe_key=verified.dedupe_key)
+            return Answer("duplicate", 200, {"status": "duplicate", "event_id": event_id}, topic)
+        if not verified.payload_ok:
+            log.warning("webhook.invalid_json", event_id=event_id, source=name, topic=topic)
+            return Answer("invalid_json", 400,
+                          {"error": "body is not valid JSON; stored for inspection", "event_id": event_id}, topic)
+        log.info("webhook.accepted", event_id=event_id, source=name, topic=topic, secret_index=verified.secret_index)
+        if bridge.worker is not None:
+            bridge.worker.notify_event()
+        return Answer("accepted", 200, {"status": "accepted", "event_id": event_id}, topic)
