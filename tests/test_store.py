@@ -46,6 +46,42 @@ def test_concurrent_ingests_share_commits_and_all_land(store: SQLiteStore) -> No
     asyncio.run(go())
 
 
+def test_a_group_of_webhooks_gets_the_answers_of_one_by_one(store: SQLiteStore) -> None:
+    """Webhooks that arrive together are inserted together: new ones get ids in arrival order,
+    a resend of a stored event or of an earlier one in the same group is a duplicate of it."""
+
+    async def go() -> None:
+        stored = await store.ingest(hook("old"))
+        keys = ["n1", "old", "n2", "n1", "n3"]
+        hooks = [hook(k) for k in keys] + [Webhook(source="omneo", topic="profile.created", dedupe_key="n1",
+                                                   body=b"{}", headers={})]
+        results = await asyncio.gather(*(store.ingest(h) for h in hooks))
+        assert [r.duplicate for r in results] == [False, True, False, True, False, False]
+        assert results[1].event_id == stored.event_id and results[3].event_id == results[0].event_id
+        new_ids = [results[i].event_id for i in (0, 2, 4, 5)]
+        assert new_ids == sorted(new_ids) and len(set(new_ids)) == 4
+        rows = {r[0]: tuple(r[1:]) for r in store.reader().execute("SELECT id, source, dedupe_key, duplicates FROM events")}
+        assert rows[results[0].event_id] == ("shopify", "n1", 1) and rows[stored.event_id] == ("shopify", "old", 1)
+        assert rows[results[5].event_id] == ("omneo", "n1", 0)  # the same key from another source is another event
+        assert len(rows) == 5
+
+    asyncio.run(go())
+
+
+def test_one_unstorable_webhook_does_not_fail_its_group(store: SQLiteStore) -> None:
+    async def go() -> None:
+        broken = Webhook(source="shopify", topic="orders/create", dedupe_key="bad", body={"not": "bytes"},  # type: ignore[arg-type]
+                         headers={})
+        results = await asyncio.gather(store.ingest(hook("a")), store.ingest(broken), store.ingest(hook("b")),
+                                       return_exceptions=True)
+        assert isinstance(results[1], Exception)
+        assert not results[0].duplicate and not results[2].duplicate  # type: ignore[union-attr]
+        keys = [r[0] for r in store.reader().execute("SELECT dedupe_key FROM events ORDER BY id")]
+        assert keys == ["a", "b"]
+
+    asyncio.run(go())
+
+
 def test_ingest_failure_is_store_unavailable(tmp_path) -> None:
     store = SQLiteStore(tmp_path / "b.db")
     with store:
