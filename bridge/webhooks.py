@@ -86,6 +86,8 @@ class WebhookEndpoint:
     def __init__(self, bridge: Bridge, metrics: Metrics = METRICS) -> None:
         self.bridge = bridge
         self.metrics = metrics
+        # Bound once, with the logging configured by now: a lazy logger would rebuild itself on every line.
+        self.log = log.bind()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         started = time.perf_counter()
@@ -100,7 +102,7 @@ class WebhookEndpoint:
         self.metrics.webhook(name, answer.topic, answer.outcome, time.perf_counter() - started)
 
     async def answer(self, name: str, scope: Scope, receive: Receive) -> Answer:
-        bridge = self.bridge
+        bridge, log = self.bridge, self.log
         headers = headers_of(scope)
         try:
             source = bridge.sources.get(name)

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
-from bridge.log import fingerprint, mask_text, redact
+from bridge.log import LineWriter, fingerprint, mask_text, redact
 
 
 def test_personal_and_secret_keys_are_replaced() -> None:
@@ -25,3 +27,32 @@ def test_personal_data_inside_text_is_masked(text: str) -> None:
 @pytest.mark.parametrize("text", ["order 5324830114101 total 199.00", "at 2026-11-20T10:00:00Z", "status 503"])
 def test_ids_and_dates_stay_readable(text: str) -> None:
     assert mask_text(text) == text
+
+
+def test_line_writer_sends_a_loop_iteration_in_one_write_and_keeps_order() -> None:
+    class Stream:
+        def __init__(self) -> None:
+            self.writes: list[str] = []
+
+        def write(self, text: str) -> None:
+            self.writes.append(text)
+
+        def flush(self) -> None:
+            pass
+
+    stream = Stream()
+    writer = LineWriter(stream)  # type: ignore[arg-type]
+
+    async def main() -> None:
+        for n in range(3):
+            writer.msg(f"loop {n}")
+        assert stream.writes == []  # waiting for the end of the iteration
+        await asyncio.sleep(0)
+        assert stream.writes == ["loop 0\nloop 1\nloop 2\n"]
+        writer.msg("loop 3")
+        await asyncio.to_thread(writer.msg, "thread")  # no loop in that thread: written at once, after what waits
+        assert stream.writes[1:] == ["loop 3\nthread\n"]
+
+    asyncio.run(main())
+    writer.msg("no loop")
+    assert stream.writes[-1] == "no loop\n"
