@@ -97,8 +97,10 @@ class WebhookEndpoint:
         except Exception:
             self.metrics.webhook(name, "", "error")
             raise
-        await send({"type": "http.response.start", "status": answer.status, "headers": answer.headers})
-        await send({"type": "http.response.body", "body": orjson.dumps(answer.body)})
+        body = orjson.dumps(answer.body)
+        headers = [*answer.headers, (b"content-length", b"%d" % len(body))]  # without it the answer would be chunked
+        await send({"type": "http.response.start", "status": answer.status, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
         self.metrics.webhook(name, answer.topic, answer.outcome, time.perf_counter() - started)
 
     async def answer(self, name: str, scope: Scope, receive: Receive) -> Answer:

@@ -51,6 +51,8 @@ def test_accepts_then_drops_the_resend(client: TestClient) -> None:
     headers = shopify_headers(ORDER, SECRET, "orders/create", event_id="evt-1")
     first = client.post("/webhooks/shopify", content=ORDER, headers=headers)
     assert first.status_code == 200 and first.json()["status"] == "accepted"
+    assert first.headers["content-type"] == "application/json"
+    assert first.headers["content-length"] == str(len(first.content)) and "transfer-encoding" not in first.headers
     resend = dict(headers, **{"X-Shopify-Webhook-Id": "another-delivery"})
     again = client.post("/webhooks/shopify", content=ORDER, headers=resend)
     assert again.status_code == 200 and again.json() == {"status": "duplicate", "event_id": first.json()["event_id"]}
