@@ -34,7 +34,9 @@ from concurrent.futures import Future
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence, TypeVar
+from typing import Any, Callable, Iterable, NamedTuple, Sequence, TypeVar
+
+import orjson
 
 from bridge.errors import StoreUnavailable
 from bridge.model import Event, Message, Outcome, Outgoing, Webhook
@@ -51,8 +53,7 @@ PAGE_SIZE = 8192
 WAL_CHECKPOINT_BYTES = 4 * 1024 * 1024
 
 
-@dataclass(frozen=True)
-class IngestResult:
+class IngestResult(NamedTuple):  # a tuple: the writer makes one per webhook
     event_id: int
     duplicate: bool
 
@@ -77,6 +78,20 @@ class Mapped:
     messages: list[tuple[Outgoing, str]]  # (message, idempotency key)
 
 
+# (source, topic, dedupe_key, received_at, headers JSON, body, status): the columns ingest writes.
+EventRow = tuple[str, str, str, float, str, bytes, str]
+
+
+def event_row(wh: Webhook, received_at: float) -> EventRow:
+    """The events row of a webhook, made on the event loop so the writer thread only inserts it."""
+    try:
+        headers = orjson.dumps(dict(wh.headers)).decode()
+    except TypeError:  # a value orjson refuses (a lone surrogate): the json module escapes it
+        headers = json.dumps(dict(wh.headers))
+    return (wh.source, wh.topic, wh.dedupe_key, received_at, headers, wh.body,
+            "received" if wh.payload_ok else "invalid_json")
+
+
 @dataclass
 class _Job:
     fn: Callable[[sqlite3.Connection], Any]
@@ -84,9 +99,9 @@ class _Job:
     # A job that is one statement is atomic by itself and skips its savepoint
     # (two statements less per webhook on the hot path).
     atomic: bool = False
-    # An inbound webhook (and its received_at): the writer inserts the webhooks of
-    # a group together (_ingest_many) and falls back to `fn` one by one.
-    ingest: tuple[Webhook, float] | None = None
+    # An inbound webhook as its events row (event_row): the writer inserts the
+    # webhooks of a group together (_ingest_many) and falls back to `fn` one by one.
+    ingest: EventRow | None = None
 
 
 def connect(path: Path | str) -> sqlite3.Connection:
@@ -180,6 +195,17 @@ class SQLiteStore:
                 return
 
     def _commit(self, conn: sqlite3.Connection, jobs: list[_Job]) -> None:
+        if len(jobs) <= INGEST_ROWS_PER_STATEMENT and all(job.ingest is not None for job in jobs):
+            # Only webhooks, as under load: their insert is one statement, which SQLite
+            # commits by itself. No BEGIN and COMMIT around it: two GIL hand-offs less
+            # (see _ingest_many), which is most of what the writer waits on.
+            try:
+                values = _ingest_many(conn, [job.ingest for job in jobs if job.ingest is not None])
+            except Exception:  # the statement inserted nothing, or its rows are committed:
+                pass  # one by one below, in a transaction, each webhook gets its own answer
+            else:
+                _settle([(job, True, value) for job, value in zip(jobs, values)])
+                return
         try:
             conn.execute("BEGIN IMMEDIATE")
         except sqlite3.Error as exc:
@@ -234,7 +260,7 @@ class SQLiteStore:
         return future
 
     async def awrite(self, fn: Callable[[sqlite3.Connection], T], *, atomic: bool = False,
-                     ingest: tuple[Webhook, float] | None = None) -> T:
+                     ingest: EventRow | None = None) -> T:
         """Queue a write from the event loop; returns after its transaction committed.
 
         The jobs of one loop iteration (the webhooks that arrived together) go to the
@@ -282,9 +308,8 @@ class SQLiteStore:
 
     async def ingest(self, webhook: Webhook, now: float | None = None) -> IngestResult:
         """Commit an inbound event unless its dedupe key was seen; resolves after the commit."""
-        received_at = time.time() if now is None else now
-        return await self.awrite(lambda conn: _ingest(conn, webhook, received_at), atomic=True,
-                                 ingest=(webhook, received_at))
+        row = event_row(webhook, time.time() if now is None else now)
+        return await self.awrite(lambda conn: _ingest(conn, row), atomic=True, ingest=row)
 
     # -- mapping ------------------------------------------------------------
 
@@ -363,16 +388,15 @@ def _settle_in_loop(items: list[tuple[asyncio.Future[Any], bool, Any]]) -> None:
 
 
 def _run_ingests(conn: sqlite3.Connection, jobs: list[_Job], results: list[tuple[_Job, bool, Any]]) -> None:
-    """The webhooks of a group in a few statements; if that fails, one by one so each gets its own answer."""
-    conn.execute("SAVEPOINT ingests")
+    """The webhooks of a group in as few statements as possible; if that fails, one by one, so
+    each gets its own answer. (A failed statement inserts nothing; a group of more than
+    INGEST_ROWS_PER_STATEMENT may have inserted its first rows, which one by one then answer
+    as duplicates of themselves: stored once, acknowledged 2xx.)"""
     try:
         values = _ingest_many(conn, [job.ingest for job in jobs if job.ingest is not None])
     except Exception:
         _still_in_transaction(conn)
-        conn.execute("ROLLBACK TO ingests")
-        conn.execute("RELEASE ingests")
     else:
-        conn.execute("RELEASE ingests")
         results.extend((job, True, value) for job, value in zip(jobs, values))
         return
     for job in jobs:
@@ -394,91 +418,94 @@ def _still_in_transaction(conn: sqlite3.Connection) -> None:
 INGEST_ROWS_PER_STATEMENT = 128
 
 
-def _ingest_many(conn: sqlite3.Connection, items: list[tuple[Webhook, float]]) -> list[IngestResult]:
+def _ingest_many(conn: sqlite3.Connection, rows: list[EventRow]) -> list[IngestResult]:
     """Insert webhooks that arrived together: the same results as _ingest for each, in order.
 
-    One statement finds the dedupe keys already stored (usually none), one inserts
-    the new events. The writer thread gives the GIL back for every statement it
-    runs, and each time must win it again from the event loop, so fewer statements
-    is what lets the loop and the writer overlap. Ids follow from the insert: with
-    an INTEGER PRIMARY KEY each new row gets the largest rowid plus one, in order.
-    A key seen twice in the group is a duplicate of its first occurrence.
+    Usually one statement: the writer thread gives the GIL back for every statement
+    it runs and must win it again from the event loop each time, so fewer
+    statements is what lets the loop and the writer overlap. With an INTEGER
+    PRIMARY KEY every new row gets the largest rowid plus one, in order, so the
+    ids of a fully inserted chunk follow from the last one. When some keys were
+    already stored (a resend), their rows are looked up: the rows inserted now are
+    the ones with the highest ids. A key seen twice in the group is a duplicate of
+    its first occurrence.
     """
-    keys = [(wh.source, wh.dedupe_key) for wh, _ in items]
-    existing: dict[tuple[str, str], int] = {}
-    by_source: dict[str, list[str]] = {}
-    for source, key in keys:
-        by_source.setdefault(source, []).append(key)
-    for source, source_keys in by_source.items():  # `source = ? AND dedupe_key IN (...)` searches the unique index
-        for start in range(0, len(source_keys), INGEST_ROWS_PER_STATEMENT):
-            chunk = source_keys[start : start + INGEST_ROWS_PER_STATEMENT]
-            rows = conn.execute(
-                "SELECT dedupe_key, id FROM events WHERE source = ? AND dedupe_key IN (" + ",".join("?" * len(chunk)) + ")",
-                [source, *chunk],
-            ).fetchall()
-            existing.update({(source, row[0]): int(row[1]) for row in rows})
-
-    fresh: list[int] = []  # indexes of the items to insert
+    keys = [(row[0], row[2]) for row in rows]
     first: dict[tuple[str, str], int] = {}
+    fresh: list[int] = []  # indexes of the first occurrence of each key
     for index, key in enumerate(keys):
-        if key not in existing and key not in first:
+        if key not in first:
             first[key] = index
             fresh.append(index)
-    ids: dict[int, int] = {}
+    ids: dict[int, int] = {}  # index -> event id, for every fresh index
+    new: set[int] = set()  # the fresh indexes inserted now
     for start in range(0, len(fresh), INGEST_ROWS_PER_STATEMENT):
         chunk = fresh[start : start + INGEST_ROWS_PER_STATEMENT]
         params: list[Any] = []
         for index in chunk:
-            wh, received_at = items[index]
-            params += (wh.source, wh.topic, wh.dedupe_key, received_at, json.dumps(dict(wh.headers)), wh.body,
-                       "received" if wh.payload_ok else "invalid_json")
+            params += rows[index]
         cur = conn.execute(
             "INSERT INTO events (source, topic, dedupe_key, received_at, headers, body, status) VALUES "
-            + ",".join(["(?, ?, ?, ?, ?, ?, ?)"] * len(chunk)),
+            + ",".join(["(?, ?, ?, ?, ?, ?, ?)"] * len(chunk))
+            + " ON CONFLICT (source, dedupe_key) DO NOTHING",
             params,
         )
-        last = int(cur.lastrowid or 0)
-        if cur.rowcount != len(chunk) or not last:
-            raise sqlite3.DatabaseError("the group insert did not insert every row")
-        ids.update({index: last - len(chunk) + 1 + n for n, index in enumerate(chunk)})
+        inserted = cur.rowcount
+        if inserted == len(chunk):
+            last = int(cur.lastrowid or 0)
+            ids.update({index: last - inserted + 1 + n for n, index in enumerate(chunk)})
+            new.update(chunk)
+            continue
+        found = _event_ids(conn, [keys[index] for index in chunk])
+        newest = set(sorted(found.values())[len(found) - inserted :]) if inserted else set()
+        for index in chunk:
+            ids[index] = found[keys[index]]
+            if ids[index] in newest:
+                new.add(index)
 
     results: list[IngestResult] = []
     repeats: list[tuple[int]] = []
     for index, key in enumerate(keys):
-        if index in ids:
-            results.append(IngestResult(ids[index], duplicate=False))
-        else:
-            event_id = existing[key] if key in existing else ids[first[key]]
+        event_id = ids[first[key]]
+        duplicate = index not in new
+        if duplicate:
             repeats.append((event_id,))
-            results.append(IngestResult(event_id, duplicate=True))
+        results.append(IngestResult(event_id, duplicate=duplicate))
     if repeats:
         conn.executemany("UPDATE events SET duplicates = duplicates + 1 WHERE id = ?", repeats)
     return results
 
 
-def _ingest(conn: sqlite3.Connection, wh: Webhook, now: float) -> IngestResult:
+def _event_ids(conn: sqlite3.Connection, keys: list[tuple[str, str]]) -> dict[tuple[str, str], int]:
+    """The event id stored for each (source, dedupe key)."""
+    found: dict[tuple[str, str], int] = {}
+    by_source: dict[str, list[str]] = {}
+    for source, key in keys:
+        by_source.setdefault(source, []).append(key)
+    for source, source_keys in by_source.items():  # `source = ? AND dedupe_key IN (...)` searches the unique index
+        rows = conn.execute(
+            "SELECT dedupe_key, id FROM events WHERE source = ? AND dedupe_key IN (" + ",".join("?" * len(source_keys)) + ")",
+            [source, *source_keys],
+        ).fetchall()
+        found.update({(source, row[0]): int(row[1]) for row in rows})
+    return found
+
+
+def _ingest(conn: sqlite3.Connection, row: EventRow) -> IngestResult:
     # One statement on the common path: the unique (source, dedupe_key) index
     # is the dedupe guard, so a new event costs a single insert.
     cur = conn.execute(
         "INSERT INTO events (source, topic, dedupe_key, received_at, headers, body, status)"
         " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (source, dedupe_key) DO NOTHING",
-        (
-            wh.source,
-            wh.topic,
-            wh.dedupe_key,
-            now,
-            json.dumps(dict(wh.headers)),
-            wh.body,
-            "received" if wh.payload_ok else "invalid_json",
-        ),
+        row,
     )
     if cur.rowcount == 1:
         return IngestResult(int(cur.lastrowid or 0), duplicate=False)
-    row = conn.execute(
+    found = conn.execute(
         "UPDATE events SET duplicates = duplicates + 1 WHERE source = ? AND dedupe_key = ? RETURNING id",
-        (wh.source, wh.dedupe_key),
+        (row[0], row[2]),
     ).fetchone()
-    return IngestResult(int(row[0]), duplicate=True)
+    return IngestResult(int(found[0]), duplicate=True)
 
 
 EVENT_COLUMNS = "id, source, topic, dedupe_key, received_at, headers, body, status"
