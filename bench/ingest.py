@@ -1,11 +1,12 @@
 """Ingest ceiling: signed orders/create webhooks acknowledged per second, bridge vs a bare Starlette app.
 
 wrk (closed loop, `connections` keep-alive connections, one thread) posts the same signed ~7 KB
-body with a new X-Shopify-Event-Id on every request (bench/post.lua). Then the bridge alone is
-held at half its own peak by bench/paced.py (open loop) to read its p99 at a sustainable rate.
-Afterwards the SQLite file is read: events committed must match the 200 answers.
+body with a new X-Shopify-Event-Id on every request (bench/post.lua), to the bare app and to the
+bridge in turns, `rounds` times each; each server's median run is reported. Then the bridge alone
+is held at half its median peak by bench/paced.py (open loop) to read its p99 at a sustainable
+rate. After each run the SQLite file is read: events committed must match the 200 answers.
 
-    python -m bench.ingest [--db PATH] [--label NAME] [--seconds 10] [--connections 32]
+    python -m bench.ingest [--db PATH] [--label NAME] [--seconds 10] [--connections 32] [--rounds 3]
 """
 
 from __future__ import annotations
@@ -62,6 +63,11 @@ def count_events(db: Path) -> int:
         return int(conn.execute("SELECT count(*) FROM events").fetchone()[0])
 
 
+def median_run(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """The run with the median rate (the middle one of an odd number)."""
+    return sorted(runs, key=lambda r: r["rps"])[len(runs) // 2]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--in-place", action="store_true", help="use --db itself, not a copy")
@@ -70,45 +76,58 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--warmup", type=float, default=2.0)
     parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--rounds", type=int, default=3, help="wrk runs of each server, taken in turns")
     parser.add_argument("--skip-bare", action="store_true")
+    parser.add_argument("--skip-paced", action="store_true")
     args = parser.parse_args()
     files = write_request_files()
     result: dict[str, Any] = {"body_bytes": int(files["body_bytes"]), "seconds": args.seconds,
-                              "connections": args.connections}
-
-    if not args.skip_bare:
-        bare = bare_server(WORK / f"{args.label}-bare.log").start()
-        try:
-            wrk(bare.url, args.warmup, args.connections, files)
-            result["bare"] = wrk(bare.url, args.seconds, args.connections, files)
-        finally:
-            bare.stop()
+                              "connections": args.connections, "rounds": args.rounds}
 
     db = bench_db(args.label, args.db, args.in_place)
     log = WORK / f"{args.label}-bridge.log"
     log.unlink(missing_ok=True)
+    # Both servers stay up and are loaded in turns, so that a slow minute of the machine
+    # falls on both; the reported run of each is its median.
+    bare = None if args.skip_bare else bare_server(WORK / f"{args.label}-bare.log").start()
     bridge = bridge_server(db, log, worker=False).start()
     try:
+        if bare is not None:
+            wrk(bare.url, args.warmup, args.connections, files)
         wrk(bridge.url, args.warmup, args.connections, files)
-        before = count_events(db)
-        peak = wrk(bridge.url, args.seconds, args.connections, files)
-        time.sleep(0.5)  # requests wrk abandoned at its deadline finish committing
-        peak["events_committed"] = count_events(db) - before
-        # wrk stops with up to `connections` requests in flight: those may be committed, never counted as 200s.
-        peak["committed_minus_200"] = peak["events_committed"] - peak["ok"]
-        result["bridge"] = peak
+        bare_runs: list[dict[str, Any]] = []
+        bridge_runs: list[dict[str, Any]] = []
+        for _ in range(args.rounds):
+            if bare is not None:
+                bare_runs.append(wrk(bare.url, args.seconds, args.connections, files))
+            before = count_events(db)
+            peak = wrk(bridge.url, args.seconds, args.connections, files)
+            time.sleep(0.5)  # requests wrk abandoned at its deadline finish committing
+            peak["events_committed"] = count_events(db) - before
+            # wrk stops with up to `connections` requests in flight: those may be committed, never counted as 200s.
+            peak["committed_minus_200"] = peak["events_committed"] - peak["ok"]
+            bridge_runs.append(peak)
+        result["bridge"] = median_run(bridge_runs)
+        result["bridge_runs"] = [r["rps"] for r in bridge_runs]
+        if bare_runs:
+            result["bare"] = median_run(bare_runs)
+            result["bare_runs"] = [r["rps"] for r in bare_runs]
+            result["round_ratios"] = [round(x["rps"] / b["rps"], 3) for b, x in zip(bare_runs, bridge_runs)]
 
-        rate = round(peak["rps"] / 2)
-        before = count_events(db)
-        held = paced(bridge.url, rate, args.seconds, args.connections)
-        time.sleep(0.2)
-        held["events_committed"] = count_events(db) - before
-        held["committed_minus_200"] = held["events_committed"] - held["statuses"].get("200", 0)
-        result["half_rate"] = held
+        if not args.skip_paced:
+            rate = round(result["bridge"]["rps"] / 2)
+            before = count_events(db)
+            held = paced(bridge.url, rate, args.seconds, args.connections)
+            time.sleep(0.2)
+            held["events_committed"] = count_events(db) - before
+            held["committed_minus_200"] = held["events_committed"] - held["statuses"].get("200", 0)
+            result["half_rate"] = held
         result["bridge_peak_rss_kb"] = bridge.peak_rss_kb()
         result["db_bytes_after"] = db.stat().st_size
     finally:
         bridge.stop()
+        if bare is not None:
+            bare.stop()
     result["bridge_log_lines"] = sum(1 for _ in log.open("rb"))
     result["bridge_log_head"] = log.read_text(errors="replace").splitlines()[:3]
     if "bare" in result:

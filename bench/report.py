@@ -24,9 +24,17 @@ def ingest_section(r: dict[str, Any] | None) -> list[str]:
         return ["Not run (`bench/run ingest`)."]
     b, x, h = r["bare"], r["bridge"], r["half_rate"]
     ratio = x["rps"] / b["rps"]
+    rounds = r.get("rounds", 1)
+    spread = ""
+    if r.get("round_ratios"):
+        spread = (f" The {rounds} rounds: bare {', '.join(f'{v:,.0f}' for v in r['bare_runs'])}/s; bridge "
+                  f"{', '.join(f'{v:,.0f}' for v in r['bridge_runs'])}/s; ratios "
+                  f"{', '.join(f'{v:.2f}' for v in r['round_ratios'])}.")
     return [
         f"wrk `-t1 -c{r['connections']} -d{int(r['seconds'])}s` (after a 2 s warm-up), signed `orders/create`, "
-        f"{r['body_bytes']:,} byte body (the shipped payload as compact JSON), new `X-Shopify-Event-Id` each request.",
+        f"{r['body_bytes']:,} byte body (the shipped payload as compact JSON), new `X-Shopify-Event-Id` each request. "
+        f"The two servers run side by side and are loaded in turns, {rounds} times each; the table shows each "
+        f"one's median run.{spread}",
         "",
         "| server | requests/s | p50 | p99 | non-2xx |",
         "|---|---|---|---|---|",
@@ -44,7 +52,7 @@ def ingest_section(r: dict[str, Any] | None) -> list[str]:
         f"wrk run: {x['ok']:,} answered 200, {x['events_committed']:,} committed; the difference "
         f"({x['committed_minus_200']}) is at most the {r['connections']} requests wrk abandons in flight at its deadline "
         "(committed, answer never read).",
-        f"- Peak RSS of the bridge (VmHWM) after both runs: {r['bridge_peak_rss_kb'] / 1024:.0f} MiB.",
+        f"- Peak RSS of the bridge (VmHWM) after all the runs: {r['bridge_peak_rss_kb'] / 1024:.0f} MiB.",
     ]
 
 
@@ -106,34 +114,35 @@ def mapping_section(r: dict[str, Any] | None) -> list[str]:
     ]
 
 
-def growth_section(ig: dict[str, Any] | None, i: dict[str, Any] | None, mg: dict[str, Any] | None,
-                   m: dict[str, Any] | None, g: dict[str, Any] | None) -> list[str]:
-    if not (ig and i and mg and m):
-        return ["Not run (`bench/run growth`, after `ingest` and `mapping`)."]
-    rows = [
-        ("ingest requests/s (wrk)", i["bridge"]["rps"], ig["bridge"]["rps"], True),
-        ("ingest p99 at peak (ms)", i["bridge"]["p99_ms"], ig["bridge"]["p99_ms"], False),
-        ("ingest p99 at half rate (ms)", i["half_rate"]["p99_ms"], ig["half_rate"]["p99_ms"], False),
-        ("mapping, rules only (events/s)", m["rules_per_second"], mg["rules_per_second"], True),
-        ("mapping through the store (events/s)", m["store_path"]["events_per_second"],
-         mg["store_path"]["events_per_second"], True),
-        ("bridge peak RSS (MiB)", i["bridge_peak_rss_kb"] / 1024, ig["bridge_peak_rss_kb"] / 1024, False),
-    ]
+def growth_section(r: dict[str, Any] | None, g: dict[str, Any] | None) -> list[str]:
+    if not r:
+        return ["Not run (`bench/run growth`)."]
     out = []
     if g:
         out.append(f"Store generated in {g['seconds']} s: {g['events']:,} events, "
                    f"{g.get('messages_delivered', 0):,} delivered and {g.get('messages_pending', 0):,} waiting "
-                   f"messages, {g['bytes'] / 2**30:.1f} GiB. The same runs as above on it.")
+                   f"messages, {g['bytes'] / 2**30:.1f} GiB, then synced to disk. {r['rounds']} rounds, each: "
+                   "ingest (wrk, then half rate) on a new empty store, the same on the grown store, mapping on an "
+                   "empty store, mapping on the grown store (`bench/growth.py`). Medians compared; every run listed.")
         out.append("")
-    out += ["| figure | empty store | grown store | change | within 10% |", "|---|---|---|---|---|"]
+    out += ["| figure | empty store (median) | grown store (median) | change | within 10% | empty runs | grown runs |",
+            "|---|---|---|---|---|---|---|"]
     worst = []
-    for name, a, b, higher_better in rows:
-        worse = (a - b) / a if higher_better else (b - a) / a
+    for name, f in r["figures"].items():
+        a, b = f["empty_median"], f["grown_median"]
+        worse = (a - b) / a if f["higher_is_better"] else (b - a) / a
         ok = worse <= 0.10
         if not ok and "RSS" not in name:
             worst.append(f"{name} {pct(b, a)}")
-        out.append(f"| {name} | {a:,.1f} | {b:,.1f} | {pct(b, a)} | {'yes' if ok else '**no**'} |")
+        runs_a = ", ".join(f"{v:,.1f}" for v in f["empty"])
+        runs_b = ", ".join(f"{v:,.1f}" for v in f["grown"])
+        out.append(f"| {name} | {a:,.1f} | {b:,.1f} | {pct(b, a)} | {'yes' if ok else '**no**'} | {runs_a} | {runs_b} |")
+    rss = r["figures"].get("bridge peak RSS (MiB)")
     out += ["", "- " + verdict(not worst, "no figure worse by more than 10%" + (f" (worse: {'; '.join(worst)})" if worst else "")) + "."]
+    if rss:
+        flat = rss["grown_median"] <= rss["empty_median"] * 1.10
+        out.append("- " + verdict(flat, f"memory flat: peak RSS {rss['empty_median']:.0f} MiB on the empty store, "
+                                        f"{rss['grown_median']:.0f} MiB on the grown one") + ".")
     return out
 
 
@@ -156,8 +165,9 @@ def main() -> None:
         + (f" in {run['seconds'] // 60} min {run['seconds'] % 60} s" if run["seconds"] else "") + ". Machine: "
         f"{mach['cpu']}, {mach['cores']} cores, {mach['memory_gib']} GiB memory, Python {mach['python']}, "
         f"Linux {mach['kernel']}. The load generator shares the two cores with the server, as it will "
-        "everywhere this runs; all traffic on 127.0.0.1. Raw results: `bench/results/`. Each figure is one "
-        "run; treat differences under about 10% as noise (docs/performance.md).",
+        "everywhere this runs; all traffic on 127.0.0.1. Raw results: `bench/results/`. Ingest and growth "
+        "figures are medians of runs taken in turns (listed with them); the others are one run. Treat "
+        "differences under about 10% as noise (docs/performance.md).",
         "",
         "Run it: `bench/run` (everything), or one part: `bench/run ingest | delivery | mapping | growth`. "
         "The bridge runs as a process: `python -m bridge serve`, the command the Procfile runs.",
@@ -166,7 +176,7 @@ def main() -> None:
         "## 2. Delivery against the rate-limit ceiling", "", *delivery_section(load("delivery")), "",
         "## 3. Mapping speed", "", *mapping_section(load("mapping")), "",
         "## 4. Growth: 1,000,000 delivered and 100,000 waiting messages", "",
-        *growth_section(load("ingest-grown"), load("ingest"), load("mapping-grown"), load("mapping"), load("grow_db")),
+        *growth_section(load("growth"), load("grow_db")),
         "",
     ]
     if reading:
