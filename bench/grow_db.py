@@ -20,6 +20,7 @@ from importlib import resources
 from pathlib import Path
 
 from bench.common import WORK, order_body, save
+from bridge.store.sqlite import PAGE_SIZE
 
 
 def build(path: Path, delivered: int, waiting: int) -> dict[str, float]:
@@ -29,6 +30,7 @@ def build(path: Path, delivered: int, waiting: int) -> dict[str, float]:
         Path(f"{path}{suffix}").unlink(missing_ok=True)
     t0 = time.perf_counter()
     conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute(f"PRAGMA page_size = {PAGE_SIZE}")  # the page size the bridge gives a new database
     conn.execute("PRAGMA journal_mode = OFF")  # one bulk transaction into a throw-away file
     conn.execute("PRAGMA synchronous = OFF")
     conn.executescript(resources.files("bridge.store").joinpath("schema.sql").read_text())
