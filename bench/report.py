@@ -128,7 +128,9 @@ def growth_section(r: dict[str, Any] | None, g: dict[str, Any] | None) -> list[s
     out += ["| figure | empty store (median) | grown store (median) | change | within 10% | empty runs | grown runs |",
             "|---|---|---|---|---|---|---|"]
     worst = []
-    for name, f in r["figures"].items():
+    order = ["ingest requests/s (wrk)", "ingest p99 at peak (ms)", "ingest p99 at half rate (ms)",
+             "mapping, rules only (events/s)", "mapping through the store (events/s)", "bridge peak RSS (MiB)"]
+    for name, f in sorted(r["figures"].items(), key=lambda item: order.index(item[0]) if item[0] in order else 99):
         a, b = f["empty_median"], f["grown_median"]
         worse = (a - b) / a if f["higher_is_better"] else (b - a) / a
         ok = worse <= 0.10
