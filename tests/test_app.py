@@ -165,3 +165,13 @@ def test_omnisend_batching_can_be_switched_off_from_the_environment() -> None:
     assert off.options["batch_events"] is False and off.options["batch_v3"] is False
     with pytest.raises(ConfigError, match="OMNISEND_BATCH_EVENTS must be true or false"):
         Settings.from_env({"OMNISEND_BATCH_EVENTS": "sometimes"})
+
+
+def test_webhook_paths_the_fast_route_does_not_take_still_get_starlettes_answers(client: TestClient) -> None:
+    """BridgeApp sends only `POST /webhooks/{name}` straight to the endpoint; everything else is routed as usual."""
+    assert client.get("/webhooks/shopify").status_code == 405
+    assert client.post("/webhooks/").status_code == 404
+    assert client.post("/webhooks/shopify/extra", content=ORDER).status_code == 404
+    headers = shopify_headers(ORDER, SECRET, "orders/create", event_id="evt-fast")
+    assert client.post("/webhooks/shopify", content=ORDER, headers=headers).json()["status"] == "accepted"
+    assert rows(client, "SELECT count(*) FROM events") == [(1,)]
