@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-
 import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -26,6 +24,8 @@ app = Starlette(routes=[
 ])
 
 if __name__ == "__main__":
-    # The same settings as bridge.cli.cmd_serve: one worker, uvloop + httptools, no access log.
-    uvicorn.run(app, host="127.0.0.1", port=int(os.environ["PORT"]), loop="uvloop", http="httptools",
-                lifespan="on", access_log=False, proxy_headers=True, log_level="warning")
+    # The same settings as bridge.cli.cmd_serve (one worker, no access log), on the HTTP stack
+    # BENCH_STACK names (bench/stack.py): uvloop + httptools as `bridge serve`, or asyncio + h11.
+    from stack import uvicorn_options
+
+    uvicorn.run(app, log_level="warning", **uvicorn_options())

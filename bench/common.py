@@ -117,21 +117,25 @@ class Server:
             self.proc.wait(10)
 
 
-def bridge_server(db: Path, log: Path, *, worker: bool, env: dict[str, str] | None = None) -> Server:
-    """`bridge serve` on `db`: the command the Procfile runs."""
+def bridge_server(db: Path, log: Path, *, worker: bool, env: dict[str, str] | None = None,
+                  stack: str = "uvloop") -> Server:
+    """`bridge serve` on `db`: the command the Procfile runs (on another HTTP stack: bench/stack.py)."""
     argv = [PYTHON, "-m", "bridge", "serve"] + ([] if worker else ["--no-worker"])
+    if stack != "uvloop":
+        assert not worker, "bench/stack.py runs the web process only"
+        argv = [PYTHON, "-m", "bench.stack"]
     base = {
         "SHOPIFY_WEBHOOK_SECRET": SHOPIFY_SECRET,
         "BRIDGE_DATABASE_URL": f"sqlite:///{db}",
         "BRIDGE_MAPPINGS_DIR": str(ROOT / "mappings"),
         "BRIDGE_LOG_FORMAT": "json",
     }
-    base.update(env or {})
+    base.update(env or {}, BENCH_STACK=stack)
     return Server(argv, base, log)
 
 
-def bare_server(log: Path) -> Server:
-    return Server([PYTHON, str(BENCH / "bare_app.py")], {}, log)
+def bare_server(log: Path, stack: str = "uvloop") -> Server:
+    return Server([PYTHON, str(BENCH / "bare_app.py")], {"BENCH_STACK": stack}, log)
 
 
 def machine() -> dict[str, Any]:

@@ -79,18 +79,20 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3, help="wrk runs of each server, taken in turns")
     parser.add_argument("--skip-bare", action="store_true")
     parser.add_argument("--skip-paced", action="store_true")
+    parser.add_argument("--stack", choices=["uvloop", "asyncio"], default="uvloop",
+                        help="uvicorn's HTTP stack for both servers (bench/stack.py)")
     args = parser.parse_args()
     files = write_request_files()
     result: dict[str, Any] = {"body_bytes": int(files["body_bytes"]), "seconds": args.seconds,
-                              "connections": args.connections, "rounds": args.rounds}
+                              "connections": args.connections, "rounds": args.rounds, "stack": args.stack}
 
     db = bench_db(args.label, args.db, args.in_place)
     log = WORK / f"{args.label}-bridge.log"
     log.unlink(missing_ok=True)
     # Both servers stay up and are loaded in turns, so that a slow minute of the machine
     # falls on both; the reported run of each is its median.
-    bare = None if args.skip_bare else bare_server(WORK / f"{args.label}-bare.log").start()
-    bridge = bridge_server(db, log, worker=False).start()
+    bare = None if args.skip_bare else bare_server(WORK / f"{args.label}-bare.log", args.stack).start()
+    bridge = bridge_server(db, log, worker=False, stack=args.stack).start()
     try:
         if bare is not None:
             wrk(bare.url, args.warmup, args.connections, files)
