@@ -4,7 +4,8 @@ One run of each on each store is not a measurement here: single runs moved by mo
 either way, even for mapping without the store. So the grown store is generated once
 (bench/grow_db.py) and written out to disk (sync), then each round runs, in this order:
 ingest on a new empty store, ingest on the grown store, mapping on an empty copy, mapping on
-the grown store. The report compares the medians and shows every round.
+the grown store, each after the last one's writes reached the disk. The report compares the
+medians and shows every round.
 
     python -m bench.growth [--rounds 3] [--seconds 8]
 """
@@ -32,8 +33,13 @@ FIGURES = {  # name: (where in the part's result, higher is better)
 
 
 def part(module: str, label: str, extra: list[str], timeout: float) -> dict[str, Any]:
+    """Run one part, then drop the empty store it made and wait for its writes to reach the disk,
+    so that the next run does not share the disk with this one's write-back."""
     subprocess.run([PYTHON, "-m", module, "--label", label, *extra], cwd=ROOT, check=True, timeout=timeout,
                    stdout=subprocess.DEVNULL)
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{WORK / label}.db{suffix}").unlink(missing_ok=True)
+    os.sync()
     result = load(label)
     assert result is not None, f"{module} saved no result under {label}"
     return result
