@@ -56,6 +56,16 @@ _DEDUPE = (
 )
 
 
+# What a run would delete in the end: the events whose body is gone or goes in this run, and
+# whose messages are all delivered ones this run deletes (a dry run cannot delete step by step).
+_DEDUPE_AFTER_RUN = (
+    "SELECT id FROM events WHERE received_at < :before"
+    " AND (body IS NULL OR (received_at < :bodies_before AND status != 'received'))"
+    " AND NOT EXISTS (SELECT 1 FROM messages WHERE messages.event_id = events.id"
+    "                 AND NOT (messages.state = 'delivered' AND messages.updated_at < :delivered_before))"
+)
+
+
 def _delete_delivered(conn: sqlite3.Connection, before: float) -> tuple[int, int]:
     ids = [r[0] for r in conn.execute(f"{_DELIVERED} LIMIT {CHUNK}", {"before": before})]
     if not ids:
@@ -78,8 +88,8 @@ def _delete_dedupe(conn: sqlite3.Connection, before: float) -> int:
     ).rowcount
 
 
-def _count(conn: sqlite3.Connection, select: str, before: float) -> int:
-    return int(conn.execute(f"SELECT count(*) FROM ({select})", {"before": before}).fetchone()[0])
+def _count(conn: sqlite3.Connection, select: str, before: float, **more: float) -> int:
+    return int(conn.execute(f"SELECT count(*) FROM ({select})", {"before": before, **more}).fetchone()[0])
 
 
 def prune(
@@ -120,7 +130,8 @@ def prune(
         result.attempts = _count(read, f"SELECT a.id FROM attempts AS a WHERE a.message_id IN ({_DELIVERED})",
                                  delivered_before)
         result.bodies = _count(read, _BODIES, bodies_before)
-        result.dedupe_keys = _count(read, _DEDUPE, dedupe_before)
+        result.dedupe_keys = _count(read, _DEDUPE_AFTER_RUN, dedupe_before, bodies_before=bodies_before,
+                                    delivered_before=delivered_before)
         return result
 
     while not stop():
