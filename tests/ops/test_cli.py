@@ -151,10 +151,10 @@ def test_prune_cli_dry_run_then_real(outbox: Outbox, capsys: pytest.CaptureFixtu
     outbox.map(old, [("omnisend", "k-old")], at=NOW - 40 * DAY)
     outbox.deliver("omnisend", "delivered", 202, at=NOW - 40 * DAY)
     code, out, _ = run(capsys, "prune", "--dry-run")
-    assert code == 0 and out.startswith("would remove 1 delivered messages (1 attempts), 1 event bodies, 0 dedupe keys")
+    assert code == 0 and out.startswith("would remove 1 delivered messages (1 attempts), 1 event bodies, 1 dedupe keys")
     assert outbox.rows("SELECT count(*) FROM messages") == [(1,)]
     code, out, _ = run(capsys, "prune")
-    assert out.startswith("removed 1 delivered messages")
+    assert out.startswith("removed 1 delivered messages (1 attempts), 1 event bodies, 1 dedupe keys")
     assert outbox.rows("SELECT count(*) FROM messages") == [(0,)]
 
 
