@@ -96,9 +96,6 @@ def event_row(wh: Webhook, received_at: float) -> EventRow:
 class _Job:
     fn: Callable[[sqlite3.Connection], Any]
     future: Future[Any] | asyncio.Future[Any]
-    # A job that is one statement is atomic by itself and skips its savepoint
-    # (two statements less per webhook on the hot path).
-    atomic: bool = False
     # An inbound webhook as its events row (event_row): the writer inserts the
     # webhooks of a group together (_ingest_many) and falls back to `fn` one by one.
     ingest: EventRow | None = None
@@ -220,13 +217,6 @@ class SQLiteStore:
             if ingests:  # keep the order of the queue: the webhooks before this job first
                 _run_ingests(conn, ingests, results)
                 ingests = []
-            if job.atomic:
-                try:
-                    results.append((job, True, job.fn(conn)))
-                except Exception as exc:
-                    _still_in_transaction(conn)
-                    results.append((job, False, _unavailable(exc)))
-                continue
             conn.execute("SAVEPOINT job")
             try:
                 value = job.fn(conn)
@@ -251,16 +241,15 @@ class SQLiteStore:
             return
         _settle(results)
 
-    def write(self, fn: Callable[[sqlite3.Connection], T], *, atomic: bool = False) -> Future[T]:
+    def write(self, fn: Callable[[sqlite3.Connection], T]) -> Future[T]:
         """Queue a write; the future resolves after its transaction committed."""
         if self._thread is None:
             raise StoreUnavailable("store is not open")
         future: Future[T] = Future()
-        self._jobs.put([_Job(fn, future, atomic)])
+        self._jobs.put([_Job(fn, future)])
         return future
 
-    async def awrite(self, fn: Callable[[sqlite3.Connection], T], *, atomic: bool = False,
-                     ingest: EventRow | None = None) -> T:
+    async def awrite(self, fn: Callable[[sqlite3.Connection], T], *, ingest: EventRow | None = None) -> T:
         """Queue a write from the event loop; returns after its transaction committed.
 
         The jobs of one loop iteration (the webhooks that arrived together) go to the
@@ -275,7 +264,7 @@ class SQLiteStore:
         if gathering is None:
             gathering = self._gathering[loop] = []
             loop.call_soon(self._hand_over, loop)
-        gathering.append(_Job(fn, future, atomic, ingest))
+        gathering.append(_Job(fn, future, ingest))
         return await future
 
     def _hand_over(self, loop: asyncio.AbstractEventLoop) -> None:
@@ -309,7 +298,7 @@ class SQLiteStore:
     async def ingest(self, webhook: Webhook, now: float | None = None) -> IngestResult:
         """Commit an inbound event unless its dedupe key was seen; resolves after the commit."""
         row = event_row(webhook, time.time() if now is None else now)
-        return await self.awrite(lambda conn: _ingest(conn, row), atomic=True, ingest=row)
+        return await self.awrite(lambda conn: _ingest(conn, row), ingest=row)
 
     # -- mapping ------------------------------------------------------------
 
