@@ -7,26 +7,25 @@ from typing import Any
 from .conftest import Fakes
 
 
+def _omnisend_records(fakes: Fakes, path: str, batches: str, endpoint: str) -> list[dict[str, Any]]:
+    """The records the fake Omnisend accepted at `path`, and inside batches (at `batches`) for `endpoint`."""
+    records: list[dict[str, Any]] = []
+    for request in fakes.omnisend.accepted():
+        if request.path == path:
+            records.append(request.body)
+        elif request.path == batches and request.body.get("endpoint") == endpoint:
+            records.extend(request.body["items"])
+    return records
+
+
 def omnisend_events(fakes: Fakes) -> list[dict[str, Any]]:
     """Every event the fake Omnisend accepted, whether sent alone or in a batch."""
-    events: list[dict[str, Any]] = []
-    for request in fakes.omnisend.accepted():
-        if request.path == "/api/events":
-            events.append(request.body)
-        elif request.path == "/api/batches" and request.body.get("endpoint") == "events":
-            events.extend(request.body["items"])
-    return events
+    return _omnisend_records(fakes, "/api/events", "/api/batches", "events")
 
 
 def omnisend_contacts(fakes: Fakes) -> list[dict[str, Any]]:
     """Every contact the fake Omnisend accepted, alone or inside a v3 batch."""
-    contacts: list[dict[str, Any]] = []
-    for request in fakes.omnisend.accepted():
-        if request.path == "/v3/contacts":
-            contacts.append(request.body)
-        elif request.path == "/v3/batches" and request.body.get("endpoint") == "contacts":
-            contacts.extend(request.body["items"])
-    return contacts
+    return _omnisend_records(fakes, "/v3/contacts", "/v3/batches", "contacts")
 
 
 def ometria_records(fakes: Fakes, record_type: str) -> list[dict[str, Any]]:

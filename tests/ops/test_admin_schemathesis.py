@@ -16,8 +16,8 @@ from schemathesis.specs.openapi.checks import response_schema_conformance, statu
 
 from bridge.ops.openapi import document
 
-from .support import DAY, NOW, FixedRules, Outbox, idem
-from .test_admin import TOKEN, make_client
+from .support import FixedRules, Outbox, idem
+from .test_admin import TOKEN, filled, make_client  # noqa: F401 (filled: the pytest fixture admin_schema uses)
 
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 CHECKS = [not_a_server_error, response_schema_conformance, status_code_conformance]
@@ -25,17 +25,11 @@ OPERATIONS = [(path, method) for path, item in document()["paths"].items() for m
 
 
 @pytest.fixture
-def admin_schema(outbox: Outbox) -> Any:
-    """The admin routes over a real store: a delivered message, a dead letter, a pending one."""
-    a = outbox.ingest("a", at=NOW - DAY)
-    outbox.map(a, [("omnisend", idem("a"))], at=NOW - DAY)
-    outbox.deliver("omnisend", "delivered", 202, at=NOW - DAY)
-    b = outbox.ingest("b", at=NOW - DAY, body={"email": "bob@example.com"})
-    outbox.map(b, [("ometria", idem("b"))], at=NOW - DAY)
-    outbox.deliver("ometria", "dead", 400, at=NOW - DAY, detail="invalid email bob@example.com")
-    c = outbox.ingest("c", topic="customers/create")
-    outbox.map(c, [("ometria", idem("c"))])
-    client = make_client(outbox, rules=FixedRules({"orders/create": [("omnisend", "orders")]}))
+def admin_schema(filled: Outbox) -> Any:
+    """The admin routes over a real store: test_admin's delivered message and dead letter, and a pending one."""
+    c = filled.ingest("c", topic="customers/create")
+    filled.map(c, [("ometria", idem("c"))])
+    client = make_client(filled, rules=FixedRules({"orders/create": [("omnisend", "orders")]}))
     return schemathesis.openapi.from_asgi("/admin/openapi.json", client.app, headers=AUTH)
 
 
