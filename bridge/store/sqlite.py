@@ -192,6 +192,7 @@ class SQLiteStore:
                 return
 
     def _commit(self, conn: sqlite3.Connection, jobs: list[_Job]) -> None:
+        together = True  # the webhooks in the transaction below: tried as one insert first
         if len(jobs) <= INGEST_ROWS_PER_STATEMENT and all(job.ingest is not None for job in jobs):
             # Only webhooks, as under load: their insert is one statement, which SQLite
             # commits by itself. No BEGIN and COMMIT around it: two GIL hand-offs less
@@ -199,7 +200,7 @@ class SQLiteStore:
             try:
                 values = _ingest_many(conn, [job.ingest for job in jobs if job.ingest is not None])
             except Exception:  # the statement inserted nothing, or its rows are committed:
-                pass  # one by one below, in a transaction, each webhook gets its own answer
+                together = False  # one by one below, in a transaction, each webhook gets its own answer
             else:
                 _settle([(job, True, value) for job, value in zip(jobs, values)])
                 return
@@ -215,7 +216,7 @@ class SQLiteStore:
                 ingests.append(job)
                 continue
             if ingests:  # keep the order of the queue: the webhooks before this job first
-                _run_ingests(conn, ingests, results)
+                _run_ingests(conn, ingests, results, together)
                 ingests = []
             conn.execute("SAVEPOINT job")
             try:
@@ -229,7 +230,7 @@ class SQLiteStore:
                 conn.execute("RELEASE job")
                 results.append((job, True, value))
         if ingests:
-            _run_ingests(conn, ingests, results)
+            _run_ingests(conn, ingests, results, together)
         try:
             conn.execute("COMMIT")
         except sqlite3.Error as exc:
@@ -376,18 +377,21 @@ def _settle_in_loop(items: list[tuple[asyncio.Future[Any], bool, Any]]) -> None:
 # -- SQL, one function per statement group; each runs inside the writer's transaction --
 
 
-def _run_ingests(conn: sqlite3.Connection, jobs: list[_Job], results: list[tuple[_Job, bool, Any]]) -> None:
-    """The webhooks of a group in as few statements as possible; if that fails, one by one, so
-    each gets its own answer. (A failed statement inserts nothing; a group of more than
-    INGEST_ROWS_PER_STATEMENT may have inserted its first rows, which one by one then answer
-    as duplicates of themselves: stored once, acknowledged 2xx.)"""
-    try:
-        values = _ingest_many(conn, [job.ingest for job in jobs if job.ingest is not None])
-    except Exception:
-        _still_in_transaction(conn)
-    else:
-        results.extend((job, True, value) for job, value in zip(jobs, values))
-        return
+def _run_ingests(conn: sqlite3.Connection, jobs: list[_Job], results: list[tuple[_Job, bool, Any]],
+                 together: bool = True) -> None:
+    """The webhooks of a group in as few statements as possible (unless `together` is False: that
+    was tried and failed); if that fails, one by one, so each gets its own answer. (A failed
+    statement inserts nothing; a group of more than INGEST_ROWS_PER_STATEMENT may have inserted
+    its first rows, which one by one then answer as duplicates of themselves: stored once,
+    acknowledged 2xx.)"""
+    if together:
+        try:
+            values = _ingest_many(conn, [job.ingest for job in jobs if job.ingest is not None])
+        except Exception:
+            _still_in_transaction(conn)
+        else:
+            results.extend((job, True, value) for job, value in zip(jobs, values))
+            return
     for job in jobs:
         try:
             results.append((job, True, job.fn(conn)))
