@@ -13,6 +13,7 @@ from starlette.testclient import TestClient
 from bridge.app import create_app
 from bridge.settings import Settings, SourceSettings, secrets_from
 from bridge.sign import omneo_headers, shopify_headers, woocommerce_headers
+from bridge.store.sqlite import execute
 
 SECRET = "shpss_app_test"
 
@@ -114,7 +115,7 @@ def test_woocommerce_ping_is_200_and_not_stored(client: TestClient) -> None:
 def test_store_failure_is_503_never_2xx(tmp_path: Path) -> None:
     app = create_app(make_settings(tmp_path), run_worker=False, rules=NoRules())
     with TestClient(app) as c:
-        c.app.state.bridge.store.write_sync(lambda conn: conn.execute("DROP TABLE events"))  # type: ignore[attr-defined]
+        c.app.state.bridge.store.write_sync(execute, "DROP TABLE events")  # type: ignore[attr-defined]
         response = c.post("/webhooks/shopify", content=ORDER, headers=shopify_headers(ORDER, SECRET, "orders/create"))
         assert response.status_code == 503 and response.headers["retry-after"]
 

@@ -206,7 +206,7 @@ def admin_app(bridge: Any) -> ASGIApp:
         if where.empty and not _flag("all", body.get("all")):
             raise BadRequest("give ids, destination or since; \"all\": true retries every dead letter")
         now = time.time()
-        count = await store.awrite(lambda c: queries.retry_dead(c, where, now))
+        count = await store.awrite(queries.retry_dead, where, now)
         log.info("admin.dead_retried", messages=count)
         return JSONResponse({"retried": count})
 
@@ -233,7 +233,7 @@ def admin_app(bridge: Any) -> ASGIApp:
             body = await _body(request, {"reason"} if paused else set())
             reason = (_text("reason", body.get("reason")) or "paused by an operator") if paused \
                 else "resumed by an operator"
-            await store.awrite(queries.pause_destination(name, paused, reason, time.time()))
+            await store.awrite(queries.pause_destination, name, paused, reason, time.time())
             if bridge.worker is not None:  # same process: take effect now rather than at the next refresh
                 await bridge.worker.refresh_pauses()
             log.info("admin.destination_paused" if paused else "admin.destination_resumed", destination=name)

@@ -179,7 +179,7 @@ def cmd_dead_retry(args: argparse.Namespace) -> int:
         raise UsageError("dead retry needs --id, --destination or --since; --all retries every dead letter")
     now = time.time()
     with opened_store(settings) as store:
-        count = store.write_sync(lambda conn: queries.retry_dead(conn, where, now))
+        count = store.write_sync(queries.retry_dead, where, now)
     print(f"{count} dead letter{'s' if count != 1 else ''} back to pending")
     return 0
 
@@ -219,7 +219,7 @@ def _set_paused(args: argparse.Namespace, paused: bool) -> int:
         raise UsageError(f"no destination named {args.name!r}; known: {', '.join(sorted(settings.destinations))}")
     reason = (args.reason or "paused by an operator") if paused else "resumed by an operator"
     with opened_store(settings) as store:
-        store.write_sync(queries.pause_destination(args.name, paused, reason, time.time()))
+        store.write_sync(queries.pause_destination, args.name, paused, reason, time.time())
     print(f"{args.name} {'paused' if paused else 'resumed'}; a running worker picks this up within a few seconds")
     return 0
 

@@ -117,8 +117,8 @@ def prune(
     if isinstance(target, sqlite3.Connection):
         conn = target
 
-        def write(fn: Callable[[sqlite3.Connection], Any]) -> Any:
-            return fn(conn)
+        def write(fn: Callable[..., Any], *args: Any) -> Any:
+            return fn(conn, *args)
 
         read = conn
     else:
@@ -135,14 +135,14 @@ def prune(
         return result
 
     while not stop():
-        messages, attempts = write(lambda c: _delete_delivered(c, delivered_before))
+        messages, attempts = write(_delete_delivered, delivered_before)
         result.messages += messages
         result.attempts += attempts
         if messages == 0:
             break
-    while not stop() and (bodies := write(lambda c: _null_bodies(c, bodies_before))) > 0:
+    while not stop() and (bodies := write(_null_bodies, bodies_before)) > 0:
         result.bodies += bodies
-    while not stop() and (keys := write(lambda c: _delete_dedupe(c, dedupe_before))) > 0:
+    while not stop() and (keys := write(_delete_dedupe, dedupe_before)) > 0:
         result.dedupe_keys += keys
     return result
 

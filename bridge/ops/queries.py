@@ -3,7 +3,7 @@ operators make (retry dead letters, pause a destination).
 
 Reads take a connection (a reader: WAL lets them run beside the writer).
 Writes are functions of a connection too, but callers hand them to the
-store's writer (`store.write_sync(fn)` / `await store.awrite(fn)`) so they are
+store's writer (`store.write_sync(fn, *args)` / `await store.awrite(fn, *args)`) so they are
 committed like every other write.
 """
 
@@ -283,13 +283,9 @@ def retry_dead(conn: sqlite3.Connection, where: DeadFilter, now: float) -> int:
 # -- destinations -------------------------------------------------------------
 
 
-def pause_destination(name: str, paused: bool, reason: str, now: float) -> Any:
+def pause_destination(conn: sqlite3.Connection, name: str, paused: bool, reason: str, now: float) -> None:
     """A write job: pause or resume `name`. No key fingerprint: an operator's pause holds until resumed."""
-
-    def job(conn: sqlite3.Connection) -> None:
-        set_paused(conn, name, paused, reason, None, now)
-
-    return job
+    set_paused(conn, name, paused, reason, None, now)
 
 
 def audit(conn: sqlite3.Connection, *, destination: str | None, area: str | None, since: float | None,

@@ -15,6 +15,7 @@ so a worker mapping the same event at the same time cannot make a duplicate.
 
 from __future__ import annotations
 
+import functools
 import json
 import sqlite3
 from dataclasses import asdict, dataclass
@@ -149,7 +150,7 @@ def replay(
         if dry_run:
             part = apply_mappings(reader, mapped, now, force=force, dry_run=True)
         else:
-            part = store.write_sync(lambda conn: apply_mappings(conn, mapped, now, force=force, dry_run=False))
+            part = store.write_sync(functools.partial(apply_mappings, mapped=mapped, now=now, force=force, dry_run=False))
         summary.add(part)
         if progress is not None:
             progress(min(summary.events, total), total)

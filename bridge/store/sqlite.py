@@ -94,11 +94,15 @@ def event_row(wh: Webhook, received_at: float) -> EventRow:
 
 @dataclass
 class _Job:
-    fn: Callable[[sqlite3.Connection], Any]
+    fn: Callable[..., Any]  # called as fn(conn, *args)
+    args: tuple[Any, ...]
     future: Future[Any] | asyncio.Future[Any]
     # An inbound webhook as its events row (event_row): the writer inserts the
     # webhooks of a group together (_ingest_many) and falls back to `fn` one by one.
     ingest: EventRow | None = None
+
+    def run(self, conn: sqlite3.Connection) -> Any:
+        return self.fn(conn, *self.args)
 
 
 def connect(path: Path | str) -> sqlite3.Connection:
@@ -220,7 +224,7 @@ class SQLiteStore:
                 ingests = []
             conn.execute("SAVEPOINT job")
             try:
-                value = job.fn(conn)
+                value = job.run(conn)
             except Exception as exc:  # the job's own failure: undo it alone
                 _still_in_transaction(conn)
                 conn.execute("ROLLBACK TO job")
@@ -242,15 +246,15 @@ class SQLiteStore:
             return
         _settle(results)
 
-    def write(self, fn: Callable[[sqlite3.Connection], T]) -> Future[T]:
-        """Queue a write; the future resolves after its transaction committed."""
+    def write(self, fn: Callable[..., T], *args: Any) -> Future[T]:
+        """Queue the write `fn(conn, *args)`; the future resolves after its transaction committed."""
         if self._thread is None:
             raise StoreUnavailable("store is not open")
         future: Future[T] = Future()
-        self._jobs.put([_Job(fn, future)])
+        self._jobs.put([_Job(fn, args, future)])
         return future
 
-    async def awrite(self, fn: Callable[[sqlite3.Connection], T], *, ingest: EventRow | None = None) -> T:
+    async def awrite(self, fn: Callable[..., T], *args: Any, ingest: EventRow | None = None) -> T:
         """Queue a write from the event loop; returns after its transaction committed.
 
         The jobs of one loop iteration (the webhooks that arrived together) go to the
@@ -265,7 +269,7 @@ class SQLiteStore:
         if gathering is None:
             gathering = self._gathering[loop] = []
             loop.call_soon(self._hand_over, loop)
-        gathering.append(_Job(fn, future, ingest))
+        gathering.append(_Job(fn, args, future, ingest))
         return await future
 
     def _hand_over(self, loop: asyncio.AbstractEventLoop) -> None:
@@ -279,8 +283,8 @@ class SQLiteStore:
             return
         self._jobs.put(jobs)
 
-    def write_sync(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        return self.write(fn).result()
+    def write_sync(self, fn: Callable[..., T], *args: Any) -> T:
+        return self.write(fn, *args).result()
 
     # -- readers ------------------------------------------------------------
 
@@ -299,7 +303,7 @@ class SQLiteStore:
     async def ingest(self, webhook: Webhook, now: float | None = None) -> IngestResult:
         """Commit an inbound event unless its dedupe key was seen; resolves after the commit."""
         row = event_row(webhook, time.time() if now is None else now)
-        return await self.awrite(lambda conn: _ingest(conn, row), ingest=row)
+        return await self.awrite(_ingest, row, ingest=row)
 
     # -- mapping ------------------------------------------------------------
 
@@ -308,38 +312,43 @@ class SQLiteStore:
 
     async def save_mappings(self, mapped: Sequence[Mapped], now: float) -> int:
         """Store each event's messages and status; returns how many messages were queued."""
-        return await self.awrite(lambda conn: sum(_save_mapping(conn, m, now) for m in mapped))
+        return await self.awrite(_save_mappings, mapped, now)
 
     # -- delivery -----------------------------------------------------------
 
     async def claim(self, destination: str, limit: int, lease_seconds: float, now: float) -> list[Message]:
-        return await self.awrite(lambda conn: _claim(conn, destination, limit, now + lease_seconds, now))
+        return await self.awrite(_claim, destination, limit, now + lease_seconds, now)
 
     async def release_expired(self, now: float) -> int:
         """Leases of dead workers run out: their messages are due again."""
-        return await self.awrite(lambda conn: _release_expired(conn, now))
+        return await self.awrite(_release_expired, now)
 
     async def release(self, messages: Iterable[Message], now: float) -> int:
         """Give back claimed messages without counting an attempt (shutdown)."""
         claimed = list(messages)
-        return await self.awrite(lambda conn: _release(conn, claimed, now))
+        return await self.awrite(_release, claimed, now)
 
     async def claim_batch(self, destination: str, due_before: float, lease_until: float) -> tuple[str, list[Message]] | None:
         """The submitted batch whose result check is the most overdue, if one was due before `due_before`."""
-        return await self.awrite(lambda conn: _claim_batch(conn, destination, due_before, lease_until))
+        return await self.awrite(_claim_batch, destination, due_before, lease_until)
 
     async def extend(self, messages: Sequence[Message], lease_until: float) -> int:
         """Renew the lease of messages still being delivered."""
-        return await self.awrite(lambda conn: _extend(conn, messages, lease_until))
+        return await self.awrite(_extend, messages, lease_until)
 
     async def complete(self, results: Sequence[tuple[Message, Outcome, Decision]], now: float) -> None:
-        await self.awrite(lambda conn: _complete(conn, results, now))
+        await self.awrite(_complete, results, now)
 
     async def set_paused(self, name: str, paused: bool, reason: str, key_fingerprint: str | None, now: float) -> None:
-        await self.awrite(lambda conn: set_paused(conn, name, paused, reason, key_fingerprint, now))
+        await self.awrite(set_paused, name, paused, reason, key_fingerprint, now)
 
     async def destination_states(self) -> dict[str, dict[str, Any]]:
         return await self.aread(destination_states)
+
+
+def execute(conn: sqlite3.Connection, sql: str, *params: Any) -> int:
+    """A write job of one SQL statement, for `write(execute, sql, *params)`: its row count."""
+    return conn.execute(sql, params).rowcount
 
 
 def _unavailable(exc: Exception) -> Exception:
@@ -394,7 +403,7 @@ def _run_ingests(conn: sqlite3.Connection, jobs: list[_Job], results: list[tuple
             return
     for job in jobs:
         try:
-            results.append((job, True, job.fn(conn)))
+            results.append((job, True, job.run(conn)))
         except Exception as exc:
             _still_in_transaction(conn)
             results.append((job, False, _unavailable(exc)))
@@ -533,6 +542,10 @@ def insert_message(conn: sqlite3.Connection, event_id: int, msg: Outgoing, idemp
          json.dumps(msg.record, separators=(",", ":")), ",".join(msg.areas), now, now, now),
     )
     return int(cur.lastrowid or 0)
+
+
+def _save_mappings(conn: sqlite3.Connection, mapped: Sequence[Mapped], now: float) -> int:
+    return sum(_save_mapping(conn, m, now) for m in mapped)
 
 
 def _save_mapping(conn: sqlite3.Connection, m: Mapped, now: float) -> int:

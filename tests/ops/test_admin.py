@@ -12,6 +12,7 @@ from starlette.testclient import TestClient
 
 from bridge.ops.admin import admin_routes
 from bridge.settings import Secret, Settings, destinations_from_env
+from bridge.store.sqlite import execute
 
 from .schema_check import check_response
 from .support import DAY, NOW, FixedRules, Outbox, idem
@@ -164,7 +165,7 @@ def test_pause_resume_and_stats(client: TestClient, filled: Outbox) -> None:
 
 
 def test_store_failure_is_503_not_500(client: TestClient, filled: Outbox) -> None:
-    filled.store.write_sync(lambda c: c.execute("DROP TABLE attempts"))
+    filled.store.write_sync(execute, "DROP TABLE attempts")
     answer = client.get("/admin/events/1", headers=AUTH)
     assert answer.status_code == 503 and answer.headers["retry-after"] == "5"
 

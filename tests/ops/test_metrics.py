@@ -15,6 +15,7 @@ from bridge.ops.metrics import Metrics, metrics_route
 from bridge.settings import Settings, SourceSettings, secrets_from
 from bridge.sign import shopify_headers
 from bridge.webhooks import WebhookEndpoint
+from bridge.store.sqlite import execute
 
 from .support import NOW, Outbox
 
@@ -68,8 +69,8 @@ def test_outbox_gauges_read_the_store(outbox: Outbox) -> None:
         outbox.map(outbox.ingest(f"e{n}", at=NOW), [("omnisend", f"k{n}")], at=NOW - 100)
     outbox.deliver("omnisend", "dead", 400)
     outbox.map(outbox.ingest("p", at=NOW), [("omnisend", "kp")], at=NOW - 100)
-    outbox.store.write_sync(lambda c: c.execute(
-        "INSERT INTO destination_state (name, paused, reason) VALUES ('ometria', 1, 'credentials refused')"))
+    outbox.store.write_sync(
+        execute, "INSERT INTO destination_state (name, paused, reason) VALUES ('ometria', 1, 'credentials refused')")
     m = Metrics()
     m.watch_store(outbox.store, ["omnisend", "ometria"])
     m._outbox.clock = lambda: NOW  # type: ignore[union-attr]
@@ -84,7 +85,7 @@ def test_outbox_gauges_read_the_store(outbox: Outbox) -> None:
 
 
 def test_unreadable_outbox_still_scrapes(outbox: Outbox) -> None:
-    outbox.store.write_sync(lambda c: c.execute("DROP TABLE destination_state"))
+    outbox.store.write_sync(execute, "DROP TABLE destination_state")
     m = Metrics()
     m.watch_store(outbox.store)
     m.webhook("shopify", "orders/create", "accepted")
@@ -115,7 +116,7 @@ def test_every_answer_of_the_webhook_endpoint_is_counted(tmp_path: Path) -> None
             big = b" " * 4096
             assert client.post("/webhooks/shopify", content=big, headers=signed).status_code == 413
             assert client.post("/webhooks/jane@example.com", content=body).status_code == 404
-            bridge.store.write_sync(lambda conn: conn.execute("DROP TABLE events"))
+            bridge.store.write_sync(execute, "DROP TABLE events")
             down = client.post("/webhooks/shopify", content=body, headers=shopify_headers(body, secret, "orders/paid"))
             assert down.status_code == 503
             scraped = client.get("/metrics")

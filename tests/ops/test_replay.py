@@ -9,6 +9,7 @@ import pytest
 from bridge.cli import main
 from bridge.ops.queries import EventFilter
 from bridge.ops.replay import replay
+from bridge.store.sqlite import execute
 
 from .support import DAY, NOW, FixedRules, Outbox, idem
 
@@ -22,12 +23,12 @@ def history(outbox: Outbox) -> Outbox:
     outbox.map(a, [("omnisend", idem("a"))], at=NOW - 2 * DAY)
     outbox.deliver("omnisend", "delivered", 202, at=NOW - 2 * DAY)
     b = outbox.ingest("b", topic="customers/create", at=NOW - DAY)
-    outbox.store.write_sync(lambda c: c.execute("UPDATE events SET status = 'no_rule' WHERE id = ?", (b,)))
+    outbox.store.write_sync(execute, "UPDATE events SET status = 'no_rule' WHERE id = ?", b)
     c = outbox.ingest("c", at=NOW - DAY)
     outbox.map(c, [("omnisend", idem("c"))], at=NOW - DAY)
     outbox.deliver("omnisend", "dead", 422, at=NOW - DAY)
     d = outbox.ingest("d", at=NOW - DAY)
-    outbox.store.write_sync(lambda c: c.execute("UPDATE events SET body = NULL, status = 'mapped' WHERE id = ?", (d,)))
+    outbox.store.write_sync(execute, "UPDATE events SET body = NULL, status = 'mapped' WHERE id = ?", d)
     return outbox
 
 

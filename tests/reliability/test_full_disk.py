@@ -25,6 +25,7 @@ from bridge.app import create_app
 from bridge.fakes import serve_in_thread
 from bridge.settings import Settings
 from bridge.store import SQLiteStore
+from bridge.store.sqlite import execute
 from e2e.conftest import Fakes
 
 from .process import Bridge, reliability_env
@@ -143,7 +144,7 @@ class CappedStore(SQLiteStore):
 
     def cap(self, pages: int) -> None:
         self.pages = pages
-        self.write_sync(lambda conn: conn.execute(f"PRAGMA max_page_count = {int(pages)}"))
+        self.write_sync(execute, f"PRAGMA max_page_count = {int(pages)}")
 
 
 def run_with_page_cap(disk: Path, fakes: Fakes) -> None:
