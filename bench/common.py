@@ -99,12 +99,17 @@ class Server:
         return self
 
     def peak_rss_kb(self) -> int:
-        """VmHWM: the process's peak resident set so far."""
+        """VmHWM, the peak resident set so far, of the process and its children (the store's writer)."""
         assert self.proc is not None
-        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1])
-        return 0
+        pids = [self.proc.pid]
+        for task in Path(f"/proc/{self.proc.pid}/task").iterdir():
+            pids += [int(p) for p in (task / "children").read_text().split()]
+        total = 0
+        for pid in pids:
+            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                if line.startswith("VmHWM:"):
+                    total += int(line.split()[1])
+        return total
 
     def stop(self) -> None:
         if self.proc is None or self.proc.poll() is not None:

@@ -81,10 +81,13 @@ def main() -> None:
     parser.add_argument("--skip-paced", action="store_true")
     parser.add_argument("--stack", choices=["uvloop", "asyncio"], default="uvloop",
                         help="uvicorn's HTTP stack for both servers (bench/stack.py)")
+    parser.add_argument("--writer", choices=["process", "thread"], default="process",
+                        help="where the bridge's store writer runs (BRIDGE_STORE_WRITER)")
     args = parser.parse_args()
     files = write_request_files()
     result: dict[str, Any] = {"body_bytes": int(files["body_bytes"]), "seconds": args.seconds,
-                              "connections": args.connections, "rounds": args.rounds, "stack": args.stack}
+                              "connections": args.connections, "rounds": args.rounds, "stack": args.stack,
+                              "writer": args.writer}
 
     db = bench_db(args.label, args.db, args.in_place)
     log = WORK / f"{args.label}-bridge.log"
@@ -92,7 +95,7 @@ def main() -> None:
     # Both servers stay up and are loaded in turns, so that a slow minute of the machine
     # falls on both; the reported run of each is its median.
     bare = None if args.skip_bare else bare_server(WORK / f"{args.label}-bare.log", args.stack).start()
-    bridge = bridge_server(db, log, worker=False, stack=args.stack).start()
+    bridge = bridge_server(db, log, worker=False, stack=args.stack, env={"BRIDGE_STORE_WRITER": args.writer}).start()
     try:
         if bare is not None:
             wrk(bare.url, args.warmup, args.connections, files)

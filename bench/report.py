@@ -33,7 +33,20 @@ def stack_comparison(a: dict[str, Any] | None) -> list[str]:
     ]
 
 
-def ingest_section(r: dict[str, Any] | None, asyncio_stack: dict[str, Any] | None = None) -> list[str]:
+def writer_comparison(t: dict[str, Any] | None) -> list[str]:
+    """The same comparison with the store's writer as a thread of the web process."""
+    if not t:
+        return []
+    return [
+        f"- The same comparison with `BRIDGE_STORE_WRITER=thread` (the writer a thread of the web process, as "
+        f"before 2026-11-23's third session), {t['rounds']} rounds of {int(t['seconds'])} s: bare "
+        f"{t['bare']['rps']:,.0f}/s, bridge {t['bridge']['rps']:,.0f}/s, ratio {t['ratio']:.2f} (rounds "
+        f"{', '.join(f'{v:.2f}' for v in t.get('round_ratios', []))}).",
+    ]
+
+
+def ingest_section(r: dict[str, Any] | None, asyncio_stack: dict[str, Any] | None = None,
+                   thread_writer: dict[str, Any] | None = None) -> list[str]:
     if not r:
         return ["Not run (`bench/run ingest`)."]
     b, x, h = r["bare"], r["bridge"], r["half_rate"]
@@ -66,7 +79,8 @@ def ingest_section(r: dict[str, Any] | None, asyncio_stack: dict[str, Any] | Non
         f"wrk run: {x['ok']:,} answered 200, {x['events_committed']:,} committed; the difference "
         f"({x['committed_minus_200']}) is at most the {r['connections']} requests wrk abandons in flight at its deadline "
         "(committed, answer never read).",
-        f"- Peak RSS of the bridge (VmHWM) after all the runs: {r['bridge_peak_rss_kb'] / 1024:.0f} MiB.",
+        f"- Peak RSS of the bridge and its writer process (VmHWM) after all the runs: {r['bridge_peak_rss_kb'] / 1024:.0f} MiB.",
+        *writer_comparison(thread_writer),
         *stack_comparison(asyncio_stack),
     ]
 
@@ -106,7 +120,7 @@ def delivery_section(r: dict[str, Any] | None) -> list[str]:
         f"- Outbox vs fakes: Ometria {o['outbox_states']}, lost {o['lost']}, duplicated {o['duplicates']}; "
         f"Omnisend {m['outbox_states']}, lost {m['lost']}, duplicated {m['duplicates']}. "
         + verdict(o["lost"] == o["duplicates"] == m["lost"] == m["duplicates"] == 0, "zero lost, zero duplicated") + ".",
-        f"- Peak RSS of the bridge during the drain: {r['bridge_peak_rss_kb'] / 1024:.0f} MiB. "
+        f"- Peak RSS of the bridge and its writer process during the drain: {r['bridge_peak_rss_kb'] / 1024:.0f} MiB. "
         + ("**The run hit its deadline.**" if r.get("timed_out") else ""),
     ]
     return out
@@ -189,7 +203,7 @@ def main() -> None:
         "Run it: `bench/run` (everything), or one part: `bench/run ingest | delivery | mapping | growth`. "
         "The bridge runs as a process: `python -m bridge serve`, the command the Procfile runs.",
         "",
-        "## 1. Ingest ceiling", "", *ingest_section(load("ingest"), load("ingest-asyncio")), "",
+        "## 1. Ingest ceiling", "", *ingest_section(load("ingest"), load("ingest-asyncio"), load("ingest-thread")), "",
         "## 2. Delivery against the rate-limit ceiling", "", *delivery_section(load("delivery")), "",
         "## 3. Mapping speed", "", *mapping_section(load("mapping")), "",
         "## 4. Growth: 1,000,000 delivered and 100,000 waiting messages", "",

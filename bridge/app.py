@@ -44,7 +44,7 @@ class Bridge:
     def build(cls, settings: Settings, **parts: Any) -> Bridge:
         """Build each part from settings unless given (tests pass their own)."""
         if "store" not in parts:
-            parts["store"] = SQLiteStore(settings.database_path)
+            parts["store"] = SQLiteStore(settings.database_path, process=settings.store_writer == "process")
         if "sources" not in parts:
             from bridge.sources import build_sources
 

@@ -81,6 +81,8 @@ class Settings:
     log_format: str = "auto"  # auto | json | console
     log_level: str = "info"
     run_worker: bool = True
+    # The store's writer in a process of its own (process) or a thread of the web process (thread).
+    store_writer: str = "process"
 
     @property
     def production(self) -> bool:
@@ -110,6 +112,7 @@ class Settings:
             admin_token=Secret(env["BRIDGE_ADMIN_TOKEN"]) if env.get("BRIDGE_ADMIN_TOKEN") else None,
             log_format=env.get("BRIDGE_LOG_FORMAT", "auto"),
             log_level=env.get("BRIDGE_LOG_LEVEL", "info"),
+            store_writer=_choice(env, "BRIDGE_STORE_WRITER", ("process", "thread"), "process"),
         )
         if settings.production:
             settings.require_complete()
@@ -201,3 +204,10 @@ def _float(env: Mapping[str, str], name: str, default: float) -> float:
         return float(env.get(name, default))
     except ValueError as exc:
         raise ConfigError(f"{name} must be a number, got {env[name]!r}") from exc
+
+
+def _choice(env: Mapping[str, str], name: str, choices: tuple[str, ...], default: str) -> str:
+    value = env.get(name, default).strip().lower()
+    if value not in choices:
+        raise ConfigError(f"{name} must be one of {', '.join(choices)}, got {env[name]!r}")
+    return value

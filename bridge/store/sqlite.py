@@ -1,4 +1,8 @@
-"""The SQLite store: one writer thread doing group commits, WAL readers.
+"""The SQLite store: one writer doing group commits, WAL readers.
+
+The writer is a thread of this process, or (`process=True`, what `bridge serve`
+and `bridge worker` run) a process of its own running the same `commit_group`:
+see bridge/store/process.py for why.
 
 Why a single writer thread: SQLite allows one writer at a time. A commit per
 request through the thread pool caps near 2,900 acknowledgements a second on
@@ -7,9 +11,7 @@ fsync. Here every write from this process is a job on one queue; the writer
 takes every job that is waiting, runs them in one transaction (a savepoint
 each, so one failing job does not undo the others) and commits once. Requests
 that arrive together share one fsync, and no writer in this process waits on
-SQLite's lock. Measured on this machine the pattern keeps about 0.65 of a bare
-Starlette app's rate (~11,000 commits a second), versus 0.16 for a commit per
-request. We do not linger to fill a batch: the next batch is whatever arrived
+SQLite's lock (figures in docs/benchmarks.md). We do not linger to fill a batch: the next batch is whatever arrived
 while the previous commit ran (lingering measured slower).
 
 synchronous=FULL: in WAL mode NORMAL may lose the last commits on power loss,
@@ -40,6 +42,7 @@ import orjson
 
 from bridge.errors import StoreUnavailable
 from bridge.model import Event, Message, Outcome, Outgoing, Webhook
+from bridge.store.process import WriterProcess
 
 T = TypeVar("T")
 
@@ -96,7 +99,7 @@ def event_row(wh: Webhook, received_at: float) -> EventRow:
 class _Job:
     fn: Callable[..., Any]  # called as fn(conn, *args)
     args: tuple[Any, ...]
-    future: Future[Any] | asyncio.Future[Any]
+    future: Any  # concurrent.futures.Future or asyncio.Future; None in the writer process
     # An inbound webhook as its events row (event_row): the writer inserts the
     # webhooks of a group together (_ingest_many) and falls back to `fn` one by one.
     ingest: EventRow | None = None
@@ -123,9 +126,26 @@ def connect(path: Path | str) -> sqlite3.Connection:
     return conn
 
 
+def open_writer(path: Path) -> sqlite3.Connection:
+    """The writer's connection, with the schema in place."""
+    if path.parent and not path.parent.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+    conn = connect(path)
+    # The writer looks up a random leaf of the dedupe index for every webhook:
+    # 16 MB of cache (SQLite's default is 2 MB) keeps more of it in memory.
+    conn.execute("PRAGMA cache_size = -16384")
+    conn.executescript(resources.files("bridge.store").joinpath("schema.sql").read_text())
+    return conn
+
+
 class SQLiteStore:
-    def __init__(self, path: Path | str) -> None:
+    """The store. Its writer runs in a thread, or with `process=True` in a process of its own
+    (bridge/store/process.py), which then belongs to the event loop that opened the store."""
+
+    def __init__(self, path: Path | str, *, process: bool = False) -> None:
         self.path = Path(path)
+        self._process = WriterProcess(self.path) if process else None
+        self._open = False
         # The writer's queue carries lists of jobs: awrite gathers what one
         # event-loop iteration asks for and hands it over in one put.
         self._jobs: queue.SimpleQueue[list[_Job] | None] = queue.SimpleQueue()
@@ -137,24 +157,31 @@ class SQLiteStore:
     # -- life cycle ---------------------------------------------------------
 
     def open(self) -> None:
-        if self._thread is not None:
+        if self._open:
             return
-        if self.path.parent and not self.path.parent.exists():
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._writer = connect(self.path)
-        # The writer looks up a random leaf of the dedupe index for every webhook:
-        # 16 MB of cache (SQLite's default is 2 MB) keeps more of it in memory.
-        self._writer.execute("PRAGMA cache_size = -16384")
-        self._writer.executescript(resources.files("bridge.store").joinpath("schema.sql").read_text())
-        self._thread = threading.Thread(target=self._write_loop, name="store-writer", daemon=True)
-        self._thread.start()
+        if self._process is not None:
+            try:
+                loop = asyncio.get_running_loop()
+            except RuntimeError:
+                raise RuntimeError("a store with a writer process is opened on the event loop that uses it") from None
+            open_writer(self.path).close()  # a database that cannot be opened fails here, not in the child
+            self._process.start(loop)
+        else:
+            self._writer = open_writer(self.path)
+            self._thread = threading.Thread(target=self._write_loop, name="store-writer", daemon=True)
+            self._thread.start()
+        self._open = True
 
     def close(self) -> None:
-        if self._thread is None:
+        if not self._open:
             return
-        self._jobs.put(None)
-        self._thread.join(timeout=10)
-        self._thread = None
+        self._open = False
+        if self._process is not None:
+            self._process.close()
+        if self._thread is not None:
+            self._jobs.put(None)
+            self._thread.join(timeout=10)
+            self._thread = None
         if self._writer is not None:
             self._writer.close()
             self._writer = None
@@ -186,70 +213,17 @@ class SQLiteStore:
                     stop = True
                     break
                 jobs.extend(more)
-            try:
-                self._commit(conn, jobs)
-            except Exception as exc:  # never let the writer die: every waiter would hang
-                with contextlib.suppress(sqlite3.Error):
-                    conn.execute("ROLLBACK")
-                _settle([(job, False, StoreUnavailable(f"write failed: {exc}")) for job in jobs if not job.future.done()])
+            _settle(commit_group(conn, jobs))
             if stop:
                 return
 
-    def _commit(self, conn: sqlite3.Connection, jobs: list[_Job]) -> None:
-        together = True  # the webhooks in the transaction below: tried as one insert first
-        if len(jobs) <= INGEST_ROWS_PER_STATEMENT and all(job.ingest is not None for job in jobs):
-            # Only webhooks, as under load: their insert is one statement, which SQLite
-            # commits by itself. No BEGIN and COMMIT around it: two GIL hand-offs less
-            # (see _ingest_many), which is most of what the writer waits on.
-            try:
-                values = _ingest_many(conn, [job.ingest for job in jobs if job.ingest is not None])
-            except Exception:  # the statement inserted nothing, or its rows are committed:
-                together = False  # one by one below, in a transaction, each webhook gets its own answer
-            else:
-                _settle([(job, True, value) for job, value in zip(jobs, values)])
-                return
-        try:
-            conn.execute("BEGIN IMMEDIATE")
-        except sqlite3.Error as exc:
-            _settle([(job, False, StoreUnavailable(f"cannot begin a transaction: {exc}")) for job in jobs])
-            return
-        results: list[tuple[_Job, bool, Any]] = []
-        ingests: list[_Job] = []
-        for job in jobs:
-            if job.ingest is not None:
-                ingests.append(job)
-                continue
-            if ingests:  # keep the order of the queue: the webhooks before this job first
-                _run_ingests(conn, ingests, results, together)
-                ingests = []
-            conn.execute("SAVEPOINT job")
-            try:
-                value = job.run(conn)
-            except Exception as exc:  # the job's own failure: undo it alone
-                _still_in_transaction(conn)
-                conn.execute("ROLLBACK TO job")
-                conn.execute("RELEASE job")
-                results.append((job, False, _unavailable(exc)))
-            else:
-                conn.execute("RELEASE job")
-                results.append((job, True, value))
-        if ingests:
-            _run_ingests(conn, ingests, results, together)
-        try:
-            conn.execute("COMMIT")
-        except sqlite3.Error as exc:
-            try:
-                conn.execute("ROLLBACK")
-            except sqlite3.Error:
-                pass
-            _settle([(job, False, StoreUnavailable(f"commit failed: {exc}")) for job in jobs])
-            return
-        _settle(results)
-
     def write(self, fn: Callable[..., T], *args: Any) -> Future[T]:
         """Queue the write `fn(conn, *args)`; the future resolves after its transaction committed."""
-        if self._thread is None:
+        if not self._open:
             raise StoreUnavailable("store is not open")
+        if self._process is not None:
+            assert self._process.loop is not None
+            return asyncio.run_coroutine_threadsafe(self.awrite(fn, *args), self._process.loop)
         future: Future[T] = Future()
         self._jobs.put([_Job(fn, args, future)])
         return future
@@ -261,9 +235,13 @@ class SQLiteStore:
         writer as one list, at the end of the iteration: one hand-off and one writer
         wake-up for the group instead of one each.
         """
-        if self._thread is None:
+        if not self._open:
             raise StoreUnavailable("store is not open")
         loop = asyncio.get_running_loop()
+        if self._process is not None:
+            if loop is not self._process.loop:  # the writer process talks to the loop that opened the store
+                return await asyncio.wrap_future(self.write(fn, *args))
+            await self._process.ready()
         future: asyncio.Future[T] = loop.create_future()
         gathering = self._gathering.get(loop)
         if gathering is None:
@@ -276,14 +254,19 @@ class SQLiteStore:
         jobs = self._gathering.pop(loop, None)
         if not jobs:
             return
-        if self._thread is None:  # closed since: nobody will run them
+        if not self._open:  # closed since: nobody will run them
             for job in jobs:
                 if not job.future.done():
                     job.future.set_exception(StoreUnavailable("store is not open"))
             return
-        self._jobs.put(jobs)
+        if self._process is not None:
+            self._process.send(jobs)
+        else:
+            self._jobs.put(jobs)
 
     def write_sync(self, fn: Callable[..., T], *args: Any) -> T:
+        if self._process is not None and _running_loop() is self._process.loop:
+            raise RuntimeError("write_sync would block the event loop the writer answers on: use awrite")
         return self.write(fn, *args).result()
 
     # -- readers ------------------------------------------------------------
@@ -346,6 +329,13 @@ class SQLiteStore:
         return await self.aread(destination_states)
 
 
+def _running_loop() -> asyncio.AbstractEventLoop | None:
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None
+
+
 def execute(conn: sqlite3.Connection, sql: str, *params: Any) -> int:
     """A write job of one SQL statement, for `write(execute, sql, *params)`: its row count."""
     return conn.execute(sql, params).rowcount
@@ -353,6 +343,69 @@ def execute(conn: sqlite3.Connection, sql: str, *params: Any) -> int:
 
 def _unavailable(exc: Exception) -> Exception:
     return StoreUnavailable(str(exc)) if isinstance(exc, sqlite3.Error) else exc
+
+
+def commit_group(conn: sqlite3.Connection, jobs: list[_Job]) -> list[tuple[_Job, bool, Any]]:
+    """Run `jobs` in one transaction, a savepoint each, and commit once.
+
+    Returns (job, ok, value or exception) for every job, in order, and never raises:
+    whatever goes wrong becomes every job's StoreUnavailable, so no waiter hangs.
+    """
+    try:
+        return _commit(conn, jobs)
+    except Exception as exc:
+        with contextlib.suppress(sqlite3.Error):
+            conn.execute("ROLLBACK")
+        return [(job, False, StoreUnavailable(f"write failed: {exc}")) for job in jobs]
+
+
+def _commit(conn: sqlite3.Connection, jobs: list[_Job]) -> list[tuple[_Job, bool, Any]]:
+    together = True  # the webhooks in the transaction below: tried as one insert first
+    if len(jobs) <= INGEST_ROWS_PER_STATEMENT and all(job.ingest is not None for job in jobs):
+        # Only webhooks, as under load: their insert is one statement, which SQLite
+        # commits by itself. No BEGIN and COMMIT around it: two GIL hand-offs less
+        # (see _ingest_many), which is most of what the writer waits on.
+        try:
+            values = _ingest_many(conn, [job.ingest for job in jobs if job.ingest is not None])
+        except Exception:  # the statement inserted nothing, or its rows are committed:
+            together = False  # one by one below, in a transaction, each webhook gets its own answer
+        else:
+            return [(job, True, value) for job, value in zip(jobs, values)]
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+    except sqlite3.Error as exc:
+        return [(job, False, StoreUnavailable(f"cannot begin a transaction: {exc}")) for job in jobs]
+    results: list[tuple[_Job, bool, Any]] = []
+    ingests: list[_Job] = []
+    for job in jobs:
+        if job.ingest is not None:
+            ingests.append(job)
+            continue
+        if ingests:  # keep the order of the queue: the webhooks before this job first
+            _run_ingests(conn, ingests, results, together)
+            ingests = []
+        conn.execute("SAVEPOINT job")
+        try:
+            value = job.run(conn)
+        except Exception as exc:  # the job's own failure: undo it alone
+            _still_in_transaction(conn)
+            conn.execute("ROLLBACK TO job")
+            conn.execute("RELEASE job")
+            results.append((job, False, _unavailable(exc)))
+        else:
+            conn.execute("RELEASE job")
+            results.append((job, True, value))
+    if ingests:
+        _run_ingests(conn, ingests, results, together)
+    try:
+        conn.execute("COMMIT")
+    except sqlite3.Error as exc:
+        try:
+            conn.execute("ROLLBACK")
+        except sqlite3.Error:
+            pass
+        return [(job, False, StoreUnavailable(f"commit failed: {exc}")) for job in jobs]
+    return results
 
 
 def _settle(results: list[tuple[_Job, bool, Any]]) -> None:

@@ -97,7 +97,7 @@ def test_every_answer_of_the_webhook_endpoint_is_counted(tmp_path: Path) -> None
     """The real endpoint on a real store: each answer under its outcome, the topic only once verified."""
     m = Metrics()
     secret = "shpss_metrics"
-    settings = Settings(database_path=tmp_path / "b.db", max_body_bytes=2048,
+    settings = Settings(database_path=tmp_path / "b.db", max_body_bytes=2048, store_writer="thread",  # opened off the loop
                         sources={"shopify": SourceSettings("shopify", "shopify", secrets_from(secret))})
     bridge = Bridge.build(settings, rules=None, destinations={})
     app = Starlette(routes=[Route("/webhooks/{source}", WebhookEndpoint(bridge, m), methods=["POST"]), metrics_route(m)])

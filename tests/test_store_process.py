@@ -1,0 +1,124 @@
+"""The store with its writer in a process of its own (what `bridge serve` and `bridge worker` run)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sqlite3
+from pathlib import Path
+from typing import Any, Awaitable, Callable
+
+import pytest
+import uvloop
+
+from bridge.errors import ConfigError, StoreUnavailable
+from bridge.model import Webhook
+from bridge.settings import Settings
+from bridge.store import SQLiteStore
+from bridge.store.sqlite import execute
+
+
+def hook(key: str) -> Webhook:
+    return Webhook(source="shopify", topic="orders/create", dedupe_key=key, body=b'{"id": 1}',
+                   headers={"x-shopify-topic": "orders/create"})
+
+
+def run(tmp_path: Path, test: Callable[[SQLiteStore], Awaitable[Any]]) -> Any:
+    """`test` on an open process-writer store, on uvloop as `bridge serve` runs."""
+    async def go() -> Any:
+        store = SQLiteStore(tmp_path / "bridge.db", process=True)
+        store.open()
+        try:
+            return await test(store)
+        finally:
+            store.close()
+    return uvloop.run(go())
+
+
+def stored_keys(tmp_path: Path) -> list[tuple[str, int]]:
+    with sqlite3.connect(tmp_path / "bridge.db") as conn:
+        return conn.execute("SELECT dedupe_key, duplicates FROM events ORDER BY id").fetchall()
+
+
+def test_concurrent_webhooks_are_committed_once_each_with_duplicates_counted(tmp_path: Path) -> None:
+    async def test(store: SQLiteStore) -> list[Any]:
+        return await asyncio.gather(*(store.ingest(hook(f"k{n % 50}")) for n in range(300)))
+
+    results = run(tmp_path, test)
+    assert [r.duplicate for r in results[:50]] == [False] * 50
+    assert all(r.duplicate for r in results[50:])
+    assert [r.event_id for r in results[50:100]] == [r.event_id for r in results[:50]]
+    assert stored_keys(tmp_path) == [(f"k{n}", 5) for n in range(50)]
+
+
+def test_a_job_failure_comes_back_as_its_own_and_spares_the_others(tmp_path: Path) -> None:
+    async def test(store: SQLiteStore) -> tuple[Any, ...]:
+        return tuple(await asyncio.gather(store.ingest(hook("a")), store.awrite(execute, "DROP TABLE nope"),
+                                          store.ingest(hook("b")), return_exceptions=True))
+
+    a, failed, b = run(tmp_path, test)
+    assert isinstance(failed, StoreUnavailable) and "nope" in str(failed)
+    assert not a.duplicate and not b.duplicate
+    assert stored_keys(tmp_path) == [("a", 0), ("b", 0)]
+
+
+def test_a_job_that_cannot_cross_to_the_writer_is_refused_clearly(tmp_path: Path) -> None:
+    async def test(store: SQLiteStore) -> Any:
+        with pytest.raises(TypeError, match="module-level function"):
+            await store.awrite(lambda conn: conn.execute("SELECT 1"))
+        return await store.ingest(hook("after"))
+
+    assert not run(tmp_path, test).duplicate
+
+
+def test_write_sync_from_a_thread_and_refused_on_the_loop(tmp_path: Path) -> None:
+    async def test(store: SQLiteStore) -> int:
+        await store.ingest(hook("a"))
+        with pytest.raises(RuntimeError, match="awrite"):
+            store.write_sync(execute, "SELECT 1")
+        return await asyncio.to_thread(store.write_sync, execute, "UPDATE events SET status = 'seen'")
+
+    assert run(tmp_path, test) == 1
+
+
+def test_a_killed_writer_fails_what_it_held_and_the_next_write_starts_a_new_one(tmp_path: Path) -> None:
+    async def test(store: SQLiteStore) -> Any:
+        assert store._process is not None and store._process.proc is not None
+        first = await store.ingest(hook("a"))
+        os.kill(store._process.proc.pid, signal.SIGKILL)
+        await asyncio.sleep(0.3)  # the loop sees the socket close
+        again = await store.ingest(hook("a"))  # a new writer; the key is still known
+        return first, again
+
+    first, again = run(tmp_path, test)
+    assert again.duplicate and again.event_id == first.event_id
+
+
+def test_the_writer_ignores_sigterm_and_finishes_on_close(tmp_path: Path) -> None:
+    async def test(store: SQLiteStore) -> Any:
+        assert store._process is not None and store._process.proc is not None
+        proc = store._process.proc
+        await store.ingest(hook("a"))
+        os.kill(proc.pid, signal.SIGTERM)  # a PaaS signals the whole process group on shutdown
+        await asyncio.sleep(0.2)
+        assert proc.poll() is None
+        result = await store.ingest(hook("b"))
+        store.close()
+        assert proc.poll() == 0
+        return result
+
+    assert not run(tmp_path, test).duplicate
+    assert stored_keys(tmp_path) == [("a", 0), ("b", 0)]
+
+
+def test_opening_off_the_event_loop_says_how_to_use_it(tmp_path: Path) -> None:
+    with pytest.raises(RuntimeError, match="event loop"):
+        SQLiteStore(tmp_path / "bridge.db", process=True).open()
+
+
+def test_the_setting_chooses_the_writer() -> None:
+    assert Settings.from_env({}).store_writer == "process"
+    assert Settings.from_env({"BRIDGE_STORE_WRITER": "thread"}).store_writer == "thread"
+    with pytest.raises(ConfigError, match="BRIDGE_STORE_WRITER must be one of process, thread"):
+        Settings.from_env({"BRIDGE_STORE_WRITER": "fork"})
