@@ -82,17 +82,24 @@ def test_write_sync_from_a_thread_and_refused_on_the_loop(tmp_path: Path) -> Non
     assert run(tmp_path, test) == 1
 
 
-def test_a_killed_writer_fails_what_it_held_and_the_next_write_starts_a_new_one(tmp_path: Path) -> None:
+def test_a_killed_writer_is_replaced_once_however_many_writes_wait(tmp_path: Path) -> None:
     async def test(store: SQLiteStore) -> Any:
-        assert store._process is not None and store._process.proc is not None
+        writer = store._process
+        assert writer is not None and writer.proc is not None
         first = await store.ingest(hook("a"))
-        os.kill(store._process.proc.pid, signal.SIGKILL)
+        old = writer.proc.pid
+        os.kill(old, signal.SIGKILL)
         await asyncio.sleep(0.3)  # the loop sees the socket close
-        again = await store.ingest(hook("a"))  # a new writer; the key is still known
-        return first, again
+        spawned = []
+        spawn = writer._spawn
+        writer._spawn = lambda: (spawned.append(1), spawn())[1]  # type: ignore[method-assign]
+        after = await asyncio.gather(*(store.ingest(hook(k)) for k in ["a", *map(str, range(20))]))
+        assert spawned == [1] and writer.proc is not None and writer.proc.pid != old
+        return first, after
 
-    first, again = run(tmp_path, test)
-    assert again.duplicate and again.event_id == first.event_id
+    first, after = run(tmp_path, test)
+    assert after[0].duplicate and after[0].event_id == first.event_id  # the new writer knows the key
+    assert not any(r.duplicate for r in after[1:])
 
 
 def test_the_writer_ignores_sigterm_and_finishes_on_close(tmp_path: Path) -> None:

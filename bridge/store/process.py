@@ -80,6 +80,9 @@ class WriterProcess(asyncio.Protocol):
 
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
+        self._connected = asyncio.ensure_future(self._connect(self._spawn()), loop=loop)
+
+    def _spawn(self) -> socket.socket:
         ours, theirs = socket.socketpair()
         try:
             self.proc = subprocess.Popen(
@@ -92,18 +95,24 @@ class WriterProcess(asyncio.Protocol):
             self._socket.close()
         self._socket = ours.dup()
         self._buffer.clear()
-        self._connected = asyncio.ensure_future(loop.create_unix_connection(lambda: self, sock=ours), loop=loop)
+        return ours
+
+    async def _connect(self, ours: socket.socket) -> None:
+        assert self.loop is not None
+        await self.loop.create_unix_connection(lambda: self, sock=ours)
+
+    async def _restart(self) -> None:
+        await asyncio.to_thread(self._reap)
+        log.warning("store.writer_restarted")
+        await self._connect(self._spawn())
 
     async def ready(self) -> None:
         """Wait for the connection to the writer; start a new writer if the last one stopped."""
         if self.transport is not None and not self.transport.is_closing():
             return
-        if self._connected is None or (self._connected.done() and self.transport is None):
-            assert self.loop is not None
-            await asyncio.to_thread(self._reap)
-            log.warning("store.writer_restarted")
-            self.start(self.loop)
-        assert self._connected is not None
+        assert self._connected is not None, "start() first"
+        if self._connected.done() and self.transport is None:  # one restart, however many callers wait
+            self._connected = asyncio.ensure_future(self._restart())
         try:
             await asyncio.shield(self._connected)
         except Exception as exc:
