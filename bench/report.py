@@ -19,29 +19,14 @@ def verdict(ok: bool, text: str) -> str:
     return f"**{'met' if ok else 'MISSED'}**: {text}"
 
 
-def stack_comparison(a: dict[str, Any] | None) -> list[str]:
-    """The same comparison on uvicorn's default HTTP stack, for scale."""
-    if not a:
+def comparison(r: dict[str, Any] | None, setting: str, comment: str = "") -> list[str]:
+    """The same ingest comparison under another setting, in one line."""
+    if not r:
         return []
     return [
-        f"- For scale, on uvicorn's default stack (asyncio + h11) for both servers, {a['rounds']} rounds of "
-        f"{int(a['seconds'])} s: bare {a['bare']['rps']:,.0f}/s, bridge {a['bridge']['rps']:,.0f}/s, ratio "
-        f"{a['ratio']:.2f} (rounds {', '.join(f'{v:.2f}' for v in a.get('round_ratios', []))}). The bridge's own "
-        "work per webhook is the same on both stacks; uvloop + httptools makes the HTTP part of every request "
-        "~3x cheaper, which lifts the bare app far more than the bridge. `bridge serve` ships uvloop + httptools "
-        "because its absolute rate there is the higher one; the target is judged on that stack, above.",
-    ]
-
-
-def writer_comparison(t: dict[str, Any] | None) -> list[str]:
-    """The same comparison with the store's writer as a thread of the web process."""
-    if not t:
-        return []
-    return [
-        f"- The same comparison with `BRIDGE_STORE_WRITER=thread` (the writer a thread of the web process, as "
-        f"before 2026-11-23's third session), {t['rounds']} rounds of {int(t['seconds'])} s: bare "
-        f"{t['bare']['rps']:,.0f}/s, bridge {t['bridge']['rps']:,.0f}/s, ratio {t['ratio']:.2f} (rounds "
-        f"{', '.join(f'{v:.2f}' for v in t.get('round_ratios', []))}).",
+        f"- {setting}, {r['rounds']} rounds of {int(r['seconds'])} s: bare {r['bare']['rps']:,.0f}/s, bridge "
+        f"{r['bridge']['rps']:,.0f}/s, ratio {r['ratio']:.2f} (rounds "
+        f"{', '.join(f'{v:.2f}' for v in r.get('round_ratios', []))}).{comment}",
     ]
 
 
@@ -80,8 +65,13 @@ def ingest_section(r: dict[str, Any] | None, asyncio_stack: dict[str, Any] | Non
         f"({x['committed_minus_200']}) is at most the {r['connections']} requests wrk abandons in flight at its deadline "
         "(committed, answer never read).",
         f"- Peak RSS of the bridge and its writer process (VmHWM) after all the runs: {r['bridge_peak_rss_kb'] / 1024:.0f} MiB.",
-        *writer_comparison(thread_writer),
-        *stack_comparison(asyncio_stack),
+        *comparison(thread_writer, "The same comparison with `BRIDGE_STORE_WRITER=thread` (the writer a thread "
+                    "of the web process, as before 2026-11-23's third session)"),
+        *comparison(asyncio_stack, "For scale, on uvicorn's default stack (asyncio + h11) for both servers",
+                    " The bridge's own work per webhook is the same on both stacks; uvloop + httptools makes the "
+                    "HTTP part of every request ~3x cheaper, which lifts the bare app far more than the bridge. "
+                    "`bridge serve` ships uvloop + httptools because its absolute rate there is the higher one; "
+                    "the target is judged on that stack, above."),
     ]
 
 

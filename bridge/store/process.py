@@ -130,10 +130,8 @@ class WriterProcess(asyncio.Protocol):
         except Exception:  # a lambda, say: the writer process could not call it. Send the others.
             picklable = []
             for job in jobs:
-                try:
-                    pickle.dumps((job.fn, job.args, job.ingest))
-                except Exception as exc:
-                    _fail([job], TypeError(f"a write job must be a module-level function with picklable arguments: {exc}"))
+                if (error := _pickle_error((job.fn, job.args, job.ingest))) is not None:
+                    _fail([job], TypeError(f"a write job must be a module-level function with picklable arguments: {error}"))
                 else:
                     picklable.append(job)
             if not picklable:
@@ -251,17 +249,18 @@ def _frame_answer(answer: Any) -> bytes:
     try:
         return frame(answer)
     except Exception:  # a value or exception that does not pickle: say what it was instead
-        return frame([(ok, value) if _picklable(value) else
+        return frame([(ok, value) if _pickle_error(value) is None else
                       (False, StoreUnavailable(f"the write's result cannot be sent back: {value!r}"))
                       for ok, value in answer])
 
 
-def _picklable(value: Any) -> bool:
+def _pickle_error(value: Any) -> Exception | None:
+    """Why `value` cannot be pickled, or None."""
     try:
         pickle.dumps(value)
-    except Exception:
-        return False
-    return True
+    except Exception as exc:
+        return exc
+    return None
 
 
 def main(argv: list[str]) -> int:

@@ -4,15 +4,16 @@ The writer is a thread of this process, or (`process=True`, what `bridge serve`
 and `bridge worker` run) a process of its own running the same `commit_group`:
 see bridge/store/process.py for why.
 
-Why a single writer thread: SQLite allows one writer at a time. A commit per
+Why a single writer: SQLite allows one writer at a time. A commit per
 request through the thread pool caps near 2,900 acknowledgements a second on
 this kind of machine (performance.md), because every request pays its own
 fsync. Here every write from this process is a job on one queue; the writer
 takes every job that is waiting, runs them in one transaction (a savepoint
 each, so one failing job does not undo the others) and commits once. Requests
 that arrive together share one fsync, and no writer in this process waits on
-SQLite's lock (figures in docs/benchmarks.md). We do not linger to fill a batch: the next batch is whatever arrived
-while the previous commit ran (lingering measured slower).
+SQLite's lock (figures in docs/benchmarks.md). We do not linger to fill a batch:
+the next batch is whatever arrived while the previous commit ran (lingering
+measured slower).
 
 synchronous=FULL: in WAL mode NORMAL may lose the last commits on power loss,
 and a 2xx promises the event is durable. FULL cost ~12% in the same test.
