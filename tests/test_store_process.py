@@ -16,7 +16,7 @@ from bridge.errors import ConfigError, StoreUnavailable
 from bridge.model import Webhook
 from bridge.settings import Settings
 from bridge.store import SQLiteStore
-from bridge.store.sqlite import execute
+from bridge.store.sqlite import HAND_OVER_EVERY, execute
 
 
 def hook(key: str) -> Webhook:
@@ -50,6 +50,23 @@ def test_concurrent_webhooks_are_committed_once_each_with_duplicates_counted(tmp
     assert all(r.duplicate for r in results[50:])
     assert [r.event_id for r in results[50:100]] == [r.event_id for r in results[:50]]
     assert stored_keys(tmp_path) == [(f"k{n}", 5) for n in range(50)]
+
+
+def test_a_busy_writer_gets_the_jobs_of_one_iteration_in_slices(tmp_path: Path) -> None:
+    # The first write goes at once (the writer is idle); the rest go every HAND_OVER_EVERY,
+    # so the writer commits while the loop still handles the iteration; the tail at its end.
+    async def test(store: SQLiteStore) -> tuple[list[int], list[Any]]:
+        assert store._process is not None
+        sizes: list[int] = []
+        send = store._process.send
+        store._process.send = lambda jobs: (sizes.append(len(jobs)), send(jobs))[1]  # type: ignore[method-assign]
+        results = await asyncio.gather(*(store.ingest(hook(f"k{n}")) for n in range(40)))
+        return sizes, results
+
+    sizes, results = run(tmp_path, test)
+    assert sizes == [1, HAND_OVER_EVERY, HAND_OVER_EVERY, 40 - 1 - 2 * HAND_OVER_EVERY]
+    assert [r.duplicate for r in results] == [False] * 40
+    assert stored_keys(tmp_path) == [(f"k{n}", 0) for n in range(40)]
 
 
 def test_a_job_failure_comes_back_as_its_own_and_spares_the_others(tmp_path: Path) -> None:

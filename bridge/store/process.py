@@ -120,6 +120,11 @@ class WriterProcess(asyncio.Protocol):
         if self.transport is None:
             raise StoreUnavailable("the store's writer process stopped")
 
+    @property
+    def idle(self) -> bool:
+        """Whether the writer has answered everything it was sent."""
+        return not self._pending
+
     def send(self, jobs: list[Any]) -> None:
         """Send the jobs of one hand-over; their futures resolve when the answer comes back."""
         if self.transport is None or self.transport.is_closing():
