@@ -26,11 +26,11 @@ from typing import TYPE_CHECKING, Any, Awaitable, Callable, MutableMapping
 
 import orjson
 import structlog
-from starlette.datastructures import Headers
 
 from bridge.errors import PayloadTooLarge, RejectedWebhook, StoreUnavailable, UnknownSource
 from bridge.model import Ping
 from bridge.ops.metrics import METRICS, Metrics
+from bridge.sources.signature import LowerHeaders
 
 if TYPE_CHECKING:
     from bridge.app import Bridge
@@ -54,7 +54,7 @@ class Answer:
     headers: list[tuple[bytes, bytes]] = field(default_factory=lambda: JSON_HEADERS)
 
 
-async def read_body(receive: Receive, headers: Headers, limit: int) -> bytes:
+async def read_body(receive: Receive, headers: LowerHeaders, limit: int) -> bytes:
     """The raw body, refused with 413 as soon as it is known to exceed `limit`."""
     declared = headers.get("content-length", "")
     if declared.isdigit() and int(declared) > limit:
@@ -98,7 +98,7 @@ class WebhookEndpoint:
 
     async def answer(self, name: str, scope: Scope, receive: Receive) -> Answer:
         bridge, log = self.bridge, self.log
-        headers = Headers(scope=scope)  # what Source.verify takes; each source lowers the names once
+        headers = LowerHeaders.from_asgi(scope["headers"])  # read once: what Source.verify takes
         try:
             source = bridge.sources.get(name)
             if source is None:

@@ -17,6 +17,17 @@ def test_personal_and_secret_keys_are_replaced() -> None:
     assert out["topic"] == "orders/create"
 
 
+def test_values_are_judged_by_their_key_and_their_content_whatever_their_type() -> None:
+    out = redact(None, "info", {"event": "webhook.rejected", "Phone": 61412345678, "secret_index": 0, "count": 3,
+                                "reason": "bad signature from jane@example.com", "customer_id": None,
+                                "ids": [1, "x@y.io"], "level": "info", "timestamp": "2026-11-23T10:00:00.000000Z"})
+    assert out["Phone"] == fingerprint(61412345678)
+    assert out["secret_index"] == 0 and out["count"] == 3 and out["customer_id"] is None
+    assert out["reason"] == f"bad signature from {fingerprint('jane@example.com')}"
+    assert out["ids"] == [1, fingerprint("x@y.io")]
+    assert out["event"] == "webhook.rejected" and out["level"] == "info"
+
+
 @pytest.mark.parametrize("text", ["contact jane.doe@example.com failed", "sms +61 412 345 678", "call 0412345678",
                                   "ring (02) 9999-1111 now", 'detail: {"email": "a.b@c.io"}'])
 def test_personal_data_inside_text_is_masked(text: str) -> None:

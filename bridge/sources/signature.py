@@ -27,8 +27,22 @@ ENCODINGS = ("hex", "base64")
 _MAX_KEY_PART = 128
 
 
+class LowerHeaders(dict[str, str]):
+    """Headers with lowercased names, as verify() reads them; lower_headers passes one through."""
+
+    @classmethod
+    def from_asgi(cls, raw: Iterable[tuple[bytes, bytes]]) -> LowerHeaders:
+        """From an ASGI scope's raw headers, decoded as starlette does; the first of repeated names wins."""
+        headers = cls()
+        for name, value in raw:
+            headers.setdefault(name.decode("latin-1").lower(), value.decode("latin-1"))
+        return headers
+
+
 def lower_headers(headers: Mapping[str, str]) -> dict[str, str]:
     """Header names lowercased; the first of repeated headers wins, as in starlette."""
+    if type(headers) is LowerHeaders:
+        return headers
     result: dict[str, str] = {}
     for name, value in headers.items():
         result.setdefault(name.lower(), value)

@@ -13,6 +13,7 @@ from bridge.model import Webhook
 from bridge.settings import SourceSettings, secrets_from
 from bridge.sources import build_source
 from bridge.sources.shopify import ShopifySource
+from bridge.sources.signature import LowerHeaders, lower_headers
 
 BODY = b'{"id": 820982911946154508, "email": "jon@example.com", "total_price": "199.00"}'
 SHOP = "demo.myshopify.com"
@@ -60,6 +61,19 @@ def test_valid_delivery() -> None:
 def test_header_names_are_case_insensitive() -> None:
     lowered = {k.lower(): v for k, v in headers().items()}
     assert isinstance(source().verify(lowered, BODY), Webhook)
+
+
+def test_headers_read_from_the_asgi_scope_keep_the_first_of_a_repeated_name() -> None:
+    # What the endpoint passes: the scope's raw (name, value) pairs; a second, forged signature is ignored.
+    raw = [(k.encode(), v.encode("latin-1")) for k, v in headers().items()]
+    raw.append((b"x-shopify-hmac-sha256", sign(BODY, "forged").encode()))
+    lowered = LowerHeaders.from_asgi(raw)
+    assert lowered["x-shopify-hmac-sha256"] == sign(BODY, "s3cret") and lower_headers(lowered) is lowered
+    hook = source().verify(lowered, BODY)
+    assert isinstance(hook, Webhook) and hook.headers["x-shopify-api-version"] == "2026-10"
+    forged_first = LowerHeaders.from_asgi([raw[-1], *raw[:-1]])
+    with pytest.raises(SignatureError):
+        source().verify(forged_first, BODY)
 
 
 def test_tampered_body() -> None:
