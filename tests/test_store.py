@@ -117,6 +117,26 @@ def test_claim_keeps_order_per_key_and_lets_other_keys_pass(store: SQLiteStore) 
     asyncio.run(go())
 
 
+def test_a_message_in_a_submitted_batch_holds_back_its_key_until_the_batch_is_settled(store: SQLiteStore) -> None:
+    # Omnisend runs batches on its side: a later message about the same order must not overtake
+    # the one still being processed there in an earlier batch.
+    async def go() -> None:
+        await queue_messages(store, [("omnisend", "order:1"), ("omnisend", "order:1"), ("omnisend", "order:2")])
+        first = await store.claim("omnisend", 10, lease_seconds=60, now=1)
+        assert [m.record["n"] for m in first] == [0, 2]
+        await store.complete([(m, Outcome("submitted", 200, ref="batch-1"), Decision("submitted", 30)) for m in first],
+                             now=1)
+        assert await store.claim("omnisend", 10, lease_seconds=60, now=2) == []  # order:1 waits for batch-1
+        claimed = await store.claim_batch("omnisend", due_before=30, lease_until=90)
+        assert claimed is not None
+        ref, batch = claimed
+        assert ref == "batch-1" and [m.record["n"] for m in batch] == [0, 2]
+        await store.complete([(m, Outcome("delivered", 200), Decision("delivered", 30)) for m in batch], now=30)
+        assert [m.record["n"] for m in await store.claim("omnisend", 10, lease_seconds=60, now=31)] == [1]
+
+    asyncio.run(go())
+
+
 def test_a_job_that_breaks_the_transaction_does_not_kill_the_writer(store: SQLiteStore) -> None:
     """executescript commits behind the writer's back; the writer must survive and keep serving."""
     with pytest.raises(StoreUnavailable):

@@ -647,8 +647,9 @@ def message_from_row(row: sqlite3.Row) -> Message:
 def _claim(conn: sqlite3.Connection, destination: str, limit: int, lease_until: float, now: float) -> list[Message]:
     token = uuid.uuid4().hex
     # Per-key order: a message is due only when no earlier message with the
-    # same ordering key is still open (pending or in flight), so a failing
-    # message holds back its own key and nothing else.
+    # same ordering key is still open (pending, in flight, or in a batch the
+    # destination is still processing), so a failing message holds back its
+    # own key and nothing else.
     rows = conn.execute(
         f"""
         UPDATE messages SET state = 'inflight', lease_until = :lease, claim = :claim, attempts = attempts + 1,
@@ -659,7 +660,7 @@ def _claim(conn: sqlite3.Connection, destination: str, limit: int, lease_until: 
               AND (m.ordering_key = '' OR NOT EXISTS (
                     SELECT 1 FROM messages AS p
                     WHERE p.destination = m.destination AND p.ordering_key = m.ordering_key
-                      AND p.state IN ('pending', 'inflight') AND p.id < m.id))
+                      AND p.state IN ('pending', 'inflight', 'submitted') AND p.id < m.id))
             ORDER BY m.id LIMIT :limit)
         RETURNING {MESSAGE_COLUMNS}
         """,
