@@ -50,6 +50,7 @@ class Answer:
     outcome: str
     status: int
     body: dict[str, Any]
+    log: tuple[str, str, dict[str, Any]]  # level, event, fields: written once the answer is sent
     topic: str = ""  # only a verified topic becomes a metrics label
     headers: list[tuple[bytes, bytes]] = field(default_factory=lambda: JSON_HEADERS)
 
@@ -92,12 +93,17 @@ class WebhookEndpoint:
             raise
         body = orjson.dumps(answer.body)
         headers = [*answer.headers, (b"content-length", b"%d" % len(body))]  # without it the answer would be chunked
-        await send({"type": "http.response.start", "status": answer.status, "headers": headers})
-        await send({"type": "http.response.body", "body": body})
-        self.metrics.webhook(name, answer.topic, answer.outcome, time.perf_counter() - started)
+        try:
+            await send({"type": "http.response.start", "status": answer.status, "headers": headers})
+            await send({"type": "http.response.body", "body": body})
+        finally:
+            # Counted and logged after the answer left: neither delays the sender.
+            self.metrics.webhook(name, answer.topic, answer.outcome, time.perf_counter() - started)
+            level, event, fields = answer.log
+            getattr(self.log, level)(event, **fields)
 
     async def answer(self, name: str, scope: Scope, receive: Receive) -> Answer:
-        bridge, log = self.bridge, self.log
+        bridge = self.bridge
         headers = LowerHeaders.from_asgi(scope["headers"])  # read once: what Source.verify takes
         try:
             source = bridge.sources.get(name)
@@ -106,29 +112,33 @@ class WebhookEndpoint:
             body = await read_body(receive, headers, bridge.settings.max_body_bytes)
             verified = source.verify(headers, body)
         except RejectedWebhook as exc:
-            log.warning("webhook.rejected", source=name, status=exc.status_code, reason=str(exc))
-            return Answer(exc.outcome, exc.status_code, {"error": str(exc)})
+            return Answer(exc.outcome, exc.status_code, {"error": str(exc)},
+                          ("warning", "webhook.rejected", {"source": name, "status": exc.status_code, "reason": str(exc)}))
 
         if isinstance(verified, Ping):
-            log.info("webhook.ping", source=name)
-            return Answer("ping", 200, {"status": "ok"})
+            return Answer("ping", 200, {"status": "ok"}, ("info", "webhook.ping", {"source": name}))
         topic = verified.topic
         try:
             result = await bridge.store.ingest(verified)
         except StoreUnavailable as exc:
-            log.error("webhook.store_failed", source=name, topic=topic, reason=str(exc))
-            return Answer("store_failed", 503, {"error": "could not store the event; retry later"}, topic,
-                          RETRY_HEADERS)
+            return Answer("store_failed", 503, {"error": "could not store the event; retry later"},
+                          ("error", "webhook.store_failed", {"source": name, "topic": topic, "reason": str(exc)}),
+                          topic, RETRY_HEADERS)
 
         event_id = result.event_id
         if result.duplicate:
-            log.info("webhook.duplicate", event_id=event_id, source=name, topic=topic, dedupe_key=verified.dedupe_key)
-            return Answer("duplicate", 200, {"status": "duplicate", "event_id": event_id}, topic)
+            return Answer("duplicate", 200, {"status": "duplicate", "event_id": event_id},
+                          ("info", "webhook.duplicate",
+                           {"event_id": event_id, "source": name, "topic": topic, "dedupe_key": verified.dedupe_key}),
+                          topic)
         if not verified.payload_ok:
-            log.warning("webhook.invalid_json", event_id=event_id, source=name, topic=topic)
             return Answer("invalid_json", 400,
-                          {"error": "body is not valid JSON; stored for inspection", "event_id": event_id}, topic)
-        log.info("webhook.accepted", event_id=event_id, source=name, topic=topic, secret_index=verified.secret_index)
+                          {"error": "body is not valid JSON; stored for inspection", "event_id": event_id},
+                          ("warning", "webhook.invalid_json", {"event_id": event_id, "source": name, "topic": topic}),
+                          topic)
         if bridge.worker is not None:
             bridge.worker.notify_event()
-        return Answer("accepted", 200, {"status": "accepted", "event_id": event_id}, topic)
+        return Answer("accepted", 200, {"status": "accepted", "event_id": event_id},
+                      ("info", "webhook.accepted",
+                       {"event_id": event_id, "source": name, "topic": topic, "secret_index": verified.secret_index}),
+                      topic)
