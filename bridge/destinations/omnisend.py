@@ -238,9 +238,9 @@ def _pair_event_items(messages: Sequence[Message], entries: list[dict[str, Any]]
             by_event_id[str(request["eventID"])] = entry
     pairs: dict[int, dict[str, Any]] = {}
     for message in messages:
-        entry = by_event_id.get(event_for(message)["eventID"])
-        if entry is not None:
-            pairs[message.id] = entry
+        found = by_event_id.get(event_for(message)["eventID"])
+        if found is not None:
+            pairs[message.id] = found
     return pairs
 
 
@@ -287,18 +287,18 @@ def _pair_v3_items(endpoint: str, messages: Sequence[Message],
         if message.id in pairs:
             continue
         sent = dict(message.record)
-        index = next((i for i, e in enumerate(entries) if i not in used and e.get("request") == sent), None)
-        if index is not None:
-            pairs[message.id] = entries[index]
-            used.add(index)
+        same = next((i for i, e in enumerate(entries) if i not in used and e.get("request") == sent), None)
+        if same is not None:
+            pairs[message.id] = entries[same]
+            used.add(same)
     for message in messages:
         if message.id in pairs:
             continue
         key = message_keys[message.id]
-        index = next((i for i, k in enumerate(entry_keys) if i not in used and k == key), None)
-        if index is not None:
-            pairs[message.id] = entries[index]
-            used.add(index)
+        keyed = next((i for i, k in enumerate(entry_keys) if i not in used and k == key), None)
+        if keyed is not None:
+            pairs[message.id] = entries[keyed]
+            used.add(keyed)
     return pairs
 
 

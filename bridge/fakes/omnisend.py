@@ -154,12 +154,12 @@ def event_problems(event: Any) -> Problems:
         errors.append({"field": "contact", "code": "required", "message": "contact needs email, phone or id"})
     elif isinstance(contact.get("phone"), str) and len(contact["phone"]) > 15:
         errors.append({"field": "contact.phone", "code": "too_long", "message": "phone is at most 15 characters"})
-    name = event.get("eventName")
-    if isinstance(name, str) and name in RECOMMENDED_EVENTS:
-        expected = RECOMMENDED_EVENTS[name]
+    event_name = event.get("eventName")
+    if isinstance(event_name, str) and event_name in RECOMMENDED_EVENTS:
+        expected = RECOMMENDED_EVENTS[event_name]
         if expected and event.get("eventVersion") != expected:
             errors.append({"field": "eventVersion", "code": "invalid_value",
-                           "message": f"eventVersion must be {expected!r} for {name!r}"})
+                           "message": f"eventVersion must be {expected!r} for {event_name!r}"})
     if event.get("eventID") not in (None, "") and not _is_uuid(event["eventID"]):
         errors.append({"field": "eventID", "code": "invalid_format", "message": "eventID must be a UUID"})
     if "properties" in event and not isinstance(event["properties"], dict):

@@ -20,7 +20,7 @@ per field).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 from jinja2 import ChainableUndefined, TemplateSyntaxError, Undefined, nodes
 from jinja2.exceptions import TemplateAssertionError
@@ -165,7 +165,7 @@ def read_paths(tree: nodes.Node) -> frozenset[str]:
 def compile_field(source: Any) -> Compiled:
     """Compile one YAML scalar from a rule. Non-strings are constants."""
     if not isinstance(source, str) or ("{{" not in source and "{%" not in source):
-        return Compiled(lambda ctx, value=source: value, str(source), "const", constant=source)
+        return Compiled(_constant(source), str(source), "const", constant=source)
     tree = parse_template(source)
     body = tree.body
     names = root_names(tree)
@@ -180,10 +180,14 @@ def compile_field(source: Any) -> Compiled:
     return Compiled(_render_template(tree), source, "template", names, paths=read_paths(tree))
 
 
+def _constant(value: Any) -> Evaluator:
+    return lambda ctx: value
+
+
 def compile_condition(source: Any) -> Compiled:
     """A `when:` condition: `{{ email }}` or the bare expression `email`."""
     if isinstance(source, bool):
-        return Compiled(lambda ctx, value=source: value, str(source), "const", constant=source)
+        return Compiled(_constant(source), str(source), "const", constant=source)
     text = str(source).strip()
     if text.startswith("{{") and text.endswith("}}") and text.count("{{") == 1:
         text = text[2:-2]
@@ -225,7 +229,7 @@ def _expression_template(expr: nodes.Expr) -> Any:
         raise ExpressionError(exc.message or str(exc), exc.lineno or 1) from None
 
 
-def _concat(parts: list[nodes.Node]) -> Evaluator:
+def _concat(parts: Sequence[nodes.Node]) -> Evaluator:
     pieces: list[str | Evaluator] = []
     for part in parts:
         if isinstance(part, nodes.TemplateData):
@@ -288,7 +292,7 @@ def _fast_path(expr: nodes.Expr) -> Evaluator | None:
         if not all(_const_value(kw.value) is not _NOT_CONST for kw in node.kwargs):
             return None
         args = tuple(_const_value(arg) for arg in node.args)
-        kwargs = {kw.key: _const_value(kw.value) for kw in node.kwargs}
+        kwargs = {str(kw.key): _const_value(kw.value) for kw in node.kwargs}
         filters.append((FILTERS[node.name], args, kwargs))
         node = node.node  # type: ignore[assignment]
     if isinstance(node, nodes.Const):
