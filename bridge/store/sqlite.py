@@ -370,8 +370,8 @@ def _commit(conn: sqlite3.Connection, jobs: list[_Job]) -> list[tuple[_Job, bool
     together = True  # the webhooks in the transaction below: tried as one insert first
     if len(jobs) <= INGEST_ROWS_PER_STATEMENT and all(job.ingest is not None for job in jobs):
         # Only webhooks, as under load: their insert is one statement, which SQLite
-        # commits by itself. No BEGIN and COMMIT around it: two GIL hand-offs less
-        # (see _ingest_many), which is most of what the writer waits on.
+        # commits by itself. No BEGIN and COMMIT around it: two statements less
+        # (see _ingest_many for why the count of statements matters).
         try:
             values = _ingest_many(conn, [job.ingest for job in jobs if job.ingest is not None])
         except Exception:  # the statement inserted nothing, or its rows are committed:
@@ -483,9 +483,10 @@ INGEST_ROWS_PER_STATEMENT = 128
 def _ingest_many(conn: sqlite3.Connection, rows: list[EventRow]) -> list[IngestResult]:
     """Insert webhooks that arrived together: the same results as _ingest for each, in order.
 
-    Usually one statement: the writer thread gives the GIL back for every statement
+    Usually one statement. A writer thread gives the GIL back for every statement
     it runs and must win it again from the event loop each time, so fewer
-    statements is what lets the loop and the writer overlap. With an INTEGER
+    statements is what lets the loop and the writer overlap; a writer process
+    saves the Python and SQLite work of each statement. With an INTEGER
     PRIMARY KEY every new row gets the largest rowid plus one, in order, so the
     ids of a fully inserted chunk follow from the last one. When some keys were
     already stored (a resend), their rows are looked up: the rows inserted now are
