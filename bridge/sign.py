@@ -13,6 +13,9 @@ import hmac
 import time
 import uuid
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat, PublicFormat
+
 
 def _hmac(secret: str | bytes, body: bytes) -> bytes:
     key = secret.encode() if isinstance(secret, str) else secret
@@ -58,13 +61,26 @@ def woocommerce_headers(body: bytes, secret: str, topic: str, *, webhook_id: int
 
 
 def standard_headers(body: bytes, secret: str, *, msg_id: str | None = None, timestamp: int | None = None) -> dict[str, str]:
-    key = base64.b64decode(secret.removeprefix("whsec_"))
+    """Standard Webhooks: `v1` with a `whsec_` secret, `v1a` with a `whsk_` ed25519 private key."""
     msg_id = msg_id or f"msg_{uuid.uuid4().hex}"
     ts = int(time.time()) if timestamp is None else timestamp
-    signature = base64.b64encode(_hmac(key, f"{msg_id}.{ts}.".encode() + body)).decode()
+    content = f"{msg_id}.{ts}.".encode() + body
+    if secret.startswith("whsk_"):
+        seed = base64.b64decode(secret.removeprefix("whsk_"))[:32]  # a 32-byte seed, or NaCl's seed + public key
+        entry = "v1a," + base64.b64encode(Ed25519PrivateKey.from_private_bytes(seed).sign(content)).decode()
+    else:
+        entry = "v1," + base64.b64encode(_hmac(base64.b64decode(secret.removeprefix("whsec_")), content)).decode()
     return {
         "Content-Type": "application/json",
         "webhook-id": msg_id,
         "webhook-timestamp": str(ts),
-        "webhook-signature": f"v1,{signature}",
+        "webhook-signature": entry,
     }
+
+
+def standard_key_pair() -> tuple[str, str]:
+    """A new ed25519 key pair as Standard Webhooks serialises it: (whsk_ private, whpk_ public)."""
+    private = Ed25519PrivateKey.generate()
+    seed = private.private_bytes(Encoding.Raw, PrivateFormat.Raw, NoEncryption())
+    public = private.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+    return "whsk_" + base64.b64encode(seed).decode(), "whpk_" + base64.b64encode(public).decode()

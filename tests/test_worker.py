@@ -40,11 +40,15 @@ class ScriptedDestination:
         pass
 
 
+@dataclass
 class OneRule:
+    one_key: bool = True  # every message about one entity ("o"), or one entity per event ("o<id>")
+
     def map(self, event: Event) -> MapResult:
         if event.topic == "unknown":
             return MapResult()
-        return MapResult(messages=[Outgoing("omnisend", "event", {"id": event.payload()["id"]}, rule="r", key="o")],
+        n = event.payload()["id"]
+        return MapResult(messages=[Outgoing("omnisend", "event", {"id": n}, rule="r", key="o" if self.one_key else f"o{n}")],
                          rules=["r"])
 
 
@@ -53,9 +57,9 @@ class Holder:
     current: Any = field(default_factory=OneRule)
 
 
-def make(store: SQLiteStore, dest: ScriptedDestination, clock: list[float]) -> Worker:
+def make(store: SQLiteStore, dest: ScriptedDestination, clock: list[float], rules: OneRule | None = None) -> Worker:
     settings = Settings(retry_base_seconds=1, retry_cap_seconds=1, retry_max_attempts=3)
-    return Worker(settings, store, Holder(), {"omnisend": dest}, clock=lambda: clock[0])
+    return Worker(settings, store, Holder(rules or OneRule()), {"omnisend": dest}, clock=lambda: clock[0])
 
 
 async def ingest(store: SQLiteStore, n: int, topic: str = "orders/create") -> None:
@@ -171,7 +175,7 @@ def test_a_submitted_batch_is_followed_up_and_refused_items_die(store: SQLiteSto
     async def go() -> None:
         clock = [0.0]
         dest = BatchingDestination("omnisend", ready=2)
-        worker = make(store, dest, clock)
+        worker = make(store, dest, clock, OneRule(one_key=False))  # three orders: one batch (one key would wait)
         for n in (1, 2, 3):
             await ingest(store, n)
         await worker.run_until_idle()

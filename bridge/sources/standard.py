@@ -1,10 +1,16 @@
-"""Standard Webhooks (standardwebhooks.com): `v1` HMAC-SHA256 over "{id}.{timestamp}.{body}".
+"""Standard Webhooks (standardwebhooks.com): signatures over "{id}.{timestamp}.{body}".
+
+Two schemes, told apart by the configured key, as the spec serialises them:
+`whsec_<base64>` is a shared secret for `v1` (HMAC-SHA256), `whpk_<base64>` the
+sender's ed25519 public key for `v1a`. A source may list both kinds, in any
+order (rotation, or a move from one scheme to the other); the header may carry
+several signatures, and the first configured key that one of them matches wins.
 
 The reference `standardwebhooks` library decodes the body as text, fixes the
-window at five minutes, reads the wall clock and lets malformed signature
-entries escape as ValueError. This module implements the same `v1` scheme
+window at five minutes, reads the wall clock, lets malformed signature entries
+escape as ValueError and knows no `v1a`. This module implements the schemes
 over the exact raw bytes, with a configurable window and an injected clock
-(tests check it against the library and the spec's published vector).
+(tests check `v1` against the library and the spec's published vector).
 """
 
 from __future__ import annotations
@@ -14,6 +20,9 @@ import binascii
 import re
 import time
 from typing import Callable, Mapping, Sequence
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from bridge.errors import ConfigError, SignatureError
 from bridge.model import Ping, Webhook
@@ -30,6 +39,9 @@ from bridge.sources.signature import (
 )
 
 SECRET_PREFIX = "whsec_"
+PUBLIC_KEY_PREFIX = "whpk_"
+PRIVATE_KEY_PREFIX = "whsk_"
+MAX_SIGNATURES = 8  # entries of webhook-signature read; senders send one, two while they rotate
 DEFAULT_TOLERANCE_SECONDS = 300.0
 KEPT_HEADERS = ("webhook-id", "webhook-timestamp")
 _TIMESTAMP = re.compile(r"[0-9]{1,12}")
@@ -41,17 +53,44 @@ OPTIONS = {
 }
 
 
-def signing_key(secret: str) -> bytes:
-    """The HMAC key of a `whsec_<base64>` secret (the prefix is optional)."""
-    encoded = secret[len(SECRET_PREFIX) :] if secret.startswith(SECRET_PREFIX) else secret
+def _base64(encoded: str) -> bytes:
     try:
-        # Some senders show the secret without base64 padding.
-        key = base64.b64decode(encoded + "=" * (-len(encoded) % 4), validate=True)
+        # Some senders show keys without base64 padding.
+        return base64.b64decode(encoded + "=" * (-len(encoded) % 4), validate=True)
     except (ValueError, binascii.Error):
-        key = b""
+        return b""
+
+
+def signing_key(secret: str) -> bytes | Ed25519PublicKey:
+    """The HMAC key of a `whsec_<base64>` secret (the prefix is optional), or the public key of a `whpk_<base64>` one."""
+    if secret.startswith(PUBLIC_KEY_PREFIX):
+        raw = _base64(secret[len(PUBLIC_KEY_PREFIX) :])
+        if len(raw) != 32:
+            raise ValueError("is not a whpk_ public key (whpk_ followed by the base64 of a 32-byte ed25519 key)")
+        return Ed25519PublicKey.from_public_bytes(raw)
+    if secret.startswith(PRIVATE_KEY_PREFIX):
+        raise ValueError("is the sender's private key (whsk_): configure its public key (whpk_) instead,"
+                         " and treat this one as leaked")
+    key = _base64(secret[len(SECRET_PREFIX) :] if secret.startswith(SECRET_PREFIX) else secret)
     if not key:
-        raise ValueError("is not a whsec_ secret (whsec_ followed by base64)")
+        raise ValueError("is not a whsec_ secret (whsec_ followed by base64) nor a whpk_ public key")
     return key
+
+
+def matching_key(keys: Sequence[bytes | Ed25519PublicKey], message: bytes, v1: list[bytes], v1a: list[bytes]) -> int | None:
+    """Index of the first key that one of the claimed signatures of its kind matches."""
+    for index, key in enumerate(keys):
+        if isinstance(key, bytes):
+            if v1 and matching_secret([key], message, v1) is not None:
+                return index
+            continue
+        for signature in v1a:
+            try:
+                key.verify(signature, message)
+            except InvalidSignature:
+                continue
+            return index
+    return None
 
 
 class StandardSource:
@@ -102,17 +141,19 @@ class StandardSource:
         if abs(skew) > self._tolerance:
             direction = "too old" if skew > 0 else "in the future"
             raise SignatureError(f"timestamp outside the {self._tolerance:g} s window ({direction})")
-        # "v1,<base64>" entries separated by spaces; other versions (v1a) are skipped.
-        claimed = []
-        for entry in h["webhook-signature"].split():
+        # "v1,<base64>" and "v1a,<base64>" entries separated by spaces; other versions are skipped.
+        claimed: dict[str, list[bytes]] = {"v1": [], "v1a": []}
+        # At most MAX_SIGNATURES entries are read: an ed25519 check costs ~70 us, and a forged
+        # header of thousands of entries must not buy that many.
+        for entry in h["webhook-signature"].split()[:MAX_SIGNATURES]:
             version, _, value = entry.partition(",")
-            decoded = decode_signature(value, "base64") if version == "v1" else None
+            decoded = decode_signature(value, "base64") if version in claimed else None
             if decoded is not None:
-                claimed.append(decoded)
-        if not claimed:
-            raise SignatureError("webhook-signature has no v1,<base64> signature")
+                claimed[version].append(decoded)
+        if not claimed["v1"] and not claimed["v1a"]:
+            raise SignatureError("webhook-signature has no v1,<base64> or v1a,<base64> signature")
         message = msg_id.encode() + b"." + stamp.encode() + b"." + body
-        index = matching_secret(self._keys, message, claimed)
+        index = matching_key(self._keys, message, claimed["v1"], claimed["v1a"])
         if index is None:
             raise SignatureError("signature does not match any configured secret")
         payload, ok = parse_json(body)

@@ -10,12 +10,14 @@ from datetime import datetime, timezone
 
 import pytest
 import standardwebhooks
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from bridge.errors import ConfigError, SignatureError
 from bridge.model import Webhook
 from bridge.settings import SourceSettings, secrets_from
+from bridge.sign import standard_headers, standard_key_pair
 from bridge.sources import build_source
-from bridge.sources.standard import StandardSource
+from bridge.sources.standard import MAX_SIGNATURES, StandardSource, signing_key
 
 # Published in the Standard Webhooks spec and its reference libraries' tests.
 VECTOR_ID = "msg_p5jXN8AQM9LWM0D4loKWxJek"
@@ -163,3 +165,70 @@ def test_no_secret_and_bad_secret() -> None:
 def test_secret_without_prefix_or_padding() -> None:
     bare = VECTOR_SECRET.removeprefix("whsec_").rstrip("=")
     assert isinstance(source(bare).verify(headers(), VECTOR_BODY), Webhook)
+
+
+# -- v1a: ed25519 ----------------------------------------------------------------------------------
+
+# RFC 8032, section 7.1, TEST 2: a raw ed25519 key pair, a one-byte message and its signature.
+RFC8032_PUBLIC = bytes.fromhex("3d4017c3e843895a92b70aa74d1b7ebc9c982ccf2ec4968cc0cd55f12af4660c")
+RFC8032_MESSAGE = bytes.fromhex("72")
+RFC8032_SIGNATURE = bytes.fromhex(
+    "92a009a9f0d4cab8720e820b5f642540a2b27b5416503f8fb3762223ebdb69da"
+    "085ac1e43e15996e458f3613d0f11d8c387b2eaeb4302aeeb00d291612bb0c00")
+
+
+def test_a_whpk_key_is_the_raw_ed25519_public_key() -> None:
+    key = signing_key("whpk_" + base64.b64encode(RFC8032_PUBLIC).decode())
+    assert isinstance(key, Ed25519PublicKey)
+    key.verify(RFC8032_SIGNATURE, RFC8032_MESSAGE)  # raises if the key were decoded any other way
+
+
+def test_v1a_signature_from_the_senders_private_key() -> None:
+    private, public = standard_key_pair()
+    h = standard_headers(VECTOR_BODY, private, msg_id=VECTOR_ID, timestamp=VECTOR_TS)
+    assert h["webhook-signature"].startswith("v1a,")
+    hook = source(public).verify(h, VECTOR_BODY)
+    assert isinstance(hook, Webhook) and hook.secret_index == 0 and hook.dedupe_key == VECTOR_ID
+    with pytest.raises(SignatureError, match="does not match"):
+        source(public).verify(h, VECTOR_BODY + b" ")
+    with pytest.raises(SignatureError, match="does not match"):
+        source(public).verify({**h, "webhook-timestamp": str(VECTOR_TS + 1)}, VECTOR_BODY)
+    with pytest.raises(SignatureError, match="does not match"):
+        source(standard_key_pair()[1]).verify(h, VECTOR_BODY)  # another sender's key
+
+
+def test_symmetric_and_asymmetric_keys_side_by_side() -> None:
+    # Moving a sender from v1 to v1a: both keys configured, the header may carry either or both.
+    private, public = standard_key_pair()
+    both = source(f"{VECTOR_SECRET},{public}")
+    v1a = standard_headers(VECTOR_BODY, private, msg_id=VECTOR_ID, timestamp=VECTOR_TS)["webhook-signature"]
+    assert both.verify(headers(), VECTOR_BODY).secret_index == 0  # type: ignore[union-attr]
+    assert both.verify(headers(v1a), VECTOR_BODY).secret_index == 1  # type: ignore[union-attr]
+    forged_v1 = sign(OTHER_SECRET, VECTOR_ID, VECTOR_TS, VECTOR_BODY)
+    assert both.verify(headers(f"{forged_v1} {v1a}"), VECTOR_BODY).secret_index == 1  # type: ignore[union-attr]
+    # A v1 signature is never checked against a public key, nor a v1a one against a secret.
+    with pytest.raises(SignatureError):
+        source(public).verify(headers(), VECTOR_BODY)
+    with pytest.raises(SignatureError):
+        source(VECTOR_SECRET).verify(headers(v1a), VECTOR_BODY)
+
+
+def test_a_header_of_many_signatures_is_read_only_up_to_its_first_entries() -> None:
+    private, public = standard_key_pair()
+    good = standard_headers(VECTOR_BODY, private, msg_id=VECTOR_ID, timestamp=VECTOR_TS)["webhook-signature"]
+    bogus = "v1a," + base64.b64encode(bytes(64)).decode()
+    assert isinstance(source(public).verify(headers(" ".join([bogus] * (MAX_SIGNATURES - 1) + [good])), VECTOR_BODY),
+                      Webhook)
+    with pytest.raises(SignatureError):
+        source(public).verify(headers(" ".join([bogus] * MAX_SIGNATURES + [good])), VECTOR_BODY)
+
+
+@pytest.mark.parametrize("secret, words", [
+    ("whsk_" + base64.b64encode(bytes(range(32))).decode(), "private key"),
+    ("whpk_" + base64.b64encode(bytes(31)).decode(), "32-byte ed25519 key"),
+    ("whpk_not base64!", "32-byte ed25519 key"),
+])
+def test_a_wrong_key_is_refused_at_start_without_echoing_it(secret: str, words: str) -> None:
+    with pytest.raises(ConfigError, match=words) as refused:
+        source(f"{VECTOR_SECRET},{secret}")
+    assert "secret #2" in str(refused.value) and secret[5:] not in str(refused.value)
