@@ -9,7 +9,7 @@ from typing import Any
 
 import httpx
 
-from bridge.sign import omneo_headers, shopify_headers
+from bridge.sign import omneo_headers, shopify_headers, standard_headers, standard_key_pair
 
 from .conftest import Fakes, bridge_env
 from .received import omnisend_events, ometria_records
@@ -222,3 +222,21 @@ def test_web_and_worker_as_separate_processes(tmp_path: Path, fakes: Fakes) -> N
             worker.kill()
             worker.wait()
         web.stop()
+
+
+def test_a_standard_webhooks_sender_signing_with_ed25519(tmp_path: Path, fakes: Fakes) -> None:
+    """v1a end to end: a sources file with the sender's whpk_ key; its signature is stored, a forgery refused."""
+    private, public = standard_key_pair()
+    sources = tmp_path / "sources.yaml"
+    sources.write_text(f"sources:\n  partner:\n    scheme: standard\n    secret: {public}\n")
+    bridge = BridgeProcess(tmp_path, bridge_env(fakes, BRIDGE_SOURCES_FILE=str(sources))).start("--no-worker")
+    try:
+        body = b'{"type": "contact.created", "timestamp": "2026-11-23T10:00:00Z", "data": {"id": "c-1"}}'
+        signed = standard_headers(body, private, msg_id="msg_e2e_v1a")
+        assert bridge.post("partner", body, signed).status_code == 200
+        forged = standard_headers(body, standard_key_pair()[0], msg_id="msg_e2e_forged")
+        assert bridge.post("partner", body, forged).status_code == 401
+        assert bridge.query("SELECT source, topic, dedupe_key FROM events") == [("partner", "contact.created", "msg_e2e_v1a")]
+        assert public.removeprefix("whpk_") not in bridge.logs()
+    finally:
+        bridge.stop()
