@@ -245,7 +245,9 @@ class Worker:
             return 0
         now = self.clock()
         due_before = now if self._idle.get(name, True) else now - FOLLOW_UP_MAX_DELAY
-        claimed = await self.store.claim_batch(name, due_before, now + self.settings.lease_seconds)
+        # A busy destination reads batch results late, except where a later message waits for one.
+        claimed = await self.store.claim_batch(name, due_before, now + self.settings.lease_seconds,
+                                               holding_due_before=now)
         if claimed is None:
             return 0
         ref, messages = claimed

@@ -207,3 +207,25 @@ def test_a_busy_destination_reads_batch_results_only_when_overdue(store: SQLiteS
         assert await worker.follow_up_once(dest) == 1
 
     asyncio.run(go())
+
+
+
+def test_a_busy_destination_reads_at_once_the_result_a_later_message_of_its_key_waits_for(store: SQLiteStore) -> None:
+    async def go() -> None:
+        clock = [0.0]
+        dest = BatchingDestination("omnisend")
+        worker = make(store, dest, clock)  # one key for every message: the second waits for the first
+        await ingest(store, 1)
+        await worker.run_until_idle()
+        await ingest(store, 2)
+        await worker.map_once()
+        assert await worker.deliver_once(dest) == 0  # held back by the submitted batch
+        assert [s for s, _ in states(store)] == ["submitted", "pending"]
+        worker._idle["omnisend"] = False  # busy with other keys
+        assert await worker.follow_up_once(dest) == 0  # not due yet
+        clock[0] += worker.policy.follow_up_seconds
+        assert await worker.follow_up_once(dest) == 1  # due, and a message waits for it: not 300 s later
+        assert await worker.deliver_once(dest) == 1
+        assert [mid for call in dest.calls for mid in call] == [1, 2]
+
+    asyncio.run(go())

@@ -28,7 +28,10 @@ _MAX_KEY_PART = 128
 
 
 class LowerHeaders(dict[str, str]):
-    """Headers with lowercased names, as verify() reads them; lower_headers passes one through."""
+    """Headers with lowercased names, as verify() reads them; lower_headers passes one through.
+
+    Build it with `from_asgi`, which lowers the names: a LowerHeaders is trusted to hold them so.
+    """
 
     @classmethod
     def from_asgi(cls, raw: Iterable[tuple[bytes, bytes]]) -> LowerHeaders:

@@ -21,6 +21,7 @@ import re
 import time
 from typing import Callable, Mapping, Sequence
 
+import structlog
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
@@ -37,6 +38,8 @@ from bridge.sources.signature import (
     not_configured,
     parse_json,
 )
+
+log = structlog.get_logger("bridge.sources")
 
 SECRET_PREFIX = "whsec_"
 PUBLIC_KEY_PREFIX = "whpk_"
@@ -111,6 +114,12 @@ class StandardSource:
             except ValueError as exc:
                 # Which one, never its value.
                 raise ConfigError(f"source {name}: secret #{position} {exc}") from None
+            if not secret.value.startswith((SECRET_PREFIX, PUBLIC_KEY_PREFIX)):
+                # A public key pasted without whpk_ would become a shared secret that anyone
+                # holding the key could sign v1 with: say which reading was taken.
+                log.warning("source.secret_without_prefix", source=name, position=position,
+                            read_as="whsec_ (v1 shared secret)",
+                            fix="prefix it with whsec_, or with whpk_ if it is the sender's ed25519 public key")
         self._keys = tuple(keys)
         self._tolerance = tolerance_seconds
         self._clock = clock

@@ -318,9 +318,14 @@ class SQLiteStore:
         claimed = list(messages)
         return await self.awrite(_release, claimed, now)
 
-    async def claim_batch(self, destination: str, due_before: float, lease_until: float) -> tuple[str, list[Message]] | None:
-        """The submitted batch whose result check is the most overdue, if one was due before `due_before`."""
-        return await self.awrite(_claim_batch, destination, due_before, lease_until)
+    async def claim_batch(self, destination: str, due_before: float, lease_until: float,
+                          holding_due_before: float | None = None) -> tuple[str, list[Message]] | None:
+        """The submitted batch whose result check is the most overdue, if one was due before `due_before`.
+
+        With `holding_due_before`, also a batch due before that time that holds back a later
+        message of one of its keys (the worker checks those at once even while it is busy).
+        """
+        return await self.awrite(_claim_batch, destination, due_before, lease_until, holding_due_before)
 
     async def extend(self, messages: Sequence[Message], lease_until: float) -> int:
         """Renew the lease of messages still being delivered."""
@@ -689,14 +694,25 @@ def _release(conn: sqlite3.Connection, messages: Sequence[Message], now: float) 
     return count
 
 
-def _claim_batch(conn: sqlite3.Connection, destination: str, due_before: float,
-                 lease_until: float) -> tuple[str, list[Message]] | None:
+def _claim_batch(conn: sqlite3.Connection, destination: str, due_before: float, lease_until: float,
+                 holding_due_before: float | None = None) -> tuple[str, list[Message]] | None:
     # One batch at a time: its messages keep their 'submitted' state (a lost
     # claim must never send them again); next_at doubles as the claim's lease.
+    # A later message of a submitted message's key waits for it (_claim), so such a
+    # batch is worth checking sooner. Its later messages are all still pending: the
+    # check reads messages_open_by_key, whose states it names.
+    holding = holding_due_before if holding_due_before is not None else due_before
     row = conn.execute(
-        "SELECT batch_ref FROM messages WHERE destination = ? AND state = 'submitted' AND next_at <= ?"
-        " ORDER BY next_at LIMIT 1",
-        (destination, due_before),
+        """
+        SELECT s.batch_ref FROM messages AS s
+        WHERE s.destination = :dest AND s.state = 'submitted' AND s.next_at <= MAX(:due, :holding)
+          AND (s.next_at <= :due OR (s.ordering_key != '' AND EXISTS (
+                SELECT 1 FROM messages AS p
+                WHERE p.destination = s.destination AND p.ordering_key = s.ordering_key
+                  AND p.state IN ('pending', 'inflight', 'submitted') AND p.id > s.id)))
+        ORDER BY s.next_at LIMIT 1
+        """,
+        {"dest": destination, "due": due_before, "holding": holding},
     ).fetchone()
     if row is None:
         return None

@@ -10,6 +10,7 @@ from datetime import datetime, timezone
 
 import pytest
 import standardwebhooks
+import structlog
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from bridge.errors import ConfigError, SignatureError
@@ -164,7 +165,11 @@ def test_no_secret_and_bad_secret() -> None:
 
 def test_secret_without_prefix_or_padding() -> None:
     bare = VECTOR_SECRET.removeprefix("whsec_").rstrip("=")
-    assert isinstance(source(bare).verify(headers(), VECTOR_BODY), Webhook)
+    with structlog.testing.capture_logs() as logs:
+        assert isinstance(source(f"{VECTOR_SECRET},{bare}").verify(headers(), VECTOR_BODY), Webhook)
+    # Read as a shared secret, and said so: it might be a public key pasted without whpk_.
+    [warning] = [line for line in logs if line["event"] == "source.secret_without_prefix"]
+    assert warning["position"] == 2 and "whpk_" in warning["fix"] and bare not in str(warning)
 
 
 # -- v1a: ed25519 ----------------------------------------------------------------------------------
