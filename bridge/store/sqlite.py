@@ -49,6 +49,7 @@ T = TypeVar("T")
 
 MAX_JOBS_PER_COMMIT = 512
 HAND_OVER_EVERY = 16  # jobs a busy writer process is sent at a time (awrite)
+HOLDING_SCAN = 1_000  # submitted messages _claim_batch looks at for one that holds back its key
 BUSY_TIMEOUT_MS = 10_000
 # A typical webhook body (a Shopify order is 5-8 KB) fits in one 8 KB page with its
 # row; with SQLite's default 4 KB it spills into two overflow pages. Every page a
@@ -700,19 +701,24 @@ def _claim_batch(conn: sqlite3.Connection, destination: str, due_before: float, 
     # claim must never send them again); next_at doubles as the claim's lease.
     # A later message of a submitted message's key waits for it (_claim), so such a
     # batch is worth checking sooner. Its later messages are all still pending: the
-    # check reads messages_open_by_key, whose states it names.
+    # check reads messages_open_by_key, whose states it names. Only the longest-due
+    # HOLDING_SCAN submitted messages are looked at: this runs in the writer, between
+    # webhook commits (10,000 submitted messages took ~6 ms; 1,000 take under 1 ms).
     holding = holding_due_before if holding_due_before is not None else due_before
     row = conn.execute(
         """
-        SELECT s.batch_ref FROM messages AS s
-        WHERE s.destination = :dest AND s.state = 'submitted' AND s.next_at <= MAX(:due, :holding)
-          AND (s.next_at <= :due OR (s.ordering_key != '' AND EXISTS (
+        WITH due AS (
+            SELECT id, batch_ref, ordering_key, next_at FROM messages
+            WHERE destination = :dest AND state = 'submitted' AND next_at <= MAX(:due, :holding)
+            ORDER BY next_at LIMIT :scan)
+        SELECT s.batch_ref FROM due AS s
+        WHERE s.next_at <= :due OR (s.ordering_key != '' AND EXISTS (
                 SELECT 1 FROM messages AS p
-                WHERE p.destination = s.destination AND p.ordering_key = s.ordering_key
-                  AND p.state IN ('pending', 'inflight', 'submitted') AND p.id > s.id)))
+                WHERE p.destination = :dest AND p.ordering_key = s.ordering_key
+                  AND p.state IN ('pending', 'inflight', 'submitted') AND p.id > s.id))
         ORDER BY s.next_at LIMIT 1
         """,
-        {"dest": destination, "due": due_before, "holding": holding},
+        {"dest": destination, "due": due_before, "holding": holding, "scan": HOLDING_SCAN},
     ).fetchone()
     if row is None:
         return None
