@@ -94,6 +94,7 @@ class Message:
     attempts: int
     created_at: float
     claim: str = ""  # the claim's token: only its holder may complete or release it
+    submitted_at: float | None = None  # when the destination accepted its batch, while it awaits the result
 
 
 OutcomeKind = Literal["delivered", "retry", "dead", "pause", "deferred", "submitted"]

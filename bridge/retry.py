@@ -29,6 +29,11 @@ class RetryPolicy:
         if outcome.kind == "dead":
             return Decision("dead", now)
         if outcome.kind == "submitted":
+            # Still no readable result (the batch runs on, or its status cannot be read): the
+            # message holds back its key meanwhile, so after max_age it becomes a dead letter
+            # an operator can see and replay, rather than waiting for the batch to be deleted.
+            if message.submitted_at is not None and now - message.submitted_at >= self.max_age_seconds:
+                return Decision("dead", now)
             return Decision("submitted", now + self.follow_up_seconds)
         if outcome.kind == "deferred":
             return Decision("pending", now + (outcome.retry_after or 0.0), refund_attempt=True)

@@ -50,3 +50,14 @@ def test_pause_does_not_count_the_attempt() -> None:
 def test_deferred_waits_without_counting() -> None:
     decision = RetryPolicy(max_attempts=1).decide(message(1), Outcome("deferred", retry_after=4.0), now=10)
     assert decision.state == "pending" and decision.next_at == 14 and decision.refund_attempt
+
+
+def test_a_batch_result_unread_for_max_age_becomes_a_dead_letter() -> None:
+    # A submitted message holds back its key: it must not wait for the batch's deletion (7 days).
+    policy = RetryPolicy(max_age_seconds=3600)
+    waiting = Outcome("submitted", None, "batch b-1 still processing", ref="b-1")
+    submitted = Message(1, 1, "omnisend", "event", "create", {}, "r", "order:1", "k", 1, 0.0, submitted_at=100.0)
+    assert policy.decide(submitted, waiting, now=100 + 3599).state == "submitted"
+    assert policy.decide(submitted, waiting, now=100 + 3600).state == "dead"
+    # the age counts from the batch's acceptance, not from the message's creation
+    assert policy.decide(message(1, created_at=-10_000.0), waiting, now=10).state == "submitted"

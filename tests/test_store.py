@@ -131,8 +131,16 @@ def test_a_message_in_a_submitted_batch_holds_back_its_key_until_the_batch_is_se
         assert claimed is not None
         ref, batch = claimed
         assert ref == "batch-1" and [m.record["n"] for m in batch] == [0, 2]
+        assert [m.submitted_at for m in batch] == [1, 1]  # when the batch was accepted
+        await store.complete([(m, Outcome("submitted", None, ref="batch-1"), Decision("submitted", 60)) for m in batch],
+                             now=30)  # still processing: the acceptance time stays
+        claimed = await store.claim_batch("omnisend", due_before=60, lease_until=120)
+        assert claimed is not None
+        ref, batch = claimed
+        assert [m.submitted_at for m in batch] == [1, 1]
         await store.complete([(m, Outcome("delivered", 200), Decision("delivered", 30)) for m in batch], now=30)
         assert [m.record["n"] for m in await store.claim("omnisend", 10, lease_seconds=60, now=31)] == [1]
+        assert store.reader().execute("SELECT count(*) FROM messages WHERE submitted_at IS NOT NULL").fetchone()[0] == 0
 
     asyncio.run(go())
 
@@ -222,3 +230,22 @@ def test_deferred_leaves_no_attempt_behind(store: SQLiteStore) -> None:
         assert await store.claim("omnisend", 10, lease_seconds=30, now=4) == []
 
     asyncio.run(go())
+
+
+def test_a_database_from_before_a_column_was_added_gets_it_on_open(tmp_path) -> None:
+    path = tmp_path / "old.db"
+    with SQLiteStore(path):
+        pass
+    with sqlite3.connect(path) as conn:
+        conn.execute("ALTER TABLE messages DROP COLUMN submitted_at")  # as created before 2026-11-23
+    store = SQLiteStore(path)
+    with store:
+        columns = [row[1] for row in store.reader().execute("PRAGMA table_info(messages)")]
+        assert "submitted_at" in columns
+
+        async def go() -> None:
+            await queue_messages(store, [("omnisend", "order:1")])
+            [claimed] = await store.claim("omnisend", 10, lease_seconds=60, now=1)
+            assert claimed.submitted_at is None
+
+        asyncio.run(go())

@@ -40,6 +40,7 @@ CREATE TABLE IF NOT EXISTS messages (
     lease_until     REAL,
     claim           TEXT,                    -- token of the current claim; NULL when not in flight
     batch_ref       TEXT,                    -- the destination's batch id while its result is awaited
+    submitted_at    REAL,                    -- when its batch was accepted, while it is submitted (added 2026-11-23)
     created_at      REAL    NOT NULL,
     updated_at      REAL    NOT NULL,
     last_status     INTEGER,

@@ -138,7 +138,23 @@ def open_writer(path: Path) -> sqlite3.Connection:
     # 16 MB of cache (SQLite's default is 2 MB) keeps more of it in memory.
     conn.execute("PRAGMA cache_size = -16384")
     conn.executescript(resources.files("bridge.store").joinpath("schema.sql").read_text())
+    _add_columns(conn)
     return conn
+
+
+# Columns added after databases were created: schema.sql has them for new databases.
+ADDED_COLUMNS = (("messages", "submitted_at", "REAL"),)
+
+
+def _add_columns(conn: sqlite3.Connection) -> None:
+    for table, column, declaration in ADDED_COLUMNS:
+        if column in {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}:
+            continue
+        try:
+            conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {declaration}")
+        except sqlite3.OperationalError as exc:  # another process (web, worker) added it first
+            if "duplicate column" not in str(exc):
+                raise
 
 
 class SQLiteStore:
@@ -630,7 +646,8 @@ def _save_mapping(conn: sqlite3.Connection, m: Mapped, now: float) -> int:
 
 
 MESSAGE_COLUMNS = (
-    "id, event_id, destination, kind, action, record, rule, ordering_key, idempotency_key, attempts, created_at, claim"
+    "id, event_id, destination, kind, action, record, rule, ordering_key, idempotency_key, attempts, created_at, claim,"
+    " submitted_at"
 )
 
 
@@ -648,6 +665,7 @@ def message_from_row(row: sqlite3.Row) -> Message:
         attempts=row["attempts"],
         created_at=row["created_at"],
         claim=row["claim"] or "",
+        submitted_at=row["submitted_at"],
     )
 
 
@@ -756,12 +774,14 @@ def _complete(conn: sqlite3.Connection, results: Sequence[tuple[Message, Outcome
         # The claim token guards against a late answer for a message whose lease
         # ran out and which another worker claimed again: only the current
         # holder's answer moves it on (the late one is still in the audit trail).
+        submitted = decision.state == "submitted"
         conn.execute(
             "UPDATE messages SET state = ?, next_at = ?, lease_until = NULL, claim = NULL, updated_at = ?,"
-            " last_status = ?, last_detail = ?, attempts = attempts - ?, batch_ref = ?"
+            " last_status = ?, last_detail = ?, attempts = attempts - ?, batch_ref = ?,"
+            " submitted_at = CASE WHEN ? THEN COALESCE(submitted_at, ?) END"
             " WHERE id = ? AND state IN ('inflight', 'submitted') AND claim = ?",
             (decision.state, decision.next_at, now, outcome.status, outcome.detail[:500],
-             1 if decision.refund_attempt else 0, outcome.ref if decision.state == "submitted" else None,
+             1 if decision.refund_attempt else 0, outcome.ref if submitted else None, submitted, now,
              msg.id, msg.claim),
         )
 
