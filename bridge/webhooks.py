@@ -50,7 +50,7 @@ class Answer:
     outcome: str
     status: int
     body: dict[str, Any]
-    log: tuple[str, str, dict[str, Any]]  # level, event, fields: written once the answer is sent
+    log: tuple[str, str, dict[str, Any]]  # level, event, fields besides the source: written once the answer is sent
     topic: str = ""  # only a verified topic becomes a metrics label
     headers: list[tuple[bytes, bytes]] = field(default_factory=lambda: JSON_HEADERS)
 
@@ -100,7 +100,7 @@ class WebhookEndpoint:
             # Counted and logged after the answer left: neither delays the sender.
             self.metrics.webhook(name, answer.topic, answer.outcome, time.perf_counter() - started)
             level, event, fields = answer.log
-            getattr(self.log, level)(event, **fields)
+            getattr(self.log, level)(event, source=name, **fields)
 
     async def answer(self, name: str, scope: Scope, receive: Receive) -> Answer:
         bridge = self.bridge
@@ -113,32 +113,32 @@ class WebhookEndpoint:
             verified = source.verify(headers, body)
         except RejectedWebhook as exc:
             return Answer(exc.outcome, exc.status_code, {"error": str(exc)},
-                          ("warning", "webhook.rejected", {"source": name, "status": exc.status_code, "reason": str(exc)}))
+                          ("warning", "webhook.rejected", {"status": exc.status_code, "reason": str(exc)}))
 
         if isinstance(verified, Ping):
-            return Answer("ping", 200, {"status": "ok"}, ("info", "webhook.ping", {"source": name}))
+            return Answer("ping", 200, {"status": "ok"}, ("info", "webhook.ping", {}))
         topic = verified.topic
         try:
             result = await bridge.store.ingest(verified)
         except StoreUnavailable as exc:
             return Answer("store_failed", 503, {"error": "could not store the event; retry later"},
-                          ("error", "webhook.store_failed", {"source": name, "topic": topic, "reason": str(exc)}),
+                          ("error", "webhook.store_failed", {"topic": topic, "reason": str(exc)}),
                           topic, RETRY_HEADERS)
 
         event_id = result.event_id
         if result.duplicate:
             return Answer("duplicate", 200, {"status": "duplicate", "event_id": event_id},
                           ("info", "webhook.duplicate",
-                           {"event_id": event_id, "source": name, "topic": topic, "dedupe_key": verified.dedupe_key}),
+                           {"event_id": event_id, "topic": topic, "dedupe_key": verified.dedupe_key}),
                           topic)
         if not verified.payload_ok:
             return Answer("invalid_json", 400,
                           {"error": "body is not valid JSON; stored for inspection", "event_id": event_id},
-                          ("warning", "webhook.invalid_json", {"event_id": event_id, "source": name, "topic": topic}),
+                          ("warning", "webhook.invalid_json", {"event_id": event_id, "topic": topic}),
                           topic)
         if bridge.worker is not None:
             bridge.worker.notify_event()
         return Answer("accepted", 200, {"status": "accepted", "event_id": event_id},
                       ("info", "webhook.accepted",
-                       {"event_id": event_id, "source": name, "topic": topic, "secret_index": verified.secret_index}),
+                       {"event_id": event_id, "topic": topic, "secret_index": verified.secret_index}),
                       topic)

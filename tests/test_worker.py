@@ -209,7 +209,6 @@ def test_a_busy_destination_reads_batch_results_only_when_overdue(store: SQLiteS
     asyncio.run(go())
 
 
-
 def test_a_busy_destination_reads_at_once_the_result_a_later_message_of_its_key_waits_for(store: SQLiteStore) -> None:
     async def go() -> None:
         clock = [0.0]

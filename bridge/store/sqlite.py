@@ -179,10 +179,9 @@ class SQLiteStore:
         if self._open:
             return
         if self._process is not None:
-            try:
-                loop = asyncio.get_running_loop()
-            except RuntimeError:
-                raise RuntimeError("a store with a writer process is opened on the event loop that uses it") from None
+            loop = _running_loop()
+            if loop is None:
+                raise RuntimeError("a store with a writer process is opened on the event loop that uses it")
             open_writer(self.path).close()  # a database that cannot be opened fails here, not in the child
             self._process.start(loop)
         else:
@@ -429,10 +428,8 @@ def _commit(conn: sqlite3.Connection, jobs: list[_Job]) -> list[tuple[_Job, bool
     try:
         conn.execute("COMMIT")
     except sqlite3.Error as exc:
-        try:
+        with contextlib.suppress(sqlite3.Error):
             conn.execute("ROLLBACK")
-        except sqlite3.Error:
-            pass
         return [(job, False, StoreUnavailable(f"commit failed: {exc}")) for job in jobs]
     return results
 
