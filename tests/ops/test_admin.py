@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from typing import Any, Iterator
 
@@ -136,7 +137,9 @@ def test_dead_list_and_retry(client: TestClient, filled: Outbox) -> None:
 def test_replay(client: TestClient) -> None:
     doc = client.get("/admin/openapi.json", headers=AUTH).json()
     assert client.post("/admin/replay", json={}, headers=AUTH).status_code == 400
-    dry = client.post("/admin/replay", json={"since": "7d", "dry_run": True}, headers=AUTH)
+    # The fixtures are dated around NOW, not today: a relative "7d" would stop matching them as the days pass.
+    since = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(NOW - 7 * DAY))
+    dry = client.post("/admin/replay", json={"since": since, "dry_run": True}, headers=AUTH)
     check_response(doc, "/replay", "post", 200, dry.json())
     # a: delivered, skipped; b: its rule now sends to omnisend, a new message
     assert dry.json() | {"dry_run": None} == {"events": 2, "queued": 1, "requeued_dead": 0, "skipped_delivered": 1,
