@@ -164,9 +164,40 @@ _WRITERS: weakref.WeakSet[LineWriter] = weakref.WeakSet()
 
 
 @atexit.register
-def _flush_at_exit() -> None:
+def flush_all() -> None:
+    """Write what every LineWriter holds (at exit, and for tests)."""
     for writer in list(_WRITERS):
         writer.flush()
+
+
+# What configure() set up for JSON lines: the writer and the lowest level written. None for
+# console lines, which `emit` leaves to structlog.
+_direct: tuple[LineWriter, int] | None = None
+_LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING, "error": logging.ERROR,
+           "critical": logging.CRITICAL}
+
+
+def emit(logger: Any, level: str, event: str, fields: dict[str, Any]) -> None:
+    """Log as `getattr(logger, level)(event, **fields)` would, with `fields` (a dict the caller gives up).
+
+    The webhook endpoint writes a line for every request. structlog's bound logger costs
+    ~15 us a line on this kind of machine, most of it in calling one processor after the
+    other; here the JSON line goes through the same processors, in the same order, in one
+    step (~4 us). Console lines, and anything else the chain does beyond plain JSON (an
+    exception to format), still go through structlog. test_log holds the two to the same line.
+    """
+    direct = _direct
+    if direct is None or level not in _LEVELS or "exc_info" in fields:
+        getattr(logger, level)(event, **fields)
+        return
+    writer, lowest = direct
+    if _LEVELS[level] < lowest:
+        return
+    fields["event"] = event
+    structlog.contextvars.merge_contextvars(None, level, fields)
+    fields["level"] = level
+    timestamp(None, level, fields)
+    writer.msg(_json(redact(None, level, fields)))
 
 
 class _LineHandler(logging.Handler):
@@ -190,9 +221,12 @@ def configure(log_format: str = "auto", level: str = "info") -> None:
     a cached timestamp, redaction that looks twice only at what may be personal, and LineWriter
     (one write per event-loop iteration).
     """
+    global _direct
     as_json = log_format == "json" or (log_format == "auto" and not sys.stderr.isatty())
     writer = LineWriter(sys.stderr)
+    lowest = logging.getLevelNamesMapping()[level.upper()]
     renderer: Any = structlog.processors.JSONRenderer(serializer=_json) if as_json else structlog.dev.ConsoleRenderer()
+    # `emit` renders JSON lines through these same steps without structlog: change both together.
     shared: list[Any] = [
         structlog.contextvars.merge_contextvars,
         structlog.processors.add_log_level,
@@ -200,10 +234,11 @@ def configure(log_format: str = "auto", level: str = "info") -> None:
     ]
     structlog.configure(
         processors=[*shared, structlog.processors.format_exc_info, redact, renderer],
-        wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelNamesMapping()[level.upper()]),
+        wrapper_class=structlog.make_filtering_bound_logger(lowest),
         logger_factory=lambda *_: writer,
         cache_logger_on_first_use=False,
     )
+    _direct = (writer, lowest) if as_json else None
     handler = _LineHandler(writer)
     handler.setFormatter(
         structlog.stdlib.ProcessorFormatter(

@@ -21,12 +21,12 @@ Each answer is one of the outcomes counted by `bridge_webhooks_received_total`:
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Awaitable, Callable, MutableMapping
+from typing import TYPE_CHECKING, Any, Awaitable, Callable, MutableMapping, NamedTuple
 
 import orjson
 import structlog
 
+from bridge.log import emit
 from bridge.errors import PayloadTooLarge, RejectedWebhook, StoreUnavailable, UnknownSource
 from bridge.model import Ping
 from bridge.ops.metrics import METRICS, Metrics
@@ -45,14 +45,13 @@ JSON_HEADERS = [(b"content-type", b"application/json")]
 RETRY_HEADERS = [*JSON_HEADERS, (b"retry-after", b"5")]
 
 
-@dataclass(frozen=True)
-class Answer:
+class Answer(NamedTuple):  # a tuple: one is made for every request
     outcome: str
     status: int
     body: dict[str, Any]
     log: tuple[str, str, dict[str, Any]]  # level, event, fields besides the source: written once the answer is sent
     topic: str = ""  # only a verified topic becomes a metrics label
-    headers: list[tuple[bytes, bytes]] = field(default_factory=lambda: JSON_HEADERS)
+    headers: list[tuple[bytes, bytes]] = JSON_HEADERS  # never changed in place
 
 
 async def read_body(receive: Receive, headers: LowerHeaders, limit: int) -> bytes:
@@ -100,7 +99,7 @@ class WebhookEndpoint:
             # Counted and logged after the answer left: neither delays the sender.
             self.metrics.webhook(name, answer.topic, answer.outcome, time.perf_counter() - started)
             level, event, fields = answer.log
-            getattr(self.log, level)(event, source=name, **fields)
+            emit(self.log, level, event, {"source": name, **fields})
 
     async def answer(self, name: str, scope: Scope, receive: Receive) -> Answer:
         bridge = self.bridge

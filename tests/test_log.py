@@ -3,9 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import io
+import json
+import logging
+import sys
+from typing import Any, Callable, Iterator
 
 import pytest
+import structlog
 
+from bridge import log
 from bridge.log import LineWriter, fingerprint, mask_text, redact
 
 
@@ -67,3 +74,67 @@ def test_line_writer_sends_a_loop_iteration_in_one_write_and_keeps_order() -> No
     asyncio.run(main())
     writer.msg("no loop")
     assert stream.writes[-1] == "no loop\n"
+
+
+@pytest.fixture
+def configured(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[..., io.StringIO]]:
+    """configure() writing to a stream of the test's; structlog, the root logger and emit as they were after."""
+    saved_config, saved_handlers, saved_direct = structlog.get_config(), logging.getLogger().handlers[:], log._direct
+
+    def configure_into(log_format: str = "json", level: str = "info") -> io.StringIO:
+        stream = io.StringIO()
+        monkeypatch.setattr(sys, "stderr", stream)
+        log.configure(log_format, level)
+        return stream
+
+    yield configure_into
+    structlog.configure(**saved_config)
+    logging.getLogger().handlers[:] = saved_handlers
+    log._direct = saved_direct
+
+
+def lines_of(stream: io.StringIO) -> list[dict[str, Any]]:
+    log.flush_all()
+    return [json.loads(line) for line in stream.getvalue().splitlines()]
+
+
+FIELDS = [
+    ("info", "webhook.accepted", {"source": "shopify", "event_id": 7, "topic": "orders/create", "secret_index": 1}),
+    ("warning", "webhook.rejected", {"source": "shopify", "status": 401, "reason": "signature from jane@example.com"}),
+    ("error", "webhook.store_failed", {"source": "omneo", "topic": "profile.updated", "reason": "disk I/O error",
+                                       "email": "jane@example.com", "api_key": "k-123"}),
+]
+
+
+@pytest.mark.parametrize(("level", "event", "fields"), FIELDS)
+def test_emit_writes_the_line_the_structlog_chain_writes(configured: Any, level: str, event: str,
+                                                         fields: dict[str, Any]) -> None:
+    stream = configured("json")
+    logger = structlog.get_logger("bridge.webhooks").bind()
+    getattr(logger, level)(event, **fields)
+    log.emit(logger, level, event, dict(fields))
+    with structlog.contextvars.bound_contextvars(event_id=99, request="r-1"):
+        getattr(logger, level)(event, **fields)
+        log.emit(logger, level, event, dict(fields))
+    chain, direct, chain_bound, direct_bound = lines_of(stream)
+    for line in (chain, direct, chain_bound, direct_bound):
+        assert line.pop("timestamp").endswith("Z")
+    assert list(direct) == list(chain) and direct == chain  # the same keys in the same order, the same values
+    assert list(direct_bound) == list(chain_bound) and direct_bound == chain_bound
+    assert chain_bound["request"] == "r-1" and chain_bound["event_id"] == fields.get("event_id", 99)
+    assert "jane@example.com" not in stream.getvalue() and "k-123" not in stream.getvalue()
+
+
+def test_emit_keeps_to_the_configured_level_and_leaves_console_lines_to_structlog(configured: Any) -> None:
+    stream = configured("json", "warning")
+    logger = structlog.get_logger("bridge.webhooks").bind()
+    log.emit(logger, "info", "webhook.accepted", {"source": "shopify"})
+    log.emit(logger, "warning", "webhook.rejected", {"source": "shopify"})
+    assert [line["event"] for line in lines_of(stream)] == ["webhook.rejected"]
+
+    stream = configured("console")
+    logger = structlog.get_logger("bridge.webhooks").bind()
+    log.emit(logger, "info", "webhook.accepted", {"source": "shopify", "email": "jane@example.com"})
+    log.flush_all()
+    text = stream.getvalue()
+    assert "webhook.accepted" in text and not text.lstrip().startswith("{") and "jane@example.com" not in text
