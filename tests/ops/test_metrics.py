@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
+from prometheus_client import CollectorRegistry, Histogram, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 from starlette.applications import Starlette
 from starlette.routing import Route
@@ -11,7 +13,7 @@ from starlette.testclient import TestClient
 
 from bridge.app import Bridge
 from bridge.model import Outcome
-from bridge.ops.metrics import Metrics, metrics_route
+from bridge.ops.metrics import ACK_BUCKETS, Metrics, metrics_route
 from bridge.settings import Settings, SourceSettings, secrets_from
 from bridge.sign import shopify_headers
 from bridge.webhooks import WebhookEndpoint
@@ -42,6 +44,30 @@ def test_webhook_counts_and_latency() -> None:
     assert value(m, "bridge_webhooks_received_total", source="_unknown", topic="", outcome="unknown_source") == 1
     assert "jane" not in m.exposition().decode()
     assert value(m, "bridge_webhook_ack_seconds_count", source="shopify") == 2
+
+
+def test_the_acknowledgement_histogram_reads_as_prometheus_clients_own() -> None:
+    """Counted in plain integers on the hot path, exposed exactly as a prometheus_client Histogram would be."""
+    m = Metrics()
+    reference = CollectorRegistry()
+    histogram = Histogram("bridge_webhook_ack_seconds", "x", ["source"], buckets=ACK_BUCKETS, registry=reference)
+    observed = [0.0001, 0.002, 0.0020001, 0.01, 0.3, 5.0, 9.5, 0.004]  # on a bound, just past one, past the last
+    for seconds in observed:
+        m.webhook("shopify", "orders/create", "accepted", seconds)
+        histogram.labels("shopify").observe(seconds)
+    m.webhook("omneo", "profile.updated", "duplicate", 0.05)
+    histogram.labels("omneo").observe(0.05)
+    m.webhook("shopify", "orders/create", "rejected_signature", 0.001)  # not an acknowledgement: not timed
+
+    def histogram_samples(registry_text: str) -> dict[Any, float]:
+        return {(s.name, tuple(sorted(s.labels.items()))): s.value
+                for family in text_string_to_metric_families(registry_text) for s in family.samples
+                if family.name == "bridge_webhook_ack_seconds" and not s.name.endswith("_created")}
+
+    ours = histogram_samples(m.exposition().decode())
+    assert ours == histogram_samples(generate_latest(reference).decode())
+    assert ours[("bridge_webhook_ack_seconds_bucket", (("le", "0.002"), ("source", "shopify")))] == 2
+    assert ours[("bridge_webhook_ack_seconds_count", (("source", "shopify"),))] == len(observed)
 
 
 def test_delivery_outcomes() -> None:
