@@ -6,7 +6,7 @@ bridge in turns, `rounds` times each; each server's median run is reported. Then
 is held at half its median peak by bench/paced.py (open loop) to read its p99 at a sustainable
 rate. After each run the SQLite file is read: events committed must match the 200 answers.
 
-    python -m bench.ingest [--db PATH] [--label NAME] [--seconds 10] [--connections 32] [--rounds 3]
+    python -m bench.ingest [--db PATH] [--label NAME] [--seconds 10] [--connections 32] [--rounds 5]
 """
 
 from __future__ import annotations
@@ -76,7 +76,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--warmup", type=float, default=2.0)
     parser.add_argument("--connections", type=int, default=32)
-    parser.add_argument("--rounds", type=int, default=3, help="wrk runs of each server, taken in turns")
+    parser.add_argument("--rounds", type=int, default=5, help="wrk runs of each server, taken in turns")
     parser.add_argument("--skip-bare", action="store_true")
     parser.add_argument("--skip-paced", action="store_true")
     parser.add_argument("--stack", choices=["uvloop", "asyncio"], default="uvloop",
