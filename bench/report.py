@@ -110,7 +110,7 @@ def delivery_section(r: dict[str, Any] | None) -> list[str]:
         f"- Outbox vs fakes: Ometria {o['outbox_states']}, lost {o['lost']}, duplicated {o['duplicates']}; "
         f"Omnisend {m['outbox_states']}, lost {m['lost']}, duplicated {m['duplicates']}. "
         + verdict(o["lost"] == o["duplicates"] == m["lost"] == m["duplicates"] == 0, "zero lost, zero duplicated") + ".",
-        f"- Peak RSS of the bridge and its writer process during the drain: {r['bridge_peak_rss_kb'] / 1024:.0f} MiB. "
+        f"- Peak RSS of the bridge and its child processes (the store's writer, the mapping process) during the drain: {r['bridge_peak_rss_kb'] / 1024:.0f} MiB. "
         + ("**The run hit its deadline.**" if r.get("timed_out") else ""),
     ]
     return out

@@ -83,6 +83,8 @@ class Settings:
     run_worker: bool = True
     # The store's writer in a process of its own (process) or a thread of the web process (thread).
     store_writer: str = "process"
+    # The worker's mapping in a process of its own (process) or a thread of the worker's process (thread).
+    mapping: str = "process"
 
     @property
     def production(self) -> bool:
@@ -113,6 +115,7 @@ class Settings:
             log_format=env.get("BRIDGE_LOG_FORMAT", "auto"),
             log_level=env.get("BRIDGE_LOG_LEVEL", "info"),
             store_writer=_choice(env, "BRIDGE_STORE_WRITER", ("process", "thread"), "process"),
+            mapping=_choice(env, "BRIDGE_MAPPING", ("process", "thread"), "process"),
         )
         if settings.production:
             settings.require_complete()

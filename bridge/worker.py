@@ -9,6 +9,7 @@ had claimed becomes due again when its lease runs out.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import random
 import time
@@ -18,7 +19,8 @@ from typing import Any, Callable, Mapping, Protocol, Sequence
 import structlog
 
 from bridge.destinations import Destination
-from bridge.mapping import MapResult, RuleSet
+from bridge.mapping import RuleSet
+from bridge.mapping.process import MappingProcess, map_events
 from bridge.model import Event, Message, Outcome
 from bridge.ops.metrics import METRICS
 from bridge.ops.prune import prune_daily
@@ -38,21 +40,6 @@ FOLLOW_UP_MAX_DELAY = 300.0
 class RulesSource(Protocol):
     @property
     def current(self) -> RuleSet | None: ...
-
-
-def map_events(rules: RuleSet, events: Sequence[Event]) -> list[Mapped]:
-    """Run the rules over events (CPU work: called in a thread)."""
-    mapped = []
-    for event in events:
-        if event.status == "invalid_json":
-            continue
-        try:
-            result = rules.map(event)
-        except Exception as exc:  # a bug in a rule must not stop the others
-            result = MapResult(errors=[f"mapping failed: {type(exc).__name__}: {exc}"])
-        messages = [(m, m.idempotency_key(event.source, event.dedupe_key)) for m in result.messages]
-        mapped.append(Mapped(event.id, result.status, result.rules, result.errors, messages))
-    return mapped
 
 
 def key_fingerprint(destination: Destination) -> str | None:
@@ -87,6 +74,8 @@ class Worker:
         self._idle: dict[str, bool] = {name: True for name in self.destinations}
         self.paused: dict[str, str] = {}
         self._tasks: list[asyncio.Task[None]] = []
+        self._mapping = (MappingProcess(self.settings.log_format, self.settings.log_level)
+                         if self.settings.mapping == "process" else None)
 
     # -- wake-ups from the app (same process) -------------------------------
 
@@ -128,6 +117,8 @@ class Worker:
             log.info("worker.released", messages=released)
             self._inflight.clear()
         self._tasks = []
+        if self._mapping is not None:
+            self._mapping.close()
 
     async def run_until_idle(self, timeout: float = 10.0) -> None:
         """Map and deliver until nothing is due (tests and one-shot runs)."""
@@ -143,24 +134,60 @@ class Worker:
     # -- mapping ------------------------------------------------------------
 
     async def _map_loop(self) -> None:
+        # While one batch's messages are saved (by the store's writer), the next batch is read
+        # and mapped: the reads start past the last event handed to a save, whose events are
+        # still 'received' until that save commits. Saves run one at a time, in order, so
+        # messages keep the order of their events. Once a read comes back short (caught up),
+        # the next one starts from the beginning again, after the last save: so an event put
+        # back to 'received' behind the cursor (a replay, a save that failed) is mapped then.
+        saving: asyncio.Task[None] | None = None
+        after = 0
         while not self._stopping.is_set():
+            events: list[Event] = []
             try:
-                count = await self.map_once()
+                rules = self.rules.current
+                if rules is not None:  # no valid rule set ever loaded: events wait, nothing is lost
+                    if after == 0 and saving is not None:
+                        saving, done = None, saving
+                        await done
+                    events = await self.store.waiting_events(MAP_BATCH, after)
+                mapped = await self._map(rules, events) if events else []
+                if saving is not None:
+                    saving, done = None, saving
+                    await done
+                if events:
+                    saving = asyncio.create_task(self._save(mapped))
+                after = events[-1].id if len(events) == MAP_BATCH else 0
             except Exception:
                 log.exception("mapping.loop_failed")
-                count = 0
-            if count == 0:
+                if saving is not None:
+                    with contextlib.suppress(Exception):
+                        await saving
+                saving, after, events = None, 0, []
+            if not events:
                 await self._wait(self._events_waiting, IDLE_POLL_SECONDS)
                 self._events_waiting.clear()
+        if saving is not None:
+            with contextlib.suppress(Exception):
+                await saving
 
     async def map_once(self) -> int:
+        """Read, map and save one batch of waiting events; how many were read."""
         rules = self.rules.current
-        if rules is None:  # no valid rule set ever loaded: events wait, nothing is lost
+        if rules is None:
             return 0
         events = await self.store.waiting_events(MAP_BATCH)
         if not events:
             return 0
-        mapped = await asyncio.to_thread(map_events, rules, events)
+        await self._save(await self._map(rules, events))
+        return len(events)
+
+    async def _map(self, rules: RuleSet, events: Sequence[Event]) -> list[Mapped]:
+        if self._mapping is not None:
+            return await self._mapping.map(rules, events)
+        return await asyncio.to_thread(map_events, rules, events)
+
+    async def _save(self, mapped: Sequence[Mapped]) -> None:
         queued = await self.store.save_mappings(mapped, self.clock())
         for m in mapped:
             with structlog.contextvars.bound_contextvars(event_id=m.event_id):
@@ -171,7 +198,6 @@ class Worker:
         if queued:
             for event in self._messages_waiting.values():
                 event.set()
-        return len(events)
 
     # -- delivery -----------------------------------------------------------
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
@@ -226,5 +227,46 @@ def test_a_busy_destination_reads_at_once_the_result_a_later_message_of_its_key_
         assert await worker.follow_up_once(dest) == 1  # due, and a message waits for it: not 300 s later
         assert await worker.deliver_once(dest) == 1
         assert [mid for call in dest.calls for mid in call] == [1, 2]
+
+    asyncio.run(go())
+
+
+def test_the_map_loop_reads_and_maps_the_next_batch_while_the_last_one_is_saved(store: SQLiteStore) -> None:
+    """A burst of 2.5 batches: every event mapped once, messages in event order, a read during a save."""
+    async def go() -> None:
+        for n in range(450):
+            await ingest(store, n)
+        timeline: list[tuple[str, float]] = []
+        reads, saves = store.waiting_events, store.save_mappings
+
+        async def read(limit: int, after: int = 0) -> list[Event]:
+            timeline.append((f"read after {after}", time.monotonic()))
+            return await reads(limit, after)
+
+        async def save(mapped: Any, now: float) -> int:
+            timeline.append(("save", time.monotonic()))
+            await asyncio.sleep(0.05)  # a slow writer: the next batch is read and mapped meanwhile
+            try:
+                return await saves(mapped, now)
+            finally:
+                timeline.append(("saved", time.monotonic()))
+
+        store.waiting_events, store.save_mappings = read, save  # type: ignore[method-assign]
+        worker = make(store, ScriptedDestination("omnisend", configured=False), [0.0], OneRule(one_key=False))
+        await worker.start()
+        try:
+            for _ in range(200):
+                if store.reader().execute("SELECT count(*) FROM events WHERE status = 'received'").fetchone()[0] == 0:
+                    break
+                await asyncio.sleep(0.05)
+        finally:
+            await worker.stop()
+        rows = store.reader().execute("SELECT event_id FROM messages ORDER BY id").fetchall()
+        assert [r[0] for r in rows] == list(range(1, 451))  # each event once, in order
+        steps = [step for step, _ in timeline]
+        # batch 2 is read (and mapped) before batch 1's save ends, batch 3 before batch 2's; after the
+        # short batch 3 the next read starts from the beginning, once batch 3 is saved
+        assert steps[:10] == ["read after 0", "read after 200", "save", "saved", "read after 400", "save", "saved",
+                              "save", "saved", "read after 0"]
 
     asyncio.run(go())

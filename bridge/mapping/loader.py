@@ -9,6 +9,7 @@ the loader never stops at the first problem: it records
 from __future__ import annotations
 
 import difflib
+import hashlib
 
 import os
 import re
@@ -143,6 +144,7 @@ class FileLoader:
         self.examples: list[Example] = []
         self.consent: list[ConsentUse] = []
         self.notes: list[str] = []
+        self.digest = ""  # of the text these rules were read from
 
     def problem(self, line: int, col: int, message: str) -> None:
         self.problems.add(self.file, line, col, message)
@@ -160,6 +162,7 @@ class FileLoader:
         except (OSError, UnicodeDecodeError) as exc:
             self.problem(1, 1, f"cannot read the file: {exc}")
             return
+        self.digest = hashlib.sha256(text.encode()).hexdigest()
         try:
             document = YAML(typ="rt").load(text)
         except MarkedYAMLError as exc:
@@ -615,6 +618,10 @@ class LoadedRules(CompiledRuleSet):
     example_problems: list[str]
     consent: list[ConsentUse]
     notes: list[str]
+    directory: Path
+    # The files' names and texts, and the policy, this set was built from: another process
+    # that loads the same directory knows by it whether it holds the very same rules.
+    fingerprint: str
 
 
 def rule_files(directory: Path) -> list[Path]:
@@ -661,4 +668,8 @@ def load_rules(directory: Path, allowed_areas: Allowed | None = None) -> LoadedR
     ruleset.example_problems = [p for loader in loaders for p in loader.example_problems.items]
     ruleset.consent = [use for loader in loaders for use in loader.consent]
     ruleset.notes = [note for loader in loaders for note in loader.notes]
+    ruleset.directory = directory
+    ruleset.fingerprint = hashlib.sha256(repr(
+        ([(loader.path.name, loader.digest) for loader in loaders],
+         sorted((d, sorted(a)) for d, a in (allowed_areas or {}).items()), allowed_areas is None)).encode()).hexdigest()
     return ruleset

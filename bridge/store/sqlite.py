@@ -313,8 +313,9 @@ class SQLiteStore:
 
     # -- mapping ------------------------------------------------------------
 
-    async def waiting_events(self, limit: int) -> list[Event]:
-        return await self.aread(lambda conn: _waiting_events(conn, limit))
+    async def waiting_events(self, limit: int, after: int = 0) -> list[Event]:
+        """Up to `limit` events waiting to be mapped, oldest first, with ids above `after`."""
+        return await self.aread(lambda conn: _waiting_events(conn, limit, after))
 
     async def save_mappings(self, mapped: Sequence[Mapped], now: float) -> int:
         """Store each event's messages and status; returns how many messages were queued."""
@@ -606,9 +607,9 @@ def event_from_row(row: sqlite3.Row) -> Event:
     )
 
 
-def _waiting_events(conn: sqlite3.Connection, limit: int) -> list[Event]:
+def _waiting_events(conn: sqlite3.Connection, limit: int, after: int = 0) -> list[Event]:
     rows = conn.execute(
-        f"SELECT {EVENT_COLUMNS} FROM events WHERE status = 'received' ORDER BY id LIMIT ?", (limit,)
+        f"SELECT {EVENT_COLUMNS} FROM events WHERE status = 'received' AND id > ? ORDER BY id LIMIT ?", (after, limit)
     ).fetchall()
     return [event_from_row(r) for r in rows]
 

@@ -1,0 +1,136 @@
+"""The mapping process: the worker's very rules in a child, or a thread when the child holds others."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import signal
+import time
+from pathlib import Path
+from typing import Any
+
+from bridge.mapping.loader import load_rules
+from bridge.mapping.process import MappingProcess, map_events
+from bridge.model import Event
+from bridge.sign import shopify_headers
+from bridge.sources.shopify import ShopifySource
+from bridge.settings import Secret, SourceSettings
+
+ROOT = Path(__file__).resolve().parents[2]
+PAYLOAD = ROOT / "tests" / "payloads" / "shopify" / "orders_create.json"
+
+
+def events(n: int = 3) -> list[Event]:
+    source = ShopifySource.from_settings(SourceSettings("shopify", "shopify", (Secret("s"),)))
+    out = []
+    body = PAYLOAD.read_bytes()
+    for i in range(n):
+        hook = source.verify(shopify_headers(body, "s", "orders/create", event_id=f"e{i}"), body)
+        out.append(Event(i + 1, hook.source, hook.topic, hook.dedupe_key, 0.0, hook.headers, hook.body))
+    return out
+
+
+def comparable(mapped: list[Any]) -> list[Any]:
+    return [(m.event_id, m.status, m.rules, m.errors, [(o.destination, o.kind, o.record, key) for o, key in m.messages])
+            for m in mapped]
+
+
+async def map_until_in_child(process: MappingProcess, rules: Any, batch: list[Event], timeout: float = 60) -> list[Any]:
+    """Map until the child took a batch (it starts on the first); each batch's answer must be right."""
+    expected = comparable(map_events(rules, batch))
+    deadline = time.monotonic() + timeout
+    before = process.mapped_here
+    while process.mapped_here == before:
+        assert comparable(await process.map(rules, batch)) == expected
+        assert time.monotonic() < deadline, "the mapping process never took a batch"
+        await asyncio.sleep(0.1)
+    return expected
+
+
+def child_pids() -> set[int]:
+    me = os.getpid()
+    return {int(p) for p in Path(f"/proc/{me}/task/{me}/children").read_text().split()}
+
+
+def test_the_child_maps_with_the_workers_rules_and_gives_the_same_messages(tmp_path: Path) -> None:
+    rules = load_rules(ROOT / "mappings")
+    batch = events()
+
+    async def go() -> None:
+        process = MappingProcess()
+        try:
+            expected = await map_until_in_child(process, rules, batch)
+            assert expected and all(m[3] == [] and m[4] for m in expected)  # mapped, with messages
+        finally:
+            process.close()
+
+    asyncio.run(go())
+
+
+def test_a_child_holding_other_rules_leaves_the_batch_to_the_thread(tmp_path: Path) -> None:
+    """The worker reloaded, and the file changed again (or broke) before the child read it: the child
+    cannot load the worker's set, says so, and the thread maps with the worker's rules."""
+    directory = tmp_path / "mappings"
+    shutil.copytree(ROOT / "mappings", directory)
+    orders = directory / "shopify-orders.yaml"
+    original = orders.read_text()
+    batch = events(2)
+
+    async def go() -> None:
+        process = MappingProcess()
+        try:
+            await map_until_in_child(process, load_rules(directory), batch)
+            orders.write_text(original.replace("origin: api", "origin: reloaded", 1))
+            reloaded = load_rules(directory)  # what the worker holds now
+            expected = comparable(map_events(reloaded, batch))
+            for saved_since in (original.replace("origin: api", "origin: saved-since", 1), original + "\n  - oops: [\n"):
+                orders.write_text(saved_since)
+                taken = process.mapped_here
+                for _ in range(2):
+                    mapped = comparable(await process.map(reloaded, batch))
+                    assert mapped == expected  # the worker's rules, not the file's
+                assert process.mapped_here == taken
+            assert '"origin": "reloaded"' in repr(expected) or "'origin': 'reloaded'" in repr(expected)
+            orders.write_text(original.replace("origin: api", "origin: reloaded", 1))  # the file is the worker's again
+            await map_until_in_child(process, reloaded, batch)
+        finally:
+            process.close()
+
+    assert "origin: api" in original  # the edits above change a rule
+    asyncio.run(go())
+
+
+def test_a_child_that_died_is_replaced_and_no_batch_is_lost(tmp_path: Path, monkeypatch: Any) -> None:
+    monkeypatch.setattr("bridge.mapping.process.RESTART_AFTER_SECONDS", 0.0)
+    rules = load_rules(ROOT / "mappings")
+    batch = events(2)
+
+    async def go() -> None:
+        before = child_pids()
+        process = MappingProcess()
+        try:
+            expected = await map_until_in_child(process, rules, batch)
+            (child,) = child_pids() - before
+            os.kill(child, signal.SIGKILL)
+            assert comparable(await process.map(rules, batch)) == expected  # mapped in the thread
+            await map_until_in_child(process, rules, batch)  # a new child took over
+            assert child not in child_pids()
+        finally:
+            process.close()
+
+    asyncio.run(go())
+
+
+def test_rules_without_a_fingerprint_never_start_a_child() -> None:
+    class Fixed:
+        def map(self, event: Event) -> Any:
+            return load_rules(ROOT / "mappings").map(event)
+
+    async def go() -> None:
+        before = child_pids()
+        process = MappingProcess()
+        await process.map(Fixed(), events(1))
+        assert process.mapped_here == 0 and child_pids() <= before  # (a child of an earlier test may be ending)
+
+    asyncio.run(go())
