@@ -139,7 +139,7 @@ class Worker:
         # still 'received' until that save commits. Saves run one at a time, in order, so
         # messages keep the order of their events. Once a read comes back short (caught up),
         # the next one starts from the beginning again, after the last save: so an event put
-        # back to 'received' behind the cursor (a replay, a save that failed) is mapped then.
+        # that stayed 'received' behind the cursor (its save failed) is mapped then.
         saving: asyncio.Task[None] | None = None
         after = 0
         while not self._stopping.is_set():
