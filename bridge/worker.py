@@ -138,7 +138,7 @@ class Worker:
         # and mapped: the reads start past the last event handed to a save, whose events are
         # still 'received' until that save commits. Saves run one at a time, in order, so
         # messages keep the order of their events. Once a read comes back short (caught up),
-        # the next one starts from the beginning again, after the last save: so an event put
+        # the next one starts from the beginning again, after the last save: so an event
         # that stayed 'received' behind the cursor (its save failed) is mapped then.
         saving: asyncio.Task[None] | None = None
         after = 0
