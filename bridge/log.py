@@ -187,7 +187,8 @@ def emit(logger: Any, level: str, event: str, fields: dict[str, Any]) -> None:
     exception to format), still go through structlog. test_log holds the two to the same line.
     """
     direct = _direct
-    if direct is None or level not in _LEVELS or "exc_info" in fields:
+    # A logger with context of its own (log.bind(x=...)) goes through structlog, which adds it.
+    if direct is None or level not in _LEVELS or "exc_info" in fields or getattr(logger, "_context", None):
         getattr(logger, level)(event, **fields)
         return
     writer, lowest = direct

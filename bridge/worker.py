@@ -42,6 +42,16 @@ class RulesSource(Protocol):
     def current(self) -> RuleSet | None: ...
 
 
+async def _finish(saving: asyncio.Task[None] | None) -> None:
+    """Wait for a save of the map loop; its failure is logged (its events stay waiting)."""
+    if saving is None:
+        return
+    try:
+        await saving
+    except Exception:
+        log.exception("mapping.save_failed")
+
+
 def key_fingerprint(destination: Destination) -> str | None:
     """Which credentials a pause was about, so that a changed key resumes delivery."""
     settings = getattr(destination, "settings", None)
@@ -142,34 +152,32 @@ class Worker:
         # that stayed 'received' behind the cursor (its save failed) is mapped then.
         saving: asyncio.Task[None] | None = None
         after = 0
-        while not self._stopping.is_set():
-            events: list[Event] = []
-            try:
-                rules = self.rules.current
-                if rules is not None:  # no valid rule set ever loaded: events wait, nothing is lost
-                    if after == 0 and saving is not None:
+        try:
+            while not self._stopping.is_set():
+                events: list[Event] = []
+                try:
+                    rules = self.rules.current
+                    if rules is not None:  # no valid rule set ever loaded: events wait, nothing is lost
+                        if after == 0 and saving is not None:
+                            saving, done = None, saving
+                            await done
+                        events = await self.store.waiting_events(MAP_BATCH, after)
+                    mapped = await self._map(rules, events) if events else []
+                    if saving is not None:
                         saving, done = None, saving
                         await done
-                    events = await self.store.waiting_events(MAP_BATCH, after)
-                mapped = await self._map(rules, events) if events else []
-                if saving is not None:
-                    saving, done = None, saving
-                    await done
-                if events:
-                    saving = asyncio.create_task(self._save(mapped))
-                after = events[-1].id if len(events) == MAP_BATCH else 0
-            except Exception:
-                log.exception("mapping.loop_failed")
-                if saving is not None:
-                    with contextlib.suppress(Exception):
-                        await saving
-                saving, after, events = None, 0, []
-            if not events:
-                await self._wait(self._events_waiting, IDLE_POLL_SECONDS)
-                self._events_waiting.clear()
-        if saving is not None:
-            with contextlib.suppress(Exception):
-                await saving
+                    if events:
+                        saving = asyncio.create_task(self._save(mapped))
+                    after = events[-1].id if len(events) == MAP_BATCH else 0
+                except Exception:
+                    log.exception("mapping.loop_failed")
+                    await _finish(saving)
+                    saving, after, events = None, 0, []
+                if not events:
+                    await self._wait(self._events_waiting, IDLE_POLL_SECONDS)
+                    self._events_waiting.clear()
+        finally:  # stopped, or cancelled by stop(): the save under way is finished, not abandoned
+            await _finish(saving)
 
     async def map_once(self) -> int:
         """Read, map and save one batch of waiting events; how many were read."""

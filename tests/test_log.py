@@ -125,6 +125,14 @@ def test_emit_writes_the_line_the_structlog_chain_writes(configured: Any, level:
     assert "jane@example.com" not in stream.getvalue() and "k-123" not in stream.getvalue()
 
 
+def test_emit_keeps_what_the_logger_was_bound_with(configured: Any) -> None:
+    stream = configured("json")
+    logger = structlog.get_logger("bridge.webhooks").bind(worker="w1", email="jane@example.com")
+    log.emit(logger, "info", "webhook.accepted", {"source": "shopify"})
+    (line,) = lines_of(stream)
+    assert line["worker"] == "w1" and line["source"] == "shopify" and line["email"] == fingerprint("jane@example.com")
+
+
 def test_emit_keeps_to_the_configured_level_and_leaves_console_lines_to_structlog(configured: Any) -> None:
     stream = configured("json", "warning")
     logger = structlog.get_logger("bridge.webhooks").bind()

@@ -17,7 +17,9 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import multiprocessing
+import os
 import time
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
@@ -58,11 +60,15 @@ class MappingProcess:
         self._pool: concurrent.futures.ProcessPoolExecutor | None = None
         self._ready: asyncio.Future[Any] | None = None
         self._not_before = 0.0
+        # The worker's set the child could not load (the directory holds other files now), and
+        # until when it is not asked again: loading a directory costs the child ~0.5 s.
+        self._declined: tuple[str, float] | None = None
         self.mapped_here = 0  # batches the child mapped (tests, and the benchmark's reading)
 
     async def map(self, rules: RuleSet, events: Sequence[Event]) -> list[Mapped]:
         fingerprint = getattr(rules, "fingerprint", None)
-        if fingerprint is not None:
+        declined = self._declined is not None and self._declined[0] == fingerprint and time.monotonic() < self._declined[1]
+        if fingerprint is not None and not declined:
             mapped = await self._in_child(rules, fingerprint, events)
             if mapped is not None:
                 self.mapped_here += 1
@@ -77,7 +83,8 @@ class MappingProcess:
             # spawn, not fork: the parent runs an event loop and threads. The child loads
             # the rules once; until it has, batches go to the thread.
             self._pool = concurrent.futures.ProcessPoolExecutor(
-                1, mp_context=multiprocessing.get_context("spawn"), initializer=_start_child, initargs=self._logging)
+                1, mp_context=multiprocessing.get_context("spawn"), initializer=_start_child,
+                initargs=(*self._logging, os.getpid()))
             self._ready = loop.run_in_executor(self._pool, _load, str(rules.directory), rules.allowed_areas,
                                                fingerprint)
         assert self._ready is not None
@@ -86,8 +93,14 @@ class MappingProcess:
         try:
             if self._ready.exception() is not None:
                 raise self._ready.exception()  # type: ignore[misc]
-            return await loop.run_in_executor(self._pool, _map, str(rules.directory), rules.allowed_areas,
-                                              fingerprint, list(events))
+            mapped = await loop.run_in_executor(self._pool, _map, str(rules.directory), rules.allowed_areas,
+                                                fingerprint, list(events))
+            if mapped is None:
+                if self._declined is None or self._declined[0] != fingerprint:
+                    log.info("mapping.process_other_rules", hint="the rules on disk are not the ones the worker runs "
+                             "(saved since, or failing the check): a thread maps until they are")
+                self._declined = (fingerprint, time.monotonic() + RESTART_AFTER_SECONDS)
+            return mapped
         except BrokenProcessPool:
             log.warning("mapping.process_stopped", hint=f"a new one starts in {RESTART_AFTER_SECONDS:.0f} s; "
                         "meanwhile a thread maps")
@@ -98,10 +111,15 @@ class MappingProcess:
         return None
 
     def close(self) -> None:
-        if self._pool is not None:
-            self._pool.shutdown(wait=False, cancel_futures=True)
-        self._pool = None
-        self._ready = None
+        """Stop the child now. A batch it was mapping is not saved: its events stay waiting."""
+        pool, self._pool, self._ready = self._pool, None, None
+        if pool is None:
+            return
+        children = list(getattr(pool, "_processes", {}).values())
+        pool.shutdown(wait=False, cancel_futures=True)
+        for child in children:  # it ignores SIGTERM, and a runaway rule would hold up the exit
+            with contextlib.suppress(Exception):
+                child.kill()
 
 
 # -- the child ------------------------------------------------------------------------------------
@@ -109,8 +127,7 @@ class MappingProcess:
 _rules: Any = None  # the child's LoadedRules
 
 
-def _start_child(log_format: str, log_level: str) -> None:
-    import os
+def _start_child(log_format: str, log_level: str, parent: int) -> None:
     import signal
     import threading
 
@@ -122,8 +139,6 @@ def _start_child(log_format: str, log_level: str) -> None:
     configure(log_format, log_level)
     # A parent killed outright (SIGKILL, OOM) leaves the child waiting on its queue for
     # ever: it goes when it finds itself adopted by another process.
-    parent = os.getppid()
-
     def leave_with_the_parent() -> None:
         while os.getppid() == parent:
             time.sleep(PARENT_CHECK_SECONDS)

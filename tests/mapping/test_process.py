@@ -107,15 +107,47 @@ def test_a_child_that_died_is_replaced_and_no_batch_is_lost(tmp_path: Path, monk
     batch = events(2)
 
     async def go() -> None:
-        before = child_pids()
         process = MappingProcess()
         try:
             expected = await map_until_in_child(process, rules, batch)
-            (child,) = child_pids() - before
+            (child,) = process._pool._processes  # type: ignore[union-attr]  # (the pool's own resource tracker aside)
             os.kill(child, signal.SIGKILL)
             assert comparable(await process.map(rules, batch)) == expected  # mapped in the thread
             await map_until_in_child(process, rules, batch)  # a new child took over
             assert child not in child_pids()
+        finally:
+            process.close()
+
+    asyncio.run(go())
+
+
+def test_a_set_the_child_cannot_load_is_not_asked_of_it_again_for_a_while(tmp_path: Path) -> None:
+    """A broken file on disk: the child says so once, then the thread maps without waiting for it."""
+    directory = tmp_path / "mappings"
+    shutil.copytree(ROOT / "mappings", directory)
+    rules = load_rules(directory)
+    batch = events(1)
+
+    async def go() -> None:
+        process = MappingProcess()
+        calls: list[str] = []
+        original = process._in_child
+
+        async def in_child(*args: Any) -> Any:
+            calls.append("child")
+            return await original(*args)
+
+        process._in_child = in_child  # type: ignore[method-assign]
+        try:
+            await map_until_in_child(process, rules, batch)
+            reloaded_elsewhere = directory / "shopify-orders.yaml"
+            reloaded_elsewhere.write_text(reloaded_elsewhere.read_text().replace("origin: api", "origin: other", 1))
+            other = load_rules(directory)  # the worker reloads: a set the child has not loaded
+            (directory / "broken.yaml").write_text("rules: [\n")  # and a file breaks before the child reads it
+            calls.clear()
+            for _ in range(3):
+                assert comparable(await process.map(other, batch)) == comparable(map_events(other, batch))
+            assert calls == ["child"]  # asked once, then left alone
         finally:
             process.close()
 
