@@ -96,6 +96,8 @@ class Worker:
 
     async def start(self) -> None:
         await self._load_pauses()
+        if self._mapping is not None and self.rules.current is not None:
+            self._mapping.start(self.rules.current)
         self._tasks = [asyncio.create_task(self._map_loop(), name="map")]
         self._tasks.append(asyncio.create_task(self._lease_loop(), name="leases"))
         # Retention needs the SQLite store's chunked writes; a store without them prunes itself.

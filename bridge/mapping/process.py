@@ -75,20 +75,23 @@ class MappingProcess:
                 return mapped
         return await asyncio.to_thread(map_events, rules, events)
 
+    def start(self, rules: Any) -> None:
+        """Start the child now (the worker does at start), so that a first burst does not wait for it."""
+        fingerprint = getattr(rules, "fingerprint", None)
+        if fingerprint is None or self._pool is not None or time.monotonic() < self._not_before:
+            return
+        # spawn, not fork: the parent runs an event loop and threads. The child loads
+        # the rules once; until it has, batches go to the thread.
+        self._pool = concurrent.futures.ProcessPoolExecutor(
+            1, mp_context=multiprocessing.get_context("spawn"), initializer=_start_child,
+            initargs=(*self._logging, os.getpid()))
+        self._ready = asyncio.get_running_loop().run_in_executor(
+            self._pool, _load, str(rules.directory), rules.allowed_areas, fingerprint)
+
     async def _in_child(self, rules: Any, fingerprint: str, events: Sequence[Event]) -> list[Mapped] | None:
         loop = asyncio.get_running_loop()
-        if self._pool is None:
-            if time.monotonic() < self._not_before:
-                return None
-            # spawn, not fork: the parent runs an event loop and threads. The child loads
-            # the rules once; until it has, batches go to the thread.
-            self._pool = concurrent.futures.ProcessPoolExecutor(
-                1, mp_context=multiprocessing.get_context("spawn"), initializer=_start_child,
-                initargs=(*self._logging, os.getpid()))
-            self._ready = loop.run_in_executor(self._pool, _load, str(rules.directory), rules.allowed_areas,
-                                               fingerprint)
-        assert self._ready is not None
-        if not self._ready.done():
+        self.start(rules)
+        if self._ready is None or not self._ready.done():
             return None
         try:
             if self._ready.exception() is not None:
