@@ -6,6 +6,8 @@ import asyncio
 import os
 import shutil
 import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -166,3 +168,37 @@ def test_rules_without_a_fingerprint_never_start_a_child() -> None:
         assert process.mapped_here == 0 and child_pids() <= before  # (a child of an earlier test may be ending)
 
     asyncio.run(go())
+
+
+CHILD_OF_A_KILLED_PARENT = """
+import asyncio, sys
+from pathlib import Path
+from bridge.mapping.loader import load_rules
+from bridge.mapping.process import MappingProcess
+
+async def main():
+    process = MappingProcess()
+    process.start(load_rules(Path(sys.argv[1])))
+    print(*process._pool._processes, flush=True)  # the child, still starting
+    await asyncio.sleep(60)
+
+asyncio.run(main())
+"""
+
+
+def test_a_child_whose_parent_is_killed_while_it_starts_goes_too(tmp_path: Path) -> None:
+    script = tmp_path / "parent.py"
+    script.write_text(CHILD_OF_A_KILLED_PARENT)
+    parent = subprocess.Popen([sys.executable, str(script), str(ROOT / "mappings")], stdout=subprocess.PIPE, text=True)
+    try:
+        assert parent.stdout is not None
+        (child,) = map(int, parent.stdout.readline().split())
+    finally:
+        parent.kill()
+        parent.wait()
+        if parent.stdout is not None:
+            parent.stdout.close()
+    deadline = time.monotonic() + 30
+    while Path(f"/proc/{child}").exists() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not Path(f"/proc/{child}").exists(), "the mapping child outlived its parent"
