@@ -26,8 +26,8 @@ from typing import TYPE_CHECKING, Any, Awaitable, Callable, MutableMapping, Name
 import orjson
 import structlog
 
-from bridge.log import emit
 from bridge.errors import PayloadTooLarge, RejectedWebhook, StoreUnavailable, UnknownSource
+from bridge.log import emit
 from bridge.model import Ping
 from bridge.ops.metrics import METRICS, Metrics
 from bridge.sources.signature import LowerHeaders

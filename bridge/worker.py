@@ -9,7 +9,6 @@ had claimed becomes due again when its lease runs out.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import random
 import time
@@ -160,16 +159,16 @@ class Worker:
                 try:
                     rules = self.rules.current
                     if rules is not None:  # no valid rule set ever loaded: events wait, nothing is lost
-                        if after == 0 and saving is not None:
-                            saving, done = None, saving
+                        if after == 0 and saving is not None:  # from the start: the last batch saved first
+                            done, saving = saving, None
                             await done
                         events = await self.store.waiting_events(MAP_BATCH, after)
-                    mapped = await self._map(rules, events) if events else []
-                    if saving is not None:
-                        saving, done = None, saving
-                        await done
-                    if events:
-                        saving = asyncio.create_task(self._save(mapped))
+                        mapped = await self._map(rules, events) if events else []
+                        if saving is not None:  # one save at a time, in order
+                            done, saving = saving, None
+                            await done
+                        if events:
+                            saving = asyncio.create_task(self._save(mapped))
                     after = events[-1].id if len(events) == MAP_BATCH else 0
                 except Exception:
                     log.exception("mapping.loop_failed")

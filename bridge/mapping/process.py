@@ -94,8 +94,7 @@ class MappingProcess:
         if self._ready is None or not self._ready.done():
             return None
         try:
-            if self._ready.exception() is not None:
-                raise self._ready.exception()  # type: ignore[misc]
+            self._ready.result()  # raises what starting the child raised
             mapped = await loop.run_in_executor(self._pool, _map, str(rules.directory), rules.allowed_areas,
                                                 fingerprint, list(events))
             if mapped is None:
