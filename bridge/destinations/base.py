@@ -12,6 +12,7 @@ from typing import Any, Mapping, Sequence
 
 import httpx
 
+from bridge import jsoncodec
 from bridge.destinations.http import (
     READ_TIMEOUT,
     TOTAL_TIMEOUT,
@@ -84,6 +85,13 @@ class HttpDestination:
 
     async def exchange(self, request: PreparedRequest) -> Exchange:
         """Send one request within the rate budget; never raises for HTTP or network trouble."""
+        # Encoded before the limiter lets it go, so that it leaves as soon as it may: the server's
+        # window sees the time from the limiter to its arrival, and encoding 100 records there
+        # added to it (median 5.8 -> 3.4 ms from limiter to the fake's clock in bench/delivery).
+        try:
+            body = None if request.body is None else jsoncodec.dumps(request.body, allow_nan=False)
+        except ValueError as exc:  # NaN or Infinity, which JSON cannot carry: as httpx's json= refused it
+            return Exchange(classify_exception(exc))
         waited = self.limiter.waited_seconds
         if not await self.limiter.acquire(max_wait=self.max_wait):
             wait = self.limiter.wait_time()
@@ -95,7 +103,7 @@ class HttpDestination:
                 self._client,
                 request.method,
                 request.path,
-                json=request.body,
+                content=body,
                 headers=self.auth_headers(request),
                 total_timeout=self.total_timeout,
             )

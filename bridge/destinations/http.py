@@ -58,13 +58,19 @@ async def send(
     method: str,
     path: str,
     *,
-    json: Any = None,
+    content: bytes | None = None,
     headers: Mapping[str, str] | None = None,
     total_timeout: float = TOTAL_TIMEOUT,
 ) -> httpx.Response:
-    """One request with a wall-clock cap: httpx timeouts are per operation, not per request."""
+    """One request with a wall-clock cap: httpx timeouts are per operation, not per request.
+
+    `content` is a JSON body already encoded (bridge.jsoncodec.dumps), or None for no body.
+    """
+    headers = dict(headers or {})
+    if content is not None:
+        headers.setdefault("Content-Type", "application/json")
     async with asyncio.timeout(total_timeout):
-        return await client.request(method, path, json=json, headers=dict(headers or {}))
+        return await client.request(method, path, content=content, headers=headers)
 
 
 # --- Retry-After -----------------------------------------------------------------------------

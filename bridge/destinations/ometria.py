@@ -13,11 +13,11 @@ resending the lot could not tell them apart either (Ometria lists recent errors 
 
 from __future__ import annotations
 
-import json
 from typing import Any, Sequence
 
 import structlog
 
+from bridge import jsoncodec
 from bridge.destinations.base import HttpDestination, Planned
 from bridge.destinations.ratelimit import Clock, RateLimiter, Sleep
 from bridge.model import Message, Outcome, PreparedRequest
@@ -42,7 +42,7 @@ def record_for(message: Message) -> dict[str, Any]:
 
 
 def record_size(record: dict[str, Any]) -> int:
-    return len(json.dumps(record, separators=(",", ":"), ensure_ascii=False).encode("utf-8"))
+    return len(jsoncodec.dumps(record))
 
 
 class Ometria(HttpDestination):

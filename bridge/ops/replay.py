@@ -25,7 +25,7 @@ from bridge.mapping import RuleSet
 from bridge.model import Event
 from bridge.ops.queries import EventFilter
 from bridge.settings import Settings
-from bridge.store.sqlite import EVENT_COLUMNS, Mapped, SQLiteStore, event_from_row, insert_message
+from bridge.store.sqlite import EVENT_COLUMNS, Mapped, SQLiteStore, event_from_row, insert_message, record_text
 
 BATCH = 200
 Progress = Callable[[int, int], None]
@@ -113,7 +113,7 @@ def apply_mappings(
                         "UPDATE messages SET kind = ?, action = ?, rule = ?, ordering_key = ?, record = ?,"
                         " state = 'pending', attempts = 0, next_at = ?, created_at = ?, updated_at = ?,"
                         " lease_until = NULL WHERE id = ? AND state = 'dead'",
-                        (msg.kind, msg.action, msg.rule, msg.key, json.dumps(msg.record, separators=(",", ":")),
+                        (msg.kind, msg.action, msg.rule, msg.key, record_text(msg.record),
                          now, now, now, dead),
                     )
             elif not dry_run:

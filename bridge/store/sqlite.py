@@ -37,10 +37,11 @@ from concurrent.futures import Future
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Any, Callable, Iterable, NamedTuple, Sequence, TypeVar
+from typing import Any, Callable, Iterable, Mapping, NamedTuple, Sequence, TypeVar
 
 import orjson
 
+from bridge import jsoncodec
 from bridge.errors import StoreUnavailable
 from bridge.model import Event, Message, Outcome, Outgoing, Webhook
 from bridge.store.process import WriterProcess
@@ -614,13 +615,18 @@ def _waiting_events(conn: sqlite3.Connection, limit: int, after: int = 0) -> lis
     return [event_from_row(r) for r in rows]
 
 
+def record_text(record: Mapping[str, Any]) -> str:
+    """A message record as stored: compact JSON (its text as json.dumps wrote it, or the same value)."""
+    return jsoncodec.dumps(record, ensure_ascii=True).decode()
+
+
 def insert_message(conn: sqlite3.Connection, event_id: int, msg: Outgoing, idempotency_key: str, now: float) -> int:
     cur = conn.execute(
         "INSERT INTO messages (event_id, destination, kind, action, rule, ordering_key, idempotency_key, record,"
         " areas, state, attempts, next_at, created_at, updated_at)"
         " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'pending', 0, ?, ?, ?)",
         (event_id, msg.destination, msg.kind, msg.action, msg.rule, msg.key, idempotency_key,
-         json.dumps(msg.record, separators=(",", ":")), ",".join(msg.areas), now, now, now),
+         record_text(msg.record), ",".join(msg.areas), now, now, now),
     )
     return int(cur.lastrowid or 0)
 
@@ -656,7 +662,7 @@ def message_from_row(row: sqlite3.Row) -> Message:
         destination=row["destination"],
         kind=row["kind"],
         action=row["action"],
-        record=json.loads(row["record"]),
+        record=jsoncodec.loads(row["record"]),
         rule=row["rule"],
         key=row["ordering_key"],
         idempotency_key=row["idempotency_key"],
