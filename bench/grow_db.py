@@ -20,7 +20,7 @@ from importlib import resources
 from pathlib import Path
 
 from bench.common import WORK, order_body, save
-from bridge.store.sqlite import PAGE_SIZE
+from bridge.store.sqlite import PAGE_SIZE, pack_body
 
 
 def build(path: Path, delivered: int, waiting: int) -> dict[str, float]:
@@ -40,7 +40,7 @@ def build(path: Path, delivered: int, waiting: int) -> dict[str, float]:
                "ometria": json.dumps(ometria.record, separators=(",", ":"))}
     kinds = {"omnisend": ("event", "create"), "ometria": ("order", "upsert")}
     headers = json.dumps(dict(event.headers))
-    body = order_body()
+    body, codec = pack_body(order_body())  # as the writer stores it
     now = time.time()
     old_events, new_events = delivered // 2, waiting // 2
     conn.execute("BEGIN")
@@ -48,10 +48,11 @@ def build(path: Path, delivered: int, waiting: int) -> dict[str, float]:
     def events(start: int, count: int, age: float, status: str, with_body: bool):
         for i in range(start, start + count):
             yield (i, "shopify", "orders/create", f"grow.myshopify.com:event:grow-{i}", now - age + i * 0.01,
-                   headers, body if with_body else None, status, '["Shopify order placed"]', now - age + i * 0.01)
+                   headers, body if with_body else None, codec if with_body else None, status,
+                   '["Shopify order placed"]', now - age + i * 0.01)
 
-    sql_event = ("INSERT INTO events (id, source, topic, dedupe_key, received_at, headers, body, status, rules,"
-                 " mapped_at) VALUES (?,?,?,?,?,?,?,?,?,?)")
+    sql_event = ("INSERT INTO events (id, source, topic, dedupe_key, received_at, headers, body, body_codec, status,"
+                 " rules, mapped_at) VALUES (?,?,?,?,?,?,?,?,?,?,?)")
     conn.executemany(sql_event, events(1, old_events, 30 * 86400, "mapped", False))
     conn.executemany(sql_event, events(old_events + 1, new_events, 3600, "mapped", True))
 

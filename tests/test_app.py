@@ -13,7 +13,7 @@ from starlette.testclient import TestClient
 from bridge.app import create_app
 from bridge.settings import Settings, SourceSettings, secrets_from
 from bridge.sign import omneo_headers, shopify_headers, woocommerce_headers
-from bridge.store.sqlite import execute
+from bridge.store.sqlite import execute, unpack_body
 
 SECRET = "shpss_app_test"
 
@@ -58,8 +58,8 @@ def test_accepts_then_drops_the_resend(client: TestClient) -> None:
     again = client.post("/webhooks/shopify", content=ORDER, headers=resend)
     assert again.status_code == 200 and again.json() == {"status": "duplicate", "event_id": first.json()["event_id"]}
     assert rows(client, "SELECT source, topic, status, duplicates FROM events") == [("shopify", "orders/create", "received", 1)]
-    stored = rows(client, "SELECT body FROM events")[0][0]
-    assert stored == ORDER  # the exact bytes, for replays
+    [(stored, codec)] = rows(client, "SELECT body, body_codec FROM events")
+    assert unpack_body(stored, codec) == ORDER  # the exact bytes, for replays
 
 
 def test_wrong_signature_is_401_and_stores_nothing(client: TestClient) -> None:
@@ -92,7 +92,8 @@ def test_malformed_json_is_400_and_kept_for_inspection(client: TestClient) -> No
     body = b'{"id": 1, "email": '
     response = client.post("/webhooks/shopify", content=body, headers=shopify_headers(body, SECRET, "orders/create"))
     assert response.status_code == 400
-    assert rows(client, "SELECT status, body FROM events") == [("invalid_json", body)]
+    [(status, stored, codec)] = rows(client, "SELECT status, body, body_codec FROM events")
+    assert (status, unpack_body(stored, codec)) == ("invalid_json", body)
 
 
 def test_unknown_topic_is_accepted_and_recorded(client: TestClient) -> None:

@@ -78,7 +78,7 @@ def _delete_delivered(conn: sqlite3.Connection, before: float) -> tuple[int, int
 
 def _null_bodies(conn: sqlite3.Connection, before: float) -> int:
     return conn.execute(
-        f"UPDATE events SET body = NULL WHERE id IN ({_BODIES} LIMIT {CHUNK})", {"before": before}
+        f"UPDATE events SET body = NULL, body_codec = NULL WHERE id IN ({_BODIES} LIMIT {CHUNK})", {"before": before}
     ).rowcount
 
 

@@ -14,7 +14,7 @@ import sqlite3
 from dataclasses import dataclass
 from typing import Any, Sequence
 
-from bridge.store.sqlite import set_paused
+from bridge.store.sqlite import set_paused, unpack_body
 
 MESSAGE_STATES = ("pending", "inflight", "submitted", "delivered", "dead")
 OPEN_STATES = ("pending", "inflight")
@@ -85,19 +85,19 @@ def list_events(conn: sqlite3.Connection, where: EventFilter, limit: int = 50) -
 def event_detail(conn: sqlite3.Connection, event_id: int) -> dict[str, Any] | None:
     """One event with its headers, payload and every message with its attempts trail."""
     row = conn.execute(
-        "SELECT id, source, topic, dedupe_key, received_at, headers, body, status, rules, errors, mapped_at,"
+        "SELECT id, source, topic, dedupe_key, received_at, headers, body, body_codec, status, rules, errors, mapped_at,"
         " duplicates FROM events WHERE id = ?",
         (event_id,),
     ).fetchone()
     if row is None:
         return None
-    body = row["body"]
     payload: Any = None
-    if body is not None:
+    if row["body"] is not None:
+        body = unpack_body(row["body"], row["body_codec"])
         try:
-            payload = json.loads(bytes(body))
-        except ValueError:  # invalid_json events: show the text as stored
-            payload = bytes(body).decode("utf-8", "replace")
+            payload = json.loads(body)
+        except ValueError:  # invalid_json events: show the text as received
+            payload = body.decode("utf-8", "replace")
     messages = conn.execute(
         "SELECT id, destination, kind, action, rule, ordering_key, idempotency_key, record, areas, state, attempts,"
         " next_at, created_at, updated_at, last_status, last_detail FROM messages WHERE event_id = ? ORDER BY id",

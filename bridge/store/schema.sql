@@ -7,7 +7,8 @@ CREATE TABLE IF NOT EXISTS events (
     dedupe_key  TEXT    NOT NULL,
     received_at REAL    NOT NULL,
     headers     TEXT    NOT NULL,            -- JSON object of the headers worth keeping
-    body        BLOB,                        -- raw bytes as signed; NULL once pruned
+    body        BLOB,                        -- the bytes as signed, packed by body_codec; NULL once pruned
+    body_codec  TEXT,                        -- NULL: as received; 'lz4': an LZ4 block with its size (added 2026-12-01)
     status      TEXT    NOT NULL,            -- received | invalid_json | mapped | partial | mapping_error | no_rule | ignored
     rules       TEXT,                        -- JSON list of the rules that matched
     errors      TEXT,                        -- JSON list of mapping errors

@@ -155,3 +155,19 @@ async def test_not_configured(dest_settings: Any, make_message: Any) -> None:
     (outcome,) = await destination.deliver([make_message("order", order(1))])
     await destination.aclose()
     assert outcome.kind == "pause"
+
+
+async def test_a_record_json_cannot_carry_is_retried_unsent_and_spends_no_rate_budget(
+        ometria: Ometria, ometria_app: Any, make_message: Any) -> None:
+    # A NaN must not go out as null (Ometria would erase the field); JSON cannot carry it at all.
+    outcomes = await ometria.deliver([make_message("order", order(1, grand_total=float("nan")))])
+    assert outcomes[0].kind == "retry" and "ValueError" in outcomes[0].detail
+    assert ometria_app.state.fake.recorded() == []
+    assert ometria.limiter.acquired_total == 0 and ometria.requests_total == 0
+    # The same adapter still sends what it can: non-ASCII text arrives as sent.
+    outcomes = await ometria.deliver([make_message("order", order(2, properties={"city": "Zürich 東京"}))])
+    await ometria.aclose()
+    assert outcomes[0].kind == "delivered"
+    [sent] = ometria_app.state.fake.accepted("/v2/push")
+    assert sent.body[0]["properties"] == {"city": "Zürich 東京"}
+    assert sent.headers["content-type"] == "application/json"
