@@ -238,12 +238,18 @@ def test_deferred_leaves_no_attempt_behind(store: SQLiteStore) -> None:
     asyncio.run(go())
 
 
-def test_a_database_from_before_a_column_was_added_gets_it_on_open(tmp_path) -> None:
+def database_without(tmp_path: Path, table: str, column: str) -> Path:
+    """A database as created before `column` was added to `table`."""
     path = tmp_path / "old.db"
     with SQLiteStore(path):
         pass
     with sqlite3.connect(path) as conn:
-        conn.execute("ALTER TABLE messages DROP COLUMN submitted_at")  # as created before 2026-11-23
+        conn.execute(f"ALTER TABLE {table} DROP COLUMN {column}")
+    return path
+
+
+def test_a_database_from_before_a_column_was_added_gets_it_on_open(tmp_path) -> None:
+    path = database_without(tmp_path, "messages", "submitted_at")  # as created before 2026-11-23
     store = SQLiteStore(path)
     with store:
         columns = [row[1] for row in store.reader().execute("PRAGMA table_info(messages)")]
@@ -296,11 +302,8 @@ def test_bodies_are_stored_packed_and_read_back_as_signed(tmp_path, process: boo
 
 
 def test_bodies_stored_before_packing_and_unknown_codecs(tmp_path) -> None:
-    path = tmp_path / "old.db"
-    with SQLiteStore(path):
-        pass
+    path = database_without(tmp_path, "events", "body_codec")  # as created before 2026-12-01
     with sqlite3.connect(path) as conn:
-        conn.execute("ALTER TABLE events DROP COLUMN body_codec")  # as created before 2026-12-01
         conn.execute("INSERT INTO events (source, topic, dedupe_key, received_at, headers, body, status)"
                      " VALUES ('shopify', 'orders/create', 'old', 1, '{}', ?, 'received')", (ORDER,))
     with SQLiteStore(path):
