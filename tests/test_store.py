@@ -297,11 +297,17 @@ def test_bodies_are_stored_packed_and_read_back_as_signed(tmp_path, process: boo
     assert events[ids[0]].payload() == json.loads(ORDER)
     with contextlib.closing(connect(tmp_path / "bridge.db")) as conn:  # what `bridge events show` prints
         detail, noise_detail = event_detail(conn, ids[0]), event_detail(conn, ids[2])
-    assert detail is not None and detail["payload"] == json.loads(ORDER)
+    assert detail is not None and detail["payload"] == json.loads(ORDER) and not detail["body_pruned"]
     assert noise_detail is not None and noise_detail["payload"] == noise.decode("utf-8", "replace")
+    with sqlite3.connect(tmp_path / "bridge.db") as conn:  # as `bridge prune` leaves an old event
+        conn.execute("UPDATE events SET body = NULL, body_codec = NULL WHERE id = ?", (ids[0],))
+    with contextlib.closing(connect(tmp_path / "bridge.db")) as conn:
+        pruned = event_detail(conn, ids[0])
+    assert pruned is not None and pruned["body_pruned"] and pruned["payload"] is None
+    assert stored_events(tmp_path / "bridge.db")[0].body == b""
 
 
-def test_bodies_stored_before_packing_and_unknown_codecs(tmp_path) -> None:
+def test_bodies_stored_before_packing_unknown_codecs_and_broken_blocks(tmp_path) -> None:
     path = database_without(tmp_path, "events", "body_codec")  # as created before 2026-12-01
     with sqlite3.connect(path) as conn:
         conn.execute("INSERT INTO events (source, topic, dedupe_key, received_at, headers, body, status)"
@@ -312,4 +318,8 @@ def test_bodies_stored_before_packing_and_unknown_codecs(tmp_path) -> None:
     with sqlite3.connect(path) as conn:
         conn.execute("UPDATE events SET body_codec = 'zstd'")  # written by a later version
     with pytest.raises(StoreUnavailable, match="zstd"):
+        stored_events(path)
+    with sqlite3.connect(path) as conn:
+        conn.execute("UPDATE events SET body_codec = 'lz4', body = x'00ff00ff'")  # not an LZ4 block
+    with pytest.raises(StoreUnavailable, match="cannot be unpacked"):
         stored_events(path)

@@ -124,7 +124,7 @@ def event_detail(conn: sqlite3.Connection, event_id: int) -> dict[str, Any] | No
         "errors": _json_list(row["errors"]),
         "duplicates": row["duplicates"],
         "headers": json.loads(row["headers"]),
-        "body_pruned": body is None,
+        "body_pruned": row["body"] is None,
         "payload": payload,
         "messages": [
             {

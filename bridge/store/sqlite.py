@@ -521,7 +521,10 @@ def unpack_body(stored: bytes | None, codec: str | None) -> bytes:
     if stored is None:
         return b""
     if codec == "lz4":
-        return lz4.block.decompress(stored)
+        try:
+            return lz4.block.decompress(stored)
+        except (lz4.block.LZ4BlockError, ValueError) as exc:  # a bad block, or a bad size before it
+            raise StoreUnavailable(f"a stored body cannot be unpacked: {exc}") from exc
     if codec is not None:
         raise StoreUnavailable(f"a body is stored with the codec {codec!r}, which this version cannot read")
     return bytes(stored)
