@@ -19,6 +19,7 @@ from bridge.destinations.http import (
     build_client,
     classify_exception,
     classify_response,
+    excerpt,
     send,
 )
 from bridge.destinations.ratelimit import Clock, RateLimiter, Sleep
@@ -126,7 +127,9 @@ class HttpDestination:
     async def deliver(self, messages: Sequence[Message]) -> list[Outcome]:
         if not self.configured:
             return not_configured(list(messages))
-        planned, outcomes = self.plan(messages)
+        unsendable = {m.id: outcome for m in messages if (outcome := cannot_send(m)) is not None}
+        planned, outcomes = self.plan([m for m in messages if m.id not in unsendable])
+        outcomes.update(unsendable)
         paused: Outcome | None = None
         for item in planned:
             if paused is not None:  # credentials refused: the rest is not even tried
@@ -152,6 +155,18 @@ class HttpDestination:
 
     async def aclose(self) -> None:
         await self._client.aclose()
+
+
+def cannot_send(message: Message) -> Outcome | None:
+    """A dead letter for a record no request can carry (NaN, a lone surrogate, nesting too deep), else None.
+
+    Sending it would fail the same way every time, and with it every message of its request.
+    """
+    try:
+        jsoncodec.dumps(message.record, allow_nan=False)
+    except Exception as exc:  # noqa: BLE001 - whatever the encoder refuses
+        return Outcome("dead", detail=excerpt(f"the record cannot be sent as JSON: {type(exc).__name__}: {exc}"))
+    return None
 
 
 def not_configured(messages: list[Message] | tuple[Message, ...]) -> list[Outcome]:

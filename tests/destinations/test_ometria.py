@@ -157,17 +157,22 @@ async def test_not_configured(dest_settings: Any, make_message: Any) -> None:
     assert outcome.kind == "pause"
 
 
-async def test_a_record_json_cannot_carry_is_retried_unsent_and_spends_no_rate_budget(
+async def test_a_record_json_cannot_carry_is_a_dead_letter_and_the_rest_of_its_batch_goes(
         ometria: Ometria, ometria_app: Any, make_message: Any) -> None:
-    # A NaN must not go out as null (Ometria would erase the field); JSON cannot carry it at all.
-    outcomes = await ometria.deliver([make_message("order", order(1, grand_total=float("nan")))])
-    assert outcomes[0].kind == "retry" and "ValueError" in outcomes[0].detail
-    assert ometria_app.state.fake.recorded() == []
-    assert ometria.limiter.acquired_total == 0 and ometria.requests_total == 0
-    # The same adapter still sends what it can: non-ASCII text arrives as sent.
-    outcomes = await ometria.deliver([make_message("order", order(2, properties={"city": "Zürich 東京"}))])
+    # A NaN must not go out as null (Ometria would erase the field), and JSON cannot carry it, nor
+    # a lone surrogate: retrying would fail the same way, and take the whole request with it.
+    deep: dict[str, Any] = {}
+    for _ in range(5000):
+        deep = {"x": deep}
+    bad = [make_message("order", order(1, grand_total=float("nan"))),
+           make_message("order", order(2, properties={"note": "\ud800"})),
+           make_message("order", order(3, properties=deep))]
+    good = make_message("order", order(4, properties={"city": "Zürich 東京"}))
+    outcomes = await ometria.deliver([*bad, good])
     await ometria.aclose()
-    assert outcomes[0].kind == "delivered"
+    assert [o.kind for o in outcomes] == ["dead", "dead", "dead", "delivered"]
+    assert all("cannot be sent as JSON" in o.detail for o in outcomes[:3])
     [sent] = ometria_app.state.fake.accepted("/v2/push")
-    assert sent.body[0]["properties"] == {"city": "Zürich 東京"}
+    assert [r["id"] for r in sent.body] == ["o4"] and sent.body[0]["properties"] == {"city": "Zürich 東京"}
     assert sent.headers["content-type"] == "application/json"
+    assert ometria.limiter.acquired_total == 1

@@ -309,3 +309,17 @@ def test_prepare_batches_contacts_and_order_creates(dest_settings: Any, make_mes
         ("POST", "/v3/batches", 4), ("POST", "/v3/orders", 1), ("POST", "/v3/orders", 1), ("POST", "/v3/orders", 1)]
     off = Omnisend(dest_settings("omnisend", "http://127.0.0.1:9", "k", batch_v3=False))
     assert [p.path for p in off.prepare(contacts)] == ["/v3/contacts"] * 4
+
+
+async def test_a_record_json_cannot_carry_is_a_dead_letter_and_its_batch_still_goes(
+        omnisend: Omnisend, omnisend_app: Any, make_message: Any) -> None:
+    broken = make_message("event", placed_order(properties={"orderID": "1", "totalPrice": float("inf")}),
+                          action="create")
+    rest = [make_message("event", placed_order(f"c{n}@example.com"), action="create") for n in range(3)]
+    outcomes = await omnisend.deliver([broken, *rest])
+    await omnisend.aclose()
+    assert outcomes[0].kind == "dead" and "cannot be sent as JSON" in outcomes[0].detail
+    assert outcomes[0].kind not in {o.kind for o in outcomes[1:]}
+    sent = omnisend_app.state.fake.accepted()
+    assert sent and all("Infinity" not in str(r.body) and "inf" not in str(r.body) for r in sent)
+    assert sum(len(r.body["items"]) if "items" in (r.body or {}) else 1 for r in sent if r.method == "POST") == 3
