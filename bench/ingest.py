@@ -130,6 +130,8 @@ def main() -> None:
             held["events_committed"] = count_events(db) - before
             held["committed_minus_200"] = held["events_committed"] - held["statuses"].get("200", 0)
             result["half_rate"] = held
+            if bare is not None:  # the same load on the bare app: the floor of the generator and the stack
+                result["half_rate_bare"] = paced(bare.url, rate, args.seconds, args.connections)
         result["bridge_peak_rss_kb"] = bridge.peak_rss_kb()
         result["db_bytes_after"] = db.stat().st_size
     finally:

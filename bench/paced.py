@@ -15,6 +15,7 @@ import argparse
 import asyncio
 import json
 import os
+import resource
 import time
 from typing import Any
 from urllib.parse import urlsplit
@@ -75,13 +76,19 @@ async def run(url: str, rate: float, seconds: float, connections: int, drain_tim
     workers = [asyncio.create_task(connection()) for _ in range(connections)]
     await asyncio.sleep(0.2)  # connections open before the clock starts
     t0 = time.perf_counter()
+    cpu0 = resource.getrusage(resource.RUSAGE_SELF)
     sent = 0
     while sent < total:
         due_now = min(total, int((time.perf_counter() - t0) * rate) + 1)
         while sent < due_now:
             queue.put_nowait((sent, t0 + sent / rate))
             sent += 1
-        await asyncio.sleep(0.0005)
+        # 1 ms, the resolution of libuv's timers: a shorter sleep is a timer of 0 ms, so the loop
+        # polls without sleeping and the generator takes a whole core from the server it measures
+        # (it did until 2026-12-02: ~1.0 core at 4,500/s, against ~0.23 now). A request is sent up
+        # to ~1 ms after it is due and that lag counts in its latency: `--rate` against the bare
+        # app shows this floor (bench/ingest.py runs both).
+        await asyncio.sleep(0.001)
     send_end = time.perf_counter()
     for _ in workers:
         queue.put_nowait(None)
@@ -89,6 +96,8 @@ async def run(url: str, rate: float, seconds: float, connections: int, drain_tim
     for task in pending:
         task.cancel()
     elapsed = time.perf_counter() - t0
+    cpu1 = resource.getrusage(resource.RUSAGE_SELF)
+    cpu = cpu1.ru_utime - cpu0.ru_utime + cpu1.ru_stime - cpu0.ru_stime
     latencies.sort()
 
     def pct(p: float) -> float:
@@ -102,6 +111,7 @@ async def run(url: str, rate: float, seconds: float, connections: int, drain_tim
         "p50_ms": round(pct(50), 3), "p90_ms": round(pct(90), 3), "p99_ms": round(pct(99), 3),
         "max_ms": round(latencies[-1] * 1000, 3) if latencies else None,
         "event_id_prefix": f"paced-{run_id}-",
+        "generator_cores": round(cpu / elapsed, 2),  # the CPU this generator took from the machine
     }
 
 

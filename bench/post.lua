@@ -30,10 +30,21 @@ function init(args)
   prefix = string.format("bench-%d-%08x-", tid or 0, math.random(0, 0x7fffffff))
 end
 
+-- The request is formatted once, around a placeholder for the event id: each request is then two
+-- concatenations, not wrk.format over 7 KB (~10 us of wrk's CPU a request, on the cores it shares
+-- with the server it measures).
+local head, tail
+
 function request()
   counter = counter + 1
-  headers["X-Shopify-Event-Id"] = prefix .. counter
-  return wrk.format("POST", "/webhooks/shopify", headers, body)
+  if not head then
+    local marker = "@@EVENT_ID@@"
+    headers["X-Shopify-Event-Id"] = marker
+    local whole = wrk.format("POST", "/webhooks/shopify", headers, body)
+    local at = assert(whole:find(marker, 1, true))
+    head, tail = whole:sub(1, at - 1), whole:sub(at + #marker)
+  end
+  return head .. prefix .. counter .. tail
 end
 
 function done(summary, latency, requests)
