@@ -323,3 +323,16 @@ def test_bodies_stored_before_packing_unknown_codecs_and_broken_blocks(tmp_path)
         conn.execute("UPDATE events SET body_codec = 'lz4', body = x'00ff00ff'")  # not an LZ4 block
     with pytest.raises(StoreUnavailable, match="cannot be unpacked"):
         stored_events(path)
+
+
+def test_the_index_of_idempotency_keys_is_dropped_from_earlier_databases(tmp_path) -> None:
+    path = tmp_path / "old.db"
+    with SQLiteStore(path):
+        pass
+    with sqlite3.connect(path) as conn:  # as created before 2026-12-02
+        conn.execute("CREATE INDEX messages_idem ON messages (idempotency_key)")
+    with SQLiteStore(path):
+        pass
+    with sqlite3.connect(path) as conn:
+        indexes = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
+    assert "messages_idem" not in indexes and "messages_event" in indexes

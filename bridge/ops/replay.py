@@ -93,8 +93,10 @@ def apply_mappings(
                 (m.status, json.dumps(m.rules), json.dumps(m.errors) if m.errors else None, now, m.event_id),
             )
         for msg, key in m.messages:
+            # The key is made from the event's source and dedupe key: its messages are this event's.
             rows = conn.execute(
-                "SELECT id, state, destination FROM messages WHERE idempotency_key = ? ORDER BY id DESC", (key,)
+                "SELECT id, state, destination FROM messages WHERE event_id = ? AND idempotency_key = ?"
+                " ORDER BY id DESC", (m.event_id, key),
             ).fetchall()
             states = {r["state"] for r in rows}
             if not force and "delivered" in states:

@@ -55,7 +55,10 @@ CREATE INDEX IF NOT EXISTS messages_open_by_key ON messages (destination, orderi
     WHERE state IN ('pending', 'inflight', 'submitted');
 CREATE INDEX IF NOT EXISTS messages_inflight ON messages (lease_until) WHERE state = 'inflight';
 CREATE INDEX IF NOT EXISTS messages_event    ON messages (event_id);
-CREATE INDEX IF NOT EXISTS messages_idem     ON messages (idempotency_key);
+-- No index on idempotency_key (dropped 2026-12-02): a key is a UUID of the event's source and
+-- dedupe key, so the messages sharing one are the messages of one event, found by messages_event.
+-- An index of random UUIDs put every new message on a random page, whose write grew with the table.
+DROP INDEX IF EXISTS messages_idem;
 CREATE INDEX IF NOT EXISTS messages_submitted ON messages (destination, next_at) WHERE state = 'submitted';
 CREATE INDEX IF NOT EXISTS messages_batch ON messages (batch_ref) WHERE batch_ref IS NOT NULL;
 CREATE INDEX IF NOT EXISTS messages_dead     ON messages (destination, updated_at) WHERE state = 'dead';
