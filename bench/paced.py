@@ -14,9 +14,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import resource
 import time
+import uuid
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -38,7 +38,6 @@ async def run(url: str, rate: float, seconds: float, connections: int, drain_tim
     host, port = parts.hostname or "127.0.0.1", parts.port or 80
     body = order_body()
     headers = shopify_headers(body, SHOPIFY_SECRET, "orders/create")
-    run_id = os.urandom(4).hex()
     total = int(rate * seconds)
     queue: asyncio.Queue[tuple[int, float] | None] = asyncio.Queue()
     latencies: list[float] = []
@@ -53,9 +52,9 @@ async def run(url: str, rate: float, seconds: float, connections: int, drain_tim
                 item = await queue.get()
                 if item is None:
                     return
-                i, due = item
+                _, due = item
                 try:
-                    writer.write(request_bytes(f"{host}:{port}", body, headers, f"paced-{run_id}-{i}"))
+                    writer.write(request_bytes(f"{host}:{port}", body, headers, str(uuid.uuid4())))  # as Shopify's ids
                     head = await reader.readuntil(b"\r\n\r\n")
                     status = int(head[9:12])
                     length = 0
@@ -110,7 +109,6 @@ async def run(url: str, rate: float, seconds: float, connections: int, drain_tim
         "achieved_rate": round(len(latencies) / elapsed, 1), "send_seconds": round(send_end - t0, 3),
         "p50_ms": round(pct(50), 3), "p90_ms": round(pct(90), 3), "p99_ms": round(pct(99), 3),
         "max_ms": round(latencies[-1] * 1000, 3) if latencies else None,
-        "event_id_prefix": f"paced-{run_id}-",
         "generator_cores": round(cpu / elapsed, 2),  # the CPU this generator took from the machine
     }
 

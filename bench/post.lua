@@ -22,12 +22,20 @@ function setup(thread)
   table.insert(threads, thread)
 end
 
-local counter = 0
-local prefix
+-- A random version 4 UUID, the shape of Shopify's X-Shopify-Event-Id: new events land all over the
+-- store's dedupe index, as real ones do (a counter would only ever append to it).
+local function event_id()
+  local r = math.random
+  return string.format("%04x%04x-%04x-4%03x-%04x-%04x%04x%04x", r(0, 0xffff), r(0, 0xffff), r(0, 0xffff),
+    r(0, 0xfff), r(0x8000, 0xbfff), r(0, 0xffff), r(0, 0xffff), r(0, 0xffff))
+end
 
 function init(args)
-  math.randomseed(os.time() + (tid or 0) * 7919)
-  prefix = string.format("bench-%d-%08x-", tid or 0, math.random(0, 0x7fffffff))
+  -- Seeded from the kernel: two runs started within the same second must not send the same ids.
+  local urandom = assert(io.open("/dev/urandom", "rb"))
+  local a, b, c, d = urandom:read(4):byte(1, 4)
+  urandom:close()
+  math.randomseed(((a * 256 + b) * 256 + c) * 256 + d + (tid or 0))
 end
 
 -- The request is formatted once, around a placeholder for the event id: each request is then two
@@ -36,7 +44,6 @@ end
 local head, tail
 
 function request()
-  counter = counter + 1
   if not head then
     local marker = "@@EVENT_ID@@"
     headers["X-Shopify-Event-Id"] = marker
@@ -44,7 +51,7 @@ function request()
     local at = assert(whole:find(marker, 1, true))
     head, tail = whole:sub(1, at - 1), whole:sub(at + #marker)
   end
-  return head .. prefix .. counter .. tail
+  return head .. event_id() .. tail
 end
 
 function done(summary, latency, requests)
