@@ -5,9 +5,10 @@ either way, even for mapping without the store. So the grown store is generated 
 (bench/grow_db.py) and written out to disk (sync), then each round runs, in this order:
 ingest on a new empty store, ingest on the grown store, mapping on an empty copy, mapping on
 the grown store, each after the last one's writes reached the disk. The report compares the
-medians and shows every round.
+medians and shows every round. Five rounds: on a machine whose rounds swung 2.5x, the medians of
+three moved a p99 by 17% between two stores whose runs overlapped (docs/benchmarks.md).
 
-    python -m bench.growth [--rounds 3] [--seconds 8]
+    python -m bench.growth [--rounds 5] [--seconds 8]
 """
 
 from __future__ import annotations
@@ -54,7 +55,7 @@ def pick(result: dict[str, Any], path: tuple[str, ...]) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--seconds", type=float, default=8.0)
     args = parser.parse_args()
     grown = WORK / "grown.db"
