@@ -184,12 +184,13 @@ def main() -> None:
     parser.add_argument("--command", default="bench/run")
     parser.add_argument("--seconds", type=int, default=0)
     args = parser.parse_args()
-    mach = machine()
-    run = {"command": args.command.strip(), "seconds": args.seconds, "date": datetime.date.today().isoformat()}
-    if run["command"] == "bench/run report":  # only re-rendering: keep the facts of the run that measured
-        run = load("run") or run
+    run = {"command": args.command.strip(), "seconds": args.seconds, "date": datetime.date.today().isoformat(),
+           "machine": machine()}
+    if run["command"] == "bench/run report":  # only re-rendering: keep the facts of the run that measured,
+        run = {**run, **(load("run") or {})}  # its machine among them, not the one rendering
     else:
         save("run", run)
+    mach = run["machine"]
     reading = (BENCH / "reading.md").read_text() if (BENCH / "reading.md").exists() else ""
     lines = [
         "# Benchmarks: proof under load",
