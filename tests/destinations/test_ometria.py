@@ -63,13 +63,18 @@ async def test_record_over_60kb_refused_rest_sent(ometria: Ometria, ometria_app:
     assert [r["id"] for r in request.body] == ["o2"]
 
 
-async def test_partial_rejection_is_visible(ometria: Ometria, make_message: Any) -> None:
-    good = make_message("order", order(1))
-    bad = make_message("order", {"id": "o2", "timestamp": "2026-11-23T10:00:00+00:00"})  # no grand_total/currency
-    outcomes = await ometria.deliver([good, bad])
+async def test_partial_rejection_finds_the_rejected_record(ometria: Ometria, ometria_app: Any,
+                                                          make_message: Any) -> None:
+    # Ometria answers only counts; halving the request again narrows them down to the bad record.
+    records = [order(n) for n in range(7)]
+    records[4] = {"id": "o4", "timestamp": "2026-11-23T10:00:00+00:00"}  # no grand_total/currency
+    outcomes = await ometria.deliver([make_message("order", r) for r in records])
     await ometria.aclose()
-    assert [o.kind for o in outcomes] == ["delivered", "delivered"]
-    assert all("accepted 1, rejected 1" in o.detail for o in outcomes)
+    assert [o.kind for o in outcomes] == ["delivered"] * 4 + ["dead"] + ["delivered"] * 2
+    assert "rejected 1" in outcomes[4].detail and "_errors" in outcomes[4].detail
+    sizes = [len(r.body) for r in ometria_app.state.fake.accepted("/v2/push")]
+    assert sizes == [7, 3, 4, 2, 1, 1, 2]  # the whole, its halves, down to the bad record, and the rest
+    assert {key[1] for key in ometria_app.state.fake.records} == {f"o{n}" for n in range(7)} - {"o4"}
 
 
 async def test_all_rejected_is_dead(ometria: Ometria, make_message: Any) -> None:
