@@ -309,6 +309,8 @@ class CompiledRuleSet:
         except FieldError as exc:
             result.errors.append(f"{where}: {exc.path}: {exc.message}")
             return
+        if (message.destination, message.kind) == ("omnisend", "contact"):
+            _drop_identifiers_without_id(record)
         missing = _missing_required(message, record)
         if missing:
             result.errors.append(f"{where}: {missing}")
@@ -336,10 +338,24 @@ class CompiledRuleSet:
         ))
 
 
+def _drop_identifiers_without_id(record: dict[str, Any]) -> None:
+    """An Omnisend identifier whose value came out empty (a profile with no phone) is left out, as an
+    empty field is: Omnisend requires `id` on every identifier and would refuse the whole contact."""
+    identifiers = record.get("identifiers")
+    if isinstance(identifiers, list):
+        kept = [i for i in identifiers if not (isinstance(i, dict) and _empty(i.get("id")))]
+        if kept:
+            record["identifiers"] = kept
+        else:
+            record.pop("identifiers")
+
+
 def _missing_required(message: MessageSpec, record: dict[str, Any]) -> str:
     spec = message.spec
     if (spec.destination, spec.kind) == ("omnisend", "contact"):
         for number, identifier in enumerate(record.get("identifiers") or []):
+            if not isinstance(identifier, dict) or _empty(identifier.get("type")):
+                return f"identifiers.{number} has no type; Omnisend needs `type: email` or `type: phone`"
             statuses = [c.get("status") for c in (identifier.get("channels") or {}).values() if isinstance(c, dict)]
             if not any(statuses):
                 # Omnisend reads a missing status as "subscribed": never let consent be invented.

@@ -99,16 +99,22 @@ def rfc3339(value: Any, assume: str = "UTC") -> str | None:
 def e164(value: Any, region: str | None = None) -> str | None:
     """A phone number to E.164 ("0412 345 678" with region "AU" -> "+61412345678").
 
-    A number that cannot be read becomes nothing (omitted) rather than an
-    error: one bad phone should not stop the order from being sent.
+    A number that cannot be read becomes nothing (omitted) rather than an error: one bad phone
+    should not stop the order from being sent. A local number (no leading +) must also be a valid
+    number of `region`: read in the wrong country it would become someone else's number. A number
+    given in international form only has to be a possible one, as test numbers (+1 555 ...) are.
     """
     if _nothing(value) or value == "":
         return None
+    text = str(value).strip()
     try:
-        parsed = phonenumbers.parse(str(value), region.upper() if region else None)
+        parsed = phonenumbers.parse(text, region.upper() if region else None)
     except phonenumbers.NumberParseException:
         return None
-    if not phonenumbers.is_possible_number(parsed):
+    if text.startswith("+"):
+        if not phonenumbers.is_possible_number(parsed):
+            return None
+    elif not phonenumbers.is_valid_number(parsed):
         return None
     return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
 

@@ -1,0 +1,45 @@
+"""Phones reach the destinations as valid E.164 of the customer's own country, or not at all."""
+
+from __future__ import annotations
+
+from tests.mapping.test_erasure import RULES, event, stored
+
+from bridge.mapping.filters import e164
+
+
+def test_e164_reads_a_local_number_in_its_region_and_refuses_a_wrong_region() -> None:
+    assert e164("(514) 555-0199", "CA") == "+15145550199"
+    assert e164("(514) 555-0199", "AU") is None  # "+615145550199" is not a number in Australia
+    assert e164("+44 20 7946 0958", "AU") == "+442079460958"  # a + number keeps its own country
+    assert e164("0412 345 678") is None  # a local number with no region cannot be read
+
+
+def test_shopify_order_phone_takes_the_country_of_the_order() -> None:
+    payload = stored("shopify/orders_create.json")
+    payload["phone"] = "(514) 555-0199"
+    payload["billing_address"]["country_code"] = "CA"
+    placed = next(m for m in RULES.map(event(payload, "shopify", "orders/create")).messages
+                  if m.destination == "omnisend")
+    assert placed.record["contact"]["phone"] == "+15145550199"
+
+
+def test_omneo_sms_consent_without_a_phone_sends_the_email_identifier_alone() -> None:
+    payload = stored("omneo/profile_updated.json")
+    payload.update(mobile_phone=None, mobile_phone_e164=None)
+    result = RULES.map(event(payload, "omneo", "profile.updated"))
+    assert result.errors == []
+    contact = next(m for m in result.messages if (m.destination, m.kind) == ("omnisend", "contact"))
+    assert [i["type"] for i in contact.record["identifiers"]] == ["email"]
+
+
+def test_omneo_local_phone_is_read_in_the_profiles_country() -> None:
+    payload = stored("omneo/profile_updated.json")
+    payload.update(mobile_phone="0412 345 678", mobile_phone_e164=None, mobile_phone_country="AU")
+    contact = next(m for m in RULES.map(event(payload, "omneo", "profile.updated")).messages
+                   if (m.destination, m.kind) == ("omnisend", "contact"))
+    assert contact.record["identifiers"][1] == {**contact.record["identifiers"][1], "type": "phone",
+                                                "id": "+61412345678"}
+
+
+def test_e164_keeps_an_international_test_number() -> None:
+    assert e164("+1 555 123 4567", "AU") == "+15551234567"  # possible, though not a real line
