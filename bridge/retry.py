@@ -13,7 +13,7 @@ from bridge.store.sqlite import Decision
 class RetryPolicy:
     base_seconds: float = 1.0
     cap_seconds: float = 600.0
-    max_attempts: int = 30
+    max_attempts: int = 300  # ~24 h of failures at the cap: an outage of hours is ridden out, max_age decides
     max_age_seconds: float = 24 * 3600.0
     # How long after a batch was accepted its result is first read.
     follow_up_seconds: float = 5.0

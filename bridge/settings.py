@@ -72,7 +72,7 @@ class Settings:
     # A claimed message whose worker died is claimed again after this.
     lease_seconds: float = 60.0
     retry_max_age_seconds: float = 24 * 3600.0
-    retry_max_attempts: int = 30
+    retry_max_attempts: int = 300
     retry_base_seconds: float = 1.0
     retry_cap_seconds: float = 600.0
     # A destination's asynchronous batch (Omnisend /api/batches) is first checked this long after it was accepted.
@@ -107,7 +107,7 @@ class Settings:
             dedupe_days=_float(env, "BRIDGE_DEDUPE_DAYS", 7.0),
             lease_seconds=_float(env, "BRIDGE_LEASE_SECONDS", 60.0),
             retry_max_age_seconds=_float(env, "BRIDGE_RETRY_MAX_AGE_SECONDS", 24 * 3600.0),
-            retry_max_attempts=_int(env, "BRIDGE_RETRY_MAX_ATTEMPTS", 30),
+            retry_max_attempts=_int(env, "BRIDGE_RETRY_MAX_ATTEMPTS", 300),
             retry_base_seconds=_float(env, "BRIDGE_RETRY_BASE_SECONDS", 1.0),
             retry_cap_seconds=_float(env, "BRIDGE_RETRY_CAP_SECONDS", 600.0),
             batch_follow_up_seconds=_float(env, "BRIDGE_BATCH_FOLLOW_UP_SECONDS", 5.0),

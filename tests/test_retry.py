@@ -61,3 +61,16 @@ def test_a_batch_result_unread_for_max_age_becomes_a_dead_letter() -> None:
     assert policy.decide(submitted, waiting, now=100 + 3600).state == "dead"
     # the age counts from the batch's acceptance, not from the message's creation
     assert policy.decide(message(1, created_at=-10_000.0), waiting, now=10).state == "submitted"
+
+
+def test_default_policy_rides_out_an_outage_of_hours() -> None:
+    """With the defaults a message failing without pause is kept for about the max age, not ~2 hours."""
+    policy, rng = RetryPolicy(), random.Random(3)
+    now, attempts = 0.0, 0
+    while True:
+        attempts += 1  # the worker counts the attempt before it asks the policy
+        decision = policy.decide(message(attempts, created_at=0.0), Outcome("retry", 503), now=now, rng=rng)
+        if decision.state == "dead":
+            break
+        now = decision.next_at
+    assert now >= 20 * 3600  # the age (24 h) or nearly so, never the attempt count after ~1.8 h

@@ -133,11 +133,17 @@ def classify_response(response: httpx.Response, *, now: float | None = None) -> 
 
 
 def classify_exception(exc: BaseException) -> Outcome:
-    """Transport trouble is always transient: the request may or may not have arrived."""
+    """Transport trouble is always transient. The detail says whether the request can have arrived:
+    a connection that never opened cannot have delivered anything, while a request that timed out
+    or was cut off after it was sent may have been applied (a resend may duplicate it where the
+    destination does not dedupe: Omnisend's real-time events, docs/destinations.md)."""
+    if isinstance(exc, (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)):
+        return Outcome("retry", detail=excerpt(f"not sent, no connection: {type(exc).__name__}: {exc}"))
     if isinstance(exc, (httpx.TimeoutException, TimeoutError)):
-        return Outcome("retry", detail=f"timeout: {type(exc).__name__}")
+        return Outcome("retry", detail=f"timeout: {type(exc).__name__} (the request may have arrived)")
     if isinstance(exc, httpx.TransportError):
-        return Outcome("retry", detail=excerpt(f"network error: {type(exc).__name__}: {exc}"))
+        return Outcome("retry", detail=excerpt(f"network error: {type(exc).__name__}: {exc} "
+                                               "(the request may have arrived)"))
     return Outcome("retry", detail=excerpt(f"unexpected error: {type(exc).__name__}: {exc}"))
 
 

@@ -60,3 +60,12 @@ def test_mask_keeps_dates_and_short_numbers() -> None:
 def test_transport_errors_retry(exc: BaseException) -> None:
     outcome = classify_exception(exc)
     assert outcome.kind == "retry" and outcome.status is None
+
+
+def test_transport_failures_say_whether_the_request_can_have_arrived() -> None:
+    never_sent = classify_exception(httpx.ConnectError("refused"))
+    cut_off = classify_exception(httpx.ReadTimeout("slow"))
+    reset = classify_exception(httpx.RemoteProtocolError("closed"))
+    assert {never_sent.kind, cut_off.kind, reset.kind} == {"retry"}
+    assert never_sent.detail.startswith("not sent") and "may have arrived" not in never_sent.detail
+    assert "may have arrived" in cut_off.detail and "may have arrived" in reset.detail
