@@ -76,6 +76,30 @@ def _redact(value: Any, key: str | None = None) -> Any:
     return value
 
 
+def mask_values_of(text: str, record: Any) -> str:
+    """`text` with every personal value of `record` (under a personal key, at any depth) masked.
+
+    A destination's error may echo what we sent ("firstName 'Jane ...' is too long"); a name has no
+    shape a pattern could find, but the record says which values are personal.
+    """
+    values: set[str] = set()
+
+    def walk(value: Any, key: str = "") -> None:
+        if isinstance(value, dict):
+            for k, v in value.items():
+                walk(v, str(k))
+        elif isinstance(value, (list, tuple)):
+            for v in value:
+                walk(v, key)
+        elif key.lower() in PERSONAL_KEYS and isinstance(value, (str, int)) and len(str(value)) >= 2:
+            values.add(str(value))
+
+    walk(record)
+    for value in sorted(values, key=len, reverse=True):  # a full name before the first name inside it
+        text = text.replace(value, fingerprint(value))
+    return text
+
+
 _PLAIN = (int, float, bool, type(None))
 _SENSITIVE_KEYS = PERSONAL_KEYS | SECRET_KEYS
 

@@ -12,12 +12,13 @@ import asyncio
 import hashlib
 import random
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Mapping, Protocol, Sequence
 
 import structlog
 
 from bridge.destinations import Destination
+from bridge.log import mask_values_of
 from bridge.mapping import RuleSet
 from bridge.mapping.process import MappingProcess, map_events
 from bridge.model import Event, Message, Outcome
@@ -315,6 +316,9 @@ class Worker:
 
     async def _record(self, destination: Destination, messages: Sequence[Message], outcomes: Sequence[Outcome]) -> None:
         now = self.clock()
+        # A detail is stored, logged and shown to operators: never with what we sent of a person.
+        outcomes = [replace(o, detail=mask_values_of(o.detail, m.record)) if o.detail else o
+                    for m, o in zip(messages, outcomes)]
         results = []
         for message, outcome in zip(messages, outcomes):
             decision = self.policy.decide(message, outcome, now, self.rng)

@@ -270,3 +270,35 @@ def test_the_map_loop_reads_and_maps_the_next_batch_while_the_last_one_is_saved(
                               "save", "saved", "read after 0"]
 
     asyncio.run(go())
+
+
+@dataclass
+class EchoingDestination(ScriptedDestination):
+    """Refuses every record with an error that quotes the names it was sent, as APIs do."""
+
+    async def deliver(self, messages: Sequence[Message]) -> list[Outcome]:
+        return [Outcome("dead", 400, f"contact.firstName: '{m.record['contact']['firstName']}' is longer than 50 "
+                                     f"characters ({m.record['contact']['lastName']})") for m in messages]
+
+
+@dataclass
+class NamedRule:
+    def map(self, event: Event) -> MapResult:
+        record = {"contact": {"firstName": "Wilhelmina Jacqueline", "lastName": "Featherstonehaugh"}}
+        return MapResult(messages=[Outgoing("omnisend", "event", record, rule="r", key="o")], rules=["r"])
+
+
+def test_a_destination_error_never_stores_or_logs_the_names_it_echoes(store: SQLiteStore, capsys: Any) -> None:
+    async def go() -> None:
+        worker = Worker(Settings(), store, Holder(NamedRule()), {"omnisend": EchoingDestination("omnisend")},
+                        clock=lambda: 0.0)
+        await ingest(store, 1)
+        await worker.run_until_idle()
+
+    asyncio.run(go())
+    (detail,) = [r[0] for r in store.reader().execute("SELECT last_detail FROM messages")]
+    trail = " ".join(r[0] for r in store.reader().execute("SELECT detail FROM attempts"))
+    logged = capsys.readouterr().out
+    assert "longer than 50 characters" in detail and "h:" in detail
+    for text in (detail, trail, logged):
+        assert "Wilhelmina" not in text and "Featherstonehaugh" not in text
