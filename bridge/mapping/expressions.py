@@ -122,11 +122,24 @@ def _refuse_unsafe(tree: nodes.Node) -> None:
         if isinstance(node, nodes.Getitem) and isinstance(node.arg, nodes.Const) \
                 and isinstance(node.arg.value, str) and node.arg.value.startswith("_"):
             raise ExpressionError(f"`[{node.arg.value!r}]` is not allowed: names starting with `_` are internal", lineno)
+        if isinstance(node, nodes.Call):
+            raise ExpressionError(_no_calls(node.node), lineno)
         if isinstance(node, (nodes.Filter, nodes.Test)):
             table = ENV.filters if isinstance(node, nodes.Filter) else ENV.tests
             if node.name not in table:
                 what = "filter" if isinstance(node, nodes.Filter) else "test"
                 raise ExpressionError(f"unknown {what} `{node.name}`", lineno)
+
+
+def _no_calls(called: nodes.Node) -> str:
+    """The message for `round(x)` or `email.lower()`: rules have filters, never functions or methods."""
+    if isinstance(called, nodes.Getattr):
+        name, shown = called.attr, f"`.{called.attr}()`"
+    else:
+        name = called.name if isinstance(called, nodes.Name) else "..."
+        shown = f"`{name}(...)`"
+    hint = f"use `| {name}`" if name in ENV.filters else "use a filter after `|`, like `{{ total_price | decimal }}`"
+    return f"{shown} cannot be called in rules; {hint} (the filters are listed in mappings/README.md)"
 
 
 def root_names(tree: nodes.Node) -> frozenset[str]:

@@ -15,7 +15,7 @@ import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
@@ -158,9 +158,17 @@ class FileLoader:
 
     def load(self) -> None:
         try:
-            text = self.path.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
-            self.problem(1, 1, f"cannot read the file: {exc}")
+            raw = self.path.read_bytes()
+        except OSError as exc:
+            self.problem(1, 1, f"cannot read the file: {exc.strerror or exc}")
+            return
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            line = raw.count(b"\n", 0, exc.start) + 1
+            col = exc.start - (raw.rfind(b"\n", 0, exc.start) + 1) + 1
+            self.problem(line, col, "this file is not saved as UTF-8 (a letter such as é or – here was saved in "
+                                    "another encoding); in your editor choose Save with Encoding → UTF-8")
             return
         self.digest = hashlib.sha256(text.encode()).hexdigest()
         try:
@@ -169,9 +177,11 @@ class FileLoader:
             mark = exc.problem_mark or exc.context_mark
             line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
             what = exc.problem or exc.context or "cannot be read"
-            self.problem(line, col, f"YAML syntax error: {what}; check the indentation and that text with `:` or `{{` is in quotes")
+            self.problem(line, col, f"YAML syntax error: {what}; check the indentation and that text with `:` or `{{{{` is in quotes")
             return
         if document is None:
+            self.problem(1, 1, "this file has no rules (it is empty or all comments); a running bridge keeps the "
+                               "rules it has. To remove this file's rules, delete the file or move it out of the folder")
             return
         if not isinstance(document, CommentedMap):
             self.problem(1, 1, "a rule file is a mapping with `rules:` (and optionally `examples:`)")
@@ -184,6 +194,10 @@ class FileLoader:
         if not isinstance(rules, CommentedSeq):
             line, col = _position(document, "rules") if "rules" in document else (1, 1)
             self.problem(line, col, "`rules:` must be a list of rules, each starting with `- name:`")
+        elif not rules:
+            line, col = _position(document, "rules")
+            self.problem(line, col, "`rules:` is empty; a running bridge keeps the rules it has. To remove this file's "
+                                    "rules, delete the file or move it out of the folder")
         else:
             for index, node in enumerate(rules):
                 self.rule(rules, index, node)
@@ -254,6 +268,9 @@ class FileLoader:
 
     def condition(self, node: CommentedMap, key: str, what: str) -> Build | None:
         line, col = _position(node, key)
+        if _unquoted_merge_tag(node[key]):
+            self.problem(line, col, UNQUOTED_TAG.format(key=key))
+            return None
         try:
             compiled = compile_condition(node[key])
         except ExpressionError as exc:
@@ -299,7 +316,10 @@ class FileLoader:
             fline, fcol = _position(node, "fields") if "fields" in node else (line, col)
             self.problem(fline, fcol, "the message needs `fields:` with what to send")
             return None
+        before = len(self.problems.items)
         body = self.object(fields, (), target, extra=entries)
+        if len(self.problems.items) == before:  # a misspelt field is reported once, not also as missing
+            self.required_fields(spec, target, tline, tcol)
         when = self.condition(node, "when", f"{destination} {kind} when") if "when" in node else None
         key = None
         if "key" in node:
@@ -324,6 +344,19 @@ class FileLoader:
                               f"the fields sent")
         return MessageSpec(destination, kind, spec, action, index, line, body, when=when, key=key,
                            clear=clear, sources=target.sources, areas=tuple(writes), writes=writes, places=places)
+
+    def required_fields(self, spec: KindSpec, target: _Target, line: int, col: int) -> None:
+        """A field the destination requires that the rule never sets would fail every event: say so now."""
+        what = f"{spec.destination} {spec.kind}"
+        for path in spec.required:
+            if not _sets(target.sources, path):
+                example = REQUIRED_EXAMPLES.get((spec.destination, spec.kind, path), f'{path}: "{{{{ ... }}}}"')
+                self.problem(line, col, f"{what} needs `{path}` and this message does not set it; "
+                                        f"add it under `fields:`, like `{example}`")
+        for group in spec.any_of:
+            if not any(_sets(target.sources, path) for path in group):
+                self.problem(line, col, f"{what} needs one of {', '.join(f'`{p}`' for p in group)} and this message "
+                                        "sets none; add one under `fields:`")
 
     def clear(self, node: CommentedMap, spec: KindSpec, rule: str) -> tuple[str, ...]:
         if "clear" not in node:
@@ -380,6 +413,9 @@ class FileLoader:
         node = parent[key]
         line, col = _position(parent, key)
         joined = ".".join(step for step in path)
+        if _unquoted_merge_tag(node):
+            self.problem(line, col, UNQUOTED_TAG.format(key=key))
+            return None
         if isinstance(node, CommentedMap):
             if "for each" in node:
                 return self.for_each(node, path, target)
@@ -624,9 +660,43 @@ class LoadedRules(CompiledRuleSet):
     fingerprint: str
 
 
+REQUIRED_EXAMPLES = {
+    ("omnisend", "event", "origin"): "origin: api",
+    ("omnisend", "event", "eventName"): 'to: omnisend event "placed order"',
+}
+
+
+def _sets(sources: Mapping[str, str], path: str) -> bool:
+    """Whether a field of the rule writes `path`: the field itself, something inside it, or a whole
+    object around it (`contact: "{{ customer }}"`)."""
+    return any(s == path or s.startswith(path + ".") or path.startswith(s + ".") for s in sources)
+
+
+UNQUOTED_TAG = ("put the value in quotes: `{key}: \"{{{{ ... }}}}\"`. Without them YAML reads `{{{{ ... }}}}` "
+                 "as a list of settings, not as text to fill in")
+
+
+def _unquoted_merge_tag(value: Any) -> bool:
+    """`eventTime: {{ created_at }}` without quotes: YAML reads a mapping whose key is a mapping."""
+    return isinstance(value, CommentedMap) and any(isinstance(k, Mapping) for k in value)
+
+
 def rule_files(directory: Path) -> list[Path]:
-    return sorted(p for p in directory.glob("*.yaml") if p.is_file()) + sorted(
-        p for p in directory.glob("*.yml") if p.is_file())
+    """The rule files: names ending in .yaml or .yml (any case), .yaml first. Hidden files are
+    skipped: macOS leaves `._name.yaml` beside a copied file, and editors their lock files."""
+    files = [p for p in directory.iterdir() if p.is_file() and not p.name.startswith(".")]
+    return (sorted(p for p in files if p.name.lower().endswith(".yaml"))
+            + sorted(p for p in files if p.name.lower().endswith(".yml")))
+
+
+def skipped_files(directory: Path) -> list[str]:
+    """Notes for files that look like rule files but are not read (`orders.yaml.txt`, `orders.yaml.bak`)."""
+    read = set(rule_files(directory))
+    return [f"{display_path(p)}: note: not read as rules, because the name does not end in .yaml; "
+            "rename it if it holds rules"
+            for p in sorted(directory.iterdir())
+            if p.is_file() and p not in read and not p.name.startswith(".")
+            and (".yaml" in p.name.lower() or ".yml" in p.name.lower())]
 
 
 def load_rules(directory: Path, allowed_areas: Allowed | None = None) -> LoadedRules:
@@ -667,7 +737,7 @@ def load_rules(directory: Path, allowed_areas: Allowed | None = None) -> LoadedR
         check_reads_against_examples(loader)
     ruleset.example_problems = [p for loader in loaders for p in loader.example_problems.items]
     ruleset.consent = [use for loader in loaders for use in loader.consent]
-    ruleset.notes = [note for loader in loaders for note in loader.notes]
+    ruleset.notes = [note for loader in loaders for note in loader.notes] + skipped_files(directory)
     ruleset.directory = directory
     ruleset.fingerprint = hashlib.sha256(repr(
         ([(loader.path.name, loader.digest) for loader in loaders],

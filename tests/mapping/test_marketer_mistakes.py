@@ -1,0 +1,88 @@
+"""Edits a marketer makes by mistake that used to load cleanly and then fail every event, or silently
+drop rules: each is refused at load (so a running bridge keeps its rules) with the line and the fix."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.mapping.test_rules import ORDER_RULE, problems
+
+
+def test_the_order_rule_itself_loads(tmp_path: Path) -> None:
+    from tests.mapping.test_rules import write
+    from bridge.mapping import load_rules
+
+    assert len(load_rules(write(tmp_path, ORDER_RULE)).rules) == 1
+
+
+@pytest.mark.parametrize("body", ["", "# rules: all commented out\n#  - name: Order\n", "rules: []\n"])
+def test_a_file_emptied_by_mistake_is_refused(tmp_path: Path, body: str) -> None:
+    (found,) = problems(tmp_path, body)
+    assert "rules.yaml:" in found and "keeps the rules it has" in found and "delete the file" in found
+
+
+def test_a_required_field_the_rule_never_sets(tmp_path: Path) -> None:
+    (found,) = problems(tmp_path, ORDER_RULE.replace("          origin: api\n", ""))
+    assert "rules.yaml:6:" in found  # the message's `to:` line (the file has a one-line header)
+    assert "omnisend event needs `origin`" in found and "`origin: api`" in found
+
+
+def test_none_of_a_contact_group_is_set(tmp_path: Path) -> None:
+    body = ORDER_RULE.replace('          contact:\n            email: "{{ email | lower }}"\n', "")
+    (found,) = problems(tmp_path, body)
+    assert "one of `contact.email`, `contact.phone`, `contact.id`" in found
+
+
+def test_a_whole_object_counts_as_setting_what_is_inside(tmp_path: Path) -> None:
+    from tests.mapping.test_rules import write
+    from bridge.mapping import load_rules
+
+    body = ORDER_RULE.replace('          contact:\n            email: "{{ email | lower }}"\n',
+                              '          contact: "{{ customer }}"\n')
+    assert len(load_rules(write(tmp_path, body)).rules) == 1
+
+
+@pytest.mark.parametrize("line, fixed", [
+    ('            totalPrice: "{{ total_price | decimal }}"\n', "            totalPrice: {{ total_price | decimal }}\n"),
+    ('    on: shopify orders/create\n', '    on: shopify orders/create\n    when: {{ email }}\n'),
+])
+def test_merge_tags_without_quotes(tmp_path: Path, line: str, fixed: str) -> None:
+    (found,) = problems(tmp_path, ORDER_RULE.replace(line, fixed))
+    assert "put the value in quotes" in found and '"{{ ... }}"' in found
+
+
+@pytest.mark.parametrize("expression, expected", [
+    ("round(total_price)", "`round(...)` cannot be called in rules; use `| round`"),
+    ("total_price.strip()", "`.strip()` cannot be called"),
+    ("now()", "`now(...)` cannot be called in rules; use a filter after `|`"),
+])
+def test_functions_and_methods_are_refused(tmp_path: Path, expression: str, expected: str) -> None:
+    body = ORDER_RULE.replace("{{ total_price | decimal }}", "{{ %s }}" % expression)
+    (found,) = problems(tmp_path, body)
+    assert expected in found and "rules.yaml:" in found
+
+
+def test_hidden_files_are_skipped_and_near_misses_noted(tmp_path: Path) -> None:
+    from tests.mapping.test_rules import write
+    from bridge.mapping import load_rules
+
+    write(tmp_path, ORDER_RULE)
+    (tmp_path / "._rules.yaml").write_bytes(b"\x00\x05\x16\x07\xff\xfe macOS metadata")
+    (tmp_path / "orders.yaml.txt").write_text(ORDER_RULE.replace("name: Order", "name: Other"), encoding="utf-8")
+    loaded = load_rules(tmp_path)
+    assert [rule.name for rule in loaded.rules] == ["Order"]
+    assert any("orders.yaml.txt" in note and "not read" in note for note in loaded.notes)
+
+
+def test_a_file_saved_in_latin1_names_the_line_and_the_fix(tmp_path: Path) -> None:
+    from bridge.errors import RulesError
+    from bridge.mapping import load_rules
+
+    body = ORDER_RULE.replace("name: Order", "name: Commande passée")
+    (tmp_path / "rules.yaml").write_bytes(body.encode("latin-1"))
+    with pytest.raises(RulesError) as caught:
+        load_rules(tmp_path)
+    (found,) = caught.value.problems
+    assert "rules.yaml:2:" in found and "not saved as UTF-8" in found and "Save with Encoding" in found
