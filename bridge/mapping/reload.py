@@ -36,6 +36,7 @@ class RulesHolder:
         self.current: LoadedRules | None = None
         self.loaded_at: float | None = None
         self.error: str | None = None
+        self._loading = asyncio.Lock()
         self.reload()
 
     def _scan(self) -> Snapshot:
@@ -83,4 +84,10 @@ class RulesHolder:
         while True:
             await asyncio.sleep(interval)
             if self.changed():
-                self.reload()
+                await self.areload()
+
+    async def areload(self) -> bool:
+        """`reload` in a thread: loading a large rule folder takes seconds, and the event loop
+        meanwhile answers webhooks (Shopify gives up after 5 s). One load at a time."""
+        async with self._loading:
+            return await asyncio.to_thread(self.reload)

@@ -86,3 +86,36 @@ def test_a_file_saved_in_latin1_names_the_line_and_the_fix(tmp_path: Path) -> No
         load_rules(tmp_path)
     (found,) = caught.value.problems
     assert "rules.yaml:2:" in found and "not saved as UTF-8" in found and "Save with Encoding" in found
+
+
+def test_a_slow_reload_does_not_stop_the_event_loop(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import asyncio
+    import time
+
+    import bridge.mapping.reload as reload
+    from tests.mapping.test_rules import write
+
+    holder = reload.RulesHolder(write(tmp_path, ORDER_RULE))
+    real = reload.load_rules
+
+    def slow(*args: object, **kwargs: object) -> object:
+        time.sleep(0.5)  # a folder of thousands of rules
+        return real(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(reload, "load_rules", slow)
+
+    async def go() -> int:
+        ticks = 0
+
+        async def tick() -> None:
+            nonlocal ticks
+            while True:
+                await asyncio.sleep(0.01)
+                ticks += 1
+
+        ticker = asyncio.create_task(tick())
+        assert await holder.areload() is True
+        ticker.cancel()
+        return ticks
+
+    assert asyncio.run(go()) >= 20  # the loop kept running while the rules loaded
