@@ -129,7 +129,12 @@ def string(value: Any) -> str | None:
     return str(value)
 
 
-def integer(value: Any) -> int | None:
+_UNSET: Any = object()
+
+
+def integer(value: Any, otherwise: Any = _UNSET) -> Any:
+    """A whole number. Text that is not one is a mapping error, or `otherwise` when given:
+    `{{ number | int(none) }}` leaves out a WooCommerce order number like "WC-727"."""
     if _nothing(value) or value == "":
         return None
     if isinstance(value, bool):
@@ -137,9 +142,15 @@ def integer(value: Any) -> int | None:
     if isinstance(value, int):
         return value
     try:
-        return int(Decimal(str(value).strip()))
+        number = Decimal(str(value).strip())
+        if not number.is_finite():
+            raise InvalidOperation
+        return int(number)
     except InvalidOperation:
-        raise FilterError(f"`int` needs a whole number, got {value!r}") from None
+        if otherwise is not _UNSET:
+            return otherwise
+        raise FilterError(f"`int` needs a whole number, got {value!r}; "
+                          "`int(none)` leaves such a value out instead") from None
 
 
 def lower(value: Any) -> Any:

@@ -1,4 +1,4 @@
-"""Phones reach the destinations as valid E.164 of the customer's own country, or not at all."""
+"""Values that vary by shop: phones in the customer's own country, order numbers that are not numbers."""
 
 from __future__ import annotations
 
@@ -43,3 +43,12 @@ def test_omneo_local_phone_is_read_in_the_profiles_country() -> None:
 
 def test_e164_keeps_an_international_test_number() -> None:
     assert e164("+1 555 123 4567", "AU") == "+15551234567"  # possible, though not a real line
+
+
+def test_woocommerce_order_number_that_is_not_a_number_is_left_out() -> None:
+    payload = stored("woocommerce/order_created.json")
+    payload["number"] = "WC-727"
+    result = RULES.map(event(payload, "woocommerce", "order.created"))
+    assert result.errors == []
+    placed = next(m for m in result.messages if m.destination == "omnisend")
+    assert "orderNumber" not in placed.record["properties"] and placed.record["properties"]["orderID"]
