@@ -43,6 +43,13 @@ class KindSpec:
     key_fields: tuple[str, ...] = ()  # where the default ordering key comes from
 
 
+# maxLength of an event's `contact` fields (apis.md 1.2, contactDto.Contact). The adapter shortens longer
+# text (a 60-character name would make Omnisend refuse the whole event); a phone is never cut.
+OMNISEND_CONTACT_MAX_LENGTHS = {
+    "firstName": 50, "lastName": 50, "address": 500, "city": 100, "state": 100, "country": 100,
+    "countryCode": 3, "postalCode": 20,
+}
+
 OMNISEND_EVENT_FIELDS = ("eventName", "eventID", "eventTime", "eventVersion", "origin", "contact", "properties")
 OMNISEND_ORDER_FIELDS = (
     "orderID", "email", "phone", "contactID", "orderNumber", "cartID", "shippingMethod", "trackingCode",

@@ -32,6 +32,7 @@ from typing import Any, Sequence
 from urllib.parse import quote
 
 from bridge.destinations.base import Exchange, HttpDestination, Planned
+from bridge.destinations.catalog import OMNISEND_CONTACT_MAX_LENGTHS
 from bridge.destinations.http import classify_status
 from bridge.destinations.ratelimit import Clock, RateLimiter, Sleep
 from bridge.model import Message, Outcome, PreparedRequest
@@ -68,10 +69,17 @@ ROUTES: dict[tuple[str, str], tuple[str, str, str | None]] = {
 
 
 def event_for(message: Message) -> dict[str, Any]:
-    """The event as sent: the idempotency key becomes `eventID` unless the rule set one."""
+    """The event as sent: the idempotency key becomes `eventID` unless the rule set one, and contact
+    text over Omnisend's maximum length is shortened rather than have the whole event refused."""
     record = dict(message.record)
     if not record.get("eventID"):
         record["eventID"] = message.idempotency_key
+    contact = record.get("contact")
+    if isinstance(contact, dict) and any(isinstance(contact.get(name), str) and len(contact[name]) > limit
+                                         for name, limit in OMNISEND_CONTACT_MAX_LENGTHS.items()):
+        record["contact"] = {name: value[:OMNISEND_CONTACT_MAX_LENGTHS[name]]
+                             if isinstance(value, str) and name in OMNISEND_CONTACT_MAX_LENGTHS else value
+                             for name, value in contact.items()}
     return record
 
 

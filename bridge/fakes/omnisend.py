@@ -142,6 +142,11 @@ def _is_uuid(value: Any) -> bool:
     return True
 
 
+# contactDto.Contact maxLength (apis.md 1.2), written out here: the fake does not take the bridge's word.
+CONTACT_MAX_LENGTHS = {"phone": 15, "firstName": 50, "lastName": 50, "address": 500, "city": 100, "state": 100,
+                       "country": 100, "countryCode": 3, "postalCode": 20}
+
+
 def event_problems(event: Any) -> Problems:
     if not isinstance(event, dict):
         return [{"field": "", "code": "invalid_type", "message": "event must be an object"}]
@@ -152,8 +157,11 @@ def event_problems(event: Any) -> Problems:
     contact = event.get("contact")
     if not isinstance(contact, dict) or not any(_text(contact.get(k)) for k in ("email", "phone", "id")):
         errors.append({"field": "contact", "code": "required", "message": "contact needs email, phone or id"})
-    elif isinstance(contact.get("phone"), str) and len(contact["phone"]) > 15:
-        errors.append({"field": "contact.phone", "code": "too_long", "message": "phone is at most 15 characters"})
+    else:
+        for name, limit in CONTACT_MAX_LENGTHS.items():
+            if isinstance(contact.get(name), str) and len(contact[name]) > limit:
+                errors.append({"field": f"contact.{name}", "code": "too_long",
+                               "message": f"{name} is at most {limit} characters"})
     event_name = event.get("eventName")
     if isinstance(event_name, str) and event_name in RECOMMENDED_EVENTS:
         expected = RECOMMENDED_EVENTS[event_name]

@@ -48,6 +48,19 @@ async def test_rule_event_id_is_kept(omnisend: Omnisend, omnisend_app: Any, make
     assert omnisend_app.state.fake.accepted()[0].body["eventID"] == own
 
 
+async def test_contact_text_over_omnisends_limits_is_shortened(omnisend: Omnisend, omnisend_app: Any,
+                                                               make_message: Any) -> None:
+    record = placed_order()
+    record["contact"].update(firstName="Maximiliana-Evangelina-Theodora-Alexandrina-Wilhelmina", postalCode="X" * 25)
+    (outcome,) = await omnisend.deliver([make_message("event", record, action="create")])
+    await omnisend.aclose()
+    assert outcome.kind == "delivered"  # the fake refuses a firstName over 50 characters
+    (request,) = omnisend_app.state.fake.accepted("/api/events")
+    contact = request.body["contact"]
+    assert contact["firstName"] == record["contact"]["firstName"][:50] and len(contact["postalCode"]) == 20
+    assert contact["email"] == "jo@example.com"
+
+
 async def test_invalid_event_is_dead_with_masked_excerpt(omnisend: Omnisend, make_message: Any) -> None:
     record = placed_order("ann@example.com")
     del record["eventVersion"]
