@@ -31,6 +31,7 @@ from bridge.mapping.engine import (
     Build, CompiledRuleSet, MessageSpec, Rule, condition, for_each, leaf, obj, seq,
 )
 from bridge.mapping.expressions import Compiled, ExpressionError, compile_condition, compile_field
+from bridge.sources import topics as topic_catalog
 
 SCHEMA_LINE = "# yaml-language-server: $schema="
 FILE_KEYS = ("rules", "examples")
@@ -264,7 +265,26 @@ class FileLoader:
             source = words[0]
             topics.extend(words[1:])
         assert source is not None
+        self.check_topics(source, topics, oline, ocol)
         return source, tuple(dict.fromkeys(topics))
+
+    def check_topics(self, source: str, topics: list[str], line: int, col: int) -> None:
+        """A misspelt source or topic would make the rule never run: refuse what cannot arrive, note the rest."""
+        if source not in topic_catalog.KNOWN:
+            close = did_you_mean(source, tuple(topic_catalog.KNOWN))
+            if close:  # a note: BRIDGE_SOURCES_FILE may name a source `shopify2` or `bigcommerce`
+                self.notes.append(f"{self.file}:{line}: note: `{source}` is not a built-in source{close} The rule "
+                                  f"only runs if a source of this name is set up (BRIDGE_SOURCES_FILE)")
+            return
+        for topic in topics:
+            if topic_catalog.known(source, topic):
+                continue
+            hint = did_you_mean(topic, tuple(sorted(topic_catalog.KNOWN[source])))
+            if topic_catalog.closed(source):
+                self.problem(line, col, f"{source} never sends `{topic}`{hint or '; its topics are like `order.created`'}")
+            else:
+                self.notes.append(f"{self.file}:{line}: note: `{topic}` is not a topic {source} is known to send"
+                                  f"{hint or ''}; the rule only runs if {source} sends exactly this name")
 
     def condition(self, node: CommentedMap, key: str, what: str) -> Build | None:
         line, col = _position(node, key)

@@ -70,6 +70,8 @@ class RulesHolder:
         self.loaded_at = time.time()
         self.error = None
         log.info("rules.reloaded", directory=str(self.directory), rules=len(rules), files=len(rules.files))
+        if rules.notes:  # what `bridge mappings check` prints as notes: an unknown topic, a clear, a replace
+            log.warning("rules.notes", directory=str(self.directory), notes=rules.notes)
         if rules.blocked:
             log.warning("rules.blocked", directory=str(self.directory), blocked=rules.blocked)
         return True

@@ -296,10 +296,11 @@ def test_the_holder_exposes_refusals(tmp_path: Path) -> None:
 ])
 def test_consent_comes_only_from_the_source_s_consent_fields(tmp_path: Path, source: str, template: str,
                                                              refused: bool) -> None:
+    topic = "customer.updated" if source == "woocommerce" else "customers/update"
     body = f"""\
 rules:
   - name: R
-    on: {source} customers/update
+    on: {source} {topic}
     send:
       - to: ometria contact
         fields:

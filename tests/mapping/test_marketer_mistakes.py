@@ -119,3 +119,22 @@ def test_a_slow_reload_does_not_stop_the_event_loop(tmp_path: Path, monkeypatch:
         return ticks
 
     assert asyncio.run(go()) >= 20  # the loop kept running while the rules loaded
+
+
+def test_a_woocommerce_topic_that_can_never_arrive(tmp_path: Path) -> None:
+    (found,) = problems(tmp_path, ORDER_RULE.replace("on: shopify orders/create", "on: woocommerce orders.created"))
+    assert "woocommerce never sends `orders.created`; did you mean `order.created`?" in found
+    assert "rules.yaml:4:" in found
+
+
+def test_an_unknown_shopify_topic_is_noted_with_the_close_one(tmp_path: Path) -> None:
+    from tests.mapping.test_rules import write
+    from bridge.mapping import load_rules
+
+    loaded = load_rules(write(tmp_path, ORDER_RULE.replace("orders/create", "order/create")))
+    assert any("`order/create` is not a topic shopify is known to send; did you mean `orders/create`?" in note
+               for note in loaded.notes)
+    loaded = load_rules(write(tmp_path, ORDER_RULE.replace("on: shopify", "on: shopfy")))
+    assert any("`shopfy` is not a built-in source; did you mean `shopify`?" in note for note in loaded.notes)
+    loaded = load_rules(write(tmp_path, ORDER_RULE.replace("on: shopify", "on: my_crm")))  # a source of its own
+    assert not loaded.notes
