@@ -236,7 +236,7 @@ class FileLoader:
         source, topics = on
         when = None
         if "when" in node:
-            when = self.condition(node, "when", f"rule '{name}' when")
+            when = self.condition(node, "when", f"rule '{name}' when", rule=name)
         send = node.get("send")
         if send == "ignore":
             self.rules.append(Rule(name, self.file, line, source, topics, [], ignore=True, when=when))
@@ -286,7 +286,8 @@ class FileLoader:
                 self.notes.append(f"{self.file}:{line}: note: `{topic}` is not a topic {source} is known to send"
                                   f"{hint or ''}; the rule only runs if {source} sends exactly this name")
 
-    def condition(self, node: CommentedMap, key: str, what: str) -> Build | None:
+    def condition(self, node: CommentedMap, key: str, what: str, rule: str | None = None) -> Build | None:
+        """A `when:`; with `rule`, its payload paths are checked against the examples like a field's."""
         line, col = _position(node, key)
         if _unquoted_merge_tag(node[key]):
             self.problem(line, col, UNQUOTED_TAG.format(key=key))
@@ -296,6 +297,8 @@ class FileLoader:
         except ExpressionError as exc:
             self.problem(line + exc.line - 1, col, f"{exc}")
             return None
+        if rule is not None:
+            self.reads.setdefault(rule, []).extend((path, path, line, col) for path in sorted(compiled.paths))
         return condition(compiled, what)
 
     def message(self, rule: str, source: str, parent: CommentedSeq, index: int, node: Any) -> MessageSpec | None:
@@ -340,7 +343,7 @@ class FileLoader:
         body = self.object(fields, (), target, extra=entries)
         if len(self.problems.items) == before:  # a misspelt field is reported once, not also as missing
             self.required_fields(spec, target, tline, tcol)
-        when = self.condition(node, "when", f"{destination} {kind} when") if "when" in node else None
+        when = self.condition(node, "when", f"{destination} {kind} when", rule=rule) if "when" in node else None
         key = None
         if "key" in node:
             kline, kcol = _position(node, "key")

@@ -138,3 +138,22 @@ def test_an_unknown_shopify_topic_is_noted_with_the_close_one(tmp_path: Path) ->
     assert any("`shopfy` is not a built-in source; did you mean `shopify`?" in note for note in loaded.notes)
     loaded = load_rules(write(tmp_path, ORDER_RULE.replace("on: shopify", "on: my_crm")))  # a source of its own
     assert not loaded.notes
+
+
+def test_a_typo_in_a_condition_is_caught_against_the_examples() -> None:
+    import shutil
+    import tempfile
+
+    from bridge.mapping import load_rules
+    from tests.mapping.test_shipped import MAPPINGS
+
+    with tempfile.TemporaryDirectory() as folder:
+        copy = Path(folder) / "mappings"
+        shutil.copytree(MAPPINGS, copy)
+        (Path(folder) / "tests").symlink_to(MAPPINGS.parent / "tests")  # the examples' payload files
+        orders = copy / "shopify-orders.yaml"
+        text = orders.read_text(encoding="utf-8")
+        assert 'when: "{{ email }}"' in text
+        orders.write_text(text.replace('when: "{{ email }}"', 'when: "{{ emial }}"', 1), encoding="utf-8")
+        found = load_rules(copy).example_problems
+    assert any("shopify-orders.yaml:11:" in p and "there is no `emial`; did you mean `email`?" in p for p in found)

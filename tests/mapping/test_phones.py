@@ -1,4 +1,4 @@
-"""Values that vary by shop: phones in the customer's own country, order numbers that are not numbers."""
+"""Values that vary by shop: phones, order numbers and statuses, read the way each destination means them."""
 
 from __future__ import annotations
 
@@ -52,3 +52,23 @@ def test_woocommerce_order_number_that_is_not_a_number_is_left_out() -> None:
     assert result.errors == []
     placed = next(m for m in result.messages if m.destination == "omnisend")
     assert "orderNumber" not in placed.record["properties"] and placed.record["properties"]["orderID"]
+
+
+def test_a_test_or_voided_shopify_order_is_no_revenue_at_ometria() -> None:
+    def ometria(**changes: object) -> dict:
+        payload = {**stored("shopify/orders_create.json"), **changes}
+        return next(m for m in RULES.map(event(payload, "shopify", "orders/create")).messages
+                    if m.destination == "ometria").record
+
+    assert ometria()["is_valid"] is True
+    assert ometria(test=True)["is_valid"] is False
+    assert ometria(financial_status="voided")["is_valid"] is False
+
+
+def test_woocommerce_status_reads_the_same_on_create_and_update() -> None:
+    payload = stored("woocommerce/order_created.json")
+    payload["status"] = "processing"
+    created = [m for m in RULES.map(event(payload, "woocommerce", "order.created")).messages if m.destination == "ometria"]
+    updated = [m for m in RULES.map(event(payload, "woocommerce", "order.updated")).messages if m.destination == "ometria"]
+    assert created[0].record["status"] == updated[0].record["status"] == "pending"
+    assert created[0].record["is_valid"] is True
