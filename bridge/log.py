@@ -56,9 +56,14 @@ def _phone(match: re.Match[str]) -> str:
     # Bare long numbers are usually ids (Shopify order ids have 13+ digits); a
     # phone shows itself by a leading + or 0, or by separators between groups.
     run = match.group()
+    if _DATE.match(run):  # "2026-12-02 09:15:00" is a time, not a phone: keep it (and what follows) readable
+        return run
     digits = sum(c.isdigit() for c in run)
     phone_like = run[0] in "+0(" or any(c in run for c in " ().-")
     return "<phone>" if digits >= 9 and phone_like else run
+
+
+_DATE = re.compile(r"\d{4}-\d{2}-\d{2}(?:[ T]\d{2})?$")
 
 
 def _redact(value: Any, key: str | None = None) -> Any:

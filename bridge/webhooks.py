@@ -11,10 +11,10 @@ Each answer is one of the outcomes counted by `bridge_webhooks_received_total`:
     duplicate           200  the dedupe key was seen: nothing new stored
     ping                200  a provider's test delivery: nothing stored
     invalid_json        400  signature good, body not JSON: stored for inspection
-    rejected_signature  401  missing, malformed or wrong signature
+    rejected_signature  401  missing, malformed or wrong signature, or a timestamp outside the window
     unknown_source      404  no source of that name
     too_large           413  body over BRIDGE_MAX_BODY_BYTES (refused before it is read whole)
-    rejected_other      4xx  anything else a source refused (stale timestamp, ...)
+    rejected_other      4xx  anything else a source refused
     store_failed        503  the store could not commit: the sender retries (Retry-After)
 """
 

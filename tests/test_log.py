@@ -146,3 +146,10 @@ def test_emit_keeps_to_the_configured_level_and_leaves_console_lines_to_structlo
     log.flush_all()
     text = stream.getvalue()
     assert "webhook.accepted" in text and not text.lstrip().startswith("{") and "jane@example.com" not in text
+
+
+def test_dates_and_times_are_not_taken_for_phones() -> None:
+    from bridge.log import mask_text
+
+    assert mask_text("omneo|id-1|2026-12-02 09:15:00") == "omneo|id-1|2026-12-02 09:15:00"  # an Omneo dedupe key
+    assert mask_text("call 0412 345 678 before 2026-12-02") == "call <phone> before 2026-12-02"
