@@ -226,7 +226,11 @@ class FileLoader:
             return
         self._unknown_keys(node, RULE_KEYS, "a rule")
         name = node.get("name")
-        if not isinstance(name, str) or not name.strip():
+        if name is not None and not isinstance(name, str):
+            nline, ncol = _position(node, "name")
+            self.problem(nline, ncol, f"put the rule's name in quotes: `name: \"{name}\"`")
+            name = str(name)
+        elif not isinstance(name, str) or not name.strip():
             self.problem(line, col, "the rule needs a `name:` (it is shown in logs and errors)")
             name = f"rule {index + 1}"
         line = _node_position(node)[0]
@@ -407,6 +411,10 @@ class FileLoader:
         when = None
         for key in node:
             name = str(key)
+            if name != "for each" and re.sub(r"[\s_\-]", "", name.lower()) == "foreach":
+                line, col = _position(node, key, value=False)
+                self.problem(line, col, f"`{name}:` should be `for each:` (two words, a space between)")
+                continue
             if name == "when" and path:
                 when = self.condition(node, "when", ".".join(path) + " when")
                 continue

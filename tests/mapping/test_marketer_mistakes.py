@@ -157,3 +157,13 @@ def test_a_typo_in_a_condition_is_caught_against_the_examples() -> None:
         orders.write_text(text.replace('when: "{{ email }}"', 'when: "{{ emial }}"', 1), encoding="utf-8")
         found = load_rules(copy).example_problems
     assert any("shopify-orders.yaml:11:" in p and "there is no `emial`; did you mean `email`?" in p for p in found)
+
+
+def test_for_each_written_as_one_word(tmp_path: Path) -> None:
+    (found,) = problems(tmp_path, ORDER_RULE.replace("for each: line_items", "foreach: line_items"))
+    assert "`foreach:` should be `for each:`" in found
+
+
+def test_a_name_that_yaml_reads_as_a_number(tmp_path: Path) -> None:
+    (found,) = problems(tmp_path, ORDER_RULE.replace("name: Order", "name: 2026"))
+    assert 'put the rule\'s name in quotes: `name: "2026"`' in found and "rules.yaml:3:" in found
