@@ -50,6 +50,30 @@ OMNISEND_CONTACT_MAX_LENGTHS = {
     "countryCode": 3, "postalCode": 20,
 }
 
+# Fields that are numbers or booleans at the destination (apis.md 1.2, 1.4, 1.5, 2.4): text there
+# ("221.35", from a rule that forgot `| decimal`) is refused or misread, often only later.
+# `[]` is every element of a list. Checked on the examples' output (`bridge mappings test`).
+_EVENT_ITEM = ("productPrice", "productDiscount", "productStrikeThroughPrice", "productQuantity")
+_V3_ITEM = ("price", "quantity", "discount")
+NUMBER_FIELDS: dict[tuple[str, str], tuple[str, ...]] = {
+    ("omnisend", "event"): (
+        "properties.totalPrice", "properties.subTotalPrice", "properties.totalDiscount", "properties.totalTax",
+        "properties.shippingPrice", "properties.value", "properties.orderNumber", "properties.totalRefundedAmount",
+        *(f"properties.lineItems[].{f}" for f in _EVENT_ITEM), *(f"properties.addedItem.{f}" for f in _EVENT_ITEM),
+        *(f"properties.product.{f}" for f in _EVENT_ITEM)),
+    ("omnisend", "order"): ("orderSum", "subTotalSum", "discountSum", "taxSum", "shippingSum",
+                            *(f"products[].{f}" for f in _V3_ITEM)),
+    ("omnisend", "cart"): ("cartSum", *(f"products[].{f}" for f in _V3_ITEM)),
+    ("ometria", "order"): ("grand_total", "subtotal", "discount", "shipping", "tax",
+                           *(f"lineitems[].{f}" for f in ("quantity", "unit_price", "subtotal", "total", "tax",
+                                                          "discount"))),
+}
+BOOLEAN_FIELDS: dict[tuple[str, str], tuple[str, ...]] = {
+    ("omnisend", "event"): ("properties.subTotalTaxIncluded",),
+    ("omnisend", "order"): ("subTotalTaxIncluded",),
+    ("ometria", "order"): ("is_valid", "lineitems[].is_on_sale"),
+}
+
 OMNISEND_EVENT_FIELDS = ("eventName", "eventID", "eventTime", "eventVersion", "origin", "contact", "properties")
 OMNISEND_ORDER_FIELDS = (
     "orderID", "email", "phone", "contactID", "orderNumber", "cartID", "shippingMethod", "trackingCode",

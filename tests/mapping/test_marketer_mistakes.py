@@ -167,3 +167,26 @@ def test_for_each_written_as_one_word(tmp_path: Path) -> None:
 def test_a_name_that_yaml_reads_as_a_number(tmp_path: Path) -> None:
     (found,) = problems(tmp_path, ORDER_RULE.replace("name: Order", "name: 2026"))
     assert 'put the rule\'s name in quotes: `name: "2026"`' in found and "rules.yaml:3:" in found
+
+
+def test_money_left_as_text_fails_the_examples_with_the_fix() -> None:
+    import shutil
+    import tempfile
+
+    from bridge.mapping import load_rules
+    from bridge.mapping.examples import run_examples
+    from tests.mapping.test_shipped import MAPPINGS
+
+    with tempfile.TemporaryDirectory() as folder:
+        copy = Path(folder) / "mappings"
+        shutil.copytree(MAPPINGS, copy)
+        (Path(folder) / "tests").symlink_to(MAPPINGS.parent / "tests")
+        orders = copy / "shopify-orders.yaml"
+        text = orders.read_text(encoding="utf-8")
+        orders.write_text(text.replace('grand_total: "{{ total_price | decimal }}"', 'grand_total: "{{ total_price }}"', 1)
+                          .replace('is_valid: "{{ not test and financial_status != \'voided\' }}"', "is_valid: \"yes\"", 1),
+                          encoding="utf-8")
+        reports = [o.report for o in run_examples(load_rules(copy)) if not o.ok]
+    text = "".join(reports)
+    assert "`grand_total` is '" in text and "needs a number there: add `| decimal`" in text
+    assert "`is_valid` is 'yes', but ometria needs true or false there" in text
