@@ -41,7 +41,9 @@ class FailurePlan:
     """Injected trouble for the next `count` requests, or until `until` (monotonic), whichever is set.
 
     mode: status (answer `status`), timeout (hold the request `delay` seconds, then 504),
-    reset (drop the connection mid-response).
+    reset (drop the connection mid-response), lost_answer (handle the request as usual, so it
+    takes effect, then drop the connection instead of answering: the case a sender cannot tell
+    from `reset`).
     """
 
     mode: str = "status"
@@ -107,7 +109,7 @@ class FakeApi:
         delay: float = 30.0,
         retry_after: int | None = None,
     ) -> None:
-        if mode not in ("status", "timeout", "reset"):
+        if mode not in ("status", "timeout", "reset", "lost_answer"):
             raise ValueError(f"unknown failure mode {mode!r}")
         if count is None and seconds is None:
             count = 1
@@ -175,6 +177,10 @@ class FakeApi:
         with self.lock:
             self.requests.append(entry)
         failure = self._take_failure(now)
+        if failure is not None and failure.mode == "lost_answer":
+            applied = await handler(request, body)
+            entry.status = applied.status_code  # recorded as it took effect; the sender never sees it
+            return DroppedConnection()
         if failure is not None:
             if failure.mode == "timeout":
                 await asyncio.sleep(failure.delay)

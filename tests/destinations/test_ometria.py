@@ -181,3 +181,15 @@ async def test_a_record_json_cannot_carry_is_a_dead_letter_and_the_rest_of_its_b
     assert [r["id"] for r in sent.body] == ["o4"] and sent.body[0]["properties"] == {"city": "Zürich 東京"}
     assert sent.headers["content-type"] == "application/json"
     assert ometria.limiter.acquired_total == 1
+
+
+async def test_an_answer_lost_after_ometria_took_the_push_is_harmless(ometria: Ometria, ometria_app: Any,
+                                                                     make_message: Any) -> None:
+    message = make_message("order", order(1))
+    ometria_app.state.fake.fail("lost_answer", count=1)
+    (lost,) = await ometria.deliver([message])
+    (again,) = await ometria.deliver([message])
+    await ometria.aclose()
+    assert lost.kind == "retry" and "may have arrived" in lost.detail and again.kind == "delivered"
+    assert len(ometria_app.state.fake.accepted("/v2/push")) == 2
+    assert list(ometria_app.state.fake.records) == [("order", "o1")]  # pushed twice, stored once (upsert by id)

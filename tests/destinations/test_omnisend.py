@@ -336,3 +336,17 @@ async def test_a_record_json_cannot_carry_is_a_dead_letter_and_its_batch_still_g
     sent = omnisend_app.state.fake.accepted()
     assert sent and all("Infinity" not in str(r.body) and "inf" not in str(r.body) for r in sent)
     assert sum(len(r.body["items"]) if "items" in (r.body or {}) else 1 for r in sent if r.method == "POST") == 3
+
+
+async def test_an_answer_lost_after_omnisend_took_the_event_is_retried_and_can_duplicate_it(
+        omnisend: Omnisend, omnisend_app: Any, make_message: Any) -> None:
+    """The at-least-once case docs/destinations.md states: Omnisend does not dedupe real-time events."""
+    message = make_message("event", placed_order(), action="create")
+    omnisend_app.state.fake.fail("lost_answer", count=1)
+    (lost,) = await omnisend.deliver([message])
+    (again,) = await omnisend.deliver([message])
+    await omnisend.aclose()
+    assert lost.kind == "retry" and "may have arrived" in lost.detail
+    assert again.kind == "delivered"
+    taken = omnisend_app.state.fake.accepted("/api/events")
+    assert len(taken) == 2 and taken[0].body["eventID"] == taken[1].body["eventID"] == message.idempotency_key
