@@ -298,7 +298,9 @@ def test_a_destination_error_never_stores_or_logs_the_names_it_echoes(store: SQL
     asyncio.run(go())
     (detail,) = [r[0] for r in store.reader().execute("SELECT last_detail FROM messages")]
     trail = " ".join(r[0] for r in store.reader().execute("SELECT detail FROM attempts"))
-    logged = capsys.readouterr().out
+    captured = capsys.readouterr()
+    logged = captured.out + captured.err
+    assert "delivery.dead" in logged
     assert "longer than 50 characters" in detail and "h:" in detail
     for text in (detail, trail, logged):
         assert "Wilhelmina" not in text and "Featherstonehaugh" not in text

@@ -75,11 +75,12 @@ def event_for(message: Message) -> dict[str, Any]:
     if not record.get("eventID"):
         record["eventID"] = message.idempotency_key
     contact = record.get("contact")
-    if isinstance(contact, dict) and any(isinstance(contact.get(name), str) and len(contact[name]) > limit
-                                         for name, limit in OMNISEND_CONTACT_MAX_LENGTHS.items()):
-        record["contact"] = {name: value[:OMNISEND_CONTACT_MAX_LENGTHS[name]]
-                             if isinstance(value, str) and name in OMNISEND_CONTACT_MAX_LENGTHS else value
-                             for name, value in contact.items()}
+    if isinstance(contact, dict):
+        limits = OMNISEND_CONTACT_MAX_LENGTHS
+        shortened = {name: value[:limits[name]] for name, value in contact.items()
+                     if isinstance(value, str) and len(value) > limits.get(name, len(value))}
+        if shortened:
+            record["contact"] = {**contact, **shortened}
     return record
 
 

@@ -91,7 +91,7 @@ def type_problems(message: Outgoing) -> list[str]:
     problems = []
     for path in NUMBER_FIELDS.get(where, ()):
         for value in _values(message.record, path.split(".")):
-            if isinstance(value, str) or isinstance(value, bool):
+            if isinstance(value, (str, bool)):
                 problems.append(f"`{path}` is {value!r}, but {message.destination} needs a number there: "
                                 f"add `| decimal` (money in cents: `| cents`) to its expression")
     for path in BOOLEAN_FIELDS.get(where, ()):

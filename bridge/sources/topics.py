@@ -43,6 +43,7 @@ def closed(source: str) -> bool:
 
 
 def known(source: str, topic: str) -> bool:
+    """Whether `topic` is one that built-in `source` sends."""
     if source == "woocommerce" and _WOO_ACTION.fullmatch(topic):
         return True
-    return topic in KNOWN.get(source, (topic,))
+    return topic in KNOWN[source]
