@@ -19,6 +19,7 @@ from bridge.destinations import Destination
 from bridge.ops.admin import admin_routes
 from bridge.ops.health import readyz_route
 from bridge.ops.metrics import METRICS, metrics_route
+from bridge.ops.when import iso
 from bridge.settings import Settings
 from bridge.sources import Source
 from bridge.store import SQLiteStore
@@ -53,7 +54,8 @@ class Bridge:
             from bridge.mapping.areas import allowed_from_settings
             from bridge.mapping.reload import RulesHolder
 
-            parts["rules"] = RulesHolder(settings.mappings_dir, allowed_areas=allowed_from_settings(settings))
+            parts["rules"] = RulesHolder(settings.mappings_dir, allowed_areas=allowed_from_settings(settings),
+                                         saved_dir=settings.last_good_rules_dir)
         if "destinations" not in parts:
             from bridge.destinations.registry import build_destinations
 
@@ -74,11 +76,20 @@ class Bridge:
             "rules": {
                 "loaded": getattr(self.rules, "current", None) is not None,
                 "loaded_at": getattr(self.rules, "loaded_at", None),
+                "loaded_at_utc": iso(getattr(self.rules, "loaded_at", None)),
                 "error": getattr(self.rules, "error", None),
+                # set when a start found the rules broken and runs the last good copy (BRIDGE_LAST_GOOD_RULES_DIR)
+                "running_saved_copy": _saved_copy(getattr(self.rules, "running_saved", None)),
                 # messages this deployment refuses to send (areas not allowed), with the setting to change
                 "blocked": list(getattr(self.rules, "blocked", []) or []),
             },
         }
+
+
+def _saved_copy(copy: Any) -> dict[str, Any] | None:
+    if copy is None:
+        return None
+    return {"directory": str(copy.path), "saved_at_utc": iso(copy.saved_at), "copied_from": copy.source}
 
 
 async def healthz(request: Request) -> Response:

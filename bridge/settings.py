@@ -64,6 +64,8 @@ class Settings:
     port: int = 8000
     database_path: Path = Path("bridge.db")
     mappings_dir: Path = Path("mappings")
+    # Where the last rules that loaded are copied: "" beside the database, "off" nowhere.
+    last_good_rules: str = ""
     sources: Mapping[str, SourceSettings] = field(default_factory=lambda: _default_sources())
     destinations: Mapping[str, DestinationSettings] = field(default_factory=lambda: destinations_from_env({}))
     max_body_bytes: int = 1024 * 1024
@@ -87,6 +89,15 @@ class Settings:
     mapping: str = "process"
 
     @property
+    def last_good_rules_dir(self) -> Path | None:
+        """The folder the rules that last loaded are copied to, so a restart with a broken file runs them."""
+        if self.last_good_rules.lower() == "off":
+            return None
+        if self.last_good_rules:
+            return Path(self.last_good_rules)
+        return self.database_path.with_name(self.database_path.name + ".last-good-rules")
+
+    @property
     def production(self) -> bool:
         return self.env == "production"
 
@@ -101,6 +112,7 @@ class Settings:
             port=_int(env, "PORT", 8000),
             database_path=database_path(env.get("BRIDGE_DATABASE_URL", "sqlite:///bridge.db")),
             mappings_dir=Path(env.get("BRIDGE_MAPPINGS_DIR", "mappings")),
+            last_good_rules=env.get("BRIDGE_LAST_GOOD_RULES_DIR", "").strip(),
             sources=sources_from_env(env),
             destinations=destinations_from_env(env),
             max_body_bytes=_int(env, "BRIDGE_MAX_BODY_BYTES", 1024 * 1024),

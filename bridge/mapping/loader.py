@@ -689,6 +689,7 @@ class LoadedRules(CompiledRuleSet):
     # The files' names and texts, and the policy, this set was built from: another process
     # that loads the same directory knows by it whether it holds the very same rules.
     fingerprint: str
+    digests: dict[str, str]  # file name -> sha256 of the text it was read from
 
 
 REQUIRED_EXAMPLES = {
@@ -770,6 +771,7 @@ def load_rules(directory: Path, allowed_areas: Allowed | None = None) -> LoadedR
     ruleset.consent = [use for loader in loaders for use in loader.consent]
     ruleset.notes = [note for loader in loaders for note in loader.notes] + skipped_files(directory)
     ruleset.directory = directory
+    ruleset.digests = {loader.path.name: loader.digest for loader in loaders}
     ruleset.fingerprint = hashlib.sha256(repr(
         ([(loader.path.name, loader.digest) for loader in loaders],
          sorted((d, sorted(a)) for d, a in (allowed_areas or {}).items()), allowed_areas is None)).encode()).hexdigest()

@@ -1,4 +1,5 @@
-"""Hot reload: a broken save never stops the bridge; the last good rules keep running."""
+"""Hot reload: a broken save never stops the bridge; the last good rules keep running,
+across restarts too when a folder for their copy is given (bridge.mapping.saved)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,9 @@ import structlog
 
 from bridge.errors import RulesError
 from bridge.mapping.areas import Allowed
+from bridge.mapping import saved
 from bridge.mapping.loader import LoadedRules, load_rules, rule_files
+from bridge.ops.when import iso
 
 log = structlog.get_logger("bridge.mapping")
 
@@ -28,14 +31,21 @@ class RulesHolder:
 
     `allowed_areas` is the deployment's policy (`areas.allowed_from_settings`);
     messages it forbids are blocked, not errors: `.blocked` lists them for /healthz.
+
+    With `saved_dir`, every set that loads is copied there, and a first load that
+    fails runs that copy instead of nothing: `.running_saved` is then the copy,
+    and `.error` says so, until the directory loads again.
     """
 
-    def __init__(self, directory: Path, allowed_areas: Allowed | None = None) -> None:
+    def __init__(self, directory: Path, allowed_areas: Allowed | None = None,
+                 saved_dir: Path | None = None) -> None:
         self.directory = Path(directory)
         self.allowed_areas = allowed_areas
+        self.saved_dir = saved_dir
         self.current: LoadedRules | None = None
         self.loaded_at: float | None = None
         self.error: str | None = None
+        self.running_saved: saved.SavedCopy | None = None
         self._loading = asyncio.Lock()
         self.reload()
 
@@ -63,18 +73,55 @@ class RulesHolder:
             rules = load_rules(self.directory, self.allowed_areas)
         except RulesError as exc:
             self.error = "\n".join(exc.problems)
+            if self.current is None:
+                self._run_saved_copy()
+            if self.running_saved is not None:
+                self.error += "\n" + self._running_saved_note()
             log.error("rules.reload_failed", directory=str(self.directory), problems=exc.problems,
-                      kept_loaded_at=self.loaded_at, running=self.current is not None)
+                      kept_loaded_at=self.loaded_at, running=self.current is not None,
+                      saved_copy=str(self.running_saved.path) if self.running_saved else None)
             return False
         self.current = rules
         self.loaded_at = time.time()
         self.error = None
+        self.running_saved = None
         log.info("rules.reloaded", directory=str(self.directory), rules=len(rules), files=len(rules.files))
+        self._save_copy(rules)
         if rules.notes:  # what `bridge mappings check` prints as notes: an unknown topic, a clear, a replace
             log.warning("rules.notes", directory=str(self.directory), notes=rules.notes)
         if rules.blocked:
             log.warning("rules.blocked", directory=str(self.directory), blocked=rules.blocked)
         return True
+
+    def _save_copy(self, rules: LoadedRules) -> None:
+        if self.saved_dir is None:
+            return
+        try:
+            copy = saved.save(self.saved_dir, self.directory, rules.digests)
+        except OSError as exc:  # a read-only or full disk: the rules run, only the copy is missing
+            log.warning("rules.copy_not_saved", directory=str(self.saved_dir), reason=str(exc))
+            return
+        if copy is not None:
+            log.info("rules.copy_saved", directory=str(copy.path))
+
+    def _run_saved_copy(self) -> None:
+        """At start, with a directory that does not load: run the last good copy, if there is one."""
+        copy = saved.latest(self.saved_dir) if self.saved_dir is not None else None
+        if copy is None:
+            return
+        try:
+            rules = load_rules(copy.path, self.allowed_areas)
+        except RulesError as exc:  # a copy from an older version, whose checks it no longer passes
+            log.error("rules.copy_failed", directory=str(copy.path), problems=exc.problems)
+            return
+        self.current, self.loaded_at, self.running_saved = rules, copy.saved_at, copy
+        log.warning("rules.running_saved_copy", directory=str(copy.path), saved_at=iso(copy.saved_at),
+                    rules=len(rules), hint=f"fix the files in {self.directory}: they load as soon as they pass")
+
+    def _running_saved_note(self) -> str:
+        assert self.running_saved is not None
+        return (f"running the last good rules instead, as they loaded at {iso(self.running_saved.saved_at)} "
+                f"(a copy in {self.running_saved.path}), until these problems are fixed")
 
     @property
     def blocked(self) -> list[str]:

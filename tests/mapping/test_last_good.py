@@ -1,0 +1,134 @@
+"""The last good rules survive a restart: a start whose folder is broken runs the copy of the set that last loaded."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from bridge.mapping import saved
+from bridge.mapping.reload import RulesHolder
+from bridge.model import Event
+from bridge.settings import Settings
+
+ROOT = Path(__file__).resolve().parents[2]
+BROKEN = "rules:\n  - name: orders to omnisend\n    when: [\n"
+
+
+@pytest.fixture
+def folder(tmp_path: Path) -> Path:
+    """A copy of the shipped rules (and their example payloads, found from the folder's parent)."""
+    shutil.copytree(ROOT / "mappings", tmp_path / "mappings")
+    shutil.copytree(ROOT / "tests" / "payloads", tmp_path / "tests" / "payloads")
+    return tmp_path / "mappings"
+
+
+def order_event() -> Event:
+    body = (ROOT / "tests/payloads/shopify/orders_create.json").read_bytes()
+    return Event(id=1, source="shopify", topic="orders/create", dedupe_key="k", received_at=1_800_000_000.0,
+                 headers={}, body=body)
+
+
+def holder(folder: Path, copies: Path) -> RulesHolder:
+    return RulesHolder(folder, saved_dir=copies)
+
+
+def test_a_set_that_loads_is_copied_once(folder: Path, tmp_path: Path) -> None:
+    copies = tmp_path / "bridge.db.last-good-rules"
+    first = holder(folder, copies)
+    copy = saved.latest(copies)
+    assert copy is not None and first.running_saved is None
+    assert sorted(p.name for p in copy.path.iterdir() if not p.name.startswith(".")) == \
+        sorted(p.name for p in folder.glob("*.yaml"))
+    assert (copy.path / "shopify-orders.yaml").read_bytes() == (folder / "shopify-orders.yaml").read_bytes()
+    assert json.loads((copy.path / saved.META).read_text())["source"] == str(folder)
+
+    again = holder(folder, copies)  # the same files: the same copy, not a new one
+    assert saved.latest(copies) == copy and again.current is not None
+    assert [p.name for p in copies.iterdir() if p.is_dir()] == [copy.path.name]
+
+
+def test_a_start_with_a_broken_file_runs_the_last_good_copy(folder: Path, tmp_path: Path) -> None:
+    copies = tmp_path / "copies"
+    good = holder(folder, copies)
+    expected = good.current.map(order_event())  # type: ignore[union-attr]
+    (folder / "shopify-orders.yaml").write_text(BROKEN)
+
+    restarted = holder(folder, copies)
+
+    assert restarted.current is not None and restarted.running_saved is not None
+    assert restarted.current.fingerprint == good.current.fingerprint  # type: ignore[union-attr]
+    assert restarted.loaded_at == restarted.running_saved.saved_at
+    result = restarted.current.map(order_event())
+    assert [(m.destination, m.record) for m in result.messages] == [(m.destination, m.record) for m in expected.messages]
+    assert restarted.error is not None
+    assert f"{folder.name}/shopify-orders.yaml:4:1: YAML syntax error" in restarted.error  # the file, the line, the fix
+    assert "running the last good rules instead" in restarted.error and str(restarted.running_saved.path) in restarted.error
+    assert (folder / "shopify-orders.yaml").read_text() == BROKEN  # the marketer's file is left as they saved it
+
+
+def test_without_a_copy_a_broken_start_has_no_rules_as_before(folder: Path, tmp_path: Path) -> None:
+    (folder / "shopify-orders.yaml").write_text(BROKEN)
+    started = holder(folder, tmp_path / "copies")
+    assert started.current is None and started.running_saved is None
+    assert started.error is not None and "running the last good rules" not in started.error
+    assert saved.latest(tmp_path / "copies") is None  # a broken set is never copied
+
+
+def test_fixing_the_folder_replaces_the_copy_and_clears_the_error(folder: Path, tmp_path: Path) -> None:
+    copies = tmp_path / "copies"
+    holder(folder, copies)
+    old = saved.latest(copies)
+    original = (folder / "shopify-orders.yaml").read_text()
+    (folder / "shopify-orders.yaml").write_text(BROKEN)
+    running = holder(folder, copies)
+    assert running.running_saved is not None
+
+    assert running.reload() is False  # still broken: the copy keeps running, and is not replaced
+    assert running.running_saved is not None and saved.latest(copies) == old
+
+    (folder / "shopify-orders.yaml").write_text(original.replace("name: ", "name: renamed ", 1))
+    assert running.reload() is True
+    assert running.running_saved is None and running.error is None
+    assert running.current is not None and running.current.directory == folder
+    new = saved.latest(copies)
+    assert new is not None and old is not None and new.path != old.path and not old.path.exists()
+    assert "name: renamed " in (new.path / "shopify-orders.yaml").read_text()
+
+
+def test_a_file_saved_between_its_load_and_the_copy_is_not_copied(folder: Path, tmp_path: Path) -> None:
+    loaded = holder(folder, None)  # type: ignore[arg-type]
+    assert loaded.current is not None
+    (folder / "shopify-orders.yaml").write_text(BROKEN)
+    assert saved.save(tmp_path / "copies", folder, loaded.current.digests) is None
+    assert saved.latest(tmp_path / "copies") is None
+
+
+def test_a_copy_that_cannot_be_written_does_not_stop_the_rules(folder: Path, tmp_path: Path) -> None:
+    in_the_way = tmp_path / "copies"
+    in_the_way.write_text("a file where the folder would go")
+    loaded = holder(folder, in_the_way)
+    assert loaded.current is not None and loaded.error is None
+
+
+def test_a_crash_while_copying_leaves_the_previous_copy(folder: Path, tmp_path: Path) -> None:
+    copies = tmp_path / "copies"
+    holder(folder, copies)
+    before = saved.latest(copies)
+    (copies / ".0123456789abcdef.999.tmp").mkdir()  # what a crash mid-copy leaves
+    (copies / ".0123456789abcdef.999.tmp" / "shopify-orders.yaml").write_text(BROKEN)
+    assert saved.latest(copies) == before
+    (folder / "woocommerce.yaml").unlink()
+    holder(folder, copies)  # the next copy tidies it away
+    assert sorted(p.name for p in copies.iterdir()) == sorted([saved.CURRENT, saved.latest(copies).path.name])  # type: ignore[union-attr]
+
+
+def test_settings_put_the_copy_beside_the_database_unless_told_otherwise(tmp_path: Path) -> None:
+    db = tmp_path / "data" / "bridge.db"
+    url = f"sqlite:///{db}"
+    assert Settings.from_env({"BRIDGE_DATABASE_URL": url}).last_good_rules_dir == tmp_path / "data" / "bridge.db.last-good-rules"
+    assert Settings.from_env({"BRIDGE_DATABASE_URL": url, "BRIDGE_LAST_GOOD_RULES_DIR": "/srv/rules-copy"}
+                             ).last_good_rules_dir == Path("/srv/rules-copy")
+    assert Settings.from_env({"BRIDGE_DATABASE_URL": url, "BRIDGE_LAST_GOOD_RULES_DIR": "off"}).last_good_rules_dir is None
