@@ -29,19 +29,20 @@ MERGED_BY_DEFAULT = {("ometria", "contact"), ("ometria", "order"), ("ometria", "
 
 
 class FieldError(Exception):
-    """A field could not be computed; `path` is where in the record."""
+    """A field could not be computed; `path` is where in the record, `line` where in its file (0: unknown)."""
 
-    def __init__(self, path: str, message: str) -> None:
+    def __init__(self, path: str, message: str, line: int = 0) -> None:
         super().__init__(message)
         self.path = path
         self.message = message
+        self.line = line
 
 
 def _empty(value: Any) -> bool:
     return value is None or (value.__class__ in (str, dict, list) and not value)
 
 
-def leaf(compiled: Compiled, path: str) -> Build:
+def leaf(compiled: Compiled, path: str, line: int = 0) -> Build:
     evaluate = compiled.evaluate
     if compiled.kind == "const":
         return evaluate
@@ -52,7 +53,7 @@ def leaf(compiled: Compiled, path: str) -> Build:
         except FieldError:
             raise
         except Exception as exc:  # a filter or the sandbox refused: one message fails, not the worker
-            raise FieldError(path, f"`{compiled.source}` failed: {exc}") from None
+            raise FieldError(path, f"`{compiled.source}` failed: {exc}", line) from None
 
     return build
 
@@ -112,14 +113,14 @@ def for_each(source: Build, name: str, item: Build, when: Build | None = None) -
 _UNSET = object()
 
 
-def condition(compiled: Compiled, what: str) -> Build:
+def condition(compiled: Compiled, what: str, line: int = 0) -> Build:
     evaluate = compiled.evaluate
 
     def check(ctx: Context) -> bool:
         try:
             return bool(evaluate(ctx))
         except Exception as exc:
-            raise FieldError(what, f"condition `{compiled.source}` failed: {exc}") from None
+            raise FieldError(what, f"condition `{compiled.source}` failed: {exc}", line) from None
 
     return check
 
@@ -176,10 +177,6 @@ class Rule:
     messages: list[MessageSpec]
     ignore: bool = False
     when: Build | None = None
-
-    @property
-    def where(self) -> str:
-        return f"{self.file}:{self.line} rule '{self.name}'"
 
 
 def default_key(spec: KindSpec, record: dict[str, Any]) -> str:
@@ -276,7 +273,7 @@ class CompiledRuleSet:
                 if rule.when is not None and not rule.when(ctx):
                     continue
             except FieldError as exc:
-                result.errors.append(f"{rule.where}: {exc.message}")
+                result.errors.append(f"{rule.file}:{exc.line or rule.line} rule '{rule.name}': {exc.message}")
                 continue
             applied = True
             result.rules.append(rule.name)
@@ -291,29 +288,31 @@ class CompiledRuleSet:
         return result
 
     def _produce(self, rule: Rule, message: MessageSpec, ctx: Context, result: MapResult) -> None:
-        where = f"{rule.file}:{message.line} rule '{rule.name}' → {message.label}"
+        def where(line: int = 0) -> str:  # the field's line when the error knows it, else the message's
+            return f"{rule.file}:{line or message.line} rule '{rule.name}' → {message.label}"
+
         try:
             if message.when is not None and not message.when(ctx):
                 return
         except FieldError as exc:
-            result.errors.append(f"{where}: {exc.path}: {exc.message}")
+            result.errors.append(f"{where(exc.line)}: {exc.path}: {exc.message}")
             return
         blocked = self._blocked.get(id(message))
         if blocked is not None:
             # Recorded against the event only when the message would have been sent.
-            result.errors.append(f"{where}: {blocked}")
+            result.errors.append(f"{where()}: {blocked}")
             return
         try:
             record = message.build(ctx) or {}
             key = message.key(ctx) if message.key is not None else None
         except FieldError as exc:
-            result.errors.append(f"{where}: {exc.path}: {exc.message}")
+            result.errors.append(f"{where(exc.line)}: {exc.path}: {exc.message}")
             return
         if (message.destination, message.kind) == ("omnisend", "contact"):
             _drop_identifiers_without_id(record)
         missing = _missing_required(message, record)
         if missing:
-            result.errors.append(f"{where}: {missing}")
+            result.errors.append(f"{where()}: {missing}")
             return
         for path in message.clear:
             set_path(record, path, None)
@@ -323,7 +322,7 @@ class CompiledRuleSet:
         refused = not_allowed(message.destination, areas, self.allowed_areas)
         if refused:
             # A value computed as a whole (`contact: "{{ customer }}"`) brought in what the rule did not name.
-            result.errors.append(f"{where}: blocked: this record writes {', '.join(refused)} to {message.destination}, "
+            result.errors.append(f"{where()}: blocked: this record writes {', '.join(refused)} to {message.destination}, "
                                  f"not allowed by {setting_name(message.destination)}")
             return
         result.messages.append(Outgoing(

@@ -303,7 +303,7 @@ class FileLoader:
             return None
         if rule is not None:
             self.reads.setdefault(rule, []).extend((path, path, line, col) for path in sorted(compiled.paths))
-        return condition(compiled, what)
+        return condition(compiled, what, line)
 
     def message(self, rule: str, source: str, parent: CommentedSeq, index: int, node: Any) -> MessageSpec | None:
         line, col = _position(parent, index)
@@ -336,7 +336,7 @@ class FileLoader:
             elif isinstance(fields, CommentedMap) and named in fields:
                 self.problem(tline, tcol, f"the event name is given twice: in `to:` and in `{named}:`; keep one")
             else:
-                entries.append((named, leaf(compile_field(name), named)))
+                entries.append((named, leaf(compile_field(name), named, tline)))
                 target.sources[named] = name
                 target.paths[(named,)] = (tline, tcol)
         if not isinstance(fields, CommentedMap):
@@ -352,7 +352,7 @@ class FileLoader:
         if "key" in node:
             kline, kcol = _position(node, "key")
             try:
-                key = leaf(compile_field(node["key"]), "key")
+                key = leaf(compile_field(node["key"]), "key", kline)
             except ExpressionError as exc:
                 self.problem(kline + exc.line - 1, kcol, str(exc))
         clear = self.clear(node, spec, rule)
@@ -469,7 +469,7 @@ class FileLoader:
         if compiled.kind != "const":
             target.opaque.add(path)
         self.leaf_consent(compiled, path, target, line, col)
-        return leaf(compiled, joined)
+        return leaf(compiled, joined, line)
 
     def for_each(self, node: CommentedMap, path: tuple[str, ...], target: _Target) -> Build | None:
         self._unknown_keys(node, FOR_EACH_KEYS, "a `for each` block")
@@ -516,7 +516,7 @@ class FileLoader:
             self._record_consent(target, path, line, col, source, reads)
         if item is None:
             return None
-        return for_each(leaf(source, ".".join(path)), variable, item, when)
+        return for_each(leaf(source, ".".join(path), line), variable, item, when)
 
     # --- consent ------------------------------------------------------------
 

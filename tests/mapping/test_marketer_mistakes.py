@@ -190,3 +190,42 @@ def test_money_left_as_text_fails_the_examples_with_the_fix() -> None:
     text = "".join(reports)
     assert "`grand_total` is '" in text and "needs a number there: add `| decimal`" in text
     assert "`is_valid` is 'yes', but ometria needs true or false there" in text
+
+
+RUNTIME_RULE = """\
+rules:
+  - name: Order
+    on: shopify orders/create
+    when: "{{ (tags | int(none)) + 1 > 0 if tags else true }}"
+    send:
+      - to: omnisend event "placed order"
+        when: "{{ (note | int(none)) + 1 > 0 if note else true }}"
+        fields:
+          origin: api
+          contact:
+            email: "{{ email | lower }}"
+          properties:
+            totalPrice: "{{ total_price | decimal }}"
+            lineItems:
+              for each: "{{ line_items | decimal }}"
+              item:
+                productID: "{{ item.product_id | string }}"
+"""
+
+
+@pytest.mark.parametrize("payload, line, what", [
+    ({"total_price": "ten dollars"}, 13, "properties.totalPrice: `{{ total_price | decimal }}` failed"),
+    ({"note": "gift"}, 7, "condition `{{ (note | int(none)) + 1 > 0 if note else true }}` failed"),
+    ({"tags": "vip"}, 4, "condition `{{ (tags | int(none)) + 1 > 0 if tags else true }}` failed"),
+    ({"line_items": "many"}, 15, "properties.lineItems: `{{ line_items | decimal }}` failed"),
+])
+def test_an_error_while_mapping_names_the_line_of_the_field_or_condition(tmp_path: Path, payload: dict[str, object],
+                                                                        line: int, what: str) -> None:
+    """Bad data for one field: the event's error points at that field's line, not at the message's `to:`."""
+    from tests.mapping.test_rules import event, write
+    from bridge.mapping import load_rules
+
+    rules = load_rules(write(tmp_path, RUNTIME_RULE))
+    (error,) = rules.map(event({"email": "a@example.com", **payload})).errors
+    assert error.startswith(f"{tmp_path}/rules.yaml:{line + 1} rule 'Order'"), error  # +1: the file's header line
+    assert what in error
