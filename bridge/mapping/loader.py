@@ -347,6 +347,7 @@ class FileLoader:
         body = self.object(fields, (), target, extra=entries)
         if len(self.problems.items) == before:  # a misspelt field is reported once, not also as missing
             self.required_fields(spec, target, tline, tcol)
+        self.event_type_length(spec, target)
         when = self.condition(node, "when", f"{destination} {kind} when", rule=rule) if "when" in node else None
         key = None
         if "key" in node:
@@ -433,6 +434,19 @@ class FileLoader:
         if path:
             self.consent_check(node, path, target, when_guard=when is not None and self._guard_reads(node))
         return obj(entries, when)
+
+    def event_type_length(self, spec: KindSpec, target: _Target) -> None:
+        """Ometria keeps the first 32 characters of a custom event's `event_type` (apis.md §2.5): two
+        long names that start alike would arrive as one, so a fixed name over 32 is refused."""
+        if (spec.destination, spec.kind) != ("ometria", "custom_event"):
+            return
+        name = target.sources.get("event_type")
+        if name is None or "{{" in name or len(name) <= OMETRIA_EVENT_TYPE_MAX:
+            return
+        line, col = target.paths.get(("event_type",), (1, 1))
+        self.problem(line, col, f"Ometria keeps only the first {OMETRIA_EVENT_TYPE_MAX} characters of an event type: "
+                                f"\"{name}\" ({len(name)}) would arrive as \"{name[:OMETRIA_EVENT_TYPE_MAX]}\"; "
+                                "use a shorter name")
 
     def _guard_reads(self, node: CommentedMap) -> bool:
         try:
@@ -691,6 +705,8 @@ class LoadedRules(CompiledRuleSet):
     fingerprint: str
     digests: dict[str, str]  # file name -> sha256 of the text it was read from
 
+
+OMETRIA_EVENT_TYPE_MAX = 32
 
 REQUIRED_EXAMPLES = {
     ("omnisend", "event", "origin"): "origin: api",

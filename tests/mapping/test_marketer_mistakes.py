@@ -229,3 +229,27 @@ def test_an_error_while_mapping_names_the_line_of_the_field_or_condition(tmp_pat
     (error,) = rules.map(event({"email": "a@example.com", **payload})).errors
     assert error.startswith(f"{tmp_path}/rules.yaml:{line + 1} rule 'Order'"), error  # +1: the file's header line
     assert what in error
+
+
+CUSTOM_EVENT_RULE = """\
+rules:
+  - name: Reward
+    on: omneo reward.issued
+    send:
+      - to: ometria custom_event "NAME"
+        fields:
+          id: "reward-{{ id }}"
+          timestamp: "{{ created_at | rfc3339 }}"
+          identity_email: "{{ email | lower }}"
+"""
+
+
+def test_an_ometria_event_type_longer_than_ometria_keeps(tmp_path: Path) -> None:
+    from tests.mapping.test_rules import write
+    from bridge.mapping import load_rules
+
+    long_name = "omneo_reward_issued_to_a_vip_member"  # 35 characters
+    (found,) = problems(tmp_path, CUSTOM_EVENT_RULE.replace("NAME", long_name))
+    assert "rules.yaml:6:" in found and "first 32 characters" in found
+    assert f'would arrive as "{long_name[:32]}"' in found and "use a shorter name" in found
+    assert load_rules(write(tmp_path, CUSTOM_EVENT_RULE.replace("NAME", long_name[:32]))).rules  # 32 fit
