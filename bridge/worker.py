@@ -292,9 +292,16 @@ class Worker:
         except Exception:
             log.exception("delivery.follow_up_failed", destination=name, batch=ref)
             outcomes = None
-        if outcomes is None or len(outcomes) != len(messages):  # not finished yet: look again later
+        refused = next((o for o in outcomes or [] if o.kind == "pause"), None)
+        if refused is not None:  # the key was refused for the reading: the batch ran all the same, so its
+            # items stay submitted (sending them again would duplicate them) until delivery resumes
+            outcomes = [Outcome("submitted", refused.status, f"batch {ref} result not read: credentials refused",
+                                ref=ref)] * len(messages)
+        elif outcomes is None or len(outcomes) != len(messages):  # not finished yet: look again later
             outcomes = [Outcome("submitted", None, f"batch {ref} still processing", ref=ref)] * len(messages)
         await self._record(destination, messages, outcomes)
+        if refused is not None:
+            await self.pause(destination, f"credentials refused ({refused.status}): {refused.detail}")
         return len(messages)
 
     async def _renew_leases(self, messages: Sequence[Message]) -> None:

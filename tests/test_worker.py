@@ -194,6 +194,33 @@ def test_a_submitted_batch_is_followed_up_and_refused_items_die(store: SQLiteSto
     asyncio.run(go())
 
 
+def test_a_key_refused_while_reading_a_batch_pauses_and_keeps_the_items_submitted(store: SQLiteStore) -> None:
+    """The batch ran; only its result could not be read. Sending its items again would duplicate them."""
+    async def go() -> None:
+        clock = [0.0]
+        dest = BatchingDestination("omnisend")
+
+        async def refused(ref: str, messages: Sequence[Message]) -> list[Outcome]:
+            return [Outcome("pause", 401, "invalid API key")] * len(messages)
+
+        dest.follow_up = refused  # type: ignore[method-assign]
+        worker = make(store, dest, clock, OneRule(one_key=False))
+        for n in (1, 2, 3):
+            await ingest(store, n)
+        await worker.run_until_idle()
+        clock[0] += worker.policy.follow_up_seconds
+        assert await worker.follow_up_once(dest) == 3
+        assert states(store) == [("submitted", 1)] * 3
+        assert "omnisend" in worker.paused and "401" in worker.paused["omnisend"]
+        assert store.reader().execute("SELECT paused FROM destination_state WHERE name = 'omnisend'").fetchone()[0] == 1
+        clock[0] += worker.policy.follow_up_seconds
+        assert await worker.follow_up_once(dest) == 0  # paused: no more reading with a refused key
+        await worker.run_until_idle()
+        assert len(dest.calls) == 1  # and nothing sent again
+
+    asyncio.run(go())
+
+
 def test_a_busy_destination_reads_batch_results_only_when_overdue(store: SQLiteStore) -> None:
     async def go() -> None:
         clock = [0.0]

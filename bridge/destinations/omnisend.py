@@ -178,11 +178,14 @@ class Omnisend(HttpDestination):
                                        ref=f"{ref_prefix}{batch_id}"))
 
     async def follow_up(self, ref: str, messages: Sequence[Message]) -> list[Outcome] | None:
-        """The per-item result of a submitted batch, or None while Omnisend is still processing it."""
+        """The per-item result of a submitted batch, or None while Omnisend is still processing it
+        (a `pause` outcome for each when Omnisend refused our key for the reading)."""
         v3 = ref.startswith(V3_REF_PREFIX)
         batch_id = ref[len(V3_REF_PREFIX):] if v3 else ref  # no prefix: an /api batch (older rows too)
         status_path = f"/{'v3' if v3 else 'api'}/batches/{quote(batch_id, safe='')}"
         polled = await self._get(status_path)
+        if polled.outcome.kind == "pause":  # our key was refused: the worker pauses, the items stay submitted
+            return [polled.outcome] * len(messages)
         if polled.outcome.kind != "delivered" or polled.response is None:
             if polled.outcome.status == 404:  # batches are deleted after 7 days (apis.md 1.7)
                 return [Outcome("delivered", 404, f"batch {ref} no longer exists; item results unknown")] * len(messages)
@@ -192,6 +195,8 @@ class Omnisend(HttpDestination):
         if status not in FINAL_BATCH_STATUSES:
             return None
         listed = await self._get(f"{status_path}/items")
+        if listed.outcome.kind == "pause":
+            return [listed.outcome] * len(messages)
         if listed.outcome.kind != "delivered" or listed.response is None:
             return None
         body = _json(listed.response)

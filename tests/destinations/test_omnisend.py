@@ -102,6 +102,16 @@ async def test_many_events_go_as_one_batch_then_follow_up_gives_item_outcomes(
     assert fake.recorded()[-1].path.endswith("/items")
 
 
+async def test_a_refused_key_while_reading_a_batch_result_asks_for_a_pause(
+        omnisend: Omnisend, omnisend_app: Any, make_message: Any) -> None:
+    messages = [make_message("event", placed_order(f"c{n}@example.com"), action="create") for n in range(4)]
+    submitted = await omnisend.deliver(messages)
+    omnisend_app.state.fake.api_key = "a-new-key"  # the key was revoked after the batch went in
+    outcomes = await omnisend.follow_up(submitted[0].ref or "", messages)
+    await omnisend.aclose()
+    assert outcomes is not None and [(o.kind, o.status) for o in outcomes] == [("pause", 401)] * 4
+
+
 async def test_batches_hold_at_most_100(omnisend: Omnisend, omnisend_app: Any, make_message: Any) -> None:
     messages = [make_message("event", placed_order(f"c{n}@example.com"), action="create") for n in range(150)]
     outcomes = await omnisend.deliver(messages)
