@@ -173,7 +173,10 @@ def admin_app(bridge: Any) -> ASGIApp:
 
     async def list_events(request: Request) -> Response:
         q = request.query_params
-        where = queries.EventFilter(q.get("source") or None, q.get("topic") or None, q.get("status") or None,
+        status = q.get("status") or None
+        if status is not None and status not in queries.EVENT_STATUSES:
+            raise BadRequest(f"status: one of {', '.join(queries.EVENT_STATUSES)}")
+        where = queries.EventFilter(q.get("source") or None, q.get("topic") or None, status,
                                     _when("since", q.get("since")), _when("until", q.get("until")))
         limit, reveal = _limit(q.get("limit"), 50), _flag("reveal", q.get("reveal"))
         rows = await read(lambda c: queries.list_events(c, where, limit))

@@ -280,7 +280,7 @@ def register(commands: Any) -> None:
     p = _command(events, "list", cmd_events_list, "list inbound events, newest first")
     p.add_argument("--source")
     p.add_argument("--topic")
-    p.add_argument("--status", help="received, invalid_json, mapped, partial, mapping_error, no_rule, ignored")
+    p.add_argument("--status", choices=queries.EVENT_STATUSES)
     p.add_argument("--since", type=when, metavar="WHEN", help="ISO 8601 or relative (2h, 3d)")
     p.add_argument("--until", type=when, metavar="WHEN")
     p.add_argument("--limit", type=positive_int, default=50)

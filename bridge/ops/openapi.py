@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any, Sequence
 
 from bridge import __version__
+from bridge.ops.queries import EVENT_STATUSES, MESSAGE_STATES
 
 
 def _nullable(schema: dict[str, Any]) -> dict[str, Any]:
@@ -19,7 +20,8 @@ def _nullable(schema: dict[str, Any]) -> dict[str, Any]:
 STRING = {"type": "string"}
 INTEGER = {"type": "integer"}
 TIME = {"type": "string", "format": "date-time"}
-STATES = {"type": "string", "enum": ["pending", "inflight", "submitted", "delivered", "dead"]}
+STATES = {"type": "string", "enum": list(MESSAGE_STATES)}
+EVENT_STATUS = {"type": "string", "enum": list(EVENT_STATUSES)}
 STATE_COUNTS = {"type": "object", "additionalProperties": {"type": "integer"}}
 
 
@@ -42,8 +44,7 @@ EVENT_SUMMARY = {
     "topic": STRING,
     "received_at": TIME,
     "dedupe_key": STRING,
-    "status": {"type": "string", "enum": ["received", "invalid_json", "mapped", "partial", "mapping_error",
-                                          "no_rule", "ignored"]},
+    "status": EVENT_STATUS,
     "rules": {"type": "array", "items": STRING},
     "errors": {"type": "array", "items": STRING},
     "duplicates": INTEGER,
@@ -182,7 +183,7 @@ def document() -> dict[str, Any]:
             "/events": {"get": _op("inbound events, newest first", _answer("events", "EventList"), parameters=[
                 _param("source", "query", STRING, "only this source"),
                 _param("topic", "query", STRING, "only this topic"),
-                _param("status", "query", STRING, "only events in this status"),
+                _param("status", "query", EVENT_STATUS, "only events in this status"),
                 SINCE, _param("until", "query", STRING, "before this time"), LIMIT, REVEAL])},
             "/events/{event_id}": {"get": _op("one event with its messages and attempts", _answer("event", "EventDetail"),
                                               parameters=[_param("event_id", "path", INTEGER, "event id", True), REVEAL])},

@@ -17,6 +17,7 @@ from typing import Any, Sequence
 from bridge.store.sqlite import set_paused, unpack_body
 
 MESSAGE_STATES = ("pending", "inflight", "submitted", "delivered", "dead")
+EVENT_STATUSES = ("received", "invalid_json", "mapped", "partial", "mapping_error", "no_rule", "ignored")
 OPEN_STATES = ("pending", "inflight")
 
 

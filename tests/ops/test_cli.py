@@ -54,6 +54,14 @@ def test_events_list_filters_and_masks(filled: Outbox, capsys: pytest.CaptureFix
     assert [r["id"] for r in run_json(capsys, "events", "list", "--until", iso_since)] == [1]
 
 
+def test_events_list_refuses_a_status_that_does_not_exist(filled: Outbox, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as stopped:
+        run(capsys, "events", "list", "--status", "failed")
+    assert stopped.value.code == 2
+    err = capsys.readouterr().err
+    assert "invalid choice: 'failed'" in err and "mapping_error" in err
+
+
 def test_events_list_table(filled: Outbox, capsys: pytest.CaptureFixture[str]) -> None:
     code, out, _ = run(capsys, "events", "list")
     assert code == 0
