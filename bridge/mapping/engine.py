@@ -15,7 +15,7 @@ from typing import Any, Callable
 
 from jinja2.runtime import Context
 
-from bridge.destinations.catalog import KindSpec
+from bridge.destinations.catalog import BOOLEAN_FIELDS, NUMBER_FIELDS, KindSpec
 from bridge.mapping import MapResult
 from bridge.mapping.areas import Allowed, areas_of, describe, not_allowed, setting_name, setting_that_allows
 from bridge.mapping.expressions import Compiled, new_scope
@@ -314,6 +314,10 @@ class CompiledRuleSet:
         if missing:
             result.errors.append(f"{where()}: {missing}")
             return
+        wrong = type_problems(message.destination, message.kind, record)
+        if wrong:
+            result.errors.extend(f"{where(message.places.get(path, (0, 0))[0])}: {problem}" for path, problem in wrong)
+            return
         for path in message.clear:
             set_path(record, path, None)
         if (message.destination, message.kind) in MERGED_BY_DEFAULT:
@@ -376,3 +380,34 @@ def _explain(message: MessageSpec, path: str) -> str:
     if source is None:
         return "the rule does not set it"
     return f"`{source}` gave nothing for this event"
+
+
+def type_problems(destination: str, kind: str, record: dict[str, Any]) -> list[tuple[str, str]]:
+    """(field, problem) for text where the destination takes a number or true/false: what a forgotten
+    `| decimal` sends. The destination would refuse the record, Ometria only later and out of sight."""
+    problems = []
+    for path in NUMBER_FIELDS.get((destination, kind), ()):
+        for value in _values(record, path.split(".")):
+            if isinstance(value, (str, bool)):
+                problems.append((path, f"`{path}` is {value!r}, but {destination} needs a number there: "
+                                       f"add `| decimal` (money in cents: `| cents`) to its expression"))
+    for path in BOOLEAN_FIELDS.get((destination, kind), ()):
+        for value in _values(record, path.split(".")):
+            if not isinstance(value, bool):
+                problems.append((path, f"`{path}` is {value!r}, but {destination} needs true or false there"))
+    return problems
+
+
+def _values(node: Any, steps: list[str]) -> list[Any]:
+    """The values at a path (`lineitems[].quantity`: every element's), skipping what is absent."""
+    if not steps:
+        return [node]
+    step, rest = steps[0], steps[1:]
+    each = step.endswith("[]")
+    name = step[:-2] if each else step
+    if not isinstance(node, dict) or name not in node:
+        return []
+    child = node[name]
+    if each:
+        return [v for item in (child if isinstance(child, list) else []) for v in _values(item, rest)]
+    return _values(child, rest)

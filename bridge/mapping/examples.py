@@ -8,7 +8,6 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from bridge.destinations.catalog import BOOLEAN_FIELDS, NUMBER_FIELDS
 from bridge.mapping.engine import CompiledRuleSet
 from bridge.mapping.loader import TO_PATTERN, Example, LoadedRules
 from bridge.model import Event, Outgoing
@@ -79,38 +78,4 @@ def run_example(ruleset: CompiledRuleSet, example: Example) -> ExampleOutcome:
             report.append(f"expected an error containing {wanted!r}; got: {result.errors or 'no errors'}\n")
     if not example.errors and result.errors:
         report.extend(f"unexpected mapping error: {error}\n" for error in result.errors)
-    for message in result.messages:
-        report.extend(f"{message.rule} → {message.destination} {message.kind}: {problem}\n"
-                      for problem in type_problems(message))
     return ExampleOutcome(example, not report, "".join(report))
-
-
-def type_problems(message: Outgoing) -> list[str]:
-    """Text where the destination takes a number or true/false: what a forgotten `| decimal` sends."""
-    where = (message.destination, message.kind)
-    problems = []
-    for path in NUMBER_FIELDS.get(where, ()):
-        for value in _values(message.record, path.split(".")):
-            if isinstance(value, (str, bool)):
-                problems.append(f"`{path}` is {value!r}, but {message.destination} needs a number there: "
-                                f"add `| decimal` (money in cents: `| cents`) to its expression")
-    for path in BOOLEAN_FIELDS.get(where, ()):
-        for value in _values(message.record, path.split(".")):
-            if not isinstance(value, bool):
-                problems.append(f"`{path}` is {value!r}, but {message.destination} needs true or false there")
-    return problems
-
-
-def _values(node: Any, steps: list[str]) -> list[Any]:
-    """The values at a path (`lineitems[].quantity`: every element's), skipping what is absent."""
-    if not steps:
-        return [node]
-    step, rest = steps[0], steps[1:]
-    each = step.endswith("[]")
-    name = step[:-2] if each else step
-    if not isinstance(node, dict) or name not in node:
-        return []
-    child = node[name]
-    if each:
-        return [v for item in (child if isinstance(child, list) else []) for v in _values(item, rest)]
-    return _values(child, rest)

@@ -253,3 +253,35 @@ def test_an_ometria_event_type_longer_than_ometria_keeps(tmp_path: Path) -> None
     assert "rules.yaml:6:" in found and "first 32 characters" in found
     assert f'would arrive as "{long_name[:32]}"' in found and "use a shorter name" in found
     assert load_rules(write(tmp_path, CUSTOM_EVENT_RULE.replace("NAME", long_name[:32]))).rules  # 32 fit
+
+
+def test_text_where_a_number_goes_is_a_mapping_error_on_the_fields_line_at_run_time(tmp_path: Path) -> None:
+    """Data the examples did not cover: the message is not sent (Ometria would drop it out of sight)."""
+    from tests.mapping.test_rules import event, write
+    from bridge.mapping import load_rules
+
+    body = """\
+rules:
+  - name: Order
+    on: shopify orders/create
+    send:
+      - to: ometria order
+        fields:
+          id: "{{ id | string }}"
+          timestamp: "{{ created_at | rfc3339 }}"
+          currency: "{{ currency }}"
+          status: complete
+          grand_total: "{{ total_price }}"
+          is_valid: "{{ not test }}"
+          customer:
+            email: "{{ email }}"
+"""
+    rules = load_rules(write(tmp_path, body))
+    base = {"id": 7, "created_at": "2026-12-02T10:00:00Z", "currency": "AUD", "email": "a@example.com", "test": False}
+    sent = rules.map(event({**base, "total_price": 12.5}))  # a number in the payload: fine as it is
+    assert not sent.errors and sent.messages[0].record["grand_total"] == 12.5
+    refused = rules.map(event({**base, "total_price": "12.50"}))
+    assert not refused.messages and refused.status == "mapping_error"
+    (error,) = refused.errors
+    assert error.startswith(f"{tmp_path}/rules.yaml:12 rule 'Order' → ometria order: `grand_total` is '12.50'"), error
+    assert "add `| decimal`" in error
