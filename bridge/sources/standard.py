@@ -145,6 +145,8 @@ class StandardSource:
         if "." in msg_id or not msg_id.isascii():
             raise SignatureError("webhook-id must be ASCII without full stops")
         if not _TIMESTAMP.fullmatch(stamp):
+            if stamp.isdigit() and len(stamp) in (13, 14):  # a sender's common slip
+                raise SignatureError("webhook-timestamp looks like milliseconds; it must be whole seconds since 1970")
             raise SignatureError("webhook-timestamp is not a whole number of seconds")
         skew = self._clock() - int(stamp)
         if abs(skew) > self._tolerance:

@@ -112,6 +112,13 @@ def test_stale_and_future_timestamps(offset: int, words: str) -> None:
         source().verify(h, VECTOR_BODY)
 
 
+def test_a_timestamp_in_milliseconds_is_refused_with_a_hint() -> None:
+    ts = VECTOR_TS * 1000
+    h = headers(sign(VECTOR_SECRET, VECTOR_ID, ts, VECTOR_BODY), ts=ts)
+    with pytest.raises(SignatureError, match="looks like milliseconds; it must be whole seconds"):
+        source().verify(h, VECTOR_BODY)
+
+
 def test_edge_of_window_and_custom_tolerance() -> None:
     ts = VECTOR_TS - 300
     h = headers(sign(VECTOR_SECRET, VECTOR_ID, ts, VECTOR_BODY), ts=ts)
