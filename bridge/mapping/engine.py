@@ -385,29 +385,49 @@ def _explain(message: MessageSpec, path: str) -> str:
 def type_problems(destination: str, kind: str, record: dict[str, Any]) -> list[tuple[str, str]]:
     """(field, problem) for text where the destination takes a number or true/false: what a forgotten
     `| decimal` sends. The destination would refuse the record, Ometria only later and out of sight."""
-    problems = []
-    for path in NUMBER_FIELDS.get((destination, kind), ()):
-        for value in _values(record, path.split(".")):
-            if isinstance(value, (str, bool)):
-                problems.append((path, f"`{path}` is {value!r}, but {destination} needs a number there: "
-                                       f"add `| decimal` (money in cents: `| cents`) to its expression"))
-    for path in BOOLEAN_FIELDS.get((destination, kind), ()):
-        for value in _values(record, path.split(".")):
-            if not isinstance(value, bool):
-                problems.append((path, f"`{path}` is {value!r}, but {destination} needs true or false there"))
+    checks = _TYPE_CHECKS.get((destination, kind))
+    problems: list[tuple[str, str]] = []
+    if checks is not None:
+        _check_types(record, checks, destination, problems)
     return problems
 
 
-def _values(node: Any, steps: list[str]) -> list[Any]:
-    """The values at a path (`lineitems[].quantity`: every element's), skipping what is absent."""
-    if not steps:
-        return [node]
-    step, rest = steps[0], steps[1:]
-    each = step.endswith("[]")
-    name = step[:-2] if each else step
-    if not isinstance(node, dict) or name not in node:
-        return []
-    child = node[name]
-    if each:
-        return [v for item in (child if isinstance(child, list) else []) for v in _values(item, rest)]
-    return _values(child, rest)
+# Per record type, the fields NUMBER_FIELDS and BOOLEAN_FIELDS name as a tree, so that one walk of a
+# record checks them all (this runs for every message): {"lineitems[]": {"quantity": (path, wants)}}.
+_Checks = dict[str, Any]
+
+
+def _type_tree(numbers: tuple[str, ...], booleans: tuple[str, ...]) -> _Checks:
+    tree: _Checks = {}
+    for wants, paths in (("number", numbers), ("boolean", booleans)):
+        for path in paths:
+            *parents, last = path.split(".")
+            node = tree
+            for step in parents:
+                node = node.setdefault(step, {})
+            node[last] = (path, wants)
+    return tree
+
+
+_TYPE_CHECKS: dict[tuple[str, str], _Checks] = {
+    where: _type_tree(NUMBER_FIELDS.get(where, ()), BOOLEAN_FIELDS.get(where, ()))
+    for where in {*NUMBER_FIELDS, *BOOLEAN_FIELDS}
+}
+
+
+def _check_types(node: Any, checks: _Checks, destination: str, problems: list[tuple[str, str]]) -> None:
+    if not isinstance(node, dict):
+        return
+    for step, check in checks.items():
+        each = step.endswith("[]")
+        value = node.get(step[:-2] if each else step)
+        if value is None:
+            continue
+        for item in (value if isinstance(value, list) else ()) if each else (value,):
+            if isinstance(check, dict):
+                _check_types(item, check, destination, problems)
+            elif check[1] == "number" and isinstance(item, (str, bool)):
+                problems.append((check[0], f"`{check[0]}` is {item!r}, but {destination} needs a number there: "
+                                           f"add `| decimal` (money in cents: `| cents`) to its expression"))
+            elif check[1] == "boolean" and not isinstance(item, bool):
+                problems.append((check[0], f"`{check[0]}` is {item!r}, but {destination} needs true or false there"))
