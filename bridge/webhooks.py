@@ -10,7 +10,7 @@ Each answer is one of the outcomes counted by `bridge_webhooks_received_total`:
     accepted            200  new event committed
     duplicate           200  the dedupe key was seen: nothing new stored
     ping                200  a provider's test delivery: nothing stored
-    invalid_json        400  signature good, body not JSON: stored for inspection
+    invalid_json        400  signature good, body not JSON: stored for inspection (a resend too gets 400)
     rejected_signature  401  missing, malformed or wrong signature, or a timestamp outside the window
     unknown_source      404  no source of that name
     too_large           413  body over BRIDGE_MAX_BODY_BYTES (refused before it is read whole)
@@ -125,15 +125,17 @@ class WebhookEndpoint:
                           topic, RETRY_HEADERS)
 
         event_id = result.event_id
+        if not verified.payload_ok:  # before the duplicate check: a resend of it gets the same 400
+            stored = "already stored" if result.duplicate else "stored"
+            return Answer("invalid_json", 400,
+                          {"error": f"body is not valid JSON; {stored} for inspection", "event_id": event_id},
+                          ("warning", "webhook.invalid_json",
+                           {"event_id": event_id, "topic": topic, "duplicate": result.duplicate}),
+                          topic)
         if result.duplicate:
             return Answer("duplicate", 200, {"status": "duplicate", "event_id": event_id},
                           ("info", "webhook.duplicate",
                            {"event_id": event_id, "topic": topic, "dedupe_key": verified.dedupe_key}),
-                          topic)
-        if not verified.payload_ok:
-            return Answer("invalid_json", 400,
-                          {"error": "body is not valid JSON; stored for inspection", "event_id": event_id},
-                          ("warning", "webhook.invalid_json", {"event_id": event_id, "topic": topic}),
                           topic)
         if bridge.worker is not None:
             bridge.worker.notify_event()

@@ -96,6 +96,17 @@ def test_malformed_json_is_400_and_kept_for_inspection(client: TestClient) -> No
     assert (status, unpack_body(stored, codec)) == ("invalid_json", body)
 
 
+def test_a_resent_malformed_body_gets_the_same_400_and_is_stored_once(client: TestClient) -> None:
+    body = b'{"id": 1, "email": '
+    headers = shopify_headers(body, SECRET, "orders/create")
+    first = client.post("/webhooks/shopify", content=body, headers=headers)
+    again = client.post("/webhooks/shopify", content=body, headers=headers)  # Shopify retries any non-2xx
+    assert (first.status_code, again.status_code) == (400, 400)
+    assert again.json()["event_id"] == first.json()["event_id"]
+    assert "already stored" in again.json()["error"]
+    assert rows(client, "SELECT status, duplicates FROM events") == [("invalid_json", 1)]
+
+
 def test_unknown_topic_is_accepted_and_recorded(client: TestClient) -> None:
     body = b'{"id": 7}'
     response = client.post("/webhooks/omneo", content=body, headers=omneo_headers(body, "omneo-secret", "planet.exploded"))
