@@ -74,3 +74,18 @@ def test_default_policy_rides_out_an_outage_of_hours() -> None:
             break
         now = decision.next_at
     assert now >= 20 * 3600  # the age (24 h) or nearly so, never the attempt count after ~1.8 h
+
+
+def test_the_defaults_agree_between_the_policy_settings_and_an_empty_environment() -> None:
+    from dataclasses import fields
+
+    from bridge.settings import Settings
+
+    empty, plain, policy = Settings.from_env({}), Settings(), RetryPolicy()
+    for f in fields(Settings):
+        if f.name not in {"sources", "destinations"}:
+            assert getattr(empty, f.name) == getattr(plain, f.name), f.name
+    assert (policy.base_seconds, policy.cap_seconds, policy.max_attempts, policy.max_age_seconds,
+            policy.follow_up_seconds) == (plain.retry_base_seconds, plain.retry_cap_seconds,
+                                          plain.retry_max_attempts, plain.retry_max_age_seconds,
+                                          plain.batch_follow_up_seconds)
