@@ -134,7 +134,7 @@ def create_app(settings: Settings, *, run_worker: bool | None = None, **parts: A
             watch = asyncio.create_task(bridge.rules.watch())
             # `kill -HUP` reloads the rules at once, as well as the polling watch.
             with contextlib.suppress(ValueError, RuntimeError, NotImplementedError):  # not the main thread
-                asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, _reload_soon, bridge.rules)
+                asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, bridge.rules.reload_soon)
         for gap in settings.missing():
             log.warning("config.not_configured", what=gap)
         if with_worker:
@@ -166,13 +166,3 @@ def create_app(settings: Settings, *, run_worker: bool | None = None, **parts: A
     )
     app.state.bridge = bridge
     return app
-
-
-_reloads: set[asyncio.Task[bool]] = set()  # running SIGHUP reloads: a task nobody holds may be collected
-
-
-def _reload_soon(rules: Any) -> None:
-    """SIGHUP: load the rules again in a thread, so that the event loop goes on answering webhooks."""
-    task = asyncio.ensure_future(rules.areload())
-    _reloads.add(task)
-    task.add_done_callback(_reloads.discard)

@@ -67,7 +67,7 @@ async def _run_worker(settings: Settings) -> int:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    loop.add_signal_handler(signal.SIGHUP, bridge.rules.reload)
+    loop.add_signal_handler(signal.SIGHUP, bridge.rules.reload_soon)  # one load at a time, with the watch's
     watch = asyncio.create_task(bridge.rules.watch())
     await worker.start()
     structlog.get_logger("bridge").info("worker.started")

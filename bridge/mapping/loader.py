@@ -759,8 +759,15 @@ def load_rules(directory: Path, allowed_areas: Allowed | None = None) -> LoadedR
     problems = Problems()
     if not directory.is_dir():
         raise RulesError([f"{display_path(directory)}: the rules directory does not exist"])
+    paths = rule_files(directory)
+    if not paths:  # a mount that came up empty, or files moved away: refused, like an emptied file
+        skipped = [note.split(":", 1)[0] for note in skipped_files(directory)]
+        raise RulesError([f"{display_path(directory)}: there are no rule files in this folder "
+                          "(names ending in .yaml); put the rule files back"
+                          + (f" or rename {', '.join(skipped)} to end in .yaml" if skipped else "")
+                          + ". Until then events are kept waiting and are mapped once rules load"])
     loaders = []
-    for path in rule_files(directory):
+    for path in paths:
         loader = FileLoader(path, problems)
         loader.load()
         loaders.append(loader)

@@ -47,6 +47,7 @@ class RulesHolder:
         self.error: str | None = None
         self.running_saved: saved.SavedCopy | None = None
         self._loading = asyncio.Lock()
+        self._reloads: set[asyncio.Task[bool]] = set()
         self.reload()
 
     def _scan(self) -> Snapshot:
@@ -134,6 +135,12 @@ class RulesHolder:
             await asyncio.sleep(interval)
             if self.changed():
                 await self.areload()
+
+    def reload_soon(self) -> None:
+        """SIGHUP: `areload` as a task, so the event loop goes on answering webhooks meanwhile."""
+        task = asyncio.ensure_future(self.areload())
+        self._reloads.add(task)  # a task nobody holds may be collected before it ran
+        task.add_done_callback(self._reloads.discard)
 
     async def areload(self) -> bool:
         """`reload` in a thread: loading a large rule folder takes seconds, and the event loop

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import time
 from pathlib import Path
 
 import pytest
@@ -117,9 +119,12 @@ def test_a_crash_while_copying_leaves_the_previous_copy(folder: Path, tmp_path: 
     copies = tmp_path / "copies"
     holder(folder, copies)
     before = saved.latest(copies)
-    (copies / ".0123456789abcdef.999.tmp").mkdir()  # what a crash mid-copy leaves
-    (copies / ".0123456789abcdef.999.tmp" / "shopify-orders.yaml").write_text(BROKEN)
+    left = copies / ".0123456789abcdef.k2j4x.tmp"  # what a crash mid-copy leaves
+    left.mkdir()
+    (left / "shopify-orders.yaml").write_text(BROKEN)
     assert saved.latest(copies) == before
+    an_hour_ago = time.time() - saved.STALE_STAGING_SECONDS - 1
+    os.utime(left, (an_hour_ago, an_hour_ago))  # younger, it may be another process's save in progress
     (folder / "woocommerce.yaml").unlink()
     holder(folder, copies)  # the next copy tidies it away
     assert sorted(p.name for p in copies.iterdir()) == sorted([saved.CURRENT, saved.latest(copies).path.name])  # type: ignore[union-attr]
@@ -132,3 +137,47 @@ def test_settings_put_the_copy_beside_the_database_unless_told_otherwise(tmp_pat
     assert Settings.from_env({"BRIDGE_DATABASE_URL": url, "BRIDGE_LAST_GOOD_RULES_DIR": "/srv/rules-copy"}
                              ).last_good_rules_dir == Path("/srv/rules-copy")
     assert Settings.from_env({"BRIDGE_DATABASE_URL": url, "BRIDGE_LAST_GOOD_RULES_DIR": "off"}).last_good_rules_dir is None
+
+
+def test_a_shared_folder_keeps_everything_that_is_not_a_copy(folder: Path, tmp_path: Path) -> None:
+    data = tmp_path / "data"  # BRIDGE_LAST_GOOD_RULES_DIR=/data, beside other things
+    (data / "backups").mkdir(parents=True)
+    (data / "backups" / "old.db").write_bytes(b"x")
+    (data / "notes.txt").write_text("keep me")
+    shutil.copytree(folder, data / "mappings")
+    holder(folder, data)
+    (folder / "woocommerce.yaml").unlink()
+    holder(folder, data)  # a second copy replaces the first one, and only that
+    assert sorted(p.name for p in data.iterdir()) == sorted(
+        ["backups", "notes.txt", "mappings", saved.CURRENT, saved.latest(data).path.name])  # type: ignore[union-attr]
+    assert (data / "backups" / "old.db").read_bytes() == b"x"
+
+
+def test_a_copy_missing_a_file_is_not_run_and_the_next_load_writes_it_again(folder: Path, tmp_path: Path) -> None:
+    copies = tmp_path / "copies"
+    holder(folder, copies)
+    copy = saved.latest(copies)
+    assert copy is not None
+    (copy.path / "woocommerce.yaml").unlink()  # two saves at once, or a hand, left it short
+    assert saved.latest(copies) is None
+    (folder / "shopify-orders.yaml").write_text(BROKEN)
+    assert holder(folder, copies).current is None  # a short copy never runs in place of the rules
+    shutil.copy(ROOT / "mappings" / "shopify-orders.yaml", folder / "shopify-orders.yaml")
+    holder(folder, copies)
+    again = saved.latest(copies)
+    assert again is not None and (again.path / "woocommerce.yaml").is_file()
+
+
+def test_an_empty_folder_is_refused_and_the_last_good_copy_runs(folder: Path, tmp_path: Path) -> None:
+    copies = tmp_path / "copies"
+    holder(folder, copies)
+    good = saved.latest(copies)
+    for path in folder.iterdir():
+        if path.is_file():
+            path.unlink()
+    (folder / "orders.yml.bak").write_text("rules: []\n")
+    restarted = holder(folder, copies)
+    assert restarted.running_saved == good and restarted.current is not None
+    assert "there are no rule files in this folder" in (restarted.error or "")
+    assert "orders.yml.bak" in (restarted.error or "")  # the file that may be the rules, named
+    assert saved.latest(copies) == good
