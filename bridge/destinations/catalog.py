@@ -68,6 +68,22 @@ NUMBER_FIELDS: dict[tuple[str, str], tuple[str, ...]] = {
                            *(f"lineitems[].{f}" for f in ("quantity", "unit_price", "subtotal", "total", "tax",
                                                           "discount"))),
 }
+# Of those, the money fields the destination takes in integer cents (apis.md 1.4, 1.5); its other
+# money fields are decimal major units. Counts are whole numbers.
+CENTS_FIELDS: dict[tuple[str, str], tuple[str, ...]] = {
+    ("omnisend", "order"): ("orderSum", "subTotalSum", "discountSum", "taxSum", "shippingSum",
+                            "products[].price", "products[].discount"),
+    ("omnisend", "cart"): ("cartSum", "products[].price", "products[].discount"),
+}
+WHOLE_NUMBER_FIELDS = ("quantity", "productQuantity", "orderNumber")  # the last step of the path
+OMETRIA_EVENT_TYPE_MAX = 32  # Ometria keeps the first 32 characters of a custom event's event_type (apis.md 2.5)
+# The recommended Omnisend events and their eventVersion (apis.md 1.2). Only these have a fixed
+# shape (NUMBER_FIELDS); a custom event's properties are its own, of any type.
+OMNISEND_RECOMMENDED_EVENTS: dict[str, str] = {
+    "added product to cart": "", "started checkout": "", "placed order": "v2", "paid for order": "v2",
+    "order fulfilled": "v2", "order canceled": "v2", "order refunded": "v2", "ordered product": "v2",
+    "viewed product": "v4",
+}
 BOOLEAN_FIELDS: dict[tuple[str, str], tuple[str, ...]] = {
     ("omnisend", "event"): ("properties.subTotalTaxIncluded",),
     ("omnisend", "order"): ("subTotalTaxIncluded",),

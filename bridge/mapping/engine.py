@@ -15,7 +15,8 @@ from typing import Any, Callable
 
 from jinja2.runtime import Context
 
-from bridge.destinations.catalog import BOOLEAN_FIELDS, NUMBER_FIELDS, KindSpec
+from bridge.destinations.catalog import (BOOLEAN_FIELDS, CENTS_FIELDS, NUMBER_FIELDS, OMETRIA_EVENT_TYPE_MAX,
+                                        OMNISEND_RECOMMENDED_EVENTS, WHOLE_NUMBER_FIELDS, KindSpec)
 from bridge.mapping import MapResult
 from bridge.mapping.areas import Allowed, areas_of, describe, not_allowed, setting_name, setting_that_allows
 from bridge.mapping.expressions import Compiled, new_scope
@@ -387,6 +388,14 @@ def type_problems(destination: str, kind: str, record: dict[str, Any]) -> list[t
     `| decimal` sends. The destination would refuse the record, Ometria only later and out of sight."""
     checks = _TYPE_CHECKS.get((destination, kind))
     problems: list[tuple[str, str]] = []
+    if (destination, kind) == ("omnisend", "event") and record.get("eventName") not in OMNISEND_RECOMMENDED_EVENTS:
+        return problems  # a custom event's properties are free-form: "tier": "Gold" is fine
+    if (destination, kind) == ("ometria", "custom_event"):
+        name = record.get("event_type")
+        if isinstance(name, str) and len(name) > OMETRIA_EVENT_TYPE_MAX:  # a name made from the event's data
+            problems.append(("event_type", f"the event name \"{name}\" has {len(name)} characters and Ometria keeps "
+                                           f"only the first {OMETRIA_EVENT_TYPE_MAX} (\"{name[:OMETRIA_EVENT_TYPE_MAX]}\"): "
+                                           "make the name in `to:` shorter"))
     if checks is not None:
         _check_types(record, checks, destination, problems)
     return problems
@@ -397,22 +406,30 @@ def type_problems(destination: str, kind: str, record: dict[str, Any]) -> list[t
 _Checks = dict[str, Any]
 
 
-def _type_tree(numbers: tuple[str, ...], booleans: tuple[str, ...]) -> _Checks:
+def _type_tree(where: tuple[str, str]) -> _Checks:
     tree: _Checks = {}
-    for wants, paths in (("number", numbers), ("boolean", booleans)):
+    cents = CENTS_FIELDS.get(where, ())
+    for wants, paths in (("number", NUMBER_FIELDS.get(where, ())), ("boolean", BOOLEAN_FIELDS.get(where, ()))):
         for path in paths:
             *parents, last = path.split(".")
             node = tree
             for step in parents:
                 node = node.setdefault(step, {})
-            node[last] = (path, wants)
+            node[last] = (path, wants, _fix(path, wants, cents))
     return tree
 
 
-_TYPE_CHECKS: dict[tuple[str, str], _Checks] = {
-    where: _type_tree(NUMBER_FIELDS.get(where, ()), BOOLEAN_FIELDS.get(where, ()))
-    for where in {*NUMBER_FIELDS, *BOOLEAN_FIELDS}
-}
+def _fix(path: str, wants: str, cents: tuple[str, ...]) -> str:
+    if wants == "boolean":
+        return "make its expression give true or false"
+    if path in cents:
+        return "add `| cents` to its expression (this field is in cents: 22.50 is 2250)"
+    if path.rsplit(".", 1)[-1] in WHOLE_NUMBER_FIELDS:
+        return "add `| int` to its expression"
+    return "add `| decimal` to its expression"
+
+
+_TYPE_CHECKS: dict[tuple[str, str], _Checks] = {where: _type_tree(where) for where in {*NUMBER_FIELDS, *BOOLEAN_FIELDS}}
 
 
 def _check_types(node: Any, checks: _Checks, destination: str, problems: list[tuple[str, str]]) -> None:
@@ -427,7 +444,7 @@ def _check_types(node: Any, checks: _Checks, destination: str, problems: list[tu
             if isinstance(check, dict):
                 _check_types(item, check, destination, problems)
             elif check[1] == "number" and isinstance(item, (str, bool)):
-                problems.append((check[0], f"`{check[0]}` is {item!r}, but {destination} needs a number there: "
-                                           f"add `| decimal` (money in cents: `| cents`) to its expression"))
+                problems.append((check[0], f"`{check[0]}` is {item!r}, but {destination} needs a number there: {check[2]}"))
             elif check[1] == "boolean" and not isinstance(item, bool):
-                problems.append((check[0], f"`{check[0]}` is {item!r}, but {destination} needs true or false there"))
+                problems.append((check[0], f"`{check[0]}` is {item!r}, but {destination} needs true or false there: "
+                                           f"{check[2]}"))

@@ -21,7 +21,7 @@ from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.error import MarkedYAMLError
 
-from bridge.destinations.catalog import KindSpec
+from bridge.destinations.catalog import OMETRIA_EVENT_TYPE_MAX, KindSpec
 from bridge.errors import RulesError
 from bridge.mapping.areas import Allowed, dotted, written_by
 from bridge.mapping.check import (
@@ -706,7 +706,6 @@ class LoadedRules(CompiledRuleSet):
     digests: dict[str, str]  # file name -> sha256 of the text it was read from
 
 
-OMETRIA_EVENT_TYPE_MAX = 32
 
 REQUIRED_EXAMPLES = {
     ("omnisend", "event", "origin"): "origin: api",

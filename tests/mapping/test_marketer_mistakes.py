@@ -285,3 +285,61 @@ rules:
     (error,) = refused.errors
     assert error.startswith(f"{tmp_path}/rules.yaml:12 rule 'Order' → ometria order: `grand_total` is '12.50'"), error
     assert "add `| decimal`" in error
+
+
+TYPED_RULES = """\
+rules:
+  - name: Order
+    on: shopify orders/create
+    send:
+      - to: omnisend event "tier changed"
+        fields:
+          origin: api
+          contact:
+            email: "{{ email }}"
+          properties:
+            value: "{{ tier }}"
+      - to: omnisend order
+        fields:
+          orderID: "{{ id | string }}"
+          email: "{{ email }}"
+          currency: AUD
+          createdAt: "{{ created_at | rfc3339 }}"
+          orderSum: "{{ total_price }}"
+          products:
+            for each: "{{ line_items }}"
+            item:
+              productID: "{{ item.product_id | string }}"
+              quantity: "{{ item.quantity }}"
+      - to: ometria custom_event "{{ kind }}_reward_issued_to_a_member"
+        fields:
+          id: "reward-{{ id }}"
+          timestamp: "{{ created_at | rfc3339 }}"
+          identity_email: "{{ email }}"
+"""
+
+
+def test_run_time_type_errors_give_the_filter_that_fits_the_field(tmp_path: Path) -> None:
+    """A custom Omnisend event's properties are its own; an order's money is in cents; a count is whole;
+    an Ometria event name made from the data is held to Ometria's 32 characters too."""
+    from tests.mapping.test_rules import event, write
+    from bridge.mapping import load_rules
+
+    rules = load_rules(write(tmp_path, TYPED_RULES))
+    result = rules.map(event({"id": 7, "email": "a@example.com", "tier": "Gold", "kind": "gold",
+                              "created_at": "2026-12-02T10:00:00Z", "total_price": "22.50",
+                              "line_items": [{"product_id": 1, "quantity": "2"}]}))
+    assert [m.kind for m in result.messages] == ["event", "custom_event"]  # "tier changed": value "Gold" is fine
+    assert result.messages[0].record["properties"]["value"] == "Gold"
+    text = "\n".join(result.errors)
+    assert "`orderSum` is '22.50', but omnisend needs a number there: add `| cents`" in text
+    assert "(this field is in cents: 22.50 is 2250)" in text
+    assert "`products[].quantity` is '2', but omnisend needs a number there: add `| int`" in text
+    assert "event name" not in text  # "gold_reward_issued_to_a_member": 30 characters fit
+    long = rules.map(event({"id": 7, "email": "a@example.com", "tier": "Gold", "kind": "platinum_plus",
+                            "created_at": "2026-12-02T10:00:00Z", "total_price": 22,
+                            "line_items": [{"product_id": 1, "quantity": 2}]}))
+    (error,) = long.errors
+    assert error.startswith(f"{tmp_path}/rules.yaml:25 rule 'Order' → ometria custom_event"), error  # the to: line (+1: the header)
+    assert 'the event name "platinum_plus_reward_issued_to_a_member" has 39 characters' in error
+    assert 'only the first 32 ("platinum_plus_reward_issued_to_a")' in error
