@@ -179,26 +179,22 @@ class Omnisend(HttpDestination):
 
     async def follow_up(self, ref: str, messages: Sequence[Message]) -> list[Outcome] | None:
         """The per-item result of a submitted batch, or None while Omnisend is still processing it
-        (a `pause` outcome for each when Omnisend refused our key for the reading)."""
+        (a `pause` outcome for each when Omnisend refused our key for the reading: `_unread`)."""
         v3 = ref.startswith(V3_REF_PREFIX)
         batch_id = ref[len(V3_REF_PREFIX):] if v3 else ref  # no prefix: an /api batch (older rows too)
         status_path = f"/{'v3' if v3 else 'api'}/batches/{quote(batch_id, safe='')}"
         polled = await self._get(status_path)
-        if polled.outcome.kind == "pause":  # our key was refused: the worker pauses, the items stay submitted
-            return [polled.outcome] * len(messages)
         if polled.outcome.kind != "delivered" or polled.response is None:
             if polled.outcome.status == 404:  # batches are deleted after 7 days (apis.md 1.7)
                 return [Outcome("delivered", 404, f"batch {ref} no longer exists; item results unknown")] * len(messages)
-            return None
+            return self._unread(ref, polled.outcome, messages)
         polled_body = _json(polled.response)
         status = str(polled_body.get("status", "pending"))
         if status not in FINAL_BATCH_STATUSES:
             return None
         listed = await self._get(f"{status_path}/items")
-        if listed.outcome.kind == "pause":
-            return [listed.outcome] * len(messages)
         if listed.outcome.kind != "delivered" or listed.response is None:
-            return None
+            return self._unread(ref, listed.outcome, messages)
         body = _json(listed.response)
         entries = [e for e in list(body.get("responses") or []) + list(body.get("errors") or []) if isinstance(e, dict)]
         if v3:
@@ -210,6 +206,23 @@ class Omnisend(HttpDestination):
             pairs = _pair_event_items(messages, entries)
         results = self._match_items(messages, batch_id, status, pairs)
         return [results[m.id] for m in messages]
+
+    @staticmethod
+    def _unread(ref: str, outcome: Outcome, messages: Sequence[Message]) -> list[Outcome] | None:
+        """A read of a batch's result that failed: None to look again later, except when refused.
+
+        401 is our key: a `pause` for each, and the worker pauses the destination (the items stay
+        submitted). 403 is this batch: Omnisend accepted it, so it ran, but this key may not read it
+        (the key was replaced by another store's since). Taken as delivered with its item results
+        unknown, as a deleted batch is: pausing would stop delivery for a batch no key here can
+        read, and reading again would spend the rate limit until the batch's 24 hours ran out.
+        """
+        if outcome.kind != "pause":
+            return None
+        if outcome.status == 403:
+            return [Outcome("delivered", 403, f"batch {ref} result cannot be read with this key (403); "
+                                              "item results unknown")] * len(messages)
+        return [outcome] * len(messages)
 
     def _match_items(self, messages: Sequence[Message], batch_id: str, status: str,
                      pairs: dict[int, dict[str, Any]]) -> dict[int, Outcome]:

@@ -112,6 +112,39 @@ async def test_a_refused_key_while_reading_a_batch_result_asks_for_a_pause(
     assert outcomes is not None and [(o.kind, o.status) for o in outcomes] == [("pause", 401)] * 4
 
 
+async def test_a_key_refused_while_reading_a_batch_s_items_asks_for_a_pause_too(
+        omnisend: Omnisend, omnisend_app: Any, make_message: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    messages = [make_message("event", placed_order(f"c{n}@example.com"), action="create") for n in range(4)]
+    submitted = await omnisend.deliver(messages)
+    fake = omnisend_app.state.fake
+    await asyncio.sleep(fake.processing_seconds * 4)  # the batch is finished, so its items are read
+    get = omnisend._get
+
+    async def revoked_before_the_items(path: str) -> Any:
+        if path.endswith("/items"):
+            fake.api_key = "a-new-key"  # revoked between the two reads
+        return await get(path)
+
+    monkeypatch.setattr(omnisend, "_get", revoked_before_the_items)
+    outcomes = await omnisend.follow_up(submitted[0].ref or "", messages)
+    await omnisend.aclose()
+    assert outcomes is not None and [(o.kind, o.status) for o in outcomes] == [("pause", 401)] * 4
+    assert fake.recorded()[-1].path.endswith("/items")
+
+
+async def test_a_batch_this_key_may_not_read_is_taken_as_delivered_without_a_pause(
+        omnisend: Omnisend, omnisend_app: Any, make_message: Any) -> None:
+    """403: the batch ran (Omnisend accepted it), but this key cannot read it, as after a swap to
+    another store's key. Pausing would stop all delivery for it, and reading again spend the limit."""
+    messages = [make_message("event", placed_order(f"c{n}@example.com"), action="create") for n in range(4)]
+    submitted = await omnisend.deliver(messages)
+    omnisend_app.state.fake.fail(status=403, count=1)
+    outcomes = await omnisend.follow_up(submitted[0].ref or "", messages)
+    await omnisend.aclose()
+    assert outcomes is not None and [(o.kind, o.status) for o in outcomes] == [("delivered", 403)] * 4
+    assert "cannot be read with this key" in outcomes[0].detail
+
+
 async def test_batches_hold_at_most_100(omnisend: Omnisend, omnisend_app: Any, make_message: Any) -> None:
     messages = [make_message("event", placed_order(f"c{n}@example.com"), action="create") for n in range(150)]
     outcomes = await omnisend.deliver(messages)
