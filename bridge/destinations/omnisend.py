@@ -31,12 +31,16 @@ import json
 from typing import Any, Sequence
 from urllib.parse import quote
 
+import structlog
+
 from bridge.destinations.base import Exchange, HttpDestination, Planned
 from bridge.destinations.catalog import OMNISEND_CONTACT_MAX_LENGTHS
 from bridge.destinations.http import classify_status
 from bridge.destinations.ratelimit import Clock, RateLimiter, Sleep
 from bridge.model import Message, Outcome, PreparedRequest
 from bridge.settings import DestinationSettings
+
+log = structlog.get_logger("bridge.destinations.omnisend")
 
 DEFAULT_VERSION = "2026-03-15"
 MAX_BATCH_ITEMS = 100  # /api/batches: 1..100 items (apis.md 1.7)
@@ -220,6 +224,8 @@ class Omnisend(HttpDestination):
         if outcome.kind != "pause":
             return None
         if outcome.status == 403:
+            log.warning("omnisend.batch_result_unreadable", batch=ref, status=403, messages=len(messages),
+                        hint="if every batch gets this, give the API key permission to read batches")
             return [Outcome("delivered", 403, f"batch {ref} result cannot be read with this key (403); "
                                               "item results unknown")] * len(messages)
         return [outcome] * len(messages)
