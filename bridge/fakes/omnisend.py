@@ -5,6 +5,15 @@ Contracts enforced, from shared/docs/apis.md section 1:
   or unknown version -> 400); errors are RFC 9457 problem JSON with `errors[{field, code, message}]`.
 - `/v3/*`: `X-API-KEY: <key>`; errors are `{"error": ..., "fields": {...}}`; missing mandatory
   fields -> 422, wrong types (money must be integer cents) -> 400.
+- Events (1.2): `eventTime` RFC 3339 or `YYYY-MM-DD HH:MM:SS±HH:MM`; `eventVersion` the documented
+  value of a recommended event, empty or absent for the cart events and custom events; `eventID` a
+  UUID v4-v7; `contact` maxLengths, `phone` E.164, `birthdate` YYYY-MM-DD, `gender` m|f, tags and
+  opt-in/out/consent lists; the recommended events' documented property types (prices numbers,
+  `orderNumber` an integer, cart events' `currency` ISO 4217). All -> 400 with every failing field.
+- v3 formats (1.4-1.6) -> 400: order `createdAt`, cart `createdAt`/`updatedAt` ISO 8601, cart
+  `currency` 3 characters and `cartRecoveryUrl` a URI, `discountType`, `paymentStatus` and
+  `fulfillmentStatus` enums, `countryCode` 2 characters (orders' addresses, contacts), contact
+  `birthdate`, identifier channels (`email` for email, `sms` for phone) and their `status` values.
 - 400 requests per sliding minute for the whole brand, `X-Rate-Limit-Limit/Remaining/Reset`
   (seconds left) on every answer, 429 with `Retry-After` when over.
 - Batches: 201 `{batchID, totalCount}`, `inProgress` for `processing_seconds`, then `finished`
@@ -28,6 +37,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from bridge.fakes import formats
 from bridge.fakes.control import FakeApi, Handler, ceil_seconds
 
 VERSIONS = ("2026-03-15",)
@@ -49,6 +59,9 @@ ORDER_PATCH_FIELDS = {
 ORDER_CENTS = ("orderSum", "subTotalSum", "discountSum", "taxSum", "shippingSum")
 PAYMENT_STATUSES = {"awaitingPayment", "partiallyPaid", "paid", "partiallyRefunded", "refunded", "voided"}
 FULFILLMENT_STATUSES = {"unfulfilled", "inProgress", "fulfilled", "delivered", "restocked"}
+DISCOUNT_TYPES = {"percentage", "fixedAmount", "freeShipping"}
+CHANNEL_STATUSES = {"subscribed", "unsubscribed", "nonSubscribed"}
+IDENTIFIER_CHANNELS = {"email": "email", "phone": "sms"}  # identifier type -> its key under `channels`
 
 Problems = list[dict[str, str]]
 
@@ -134,17 +147,23 @@ def _text(value: Any) -> bool:
     return isinstance(value, str) and value.strip() != ""
 
 
-def _is_uuid(value: Any) -> bool:
-    try:
-        uuid.UUID(str(value))
-    except ValueError:
-        return False
-    return True
-
-
 # contactDto.Contact maxLength (apis.md 1.2), written out here: the fake does not take the bridge's word.
 CONTACT_MAX_LENGTHS = {"phone": 15, "firstName": 50, "lastName": 50, "address": 500, "city": 100, "state": 100,
                        "country": 100, "countryCode": 3, "postalCode": 20}
+# contact optIns / optOuts / consents: at most this many entries, and the text limits of each entry.
+CONTACT_LISTS = {"optIns": (10, {"source": 100}), "optOuts": (10, {"reason": 100, "source": 100}),
+                 "consents": (100, {"source": 100, "userAgent": 200})}
+CART_EVENTS = ("added product to cart", "started checkout")
+ORDER_EVENTS = ("placed order", "paid for order", "order fulfilled", "order canceled", "order refunded")
+# Prices in events are decimal major units (apis.md 1.2): numbers, as in the event pages' examples.
+ORDER_EVENT_PRICES = ("totalPrice", "subTotalPrice", "totalDiscount", "totalTax", "shippingPrice",
+                      "totalRefundedAmount")
+PRODUCT_ITEM_NUMBERS = ("productPrice", "productDiscount", "productStrikeThroughPrice", "productQuantity")
+# Not checked, as apis.md does not settle them: `paymentStatus` / `fulfillmentStatus` values in events
+# ([U]: only the v3 order enums are documented), `discounts[].type` (no values documented for events),
+# `productID` / `productSKU` types (the examples and partner code disagree), the format of the order
+# events' `createdAt`, and `viewed product` over REST (the docs list only the JS API for it, but do
+# not say the REST endpoint refuses it).
 
 
 def event_problems(event: Any) -> Problems:
@@ -158,21 +177,118 @@ def event_problems(event: Any) -> Problems:
     if not isinstance(contact, dict) or not any(_text(contact.get(k)) for k in ("email", "phone", "id")):
         errors.append({"field": "contact", "code": "required", "message": "contact needs email, phone or id"})
     else:
-        for name, limit in CONTACT_MAX_LENGTHS.items():
-            if isinstance(contact.get(name), str) and len(contact[name]) > limit:
-                errors.append({"field": f"contact.{name}", "code": "too_long",
-                               "message": f"{name} is at most {limit} characters"})
+        errors += contact_problems(contact)
     event_name = event.get("eventName")
-    if isinstance(event_name, str) and event_name in RECOMMENDED_EVENTS:
-        expected = RECOMMENDED_EVENTS[event_name]
-        if expected and event.get("eventVersion") != expected:
-            errors.append({"field": "eventVersion", "code": "invalid_value",
-                           "message": f"eventVersion must be {expected!r} for {event_name!r}"})
-    if event.get("eventID") not in (None, "") and not _is_uuid(event["eventID"]):
-        errors.append({"field": "eventID", "code": "invalid_format", "message": "eventID must be a UUID"})
-    if "properties" in event and not isinstance(event["properties"], dict):
+    # eventVersion: the documented value for a recommended event; empty or absent for the cart events
+    # (whose documented value is "") and for custom events (apis.md 1.2).
+    expected = RECOMMENDED_EVENTS.get(event_name, "") if isinstance(event_name, str) else ""
+    version = event.get("eventVersion")
+    if expected and version != expected:
+        errors.append({"field": "eventVersion", "code": "invalid_value",
+                       "message": f"eventVersion must be {expected!r} for {event_name!r}"})
+    elif not expected and version not in (None, ""):
+        errors.append({"field": "eventVersion", "code": "invalid_value",
+                       "message": f"eventVersion must be empty or absent for {event_name!r}"})
+    if event.get("eventTime") is not None and not formats.omnisend_event_time(event["eventTime"]):
+        errors.append({"field": "eventTime", "code": "invalid_format",
+                       "message": "eventTime must be RFC 3339 or YYYY-MM-DD HH:MM:SS±HH:MM"})
+    if event.get("eventID") not in (None, "") and not formats.uuid_v4_to_v7(event["eventID"]):
+        errors.append({"field": "eventID", "code": "invalid_format", "message": "eventID must be a UUID (v4 to v7)"})
+    properties = event.get("properties")
+    if "properties" in event and not isinstance(properties, dict):
         errors.append({"field": "properties", "code": "invalid_type", "message": "properties must be an object"})
+    elif isinstance(properties, dict) and isinstance(event_name, str):
+        errors += property_problems(event_name, properties)
     return errors
+
+
+def contact_problems(contact: dict[str, Any]) -> Problems:
+    """An event's `contact` against contactDto.Contact (apis.md 1.2)."""
+    errors: Problems = []
+
+    def wrong(name: str, code: str, message: str) -> None:
+        errors.append({"field": f"contact.{name}", "code": code, "message": message})
+
+    for name, limit in CONTACT_MAX_LENGTHS.items():
+        if isinstance(contact.get(name), str) and len(contact[name]) > limit:
+            wrong(name, "too_long", f"{name} is at most {limit} characters")
+    if contact.get("phone") is not None and not formats.e164(contact["phone"]):
+        wrong("phone", "invalid_format", "phone must be E.164, like +1234567890")
+    if contact.get("birthdate") is not None and not formats.ymd(contact["birthdate"]):
+        wrong("birthdate", "invalid_format", "birthdate must be YYYY-MM-DD")
+    if contact.get("gender") not in (None, "m", "f"):
+        wrong("gender", "invalid_value", "gender must be m or f")
+    tags = contact.get("tags")
+    if tags is not None and (not isinstance(tags, list) or len(tags) > 100
+                             or not all(isinstance(tag, str) for tag in tags)):
+        wrong("tags", "invalid_value", "tags must be at most 100 strings")
+    if contact.get("customProperties") is not None and not isinstance(contact["customProperties"], dict):
+        wrong("customProperties", "invalid_type", "customProperties must be an object")
+    for name, (most, limits) in CONTACT_LISTS.items():
+        entries = contact.get(name)
+        if entries is None:
+            continue
+        if not isinstance(entries, list) or len(entries) > most:
+            wrong(name, "invalid_value", f"{name} must be a list of at most {most} entries")
+            continue
+        for i, entry in enumerate(entries):
+            if not isinstance(entry, dict):
+                wrong(f"{name}.{i}", "invalid_type", "must be an object")
+                continue
+            for key, limit in limits.items():
+                if isinstance(entry.get(key), str) and len(entry[key]) > limit:
+                    wrong(f"{name}.{i}.{key}", "too_long", f"{key} is at most {limit} characters")
+            # The channel values are listed for optIns only (email | sms); consents' createdAt is RFC 3339.
+            if name == "optIns" and entry.get("channel") not in ("email", "sms"):
+                wrong(f"{name}.{i}.channel", "invalid_value", "channel must be email or sms")
+            if name == "consents" and entry.get("createdAt") is not None and not formats.rfc3339(entry["createdAt"]):
+                wrong(f"{name}.{i}.createdAt", "invalid_format", "createdAt must be RFC 3339")
+    return errors
+
+
+def property_problems(event_name: str, properties: dict[str, Any]) -> Problems:
+    """The documented property shapes of the recommended events (apis.md 1.2); custom events are free-form."""
+    errors: Problems = []
+
+    def check(path: str, value: Any, ok: Callable[[Any], bool], message: str) -> None:
+        if value is not None and not ok(value):
+            errors.append({"field": f"properties.{path}", "code": "invalid_type", "message": message})
+
+    items: list[str] = []
+    if event_name in CART_EVENTS:
+        if properties.get("currency") is not None and not formats.iso4217(properties["currency"]):
+            errors.append({"field": "properties.currency", "code": "invalid_format",
+                           "message": "currency must be an ISO 4217 code, like EUR"})
+        check("value", properties.get("value"), formats.number, "value must be a number")
+        items = ["lineItems", "addedItem"]
+    elif event_name in ORDER_EVENTS:
+        check("orderNumber", properties.get("orderNumber"), formats.integer, "orderNumber must be an integer")
+        for name in ORDER_EVENT_PRICES:
+            check(name, properties.get(name), formats.number, f"{name} must be a number (decimal major units)")
+        check("subTotalTaxIncluded", properties.get("subTotalTaxIncluded"), formats.boolean,
+              "subTotalTaxIncluded must be true or false")
+        for i, discount in enumerate(_listed(properties.get("discounts"))):
+            if isinstance(discount, dict):
+                check(f"discounts.{i}.amount", discount.get("amount"), formats.number, "amount must be a number")
+        items = ["lineItems", "refundedLineItems"]
+    elif event_name == "ordered product":
+        items = ["product"]
+    for name in items:
+        value = properties.get(name)
+        for i, item in enumerate(_listed(value)):
+            if not isinstance(item, dict):
+                continue
+            where = f"{name}.{i}" if isinstance(value, list) else name
+            for field_name in PRODUCT_ITEM_NUMBERS:
+                check(f"{where}.{field_name}", item.get(field_name), formats.number, f"{field_name} must be a number")
+    return errors
+
+
+def _listed(value: Any) -> list[Any]:
+    """A list as it is, one object as a list of one, anything else as nothing."""
+    if isinstance(value, list):
+        return value
+    return [value] if isinstance(value, dict) else []
 
 
 def _missing(record: dict[str, Any], names: tuple[str, ...], any_of: tuple[str, ...] = ()) -> dict[str, list[str]]:
@@ -217,7 +333,37 @@ def order_errors(record: dict[str, Any]) -> tuple[int, dict[str, list[str]]]:
     wrong = _not_cents(record, ORDER_CENTS)
     wrong.update(_products(record, ("productID", "variantID", "title", "quantity", "price"), ("price", "discount")))
     wrong.update(_enums(record))
+    wrong.update(_order_formats(record))
     return (400, wrong) if wrong else (200, {})
+
+
+def _order_formats(record: dict[str, Any]) -> dict[str, list[str]]:
+    """v3 order field formats (apis.md 1.5). `orderNumber` is not checked: an integer in the OpenAPI,
+    a string in the docs table; `currency` has no documented form for orders (3 characters is carts')."""
+    fields = _times(record, ("createdAt",))
+    if record.get("discountType") not in (None, *DISCOUNT_TYPES):
+        fields["discountType"] = ["must be one of " + ", ".join(sorted(DISCOUNT_TYPES))]
+    if record.get("discountValue") is not None and not formats.integer(record["discountValue"]):
+        fields["discountValue"] = ["must be an integer"]
+    if record.get("subTotalTaxIncluded") is not None and not formats.boolean(record["subTotalTaxIncluded"]):
+        fields["subTotalTaxIncluded"] = ["must be true or false"]
+    for name in ("billingAddress", "shippingAddress"):
+        address = record.get(name)
+        if isinstance(address, dict):
+            fields.update(_country_code(address, f"{name}."))
+    return fields
+
+
+def _times(record: dict[str, Any], names: tuple[str, ...]) -> dict[str, list[str]]:
+    return {name: ["must be an ISO 8601 date and time, like 2026-11-23T10:00:00Z"]
+            for name in names if record.get(name) is not None and not formats.iso8601(record[name])}
+
+
+def _country_code(record: dict[str, Any], prefix: str = "") -> dict[str, list[str]]:
+    code = record.get("countryCode")
+    if code is None or (isinstance(code, str) and len(code) == 2):
+        return {}
+    return {f"{prefix}countryCode": ["must be 2 characters"]}
 
 
 def _enums(record: dict[str, Any]) -> dict[str, list[str]]:
@@ -238,9 +384,19 @@ def cart_errors(record: dict[str, Any]) -> tuple[int, dict[str, list[str]]]:
         return 422, missing
     wrong = _not_cents(record, ("cartSum",))
     wrong.update(_products(record, required, ("price", "oldPrice", "discount")))
-    if isinstance(record.get("currency"), str) and len(record["currency"]) != 3:
-        wrong["currency"] = ["must be 3 characters"]
+    wrong.update(_cart_formats(record))
     return (400, wrong) if wrong else (200, {})
+
+
+def _cart_formats(record: dict[str, Any]) -> dict[str, list[str]]:
+    """v3 cart field formats (apis.md 1.4): currency 3 characters, ISO 8601 times, a URI to recover the cart."""
+    fields = _times(record, ("createdAt", "updatedAt"))
+    currency = record.get("currency")
+    if currency is not None and not (isinstance(currency, str) and len(currency) == 3):
+        fields["currency"] = ["must be 3 characters"]
+    if record.get("cartRecoveryUrl") is not None and not formats.uri(record["cartRecoveryUrl"]):
+        fields["cartRecoveryUrl"] = ["must be a URI"]
+    return fields
 
 
 def contact_errors(record: dict[str, Any]) -> dict[str, list[str]]:
@@ -257,8 +413,32 @@ def contact_errors(record: dict[str, Any]) -> dict[str, list[str]]:
                 fields[f"identifiers.{i}.{name}"] = ["field required"]
         if ident.get("type") not in (None, "email", "phone"):
             fields[f"identifiers.{i}.type"] = ["must be email or phone"]
+        fields.update(_channels(ident, f"identifiers.{i}.channels"))
     if record.get("gender") not in (None, "m", "f"):
         fields["gender"] = ["must be m or f"]
+    if record.get("birthdate") is not None and not formats.ymd(record["birthdate"]):
+        fields["birthdate"] = ["must be YYYY-MM-DD"]
+    if record.get("sendWelcomeEmail") is not None and not formats.boolean(record["sendWelcomeEmail"]):
+        fields["sendWelcomeEmail"] = ["must be true or false"]
+    fields.update(_country_code(record))
+    return fields
+
+
+def _channels(identifier: dict[str, Any], where: str) -> dict[str, list[str]]:
+    """`channels` of a v3 contact identifier: `email` for an email, `sms` for a phone (apis.md 1.6), each
+    with a `status` of subscribed, unsubscribed or nonSubscribed. The phone's form is not documented
+    for v3 identifiers (only for event contacts), so it is not checked here."""
+    channels = identifier.get("channels")
+    if not isinstance(channels, dict) or not channels:
+        return {}  # missing: reported as required above
+    fields: dict[str, list[str]] = {}
+    expected = IDENTIFIER_CHANNELS.get(identifier.get("type"))  # type: ignore[arg-type]
+    if expected is not None and set(channels) != {expected}:
+        fields[where] = [f"a {identifier['type']} identifier takes the `{expected}` channel"]
+    for name, channel in channels.items():
+        status = channel.get("status") if isinstance(channel, dict) else None
+        if not isinstance(channel, dict) or status not in (None, *CHANNEL_STATUSES):
+            fields[f"{where}.{name}.status"] = ["must be one of " + ", ".join(sorted(CHANNEL_STATUSES))]
     return fields
 
 
@@ -447,6 +627,7 @@ def create_omnisend_app(
                 else:
                     wrong = _not_cents(body, ("cartSum",))
                     wrong.update(_products(body, (), ("price", "oldPrice", "discount")))
+                    wrong.update(_cart_formats(body))
                 if wrong:
                     return v3_error(400, f"Invalid {kind}", wrong)
                 with fake.lock:

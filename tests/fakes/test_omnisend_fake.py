@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from typing import Any, Iterator
 
@@ -240,3 +241,164 @@ def test_v3_orders_batch_items_checked_like_single_orders(client: httpx.Client, 
     assert [(i["request"]["orderID"], i["responseCode"]) for i in listed["errors"]] == [("2", 400), ("3", 422)]
     assert "orderSum" in listed["errors"][0]["response"]["fields"]
     assert list(app.state.fake.orders) == ["1"]
+
+
+# --- formats, enums and versions (apis.md 1.2, 1.4-1.6) ---------------------------------------------
+
+PLACED = {"eventName": "placed order", "eventVersion": "v2", "origin": "api", "contact": {"email": "a@example.com"},
+          "properties": {"orderID": "1", "orderNumber": 1042, "currency": "AUD", "totalPrice": 221.35,
+                         "subTotalTaxIncluded": True, "discounts": [{"code": "W", "amount": 3.5, "type": "percentage"}],
+                         "lineItems": [{"productID": "p", "productPrice": 89.95, "productQuantity": 2}]}}
+CHECKOUT = {"eventName": "started checkout", "origin": "api", "contact": {"email": "a@example.com"},
+            "properties": {"cartID": "c", "currency": "AUD", "value": 179.9,
+                           "lineItems": [{"productID": "p", "productPrice": 89.95, "productQuantity": 2}]}}
+
+
+def _with(event: dict[str, Any], path: str, value: Any) -> dict[str, Any]:
+    """A deep copy of `event` with `value` at the dotted `path` (list indexes as numbers)."""
+    copy = json.loads(json.dumps(event))
+    *parents, last = path.split(".")
+    node: Any = copy
+    for step in parents:
+        node = node[int(step)] if isinstance(node, list) else node.setdefault(step, {})
+    node[int(last) if isinstance(node, list) else last] = value
+    return copy
+
+
+@pytest.mark.parametrize(
+    ("event", "field"),
+    [(_with(EVENT, "eventTime", "2026-11-23T10:00:00"), "eventTime"),  # no offset
+     (_with(EVENT, "eventTime", "2026-11-23 10:00:00"), "eventTime"),
+     (_with(EVENT, "eventTime", "23/11/2026 10:00"), "eventTime"),
+     (_with(EVENT, "eventTime", "2026-02-30T10:00:00Z"), "eventTime"),
+     (_with(EVENT, "eventTime", 1763892000), "eventTime"),
+     (_with(PLACED, "eventVersion", "v1"), "eventVersion"),
+     (_with(PLACED, "eventVersion", ""), "eventVersion"),
+     (_with(EVENT, "eventVersion", "v2"), "eventVersion"),  # a custom event takes none
+     (_with(CHECKOUT, "eventVersion", "v2"), "eventVersion"),  # the cart events' version is ""
+     ({**EVENT, "eventName": "viewed product", "eventVersion": "v2"}, "eventVersion"),
+     (_with(EVENT, "eventID", "6ba7b810-9dad-11d1-80b4-00c04fd430c8"), "eventID"),  # a v1 UUID
+     (_with(EVENT, "contact.phone", "0412345678"), "contact.phone"),
+     (_with(EVENT, "contact.phone", "+61 412 345 678"), "contact.phone"),
+     (_with(EVENT, "contact.phone", "+493012345678901"), "contact.phone"),  # E.164, but over maxLength 15
+     (_with(EVENT, "contact.birthdate", "14/06/1991"), "contact.birthdate"),
+     (_with(EVENT, "contact.gender", "female"), "contact.gender"),
+     (_with(EVENT, "contact.tags", [f"t{n}" for n in range(101)]), "contact.tags"),
+     (_with(EVENT, "contact.optIns", [{"channel": "push", "createdAt": "2026-11-23T10:00:00Z"}]),
+      "contact.optIns.0.channel"),
+     (_with(EVENT, "contact.optOuts", [{"channel": "email"}] * 11), "contact.optOuts"),
+     (_with(EVENT, "contact.consents", [{"channel": "email", "createdAt": "yesterday"}]),
+      "contact.consents.0.createdAt"),
+     (_with(EVENT, "contact.consents", [{"channel": "email", "userAgent": "u" * 201}]),
+      "contact.consents.0.userAgent"),
+     (_with(CHECKOUT, "properties.currency", "aud"), "properties.currency"),
+     (_with(CHECKOUT, "properties.value", "179.90"), "properties.value"),
+     (_with(CHECKOUT, "properties.lineItems.0.productPrice", "89.95"), "properties.lineItems.0.productPrice"),
+     ({**_with(CHECKOUT, "properties.addedItem", {"productQuantity": "2"}), "eventName": "added product to cart"},
+      "properties.addedItem.productQuantity"),
+     (_with(PLACED, "properties.orderNumber", "1042"), "properties.orderNumber"),
+     (_with(PLACED, "properties.totalPrice", "221.35"), "properties.totalPrice"),
+     (_with(PLACED, "properties.subTotalTaxIncluded", "true"), "properties.subTotalTaxIncluded"),
+     (_with(PLACED, "properties.discounts.0.amount", "3.5"), "properties.discounts.0.amount"),
+     (_with(PLACED, "properties.lineItems.0.productQuantity", True), "properties.lineItems.0.productQuantity"),
+     ({**PLACED, "eventName": "ordered product", "properties": {"orderID": "1", "product": {"productPrice": "1"}}},
+      "properties.product.productPrice")],
+)
+def test_event_format_refused(client: httpx.Client, event: dict[str, Any], field: str) -> None:
+    response = client.post("/api/events", json=event, headers=API)
+    assert response.status_code == 400, response.text
+    assert field in [e["field"] for e in response.json()["errors"]]
+
+
+@pytest.mark.parametrize(
+    "event",
+    [PLACED, CHECKOUT, _with(CHECKOUT, "eventVersion", ""), _with(EVENT, "eventVersion", ""),
+     _with(EVENT, "eventTime", "2021-07-01T00:00:00Z"), _with(EVENT, "eventTime", "2026-11-20 10:15:30+11:00"),
+     _with(EVENT, "eventTime", "2026-11-20T10:15:30.123456-05:00"),
+     _with(EVENT, "eventID", "0b6d4c2e-8a8f-4f0e-9a51-1f6f3d2b9c11"),  # v4
+     _with(EVENT, "eventID", "886313e1-3b8a-5372-9b90-0c9aee199e5d"),  # v5, as the bridge derives them
+     _with(PLACED, "contact", {"phone": "+1234567890", "birthdate": "1991-06-14", "gender": "f",
+                               "optIns": [{"channel": "sms", "createdAt": "2026-11-23T10:00:00Z"}]}),
+     # a custom event's properties are free-form; undocumented values are not refused
+     _with(EVENT, "properties", {"totalPrice": "text", "when": "whenever"}),
+     _with(PLACED, "properties.paymentStatus", "pending"),
+     _with(PLACED, "properties.discounts.0.type", "fixed_amount")],
+)
+def test_event_format_accepted(client: httpx.Client, event: dict[str, Any]) -> None:
+    response = client.post("/api/events", json=event, headers=API)
+    assert response.status_code == 202, response.text
+
+
+def test_batch_item_with_a_bad_event_time_is_an_item_error(client: httpx.Client) -> None:
+    items = [PLACED, _with(PLACED, "eventTime", "2026-11-23T10:00:00")]
+    created = client.post("/api/batches", json={"method": "POST", "endpoint": "events", "items": items}, headers=API)
+    time.sleep(0.06)
+    listed = client.get(f"/api/batches/{created.json()['batchID']}/items", headers=API).json()
+    assert [i["responseCode"] for i in listed["responses"]] == [202]
+    [error] = listed["errors"]
+    assert error["responseCode"] == 400 and [e["field"] for e in error["response"]["errors"]] == ["eventTime"]
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [({"createdAt": "23/11/2026"}, "createdAt"), ({"createdAt": "2026-11-23"}, "createdAt"),
+     ({"discountType": "fixed_amount"}, "discountType"), ({"discountValue": 1.5}, "discountValue"),
+     ({"subTotalTaxIncluded": "yes"}, "subTotalTaxIncluded"),
+     ({"billingAddress": {"countryCode": "AUS"}}, "billingAddress.countryCode"),
+     ({"shippingAddress": {"countryCode": "A"}}, "shippingAddress.countryCode")],
+)
+def test_v3_order_format_refused(client: httpx.Client, change: dict[str, Any], field: str) -> None:
+    response = client.post("/v3/orders", json={**ORDER, **change}, headers=V3)
+    assert response.status_code == 400 and field in response.json()["fields"]
+
+
+def test_v3_order_formats_accepted(client: httpx.Client) -> None:
+    order = {**ORDER, "createdAt": "2026-11-23T10:00:00+11:00", "updatedAt": "2026-11-23T10:00:00",
+             "discountType": "fixedAmount", "discountValue": 350, "subTotalTaxIncluded": False,
+             "billingAddress": {"countryCode": "AU"}, "orderNumber": "1042"}  # orderNumber: docs disagree
+    assert client.post("/v3/orders", json=order, headers=V3).status_code == 200
+    assert client.post("/v3/orders", json={**order, "createdAt": "2026-11-23T10:00:00"}, headers=V3).status_code == 200
+
+
+CART = {"cartID": "c1", "email": "a@example.com", "currency": "EUR", "cartSum": 100}
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [({"createdAt": "yesterday"}, "createdAt"), ({"updatedAt": "2026-11-23 10:00"}, "updatedAt"),
+     ({"currency": "EURO"}, "currency"), ({"cartRecoveryUrl": "shop/cart/c1"}, "cartRecoveryUrl")],
+)
+def test_v3_cart_format_refused(client: httpx.Client, change: dict[str, Any], field: str) -> None:
+    response = client.post("/v3/carts", json={**CART, **change}, headers=V3)
+    assert response.status_code == 400 and field in response.json()["fields"]
+
+
+def test_v3_cart_formats_accepted_and_checked_on_patch(client: httpx.Client) -> None:
+    cart = {**CART, "createdAt": "2026-11-23T10:00:00Z", "cartRecoveryUrl": "https://shop.example.com/cart/c1"}
+    assert client.post("/v3/carts", json=cart, headers=V3).status_code == 200
+    assert client.patch("/v3/carts/c1", json={"updatedAt": "2026-11-23T11:00:00Z"}, headers=V3).status_code == 200
+    refused = client.patch("/v3/carts/c1", json={"updatedAt": "11:00"}, headers=V3)
+    assert refused.status_code == 400 and "updatedAt" in refused.json()["fields"]
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [({"birthdate": "1991-6-14"}, "birthdate"), ({"countryCode": "AUS"}, "countryCode"),
+     ({"sendWelcomeEmail": "true"}, "sendWelcomeEmail"),
+     ({"identifiers": [{"type": "email", "id": "a@example.com", "channels": {"email": {"status": "yes"}}}]},
+      "identifiers.0.channels.email.status"),
+     ({"identifiers": [{"type": "email", "id": "a@example.com", "channels": {"sms": {"status": "subscribed"}}}]},
+      "identifiers.0.channels"),
+     ({"identifiers": [{"type": "phone", "id": "+61412345678", "channels": {"email": {"status": "subscribed"}}}]},
+      "identifiers.0.channels")],
+)
+def test_v3_contact_format_refused(client: httpx.Client, change: dict[str, Any], field: str) -> None:
+    response = client.post("/v3/contacts", json={**CONTACT, **change}, headers=V3)
+    assert response.status_code == 400 and field in response.json()["fields"]
+
+
+def test_v3_contact_formats_accepted(client: httpx.Client) -> None:
+    contact = {"identifiers": [CONTACT["identifiers"][0],
+                               {"type": "phone", "id": "+61412345678", "channels": {"sms": {"status": "nonSubscribed"}}}],
+               "birthdate": "1991-06-14", "countryCode": "AU", "gender": "f", "sendWelcomeEmail": False}
+    assert client.post("/v3/contacts", json=contact, headers=V3).status_code == 200
