@@ -5,12 +5,17 @@ one `@type` (contact, order, product, custom_event), each with an `id` and at mo
 (`Payload invalid: Record is too large.`) -> 400 for the whole request; 8 requests per sliding
 second -> 429. Records that pass those checks but miss fields Ometria validates later are counted
 as `rejected` in the `{"status": "OK", "request_id", "accepted", "rejected"}` answer and listed by
-`GET /v2/push/_errors`, like the real service.
+`GET /v2/push/_errors`, like the real service. So are records with a value of the wrong form
+(`not a valid value`): order `timestamp` ISO 8601, `currency` ISO 4217, `is_valid` / `is_on_sale` /
+`@merge` / `@force_optin` booleans; contact `phone_number` E.164, `marketing_optin` and `gender`
+values, ISO 8601 `timestamp_*`; custom event `timestamp` ISO 8601 with an offset, `event_type` at
+most 32 characters, property values (strings at most 512 characters, dates with an offset).
 """
 
 from __future__ import annotations
 
 import json
+import re
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -21,6 +26,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from bridge.fakes import formats
 from bridge.fakes.control import FakeApi
 
 TYPES = ("contact", "order", "product", "custom_event")
@@ -33,6 +39,18 @@ LATER_REQUIRED = {
     "contact": (("email", "customer_id"),),
     "product": (("title",),),
 }
+MARKETING_OPTIN = ("EXPLICITLY_OPTEDIN", "EXPLICITLY_OPTEDOUT", "NOT_SPECIFIED")
+CONTACT_TIMES = ("timestamp_acquired", "timestamp_subscribed", "timestamp_unsubscribed")
+# "keep under 32 chars, longer names are truncated" (apis.md 2.5). Ometria would take the event and
+# keep the first 32 characters, which then no longer name the event type Ometria set up: the fake
+# refuses a longer type instead, so that the loss shows. At most 32 is taken, as the bridge does.
+EVENT_TYPE_MAX = 32
+PROPERTY_TEXT_MAX = 512  # a custom event's string property
+# A text that reads as a date and time: a custom event's date property must carry an offset.
+LOOKS_LIKE_TIME = re.compile(r"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}", re.ASCII)
+# Not checked: the order `status` (apis.md gives examples, not a list), which of `identity_email` /
+# `identity_account_id` a custom event needs (either is taken; [U]), `date_of_birth`, `country_id`
+# and contact `properties` (no form documented), and the `X-QueueSize-*` headers ([U]).
 
 
 @dataclass
@@ -54,6 +72,61 @@ class FakeOmetria(FakeApi):
 
 def error(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
     return JSONResponse({"status": "error", "message": message}, status_code=status, headers=headers)
+
+
+def record_problems(record: dict[str, Any]) -> list[tuple[str, str]]:
+    """What Ometria's later validation refuses in a record, as (field path, message); empty: valid.
+
+    Blank values (null, "") are not checked: without `@merge` a blank may clear a stored field.
+    """
+    kind = record["@type"]
+    problems = [((" or ".join(group),), "field required") for group in LATER_REQUIRED[kind]
+                if not any(record.get(name) not in (None, "") for name in group)]
+
+    def check(path: tuple[str, ...], value: Any, ok: Any, expected: str) -> None:
+        if value not in (None, "") and not ok(value):
+            problems.append((path, f"not a valid value (expected {expected})"))
+
+    for flag in ("@merge", "@force_optin"):
+        check((flag,), record.get(flag), formats.boolean, "true or false")
+    if kind == "order":
+        check(("timestamp",), record.get("timestamp"), formats.iso8601, "an ISO 8601 date and time")
+        check(("currency",), record.get("currency"), formats.iso4217, "an ISO 4217 currency code")
+        check(("is_valid",), record.get("is_valid"), formats.boolean, "true or false")
+        lineitems = record.get("lineitems")
+        for i, item in enumerate(lineitems if isinstance(lineitems, list) else []):
+            if isinstance(item, dict):
+                check(("lineitems", str(i), "is_on_sale"), item.get("is_on_sale"), formats.boolean, "true or false")
+    elif kind == "contact":
+        check(("marketing_optin",), record.get("marketing_optin"), MARKETING_OPTIN.__contains__,
+              " or ".join(MARKETING_OPTIN))
+        for name in CONTACT_TIMES:
+            check((name,), record.get(name), formats.iso8601, "an ISO 8601 date and time")
+        check(("phone_number",), record.get("phone_number"), formats.e164, "an E.164 number, like +447700900123")
+        check(("gender",), record.get("gender"), ("m", "f", "o").__contains__, "m, f or o")
+    elif kind == "custom_event":
+        check(("timestamp",), record.get("timestamp"), lambda v: formats.iso8601(v, offset=True),
+              "ISO 8601 with an offset, like 2023-05-25T15:32:52+00:00")
+        check(("event_type",), record.get("event_type"), lambda v: isinstance(v, str) and len(v) <= EVENT_TYPE_MAX,
+              f"a name of at most {EVENT_TYPE_MAX} characters")
+        properties = record.get("properties")
+        if properties is not None and not isinstance(properties, dict):
+            problems.append((("properties",), "not a valid value (expected an object)"))
+        for name, value in (properties.items() if isinstance(properties, dict) else ()):
+            check(("properties", name), value, _property_value, f"a string of at most {PROPERTY_TEXT_MAX} characters, "
+                  "a boolean, a number, a list, or a date in ISO 8601 with an offset")
+    return problems
+
+
+def _property_value(value: Any) -> bool:
+    """A custom event property (apis.md 2.5): string (at most 512 characters), boolean, number, products
+    list, or date (ISO 8601 with offset). A nested object is taken: Ometria only says it cannot be
+    used in segments or triggers. A text that reads as a date and time is taken for a date."""
+    if isinstance(value, str):
+        if LOOKS_LIKE_TIME.match(value):
+            return formats.iso8601(value, offset=True)
+        return len(value) <= PROPERTY_TEXT_MAX
+    return True  # JSON's other values: number, boolean, list, object
 
 
 def record_size(record: Any) -> int:
@@ -106,15 +179,12 @@ def create_ometria_app(
             return error(400, "Payload invalid: one object type per request")
         accepted = rejected = 0
         for record in body:
-            problem = next(
-                (" or ".join(group) for group in LATER_REQUIRED[record["@type"]]
-                 if not any(record.get(name) not in (None, "") for name in group)),
-                None,
-            )
+            problems = record_problems(record)
             with fake.lock:
-                if problem is not None:
+                if problems:
                     rejected += 1
-                    fake.errors.append({"error_message": "field required", "error_path": f"root > {problem}"})
+                    fake.errors += [{"error_message": message, "error_path": " > ".join(("root", *path))}
+                                    for path, message in problems]
                     del fake.errors[:-100]
                     continue
                 accepted += 1

@@ -29,7 +29,7 @@ def test_push_accepted(client: httpx.Client, app: Any) -> None:
     assert response.status_code == 202
     body = response.json()
     assert (body["status"], body["accepted"], body["rejected"]) == ("OK", 1, 0) and body["request_id"]
-    client.post("/v2/push", json=[{"@type": "order", "id": "1", "status": "cancelled", "timestamp": "t",
+    client.post("/v2/push", json=[{"@type": "order", "id": "1", "status": "cancelled", "timestamp": ORDER["timestamp"],
                                    "grand_total": 1, "currency": "GBP"}], headers=AUTH)
     assert app.state.fake.records[("order", "1")]["status"] == "cancelled"  # upsert merges
 
@@ -74,3 +74,55 @@ def test_in_process_control(client: httpx.Client, app: Any) -> None:
     assert client.post("/v2/push", json=[ORDER], headers=AUTH).status_code == 202
     app.state.fake.reset()
     assert app.state.fake.recorded() == [] and app.state.fake.records == {}
+
+
+# --- formats, enums and property types (apis.md 2.3-2.5): refused in Ometria's later validation ----
+
+CONTACT = {"@type": "contact", "id": "c1", "email": "a@example.com"}
+EVENT = {"@type": "custom_event", "id": "e1", "event_type": "omneo_reward", "timestamp": "2023-05-25T15:32:52+00:00",
+         "identity_email": "a@example.com"}
+
+
+@pytest.mark.parametrize(
+    ("record", "path"),
+    [({**ORDER, "timestamp": "23/11/2026 10:00"}, "root > timestamp"),
+     ({**ORDER, "timestamp": "2026-11-23 10:00:00+00:00"}, "root > timestamp"),  # ISO 8601 puts a T there
+     ({**ORDER, "timestamp": 1763892000}, "root > timestamp"),
+     ({**ORDER, "currency": "gbp"}, "root > currency"), ({**ORDER, "currency": "£"}, "root > currency"),
+     ({**ORDER, "is_valid": "false"}, "root > is_valid"),
+     ({**ORDER, "lineitems": [{"product_id": "p", "is_on_sale": "yes"}]}, "root > lineitems > 0 > is_on_sale"),
+     ({**ORDER, "@merge": "true"}, "root > @merge"),
+     ({**CONTACT, "phone_number": "07700 900123"}, "root > phone_number"),
+     ({**CONTACT, "phone_number": "+4930123456789012"}, "root > phone_number"),  # 16 digits: not E.164
+     ({**CONTACT, "marketing_optin": "yes"}, "root > marketing_optin"),
+     ({**CONTACT, "timestamp_subscribed": "2026/11/23"}, "root > timestamp_subscribed"),
+     ({**CONTACT, "gender": "female"}, "root > gender"),
+     ({**CONTACT, "@force_optin": "true"}, "root > @force_optin"),
+     ({**EVENT, "timestamp": "2023-05-25T15:32:52"}, "root > timestamp"),  # custom events need the offset
+     ({**EVENT, "event_type": "e" * 33}, "root > event_type"),
+     ({**EVENT, "properties": {"note": "x" * 513}}, "root > properties > note"),
+     ({**EVENT, "properties": {"expires_at": "2026-12-21 23:59:59"}}, "root > properties > expires_at"),
+     ({**EVENT, "properties": "gold"}, "root > properties")],
+)
+def test_later_validation_refuses_bad_values(client: httpx.Client, record: dict[str, Any], path: str) -> None:
+    answer = client.post("/v2/push", json=[record], headers=AUTH)
+    assert answer.status_code == 202 and (answer.json()["accepted"], answer.json()["rejected"]) == (0, 1)
+    errors = client.get("/v2/push/_errors", headers=AUTH).json()
+    assert path in [e["error_path"] for e in errors]
+    assert all(e["error_message"].startswith("not a valid value") for e in errors)
+
+
+@pytest.mark.parametrize(
+    "record",
+    [{**ORDER, "timestamp": "2026-11-23T10:00:00"}, {**ORDER, "timestamp": "2026-11-20T10:15:30.5+11:00"},
+     {**ORDER, "is_valid": False, "status": "whatever", "lineitems": [{"product_id": "p", "is_on_sale": True}]},
+     {**CONTACT, "phone_number": "+447700900123", "marketing_optin": "NOT_SPECIFIED", "gender": "o",
+      "timestamp_subscribed": "2026-11-23T10:00:00Z", "@force_optin": True, "@merge": True},
+     {**CONTACT, "phone_number": "", "timestamp_unsubscribed": None},  # blank: may clear the stored value
+     {**EVENT, "event_type": "e" * 32, "identity_email": None, "identity_account_id": "CUST-1",
+      "properties": {"note": "x" * 512, "gold": True, "points": 150, "total": 10.5, "products": ["p1", "p2"],
+                     "expires_at": "2026-12-21T23:59:59Z", "day": "2026-12-21", "nested": {"a": 1}}}],
+)
+def test_later_validation_accepts_documented_values(client: httpx.Client, record: dict[str, Any]) -> None:
+    answer = client.post("/v2/push", json=[record], headers=AUTH).json()
+    assert (answer["accepted"], answer["rejected"]) == (1, 0), client.get("/v2/push/_errors", headers=AUTH).json()
