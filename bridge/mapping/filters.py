@@ -96,6 +96,9 @@ def rfc3339(value: Any, assume: str = "UTC") -> str | None:
     return text[:-6] + "Z" if text.endswith("+00:00") else text
 
 
+E164_MAX_DIGITS = 15  # ITU-T E.164: country code and number together
+
+
 def e164(value: Any, region: str | None = None) -> str | None:
     """A phone number to E.164 ("0412 345 678" with region "AU" -> "+61412345678").
 
@@ -103,6 +106,8 @@ def e164(value: Any, region: str | None = None) -> str | None:
     should not stop the order from being sent. A local number (no leading +) must also be a valid
     number of `region`: read in the wrong country it would become someone else's number. A number
     given in international form only has to be a possible one, as test numbers (+1 555 ...) are.
+    Either way it must fit E.164, 15 digits at most with the country code: phonenumbers takes
+    some longer ones (German numbers of 16 digits) as valid, and the destinations refuse them.
     """
     if _nothing(value) or value == "":
         return None
@@ -116,7 +121,8 @@ def e164(value: Any, region: str | None = None) -> str | None:
             return None
     elif not phonenumbers.is_valid_number(parsed):
         return None
-    return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
+    formatted = phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
+    return formatted if len(formatted) - 1 <= E164_MAX_DIGITS else None
 
 
 def string(value: Any) -> str | None:

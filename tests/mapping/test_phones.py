@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from tests.mapping.test_erasure import RULES, event, stored
 
+from bridge.fakes.ometria import record_problems
 from bridge.mapping.filters import e164
 
 
@@ -72,3 +73,19 @@ def test_woocommerce_status_reads_the_same_on_create_and_update() -> None:
     updated = [m for m in RULES.map(event(payload, "woocommerce", "order.updated")).messages if m.destination == "ometria"]
     assert created[0].record["status"] == updated[0].record["status"] == "pending"
     assert created[0].record["is_valid"] is True
+
+
+def test_e164_leaves_out_a_number_longer_than_e164_allows() -> None:
+    # phonenumbers takes German numbers of up to 15 national digits as valid; E.164 allows 15 digits in all
+    assert e164("030 123456789012", "DE") is None
+    assert e164("+49 30 123456789012") is None
+    assert e164("+49 30 12345678901") == "+493012345678901"  # 15 digits: still E.164
+
+
+def test_a_shopify_customer_with_an_over_long_phone_still_reaches_ometria() -> None:
+    payload = stored("shopify/customers_create.json")
+    payload["phone"] = "+49 30 123456789012"
+    contact = next(m for m in RULES.map(event(payload, "shopify", "customers/create")).messages
+                   if (m.destination, m.kind) == ("ometria", "contact"))
+    assert "phone_number" not in contact.record
+    assert record_problems({**contact.record, "@type": "contact"}) == []  # what the fake Ometria would refuse
