@@ -44,11 +44,13 @@ class KindSpec:
 
 
 # maxLength of an event's `contact` fields (apis.md 1.2, contactDto.Contact). The adapter shortens longer
-# text (a 60-character name would make Omnisend refuse the whole event); a phone is never cut.
+# text (a 60-character name would make Omnisend refuse the whole event); a phone is never cut, and one
+# over its maxLength is left out when the contact has an email or id.
 OMNISEND_CONTACT_MAX_LENGTHS = {
     "firstName": 50, "lastName": 50, "address": 500, "city": 100, "state": 100, "country": 100,
     "countryCode": 3, "postalCode": 20,
 }
+OMNISEND_CONTACT_PHONE_MAX_LENGTH = 15
 
 # Fields that are numbers or booleans at the destination (apis.md 1.2, 1.4, 1.5, 2.4): text there
 # ("221.35", from a rule that forgot `| decimal`) is refused or misread, often only later.

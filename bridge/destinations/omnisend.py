@@ -34,7 +34,7 @@ from urllib.parse import quote
 import structlog
 
 from bridge.destinations.base import Exchange, HttpDestination, Planned
-from bridge.destinations.catalog import OMNISEND_CONTACT_MAX_LENGTHS
+from bridge.destinations.catalog import OMNISEND_CONTACT_MAX_LENGTHS, OMNISEND_CONTACT_PHONE_MAX_LENGTH
 from bridge.destinations.http import classify_status
 from bridge.destinations.ratelimit import Clock, RateLimiter, Sleep
 from bridge.model import Message, Outcome, PreparedRequest
@@ -74,7 +74,12 @@ ROUTES: dict[tuple[str, str], tuple[str, str, str | None]] = {
 
 def event_for(message: Message) -> dict[str, Any]:
     """The event as sent: the idempotency key becomes `eventID` unless the rule set one, and contact
-    text over Omnisend's maximum length is shortened rather than have the whole event refused."""
+    text over Omnisend's maximum length is shortened rather than have the whole event refused.
+
+    A phone is never cut (a cut number is someone else's). One over `phone`'s maxLength 15 - a valid
+    E.164 number of 15 digits is 16 characters with its `+` - is left out when an email or id names
+    the contact, for the same reason: Omnisend would refuse the whole event for it. A contact known
+    by that phone alone keeps it, and the refusal says why."""
     record = dict(message.record)
     if not record.get("eventID"):
         record["eventID"] = message.idempotency_key
@@ -83,7 +88,11 @@ def event_for(message: Message) -> dict[str, Any]:
         limits = OMNISEND_CONTACT_MAX_LENGTHS
         shortened = {name: value[:limits[name]] for name, value in contact.items()
                      if isinstance(value, str) and len(value) > limits.get(name, len(value))}
-        if shortened:
+        phone = contact.get("phone")
+        if (isinstance(phone, str) and len(phone) > OMNISEND_CONTACT_PHONE_MAX_LENGTH
+                and any(contact.get(name) not in (None, "") for name in ("email", "id"))):
+            record["contact"] = {name: value for name, value in {**contact, **shortened}.items() if name != "phone"}
+        elif shortened:
             record["contact"] = {**contact, **shortened}
     return record
 

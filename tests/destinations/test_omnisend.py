@@ -61,10 +61,27 @@ async def test_contact_text_over_omnisends_limits_is_shortened(omnisend: Omnisen
     assert contact["email"] == "jo@example.com"
 
 
+async def test_a_phone_over_omnisends_15_characters_is_left_out_when_email_names_the_contact(
+        omnisend: Omnisend, omnisend_app: Any, make_message: Any) -> None:
+    """A valid E.164 number of 15 digits is 16 characters, over contact.phone's maxLength 15 (apis.md 1.2):
+    sent, it made Omnisend refuse the whole order event. It is left out (never cut: a cut number is
+    someone else's); a contact known by that phone alone still sends it, and is refused."""
+    record = placed_order()
+    record["contact"]["phone"] = "+493012345678901"
+    phone_only = {**placed_order(), "contact": {"phone": "+493012345678901"}}
+    kept = {**placed_order(), "contact": {"email": "jo@example.com", "phone": "+61412345678"}}
+    outcomes = await omnisend.deliver([make_message("event", r, action="create") for r in (record, phone_only, kept)])
+    await omnisend.aclose()
+    assert [o.kind for o in outcomes] == ["delivered", "dead", "delivered"]
+    sent, refused, third = [r.body["contact"] for r in omnisend_app.state.fake.recorded(path="/api/events")]
+    assert sent == {"email": "jo@example.com"}
+    assert refused == {"phone": "+493012345678901"} and third["phone"] == "+61412345678"
+
+
 async def test_invalid_event_is_dead_with_masked_excerpt(omnisend: Omnisend, make_message: Any) -> None:
     record = placed_order("ann@example.com")
     del record["eventVersion"]
-    record["contact"]["phone"] = "+3706123456789012"  # too long: the fake echoes nothing personal, we mask anyway
+    record["contact"]["phone"] = "+370 612 34567"  # not E.164: the fake echoes nothing personal, we mask anyway
     (outcome,) = await omnisend.deliver([make_message("event", record, action="create")])
     await omnisend.aclose()
     assert (outcome.kind, outcome.status) == ("dead", 400)
