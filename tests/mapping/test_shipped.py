@@ -1,13 +1,22 @@
-"""Every shipped rule file loads, passes its check and produces its own examples."""
+"""Every shipped rule file loads, passes its check and produces its own examples, which the destinations take."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from bridge.mapping.examples import run_examples
+from bridge.destinations.catalog import AREAS
+from bridge.destinations.ometria import Ometria
+from bridge.destinations.omnisend import Omnisend
+from bridge.fakes.ometria import record_problems
+from bridge.fakes.omnisend import cart_errors, contact_errors, event_problems, order_errors
+from bridge.mapping.engine import CompiledRuleSet
+from bridge.mapping.examples import example_event, run_examples
 from bridge.mapping.loader import load_rules, rule_files
+from bridge.model import Message, PreparedRequest
+from bridge.settings import DestinationSettings, Secret
 
 MAPPINGS = Path(__file__).resolve().parents[2] / "mappings"
 RULES = load_rules(MAPPINGS)
@@ -28,3 +37,51 @@ def test_every_file_has_examples() -> None:
 @pytest.mark.parametrize("outcome", OUTCOMES, ids=lambda outcome: outcome.title)
 def test_example(outcome) -> None:  # type: ignore[no-untyped-def]
     assert outcome.ok, outcome.report
+
+
+def _example_requests() -> list[tuple[str, PreparedRequest]]:
+    """What the adapters would send for every shipped example, every area allowed, one request a message."""
+    rules = load_rules(MAPPINGS, {"omnisend": AREAS, "ometria": AREAS})
+    destinations = {
+        "omnisend": Omnisend(DestinationSettings("omnisend", "http://omnisend.invalid", Secret("k"),
+                                                 {"batch_events": False, "batch_v3": False})),
+        "ometria": Ometria(DestinationSettings("ometria", "http://ometria.invalid", Secret("k"), {})),
+    }
+    ruleset = CompiledRuleSet(rules.rules)
+    requests = []
+    for example in rules.examples:
+        event = example_event(example)
+        for n, out in enumerate(ruleset.map(event).messages, start=1):
+            message = Message(id=n, event_id=0, destination=out.destination, kind=out.kind, action=out.action,
+                              record=out.record, rule=out.rule, key=out.key, attempts=0, created_at=0.0,
+                              idempotency_key=out.idempotency_key(event.source, event.dedupe_key))
+            title = f"{example.file}:{example.line} '{example.name}' {out.destination} {out.kind}"
+            requests += [(title, request) for request in destinations[out.destination].prepare([message])]
+    return requests
+
+
+def _fake_refuses(request: PreparedRequest) -> Any:
+    """What the fake destinations (bridge/fakes) would refuse in `request`: their documented checks."""
+    if request.path == "/api/events":
+        return event_problems(request.body)
+    if request.path == "/v3/contacts":
+        return contact_errors(request.body)
+    if request.path.startswith("/v3/orders"):
+        return order_errors(request.body)[1]
+    if request.path.startswith("/v3/carts"):
+        return cart_errors(request.body)[1]
+    assert request.path == "/v2/push", request.path
+    return [problem for record in request.body for problem in record_problems(record)]
+
+
+EXAMPLE_REQUESTS = _example_requests()
+
+
+def test_examples_cover_both_destinations() -> None:
+    assert {request.destination for _, request in EXAMPLE_REQUESTS} == {"omnisend", "ometria"}
+
+
+@pytest.mark.parametrize(("title", "request_"), EXAMPLE_REQUESTS, ids=[title for title, _ in EXAMPLE_REQUESTS])
+def test_example_requests_meet_the_destination_contracts(title: str, request_: PreparedRequest) -> None:
+    """The examples' output as sent: times, phones, enums and versions the fakes (and the real APIs) take."""
+    assert _fake_refuses(request_) in ([], {}), title
