@@ -72,10 +72,14 @@ class SlidingWindow:
         while self._hits and self._hits[0] <= now - self.window:
             self._hits.popleft()
         if len(self._hits) >= self.limit:
-            return False, 0, self._hits[0] + self.window - now
+            return False, 0, self._until_free(now)
         self._hits.append(now)
-        reset = (self._hits[0] + self.window - now) if self._hits else self.window
-        return True, self.limit - len(self._hits), reset
+        return True, self.limit - len(self._hits), self._until_free(now)
+
+    def _until_free(self, now: float) -> float:
+        # Never more than the window: (now + 60.0) - now can come out a hair over 60.0 in floating
+        # point, and X-Rate-Limit-Reset (seconds left, rounded up) would then say 61.
+        return min(self.window, self._hits[0] + self.window - now) if self._hits else self.window
 
     def clear(self) -> None:
         self._hits.clear()

@@ -41,6 +41,14 @@ def test_api_line_auth(client: httpx.Client, headers: dict[str, str]) -> None:
     assert response.json()["status"] == 401 and response.json()["type"].startswith("https://problems.omnisend.com/")
 
 
+def test_rate_reset_never_exceeds_the_window() -> None:
+    # at this clock reading (now + 60.0) - now is a hair over 60.0: the header said 61
+    app = create_omnisend_app("key", clock=lambda: 969.7851625490861)
+    with serve_in_thread(app) as url, httpx.Client(base_url=url) as client:
+        response = client.post("/api/events", json=EVENT, headers=API)
+    assert response.headers["X-Rate-Limit-Reset"] == "60"
+
+
 def test_version_header_required(client: httpx.Client) -> None:
     response = client.post("/api/events", json=EVENT, headers={"Authorization": "Omnisend-API-Key key"})
     assert response.status_code == 400
