@@ -32,7 +32,8 @@ def _real_moment(text: str) -> bool:
     if match is None:
         return False
     try:
-        datetime(*(int(part or 0) for part in match.groups()))
+        year, month, day, hour, minute, second = (int(part or 0) for part in match.groups())
+        datetime(year, month, day, hour, minute, second)
     except ValueError:
         return False
     return True

@@ -74,13 +74,13 @@ def error(status: int, message: str, headers: dict[str, str] | None = None) -> J
     return JSONResponse({"status": "error", "message": message}, status_code=status, headers=headers)
 
 
-def record_problems(record: dict[str, Any]) -> list[tuple[str, str]]:
+def record_problems(record: dict[str, Any]) -> list[tuple[tuple[str, ...], str]]:
     """What Ometria's later validation refuses in a record, as (field path, message); empty: valid.
 
     Blank values (null, "") are not checked: without `@merge` a blank may clear a stored field.
     """
     kind = record["@type"]
-    problems = [((" or ".join(group),), "field required") for group in LATER_REQUIRED[kind]
+    problems: list[tuple[tuple[str, ...], str]] = [((" or ".join(group),), "field required") for group in LATER_REQUIRED[kind]
                 if not any(record.get(name) not in (None, "") for name in group)]
 
     def check(path: tuple[str, ...], value: Any, ok: Any, expected: str) -> None:
