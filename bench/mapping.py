@@ -67,6 +67,14 @@ def _clean(value: Any) -> Any:
     return value
 
 
+# Shopify's names to Omnisend's, as the rules' `lookup` tables translate them.
+PAYMENT_STATUS = {"pending": "awaitingPayment", "authorized": "awaitingPayment", "partially_paid": "partiallyPaid",
+                  "paid": "paid", "partially_refunded": "partiallyRefunded", "refunded": "refunded", "voided": "voided"}
+FULFILLMENT_STATUS = {"unfulfilled": "unfulfilled", "partial": "inProgress", "fulfilled": "fulfilled",
+                      "restocked": "restocked"}
+DISCOUNT_TYPE = {"percentage": "percentage", "fixed_amount": "fixedAmount", "shipping": "freeShipping"}
+
+
 def hand_map(event: Event) -> list[Outgoing]:
     """mappings/shopify-orders.yaml, written as a Python function."""
     o = json.loads(event.body)
@@ -93,10 +101,10 @@ def hand_map(event: Event) -> list[Outgoing]:
                 "shippingPrice": shipping,
                 "shippingMethod": next((s.get("title") for s in o.get("shipping_lines") or []), None),
                 "paymentMethod": next(iter(o.get("payment_gateway_names") or []), None),
-                "paymentStatus": o.get("financial_status"),
-                "fulfillmentStatus": o.get("fulfillment_status") or "unfulfilled",
+                "paymentStatus": PAYMENT_STATUS.get(o.get("financial_status")),
+                "fulfillmentStatus": FULFILLMENT_STATUS.get(o.get("fulfillment_status") or "unfulfilled"),
                 "orderStatusURL": o.get("order_status_url"), "note": o.get("note"), "tags": tags,
-                "discounts": [{"code": d.get("code"), "amount": _money(d.get("amount")), "type": d.get("type")}
+                "discounts": [{"code": d.get("code"), "amount": _money(d.get("amount")), "type": DISCOUNT_TYPE.get(d.get("type"))}
                               for d in codes],
                 "lineItems": [{
                     "productID": _str(i.get("product_id")), "productVariantID": _str(i.get("variant_id")),
