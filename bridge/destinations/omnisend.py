@@ -198,8 +198,6 @@ class Omnisend(HttpDestination):
         status_path = f"/{'v3' if v3 else 'api'}/batches/{quote(batch_id, safe='')}"
         polled = await self._get(status_path)
         if polled.outcome.kind != "delivered" or polled.response is None:
-            if polled.outcome.status == 404:  # batches are deleted after 7 days (apis.md 1.7)
-                return [Outcome("delivered", 404, f"batch {ref} no longer exists; item results unknown")] * len(messages)
             return self._unread(ref, polled.outcome, messages)
         polled_body = _json(polled.response)
         status = str(polled_body.get("status", "pending"))
@@ -222,14 +220,17 @@ class Omnisend(HttpDestination):
 
     @staticmethod
     def _unread(ref: str, outcome: Outcome, messages: Sequence[Message]) -> list[Outcome] | None:
-        """A read of a batch's result that failed: None to look again later, except when refused.
+        """A read of a batch's result that failed: None to look again later, except for these.
 
-        401 is our key: a `pause` for each, and the worker pauses the destination (the items stay
+        404: the batch is gone (Omnisend deletes batches after 7 days, apis.md 1.7): taken as
+        delivered, its item results unknown. 401 is our key: a `pause` for each, and the worker pauses the destination (the items stay
         submitted). 403 is this batch: Omnisend accepted it, so it ran, but this key may not read it
         (the key was replaced by another store's since). Taken as delivered with its item results
         unknown, as a deleted batch is: pausing would stop delivery for a batch no key here can
         read, and reading again would spend the rate limit until the batch's 24 hours ran out.
         """
+        if outcome.status == 404:
+            return [Outcome("delivered", 404, f"batch {ref} no longer exists; item results unknown")] * len(messages)
         if outcome.kind != "pause":
             return None
         if outcome.status == 403:

@@ -162,6 +162,28 @@ async def test_a_batch_this_key_may_not_read_is_taken_as_delivered_without_a_pau
     assert "cannot be read with this key" in outcomes[0].detail
 
 
+@pytest.mark.parametrize("read", ["status", "items"])
+async def test_a_batch_omnisend_deleted_is_taken_as_delivered_with_results_unknown(
+        omnisend: Omnisend, omnisend_app: Any, make_message: Any, monkeypatch: pytest.MonkeyPatch, read: str) -> None:
+    """Batches are deleted after 7 days (apis.md 1.7): a 404 on either read ends the wait at once."""
+    messages = [make_message("event", placed_order(f"c{n}@example.com"), action="create") for n in range(4)]
+    submitted = await omnisend.deliver(messages)
+    fake = omnisend_app.state.fake
+    await asyncio.sleep(fake.processing_seconds * 4)
+    get = omnisend._get
+
+    async def deleted(path: str) -> Any:
+        if path.endswith("/items") == (read == "items"):
+            fake.batches.clear()
+        return await get(path)
+
+    monkeypatch.setattr(omnisend, "_get", deleted)
+    outcomes = await omnisend.follow_up(submitted[0].ref or "", messages)
+    await omnisend.aclose()
+    assert outcomes is not None and [(o.kind, o.status) for o in outcomes] == [("delivered", 404)] * 4
+    assert "no longer exists" in outcomes[0].detail
+
+
 async def test_batches_hold_at_most_100(omnisend: Omnisend, omnisend_app: Any, make_message: Any) -> None:
     messages = [make_message("event", placed_order(f"c{n}@example.com"), action="create") for n in range(150)]
     outcomes = await omnisend.deliver(messages)
