@@ -4,7 +4,9 @@ One run of each on each store is not a measurement here: single runs moved by mo
 either way, even for mapping without the store. So the grown store is generated once
 (bench/grow_db.py) and written out to disk (sync), then each round runs, in this order:
 ingest on a new empty store, ingest on the grown store, mapping on an empty copy, mapping on
-the grown store, each after the last one's writes reached the disk. The report compares the
+the grown store, each after the last one's writes reached the disk. Both ingest runs use the
+connection count at which the bridge peaked in the ingest part (bench/results/ingest.json), so
+that the two stores are loaded alike and no sweep runs between them. The report compares the
 medians and shows every round. Five rounds: on a machine whose rounds swung 2.5x, the medians of
 three moved a p99 by 17% between two stores whose runs overlapped (docs/benchmarks.md).
 
@@ -22,6 +24,8 @@ from pathlib import Path
 from typing import Any
 
 from bench.common import PYTHON, ROOT, WORK, load, save
+
+DEFAULT_CONNECTIONS = 64  # where the bridge peaked in the sweeps seen here (bench/reading.md)
 
 FIGURES = {  # name: (where in the part's result, higher is better)
     "ingest requests/s (wrk)": ("ingest", ("bridge", "rps"), True),
@@ -53,15 +57,24 @@ def pick(result: dict[str, Any], path: tuple[str, ...]) -> float:
     return float(value) / (1024 if path == ("bridge_peak_rss_kb",) else 1)
 
 
+def peak_connections() -> int:
+    """The connection count at which the ingest part found the bridge's peak; 64 if it has not run."""
+    ingest = load("ingest")
+    return int(ingest["connections"]) if ingest and ingest.get("sweep") else DEFAULT_CONNECTIONS
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--seconds", type=float, default=8.0)
+    parser.add_argument("--connections", type=int, default=None,
+                        help="wrk connections (default: where the bridge peaked in the ingest part)")
     args = parser.parse_args()
     grown = WORK / "grown.db"
     subprocess.run([PYTHON, "-m", "bench.grow_db", "--out", str(grown)], cwd=ROOT, check=True, timeout=300)
     os.sync()  # the 3 GB just written must not be flushing during the first runs
-    ingest = ["--skip-bare", "--rounds", "1", "--seconds", str(args.seconds)]
+    ingest = ["--skip-bare", "--rounds", "1", "--seconds", str(args.seconds),
+              "--connections", str(args.connections or peak_connections())]
     values: dict[str, dict[str, list[float]]] = {"empty": {}, "grown": {}}
     try:
         for _ in range(args.rounds):

@@ -1,12 +1,19 @@
 """Ingest ceiling: signed orders/create webhooks acknowledged per second, bridge vs a bare Starlette app.
 
-wrk (closed loop, `connections` keep-alive connections, one thread) posts the same signed ~7 KB
-body with a new X-Shopify-Event-Id on every request (bench/post.lua), to the bare app and to the
-bridge in turns, `rounds` times each; each server's median run is reported. Then the bridge alone
-is held at half its median peak by bench/paced.py (open loop) to read its p99 at a sustainable
-rate. After each run the SQLite file is read: events committed must match the 200 answers.
+wrk (closed loop, keep-alive connections, one thread) posts the same signed ~7 KB body with a new
+X-Shopify-Event-Id on every request (bench/post.lua), to the bare app and to the bridge in turns,
+`rounds` times each; each server's median run is reported. Then the bridge alone is held at half
+its median peak by bench/paced.py (open loop) to read its p99 at a sustainable rate. After each
+run the SQLite file is read: events committed must match the 200 answers.
 
-    python -m bench.ingest [--db PATH] [--label NAME] [--seconds 10] [--connections 32] [--rounds 5]
+A ceiling is each server's rate at the concurrency it does best at, and the two differ: the bare
+app answers at once and peaks with few connections, the bridge answers after a group commit and
+needs more requests in flight to keep its event loop busy while it waits. So by default
+(`--connections auto`) a short sweep (CONCURRENCY_SWEEP, 2 s each, the two servers in turns) picks
+each server's own connection count, and the rounds run each server at its own. A number instead
+runs both at that count.
+
+    python -m bench.ingest [--db PATH] [--label NAME] [--seconds 10] [--connections auto|N] [--rounds 5]
 """
 
 from __future__ import annotations
@@ -50,6 +57,24 @@ def wrk(url: str, seconds: float, connections: int, files: dict[str, str]) -> di
     return r
 
 
+CONCURRENCY_SWEEP = (16, 32, 64, 128, 256)
+SWEEP_SECONDS = 2.0
+PACED_CONNECTIONS = 32  # the open-loop generator's pool: enough for half of any peak seen here
+
+
+def sweep(urls: dict[str, str], files: dict[str, str]) -> dict[str, dict[int, float]]:
+    """Requests a second of each server at each connection count of CONCURRENCY_SWEEP, taken in turns."""
+    rates: dict[str, dict[int, float]] = {name: {} for name in urls}
+    for connections in CONCURRENCY_SWEEP:
+        for name, url in urls.items():
+            rates[name][connections] = wrk(url, SWEEP_SECONDS, connections, files)["rps"]
+    return rates
+
+
+def best(rates: dict[int, float]) -> int:
+    return max(rates, key=lambda c: rates[c])
+
+
 def paced(url: str, rate: float, seconds: float, connections: int) -> dict[str, Any]:
     argv = [PYTHON, "-m", "bench.paced", url, "--rate", str(rate), "--seconds", str(seconds),
             "--connections", str(connections)]
@@ -75,7 +100,8 @@ def main() -> None:
     parser.add_argument("--label", default="ingest")
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--warmup", type=float, default=2.0)
-    parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--connections", default="auto",
+                        help="wrk connections for both servers, or auto: each server at its best of a sweep")
     parser.add_argument("--rounds", type=int, default=5, help="wrk runs of each server, taken in turns")
     parser.add_argument("--skip-bare", action="store_true")
     parser.add_argument("--skip-paced", action="store_true")
@@ -86,8 +112,7 @@ def main() -> None:
     args = parser.parse_args()
     files = write_request_files()
     result: dict[str, Any] = {"body_bytes": int(files["body_bytes"]), "seconds": args.seconds,
-                              "connections": args.connections, "rounds": args.rounds, "stack": args.stack,
-                              "writer": args.writer}
+                              "rounds": args.rounds, "stack": args.stack, "writer": args.writer}
 
     db = bench_db(args.label, args.db, args.in_place)
     log = WORK / f"{args.label}-bridge.log"
@@ -97,16 +122,24 @@ def main() -> None:
     bare = None if args.skip_bare else bare_server(WORK / f"{args.label}-bare.log", args.stack).start()
     bridge = bridge_server(db, log, worker=False, stack=args.stack, env={"BRIDGE_STORE_WRITER": args.writer}).start()
     try:
-        if bare is not None:
-            wrk(bare.url, args.warmup, args.connections, files)
-        wrk(bridge.url, args.warmup, args.connections, files)
+        urls = {"bridge": bridge.url} if bare is None else {"bare": bare.url, "bridge": bridge.url}
+        for url in urls.values():
+            wrk(url, args.warmup, 32, files)
+        if args.connections == "auto":
+            rates = sweep(urls, files)
+            result["sweep"] = {name: {str(c): rps for c, rps in r.items()} for name, r in rates.items()}
+            connections = {name: best(r) for name, r in rates.items()}
+        else:
+            connections = dict.fromkeys(urls, int(args.connections))
+        result["connections"] = connections["bridge"]
+        result["bare_connections"] = connections.get("bare")
         bare_runs: list[dict[str, Any]] = []
         bridge_runs: list[dict[str, Any]] = []
         for _ in range(args.rounds):
             if bare is not None:
-                bare_runs.append(wrk(bare.url, args.seconds, args.connections, files))
+                bare_runs.append(wrk(bare.url, args.seconds, connections["bare"], files))
             before = count_events(db)
-            peak = wrk(bridge.url, args.seconds, args.connections, files)
+            peak = wrk(bridge.url, args.seconds, connections["bridge"], files)
             time.sleep(0.5)  # requests wrk abandoned at its deadline finish committing
             peak["events_committed"] = count_events(db) - before
             # wrk stops with up to `connections` requests in flight: those may be committed, never counted as 200s.
@@ -125,13 +158,13 @@ def main() -> None:
             # that the p99 at a sustainable rate measures that rate, not the flush of the last peak.
             os.sync()
             before = count_events(db)
-            held = paced(bridge.url, rate, args.seconds, args.connections)
+            held = paced(bridge.url, rate, args.seconds, PACED_CONNECTIONS)
             time.sleep(0.2)
             held["events_committed"] = count_events(db) - before
             held["committed_minus_200"] = held["events_committed"] - held["statuses"].get("200", 0)
             result["half_rate"] = held
             if bare is not None:  # the same load on the bare app: the floor of the generator and the stack
-                result["half_rate_bare"] = paced(bare.url, rate, args.seconds, args.connections)
+                result["half_rate_bare"] = paced(bare.url, rate, args.seconds, PACED_CONNECTIONS)
         result["bridge_peak_rss_kb"] = bridge.peak_rss_kb()
         result["db_bytes_after"] = db.stat().st_size
     finally:

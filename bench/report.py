@@ -24,8 +24,8 @@ def comparison(r: dict[str, Any] | None, setting: str, comment: str = "") -> lis
     if not r:
         return []
     return [
-        f"- {setting}, {r['rounds']} rounds of {int(r['seconds'])} s: bare {r['bare']['rps']:,.0f}/s, bridge "
-        f"{r['bridge']['rps']:,.0f}/s, ratio {r['ratio']:.2f} (rounds "
+        f"- {setting}, {r['rounds']} rounds of {int(r['seconds'])} s: bare {r['bare']['rps']:,.0f}/s "
+        f"(-c{r.get('bare_connections') or r['connections']}), bridge {r['bridge']['rps']:,.0f}/s (-c{r['connections']}), ratio {r['ratio']:.2f} (rounds "
         f"{', '.join(f'{v:.2f}' for v in r.get('round_ratios', []))}).{comment}",
     ]
 
@@ -43,15 +43,16 @@ def ingest_section(r: dict[str, Any] | None, asyncio_stack: dict[str, Any] | Non
                   f"{', '.join(f'{v:,.0f}' for v in r['bridge_runs'])}/s; ratios "
                   f"{', '.join(f'{v:.2f}' for v in r['round_ratios'])}.")
     return [
-        f"wrk `-t1 -c{r['connections']} -d{int(r['seconds'])}s` (after a 2 s warm-up), signed `orders/create`, "
+        f"wrk `-t1 -d{int(r['seconds'])}s` (after a 2 s warm-up), signed `orders/create`, "
         f"{r['body_bytes']:,} byte body (the shipped payload as compact JSON), a new random UUID as `X-Shopify-Event-Id` each request, the shape of Shopify's event ids (a counter, used until 2026-12-02, only appended to the dedupe index and ran ~20% faster). "
         f"The two servers run side by side and are loaded in turns, {rounds} times each; the table shows each "
-        f"one's median run.{spread}",
+        f"one's median run.{spread} {connections_text(r)}",
         "",
-        "| server | requests/s | p50 | p99 | non-2xx |",
-        "|---|---|---|---|---|",
-        f"| bare Starlette (uvloop + httptools, 1 worker) | {b['rps']:,.0f} | {b['p50_ms']:.1f} ms | {b['p99_ms']:.1f} ms | {b['non_2xx']} |",
-        f"| `bridge serve --no-worker` (verify + group commit, synchronous=FULL) | {x['rps']:,.0f} | {x['p50_ms']:.1f} ms | {x['p99_ms']:.1f} ms | {x['non_2xx']} |",
+        "| server | connections | requests/s | p50 | p99 | non-2xx |",
+        "|---|---|---|---|---|---|",
+        f"| bare Starlette (uvloop + httptools, 1 worker) | {r.get('bare_connections') or r['connections']} | {b['rps']:,.0f} | {b['p50_ms']:.1f} ms | {b['p99_ms']:.1f} ms | {b['non_2xx']} |",
+        f"| `bridge serve --no-worker` (verify + group commit, synchronous=FULL) | {r['connections']} | {x['rps']:,.0f} | {x['p50_ms']:.1f} ms | {x['p99_ms']:.1f} ms | {x['non_2xx']} |",
+        *sweep_table(r),
         "",
         "- " + verdict(ratio >= 0.5, f"ingest ratio {ratio:.2f} of bare (target ≥ 0.5"
                        + ("" if ratio >= 0.5 else f"; short by {(0.5 - ratio) / 0.5 * 100:.0f}%") + ")."),
@@ -74,6 +75,32 @@ def ingest_section(r: dict[str, Any] | None, asyncio_stack: dict[str, Any] | Non
                     "`bridge serve` ships uvloop + httptools because its absolute rate there is the higher one; "
                     "the target is judged on that stack, above."),
     ]
+
+
+def connections_text(r: dict[str, Any]) -> str:
+    if not r.get("sweep"):
+        return f"Both servers with `-c{r['connections']}`."
+    return ("Each server runs at the connection count of its own peak in a sweep of 2 s runs (the second table): "
+            "a ceiling is a server's best rate, and the bare app, which answers at once, peaks with fewer "
+            "requests in flight than the bridge, which answers after a group commit. The sweep's last row is "
+            "the ratio at the same count, for comparison.")
+
+
+def sweep_table(r: dict[str, Any]) -> list[str]:
+    """The concurrency sweep: requests a second of each server at each connection count, 2 s each."""
+    sweep = r.get("sweep")
+    if not sweep:
+        return []
+    counts = sorted(sweep["bridge"], key=int)
+    rows = ["", "| sweep, 2 s each (requests/s) | " + " | ".join(f"-c{c}" for c in counts) + " |",
+            "|---|" + "---|" * len(counts)]
+    for name in ("bare", "bridge"):
+        if name in sweep:
+            rows.append(f"| {name} | " + " | ".join(f"{sweep[name][c]:,.0f}" for c in counts) + " |")
+    if "bare" in sweep:
+        rows.append("| ratio at the same count | "
+                    + " | ".join(f"{sweep['bridge'][c] / sweep['bare'][c]:.2f}" for c in counts) + " |")
+    return rows
 
 
 def half_rate_floor(h: dict[str, Any], bare: dict[str, Any] | None) -> str:

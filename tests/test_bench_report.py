@@ -41,3 +41,19 @@ def test_a_run_records_its_machine_and_a_re_render_keeps_it(results: Path, monke
 def test_a_re_render_without_a_recorded_run_names_the_machine_it_runs_on(results: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     render(monkeypatch, "bench/run report", RENDERED_ON)
     assert "Rendering CPU, 8 cores" in (results / "benchmarks.md").read_text()
+
+
+def test_the_ingest_sweep_picks_each_servers_own_peak_and_is_shown_in_numeric_order() -> None:
+    import bench.ingest
+
+    assert bench.ingest.best({16: 15_000.0, 32: 17_000.0, 128: 14_000.0}) == 32
+    assert bench.ingest.best({16: 7_000.0, 64: 9_000.0, 128: 9_900.0}) == 128
+    # As saved: JSON keys are strings, sorted as text ("128" before "16").
+    r = {"connections": 128, "bare_connections": 32,
+         "sweep": {"bare": {"128": 14_000.0, "16": 16_000.0, "32": 17_000.0},
+                   "bridge": {"128": 9_800.0, "16": 7_000.0, "32": 8_500.0}}}
+    table = bench.report.sweep_table(r)
+    assert table[1] == "| sweep, 2 s each (requests/s) | -c16 | -c32 | -c128 |"
+    assert table[-1] == "| ratio at the same count | 0.44 | 0.50 | 0.70 |"
+    assert "peak" in bench.report.connections_text(r)
+    assert bench.report.connections_text({"connections": 32}) == "Both servers with `-c32`."
