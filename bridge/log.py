@@ -46,6 +46,8 @@ _MAYBE_PERSONAL = re.compile(r"@|\d[\d\s().\-]{6,}\d")
 
 
 def mask_text(text: str) -> str:
+    """E-mail addresses as a short hash (the same one on every line) and phone numbers as `<phone>`,
+    inside any text: a log value, a destination's error, a payload shown to an operator."""
     if not _MAYBE_PERSONAL.search(text):
         return text
     text = EMAIL.sub(lambda m: fingerprint(m.group().lower()), text)
@@ -53,14 +55,18 @@ def mask_text(text: str) -> str:
 
 
 def _phone(match: re.Match[str]) -> str:
-    # Bare long numbers are usually ids (Shopify order ids have 13+ digits); a
-    # phone shows itself by a leading + or 0, or by separators between groups.
+    # Bare runs of digits are usually ids (Shopify order ids have 13+ digits) and stay readable.
+    # A phone shows itself by a leading + or by groups (spaces, brackets, dashes): from 7 digits,
+    # a local number ("555-1234"). A leading 0 or dots alone are weaker signs: from 9 digits.
     run = match.group()
     if _DATE.match(run):  # "2026-12-02 09:15:00" is a time, not a phone: keep it (and what follows) readable
         return run
     digits = sum(c.isdigit() for c in run)
-    phone_like = run[0] in "+0(" or any(c in run for c in " ().-")
-    return "<phone>" if digits >= 9 and phone_like else run
+    if run[0] in "+(" or any(c in run for c in " ()-"):
+        return "<phone>" if digits >= 7 else run
+    if run[0] == "0" or "." in run:
+        return "<phone>" if digits >= 9 else run
+    return run
 
 
 _DATE = re.compile(r"\d{4}-\d{2}-\d{2}(?:[ T]\d{2})?$")

@@ -153,3 +153,12 @@ def test_dates_and_times_are_not_taken_for_phones() -> None:
 
     assert mask_text("omneo|id-1|2026-12-02 09:15:00") == "omneo|id-1|2026-12-02 09:15:00"  # an Omneo dedupe key
     assert mask_text("call 0412 345 678 before 2026-12-02") == "call <phone> before 2026-12-02"
+
+
+def test_a_phone_shows_itself_by_its_groups_and_a_bare_run_of_digits_is_an_id() -> None:
+    from bridge.log import mask_text
+
+    assert mask_text("call 555-1234 or +44 20 7946 0958 or (02) 9876 5432") == "call <phone> or <phone> or <phone>"
+    assert mask_text("order 5678901234567 and 1234567") == "order 5678901234567 and 1234567"  # ids
+    assert mask_text("0412345678 and 12.345.678.901") == "<phone> and <phone>"  # a leading 0 or dots: 9+ digits
+    assert mask_text("total 1234.56, ref 0123.45") == "total 1234.56, ref 0123.45"

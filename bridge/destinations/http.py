@@ -19,6 +19,7 @@ from typing import Any, Mapping
 
 import httpx
 
+from bridge.log import mask_text
 from bridge.model import Outcome
 
 CONNECT_TIMEOUT = 5.0
@@ -183,31 +184,12 @@ def summarize(body: str) -> str:
 
 # --- PII-safe excerpts -------------------------------------------------------------------------
 
-_EMAIL = re.compile(r"[A-Za-z0-9._%+\-]+@[A-Za-z0-9\-]+(?:\.[A-Za-z0-9\-]+)+")
-# A phone-like run: optional +, digits with spaces, dots, dashes or parentheses between them.
-# Dates and times come first in the alternation so they stay readable (they are not personal).
-_PHONE_OR_DATE = re.compile(
-    r"(?P<date>\d{4}-\d{2}-\d{2}(?:[ T]\d{2}:\d{2}(?::\d{2})?)?)|(?P<phone>\+?\(?\d[\d\s().\-]{5,}\d)"
-)
 _SPACES = re.compile(r"\s+")
-
-
-def mask_pii(text: str) -> str:
-    """Mask email addresses and phone-like numbers (7+ digits) so details can be stored and logged."""
-    text = _EMAIL.sub("<email>", text)
-
-    def phone(match: re.Match[str]) -> str:
-        chunk = match.group(0)
-        if match.group("date") or sum(c.isdigit() for c in chunk) < 7:
-            return chunk
-        return "<phone>"
-
-    return _PHONE_OR_DATE.sub(phone, text)
 
 
 def excerpt(text: str, limit: int = DETAIL_LIMIT) -> str:
     """A one-line, masked excerpt of at most `limit` characters."""
-    masked = mask_pii(_SPACES.sub(" ", text).strip())
+    masked = mask_text(_SPACES.sub(" ", text).strip())  # the logs' rules: an excerpt is logged too
     if len(masked) <= limit:
         return masked
     return masked[: limit - 1] + "…"

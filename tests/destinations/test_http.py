@@ -7,7 +7,8 @@ import email.utils
 import httpx
 import pytest
 
-from bridge.destinations.http import classify_exception, classify_response, excerpt, mask_pii, parse_retry_after
+from bridge.destinations.http import classify_exception, classify_response, excerpt, parse_retry_after
+from bridge.log import fingerprint
 
 
 @pytest.mark.parametrize(
@@ -47,9 +48,10 @@ def test_dead_detail_is_short_masked_summary() -> None:
     assert "orderSum: must be an integer amount in cents" in outcome.detail
 
 
-def test_mask_keeps_dates_and_short_numbers() -> None:
-    text = "at 2026-11-23T10:00:00Z order 12345 by a@b.io tel 0044 20 7946 0958"
-    assert mask_pii(text) == "at 2026-11-23T10:00:00Z order 12345 by <email> tel <phone>"
+def test_an_excerpt_is_masked_by_the_logs_rules_and_keeps_dates_and_ids() -> None:
+    text = "at 2026-11-23T10:00:00Z order 5678901234567, line 12345, by A@b.io tel 0044 20 7946 0958 or 555-1234"
+    assert excerpt(text) == (f"at 2026-11-23T10:00:00Z order 5678901234567, line 12345, by {fingerprint('a@b.io')} "
+                             "tel <phone> or <phone>")
     assert len(excerpt("y" * 1000)) == 300
 
 
