@@ -32,8 +32,14 @@ PERSONAL_KEYS = frozenset(
 SECRET_KEYS = frozenset({"secret", "api_key", "token", "authorization", "password", "key_value", "signature"})
 
 EMAIL = re.compile(r"[A-Za-z0-9._%+\-]+@[A-Za-z0-9.\-]+\.[A-Za-z]{2,}")
-# A phone-like run: optional +, then 7+ digits allowing spaces, dots, dashes, brackets.
-PHONE = re.compile(r"(?<![\w.])\+?\(?\d[\d\s().\-]{6,}\d(?![\w.])")
+# What is never a phone, tried first at each place so that it stays whole: a UUID (Shopify's event
+# ids, in dedupe keys), a date or a time, a fingerprint (below).
+_NOT_A_PHONE = (r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
+                r"|\d{4}-\d{2}-\d{2}(?:[ T]\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?)?"
+                r"|h:[0-9a-f]{10}")
+# A phone-like run: an optional + or bracket, then 7+ digits with spaces, dots, dashes or brackets
+# between them; not inside a word or a decimal number, and a full stop after it ends a sentence.
+PHONE = re.compile(rf"(?P<keep>{_NOT_A_PHONE})|(?<!\w)(?<!\d\.)\+?\(?\d[\d\s().\-]{{5,}}\d(?!\w|\.\d)")
 
 
 def fingerprint(value: object) -> str:
@@ -42,34 +48,38 @@ def fingerprint(value: object) -> str:
 
 
 # What an e-mail or a phone needs at the least: one search tells most strings apart.
-_MAYBE_PERSONAL = re.compile(r"@|\d[\d\s().\-]{6,}\d")
+_MAYBE_PERSONAL = re.compile(r"@|\d[\d\s().\-]{5,}\d")
 
 
-def mask_text(text: str) -> str:
-    """E-mail addresses as a short hash (the same one on every line) and phone numbers as `<phone>`,
-    inside any text: a log value, a destination's error, a payload shown to an operator."""
+def mask_text(text: str, strict: bool = False) -> str:
+    """E-mail addresses as a short hash (the same one on every line) and phone numbers as `<phone>`.
+
+    For the bridge's own text (log values, payloads shown to an operator), a phone shows itself by a
+    leading + or 0, or by groups, and has 9+ digits: a bare run of digits is an id (Shopify's have
+    13+) and stays readable. `strict` is for text from outside (a destination's error, an exception's
+    message), which may quote a phone without its + or groups: there every run of 7+ digits is masked.
+    Dates, times and UUIDs are never taken for phones.
+    """
     if not _MAYBE_PERSONAL.search(text):
         return text
     text = EMAIL.sub(lambda m: fingerprint(m.group().lower()), text)
-    return PHONE.sub(_phone, text)
+    return PHONE.sub(_strict_phone if strict else _phone, text)
 
 
 def _phone(match: re.Match[str]) -> str:
-    # Bare runs of digits are usually ids (Shopify order ids have 13+ digits) and stay readable.
-    # A phone shows itself by a leading + or by groups (spaces, brackets, dashes): from 7 digits,
-    # a local number ("555-1234"). A leading 0 or dots alone are weaker signs: from 9 digits.
     run = match.group()
-    if _DATE.match(run):  # "2026-12-02 09:15:00" is a time, not a phone: keep it (and what follows) readable
+    if match.group("keep"):
         return run
     digits = sum(c.isdigit() for c in run)
-    if run[0] in "+(" or any(c in run for c in " ()-"):
-        return "<phone>" if digits >= 7 else run
-    if run[0] == "0" or "." in run:
-        return "<phone>" if digits >= 9 else run
-    return run
+    phone_like = run[0] in "+0(" or any(c in run for c in " ().-")
+    return "<phone>" if digits >= 9 and phone_like else run
 
 
-_DATE = re.compile(r"\d{4}-\d{2}-\d{2}(?:[ T]\d{2})?$")
+def _strict_phone(match: re.Match[str]) -> str:
+    run = match.group()
+    if match.group("keep"):
+        return run
+    return "<phone>" if sum(c.isdigit() for c in run) >= 7 else run
 
 
 def _redact(value: Any, key: str | None = None) -> Any:
@@ -97,6 +107,7 @@ def mask_values_of(text: str, record: Any) -> str:
 
     def walk(value: Any, key: str = "") -> None:
         if isinstance(value, dict):
+            walk_identifier(value)
             for k, v in value.items():
                 walk(v, str(k))
         elif isinstance(value, (list, tuple)):
@@ -104,6 +115,12 @@ def mask_values_of(text: str, record: Any) -> str:
                 walk(v, key)
         elif key.lower() in PERSONAL_KEYS and isinstance(value, (str, int)) and len(str(value)) >= 2:
             values.add(str(value))
+            if str(value).startswith("+"):  # an error may quote a phone without its +
+                values.add(str(value)[1:])
+
+    def walk_identifier(value: Any) -> None:  # Omnisend's {"type": "phone", "id": "+44..."}
+        if isinstance(value, dict) and value.get("type") in ("email", "phone"):
+            walk(value.get("id"), "phone")
 
     walk(record)
     for value in sorted(values, key=len, reverse=True):  # a full name before the first name inside it

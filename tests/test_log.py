@@ -155,10 +155,36 @@ def test_dates_and_times_are_not_taken_for_phones() -> None:
     assert mask_text("call 0412 345 678 before 2026-12-02") == "call <phone> before 2026-12-02"
 
 
-def test_a_phone_shows_itself_by_its_groups_and_a_bare_run_of_digits_is_an_id() -> None:
+def test_a_phone_shows_itself_by_a_plus_or_its_groups_and_a_bare_run_of_digits_is_an_id() -> None:
     from bridge.log import mask_text
 
-    assert mask_text("call 555-1234 or +44 20 7946 0958 or (02) 9876 5432") == "call <phone> or <phone> or <phone>"
-    assert mask_text("order 5678901234567 and 1234567") == "order 5678901234567 and 1234567"  # ids
-    assert mask_text("0412345678 and 12.345.678.901") == "<phone> and <phone>"  # a leading 0 or dots: 9+ digits
-    assert mask_text("total 1234.56, ref 0123.45") == "total 1234.56, ref 0123.45"
+    assert mask_text("call +44 20 7946 0958 or (02) 9876 5432.") == "call <phone> or <phone>."
+    assert mask_text("Invalid phone number: +61423456789.") == "Invalid phone number: <phone>."
+    assert mask_text("order 5678901234567 and 1234567, total 1234.56, v1.2345678901") == \
+        "order 5678901234567 and 1234567, total 1234.56, v1.2345678901"
+    # Shopify's event ids in dedupe keys, date ranges and fingerprints are never phones.
+    key = "shop.myshopify.com|event|a1b2c3d4-1234-4567-8901-abcdef012345"
+    assert mask_text(key) == key
+    assert mask_text("valid 2026-12-02 - 2026-12-05, from 2026-12-02 09:15 - 2026-12-03 10:00:00.5") == \
+        "valid 2026-12-02 - 2026-12-05, from 2026-12-02 09:15 - 2026-12-03 10:00:00.5"
+    assert mask_text("h:0123456789 and h:0123456789") == "h:0123456789 and h:0123456789"
+
+
+def test_strict_masking_takes_any_seven_digits_for_a_phone_for_text_from_outside() -> None:
+    from bridge.log import mask_text
+
+    text = "phone 61423456789 is not valid for order 5678901234567, line 12345, on 2026-12-02"
+    assert mask_text(text) == text
+    assert mask_text(text, strict=True) == "phone <phone> is not valid for order <phone>, line 12345, on 2026-12-02"
+
+
+def test_a_destinations_error_that_quotes_the_record_has_its_personal_values_hashed() -> None:
+    from bridge.log import mask_values_of
+
+    record = {"identifiers": [{"type": "phone", "id": "+61423456789", "channels": {}},
+                              {"type": "email", "id": "jane@example.com"}], "firstName": "Jane"}
+    text = "identifier 61423456789 (Jane) refused; +61423456789 is taken"
+    masked = mask_values_of(text, record)
+    assert "61423456789" not in masked and "Jane" not in masked
+    assert masked == (f"identifier {fingerprint('61423456789')} ({fingerprint('Jane')}) refused; "
+                      f"{fingerprint('+61423456789')} is taken")

@@ -189,7 +189,7 @@ _SPACES = re.compile(r"\s+")
 
 def excerpt(text: str, limit: int = DETAIL_LIMIT) -> str:
     """A one-line, masked excerpt of at most `limit` characters."""
-    masked = mask_text(_SPACES.sub(" ", text).strip())  # the logs' rules: an excerpt is logged too
+    masked = mask_text(_SPACES.sub(" ", text).strip(), strict=True)  # a destination's words: any 7+ digits
     if len(masked) <= limit:
         return masked
     return masked[: limit - 1] + "…"
