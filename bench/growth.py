@@ -58,9 +58,9 @@ def pick(result: dict[str, Any], path: tuple[str, ...]) -> float:
 
 
 def peak_connections() -> int:
-    """The connection count at which the ingest part found the bridge's peak; 64 if it has not run."""
+    """The bridge's connection count in the ingest part (its peak, when it swept); 64 if it has not run."""
     ingest = load("ingest")
-    return int(ingest["connections"]) if ingest and ingest.get("sweep") else DEFAULT_CONNECTIONS
+    return int(ingest["connections"]) if ingest and ingest.get("connections") else DEFAULT_CONNECTIONS
 
 
 def main() -> None:
@@ -73,8 +73,8 @@ def main() -> None:
     grown = WORK / "grown.db"
     subprocess.run([PYTHON, "-m", "bench.grow_db", "--out", str(grown)], cwd=ROOT, check=True, timeout=300)
     os.sync()  # the 3 GB just written must not be flushing during the first runs
-    ingest = ["--skip-bare", "--rounds", "1", "--seconds", str(args.seconds),
-              "--connections", str(args.connections or peak_connections())]
+    connections = args.connections or peak_connections()
+    ingest = ["--skip-bare", "--rounds", "1", "--seconds", str(args.seconds), "--connections", str(connections)]
     values: dict[str, dict[str, list[float]]] = {"empty": {}, "grown": {}}
     try:
         for _ in range(args.rounds):
@@ -94,6 +94,7 @@ def main() -> None:
             Path(f"{grown}{suffix}").unlink(missing_ok=True)
     result = {
         "rounds": args.rounds,
+        "connections": connections,
         "figures": {
             name: {
                 "higher_is_better": higher,

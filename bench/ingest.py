@@ -63,11 +63,12 @@ PACED_CONNECTIONS = 32  # the open-loop generator's pool: enough for half of any
 
 
 def sweep(urls: dict[str, str], files: dict[str, str]) -> dict[str, dict[int, float]]:
-    """Requests a second of each server at each connection count of CONCURRENCY_SWEEP, taken in turns."""
+    """2xx answers a second of each server at each connection count of CONCURRENCY_SWEEP, in turns."""
     rates: dict[str, dict[int, float]] = {name: {} for name in urls}
     for connections in CONCURRENCY_SWEEP:
         for name, url in urls.items():
-            rates[name][connections] = wrk(url, SWEEP_SECONDS, connections, files)["rps"]
+            run = wrk(url, SWEEP_SECONDS, connections, files)
+            rates[name][connections] = round(run["ok"] / (run["duration_us"] / 1e6), 1)  # 2xx only
     return rates
 
 

@@ -26,7 +26,7 @@ def comparison(r: dict[str, Any] | None, setting: str, comment: str = "") -> lis
     return [
         f"- {setting}, {r['rounds']} rounds of {int(r['seconds'])} s: bare {r['bare']['rps']:,.0f}/s "
         f"(-c{r.get('bare_connections') or r['connections']}), bridge {r['bridge']['rps']:,.0f}/s (-c{r['connections']}), ratio {r['ratio']:.2f} (rounds "
-        f"{', '.join(f'{v:.2f}' for v in r.get('round_ratios', []))}).{comment}",
+        f"{', '.join(f'{v:.2f}' for v in r.get('round_ratios', []))}).{edge_warning(r) if r.get('sweep') else ''}{comment}",
     ]
 
 
@@ -83,7 +83,14 @@ def connections_text(r: dict[str, Any]) -> str:
     return ("Each server runs at the connection count of its own peak in a sweep of 2 s runs (the second table): "
             "a ceiling is a server's best rate, and the bare app, which answers at once, peaks with fewer "
             "requests in flight than the bridge, which answers after a group commit. The sweep's last row is "
-            "the ratio at the same count, for comparison.")
+            "the ratio at the same count, for comparison." + edge_warning(r))
+
+
+def edge_warning(r: dict[str, Any]) -> str:
+    """A pick at the top of the sweep: that server's peak may lie beyond it."""
+    top = max(int(c) for c in r["sweep"]["bridge"])
+    at_top = [name for name, c in (("bridge", r["connections"]), ("bare app", r.get("bare_connections"))) if c == top]
+    return "".join(f" The {name} peaked at the sweep's top count ({top}): its ceiling may lie higher." for name in at_top)
 
 
 def sweep_table(r: dict[str, Any]) -> list[str]:
@@ -176,11 +183,12 @@ def growth_section(r: dict[str, Any] | None, g: dict[str, Any] | None) -> list[s
     if not r:
         return ["Not run (`bench/run growth`)."]
     out = []
+    wrk_at = f"wrk with {r['connections']} connections, the bridge's count in section 1" if r.get("connections") else "wrk"
     if g:
         out.append(f"Store generated in {g['seconds']} s: {g['events']:,} events, "
                    f"{g.get('messages_delivered', 0):,} delivered and {g.get('messages_pending', 0):,} waiting "
                    f"messages, {g['bytes'] / 2**30:.1f} GiB, then synced to disk. {r['rounds']} rounds, each: "
-                   "ingest (wrk, then half rate) on a new empty store, the same on the grown store, mapping on an "
+                   f"ingest ({wrk_at}, then half rate) on a new empty store, the same on the grown store, mapping on an "
                    "empty store, mapping on the grown store (`bench/growth.py`). Medians compared; every run listed.")
         out.append("")
     out += ["| figure | empty store (median) | grown store (median) | change | within 10% | empty runs | grown runs |",

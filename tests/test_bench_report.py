@@ -57,3 +57,10 @@ def test_the_ingest_sweep_picks_each_servers_own_peak_and_is_shown_in_numeric_or
     assert table[-1] == "| ratio at the same count | 0.44 | 0.50 | 0.70 |"
     assert "peak" in bench.report.connections_text(r)
     assert bench.report.connections_text({"connections": 32}) == "Both servers with `-c32`."
+
+
+def test_a_pick_at_the_top_of_the_sweep_is_called_out() -> None:
+    sweep = {"bare": {"16": 1.0, "256": 0.5}, "bridge": {"16": 0.5, "256": 1.0}}
+    assert "bridge peaked at the sweep's top count (256)" in bench.report.edge_warning(
+        {"connections": 256, "bare_connections": 16, "sweep": sweep})
+    assert bench.report.edge_warning({"connections": 16, "bare_connections": 16, "sweep": sweep}) == ""
