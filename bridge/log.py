@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import functools
 import hashlib
 import logging
 import re
@@ -66,20 +67,18 @@ def mask_text(text: str, strict: bool = False) -> str:
     return PHONE.sub(_strict_phone if strict else _phone, text)
 
 
-def _phone(match: re.Match[str]) -> str:
+def _phone(match: re.Match[str], strict: bool = False) -> str:
     run = match.group()
     if match.group("keep"):
         return run
     digits = sum(c.isdigit() for c in run)
+    if strict:
+        return "<phone>" if digits >= 7 else run
     phone_like = run[0] in "+0(" or any(c in run for c in " ().-")
     return "<phone>" if digits >= 9 and phone_like else run
 
 
-def _strict_phone(match: re.Match[str]) -> str:
-    run = match.group()
-    if match.group("keep"):
-        return run
-    return "<phone>" if sum(c.isdigit() for c in run) >= 7 else run
+_strict_phone = functools.partial(_phone, strict=True)
 
 
 def _redact(value: Any, key: str | None = None) -> Any:
@@ -107,7 +106,8 @@ def mask_values_of(text: str, record: Any) -> str:
 
     def walk(value: Any, key: str = "") -> None:
         if isinstance(value, dict):
-            walk_identifier(value)
+            if value.get("type") in ("email", "phone"):  # Omnisend's {"type": "phone", "id": "+44..."}
+                walk(value.get("id"), "phone")
             for k, v in value.items():
                 walk(v, str(k))
         elif isinstance(value, (list, tuple)):
@@ -117,10 +117,6 @@ def mask_values_of(text: str, record: Any) -> str:
             values.add(str(value))
             if str(value).startswith("+"):  # an error may quote a phone without its +
                 values.add(str(value)[1:])
-
-    def walk_identifier(value: Any) -> None:  # Omnisend's {"type": "phone", "id": "+44..."}
-        if isinstance(value, dict) and value.get("type") in ("email", "phone"):
-            walk(value.get("id"), "phone")
 
     walk(record)
     for value in sorted(values, key=len, reverse=True):  # a full name before the first name inside it
