@@ -87,6 +87,8 @@ class Settings:
     store_writer: str = "process"
     # The worker's mapping in a process of its own (process) or a thread of the worker's process (thread).
     mapping: str = "process"
+    # Apply the store's pending migrations at start (BRIDGE_MIGRATE=false: only `bridge migrate` does).
+    migrate: bool = True
 
     @property
     def last_good_rules_dir(self) -> Path | None:
@@ -128,6 +130,7 @@ class Settings:
             log_level=env.get("BRIDGE_LOG_LEVEL", "info"),
             store_writer=_choice(env, "BRIDGE_STORE_WRITER", ("process", "thread"), "process"),
             mapping=_choice(env, "BRIDGE_MAPPING", ("process", "thread"), "process"),
+            migrate=_bool(env, "BRIDGE_MIGRATE", cls.migrate),
         )
         if settings.production:
             settings.require_complete()

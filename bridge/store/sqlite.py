@@ -37,14 +37,14 @@ from concurrent.futures import Future
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping, NamedTuple, Sequence, TypeVar
+from typing import Any, Callable, Iterable, Mapping, Sequence, TypeVar
 
 import lz4.block  # type: ignore[import-untyped]
 import orjson
 
 from bridge import jsoncodec
 from bridge.errors import StoreUnavailable
-from bridge.model import Event, Message, Outcome, Outgoing, Webhook
+from bridge.model import Decision, Event, IngestResult, Mapped, Message, Outcome, Outgoing, Webhook
 from bridge.store.process import WriterProcess
 
 T = TypeVar("T")
@@ -59,31 +59,6 @@ BUSY_TIMEOUT_MS = 10_000
 # ~25% less writer time a webhook measured on this machine (docs/benchmarks.md).
 PAGE_SIZE = 8192
 WAL_CHECKPOINT_BYTES = 4 * 1024 * 1024
-
-
-class IngestResult(NamedTuple):  # a tuple: the writer makes one per webhook
-    event_id: int
-    duplicate: bool
-
-
-@dataclass(frozen=True)
-class Decision:
-    """What to do with a message after an attempt (see bridge.retry)."""
-
-    state: str  # delivered | pending | submitted | dead
-    next_at: float = 0.0
-    refund_attempt: bool = False  # pause: the attempt does not count
-
-
-@dataclass(frozen=True)
-class Mapped:
-    """The mapping of one event, ready to be saved."""
-
-    event_id: int
-    status: str
-    rules: list[str]
-    errors: list[str]
-    messages: list[tuple[Outgoing, str]]  # (message, idempotency key)
 
 
 # (source, topic, dedupe_key, received_at, headers JSON, body, status): the columns ingest writes.
