@@ -63,6 +63,11 @@ class Settings:
     host: str = "0.0.0.0"
     port: int = 8000
     database_path: Path = Path("bridge.db")
+    # A PostgreSQL URL (DATABASE_URL or BRIDGE_DATABASE_URL); empty: the SQLite file database_path.
+    database_url: str = ""
+    # PostgreSQL: connections each process's pool may open, and LISTEN/NOTIFY wake-ups (off behind PgBouncer).
+    pg_pool_size: int = 4
+    pg_notify: bool = True
     mappings_dir: Path = Path("mappings")
     # Where the last rules that loaded are copied: "" beside the database, "off" nowhere.
     last_good_rules: str = ""
@@ -100,6 +105,11 @@ class Settings:
         return self.database_path.with_name(self.database_path.name + ".last-good-rules")
 
     @property
+    def store_url(self) -> str:
+        """The database the store opens: the PostgreSQL URL, or the SQLite file."""
+        return self.database_url or f"sqlite:///{self.database_path}"
+
+    @property
     def production(self) -> bool:
         return self.env == "production"
 
@@ -108,11 +118,17 @@ class Settings:
         env = os.environ if environ is None else environ
         from bridge.sources.config import sources_from_env
 
+        # BRIDGE_DATABASE_URL wins over DATABASE_URL (what Heroku, Render and Railway set for their PostgreSQL).
+        url = env.get("BRIDGE_DATABASE_URL") or env.get("DATABASE_URL") or "sqlite:///bridge.db"
+        postgres = url.split("://", 1)[0] in POSTGRES_SCHEMES
         settings = cls(
             env=env.get("BRIDGE_ENV", "development"),
             host=env.get("HOST", "0.0.0.0"),
             port=_int(env, "PORT", cls.port),
-            database_path=database_path(env.get("BRIDGE_DATABASE_URL", "sqlite:///bridge.db")),
+            database_path=database_path(url) if not postgres else cls.database_path,
+            database_url=url if postgres else "",
+            pg_pool_size=_int(env, "BRIDGE_PG_POOL_SIZE", cls.pg_pool_size),
+            pg_notify=_bool(env, "BRIDGE_PG_NOTIFY", cls.pg_notify),
             mappings_dir=Path(env.get("BRIDGE_MAPPINGS_DIR", "mappings")),
             last_good_rules=env.get("BRIDGE_LAST_GOOD_RULES_DIR", "").strip(),
             sources=sources_from_env(env),
@@ -149,12 +165,15 @@ class Settings:
             raise ConfigError("BRIDGE_ENV=production and not configured: " + "; ".join(gaps))
 
 
+POSTGRES_SCHEMES = ("postgres", "postgresql")
+
+
 def database_path(url: str) -> Path:
     """`sqlite:///relative.db`, `sqlite:////abs/path.db` or a plain path."""
     if url.startswith("sqlite:///"):
         return Path(url[len("sqlite:///") :])
     if "://" in url:
-        raise ConfigError(f"BRIDGE_DATABASE_URL: only sqlite:/// URLs are supported, got scheme {url.split('://')[0]!r}")
+        raise ConfigError(f"database URL: sqlite:///path or postgresql://..., got the scheme {url.split('://')[0]!r}")
     return Path(url)
 
 

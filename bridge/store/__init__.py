@@ -2,8 +2,10 @@
 
 `Store` (bridge/store/base.py) is the one interface the rest of the bridge uses.
 `make_store` / `open_store` pick the backend from the database URL's scheme:
-`sqlite:///path` (or a plain path) is SQLite (bridge/store/sqlite.py). A backend
-registers its schemes in BACKENDS.
+`sqlite:///path` (or a plain path) is SQLite (bridge/store/sqlite.py);
+`postgresql://` or `postgres://` is PostgreSQL (bridge/store/postgres/, which needs
+the `postgres` extra: it is imported only when used). A backend registers its
+schemes in BACKENDS.
 """
 
 from __future__ import annotations
@@ -23,14 +25,26 @@ from bridge.store.sqlite import SQLiteStore
 class StoreOptions:
     process: bool = True  # SQLite: the writer in a process of its own (else a thread)
     migrate: bool = True  # apply pending migrations when the store opens
+    pool_size: int = 4  # PostgreSQL: connections this process may open
+    notify: bool = True  # PostgreSQL: LISTEN/NOTIFY wake-ups
 
 
 def _sqlite(url: str, options: StoreOptions) -> Store:
     return SQLiteStore(sqlite_path(url), process=options.process, migrate=options.migrate)
 
 
+def _postgres(url: str, options: StoreOptions) -> Store:
+    try:
+        from bridge.store.postgres import PostgresStore
+        from bridge.store.postgres.connection import libpq_url
+    except ImportError as exc:
+        raise ConfigError(f"a PostgreSQL database needs psycopg: pip install 'bridge[postgres]' ({exc})") from None
+    return PostgresStore(libpq_url(url), pool_size=options.pool_size, notify=options.notify, migrate=options.migrate)
+
+
 # scheme -> the factory of a store for a URL of that scheme (not yet opened)
-BACKENDS: dict[str, Callable[[str, StoreOptions], Store]] = {"sqlite": _sqlite}
+BACKENDS: dict[str, Callable[[str, StoreOptions], Store]] = {
+    "sqlite": _sqlite, "postgres": _postgres, "postgresql": _postgres}
 
 
 def sqlite_path(url: str) -> Path:
@@ -41,9 +55,9 @@ def sqlite_path(url: str) -> Path:
 def make_store(target: Settings | str | Path, *, process: bool | None = None, migrate: bool | None = None) -> Store:
     """The store for a database URL, or the settings' database; not yet opened."""
     if isinstance(target, Settings):
-        url = f"sqlite:///{target.database_path}"
+        url = target.store_url
         options = StoreOptions(target.store_writer == "process" if process is None else process,
-                               target.migrate if migrate is None else migrate)
+                               target.migrate if migrate is None else migrate, target.pg_pool_size, target.pg_notify)
     else:
         url = str(target)
         options = StoreOptions(bool(process), True if migrate is None else migrate)
