@@ -16,6 +16,7 @@ from bridge.errors import ConfigError, StoreUnavailable
 from bridge.model import Decision, Mapped, Message, Outcome, Outgoing, Webhook
 from bridge.settings import Settings
 from bridge.store import make_store
+from bridge.store.base import AuditFilter, DeadFilter, EventFilter, PruneCutoffs
 from bridge.store.postgres import PostgresStore
 from bridge.store.postgres.connection import libpq_url, mask_text, unavailable
 from bridge.store.postgres.migrate import migrate
@@ -225,3 +226,36 @@ def test_a_refused_password_is_reported_without_it() -> None:
     message = str(unavailable(refused, "postgresql://bridge:wr0ngpass@db/bridge"))
     assert message == 'PostgreSQL: connection failed: FATAL:  password authentication failed for user "bridge"'
     assert mask_text("password=wr0ngpass host=db", "postgresql://bridge:wr0ngpass@db/b") == "password=*** host=db"
+
+
+def test_operator_reads_and_writes_follow_a_message_through_death_retry_replay_and_pruning(pg_url: str) -> None:
+    async def go() -> None:
+        async with opened(pg_url) as store:
+            event = await store.ingest(hook("e1"), now=10.0)
+            await store.ingest(hook("e1"), now=11.0)
+            msg = Outgoing("ometria", "contact", {"id": "c1"}, "r", key="contact:c1", areas=("contacts",))
+            await store.save_mappings([Mapped(event.event_id, "mapped", ["r"], [], [(msg, "idem-1")])], 20.0)
+            [claimed] = await store.claim("ometria", 10, 60, 30.0)
+            await store.complete([(claimed, Outcome("dead", 400, "bad"), Decision("dead", 30.0))], 30.0)
+            page = await store.list_events(EventFilter(source="shopify"), 10)
+            assert page.total == 1 and page.items[0]["duplicates"] == 1 and page.items[0]["messages"] == {"dead": 1}
+            detail = await store.event_detail(event.event_id)
+            assert detail is not None and detail["payload"] == {"id": 1}
+            assert detail["messages"][0]["trail"][0]["outcome"] == "dead"
+            dead = await store.list_dead(DeadFilter(destination="ometria"), 10)
+            assert [d["id"] for d in dead.items] == [claimed.id] and dead.items[0]["last_detail"] == "bad"
+            stats = await store.outbox_stats(40.0, ["omnisend", "ometria"])
+            assert stats["ometria"]["counts"]["dead"] == 1 and stats["omnisend"]["counts"]["pending"] == 0
+            assert (await store.audit(AuditFilter(area="contacts"), 10)).total == 1
+            assert await store.retry_dead(DeadFilter(ids=(claimed.id,)), 50.0) == 1
+            assert await store.open_counts() == {("ometria", "pending"): 1}
+            assert [m.id for m in await store.claim("ometria", 10, 60, 50.0)] == [claimed.id], "its lane woke up"
+            assert await store.count_replayable(EventFilter()) == 1
+            [again] = await store.replayable_events(EventFilter(), 0, 10)
+            summary = await store.apply_mappings([Mapped(again.id, "mapped", ["r"], [], [(msg, "idem-1")])], 60.0,
+                                                 force=False, dry_run=False)
+            assert summary.skipped_open == 1 and summary.queued == 0
+            result = await store.prune_preview(PruneCutoffs(100.0, 100.0, 100.0))
+            assert result.messages == 0 and result.dedupe_keys == 0
+
+    asyncio.run(go())

@@ -82,24 +82,30 @@ async def save_mappings(conn: Conn, mapped: Sequence[Mapped], now: float, notify
         " WHERE e.id = u.id",
         (now, [m.event_id for m in mine], [m.status for m in mine], [json.dumps(m.rules) for m in mine],
          [json.dumps(m.errors) if m.errors else None for m in mine]))
-    rows = [_message_params(m.event_id, msg, key) for m in mine for msg, key in m.messages]
+    rows = [message_params(m.event_id, msg, key) for m in mine for msg, key in m.messages]
     if rows:
-        columns: list[list[Any]] = [list(c) for c in zip(*rows)]
-        await conn.execute(
-            "INSERT INTO messages (event_id, destination, kind, action, rule, ordering_key, idempotency_key, record,"
-            " areas, state, attempts, next_at, created_at, updated_at)"
-            " SELECT event_id, destination, kind, action, rule, ordering_key, idempotency_key, record, areas,"
-            " 'pending', 0, %s, %s, %s FROM unnest(%s::bigint[], %s::text[], %s::text[], %s::text[], %s::text[],"
-            " %s::text[], %s::text[], %s::text[], %s::text[]) WITH ORDINALITY"
-            " AS m(event_id, destination, kind, action, rule, ordering_key, idempotency_key, record, areas, n)"
-            " ORDER BY n",
-            (now, now, now, *columns))
+        await insert_messages(conn, rows, now)
         await refresh_lanes(conn, lanes)
         if notify:
             await conn.execute("SELECT pg_notify(%s, '')", (NOTIFY_CHANNEL,))
     return len(rows)
 
 
-def _message_params(event_id: int, msg: Outgoing, idempotency_key: str) -> tuple[Any, ...]:
+async def insert_messages(conn: Conn, rows: Sequence[tuple[Any, ...]], now: float) -> None:
+    """Queue messages (each from message_params), pending and due now, their ids in the order given.
+    Their lanes are locked by the caller."""
+    columns: list[list[Any]] = [list(c) for c in zip(*rows)]
+    await conn.execute(
+        "INSERT INTO messages (event_id, destination, kind, action, rule, ordering_key, idempotency_key, record,"
+        " areas, state, attempts, next_at, created_at, updated_at)"
+        " SELECT event_id, destination, kind, action, rule, ordering_key, idempotency_key, record, areas,"
+        " 'pending', 0, %s, %s, %s FROM unnest(%s::bigint[], %s::text[], %s::text[], %s::text[], %s::text[],"
+        " %s::text[], %s::text[], %s::text[], %s::text[]) WITH ORDINALITY"
+        " AS m(event_id, destination, kind, action, rule, ordering_key, idempotency_key, record, areas, n)"
+        " ORDER BY n",
+        (now, now, now, *columns))
+
+
+def message_params(event_id: int, msg: Outgoing, idempotency_key: str) -> tuple[Any, ...]:
     return (event_id, storable(msg.destination), storable(msg.kind), storable(msg.action), storable(msg.rule),
             storable(msg.key), storable(idempotency_key), record_text(msg.record), ",".join(msg.areas))

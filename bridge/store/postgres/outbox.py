@@ -20,11 +20,11 @@ import uuid
 from typing import Any, Iterable, Sequence
 
 from bridge.model import Decision, Message, Outcome
-from bridge.store.base import DestinationState
+from bridge.store.base import OPEN_STATES, DestinationState
 from bridge.store.postgres.connection import Conn
 from bridge.store.postgres.rows import MESSAGE_COLUMNS, message_from_row, storable
 
-OPEN = "('pending', 'inflight', 'submitted')"
+OPEN = "(" + ", ".join(f"'{state}'" for state in OPEN_STATES) + ")"  # SQL: states that hold back their key
 HOLDING_SCAN = 1_000  # submitted messages claim_batch looks at for one that holds back its key
 PROBE_NAME = "~probe"
 

@@ -14,8 +14,23 @@ from psycopg_pool import AsyncConnectionPool
 
 from bridge.errors import MigrationError, StoreUnavailable
 from bridge.model import Decision, Event, IngestResult, Mapped, Message, Outcome, Webhook
-from bridge.store.base import DestinationState, MigrationStatus
-from bridge.store.postgres import inbound, migrate, outbox
+from bridge.store.base import (
+    AuditEntry,
+    AuditFilter,
+    DeadFilter,
+    DeadLetter,
+    DestinationState,
+    DestinationStats,
+    EventDetail,
+    EventFilter,
+    EventSummary,
+    MigrationStatus,
+    Page,
+    PruneCutoffs,
+    PruneResult,
+    ReplaySummary,
+)
+from bridge.store.postgres import inbound, migrate, outbox, queries, replay, retention
 from bridge.store.postgres.connection import Conn, connect, in_transaction, make_pool
 from bridge.store.sqlite import event_row
 
@@ -108,3 +123,55 @@ class PostgresStore:
 
     async def destination_states(self) -> dict[str, DestinationState]:
         return await self._run(outbox.destination_states)
+
+    # -- what operators and metrics read --------------------------------------
+
+    async def list_events(self, where: EventFilter, limit: int, offset: int = 0) -> Page[EventSummary]:
+        return await self._run(queries.list_events, where, limit, offset)
+
+    async def event_detail(self, event_id: int) -> EventDetail | None:
+        return await self._run(queries.event_detail, event_id)
+
+    async def outbox_stats(self, now: float, destinations: Sequence[str] = ()) -> dict[str, DestinationStats]:
+        return await self._run(queries.outbox_stats, now, destinations)
+
+    async def open_counts(self) -> dict[tuple[str, str], int]:
+        return await self._run(queries.open_counts)
+
+    async def oldest_pending(self) -> dict[str, float]:
+        return await self._run(queries.oldest_pending)
+
+    async def list_dead(self, where: DeadFilter, limit: int, offset: int = 0) -> Page[DeadLetter]:
+        return await self._run(queries.list_dead, where, limit, offset)
+
+    async def retry_dead(self, where: DeadFilter, now: float) -> int:
+        return await self._run(queries.retry_dead, where, now)
+
+    async def audit(self, where: AuditFilter, limit: int, offset: int = 0) -> Page[AuditEntry]:
+        return await self._run(queries.audit, where, limit, offset)
+
+    # -- replay ---------------------------------------------------------------
+
+    async def count_replayable(self, where: EventFilter) -> int:
+        return await self._run(replay.count_replayable, where)
+
+    async def replayable_events(self, where: EventFilter, after_id: int, limit: int) -> list[Event]:
+        return await self._run(replay.replayable_events, where, after_id, limit)
+
+    async def apply_mappings(self, mapped: Sequence[Mapped], now: float, *, force: bool,
+                             dry_run: bool) -> ReplaySummary:
+        return await self._run(replay.apply_mappings, mapped, now, force, dry_run)
+
+    # -- retention ------------------------------------------------------------
+
+    async def prune_delivered(self, before: float, limit: int) -> tuple[int, int]:
+        return await self._run(retention.delete_delivered, before, limit)
+
+    async def prune_bodies(self, before: float, limit: int) -> int:
+        return await self._run(retention.null_bodies, before, limit)
+
+    async def prune_dedupe(self, before: float, limit: int) -> int:
+        return await self._run(retention.delete_dedupe, before, limit)
+
+    async def prune_preview(self, cutoffs: PruneCutoffs) -> PruneResult:
+        return await self._run(retention.preview, cutoffs)
