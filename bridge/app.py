@@ -22,7 +22,7 @@ from bridge.ops.metrics import METRICS, metrics_route
 from bridge.ops.when import iso
 from bridge.settings import Settings
 from bridge.sources import Source
-from bridge.store import SQLiteStore
+from bridge.store import Store, make_store
 from bridge.webhooks import WebhookEndpoint
 from bridge.worker import Worker
 
@@ -34,7 +34,7 @@ class Bridge:
     """Everything one process runs, built once from Settings and shared by the routes."""
 
     settings: Settings
-    store: SQLiteStore
+    store: Store
     sources: Mapping[str, Source]
     rules: Any  # bridge.mapping.reload.RulesHolder: .current, .error, .loaded_at, .watch()
     destinations: Mapping[str, Destination]
@@ -45,7 +45,7 @@ class Bridge:
     def build(cls, settings: Settings, **parts: Any) -> Bridge:
         """Build each part from settings unless given (tests pass their own)."""
         if "store" not in parts:
-            parts["store"] = SQLiteStore(settings.database_path, process=settings.store_writer == "process")
+            parts["store"] = make_store(settings)
         if "sources" not in parts:
             from bridge.sources import build_sources
 
@@ -127,7 +127,7 @@ def create_app(settings: Settings, *, run_worker: bool | None = None, **parts: A
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        bridge.store.open()
+        await bridge.store.open()
         METRICS.watch_store(bridge.store, bridge.destinations)
         watch = None
         if hasattr(bridge.rules, "watch"):
@@ -151,7 +151,7 @@ def create_app(settings: Settings, *, run_worker: bool | None = None, **parts: A
                 watch.cancel()
             for destination in bridge.destinations.values():
                 await destination.aclose()
-            bridge.store.close()
+            await bridge.store.close()
             log.info("bridge.stopped")
 
     app = BridgeApp(

@@ -17,6 +17,9 @@ from bridge.log import configure
 from bridge.settings import Settings
 
 
+NO_MIGRATE = "do not apply pending migrations at start (as BRIDGE_MIGRATE=false): refuse to start until `bridge migrate` ran"
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
@@ -27,6 +30,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         settings = replace(settings, port=args.port)
     if args.no_worker:
         settings = replace(settings, run_worker=False)
+    if args.no_migrate:
+        settings = replace(settings, migrate=False)
     configure(settings.log_format, settings.log_level)
     app = create_app(settings)
     config = uvicorn.Config(
@@ -52,6 +57,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 def cmd_worker(args: argparse.Namespace) -> int:
     settings = Settings.from_env()
+    if args.no_migrate:
+        settings = replace(settings, migrate=False)
     configure(settings.log_format, settings.log_level)
     return asyncio.run(_run_worker(settings))
 
@@ -61,7 +68,7 @@ async def _run_worker(settings: Settings) -> int:
     from bridge.worker import Worker
 
     bridge = Bridge.build(settings)
-    bridge.store.open()
+    await bridge.store.open()
     worker = Worker(settings, bridge.store, bridge.rules, bridge.destinations)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -76,7 +83,18 @@ async def _run_worker(settings: Settings) -> int:
     watch.cancel()
     for destination in bridge.destinations.values():
         await destination.aclose()
-    bridge.store.close()
+    await bridge.store.close()
+    return 0
+
+
+def cmd_migrate(args: argparse.Namespace) -> int:
+    from bridge.store import make_store
+
+    settings = Settings.from_env()
+    configure(settings.log_format, settings.log_level)
+    status = asyncio.run(make_store(settings, process=False, migrate=False).migrate())
+    applied = ", ".join(status.applied) if status.applied else "nothing to apply"
+    print(f"migrations: {applied}; the database is at {status.current or 'no version'}")
     return 0
 
 
@@ -88,10 +106,15 @@ def build_parser() -> argparse.ArgumentParser:
     serve = commands.add_parser("serve", help="run the web app with the delivery worker in the same process")
     serve.add_argument("--port", type=int, default=None, help="port to listen on (default $PORT or 8000)")
     serve.add_argument("--no-worker", action="store_true", help="only take webhooks; run `bridge worker` elsewhere")
+    serve.add_argument("--no-migrate", action="store_true", help=NO_MIGRATE)
     serve.set_defaults(func=cmd_serve)
 
     worker = commands.add_parser("worker", help="run mapping and delivery only (no web app)")
+    worker.add_argument("--no-migrate", action="store_true", help=NO_MIGRATE)
     worker.set_defaults(func=cmd_worker)
+
+    migrate = commands.add_parser("migrate", help="apply the database's pending schema migrations, then exit")
+    migrate.set_defaults(func=cmd_migrate)
 
     from bridge import ops
     from bridge.mapping import cli as mappings

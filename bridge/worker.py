@@ -21,12 +21,12 @@ from bridge.destinations import Destination
 from bridge.log import mask_values_of
 from bridge.mapping import RuleSet
 from bridge.mapping.process import MappingProcess, map_events
-from bridge.model import Event, Message, Outcome
+from bridge.model import Event, Mapped, Message, Outcome
 from bridge.ops.metrics import METRICS
 from bridge.ops.prune import prune_daily
 from bridge.retry import RetryPolicy
 from bridge.settings import Settings
-from bridge.store import Mapped, SQLiteStore, Store
+from bridge.store.base import Store
 
 log = structlog.get_logger("bridge.worker")
 
@@ -100,10 +100,8 @@ class Worker:
             self._mapping.start(self.rules.current)
         self._tasks = [asyncio.create_task(self._map_loop(), name="map")]
         self._tasks.append(asyncio.create_task(self._lease_loop(), name="leases"))
-        # Retention needs the SQLite store's chunked writes; a store without them prunes itself.
-        if isinstance(self.store, SQLiteStore):
-            self._tasks.append(asyncio.create_task(prune_daily(self.store, self.settings, self._stopping, self.clock),
-                                                   name="prune"))
+        self._tasks.append(asyncio.create_task(prune_daily(self.store, self.settings, self._stopping, self.clock),
+                                               name="prune"))
         for name, destination in self.destinations.items():
             for n in range(self.concurrency):
                 self._tasks.append(asyncio.create_task(self._deliver_loop(destination), name=f"deliver-{name}-{n}"))

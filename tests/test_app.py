@@ -13,7 +13,8 @@ from starlette.testclient import TestClient
 from bridge.app import create_app
 from bridge.settings import Settings, SourceSettings, secrets_from
 from bridge.sign import omneo_headers, shopify_headers, woocommerce_headers
-from bridge.store.sqlite import execute, unpack_body
+from bridge.store.sqlite.rows import unpack_body
+from bridge.store.sqlite.writer import execute
 
 SECRET = "shpss_app_test"
 

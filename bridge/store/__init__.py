@@ -16,7 +16,7 @@ from typing import Callable
 
 from bridge.errors import ConfigError
 from bridge.model import Decision, IngestResult, Mapped
-from bridge.settings import Settings
+from bridge.settings import Settings, database_path
 from bridge.store.base import Store
 from bridge.store.sqlite import SQLiteStore
 
@@ -25,12 +25,13 @@ from bridge.store.sqlite import SQLiteStore
 class StoreOptions:
     process: bool = True  # SQLite: the writer in a process of its own (else a thread)
     migrate: bool = True  # apply pending migrations when the store opens
+    create: bool = True  # a database that does not exist yet is made (False: opening it fails)
     pool_size: int = 4  # PostgreSQL: connections this process may open
     notify: bool = True  # PostgreSQL: LISTEN/NOTIFY wake-ups
 
 
 def _sqlite(url: str, options: StoreOptions) -> Store:
-    return SQLiteStore(sqlite_path(url), process=options.process, migrate=options.migrate)
+    return SQLiteStore(database_path(url), process=options.process, migrate=options.migrate, create=options.create)
 
 
 def _postgres(url: str, options: StoreOptions) -> Store:
@@ -47,20 +48,17 @@ BACKENDS: dict[str, Callable[[str, StoreOptions], Store]] = {
     "sqlite": _sqlite, "postgres": _postgres, "postgresql": _postgres}
 
 
-def sqlite_path(url: str) -> Path:
-    """`sqlite:///relative.db`, `sqlite:////abs/path.db` or a plain path."""
-    return Path(url[len("sqlite:///"):]) if url.startswith("sqlite:///") else Path(url)
-
-
-def make_store(target: Settings | str | Path, *, process: bool | None = None, migrate: bool | None = None) -> Store:
-    """The store for a database URL, or the settings' database; not yet opened."""
+def make_store(target: Settings | str | Path, *, process: bool | None = None, migrate: bool | None = None,
+               create: bool = True) -> Store:
+    """The store for a database URL (or path), or the settings' database; not yet opened."""
     if isinstance(target, Settings):
         url = target.store_url
         options = StoreOptions(target.store_writer == "process" if process is None else process,
-                               target.migrate if migrate is None else migrate, target.pg_pool_size, target.pg_notify)
+                               target.migrate if migrate is None else migrate, create, target.pg_pool_size,
+                               target.pg_notify)
     else:
         url = str(target)
-        options = StoreOptions(bool(process), True if migrate is None else migrate)
+        options = StoreOptions(bool(process), True if migrate is None else migrate, create)
     scheme = url.split("://", 1)[0] if "://" in url else "sqlite"
     factory = BACKENDS.get(scheme)
     if factory is None:
@@ -68,13 +66,13 @@ def make_store(target: Settings | str | Path, *, process: bool | None = None, mi
     return factory(url, options)
 
 
-async def open_store(target: Settings | str | Path, *, process: bool | None = None,
-                     migrate: bool | None = None) -> Store:
+async def open_store(target: Settings | str | Path, *, process: bool | None = None, migrate: bool | None = None,
+                     create: bool = True) -> Store:
     """`make_store`, opened."""
-    store = make_store(target, process=process, migrate=migrate)
+    store = make_store(target, process=process, migrate=migrate, create=create)
     await store.open()
     return store
 
 
 __all__ = ["BACKENDS", "Decision", "IngestResult", "Mapped", "SQLiteStore", "Store", "StoreOptions", "make_store",
-           "open_store", "sqlite_path"]
+           "open_store"]

@@ -13,7 +13,7 @@ from starlette.testclient import TestClient
 
 from bridge.ops.admin import admin_routes
 from bridge.settings import Secret, Settings, destinations_from_env
-from bridge.store.sqlite import execute
+from bridge.store.sqlite.writer import execute
 
 from .schema_check import check_response
 from .support import DAY, NOW, FixedRules, Outbox, idem

@@ -1,11 +1,17 @@
 """Numbered schema migrations, the same way for every backend.
 
-Each backend keeps its files in `bridge/store/migrations/<backend>/NNNN_what.sql`,
-applied in number order, each in one transaction that also records it in the
-`schema_migrations` table (version, name, applied_at). The runner here knows
-the files and the order; the backend supplies a `MigrationSession`: its own
-connection, and its own lock so that two processes starting at once apply each
-migration once (SQLite: `BEGIN IMMEDIATE`; PostgreSQL: an advisory lock).
+Each backend keeps its files in `bridge/store/migrations/<backend>/NNNN_what.sql`.
+They are applied in number order, each in one transaction that also records it in
+the `schema_migrations` table:
+
+    schema_migrations (version TEXT PRIMARY KEY,   -- "0001"
+                       name    TEXT NOT NULL,      -- "0001_initial"
+                       applied_at <the backend's timestamp> NOT NULL)
+
+This module finds the files and decides what to apply (`migrations`, `pending`);
+the backend runs them with its own connection, under its own lock, so that two
+processes starting at once apply each migration once (SQLite: `BEGIN IMMEDIATE`,
+and the version checked again inside it; PostgreSQL: an advisory lock).
 """
 
 from __future__ import annotations
@@ -14,7 +20,7 @@ import re
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Protocol
+from typing import Iterable, Sequence
 
 from bridge.errors import MigrationError
 from bridge.store.base import MigrationStatus
@@ -30,21 +36,8 @@ class Migration:
     sql: str
 
 
-class MigrationSession(Protocol):
-    """A backend's side of a migration run."""
-
-    async def applied_versions(self) -> set[str]:
-        """The versions recorded in schema_migrations, creating the table when it is missing."""
-        ...
-
-    async def apply(self, migration: Migration) -> bool:
-        """Under the backend's lock, in one transaction: run the migration and record it, unless it is
-        recorded by now (another process applied it meanwhile). True when this call applied it."""
-        ...
-
-
 def migrations(backend: str, folder: Path | None = None) -> list[Migration]:
-    """The migrations of `backend` (or of `folder`), in version order; a misnamed file is an error."""
+    """The migrations of `backend` (or those in `folder`), in version order; a misnamed file is an error."""
     root = folder if folder is not None else Path(str(resources.files("bridge.store.migrations").joinpath(backend)))
     found: list[Migration] = []
     for path in sorted(root.iterdir()):
@@ -56,19 +49,25 @@ def migrations(backend: str, folder: Path | None = None) -> list[Migration]:
         found.append(Migration(match.group(1), path.stem, path.read_text()))
     versions = [m.version for m in found]
     if len(set(versions)) != len(versions):
-        raise MigrationError(f"two migrations of {backend} share a number: {versions}")
+        raise MigrationError(f"two migrations of {backend} share a number: {', '.join(versions)}")
     return found
 
 
-async def apply_pending(session: MigrationSession, available: list[Migration]) -> MigrationStatus:
-    """Apply every migration in `available` that the database lacks, in order. Versions the database
-    has beyond these (a newer bridge migrated it; a rolling deploy) are left as they are."""
-    applied = await session.applied_versions()
-    done: list[str] = []
-    for migration in available:
-        if migration.version in applied:
-            continue
-        if await session.apply(migration):
-            done.append(migration.name)
-    newest = max([*applied, *(m.version for m in available)], default=None)
-    return MigrationStatus(applied=done, current=newest)
+def pending(applied: Iterable[str], available: Sequence[Migration]) -> list[Migration]:
+    """The migrations not yet applied, in order. Versions the database has beyond `available` (a newer
+    bridge migrated it, as in a rolling deploy) are left as they are."""
+    done = set(applied)
+    return [m for m in available if m.version not in done]
+
+
+def status(applied_now: Sequence[Migration], applied: Iterable[str]) -> MigrationStatus:
+    """What a run did (`applied_now`), and the newest version the database has after it (`applied`: every
+    version recorded, these included)."""
+    return MigrationStatus(applied=[m.name for m in applied_now], current=max(applied, default=None))
+
+
+def unapplied_error(missing: Sequence[Migration]) -> MigrationError:
+    """The error of a store opened without migrating on a database that lacks migrations."""
+    names = ", ".join(m.name for m in missing)
+    return MigrationError(f"the database lacks migrations {names}: run `bridge migrate` (or start without "
+                          "--no-migrate / BRIDGE_MIGRATE=false)")

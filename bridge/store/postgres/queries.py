@@ -26,15 +26,8 @@ from bridge.store.base import (
 )
 from bridge.store.postgres.connection import Conn
 from bridge.store.postgres.outbox import destination_states, lock_lanes, refresh_lanes
-from bridge.store.sqlite import unpack_body
-
-
-def json_list(text: str | None) -> list[Any]:
-    return list(json.loads(text)) if text else []
-
-
-def areas(text: str | None) -> list[str]:
-    return [a for a in (text or "").split(",") if a]
+from bridge.store.sqlite.queries import areas, json_list
+from bridge.store.sqlite.rows import unpack_body
 
 
 def event_where(where: EventFilter, table: str = "e") -> tuple[str, list[Any]]:

@@ -17,7 +17,7 @@ from bridge.store.postgres.inbound import insert_messages, message_params
 from bridge.store.postgres.outbox import lock_lanes, refresh_lanes
 from bridge.store.postgres.queries import event_where
 from bridge.store.postgres.rows import EVENT_COLUMNS, event_from_row, storable
-from bridge.store.sqlite import record_text
+from bridge.store.sqlite.rows import record_text
 
 
 def _replayable(where: EventFilter) -> tuple[str, list[Any]]:

@@ -7,7 +7,7 @@ from typing import Any
 
 from bridge import jsoncodec
 from bridge.model import Event, Message
-from bridge.store.sqlite import unpack_body
+from bridge.store.sqlite.rows import unpack_body
 
 EVENT_COLUMNS = "id, source, topic, dedupe_key, received_at, headers, body, body_codec, status"
 MESSAGE_COLUMNS = (

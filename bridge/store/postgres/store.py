@@ -32,7 +32,7 @@ from bridge.store.base import (
 )
 from bridge.store.postgres import inbound, migrate, outbox, queries, replay, retention
 from bridge.store.postgres.connection import Conn, connect, in_transaction, make_pool
-from bridge.store.sqlite import event_row
+from bridge.store.sqlite.ingest import event_row
 
 T = TypeVar("T")
 
