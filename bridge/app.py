@@ -20,7 +20,7 @@ from bridge.ops.admin import admin_routes
 from bridge.ops.health import readyz_route
 from bridge.ops.metrics import METRICS, metrics_route
 from bridge.ops.when import iso
-from bridge.settings import Settings
+from bridge.settings import Settings, masked_url
 from bridge.sources import Source
 from bridge.store import Store, make_store
 from bridge.webhooks import WebhookEndpoint
@@ -140,7 +140,7 @@ def create_app(settings: Settings, *, run_worker: bool | None = None, **parts: A
         if with_worker:
             bridge.worker = Worker(settings, bridge.store, bridge.rules, bridge.destinations)
             await bridge.worker.start()
-        log.info("bridge.started", worker=with_worker, database=str(settings.database_path),
+        log.info("bridge.started", worker=with_worker, database=masked_url(settings.store_url),
                  mappings=str(settings.mappings_dir))
         try:
             yield

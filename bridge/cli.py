@@ -34,6 +34,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         settings = replace(settings, migrate=False)
     configure(settings.log_format, settings.log_level)
     app = create_app(settings)
+    asyncio.run(_check_database(settings))
     config = uvicorn.Config(
         app,
         host=settings.host,
@@ -53,6 +54,17 @@ def cmd_serve(args: argparse.Namespace) -> int:
         signal.signal(sig, lambda *_: None)
     uvicorn.Server(config).run()
     return 0
+
+
+async def _check_database(settings: Settings) -> None:
+    """Open the store once before the server starts, so that a database that refuses (a wrong password,
+    a server that does not answer) ends the start with its one-line reason, not a traceback from
+    inside the server's start-up."""
+    from bridge.store import make_store
+
+    store = make_store(settings, process=False)
+    await store.open()
+    await store.close()
 
 
 def cmd_worker(args: argparse.Namespace) -> int:

@@ -6,6 +6,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
+from urllib.parse import urlsplit, urlunsplit
 
 from bridge.errors import ConfigError
 
@@ -166,6 +167,15 @@ class Settings:
 
 
 POSTGRES_SCHEMES = ("postgres", "postgresql")
+
+
+def masked_url(url: str) -> str:
+    """A database URL with its password shown as ***, for logs and errors."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    user, host = parts.netloc.rsplit("@", 1)
+    return urlunsplit(parts._replace(netloc=f"{user.split(':', 1)[0]}:***@{host}"))
 
 
 def database_path(url: str) -> Path:

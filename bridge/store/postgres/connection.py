@@ -19,6 +19,7 @@ from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
 
 from bridge.errors import ConfigError, StoreUnavailable
+from bridge.settings import masked_url as masked
 
 T = TypeVar("T")
 Conn = psycopg.AsyncConnection[dict[str, Any]]
@@ -48,16 +49,6 @@ def libpq_url(url: str) -> str:
         reason = mask_text(str(exc).strip().splitlines()[0], url)
         raise ConfigError(f"database URL: {reason}: {masked(url)}") from None
     return urlunsplit(parts._replace(scheme="postgresql"))
-
-
-def masked(url: str) -> str:
-    """The URL with its password shown as ***."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.rsplit("@", 1)
-    user = netloc[0].split(":", 1)[0]
-    return urlunsplit(parts._replace(netloc=f"{user}:***@{netloc[1]}"))
 
 
 def mask_text(text: str, url: str) -> str:
