@@ -6,9 +6,10 @@ Adapters (omnisend.py, ometria.py) only decide which requests to send and how to
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 from dataclasses import dataclass
-from typing import Any, Mapping, Sequence
+from typing import Any, Awaitable, Callable, Mapping, Sequence
 
 import httpx
 
@@ -58,10 +59,13 @@ class HttpDestination:
         transport: httpx.AsyncBaseTransport | None = None,
         clock: Clock = time.monotonic,
         sleep: Sleep = asyncio.sleep,
+        budget: Callable[[str, float], Awaitable[float]] | None = None,
     ) -> None:
         self.name = settings.name
         self.settings = settings
         self.limiter = limiter or self.make_limiter(settings, clock=clock, sleep=sleep)
+        if budget is not None:  # the account's budget, shared with every worker on the database
+            self.limiter.share(functools.partial(budget, self.name))
         self._clock = clock
         self._sleep = sleep
         self.max_wait = float(settings.options.get("max_wait_seconds", DEFAULT_MAX_WAIT))

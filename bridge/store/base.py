@@ -313,6 +313,12 @@ class Store(Protocol):
     async def destination_states(self) -> dict[str, DestinationState]:
         ...
 
+    async def take_budget(self, destination: str, per_second: float) -> float:
+        """Take one request from `destination`'s budget, which every worker on this database shares
+        (the account's rate limit): 0 when taken, else the seconds until one is free. A backend that
+        runs one worker (SQLite) has nothing to share and answers 0."""
+        ...
+
     # -- what operators and metrics read --------------------------------------
 
     async def list_events(self, where: EventFilter, limit: int, offset: int = 0) -> Page[EventSummary]:

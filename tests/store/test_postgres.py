@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import random
 import socket
+import time
 from collections import defaultdict
 from typing import Any, AsyncIterator
 
@@ -12,6 +14,7 @@ import psycopg
 import pytest
 
 import pgserver
+from bridge.destinations.ratelimit import RateLimiter
 from bridge.errors import ConfigError, StoreUnavailable
 from bridge.model import Decision, Mapped, Message, Outcome, Outgoing, Webhook
 from bridge.settings import Settings
@@ -257,5 +260,27 @@ def test_operator_reads_and_writes_follow_a_message_through_death_retry_replay_a
             assert summary.skipped_open == 1 and summary.queued == 0
             result = await store.prune_preview(PruneCutoffs(100.0, 100.0, 100.0))
             assert result.messages == 0 and result.dedupe_keys == 0
+
+    asyncio.run(go())
+
+
+def test_two_workers_rate_limiters_share_one_budget(pg_url: str) -> None:
+    """Each limiter alone would send 10 a second; sharing the account's bucket, both together do."""
+    async def go() -> None:
+        async with opened(pg_url) as one, opened(pg_url) as two:
+            sent: list[float] = []
+            limiters = [RateLimiter(10, 1.0), RateLimiter(10, 1.0)]
+            for limiter, store in zip(limiters, (one, two)):
+                limiter.share(functools.partial(store.take_budget, "ometria"))
+
+            async def send(limiter: RateLimiter) -> None:
+                for _ in range(12):
+                    assert await limiter.acquire()
+                    sent.append(time.monotonic())
+
+            await asyncio.gather(*(send(limiter) for limiter in limiters))
+            sent.sort()
+            busiest = max(sum(1 for t in sent if start <= t < start + 1.0) for start in sent)
+            assert busiest <= 10, f"{busiest} requests in one second"
 
     asyncio.run(go())

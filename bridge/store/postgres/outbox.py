@@ -230,3 +230,21 @@ async def probe(conn: Conn, now: float) -> None:
     await conn.execute("INSERT INTO destination_state (name, changed_at) VALUES (%s, %s)"
                        " ON CONFLICT (name) DO UPDATE SET changed_at = excluded.changed_at", (PROBE_NAME, now))
     await conn.execute("DELETE FROM destination_state WHERE name = %s", (PROBE_NAME,))
+
+
+async def take_budget(conn: Conn, destination: str, per_second: float) -> float:
+    """One request from the destination's token bucket (one token at most, refilled at `per_second`
+    by the database's clock, which every worker shares): 0 when taken, else the seconds to wait."""
+    await conn.execute("INSERT INTO rate_buckets (destination, tokens, refreshed_at)"
+                       " VALUES (%s, 1, extract(epoch FROM clock_timestamp())) ON CONFLICT (destination) DO NOTHING",
+                       (destination,))
+    cur = await conn.execute(
+        "WITH b AS (SELECT LEAST(1.0, tokens + (extract(epoch FROM clock_timestamp()) - refreshed_at) * %(rate)s)"
+        "           AS available, extract(epoch FROM clock_timestamp()) AS now"
+        "           FROM rate_buckets WHERE destination = %(d)s FOR UPDATE)"
+        " UPDATE rate_buckets SET tokens = b.available - CASE WHEN b.available >= 1 THEN 1 ELSE 0 END,"
+        "        refreshed_at = b.now FROM b WHERE destination = %(d)s"
+        " RETURNING CASE WHEN b.available >= 1 THEN 0 ELSE (1 - b.available) / %(rate)s END AS wait",
+        {"d": destination, "rate": per_second})
+    row = await cur.fetchone()
+    return float(row["wait"]) if row else 0.0

@@ -124,6 +124,9 @@ class PostgresStore:
     async def destination_states(self) -> dict[str, DestinationState]:
         return await self._run(outbox.destination_states)
 
+    async def take_budget(self, destination: str, per_second: float) -> float:
+        return await self._run(outbox.take_budget, destination, per_second)
+
     # -- what operators and metrics read --------------------------------------
 
     async def list_events(self, where: EventFilter, limit: int, offset: int = 0) -> Page[EventSummary]:

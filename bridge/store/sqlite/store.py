@@ -300,6 +300,9 @@ class SQLiteStore:
     async def destination_states(self) -> dict[str, DestinationState]:
         return await self.aread(queries.destination_states)
 
+    async def take_budget(self, destination: str, per_second: float) -> float:
+        return 0.0  # one worker: its own rate limiter is the whole budget
+
     # -- what operators and metrics read --------------------------------------
 
     async def list_events(self, where: EventFilter, limit: int, offset: int = 0) -> Page[EventSummary]:
