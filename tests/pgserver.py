@@ -47,6 +47,16 @@ class Server:
         with psycopg.connect(self.admin_url, autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
+    def start(self) -> None:
+        """Start this run's cluster (again)."""
+        assert self.cluster is not None
+        _pg_ctl(self.cluster, "start", "-w", "-t", "60", "-l", str(self.cluster / "server.log"))
+
+    def halt(self) -> None:
+        """Stop this run's cluster, keeping its data (start() brings it back)."""
+        assert self.cluster is not None
+        _pg_ctl(self.cluster, "stop", "-m", "fast", "-w")
+
     def stop(self) -> None:
         if self.cluster is not None:
             _pg_ctl(self.cluster, "stop", "-m", "immediate", "-w")
@@ -101,15 +111,16 @@ def start_cluster(bindir: Path) -> Server:
         port = s.getsockname()[1]
     subprocess.run([*as_user, str(bindir / "initdb"), "-D", str(root / "data"), "-U", "postgres", "-A", "trust",
                     "-E", "UTF8", "--no-sync"], check=True, capture_output=True)
-    options = (f"-c listen_addresses=127.0.0.1 -p {port} -k {root} -c fsync=off -c synchronous_commit=off"
-               " -c full_page_writes=off -c max_connections=200")
-    subprocess.run([*as_user, str(bindir / "pg_ctl"), "-D", str(root / "data"), "-l", str(root / "server.log"),
-                    "-w", "-t", "60", "-o", options, "start"], check=True, capture_output=True)
-    return Server(f"postgresql://postgres@127.0.0.1:{port}/postgres", cluster=root)
+    with (root / "data" / "postgresql.conf").open("a") as conf:  # in the file: a restart keeps them
+        conf.write(f"listen_addresses = '127.0.0.1'\nport = {port}\nunix_socket_directories = '{root}'\n"
+                   "fsync = off\nsynchronous_commit = off\nfull_page_writes = off\nmax_connections = 200\n")
+    server = Server(f"postgresql://postgres@127.0.0.1:{port}/postgres", cluster=root)
+    server.start()
+    return server
 
 
 def _pg_ctl(root: Path, *args: str) -> None:
     bindir = Path(sorted(glob("/usr/lib/postgresql/*/bin/pg_ctl"))[-1]).parent
     as_user = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
     subprocess.run([*as_user, str(bindir / "pg_ctl"), "-D", str(root / "data"), *args], check=False,
-                   capture_output=True)
+                   capture_output=True, timeout=120)
