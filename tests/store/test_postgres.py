@@ -284,3 +284,19 @@ def test_two_workers_rate_limiters_share_one_budget(pg_url: str) -> None:
             assert busiest <= 10, f"{busiest} requests in one second"
 
     asyncio.run(go())
+
+
+def test_bridge_migrate_on_postgres(pg_server: pgserver.Server, monkeypatch: pytest.MonkeyPatch,
+                                    capsys: pytest.CaptureFixture[str]) -> None:
+    from bridge.cli import main
+
+    url = pg_server.create_database()
+    try:
+        monkeypatch.setenv("DATABASE_URL", url.replace("postgresql://", "postgres://"))  # as Heroku sets it
+        monkeypatch.delenv("BRIDGE_DATABASE_URL", raising=False)
+        assert main(["migrate"]) == 0
+        assert "0001_initial" in capsys.readouterr().out
+        assert main(["migrate"]) == 0
+        assert "nothing to apply; the database is at 0001" in capsys.readouterr().out
+    finally:
+        pg_server.drop_database(url)

@@ -13,7 +13,7 @@ import psycopg
 
 from bridge.errors import MigrationError
 from bridge.store.base import MigrationStatus
-from bridge.store.migrations import VERSION_TABLE, Migration, migrations
+from bridge.store.migrations import VERSION_TABLE, Migration, migrations, pending, status
 from bridge.store.postgres.connection import Conn, connect, first_line
 
 BACKEND = "postgres"
@@ -42,17 +42,13 @@ async def migrate(url: str, available: list[Migration] | None = None) -> Migrati
     try:
         await conn.execute("SELECT pg_advisory_lock(%s)", (MIGRATE_LOCK,))
         applied = await applied_versions(conn)
-        done: list[str] = []
-        for migration in todo:
-            if migration.version in applied:
-                continue
+        done = pending(applied, todo)
+        for migration in done:
             try:
                 await apply(conn, migration)
             except psycopg.Error as exc:
                 raise MigrationError(f"migration {migration.name} failed: {first_line(exc, url)}") from None
-            applied.add(migration.version)
-            done.append(migration.name)
-        return MigrationStatus(applied=done, current=max(applied, default=None))
+        return status(done, applied | {m.version for m in todo})
     except psycopg.Error as exc:
         raise MigrationError(f"cannot migrate: {first_line(exc, url)}") from None
     finally:
@@ -67,4 +63,4 @@ async def missing(conn: Conn) -> list[Migration]:
     if row and row["t"] is not None:
         cur = await conn.execute(f"SELECT version FROM {VERSION_TABLE}")
         applied = {r["version"] for r in await cur.fetchall()}
-    return [m for m in migrations(BACKEND) if m.version not in applied]
+    return pending(applied, migrations(BACKEND))

@@ -12,7 +12,7 @@ from typing import Any, Awaitable, Callable, Iterable, Sequence, TypeVar
 
 from psycopg_pool import AsyncConnectionPool
 
-from bridge.errors import MigrationError, StoreUnavailable
+from bridge.errors import StoreUnavailable
 from bridge.model import Decision, Event, IngestResult, Mapped, Message, Outcome, Webhook
 from bridge.store.base import (
     AuditEntry,
@@ -30,6 +30,7 @@ from bridge.store.base import (
     PruneResult,
     ReplaySummary,
 )
+from bridge.store.migrations import unapplied_error
 from bridge.store.postgres import inbound, migrate, outbox, queries, replay, retention
 from bridge.store.postgres.connection import Conn, connect, in_transaction, make_pool
 from bridge.store.sqlite.ingest import event_row
@@ -62,8 +63,7 @@ class PostgresStore:
             finally:
                 await conn.close()
             if lacking:
-                names = ", ".join(m.name for m in lacking)
-                raise MigrationError(f"the database lacks migrations {names}: run `bridge migrate`")
+                raise unapplied_error(lacking)
         pool = make_pool(self.url, self.pool_size)
         await pool.open()
         self._pool = pool
