@@ -92,10 +92,19 @@ class Worker:
     def notify_event(self) -> None:
         self._events_waiting.set()
 
+    def _woken(self, kind: str) -> None:
+        """Another process stored events or queued messages (the store's hint)."""
+        if kind == "events":
+            self._events_waiting.set()
+        else:
+            for waiting in self._messages_waiting.values():
+                waiting.set()
+
     # -- life cycle ---------------------------------------------------------
 
     async def start(self) -> None:
         await self._load_pauses()
+        self.store.on_wake(self._woken)
         if self._mapping is not None and self.rules.current is not None:
             self._mapping.start(self.rules.current)
         self._tasks = [asyncio.create_task(self._map_loop(), name="map")]

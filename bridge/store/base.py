@@ -14,7 +14,7 @@ fleet of processes agree on one clock per decision.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, fields
-from typing import Any, Generic, Iterable, Protocol, Sequence, TypedDict, TypeVar
+from typing import Any, Callable, Generic, Iterable, Protocol, Sequence, TypedDict, TypeVar
 
 from bridge.model import Decision, Event, IngestResult, Mapped, Message, Outcome, Webhook
 
@@ -248,6 +248,12 @@ class Store(Protocol):
 
     async def close(self) -> None:
         """Finish what was handed over and disconnect. Safe to call twice."""
+        ...
+
+    def on_wake(self, callback: Callable[[str], None]) -> None:
+        """Call `callback("events")` when another process stored events, `callback("messages")` when it
+        queued messages. A hint, never the only way work is found (the worker polls as well):
+        PostgreSQL sends it with LISTEN/NOTIFY; SQLite's one web process wakes its own worker."""
         ...
 
     async def migrate(self) -> MigrationStatus:

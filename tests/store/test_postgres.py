@@ -300,3 +300,28 @@ def test_bridge_migrate_on_postgres(pg_server: pgserver.Server, monkeypatch: pyt
         assert "nothing to apply; the database is at 0001" in capsys.readouterr().out
     finally:
         pg_server.drop_database(url)
+
+
+def test_a_worker_hears_of_new_events_and_messages_from_another_process(pg_url: str) -> None:
+    async def go() -> None:
+        async with opened(pg_url) as web, opened(pg_url) as worker, opened(pg_url, notify=False) as quiet:
+            heard: list[str] = []
+            unheard: list[str] = []
+            worker.on_wake(heard.append)
+            quiet.on_wake(unheard.append)
+            await asyncio.sleep(0.5)  # the listener connects
+            for n in range(5):  # a burst is announced once or twice, not five times
+                await web.ingest(hook(f"w{n}"))
+            deadline = asyncio.get_running_loop().time() + 10
+            while "events" not in heard and asyncio.get_running_loop().time() < deadline:
+                await asyncio.sleep(0.05)
+            assert "events" in heard and heard.count("events") < 5
+            [event, *_] = await web.waiting_events(10)
+            msg = Outgoing("ometria", "event", {"n": 1}, "r", key="k")
+            await web.save_mappings([Mapped(event.id, "mapped", ["r"], [], [(msg, "idem")])], 0.0)
+            while "messages" not in heard and asyncio.get_running_loop().time() < deadline:
+                await asyncio.sleep(0.05)
+            assert "messages" in heard
+            assert unheard == [], "BRIDGE_PG_NOTIFY=false listens to nothing"
+
+    asyncio.run(go())

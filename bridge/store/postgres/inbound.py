@@ -21,11 +21,11 @@ from bridge.model import Event, IngestResult, Mapped, Outgoing
 from bridge.store.postgres.connection import Conn
 from bridge.store.postgres.outbox import lock_lanes, refresh_lanes
 from bridge.store.postgres.rows import EVENT_COLUMNS, event_from_row, storable
+from bridge.store.postgres.wakeups import MESSAGES_CHANNEL
 from bridge.store.sqlite.ingest import EventRow
 from bridge.store.sqlite.rows import pack_body, record_text
 
 EVENT_ORDER_LOCK = 0x62726964_67650001  # pg_advisory lock key: ingest shared, the mapper's horizon exclusive
-NOTIFY_CHANNEL = "bridge_outbox"
 
 
 async def ingest(conn: Conn, row: EventRow) -> IngestResult:
@@ -88,7 +88,7 @@ async def save_mappings(conn: Conn, mapped: Sequence[Mapped], now: float, notify
         await insert_messages(conn, rows, now)
         await refresh_lanes(conn, lanes)
         if notify:
-            await conn.execute("SELECT pg_notify(%s, '')", (NOTIFY_CHANNEL,))
+            await conn.execute("SELECT pg_notify(%s, '')", (MESSAGES_CHANNEL,))
     return len(rows)
 
 

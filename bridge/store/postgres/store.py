@@ -33,6 +33,7 @@ from bridge.store.base import (
 from bridge.store.migrations import unapplied_error
 from bridge.store.postgres import inbound, migrate, outbox, queries, replay, retention
 from bridge.store.postgres.connection import Conn, connect, in_transaction, make_pool
+from bridge.store.postgres.wakeups import EVENTS_CHANNEL, Wakeups
 from bridge.store.sqlite.ingest import event_row
 
 T = TypeVar("T")
@@ -48,6 +49,7 @@ class PostgresStore:
         self.notify = notify
         self._migrate_on_open = migrate
         self._pool: AsyncConnectionPool[Conn] | None = None
+        self._wake = Wakeups(url)
 
     # -- life cycle -----------------------------------------------------------
 
@@ -69,9 +71,14 @@ class PostgresStore:
         self._pool = pool
 
     async def close(self) -> None:
+        await self._wake.stop()
         pool, self._pool = self._pool, None
         if pool is not None:
             await pool.close()
+
+    def on_wake(self, callback: Callable[[str], None]) -> None:
+        if self.notify:
+            self._wake.listen(callback)
 
     async def migrate(self) -> MigrationStatus:
         return await migrate.migrate(self.url)
@@ -87,7 +94,10 @@ class PostgresStore:
     # -- inbound events -------------------------------------------------------
 
     async def ingest(self, webhook: Webhook, now: float | None = None) -> IngestResult:
-        return await self._run(inbound.ingest, event_row(webhook, time.time() if now is None else now))
+        result = await self._run(inbound.ingest, event_row(webhook, time.time() if now is None else now))
+        if self.notify and not result.duplicate and self._pool is not None:
+            self._wake.announce(self._pool, EVENTS_CHANNEL)
+        return result
 
     async def waiting_events(self, limit: int, after: int = 0) -> list[Event]:
         horizon = await self._run(inbound.mapping_horizon)

@@ -81,6 +81,9 @@ class SQLiteStore:
     async def close(self) -> None:
         self.close_sync()
 
+    def on_wake(self, callback: Callable[[str], None]) -> None:
+        """Nothing to hear: one web process, which wakes its own worker."""
+
     def open_sync(self) -> None:
         """`open` for code without an event loop (tests, `with SQLiteStore(path)`); a writer process
         still needs one running."""
