@@ -28,6 +28,8 @@ from bridge.worker import Worker
 
 log = structlog.get_logger("bridge.app")
 
+HEALTH_READ_SECONDS = 2.0
+
 
 @dataclass
 class Bridge:
@@ -40,6 +42,7 @@ class Bridge:
     destinations: Mapping[str, Destination]
     worker: Worker | None = None
     started_at: float = field(default_factory=time.time)
+    _holds_events: bool = False
 
     @classmethod
     def build(cls, settings: Settings, **parts: Any) -> Bridge:
@@ -62,11 +65,12 @@ class Bridge:
             parts["destinations"] = build_destinations(settings)
         return cls(settings, **parts)
 
-    def health(self) -> dict[str, Any]:
+    async def health(self) -> dict[str, Any]:
         paused = self.worker.paused if self.worker else {}
         return {
             "status": "ok",
             "uptime_seconds": round(time.time() - self.started_at, 1),
+            "database": await self.database(),
             "not_configured": self.settings.missing(),
             "destinations": {
                 name: {"configured": d.configured, "paused": name in paused, "pause_reason": paused.get(name)}
@@ -77,6 +81,8 @@ class Bridge:
                 "loaded": getattr(self.rules, "current", None) is not None,
                 "loaded_at": getattr(self.rules, "loaded_at", None),
                 "loaded_at_utc": iso(getattr(self.rules, "loaded_at", None)),
+                # the files' texts and the areas allowed: instances that differ here run different rules
+                "hash": getattr(self.rules, "hash", None),
                 "error": getattr(self.rules, "error", None),
                 # set when a start found the rules broken and runs the last good copy (BRIDGE_LAST_GOOD_RULES_DIR)
                 "running_saved_copy": _saved_copy(getattr(self.rules, "running_saved", None)),
@@ -84,6 +90,16 @@ class Bridge:
                 "blocked": list(getattr(self.rules, "blocked", []) or []),
             },
         }
+
+    async def database(self) -> dict[str, Any]:
+        """Whether the database is new (holds no event yet), and when this process made it: a
+        platform that wiped its disk shows here. Read until the first event, then known."""
+        if not self._holds_events:
+            try:
+                self._holds_events = await asyncio.wait_for(self.store.holds_events(), HEALTH_READ_SECONDS)
+            except Exception as exc:  # /healthz answers all the same; /readyz tells whether the store works
+                return {"new": None, "created_at_utc": iso(self.store.created_at), "error": type(exc).__name__}
+        return {"new": not self._holds_events, "created_at_utc": iso(self.store.created_at)}
 
 
 def _saved_copy(copy: Any) -> dict[str, Any] | None:
@@ -93,7 +109,7 @@ def _saved_copy(copy: Any) -> dict[str, Any] | None:
 
 
 async def healthz(request: Request) -> Response:
-    return JSONResponse(request.app.state.bridge.health())
+    return JSONResponse(await request.app.state.bridge.health())
 
 
 class BridgeApp(Starlette):

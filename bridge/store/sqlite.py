@@ -41,6 +41,7 @@ from typing import Any, Callable, Iterable, Mapping, NamedTuple, Sequence, TypeV
 
 import lz4.block  # type: ignore[import-untyped]
 import orjson
+import structlog
 
 from bridge import jsoncodec
 from bridge.errors import StoreUnavailable
@@ -174,12 +175,18 @@ class SQLiteStore:
         self._thread: threading.Thread | None = None
         self._local = threading.local()
         self._writer: sqlite3.Connection | None = None
+        # When open() made the file, or None when it was there: a new database on a platform
+        # that wiped its disk is announced, not silently used (/healthz, store.new_database).
+        self.created_at: float | None = None
 
     # -- life cycle ---------------------------------------------------------
 
     def open(self) -> None:
         if self._open:
             return
+        if not self.path.exists():
+            self.created_at = time.time()
+            structlog.get_logger("bridge.store").warning("store.new_database", path=str(self.path.resolve()))
         if self._process is not None:
             loop = _running_loop()
             if loop is None:
@@ -312,6 +319,10 @@ class SQLiteStore:
         """Commit an inbound event unless its dedupe key was seen; resolves after the commit."""
         row = event_row(webhook, time.time() if now is None else now)
         return await self.awrite(_ingest, row, ingest=row)
+
+    async def holds_events(self) -> bool:
+        """Whether any event was ever stored (a new database holds none)."""
+        return await self.aread(lambda conn: bool(conn.execute("SELECT EXISTS (SELECT 1 FROM events)").fetchone()[0]))
 
     # -- mapping ------------------------------------------------------------
 
