@@ -43,6 +43,25 @@ class Bridge:
     worker: Worker | None = None
     started_at: float = field(default_factory=time.time)
     _holds_events: bool = False
+    stop_by: float | None = None  # time.monotonic() by which a stop signal wants the process gone
+
+    def stop_soon(self) -> None:
+        """A stop signal: the process exits within settings.shutdown_seconds from now, and the worker
+        takes no more work from now (webhooks still in flight are answered meanwhile)."""
+        if self.stop_by is None:
+            self.stop_by = time.monotonic() + self.settings.shutdown_seconds
+        if self.worker is not None:
+            self.worker.begin_stop()
+
+    async def stop_worker(self) -> None:
+        """Let the worker finish what it holds until the stop's deadline, less the time closing takes;
+        it gives back the rest."""
+        if self.worker is None:
+            return
+        self.stop_soon()
+        assert self.stop_by is not None
+        await self.worker.stop(max(0.0, self.stop_by - time.monotonic() - self.settings.closing_seconds))
+        log.info("worker.stopped", seconds_left=round(self.stop_by - time.monotonic(), 1))
 
     @classmethod
     def build(cls, settings: Settings, **parts: Any) -> Bridge:
@@ -161,8 +180,7 @@ def create_app(settings: Settings, *, run_worker: bool | None = None, **parts: A
         try:
             yield
         finally:
-            if bridge.worker is not None:
-                await bridge.worker.stop()
+            await bridge.stop_worker()
             if watch is not None:
                 watch.cancel()
             for destination in bridge.destinations.values():
