@@ -56,5 +56,5 @@ def sqlite_loss(platform: Platform | None, path: Path) -> str | None:
         return f"{told} deletes the local disk at every restart, at least daily"
     if not on_volume(path):
         return (f"{told} loses a disk that is not a mounted volume at every deploy or restart, "
-                f"and no folder above {path} is a mount point")
+                f"and no folder above {path} is a mount point: put the file on a mounted volume")
     return None

@@ -192,8 +192,7 @@ class Settings:
         loss = paas.sqlite_loss(self.platform, self.database_path)
         if loss:
             raise ConfigError(f"BRIDGE_ENV=production refuses the SQLite database {self.database_path}: {loss}. "
-                              "Set DATABASE_URL to a PostgreSQL database (the platform's add-on sets it), "
-                              "or put the file on a mounted volume")
+                              "Set DATABASE_URL to a PostgreSQL database (the platform's add-on sets it)")
 
 
 def database_path(url: str) -> Path:

@@ -62,14 +62,15 @@ COMPLETE = {"SHOPIFY_WEBHOOK_SECRET": "s", "OMNISEND_API_KEY": "k"}
 def test_heroku_refuses_sqlite_and_names_database_url(tmp_path: Path) -> None:
     message = refusal(production(tmp_path, DYNO="web.1", **COMPLETE))
     assert "Heroku (DYNO is set) deletes the local disk at every restart" in message
-    assert "DATABASE_URL" in message and str(tmp_path / "bridge.db") in message
+    assert "DATABASE_URL" in message and str(tmp_path / "bridge.db") in message and "volume" not in message
 
 
 @pytest.mark.parametrize("variable", ["RENDER", "FLY_APP_NAME", "RAILWAY_PROJECT_ID"])
 def test_a_platform_with_volumes_refuses_sqlite_off_a_volume(tmp_path: Path, variable: str) -> None:
     assert not paas.on_volume(tmp_path / "bridge.db")  # a test folder is not a mount point of its own here
     message = refusal(production(tmp_path, **{variable: "x"}, **COMPLETE))
-    assert f"{variable} is set" in message and "no folder above" in message and "DATABASE_URL" in message
+    assert f"{variable} is set" in message and "no folder above" in message and "mounted volume" in message
+    assert "DATABASE_URL" in message
 
 
 def test_a_platform_with_volumes_takes_sqlite_on_a_mounted_volume(tmp_path: Path,
