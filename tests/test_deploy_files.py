@@ -221,3 +221,18 @@ def test_a_wrong_command_or_variable_is_caught() -> None:
     with pytest.raises(AssertionError):
         check_variables({"BRIDGE_DATABSE_URL"}, "example")
     check_variables({"BRIDGE_SHUTDOWN_SECONDS", "OMETRIA_API_KEY", "PORT"}, "example")
+
+
+def test_the_variants_in_docs_deploy_md_parse_and_run_real_commands() -> None:
+    """The free Render service and Fly's volume, shown in docs/deploy.md rather than shipped as files."""
+    text = (ROOT / "docs" / "deploy.md").read_text()
+    blocks = re.findall(r"```(yaml|toml)\n(.*?)```", text, flags=re.S)
+    assert {kind for kind, _ in blocks} == {"yaml", "toml"}
+    for kind, body in blocks:
+        document = YAML(typ="safe").load(body) if kind == "yaml" else tomllib.loads(body)
+        for service in document.get("services", []):
+            check_command(service["startCommand"], f"docs/deploy.md {service['name']}")
+            check_variables({v["key"] for v in service["envVars"]}, f"docs/deploy.md {service['name']}")
+        if kind == "toml":  # the volume goes where the image keeps its SQLite file
+            workdir = [args for op, args in dockerfile() if op == "WORKDIR"][-1]
+            assert document["mounts"]["destination"] == workdir
