@@ -28,6 +28,8 @@ from bridge.worker import Worker
 
 log = structlog.get_logger("bridge.app")
 
+HEALTH_READ_SECONDS = 2.0
+
 
 @dataclass
 class Bridge:
@@ -40,6 +42,26 @@ class Bridge:
     destinations: Mapping[str, Destination]
     worker: Worker | None = None
     started_at: float = field(default_factory=time.time)
+    _holds_events: bool = False
+    stop_by: float | None = None  # time.monotonic() by which a stop signal wants the process gone
+
+    def stop_soon(self) -> None:
+        """A stop signal: the process exits within settings.shutdown_seconds from now, and the worker
+        takes no more work from now (webhooks still in flight are answered meanwhile)."""
+        if self.stop_by is None:
+            self.stop_by = time.monotonic() + self.settings.shutdown_seconds
+        if self.worker is not None:
+            self.worker.begin_stop()
+
+    async def stop_worker(self) -> None:
+        """Let the worker finish what it holds until the stop's deadline, less the time closing takes;
+        it gives back the rest."""
+        if self.worker is None:
+            return
+        self.stop_soon()
+        assert self.stop_by is not None
+        await self.worker.stop(max(0.0, self.stop_by - time.monotonic() - self.settings.closing_seconds))
+        log.info("worker.stopped", seconds_left=round(self.stop_by - time.monotonic(), 1))
 
     @classmethod
     def build(cls, settings: Settings, **parts: Any) -> Bridge:
@@ -62,11 +84,12 @@ class Bridge:
             parts["destinations"] = build_destinations(settings, budget=parts["store"].take_budget)
         return cls(settings, **parts)
 
-    def health(self) -> dict[str, Any]:
+    async def health(self) -> dict[str, Any]:
         paused = self.worker.paused if self.worker else {}
         return {
             "status": "ok",
             "uptime_seconds": round(time.time() - self.started_at, 1),
+            "database": await self.database(),
             "not_configured": self.settings.missing(),
             "destinations": {
                 name: {"configured": d.configured, "paused": name in paused, "pause_reason": paused.get(name)}
@@ -77,6 +100,8 @@ class Bridge:
                 "loaded": getattr(self.rules, "current", None) is not None,
                 "loaded_at": getattr(self.rules, "loaded_at", None),
                 "loaded_at_utc": iso(getattr(self.rules, "loaded_at", None)),
+                # the files' texts and the areas allowed: instances that differ here run different rules
+                "hash": getattr(self.rules, "hash", None),
                 "error": getattr(self.rules, "error", None),
                 # set when a start found the rules broken and runs the last good copy (BRIDGE_LAST_GOOD_RULES_DIR)
                 "running_saved_copy": _saved_copy(getattr(self.rules, "running_saved", None)),
@@ -84,6 +109,16 @@ class Bridge:
                 "blocked": list(getattr(self.rules, "blocked", []) or []),
             },
         }
+
+    async def database(self) -> dict[str, Any]:
+        """Whether the database is new (holds no event yet), and when this process made it: a
+        platform that wiped its disk shows here. Read until the first event, then known."""
+        if not self._holds_events:
+            try:
+                self._holds_events = await asyncio.wait_for(self.store.holds_events(), HEALTH_READ_SECONDS)
+            except Exception as exc:  # /healthz answers all the same; /readyz tells whether the store works
+                return {"new": None, "created_at_utc": iso(self.store.created_at), "error": type(exc).__name__}
+        return {"new": not self._holds_events, "created_at_utc": iso(self.store.created_at)}
 
 
 def _saved_copy(copy: Any) -> dict[str, Any] | None:
@@ -93,7 +128,7 @@ def _saved_copy(copy: Any) -> dict[str, Any] | None:
 
 
 async def healthz(request: Request) -> Response:
-    return JSONResponse(request.app.state.bridge.health())
+    return JSONResponse(await request.app.state.bridge.health())
 
 
 class BridgeApp(Starlette):
@@ -145,8 +180,7 @@ def create_app(settings: Settings, *, run_worker: bool | None = None, **parts: A
         try:
             yield
         finally:
-            if bridge.worker is not None:
-                await bridge.worker.stop()
+            await bridge.stop_worker()
             if watch is not None:
                 watch.cancel()
             for destination in bridge.destinations.values():

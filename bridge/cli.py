@@ -24,6 +24,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from bridge.app import create_app
+    from bridge.server import BridgeServer
 
     settings = Settings.from_env()
     if args.port is not None:
@@ -44,7 +45,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         lifespan="on",
         access_log=False,  # webhook.* lines say more, and access logs would carry query strings
         proxy_headers=True,
-        timeout_graceful_shutdown=20,
+        # Open requests get what the stop leaves before closing; the worker stops meanwhile.
+        timeout_graceful_shutdown=max(1, int(settings.shutdown_seconds - settings.closing_seconds)),
         log_config=None,
     )
     # uvicorn re-raises the stop signal after its graceful shutdown, which
@@ -52,7 +54,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     # the handlers it restores afterwards swallow the re-raised signal.
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: None)
-    uvicorn.Server(config).run()
+    BridgeServer(config, app.state.bridge).run()
     return 0
 
 
@@ -81,17 +83,17 @@ async def _run_worker(settings: Settings) -> int:
 
     bridge = Bridge.build(settings)
     await bridge.store.open()
-    worker = Worker(settings, bridge.store, bridge.rules, bridge.destinations)
+    bridge.worker = Worker(settings, bridge.store, bridge.rules, bridge.destinations)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     loop.add_signal_handler(signal.SIGHUP, bridge.rules.reload_soon)  # one load at a time, with the watch's
     watch = asyncio.create_task(bridge.rules.watch())
-    await worker.start()
+    await bridge.worker.start()
     structlog.get_logger("bridge").info("worker.started")
     await stop.wait()
-    await worker.stop()
+    await bridge.stop_worker()
     watch.cancel()
     for destination in bridge.destinations.values():
         await destination.aclose()
