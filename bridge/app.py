@@ -42,7 +42,7 @@ class Bridge:
     destinations: Mapping[str, Destination]
     worker: Worker | None = None
     started_at: float = field(default_factory=time.time)
-    _holds_events: bool = False
+    _database: dict[str, Any] | None = None  # what /healthz last read of the database, kept once it holds events
     stop_by: float | None = None  # time.monotonic() by which a stop signal wants the process gone
 
     def stop_soon(self) -> None:
@@ -111,14 +111,16 @@ class Bridge:
         }
 
     async def database(self) -> dict[str, Any]:
-        """Whether the database is new (holds no event yet), and when this process made it: a
-        platform that wiped its disk shows here. Read until the first event, then known."""
-        if not self._holds_events:
+        """Whether the database is new (holds no event yet), and when its schema was made: a platform
+        that wiped its disk shows here. Read until the first event, then known."""
+        if self._database is None or self._database["new"]:
             try:
-                self._holds_events = await asyncio.wait_for(self.store.holds_events(), HEALTH_READ_SECONDS)
+                held, created = await asyncio.wait_for(
+                    asyncio.gather(self.store.holds_events(), self.store.created_at()), HEALTH_READ_SECONDS)
             except Exception as exc:  # /healthz answers all the same; /readyz tells whether the store works
-                return {"new": None, "created_at_utc": iso(self.store.created_at), "error": type(exc).__name__}
-        return {"new": not self._holds_events, "created_at_utc": iso(self.store.created_at)}
+                return {"new": None, "created_at_utc": None, "error": type(exc).__name__}
+            self._database = {"new": not held, "created_at_utc": iso(created)}
+        return self._database
 
 
 def _saved_copy(copy: Any) -> dict[str, Any] | None:

@@ -233,6 +233,7 @@ class PruneCutoffs:
 class MigrationStatus:
     applied: list[str] = field(default_factory=list)  # applied by this call, in order
     current: str | None = None  # the newest version the database now has ("0001")
+    created: bool = False  # this call made the schema of a database that had none: a new database
 
 
 # -- the interface ------------------------------------------------------------
@@ -264,6 +265,16 @@ class Store(Protocol):
     async def probe(self) -> None:
         """A tiny write, committed and undone, so readiness sees a writer that cannot commit.
         Raises StoreUnavailable; the caller bounds the time."""
+        ...
+
+    async def created_at(self) -> float | None:
+        """When the database's schema was made (its first migration applied), None before. A migration
+        that makes the schema from nothing logs `store.new_database`."""
+        ...
+
+    async def holds_events(self) -> bool:
+        """Whether the database holds any event: a new one holds none (with created_at, /healthz shows
+        a database a platform replaced by wiping its disk)."""
         ...
 
     # -- inbound events -------------------------------------------------------

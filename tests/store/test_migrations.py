@@ -79,7 +79,17 @@ def test_migrating_twice_applies_nothing_the_second_time(tmp_path: Path) -> None
     again = asyncio.run(store.migrate())
     assert first.applied == ["0001_initial"] and first.current == "0001"
     assert again.applied == [] and again.current == "0001"
+    assert first.created and not again.created  # the run that made the schema says the database is new
     assert versions(tmp_path / "b.db") == [("0001", "0001_initial")]
+
+
+def test_a_database_made_before_migrations_is_adopted_not_new(tmp_path: Path) -> None:
+    conn = connect(database_of_the_schema_before_migrations(tmp_path / "old.db"))
+    try:
+        adopted = migrate(conn)
+    finally:
+        conn.close()
+    assert adopted.applied == ["0001_initial"] and not adopted.created
 
 
 def _migrate_in_a_process(path: str, folder: str, start: Any, results: Any) -> None:
@@ -87,7 +97,8 @@ def _migrate_in_a_process(path: str, folder: str, start: Any, results: Any) -> N
         start.wait(120)  # both processes read the versions at the same moment
         conn = connect(path)
         try:
-            results.put(migrate(conn, migrations("sqlite", Path(folder))).applied)
+            status = migrate(conn, migrations("sqlite", Path(folder)))
+            results.put((status.applied, status.created))
         finally:
             conn.close()
     except Exception as exc:
@@ -108,11 +119,13 @@ def test_two_processes_starting_at_once_apply_each_migration_once(tmp_path: Path
                      for _ in range(2)]
         for process in processes:
             process.start()
-        applied = [results.get(timeout=180) for _ in processes]
+        runs = [results.get(timeout=180) for _ in processes]
         for process in processes:
             process.join(10)
-        assert all(isinstance(run, list) for run in applied), applied
+        assert all(isinstance(run, tuple) for run in runs), runs
+        applied = [run[0] for run in runs]
         assert sorted(applied[0] + applied[1]) == ["0001_initial", "0002_note", "0003_note_index"]
+        assert sorted(run[1] for run in runs) == [False, True]  # one of them made the file's schema
         assert [v for v, _ in versions(path)] == ["0001", "0002", "0003"]
 
 

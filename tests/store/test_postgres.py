@@ -17,7 +17,7 @@ import pgserver
 from bridge.destinations.ratelimit import RateLimiter
 from bridge.errors import ConfigError, StoreUnavailable
 from bridge.model import Decision, Mapped, Message, Outcome, Outgoing, Webhook
-from bridge.settings import Settings
+from bridge.settings import Settings, masked_url
 from bridge.store import make_store
 from bridge.store.base import AuditFilter, DeadFilter, EventFilter, PruneCutoffs
 from bridge.store.postgres import PostgresStore
@@ -144,8 +144,34 @@ def test_two_instances_migrating_at_once_apply_each_migration_once(pg_server: pg
             first, second = await asyncio.gather(migrate(url), migrate(url))
             assert sorted([first.applied, second.applied]) == [[], ["0001_initial"]]
             assert first.current == second.current == "0001"
+            assert sorted([first.created, second.created]) == [False, True]  # the one that made the schema
             again = await migrate(url)
-            assert again.applied == [] and again.current == "0001"
+            assert again.applied == [] and again.current == "0001" and not again.created
+
+        asyncio.run(go())
+    finally:
+        pg_server.drop_database(url)
+
+
+def test_a_database_this_start_migrated_from_nothing_is_announced_as_new(pg_server: pgserver.Server) -> None:
+    """As a new SQLite file is: store.new_database in the log (the URL's password masked), and it holds no
+    event until the first; a later start, or another instance, finds the same creation time."""
+    from structlog.testing import capture_logs
+
+    url = pg_server.create_database()
+    try:
+        async def go() -> None:
+            with capture_logs() as logs:
+                async with opened(url) as store:
+                    made = await store.created_at()
+                    assert made is not None and not await store.holds_events()
+                    await store.ingest(hook("first"))
+                    assert await store.holds_events()
+            assert [e["url"] for e in logs if e["event"] == "store.new_database"] == [masked_url(url)]
+            with capture_logs() as logs:
+                async with opened(url) as again:
+                    assert await again.created_at() == made and await again.holds_events()
+            assert not [e for e in logs if e["event"] == "store.new_database"]
 
         asyncio.run(go())
     finally:

@@ -60,10 +60,11 @@ def pending(applied: Iterable[str], available: Sequence[Migration]) -> list[Migr
     return [m for m in available if m.version not in done]
 
 
-def status(applied_now: Sequence[Migration], applied: Iterable[str]) -> MigrationStatus:
+def status(applied_now: Sequence[Migration], applied: Iterable[str], *, created: bool = False) -> MigrationStatus:
     """What a run did (`applied_now`), and the newest version the database has after it (`applied`: every
-    version recorded, these included)."""
-    return MigrationStatus(applied=[m.name for m in applied_now], current=max(applied, default=None))
+    version recorded, these included); `created` when the run made the schema from nothing."""
+    return MigrationStatus(applied=[m.name for m in applied_now], current=max(applied, default=None),
+                           created=created)
 
 
 def unapplied_error(missing: Sequence[Migration]) -> MigrationError:

@@ -36,7 +36,8 @@ async def apply(conn: Conn, migration: Migration) -> None:
 
 
 async def migrate(url: str, available: list[Migration] | None = None) -> MigrationStatus:
-    """Apply what the database lacks, in order, under the advisory lock."""
+    """Apply what the database lacks, in order, under the advisory lock. It is new (`created`) when no
+    version was recorded: of two processes starting at once, the one that took the lock first."""
     todo = available if available is not None else migrations(BACKEND)
     conn = await connect(url, autocommit=True)
     try:
@@ -48,11 +49,18 @@ async def migrate(url: str, available: list[Migration] | None = None) -> Migrati
                 await apply(conn, migration)
             except psycopg.Error as exc:
                 raise MigrationError(f"migration {migration.name} failed: {first_line(exc, url)}") from None
-        return status(done, applied | {m.version for m in todo})
+        return status(done, applied | {m.version for m in todo}, created=not applied and bool(done))
     except psycopg.Error as exc:
         raise MigrationError(f"cannot migrate: {first_line(exc, url)}") from None
     finally:
         await conn.close()  # ends the session: its advisory lock goes with it
+
+
+async def created_at(conn: Conn) -> float | None:
+    """When the schema was made: its first migration's `applied_at`."""
+    cur = await conn.execute(f"SELECT min(applied_at) AS at FROM {VERSION_TABLE}")
+    row = await cur.fetchone()
+    return float(row["at"]) if row and row["at"] is not None else None
 
 
 async def missing(conn: Conn) -> list[Migration]:

@@ -70,6 +70,12 @@ async def _count(conn: Conn, sql: str, params: Sequence[Any]) -> int:
 # -- events -------------------------------------------------------------------
 
 
+async def holds_events(conn: Conn) -> bool:
+    cur = await conn.execute("SELECT EXISTS (SELECT 1 FROM events) AS held")
+    row = await cur.fetchone()
+    return bool(row and row["held"])
+
+
 async def list_events(conn: Conn, where: EventFilter, limit: int, offset: int) -> Page[EventSummary]:
     clause, params = event_where(where)
     cur = await conn.execute(

@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 from typing import Any, Awaitable, Callable, Iterable, Sequence, TypeVar
 
+import structlog
 from psycopg_pool import AsyncConnectionPool
 
 from bridge.errors import StoreUnavailable
@@ -32,11 +33,14 @@ from bridge.store.base import (
 )
 from bridge.store.migrations import unapplied_error
 from bridge.store.postgres import inbound, migrate, outbox, queries, replay, retention
+from bridge.settings import masked_url
 from bridge.store.postgres.connection import Conn, connect, in_transaction, make_pool
 from bridge.store.postgres.wakeups import EVENTS_CHANNEL, Wakeups
 from bridge.store.sqlite.ingest import event_row
 
 T = TypeVar("T")
+
+log = structlog.get_logger("bridge.store")
 
 DEFAULT_POOL_SIZE = 4  # per process: 2 web + 1 worker + a one-off stay within Heroku's 20 (scale-out.md 6.8)
 
@@ -81,10 +85,19 @@ class PostgresStore:
             self._wake.listen(callback)
 
     async def migrate(self) -> MigrationStatus:
-        return await migrate.migrate(self.url)
+        status = await migrate.migrate(self.url)
+        if status.created:  # the schema made from nothing: a new database, said as SQLite says it
+            log.warning("store.new_database", url=masked_url(self.url))
+        return status
 
     async def probe(self) -> None:
         await self._run(outbox.probe, time.time())
+
+    async def created_at(self) -> float | None:
+        return await self._run(migrate.created_at)
+
+    async def holds_events(self) -> bool:
+        return await self._run(queries.holds_events)
 
     async def _run(self, fn: Callable[..., Awaitable[T]], *args: Any) -> T:
         if self._pool is None:

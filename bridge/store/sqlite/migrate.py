@@ -87,14 +87,26 @@ def apply(conn: sqlite3.Connection, migration: Migration,
 
 
 def migrate(conn: sqlite3.Connection, available: list[Migration] | None = None) -> MigrationStatus:
-    """Apply what the database lacks, in order."""
+    """Apply what the database lacks, in order. It is new (`created`) when it had no table but the version
+    table and this call applied the first migration (of two processes making one file at once, the one
+    that did; a database from before numbered migrations has tables, and is adopted)."""
     todo = available if available is not None else migrations(BACKEND)
     try:
+        empty = not conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name <> ?",
+                                 (VERSION_TABLE,)).fetchone()
         applied = applied_versions(conn)
     except sqlite3.Error as exc:
         raise MigrationError(f"cannot read the schema version: {exc}") from exc
     done = [m for m in pending(applied, todo) if apply(conn, m, adopt if m.version == "0001" else None)]
-    return status(done, applied | {m.version for m in todo})
+    created = empty and bool(done) and done[0] == todo[0]
+    return status(done, applied | {m.version for m in todo}, created=created)
+
+
+def created_at(conn: sqlite3.Connection) -> float | None:
+    """When the schema was made: its first migration's `applied_at` (for a database from before numbered
+    migrations, when it was adopted)."""
+    row = conn.execute(f"SELECT min(applied_at) FROM {VERSION_TABLE}").fetchone()
+    return float(row[0]) if row[0] is not None else None
 
 
 def missing(conn: sqlite3.Connection) -> list[Migration]:

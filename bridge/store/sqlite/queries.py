@@ -75,6 +75,10 @@ def _count(conn: sqlite3.Connection, sql: str, params: Sequence[Any]) -> int:
 # -- events -------------------------------------------------------------------
 
 
+def holds_events(conn: sqlite3.Connection) -> bool:
+    return bool(conn.execute("SELECT EXISTS (SELECT 1 FROM events)").fetchone()[0])
+
+
 def list_events(conn: sqlite3.Connection, where: EventFilter, limit: int, offset: int = 0) -> Page[EventSummary]:
     """Newest first, with how many of each event's messages are in each state."""
     clause, params = event_where(where)

@@ -23,6 +23,8 @@ from concurrent.futures import Future
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence, TypeVar
 
+import structlog
+
 from bridge.errors import StoreUnavailable
 from bridge.model import Decision, Event, IngestResult, Mapped, Message, Outcome, Webhook
 from bridge.store.base import (
@@ -44,12 +46,15 @@ from bridge.store.base import (
 from bridge.store.migrations import unapplied_error
 from bridge.store.sqlite import outbox, queries, replay, retention
 from bridge.store.sqlite.ingest import EventRow, event_row, ingest_one
+from bridge.store.sqlite.migrate import created_at as schema_created_at
 from bridge.store.sqlite.migrate import migrate as apply_migrations
 from bridge.store.sqlite.migrate import missing as missing_migrations
 from bridge.store.sqlite.process import WriterProcess
 from bridge.store.sqlite.writer import MAX_JOBS_PER_COMMIT, _Job, _settle, commit_group, connect, open_writer
 
 T = TypeVar("T")
+
+log = structlog.get_logger("bridge.store")
 
 HAND_OVER_EVERY = 16  # jobs a busy writer process is sent at a time (awrite)
 
@@ -118,7 +123,7 @@ class SQLiteStore:
             raise StoreUnavailable(f"cannot open the database {self.path}: {exc}") from exc
         try:
             if self.migrate_on_open:
-                apply_migrations(conn)
+                self._announce(apply_migrations(conn))
             elif missing := missing_migrations(conn):
                 raise unapplied_error(missing)
         finally:
@@ -156,12 +161,24 @@ class SQLiteStore:
                 conn.close()
 
         try:
-            return await asyncio.to_thread(run)
+            return self._announce(await asyncio.to_thread(run))
         except sqlite3.Error as exc:
             raise StoreUnavailable(f"cannot open the database {self.path}: {exc}") from exc
 
+    def _announce(self, status: MigrationStatus) -> MigrationStatus:
+        """A new database is said so: on a platform that wiped its disk, this is where the data went."""
+        if status.created:
+            log.warning("store.new_database", path=str(self.path.resolve()))
+        return status
+
     async def probe(self) -> None:
         await self.awrite(queries.probe, time.time())
+
+    async def created_at(self) -> float | None:
+        return await self.aread(schema_created_at)
+
+    async def holds_events(self) -> bool:
+        return await self.aread(queries.holds_events)
 
     # -- the writer ---------------------------------------------------------
 

@@ -66,3 +66,10 @@ async def test_an_event_with_a_mapping_error_records_it(store: Store) -> None:
     assert detail is not None and detail["status"] == "partial"
     assert detail["errors"] == ["rule orders: contact.email is empty"] and detail["messages"] == []
     assert await store.event_detail(event_id + 1000) is None
+
+
+async def test_a_new_database_holds_no_event_until_the_first_and_knows_when_it_was_made(store: Store) -> None:
+    made = await store.created_at()
+    assert made is not None and not await store.holds_events()
+    await store.ingest(hook("first"), now=T0)
+    assert await store.holds_events() and await store.created_at() == made
