@@ -203,7 +203,10 @@ class Settings:
             raise ConfigError("BRIDGE_ENV=production and not configured: " + "; ".join(gaps))
 
     def require_durable_database(self) -> None:
-        """Production refuses a SQLite file the platform would lose, or whose volume is not mounted."""
+        """Production refuses a SQLite file the platform would lose, or whose volume is not mounted.
+        A PostgreSQL database is not on the instance's disk: nothing here can lose it."""
+        if self.database_url:
+            return
         folder = self.database_path.parent
         if not folder.is_dir():
             raise ConfigError(f"BRIDGE_DATABASE_URL: the folder {folder} does not exist; if it is a volume's "
@@ -212,7 +215,8 @@ class Settings:
         loss = paas.sqlite_loss(self.platform, self.database_path)
         if loss:
             raise ConfigError(f"BRIDGE_ENV=production refuses the SQLite database {self.database_path}: {loss}. "
-                              "Set DATABASE_URL to a PostgreSQL database (the platform's add-on sets it)")
+                              "Set DATABASE_URL to a PostgreSQL database (the platform's add-on sets it), "
+                              "and leave BRIDGE_DATABASE_URL unset: it wins over DATABASE_URL")
 
 
 POSTGRES_SCHEMES = ("postgres", "postgresql")

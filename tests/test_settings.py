@@ -65,6 +65,23 @@ def test_heroku_refuses_sqlite_and_names_database_url(tmp_path: Path) -> None:
     assert "DATABASE_URL" in message and str(tmp_path / "bridge.db") in message and "volume" not in message
 
 
+@pytest.mark.parametrize("scheme", ["postgres", "postgresql"])
+@pytest.mark.parametrize("variable", ["DYNO", "RENDER", "FLY_APP_NAME", "RAILWAY_PROJECT_ID"])
+def test_a_platform_that_wipes_the_disk_takes_postgresql(tmp_path: Path, variable: str, scheme: str) -> None:
+    """The platform's add-on sets DATABASE_URL: nothing of the database is on the instance's disk."""
+    url = f"{scheme}://u:p@db.example:5432/bridge"
+    env = {"BRIDGE_ENV": "production", variable: "x", "DATABASE_URL": url, **COMPLETE}
+    settings = Settings.from_env(env)
+    assert settings.production and settings.database_url == url and settings.platform == paas.detect({variable: "x"})
+    assert Settings.from_env(dict(env, DATABASE_URL="", BRIDGE_DATABASE_URL=url)).database_url == url
+
+
+def test_heroku_refuses_sqlite_named_by_bridge_database_url_beside_its_postgresql(tmp_path: Path) -> None:
+    """BRIDGE_DATABASE_URL wins over DATABASE_URL: a SQLite file there is what would run, so it is refused."""
+    message = refusal(production(tmp_path, DYNO="web.1", DATABASE_URL="postgres://u:p@db.example/bridge", **COMPLETE))
+    assert "Heroku (DYNO is set)" in message and "BRIDGE_DATABASE_URL" in message and "u:p" not in message
+
+
 @pytest.mark.parametrize("variable", ["RENDER", "FLY_APP_NAME", "RAILWAY_PROJECT_ID"])
 def test_a_platform_with_volumes_refuses_sqlite_off_a_volume(tmp_path: Path, variable: str) -> None:
     assert not paas.on_volume(tmp_path / "bridge.db")  # a test folder is not a mount point of its own here
