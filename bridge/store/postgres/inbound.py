@@ -20,10 +20,10 @@ from typing import Any, Sequence
 from bridge.model import Event, IngestResult, Mapped, Outgoing
 from bridge.store.postgres.connection import Conn
 from bridge.store.postgres.outbox import lock_lanes, refresh_lanes
-from bridge.store.postgres.rows import EVENT_COLUMNS, event_from_row, storable
+from bridge.store.postgres.text import storable
 from bridge.store.postgres.wakeups import MESSAGES_CHANNEL
 from bridge.store.sqlite.ingest import EventRow
-from bridge.store.sqlite.rows import pack_body, record_text
+from bridge.store.sqlite.rows import EVENT_COLUMNS, event_from_row, pack_body, record_text
 
 EVENT_ORDER_LOCK = 0x62726964_67650001  # pg_advisory lock key: ingest shared, the mapper's horizon exclusive
 
