@@ -29,6 +29,8 @@ EVENT_ORDER_LOCK = 0x62726964_67650001  # pg_advisory lock key: ingest shared, t
 
 
 async def ingest(conn: Conn, row: EventRow) -> IngestResult:
+    """Store an event, or count a resend of it. Each statement may commit by itself: the insert holds
+    the shared lock until its commit; a resend's count is a second statement."""
     source, topic, dedupe_key, received_at, headers, body, status = row
     source, topic, dedupe_key = storable(source), storable(topic), storable(dedupe_key)
     stored, codec = pack_body(body)
