@@ -345,3 +345,27 @@ def test_without_psycopg_the_bridge_runs_on_sqlite_and_names_the_extra_for_postg
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     assert "pip install 'bridge[postgres]'" in done.stdout
+
+
+def test_a_pause_by_one_worker_stops_every_worker_on_the_database(pg_url: str) -> None:
+    from test_worker import Holder, ScriptedDestination
+
+    from bridge.worker import Worker
+
+    async def go() -> None:
+        async with opened(pg_url) as first_store, opened(pg_url) as second_store:
+            refused = ScriptedDestination("omnisend", script=["pause"])
+            other = ScriptedDestination("omnisend")
+            first = Worker(Settings(mapping="thread"), first_store, Holder(), {"omnisend": refused})
+            second = Worker(Settings(mapping="thread"), second_store, Holder(), {"omnisend": other})
+            for n in range(2):
+                await first_store.ingest(Webhook("shopify", "orders/create", f"p{n}", f'{{"id": {n}}}'.encode(), {}))
+            await first.map_once()
+            assert await first.deliver_once(refused) == 1 and "omnisend" in first.paused  # 401: paused
+            await second.refresh_pauses()  # what its lease loop does every few seconds
+            assert "omnisend" in second.paused and await second.deliver_once(other) == 0 and other.calls == []
+            await second.resume("omnisend")
+            await first.refresh_pauses()
+            assert first.paused == {}
+
+    asyncio.run(go())
