@@ -27,8 +27,10 @@ Conn = psycopg.AsyncConnection[dict[str, Any]]
 
 SCHEMES = ("postgres", "postgresql")
 RETRIES = 3  # a transaction chosen as a deadlock's victim is run again this many times
-POOL_TIMEOUT = 5.0  # a caller waits this long for a connection, then gets StoreUnavailable (503)
-CONNECT_TIMEOUT = 5  # seconds libpq waits for the server
+# A caller waits this long for a connection, then gets StoreUnavailable: a webhook's 503 then comes
+# before Shopify's 5 s timeout, so the sender sees an answer and retries.
+POOL_TIMEOUT = 3.0
+CONNECT_TIMEOUT = 3  # seconds libpq waits for the server
 MAX_LIFETIME = 1800.0  # below the idle timeouts of proxies and poolers
 
 
