@@ -69,28 +69,24 @@ def _is_row_id(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= MAX_ROW_ID
 
 
-def _limit(value: str | None, default: int) -> int:
+def _whole(name: str, value: str | None, default: int, low: int, high: int) -> int:
     if value is None:
         return default
     try:
-        limit = int(value)
+        number = int(value)
     except ValueError:
-        raise BadRequest(f"limit: expected a whole number, got {value!r}") from None
-    if not 1 <= limit <= MAX_LIMIT:
-        raise BadRequest(f"limit: expected 1 to {MAX_LIMIT}, got {limit}")
-    return limit
+        raise BadRequest(f"{name}: expected a whole number, got {value!r}") from None
+    if not low <= number <= high:
+        raise BadRequest(f"{name}: expected {low} to {high}, got {number}")
+    return number
+
+
+def _limit(value: str | None, default: int) -> int:
+    return _whole("limit", value, default, 1, MAX_LIMIT)
 
 
 def _offset(value: str | None) -> int:
-    if value is None:
-        return 0
-    try:
-        offset = int(value)
-    except ValueError:
-        raise BadRequest(f"offset: expected a whole number, got {value!r}") from None
-    if not 0 <= offset <= MAX_ROW_ID:
-        raise BadRequest(f"offset: expected 0 or more, got {offset}")
-    return offset
+    return _whole("offset", value, 0, 0, MAX_ROW_ID)
 
 
 def _page(name: str, page: Page[Any], rows: list[dict[str, Any]]) -> JSONResponse:

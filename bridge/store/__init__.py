@@ -2,7 +2,7 @@
 
 `Store` (bridge/store/base.py) is the one interface the rest of the bridge uses.
 `make_store` / `open_store` pick the backend from the database URL's scheme:
-`sqlite:///path` (or a plain path) is SQLite (bridge/store/sqlite.py);
+`sqlite:///path` (or a plain path) is SQLite (bridge/store/sqlite/);
 `postgresql://` or `postgres://` is PostgreSQL (bridge/store/postgres/, which needs
 the `postgres` extra: it is imported only when used). A backend registers its
 schemes in BACKENDS.

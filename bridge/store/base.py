@@ -1,6 +1,6 @@
 """The store's interface: everything the rest of the bridge asks of storage, and the records it passes.
 
-Every backend (SQLite in bridge/store/sqlite.py; PostgreSQL beside it) implements
+Every backend (SQLite in bridge/store/sqlite/; PostgreSQL beside it) implements
 `Store`, and nothing outside bridge/store/ sees a connection, a cursor or SQL.
 Callers say what they want: "the events matching this filter, 50 from offset 100,
 with the total", "claim 20 due messages of omnisend". A backend that cannot answer

@@ -6,9 +6,12 @@ import asyncio
 import functools
 import random
 import socket
+import subprocess
+import sys
 import time
 from collections import defaultdict
-from typing import Any, AsyncIterator
+from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
@@ -16,7 +19,7 @@ import pytest
 import pgserver
 from bridge.destinations.ratelimit import RateLimiter
 from bridge.errors import ConfigError, StoreUnavailable
-from bridge.model import Decision, Mapped, Message, Outcome, Outgoing, Webhook
+from bridge.model import Decision, Mapped, Outcome, Outgoing, Webhook
 from bridge.settings import Settings, masked_url
 from bridge.store import make_store
 from bridge.store.base import AuditFilter, DeadFilter, EventFilter, PruneCutoffs
@@ -349,5 +352,46 @@ def test_a_worker_hears_of_new_events_and_messages_from_another_process(pg_url: 
                 await asyncio.sleep(0.05)
             assert "messages" in heard
             assert unheard == [], "BRIDGE_PG_NOTIFY=false listens to nothing"
+
+    asyncio.run(go())
+
+
+def test_without_psycopg_the_bridge_runs_on_sqlite_and_names_the_extra_for_postgres(tmp_path: Path) -> None:
+    script = (
+        "import sys; sys.modules['psycopg'] = None; sys.modules['psycopg_pool'] = None\n"  # as if not installed
+        "import bridge.app, bridge.cli, bridge.worker\n"
+        "from bridge.errors import ConfigError\n"
+        "from bridge.store import make_store\n"
+        f"make_store({str(tmp_path / 'b.db')!r})\n"
+        "try:\n"
+        "    make_store('postgres://u:p@h/d')\n"
+        "except ConfigError as exc:\n"
+        "    print(exc)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert "pip install 'bridge[postgres]'" in done.stdout
+
+
+def test_a_pause_by_one_worker_stops_every_worker_on_the_database(pg_url: str) -> None:
+    from test_worker import Holder, ScriptedDestination
+
+    from bridge.worker import Worker
+
+    async def go() -> None:
+        async with opened(pg_url) as first_store, opened(pg_url) as second_store:
+            refused = ScriptedDestination("omnisend", script=["pause"])
+            other = ScriptedDestination("omnisend")
+            first = Worker(Settings(mapping="thread"), first_store, Holder(), {"omnisend": refused})
+            second = Worker(Settings(mapping="thread"), second_store, Holder(), {"omnisend": other})
+            for n in range(2):
+                await first_store.ingest(Webhook("shopify", "orders/create", f"p{n}", f'{{"id": {n}}}'.encode(), {}))
+            await first.map_once()
+            assert await first.deliver_once(refused) == 1 and "omnisend" in first.paused  # 401: paused
+            await second.refresh_pauses()  # what its lease loop does every few seconds
+            assert "omnisend" in second.paused and await second.deliver_once(other) == 0 and other.calls == []
+            await second.resume("omnisend")
+            await first.refresh_pauses()
+            assert first.paused == {}
 
     asyncio.run(go())

@@ -1,7 +1,8 @@
 """Connections to PostgreSQL: the URL, the pool, one transaction at a time, and errors as the bridge's own.
 
 Every store method runs one short transaction on a pooled connection (never one held across an
-HTTP call). A driver error becomes StoreUnavailable with the database's reason and no password,
+HTTP call); pooled connections are in autocommit, so a method of one statement (ingest's
+insert) is its own transaction, with no BEGIN and COMMIT round trips. A driver error becomes StoreUnavailable with the database's reason and no password,
 so a webhook is answered 503. A deadlock or a serialization failure is retried a few times first:
 both mean "run it again", and the lock order of bridge/store/postgres/outbox.py makes them rare.
 The pool checks a connection before lending it, so after PostgreSQL restarts or a backend is
@@ -26,8 +27,10 @@ Conn = psycopg.AsyncConnection[dict[str, Any]]
 
 SCHEMES = ("postgres", "postgresql")
 RETRIES = 3  # a transaction chosen as a deadlock's victim is run again this many times
-POOL_TIMEOUT = 5.0  # a caller waits this long for a connection, then gets StoreUnavailable (503)
-CONNECT_TIMEOUT = 5  # seconds libpq waits for the server
+# A caller waits this long for a connection, then gets StoreUnavailable: a webhook's 503 then comes
+# before Shopify's 5 s timeout, so the sender sees an answer and retries.
+POOL_TIMEOUT = 3.0
+CONNECT_TIMEOUT = 3  # seconds libpq waits for the server
 MAX_LIFETIME = 1800.0  # below the idle timeouts of proxies and poolers
 
 
@@ -78,7 +81,8 @@ def make_pool(url: str, size: int) -> AsyncConnectionPool[Conn]:
     return AsyncConnectionPool(
         url, min_size=1, max_size=max(1, size), open=False, timeout=POOL_TIMEOUT, max_lifetime=MAX_LIFETIME,
         max_idle=300.0, check=AsyncConnectionPool.check_connection, configure=configure,
-        kwargs={"row_factory": dict_row, "connect_timeout": CONNECT_TIMEOUT, "application_name": "bridge"},
+        kwargs={"row_factory": dict_row, "connect_timeout": CONNECT_TIMEOUT, "application_name": "bridge",
+                "autocommit": True},
         connection_class=psycopg.AsyncConnection[dict[str, Any]], name="bridge",
     )
 
@@ -94,11 +98,15 @@ async def connect(url: str, *, autocommit: bool = False) -> Conn:
     return conn
 
 
-async def in_transaction(pool: AsyncConnectionPool[Conn], url: str, fn: Callable[..., Awaitable[T]], *args: Any) -> T:
-    """`await fn(conn, *args)` in one transaction on a pooled connection, committed when it returns."""
+async def in_transaction(pool: AsyncConnectionPool[Conn], url: str, fn: Callable[..., Awaitable[T]], *args: Any,
+                         single: bool = False) -> T:
+    """`await fn(conn, *args)` in one transaction on a pooled connection, committed when it returns;
+    with `single`, each statement of `fn` commits by itself (fn's statements must allow that)."""
     for attempt in range(RETRIES + 1):
         try:
             async with pool.connection() as conn:
+                if single:
+                    return await fn(conn, *args)
                 async with conn.transaction():
                     return await fn(conn, *args)
         except (psycopg.errors.DeadlockDetected, psycopg.errors.SerializationFailure) as exc:

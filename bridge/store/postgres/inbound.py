@@ -20,15 +20,17 @@ from typing import Any, Sequence
 from bridge.model import Event, IngestResult, Mapped, Outgoing
 from bridge.store.postgres.connection import Conn
 from bridge.store.postgres.outbox import lock_lanes, refresh_lanes
-from bridge.store.postgres.rows import EVENT_COLUMNS, event_from_row, storable
+from bridge.store.postgres.text import storable
 from bridge.store.postgres.wakeups import MESSAGES_CHANNEL
 from bridge.store.sqlite.ingest import EventRow
-from bridge.store.sqlite.rows import pack_body, record_text
+from bridge.store.sqlite.rows import EVENT_COLUMNS, event_from_row, pack_body, record_text
 
 EVENT_ORDER_LOCK = 0x62726964_67650001  # pg_advisory lock key: ingest shared, the mapper's horizon exclusive
 
 
 async def ingest(conn: Conn, row: EventRow) -> IngestResult:
+    """Store an event, or count a resend of it. Each statement may commit by itself: the insert holds
+    the shared lock until its commit; a resend's count is a second statement."""
     source, topic, dedupe_key, received_at, headers, body, status = row
     source, topic, dedupe_key = storable(source), storable(topic), storable(dedupe_key)
     stored, codec = pack_body(body)

@@ -22,7 +22,8 @@ from typing import Any, Iterable, Sequence
 from bridge.model import Decision, Message, Outcome
 from bridge.store.base import OPEN_STATES, DestinationState
 from bridge.store.postgres.connection import Conn
-from bridge.store.postgres.rows import MESSAGE_COLUMNS, message_from_row, storable
+from bridge.store.postgres.text import storable
+from bridge.store.sqlite.rows import MESSAGE_COLUMNS, message_from_row
 
 OPEN = "(" + ", ".join(f"'{state}'" for state in OPEN_STATES) + ")"  # SQL: states that hold back their key
 HOLDING_SCAN = 1_000  # submitted messages claim_batch looks at for one that holds back its key

@@ -15,22 +15,21 @@ from bridge.store.base import OPEN_STATES, EventFilter, ReplaySummary
 from bridge.store.postgres.connection import Conn
 from bridge.store.postgres.inbound import insert_messages, message_params
 from bridge.store.postgres.outbox import lock_lanes, refresh_lanes
-from bridge.store.postgres.queries import event_where
-from bridge.store.postgres.rows import EVENT_COLUMNS, event_from_row, storable
-from bridge.store.sqlite.rows import record_text
+from bridge.store.postgres.queries import MARK, count
+from bridge.store.records import event_where
+from bridge.store.postgres.text import storable
+from bridge.store.sqlite.rows import EVENT_COLUMNS, event_from_row, record_text
 
 
 def _replayable(where: EventFilter) -> tuple[str, list[Any]]:
-    clause, params = event_where(where, "events")
+    clause, params = event_where(where, "events", MARK)
     # A pruned body cannot be mapped; an invalid body never could.
     return f"{clause} AND events.body IS NOT NULL AND events.status <> 'invalid_json'", params
 
 
 async def count_replayable(conn: Conn, where: EventFilter) -> int:
     clause, params = _replayable(where)
-    cur = await conn.execute(f"SELECT count(*) AS n FROM events WHERE {clause}", params)
-    row = await cur.fetchone()
-    return int(row["n"]) if row else 0
+    return await count(conn, f"events WHERE {clause}", params)
 
 
 async def replayable_events(conn: Conn, where: EventFilter, after_id: int, limit: int) -> list[Event]:

@@ -94,20 +94,21 @@ class PostgresStore:
         await self._run(outbox.probe, time.time())
 
     async def created_at(self) -> float | None:
-        return await self._run(migrate.created_at)
+        return await self._run(migrate.created_at, single=True)
 
     async def holds_events(self) -> bool:
-        return await self._run(queries.holds_events)
+        return await self._run(queries.holds_events, single=True)
 
-    async def _run(self, fn: Callable[..., Awaitable[T]], *args: Any) -> T:
+    async def _run(self, fn: Callable[..., Awaitable[T]], *args: Any, single: bool = False) -> T:
         if self._pool is None:
             raise StoreUnavailable("store is not open")
-        return await in_transaction(self._pool, self.url, fn, *args)
+        return await in_transaction(self._pool, self.url, fn, *args, single=single)
 
     # -- inbound events -------------------------------------------------------
 
     async def ingest(self, webhook: Webhook, now: float | None = None) -> IngestResult:
-        result = await self._run(inbound.ingest, event_row(webhook, time.time() if now is None else now))
+        # Each statement of an ingest commits by itself: the insert (the common path) is one round trip.
+        result = await self._run(inbound.ingest, event_row(webhook, time.time() if now is None else now), single=True)
         if self.notify and not result.duplicate and self._pool is not None:
             self._wake.announce(self._pool, EVENTS_CHANNEL)
         return result

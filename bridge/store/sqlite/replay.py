@@ -12,7 +12,7 @@ from typing import Any, Sequence
 
 from bridge.model import Event, Mapped
 from bridge.store.base import EventFilter, ReplaySummary
-from bridge.store.sqlite.queries import event_where
+from bridge.store.records import event_where
 from bridge.store.sqlite.rows import EVENT_COLUMNS, event_from_row, insert_message, record_text
 
 

@@ -38,10 +38,13 @@ def unpack_body(stored: bytes | None, codec: str | None) -> bytes:
     return bytes(stored)
 
 
+# A row as either backend reads it: sqlite3.Row, or a dict (PostgreSQL's rows, bridge/store/postgres).
+Row = sqlite3.Row | Mapping[str, Any]
+
 EVENT_COLUMNS = "id, source, topic, dedupe_key, received_at, headers, body, body_codec, status"
 
 
-def event_from_row(row: sqlite3.Row) -> Event:
+def event_from_row(row: Row) -> Event:
     return Event(
         id=row["id"],
         source=row["source"],
@@ -76,7 +79,7 @@ MESSAGE_COLUMNS = (
 )
 
 
-def message_from_row(row: sqlite3.Row) -> Message:
+def message_from_row(row: Row) -> Message:
     return Message(
         id=row["id"],
         event_id=row["event_id"],
