@@ -81,7 +81,7 @@ class Bridge:
         if "destinations" not in parts:
             from bridge.destinations.registry import build_destinations
 
-            parts["destinations"] = build_destinations(settings, budget=parts["store"].take_budget)
+            parts["destinations"] = build_destinations(settings, budget=parts["store"])
         return cls(settings, **parts)
 
     async def health(self) -> dict[str, Any]:

@@ -35,7 +35,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         settings = replace(settings, migrate=False)
     configure(settings.log_format, settings.log_level)
     app = create_app(settings)
-    asyncio.run(_check_database(settings))
+    if settings.database_url:  # a server that may refuse (SQLite's start is unchanged)
+        asyncio.run(_check_database(settings))
     config = uvicorn.Config(
         app,
         host=settings.host,
@@ -59,9 +60,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 async def _check_database(settings: Settings) -> None:
-    """Open the store once before the server starts, so that a database that refuses (a wrong password,
-    a server that does not answer) ends the start with its one-line reason, not a traceback from
-    inside the server's start-up."""
+    """Open the store once before the server starts, so that a PostgreSQL that refuses (a wrong
+    password, a server that does not answer) ends the start with its one-line reason, not a
+    traceback from inside the server's start-up."""
     from bridge.store import make_store
 
     store = make_store(settings, process=False)

@@ -14,9 +14,10 @@ whose answer took longer than the quickest seen may have arrived that much later
 then: a stalled request cannot put `limit + 1` arrivals in the server's window. Answers are matched
 to requests in order (even spacing keeps about one in flight).
 
-Several workers share one account's budget: `share(take)` adds, after this process's own schedule,
-a token from a bucket every worker takes from (the store's `take_budget`, refilled at
-`limit / (window + slack)`), so together they stay under the limit.
+Several workers share one account's budget: `share(take, block)` adds, after this process's own
+schedule, a token from a bucket every worker takes from (the store's `take_budget`, refilled at
+`limit / (window + slack)`), so together they stay under the limit; a 429 one of them gets empties
+that bucket for the wait it names (`block_budget`), so the others wait too.
 
 On top of our own schedule the limiter follows what the server says:
 - `X-Rate-Limit-Remaining: 0` with `X-Rate-Limit-Reset: <seconds>` -> wait for the reset;
@@ -26,6 +27,7 @@ On top of our own schedule the limiter follows what the server says:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 import time
 from collections import deque
@@ -36,6 +38,7 @@ from bridge.destinations.http import parse_retry_after
 Clock = Callable[[], float]
 Sleep = Callable[[float], Awaitable[None]]
 TakeShared = Callable[[float], Awaitable[float]]  # (requests per second) -> 0 when taken, else seconds to wait
+BlockShared = Callable[[float, float], Awaitable[None]]  # (requests per second, seconds): nobody sends for that long
 
 # Our clock reads before a request leaves, the server's when it has arrived: the slack absorbs the
 # difference in that delay between two requests `limit` apart. Even spacing keeps the delay steady,
@@ -82,6 +85,8 @@ class RateLimiter:
         self._server_reset_at = 0.0
         self._lock = asyncio.Lock()
         self._shared: TakeShared | None = None
+        self._shared_block: BlockShared | None = None
+        self._blocking: set[asyncio.Task[None]] = set()
         self.acquired_total = 0
         self.throttled_total = 0  # 429s seen
         self.waited_seconds = 0.0
@@ -97,9 +102,11 @@ class RateLimiter:
             return cls(int(requests), 1.0, **kwargs)
         return cls(max(1, round(requests * 10)), 10.0, **kwargs)
 
-    def share(self, take: TakeShared) -> None:
-        """Also take each request from a budget shared with other processes (see the module's docstring)."""
+    def share(self, take: TakeShared, block: BlockShared) -> None:
+        """Also take each request from a budget shared with other processes, and block it for all of
+        them on a 429 (see the module's docstring)."""
         self._shared = take
+        self._shared_block = block
 
     @property
     def shared_rate(self) -> float:
@@ -174,6 +181,15 @@ class RateLimiter:
             if wait is None:
                 wait = self.default_block
             self.block(wait)
+            if self._shared_block is not None:  # the other workers wait as well (a task: observe is not async)
+                task = asyncio.get_running_loop().create_task(self._block_shared(wait))
+                self._blocking.add(task)
+                task.add_done_callback(self._blocking.discard)
+
+    async def _block_shared(self, seconds: float) -> None:
+        assert self._shared_block is not None
+        with contextlib.suppress(Exception):  # the shared block is a courtesy: this process blocks anyway
+            await self._shared_block(self.shared_rate, seconds)
 
     def block(self, seconds: float) -> None:
         """Send nothing for `seconds` (keeps the later of two blocks)."""

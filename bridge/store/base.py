@@ -336,6 +336,10 @@ class Store(Protocol):
         runs one worker (SQLite) has nothing to share and answers 0."""
         ...
 
+    async def block_budget(self, destination: str, per_second: float, seconds: float) -> None:
+        """Nobody takes from `destination`'s budget for `seconds` (a worker got a 429 naming that wait)."""
+        ...
+
     # -- what operators and metrics read --------------------------------------
 
     async def list_events(self, where: EventFilter, limit: int, offset: int = 0) -> Page[EventSummary]:

@@ -300,7 +300,8 @@ def test_two_workers_rate_limiters_share_one_budget(pg_url: str) -> None:
             sent: list[float] = []
             limiters = [RateLimiter(10, 1.0), RateLimiter(10, 1.0)]
             for limiter, store in zip(limiters, (one, two)):
-                limiter.share(functools.partial(store.take_budget, "ometria"))
+                limiter.share(functools.partial(store.take_budget, "ometria"),
+                              functools.partial(store.block_budget, "ometria"))
 
             async def send(limiter: RateLimiter) -> None:
                 for _ in range(12):
@@ -393,5 +394,23 @@ def test_a_pause_by_one_worker_stops_every_worker_on_the_database(pg_url: str) -
             await second.resume("omnisend")
             await first.refresh_pauses()
             assert first.paused == {}
+
+    asyncio.run(go())
+
+
+def test_a_429_one_worker_gets_holds_back_the_other(pg_url: str) -> None:
+    async def go() -> None:
+        async with opened(pg_url) as one, opened(pg_url) as two:
+            limiters = [RateLimiter(10, 1.0), RateLimiter(10, 1.0)]
+            for limiter, store in zip(limiters, (one, two)):
+                limiter.share(functools.partial(store.take_budget, "omnisend"),
+                              functools.partial(store.block_budget, "omnisend"))
+            assert await limiters[0].acquire()
+            limiters[0].observe(429, {"Retry-After": "2"})
+            await asyncio.sleep(0.3)  # the block reaches the database
+            started = time.monotonic()
+            assert not await limiters[1].acquire(max_wait=1.0), "the other worker would send into the 429"
+            assert await limiters[1].acquire()
+            assert time.monotonic() - started >= 1.5
 
     asyncio.run(go())

@@ -249,3 +249,12 @@ async def take_budget(conn: Conn, destination: str, per_second: float) -> float:
         {"d": destination, "rate": per_second})
     row = await cur.fetchone()
     return float(row["wait"]) if row else 0.0
+
+
+async def block_budget(conn: Conn, destination: str, per_second: float, seconds: float) -> None:
+    """Empty the bucket so that its next token comes `seconds` from now, unless it already comes later."""
+    await conn.execute(
+        "UPDATE rate_buckets SET tokens = -%(wait)s * %(rate)s, refreshed_at = extract(epoch FROM clock_timestamp())"
+        " WHERE destination = %(d)s AND LEAST(1.0, tokens + (extract(epoch FROM clock_timestamp()) - refreshed_at)"
+        "   * %(rate)s) > -%(wait)s * %(rate)s",
+        {"d": destination, "rate": per_second, "wait": seconds})

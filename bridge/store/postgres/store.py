@@ -151,6 +151,9 @@ class PostgresStore:
     async def take_budget(self, destination: str, per_second: float) -> float:
         return await self._run(outbox.take_budget, destination, per_second)
 
+    async def block_budget(self, destination: str, per_second: float, seconds: float) -> None:
+        await self._run(outbox.block_budget, destination, per_second, seconds)
+
     # -- what operators and metrics read --------------------------------------
 
     async def list_events(self, where: EventFilter, limit: int, offset: int = 0) -> Page[EventSummary]:

@@ -323,6 +323,9 @@ class SQLiteStore:
     async def take_budget(self, destination: str, per_second: float) -> float:
         return 0.0  # one worker: its own rate limiter is the whole budget
 
+    async def block_budget(self, destination: str, per_second: float, seconds: float) -> None:
+        """One worker: its own rate limiter blocks itself."""
+
     # -- what operators and metrics read --------------------------------------
 
     async def list_events(self, where: EventFilter, limit: int, offset: int = 0) -> Page[EventSummary]:
