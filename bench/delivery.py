@@ -38,7 +38,7 @@ RECORDS_PER_REQUEST = 100
 async def preload(db: Path, orders: int) -> float:
     source = ShopifySource.from_settings(SourceSettings("shopify", "shopify", (Secret(SHOPIFY_SECRET),)))
     store = SQLiteStore(db)
-    store.open()
+    await store.open()
     t0 = time.perf_counter()
     try:
         for start in range(0, orders, 1000):
@@ -49,7 +49,7 @@ async def preload(db: Path, orders: int) -> float:
                                                            event_id=f"delivery-{i}"), body))
             await asyncio.gather(*(store.ingest(h) for h in hooks))
     finally:
-        store.close()
+        await store.close()
     return time.perf_counter() - t0
 
 

@@ -1,6 +1,7 @@
 """A store that has been running a while: 1,000,000 delivered and 100,000 waiting messages.
 
-Built fast with executemany in one transaction on the product's own schema (bridge/store/schema.sql).
+Built fast with executemany in one transaction on the product's own schema (its migrations,
+bridge/store/migrations/sqlite/).
 Shape, from the shipped rules (one Shopify order -> one Omnisend event + one Ometria order):
 500,000 old events whose two messages were delivered (bodies pruned to NULL, as `bridge prune`
 does after the retention window; dedupe keys kept), one attempt row per delivered message, and
@@ -16,11 +17,12 @@ import argparse
 import json
 import sqlite3
 import time
-from importlib import resources
 from pathlib import Path
 
 from bench.common import WORK, order_body, save
-from bridge.store.sqlite import PAGE_SIZE, pack_body
+from bridge.store.sqlite.migrate import migrate
+from bridge.store.sqlite.rows import pack_body
+from bridge.store.sqlite.writer import PAGE_SIZE
 
 
 def build(path: Path, delivered: int, waiting: int) -> dict[str, float]:
@@ -33,7 +35,7 @@ def build(path: Path, delivered: int, waiting: int) -> dict[str, float]:
     conn.execute(f"PRAGMA page_size = {PAGE_SIZE}")  # the page size the bridge gives a new database
     conn.execute("PRAGMA journal_mode = OFF")  # one bulk transaction into a throw-away file
     conn.execute("PRAGMA synchronous = OFF")
-    conn.executescript(resources.files("bridge.store").joinpath("schema.sql").read_text())
+    migrate(conn)
     event = sample_event()
     omnisend, ometria = hand_map(event)
     records = {"omnisend": json.dumps(omnisend.record, separators=(",", ":")),

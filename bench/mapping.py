@@ -181,7 +181,7 @@ async def store_mapping(db: Path, rules: Any, events: int) -> dict[str, Any]:
 
     source = ShopifySource.from_settings(SourceSettings("shopify", "shopify", (Secret(SHOPIFY_SECRET),)))
     store = SQLiteStore(db)
-    store.open()
+    await store.open()
     try:
         hooks = []
         for i in range(events):
@@ -203,7 +203,7 @@ async def store_mapping(db: Path, rules: Any, events: int) -> dict[str, Any]:
             mapped += n
         elapsed = time.perf_counter() - t0
     finally:
-        store.close()
+        await store.close()
     return {"events": mapped, "seconds": round(elapsed, 3), "events_per_second": round(mapped / elapsed, 1)}
 
 

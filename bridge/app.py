@@ -20,13 +20,15 @@ from bridge.ops.admin import admin_routes
 from bridge.ops.health import readyz_route
 from bridge.ops.metrics import METRICS, metrics_route
 from bridge.ops.when import iso
-from bridge.settings import Settings
+from bridge.settings import Settings, masked_url
 from bridge.sources import Source
-from bridge.store import SQLiteStore
+from bridge.store import Store, make_store
 from bridge.webhooks import WebhookEndpoint
 from bridge.worker import Worker
 
 log = structlog.get_logger("bridge.app")
+
+HEALTH_READ_SECONDS = 2.0
 
 
 @dataclass
@@ -34,18 +36,38 @@ class Bridge:
     """Everything one process runs, built once from Settings and shared by the routes."""
 
     settings: Settings
-    store: SQLiteStore
+    store: Store
     sources: Mapping[str, Source]
     rules: Any  # bridge.mapping.reload.RulesHolder: .current, .error, .loaded_at, .watch()
     destinations: Mapping[str, Destination]
     worker: Worker | None = None
     started_at: float = field(default_factory=time.time)
+    _database: dict[str, Any] | None = None  # what /healthz last read of the database, kept once it holds events
+    stop_by: float | None = None  # time.monotonic() by which a stop signal wants the process gone
+
+    def stop_soon(self) -> None:
+        """A stop signal: the process exits within settings.shutdown_seconds from now, and the worker
+        takes no more work from now (webhooks still in flight are answered meanwhile)."""
+        if self.stop_by is None:
+            self.stop_by = time.monotonic() + self.settings.shutdown_seconds
+        if self.worker is not None:
+            self.worker.begin_stop()
+
+    async def stop_worker(self) -> None:
+        """Let the worker finish what it holds until the stop's deadline, less the time closing takes;
+        it gives back the rest."""
+        if self.worker is None:
+            return
+        self.stop_soon()
+        assert self.stop_by is not None
+        await self.worker.stop(max(0.0, self.stop_by - time.monotonic() - self.settings.closing_seconds))
+        log.info("worker.stopped", seconds_left=round(self.stop_by - time.monotonic(), 1))
 
     @classmethod
     def build(cls, settings: Settings, **parts: Any) -> Bridge:
         """Build each part from settings unless given (tests pass their own)."""
         if "store" not in parts:
-            parts["store"] = SQLiteStore(settings.database_path, process=settings.store_writer == "process")
+            parts["store"] = make_store(settings)
         if "sources" not in parts:
             from bridge.sources import build_sources
 
@@ -59,14 +81,15 @@ class Bridge:
         if "destinations" not in parts:
             from bridge.destinations.registry import build_destinations
 
-            parts["destinations"] = build_destinations(settings)
+            parts["destinations"] = build_destinations(settings, budget=parts["store"])
         return cls(settings, **parts)
 
-    def health(self) -> dict[str, Any]:
+    async def health(self) -> dict[str, Any]:
         paused = self.worker.paused if self.worker else {}
         return {
             "status": "ok",
             "uptime_seconds": round(time.time() - self.started_at, 1),
+            "database": await self.database(),
             "not_configured": self.settings.missing(),
             "destinations": {
                 name: {"configured": d.configured, "paused": name in paused, "pause_reason": paused.get(name)}
@@ -77,6 +100,8 @@ class Bridge:
                 "loaded": getattr(self.rules, "current", None) is not None,
                 "loaded_at": getattr(self.rules, "loaded_at", None),
                 "loaded_at_utc": iso(getattr(self.rules, "loaded_at", None)),
+                # the files' texts and the areas allowed: instances that differ here run different rules
+                "hash": getattr(self.rules, "hash", None),
                 "error": getattr(self.rules, "error", None),
                 # set when a start found the rules broken and runs the last good copy (BRIDGE_LAST_GOOD_RULES_DIR)
                 "running_saved_copy": _saved_copy(getattr(self.rules, "running_saved", None)),
@@ -84,6 +109,18 @@ class Bridge:
                 "blocked": list(getattr(self.rules, "blocked", []) or []),
             },
         }
+
+    async def database(self) -> dict[str, Any]:
+        """Whether the database is new (holds no event yet), and when its schema was made: a platform
+        that wiped its disk shows here. Read until the first event, then known."""
+        if self._database is None or self._database["new"]:
+            try:
+                held, created = await asyncio.wait_for(
+                    asyncio.gather(self.store.holds_events(), self.store.created_at()), HEALTH_READ_SECONDS)
+            except Exception as exc:  # /healthz answers all the same; /readyz tells whether the store works
+                return {"new": None, "created_at_utc": None, "error": type(exc).__name__}
+            self._database = {"new": not held, "created_at_utc": iso(created)}
+        return self._database
 
 
 def _saved_copy(copy: Any) -> dict[str, Any] | None:
@@ -93,7 +130,7 @@ def _saved_copy(copy: Any) -> dict[str, Any] | None:
 
 
 async def healthz(request: Request) -> Response:
-    return JSONResponse(request.app.state.bridge.health())
+    return JSONResponse(await request.app.state.bridge.health())
 
 
 class BridgeApp(Starlette):
@@ -127,7 +164,7 @@ def create_app(settings: Settings, *, run_worker: bool | None = None, **parts: A
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        bridge.store.open()
+        await bridge.store.open()
         METRICS.watch_store(bridge.store, bridge.destinations)
         watch = None
         if hasattr(bridge.rules, "watch"):
@@ -140,18 +177,17 @@ def create_app(settings: Settings, *, run_worker: bool | None = None, **parts: A
         if with_worker:
             bridge.worker = Worker(settings, bridge.store, bridge.rules, bridge.destinations)
             await bridge.worker.start()
-        log.info("bridge.started", worker=with_worker, database=str(settings.database_path),
+        log.info("bridge.started", worker=with_worker, database=masked_url(settings.store_url),
                  mappings=str(settings.mappings_dir))
         try:
             yield
         finally:
-            if bridge.worker is not None:
-                await bridge.worker.stop()
+            await bridge.stop_worker()
             if watch is not None:
                 watch.cancel()
             for destination in bridge.destinations.values():
                 await destination.aclose()
-            bridge.store.close()
+            await bridge.store.close()
             log.info("bridge.stopped")
 
     app = BridgeApp(

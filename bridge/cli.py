@@ -17,18 +17,26 @@ from bridge.log import configure
 from bridge.settings import Settings
 
 
+NO_MIGRATE = "do not apply pending migrations at start (as BRIDGE_MIGRATE=false): refuse to start until `bridge migrate` ran"
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from bridge.app import create_app
+    from bridge.server import BridgeServer
 
     settings = Settings.from_env()
     if args.port is not None:
         settings = replace(settings, port=args.port)
     if args.no_worker:
         settings = replace(settings, run_worker=False)
+    if args.no_migrate:
+        settings = replace(settings, migrate=False)
     configure(settings.log_format, settings.log_level)
     app = create_app(settings)
+    if settings.database_url:  # a server that may refuse (SQLite's start is unchanged)
+        asyncio.run(_check_database(settings))
     config = uvicorn.Config(
         app,
         host=settings.host,
@@ -38,7 +46,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         lifespan="on",
         access_log=False,  # webhook.* lines say more, and access logs would carry query strings
         proxy_headers=True,
-        timeout_graceful_shutdown=20,
+        # Open requests get what the stop leaves before closing; the worker stops meanwhile.
+        timeout_graceful_shutdown=max(1, int(settings.shutdown_seconds - settings.closing_seconds)),
         log_config=None,
     )
     # uvicorn re-raises the stop signal after its graceful shutdown, which
@@ -46,12 +55,25 @@ def cmd_serve(args: argparse.Namespace) -> int:
     # the handlers it restores afterwards swallow the re-raised signal.
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: None)
-    uvicorn.Server(config).run()
+    BridgeServer(config, app.state.bridge).run()
     return 0
+
+
+async def _check_database(settings: Settings) -> None:
+    """Open the store once before the server starts, so that a PostgreSQL that refuses (a wrong
+    password, a server that does not answer) ends the start with its one-line reason, not a
+    traceback from inside the server's start-up."""
+    from bridge.store import make_store
+
+    store = make_store(settings, process=False)
+    await store.open()
+    await store.close()
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
     settings = Settings.from_env()
+    if args.no_migrate:
+        settings = replace(settings, migrate=False)
     configure(settings.log_format, settings.log_level)
     return asyncio.run(_run_worker(settings))
 
@@ -61,22 +83,33 @@ async def _run_worker(settings: Settings) -> int:
     from bridge.worker import Worker
 
     bridge = Bridge.build(settings)
-    bridge.store.open()
-    worker = Worker(settings, bridge.store, bridge.rules, bridge.destinations)
+    await bridge.store.open()
+    bridge.worker = Worker(settings, bridge.store, bridge.rules, bridge.destinations)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     loop.add_signal_handler(signal.SIGHUP, bridge.rules.reload_soon)  # one load at a time, with the watch's
     watch = asyncio.create_task(bridge.rules.watch())
-    await worker.start()
+    await bridge.worker.start()
     structlog.get_logger("bridge").info("worker.started")
     await stop.wait()
-    await worker.stop()
+    await bridge.stop_worker()
     watch.cancel()
     for destination in bridge.destinations.values():
         await destination.aclose()
-    bridge.store.close()
+    await bridge.store.close()
+    return 0
+
+
+def cmd_migrate(args: argparse.Namespace) -> int:
+    from bridge.store import make_store
+
+    settings = Settings.from_env()
+    configure(settings.log_format, settings.log_level)
+    status = asyncio.run(make_store(settings, process=False, migrate=False).migrate())
+    applied = ", ".join(status.applied) if status.applied else "nothing to apply"
+    print(f"migrations: {applied}; the database is at {status.current or 'no version'}")
     return 0
 
 
@@ -88,10 +121,15 @@ def build_parser() -> argparse.ArgumentParser:
     serve = commands.add_parser("serve", help="run the web app with the delivery worker in the same process")
     serve.add_argument("--port", type=int, default=None, help="port to listen on (default $PORT or 8000)")
     serve.add_argument("--no-worker", action="store_true", help="only take webhooks; run `bridge worker` elsewhere")
+    serve.add_argument("--no-migrate", action="store_true", help=NO_MIGRATE)
     serve.set_defaults(func=cmd_serve)
 
     worker = commands.add_parser("worker", help="run mapping and delivery only (no web app)")
+    worker.add_argument("--no-migrate", action="store_true", help=NO_MIGRATE)
     worker.set_defaults(func=cmd_worker)
+
+    migrate = commands.add_parser("migrate", help="apply the database's pending schema migrations, then exit")
+    migrate.set_defaults(func=cmd_migrate)
 
     from bridge import ops
     from bridge.mapping import cli as mappings

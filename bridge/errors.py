@@ -8,6 +8,7 @@
     │   ├── PayloadTooLarge  413
     │   └── UnknownSource    404
     └── StoreUnavailable     the store cannot commit: answer 503 so the sender retries
+        └── MigrationError   the schema cannot be brought to this version's
 """
 
 from __future__ import annotations
@@ -51,3 +52,7 @@ class UnknownSource(RejectedWebhook):
 
 class StoreUnavailable(BridgeError):
     """The store could not commit; nothing was acknowledged."""
+
+
+class MigrationError(StoreUnavailable):
+    """The database's schema cannot be brought to what this version needs."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import uuid
 from dataclasses import dataclass, field
-from typing import Any, Literal, Mapping
+from typing import Any, Literal, Mapping, NamedTuple
 
 # Namespace for idempotency keys (UUIDv5): stable across processes and replays.
 IDEMPOTENCY_NAMESPACE = uuid.UUID("6f1c4a8e-3b0e-5a57-9c2d-0b7a1e5c2f10")
@@ -127,3 +127,28 @@ class PreparedRequest:
     path: str
     body: Any
     message_ids: tuple[int, ...] = ()
+
+
+class IngestResult(NamedTuple):  # a tuple: the writer makes one per webhook
+    event_id: int
+    duplicate: bool
+
+
+@dataclass(frozen=True)
+class Mapped:
+    """The mapping of one event, ready to be saved."""
+
+    event_id: int
+    status: str
+    rules: list[str]
+    errors: list[str]
+    messages: list[tuple[Outgoing, str]]  # (message, idempotency key)
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What to do with a message after an attempt (see bridge.retry)."""
+
+    state: str  # delivered | pending | submitted | dead
+    next_at: float = 0.0
+    refund_attempt: bool = False  # pause: the attempt does not count

@@ -5,8 +5,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
-from bridge.model import Message, Outcome
-from bridge.store.sqlite import Decision
+from bridge.model import Decision, Message, Outcome
 
 
 @dataclass(frozen=True)

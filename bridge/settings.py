@@ -6,8 +6,11 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
+from urllib.parse import urlsplit, urlunsplit
 
+from bridge import paas
 from bridge.errors import ConfigError
+from bridge.paas import Platform
 
 
 @dataclass(frozen=True)
@@ -43,6 +46,12 @@ class SourceSettings:
     scheme: str
     secrets: tuple[Secret, ...] = ()
     options: Mapping[str, Any] = field(default_factory=dict)
+    declared: bool = False  # named in BRIDGE_SOURCES_FILE: production requires its secret
+
+    @property
+    def configured(self) -> bool:
+        # A Shopify source may carry its secrets per shop only (options.shops).
+        return bool(self.secrets or self.options.get("shops"))
 
 
 @dataclass(frozen=True)
@@ -51,6 +60,8 @@ class DestinationSettings:
     base_url: str
     api_key: Secret | None = None
     options: Mapping[str, Any] = field(default_factory=dict)
+    # The variables set for it (OMETRIA_BASE_URL, ...): one set without the key is a half-done configuration.
+    named_by: tuple[str, ...] = ()
 
     @property
     def configured(self) -> bool:
@@ -63,6 +74,11 @@ class Settings:
     host: str = "0.0.0.0"
     port: int = 8000
     database_path: Path = Path("bridge.db")
+    # A PostgreSQL URL (DATABASE_URL or BRIDGE_DATABASE_URL); empty: the SQLite file database_path.
+    database_url: str = ""
+    # PostgreSQL: connections each process's pool may open, and LISTEN/NOTIFY wake-ups (off behind PgBouncer).
+    pg_pool_size: int = 4
+    pg_notify: bool = True
     mappings_dir: Path = Path("mappings")
     # Where the last rules that loaded are copied: "" beside the database, "off" nowhere.
     last_good_rules: str = ""
@@ -87,6 +103,12 @@ class Settings:
     store_writer: str = "process"
     # The worker's mapping in a process of its own (process) or a thread of the worker's process (thread).
     mapping: str = "process"
+    # Apply the store's pending migrations at start (BRIDGE_MIGRATE=false: only `bridge migrate` does).
+    migrate: bool = True
+    # SIGTERM to exit: stop taking work, finish or give back what is held (Heroku kills at 30 s).
+    shutdown_seconds: float = 25.0
+    # The PaaS the environment names (bridge.paas), None elsewhere.
+    platform: Platform | None = None
 
     @property
     def last_good_rules_dir(self) -> Path | None:
@@ -98,6 +120,16 @@ class Settings:
         return self.database_path.with_name(self.database_path.name + ".last-good-rules")
 
     @property
+    def store_url(self) -> str:
+        """The database the store opens: the PostgreSQL URL, or the SQLite file."""
+        return self.database_url or f"sqlite:///{self.database_path}"
+
+    @property
+    def closing_seconds(self) -> float:
+        """The end of shutdown_seconds kept for closing once work stopped: claims given back, the store closed."""
+        return min(5.0, self.shutdown_seconds / 5)
+
+    @property
     def production(self) -> bool:
         return self.env == "production"
 
@@ -106,11 +138,17 @@ class Settings:
         env = os.environ if environ is None else environ
         from bridge.sources.config import sources_from_env
 
+        # BRIDGE_DATABASE_URL wins over DATABASE_URL (what Heroku, Render and Railway set for their PostgreSQL).
+        url = env.get("BRIDGE_DATABASE_URL") or env.get("DATABASE_URL") or "sqlite:///bridge.db"
+        postgres = url.split("://", 1)[0] in POSTGRES_SCHEMES
         settings = cls(
             env=env.get("BRIDGE_ENV", "development"),
             host=env.get("HOST", "0.0.0.0"),
             port=_int(env, "PORT", cls.port),
-            database_path=database_path(env.get("BRIDGE_DATABASE_URL", "sqlite:///bridge.db")),
+            database_path=database_path(url) if not postgres else cls.database_path,
+            database_url=url if postgres else "",
+            pg_pool_size=_int(env, "BRIDGE_PG_POOL_SIZE", cls.pg_pool_size),
+            pg_notify=_bool(env, "BRIDGE_PG_NOTIFY", cls.pg_notify),
             mappings_dir=Path(env.get("BRIDGE_MAPPINGS_DIR", "mappings")),
             last_good_rules=env.get("BRIDGE_LAST_GOOD_RULES_DIR", "").strip(),
             sources=sources_from_env(env),
@@ -128,22 +166,69 @@ class Settings:
             log_level=env.get("BRIDGE_LOG_LEVEL", "info"),
             store_writer=_choice(env, "BRIDGE_STORE_WRITER", ("process", "thread"), "process"),
             mapping=_choice(env, "BRIDGE_MAPPING", ("process", "thread"), "process"),
+            migrate=_bool(env, "BRIDGE_MIGRATE", cls.migrate),
+            shutdown_seconds=_float(env, "BRIDGE_SHUTDOWN_SECONDS", cls.shutdown_seconds),
+            platform=paas.detect(env),
         )
+        if settings.shutdown_seconds <= 0:
+            raise ConfigError(f"BRIDGE_SHUTDOWN_SECONDS must be above 0, got {env['BRIDGE_SHUTDOWN_SECONDS']!r}")
         if settings.production:
             settings.require_complete()
+            settings.require_durable_database()
         return settings
 
     def missing(self) -> list[str]:
         """What is not configured: destinations without a key, sources without a secret."""
         gaps = [f"destination {d.name}: no API key" for d in self.destinations.values() if not d.configured]
-        # A Shopify source may carry its secrets per shop only (options.shops).
-        gaps += [f"source {s.name}: no secret" for s in self.sources.values() if not (s.secrets or s.options.get("shops"))]
+        gaps += [f"source {s.name}: no secret" for s in self.sources.values() if not s.configured]
+        return gaps
+
+    def half_configured(self) -> list[str]:
+        """What the operator named but left without its key or secret, and nothing configured at all."""
+        gaps = [f"destination {d.name}: {', '.join(d.named_by)} set but no {d.name.upper()}_API_KEY"
+                for d in self.destinations.values() if d.named_by and not d.configured]
+        gaps += [f"source {s.name}: named in BRIDGE_SOURCES_FILE but has no secret"
+                 for s in self.sources.values() if s.declared and not s.configured]
+        if not any(d.configured for d in self.destinations.values()):
+            gaps.append("no destination: set OMNISEND_API_KEY or OMETRIA_API_KEY")
+        if not any(s.configured for s in self.sources.values()):
+            gaps.append("no source: set SHOPIFY_WEBHOOK_SECRET, OMNEO_WEBHOOK_SECRET or WOOCOMMERCE_WEBHOOK_SECRET, "
+                        "or name sources in BRIDGE_SOURCES_FILE")
         return gaps
 
     def require_complete(self) -> None:
-        gaps = self.missing()
+        """Production runs what the operator configured, completely: a Shopify + Omnisend shop sets only those."""
+        gaps = self.half_configured()
         if gaps:
             raise ConfigError("BRIDGE_ENV=production and not configured: " + "; ".join(gaps))
+
+    def require_durable_database(self) -> None:
+        """Production refuses a SQLite file the platform would lose, or whose volume is not mounted.
+        A PostgreSQL database is not on the instance's disk: nothing here can lose it."""
+        if self.database_url:
+            return
+        folder = self.database_path.parent
+        if not folder.is_dir():
+            raise ConfigError(f"BRIDGE_DATABASE_URL: the folder {folder} does not exist; if it is a volume's "
+                              "mount point, the volume is not mounted (in production the bridge does not create "
+                              "it: a folder made on the instance's own disk would be lost at the next restart)")
+        loss = paas.sqlite_loss(self.platform, self.database_path)
+        if loss:
+            raise ConfigError(f"BRIDGE_ENV=production refuses the SQLite database {self.database_path}: {loss}. "
+                              "Set DATABASE_URL to a PostgreSQL database (the platform's add-on sets it), "
+                              "and leave BRIDGE_DATABASE_URL unset: it wins over DATABASE_URL")
+
+
+POSTGRES_SCHEMES = ("postgres", "postgresql")
+
+
+def masked_url(url: str) -> str:
+    """A database URL with its password shown as ***, for logs and errors."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    user, host = parts.netloc.rsplit("@", 1)
+    return urlunsplit(parts._replace(netloc=f"{user.split(':', 1)[0]}:***@{host}"))
 
 
 def database_path(url: str) -> Path:
@@ -151,7 +236,7 @@ def database_path(url: str) -> Path:
     if url.startswith("sqlite:///"):
         return Path(url[len("sqlite:///") :])
     if "://" in url:
-        raise ConfigError(f"BRIDGE_DATABASE_URL: only sqlite:/// URLs are supported, got scheme {url.split('://')[0]!r}")
+        raise ConfigError(f"database URL: sqlite:///path or postgresql://..., got the scheme {url.split('://')[0]!r}")
     return Path(url)
 
 
@@ -160,6 +245,9 @@ def destinations_from_env(env: Mapping[str, str]) -> dict[str, DestinationSettin
 
     def key(name: str) -> Secret | None:
         return Secret(env[name]) if env.get(name) else None
+
+    def named_by(prefix: str) -> tuple[str, ...]:
+        return tuple(sorted(name for name in env if name.startswith(prefix) and env[name]))
 
     return {
         "omnisend": DestinationSettings(
@@ -176,6 +264,7 @@ def destinations_from_env(env: Mapping[str, str]) -> dict[str, DestinationSettin
                 "batch_v3": _bool(env, "OMNISEND_BATCH_V3", True),
                 "areas": parse_areas(env.get("OMNISEND_AREAS"), "OMNISEND_AREAS"),
             },
+            named_by=named_by("OMNISEND_"),
         ),
         "ometria": DestinationSettings(
             name="ometria",
@@ -186,6 +275,7 @@ def destinations_from_env(env: Mapping[str, str]) -> dict[str, DestinationSettin
                 "batch_linger_seconds": _float(env, "OMETRIA_BATCH_LINGER_SECONDS", 0.2),
                 "areas": parse_areas(env.get("OMETRIA_AREAS"), "OMETRIA_AREAS"),
             },
+            named_by=named_by("OMETRIA_"),
         ),
     }
 

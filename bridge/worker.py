@@ -21,12 +21,12 @@ from bridge.destinations import Destination
 from bridge.log import mask_values_of
 from bridge.mapping import RuleSet
 from bridge.mapping.process import MappingProcess, map_events
-from bridge.model import Event, Message, Outcome
+from bridge.model import Event, Mapped, Message, Outcome
 from bridge.ops.metrics import METRICS
 from bridge.ops.prune import prune_daily
 from bridge.retry import RetryPolicy
 from bridge.settings import Settings
-from bridge.store import Mapped, SQLiteStore, Store
+from bridge.store.base import Store
 
 log = structlog.get_logger("bridge.worker")
 
@@ -35,6 +35,8 @@ IDLE_POLL_SECONDS = 0.5
 # While a burst is being sent, the request budget goes to sending and batch
 # results wait; a result is read at the latest this long after it was due.
 FOLLOW_UP_MAX_DELAY = 300.0
+# Giving claimed messages back at a stop waits this long for the store, then leaves them to their lease.
+RELEASE_SECONDS = 2.0
 
 
 class RulesSource(Protocol):
@@ -92,18 +94,25 @@ class Worker:
     def notify_event(self) -> None:
         self._events_waiting.set()
 
+    def _woken(self, kind: str) -> None:
+        """Another process stored events or queued messages (the store's hint)."""
+        if kind == "events":
+            self._events_waiting.set()
+        else:
+            for waiting in self._messages_waiting.values():
+                waiting.set()
+
     # -- life cycle ---------------------------------------------------------
 
     async def start(self) -> None:
         await self._load_pauses()
+        self.store.on_wake(self._woken)
         if self._mapping is not None and self.rules.current is not None:
             self._mapping.start(self.rules.current)
         self._tasks = [asyncio.create_task(self._map_loop(), name="map")]
         self._tasks.append(asyncio.create_task(self._lease_loop(), name="leases"))
-        # Retention needs the SQLite store's chunked writes; a store without them prunes itself.
-        if isinstance(self.store, SQLiteStore):
-            self._tasks.append(asyncio.create_task(prune_daily(self.store, self.settings, self._stopping, self.clock),
-                                                   name="prune"))
+        self._tasks.append(asyncio.create_task(prune_daily(self.store, self.settings, self._stopping, self.clock),
+                                               name="prune"))
         for name, destination in self.destinations.items():
             for n in range(self.concurrency):
                 self._tasks.append(asyncio.create_task(self._deliver_loop(destination), name=f"deliver-{name}-{n}"))
@@ -114,19 +123,27 @@ class Worker:
                 log.warning("destination.not_configured", destination=name,
                             hint=f"set {name.upper()}_API_KEY; its messages wait in the outbox")
 
-    async def stop(self, timeout: float = 10.0) -> None:
-        """Stop taking work, let in-flight deliveries finish within `timeout`, give back the rest."""
+    def begin_stop(self) -> None:
+        """Take no more work: each loop ends after what it is doing (stop() then waits for them)."""
         self._stopping.set()
         for event in (self._events_waiting, *self._messages_waiting.values()):
             event.set()
+
+    async def stop(self, timeout: float = 10.0) -> None:
+        """Stop taking work, let in-flight deliveries finish within `timeout`, give back the rest."""
+        self.begin_stop()
         if self._tasks:
             _, pending = await asyncio.wait(self._tasks, timeout=timeout)
             for task in pending:
                 task.cancel()
             await asyncio.gather(*pending, return_exceptions=True)
         if self._inflight:
-            released = await self.store.release(list(self._inflight.values()), self.clock())
-            log.info("worker.released", messages=released)
+            try:
+                released = await asyncio.wait_for(self.store.release(list(self._inflight.values()), self.clock()),
+                                                  RELEASE_SECONDS)
+                log.info("worker.released", messages=released)
+            except Exception as exc:  # the store is away: the leases run out and the messages are claimed again
+                log.warning("worker.release_failed", messages=len(self._inflight), error=type(exc).__name__)
             self._inflight.clear()
         self._tasks = []
         if self._mapping is not None:

@@ -5,6 +5,8 @@ from typing import Iterator
 
 import pytest
 
+import pgserver
+
 from bridge.store import SQLiteStore
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -14,3 +16,40 @@ ROOT = Path(__file__).resolve().parent.parent
 def store(tmp_path: Path) -> Iterator[SQLiteStore]:
     with SQLiteStore(tmp_path / "bridge.db") as s:
         yield s
+
+
+# -- PostgreSQL (tests/pgserver.py): one database for the session, emptied before each test using it --
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator["pgserver.Server"]:
+    server = pgserver.find_server()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def pg_session_url(pg_server: "pgserver.Server") -> Iterator[str]:
+    """A database of this test session, with the schema, dropped at the end."""
+    import asyncio
+
+    from bridge.store.postgres.migrate import migrate
+
+    url = pg_server.create_database()
+    try:
+        asyncio.run(migrate(url))
+        yield url
+    finally:
+        pg_server.drop_database(url)
+
+
+@pytest.fixture
+def pg_url(pg_session_url: str) -> str:
+    """The session's database with every table emptied."""
+    import psycopg
+
+    with psycopg.connect(pg_session_url, autocommit=True) as conn:
+        tables = [r[0] for r in conn.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'public'"
+                                             " AND tablename <> 'schema_migrations'")]
+        conn.execute("TRUNCATE " + ", ".join(tables) + " RESTART IDENTITY")
+    return pg_session_url

@@ -13,7 +13,8 @@ from starlette.testclient import TestClient
 from bridge.app import create_app
 from bridge.settings import Settings, SourceSettings, secrets_from
 from bridge.sign import omneo_headers, shopify_headers, woocommerce_headers
-from bridge.store.sqlite import execute, unpack_body
+from bridge.store.sqlite.rows import unpack_body
+from bridge.store.sqlite.writer import execute
 
 SECRET = "shpss_app_test"
 
@@ -160,16 +161,6 @@ def test_random_input_never_5xx_never_accepted(client: TestClient, source: str, 
     assert rows(client, "SELECT count(*) FROM events") == [(0,)]
 
 
-def test_production_refuses_to_start_with_anything_missing() -> None:
-    from bridge.errors import ConfigError
-
-    with pytest.raises(ConfigError) as refused:
-        Settings.from_env({"BRIDGE_ENV": "production", "SHOPIFY_WEBHOOK_SECRET": "s", "OMNISEND_API_KEY": "k"})
-    message = str(refused.value)
-    assert "destination ometria: no API key" in message and "source omneo: no secret" in message
-    assert "destination omnisend" not in message and "source shopify" not in message
-
-
 def test_omnisend_batching_can_be_switched_off_from_the_environment() -> None:
     from bridge.errors import ConfigError
 
@@ -188,3 +179,50 @@ def test_webhook_paths_the_fast_route_does_not_take_still_get_starlettes_answers
     headers = shopify_headers(ORDER, SECRET, "orders/create", event_id="evt-fast")
     assert client.post("/webhooks/shopify", content=ORDER, headers=headers).json()["status"] == "accepted"
     assert rows(client, "SELECT count(*) FROM events") == [(1,)]
+
+
+def test_a_new_database_is_announced_until_it_holds_an_event(tmp_path: Path) -> None:
+    """A platform that wiped the disk leaves a new, empty database: the log and /healthz say so."""
+    from structlog.testing import capture_logs
+
+    with capture_logs() as logs, TestClient(create_app(make_settings(tmp_path), run_worker=False, rules=NoRules())) as c:
+        database = c.get("/healthz").json()["database"]
+        assert database["new"] is True and database["created_at_utc"].endswith("Z")
+        headers = shopify_headers(ORDER, SECRET, "orders/create", event_id="evt-new")
+        assert c.post("/webhooks/shopify", content=ORDER, headers=headers).status_code == 200
+        assert c.get("/healthz").json()["database"] == {"new": False, "created_at_utc": database["created_at_utc"]}
+    assert [e["path"] for e in logs if e["event"] == "store.new_database"] == [str(tmp_path / "b.db")]
+
+    with capture_logs() as logs, TestClient(create_app(make_settings(tmp_path), run_worker=False, rules=NoRules())) as c:
+        assert c.get("/healthz").json()["database"] == {"new": False, "created_at_utc": database["created_at_utc"]}
+    assert not [e for e in logs if e["event"] == "store.new_database"]
+
+
+def test_an_empty_database_from_an_earlier_start_is_still_new(tmp_path: Path) -> None:
+    with TestClient(create_app(make_settings(tmp_path), run_worker=False, rules=NoRules())) as c:
+        made = c.get("/healthz").json()["database"]["created_at_utc"]
+    with TestClient(create_app(make_settings(tmp_path), run_worker=False, rules=NoRules())) as c:
+        assert c.get("/healthz").json()["database"] == {"new": True, "created_at_utc": made}
+
+
+def test_healthz_names_the_rules_each_instance_runs(tmp_path: Path) -> None:
+    """Two instances on the same files show the same hash; a changed file, or other areas allowed, another."""
+    import shutil
+
+    from bridge.mapping.reload import RulesHolder
+
+    rules = tmp_path / "rules"
+    shutil.copytree(Path(__file__).parent.parent / "mappings", rules, ignore=shutil.ignore_patterns("README*"))
+
+    def shown(**overrides: object) -> dict[str, object]:
+        holder = RulesHolder(rules, saved_dir=None, **overrides)  # type: ignore[arg-type]
+        with TestClient(create_app(make_settings(tmp_path), run_worker=False, rules=holder)) as c:
+            return c.get("/healthz").json()["rules"]  # type: ignore[no-any-return]
+
+    first, second = shown(), shown()
+    assert first["loaded"] and len(str(first["hash"])) == 16 and first["hash"] == second["hash"]
+    assert shown(allowed_areas={"omnisend": frozenset({"events"}), "ometria": frozenset({"events"})})["hash"] != first["hash"]
+    some = sorted(rules.glob("*.yaml"))[0]
+    some.write_text(some.read_text() + "\n# edited\n")
+    assert shown()["hash"] != first["hash"]
+    assert shown()["hash"] == shown()["hash"]

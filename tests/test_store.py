@@ -13,9 +13,10 @@ import pytest
 
 from bridge.errors import StoreUnavailable
 from bridge.model import Event, Outcome, Outgoing, Webhook
-from bridge.ops.queries import event_detail
 from bridge.store import Decision, Mapped, SQLiteStore
-from bridge.store.sqlite import EVENT_COLUMNS, connect, event_from_row
+from bridge.store.sqlite.queries import event_detail
+from bridge.store.sqlite.rows import EVENT_COLUMNS, event_from_row
+from bridge.store.sqlite.writer import connect
 
 
 def hook(key: str, topic: str = "orders/create") -> Webhook:
@@ -239,12 +240,13 @@ def test_deferred_leaves_no_attempt_behind(store: SQLiteStore) -> None:
 
 
 def database_without(tmp_path: Path, table: str, column: str) -> Path:
-    """A database as created before `column` was added to `table`."""
+    """A database as created before `column` was added to `table` (and before numbered migrations)."""
     path = tmp_path / "old.db"
     with SQLiteStore(path):
         pass
     with sqlite3.connect(path) as conn:
         conn.execute(f"ALTER TABLE {table} DROP COLUMN {column}")
+        conn.execute("DROP TABLE schema_migrations")
     return path
 
 
@@ -279,12 +281,12 @@ def test_bodies_are_stored_packed_and_read_back_as_signed(tmp_path, process: boo
              Webhook("shopify", "orders/create", "noise", noise, payload_ok=False)]
     async def go() -> list[int]:
         store = SQLiteStore(tmp_path / "bridge.db", process=process)
-        store.open()  # a writer process belongs to the loop that opens it
+        await store.open()  # a writer process belongs to the loop that opens it
         try:
             first = await store.ingest(hooks[0])
             rest = await asyncio.gather(*(store.ingest(h) for h in hooks[1:]))  # one group
         finally:
-            store.close()
+            await store.close()
         return [first.event_id, *(r.event_id for r in rest)]
 
     ids = asyncio.run(go())
@@ -329,8 +331,9 @@ def test_the_index_of_idempotency_keys_is_dropped_from_earlier_databases(tmp_pat
     path = tmp_path / "old.db"
     with SQLiteStore(path):
         pass
-    with sqlite3.connect(path) as conn:  # as created before 2026-12-02
+    with sqlite3.connect(path) as conn:  # as created before 2026-12-02 (and before numbered migrations)
         conn.execute("CREATE INDEX messages_idem ON messages (idempotency_key)")
+        conn.execute("DROP TABLE schema_migrations")
     with SQLiteStore(path):
         pass
     with sqlite3.connect(path) as conn:

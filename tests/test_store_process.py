@@ -16,7 +16,8 @@ from bridge.errors import ConfigError, StoreUnavailable
 from bridge.model import Webhook
 from bridge.settings import Settings
 from bridge.store import SQLiteStore
-from bridge.store.sqlite import HAND_OVER_EVERY, execute
+from bridge.store.sqlite.store import HAND_OVER_EVERY
+from bridge.store.sqlite.writer import execute
 
 
 def hook(key: str) -> Webhook:
@@ -28,11 +29,11 @@ def run(tmp_path: Path, test: Callable[[SQLiteStore], Awaitable[Any]]) -> Any:
     """`test` on an open process-writer store, on uvloop as `bridge serve` runs."""
     async def go() -> Any:
         store = SQLiteStore(tmp_path / "bridge.db", process=True)
-        store.open()
+        await store.open()
         try:
             return await test(store)
         finally:
-            store.close()
+            await store.close()
     return uvloop.run(go())
 
 
@@ -128,7 +129,7 @@ def test_the_writer_ignores_sigterm_and_finishes_on_close(tmp_path: Path) -> Non
         await asyncio.sleep(0.2)
         assert proc.poll() is None
         result = await store.ingest(hook("b"))
-        store.close()
+        await store.close()
         assert proc.poll() == 0
         return result
 
@@ -138,7 +139,7 @@ def test_the_writer_ignores_sigterm_and_finishes_on_close(tmp_path: Path) -> Non
 
 def test_opening_off_the_event_loop_says_how_to_use_it(tmp_path: Path) -> None:
     with pytest.raises(RuntimeError, match="event loop"):
-        SQLiteStore(tmp_path / "bridge.db", process=True).open()
+        SQLiteStore(tmp_path / "bridge.db", process=True).open_sync()
 
 
 def test_the_setting_chooses_the_writer() -> None:

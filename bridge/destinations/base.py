@@ -6,9 +6,10 @@ Adapters (omnisend.py, ometria.py) only decide which requests to send and how to
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 from dataclasses import dataclass
-from typing import Any, Mapping, Sequence
+from typing import Any, Mapping, Protocol, Sequence
 
 import httpx
 
@@ -46,6 +47,13 @@ class Exchange:
     response: httpx.Response | None = None
 
 
+class BudgetStore(Protocol):
+    """Where the account's request budget is kept for every worker (bridge.store.base.Store)."""
+
+    async def take_budget(self, destination: str, per_second: float) -> float: ...
+    async def block_budget(self, destination: str, per_second: float, seconds: float) -> None: ...
+
+
 class HttpDestination:
     name: str
     max_batch: int = 100
@@ -58,10 +66,14 @@ class HttpDestination:
         transport: httpx.AsyncBaseTransport | None = None,
         clock: Clock = time.monotonic,
         sleep: Sleep = asyncio.sleep,
+        budget: BudgetStore | None = None,
     ) -> None:
         self.name = settings.name
         self.settings = settings
         self.limiter = limiter or self.make_limiter(settings, clock=clock, sleep=sleep)
+        if budget is not None:  # the account's budget, shared with every worker on the database
+            self.limiter.share(functools.partial(budget.take_budget, self.name),
+                               functools.partial(budget.block_budget, self.name))
         self._clock = clock
         self._sleep = sleep
         self.max_wait = float(settings.options.get("max_wait_seconds", DEFAULT_MAX_WAIT))

@@ -14,6 +14,11 @@ whose answer took longer than the quickest seen may have arrived that much later
 then: a stalled request cannot put `limit + 1` arrivals in the server's window. Answers are matched
 to requests in order (even spacing keeps about one in flight).
 
+Several workers share one account's budget: `share(take, block)` adds, after this process's own
+schedule, a token from a bucket every worker takes from (the store's `take_budget`, refilled at
+`limit / (window + slack)`), so together they stay under the limit; a 429 one of them gets empties
+that bucket for the wait it names (`block_budget`), so the others wait too.
+
 On top of our own schedule the limiter follows what the server says:
 - `X-Rate-Limit-Remaining: 0` with `X-Rate-Limit-Reset: <seconds>` -> wait for the reset;
 - a 429 -> nothing at all is sent until `Retry-After` (or the reset, or a default pause) has passed.
@@ -22,6 +27,7 @@ On top of our own schedule the limiter follows what the server says:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 import time
 from collections import deque
@@ -31,6 +37,8 @@ from bridge.destinations.http import parse_retry_after
 
 Clock = Callable[[], float]
 Sleep = Callable[[float], Awaitable[None]]
+TakeShared = Callable[[float], Awaitable[float]]  # (requests per second) -> 0 when taken, else seconds to wait
+BlockShared = Callable[[float, float], Awaitable[None]]  # (requests per second, seconds): nobody sends for that long
 
 # Our clock reads before a request leaves, the server's when it has arrived: the slack absorbs the
 # difference in that delay between two requests `limit` apart. Even spacing keeps the delay steady,
@@ -76,6 +84,9 @@ class RateLimiter:
         self._server_remaining: int | None = None
         self._server_reset_at = 0.0
         self._lock = asyncio.Lock()
+        self._shared: TakeShared | None = None
+        self._shared_block: BlockShared | None = None
+        self._blocking: set[asyncio.Task[None]] = set()
         self.acquired_total = 0
         self.throttled_total = 0  # 429s seen
         self.waited_seconds = 0.0
@@ -90,6 +101,17 @@ class RateLimiter:
         if requests >= 1 and float(requests).is_integer():
             return cls(int(requests), 1.0, **kwargs)
         return cls(max(1, round(requests * 10)), 10.0, **kwargs)
+
+    def share(self, take: TakeShared, block: BlockShared) -> None:
+        """Also take each request from a budget shared with other processes, and block it for all of
+        them on a 429 (see the module's docstring)."""
+        self._shared = take
+        self._shared_block = block
+
+    @property
+    def shared_rate(self) -> float:
+        """Requests a second the shared bucket refills at: the limit spread over the window and its slack."""
+        return self.limit / (self.window + self.slack)
 
     def wait_time(self) -> float:
         """Seconds until a request could be sent now (0 when free)."""
@@ -115,6 +137,8 @@ class RateLimiter:
                 self.waited_seconds += wait
                 await self._sleep(wait)
                 slept = True
+            if self._shared is not None and not await self._take_shared(max_wait):
+                return False
             now = self._clock()
             # Waking a little after the due time is the timer's lateness and is forgiven; a caller that
             # came late (a pause, a slow batch, a block) does not get the lost time back.
@@ -127,6 +151,15 @@ class RateLimiter:
                 self._server_remaining -= 1
             self.acquired_total += 1
             return True
+
+    async def _take_shared(self, max_wait: float | None) -> bool:
+        assert self._shared is not None
+        while (wait := await self._shared(self.shared_rate)) > 0:
+            if max_wait is not None and wait > max_wait:
+                return False
+            self.waited_seconds += wait
+            await self._sleep(wait)
+        return True
 
     def observe(self, status: int, headers: Mapping[str, str]) -> None:
         """Learn from a response: rate-limit headers, and a 429 blocks everything until it may resume."""
@@ -148,6 +181,15 @@ class RateLimiter:
             if wait is None:
                 wait = self.default_block
             self.block(wait)
+            if self._shared_block is not None:  # the other workers wait as well (a task: observe is not async)
+                task = asyncio.get_running_loop().create_task(self._block_shared(wait))
+                self._blocking.add(task)
+                task.add_done_callback(self._blocking.discard)
+
+    async def _block_shared(self, seconds: float) -> None:
+        assert self._shared_block is not None
+        with contextlib.suppress(Exception):  # the shared block is a courtesy: this process blocks anyway
+            await self._shared_block(self.shared_rate, seconds)
 
     def block(self, seconds: float) -> None:
         """Send nothing for `seconds` (keeps the later of two blocks)."""

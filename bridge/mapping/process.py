@@ -28,8 +28,7 @@ from typing import Any, Sequence
 import structlog
 
 from bridge.mapping import MapResult, RuleSet
-from bridge.model import Event
-from bridge.store import Mapped
+from bridge.model import Event, Mapped
 
 log = structlog.get_logger("bridge.mapping")
 

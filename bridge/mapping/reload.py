@@ -86,7 +86,8 @@ class RulesHolder:
         self.loaded_at = time.time()
         self.error = None
         self.running_saved = None
-        log.info("rules.reloaded", directory=str(self.directory), rules=len(rules), files=len(rules.files))
+        log.info("rules.reloaded", directory=str(self.directory), rules=len(rules), files=len(rules.files),
+                 hash=self.hash)
         self._save_copy(rules)
         if rules.notes:  # what `bridge mappings check` prints as notes: an unknown topic, a clear, a replace
             log.warning("rules.notes", directory=str(self.directory), notes=rules.notes)
@@ -117,12 +118,18 @@ class RulesHolder:
             return
         self.current, self.loaded_at, self.running_saved = rules, copy.saved_at, copy
         log.warning("rules.running_saved_copy", directory=str(copy.path), saved_at=iso(copy.saved_at),
-                    rules=len(rules), hint=f"fix the files in {self.directory}: they load as soon as they pass")
+                    rules=len(rules), hash=self.hash, hint=f"fix the files in {self.directory}: they load as soon as they pass")
 
     def _running_saved_note(self) -> str:
         assert self.running_saved is not None
         return (f"running the last good rules instead, as they loaded at {iso(self.running_saved.saved_at)} "
                 f"(a copy in {self.running_saved.path}), until these problems are fixed")
+
+    @property
+    def hash(self) -> str | None:
+        """Names the rules running: the files' texts and the areas allowed. Instances that show
+        different hashes run different rules."""
+        return self.current.fingerprint[:16] if self.current is not None else None
 
     @property
     def blocked(self) -> list[str]:

@@ -12,10 +12,8 @@ route and answer; tests check the answers against it.
 
 from __future__ import annotations
 
-import asyncio
 import hmac
 import json
-import sqlite3
 import time
 from typing import Any, Awaitable, Callable
 
@@ -26,10 +24,11 @@ from starlette.routing import BaseRoute, Mount, Route, Router
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from bridge.errors import StoreUnavailable
-from bridge.ops import queries, views
+from bridge.ops import views
 from bridge.ops.openapi import document
 from bridge.ops.replay import replay
 from bridge.ops.when import parse_when
+from bridge.store.base import EVENT_STATUSES, DeadFilter, EventFilter, Page
 
 log = structlog.get_logger("bridge.ops.admin")
 
@@ -63,23 +62,36 @@ def _when(name: str, value: Any) -> float | None:
         raise BadRequest(f"{name}: {exc}") from None
 
 
-MAX_ROW_ID = 2**63 - 1  # SQLite's integer range; a larger id cannot name a row (and would overflow)
+MAX_ROW_ID = 2**63 - 1  # a 64-bit row id (SQLite's INTEGER, PostgreSQL's bigint): a larger one names no row
 
 
 def _is_row_id(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= MAX_ROW_ID
 
 
-def _limit(value: str | None, default: int) -> int:
+def _whole(name: str, value: str | None, default: int, low: int, high: int) -> int:
     if value is None:
         return default
     try:
-        limit = int(value)
+        number = int(value)
     except ValueError:
-        raise BadRequest(f"limit: expected a whole number, got {value!r}") from None
-    if not 1 <= limit <= MAX_LIMIT:
-        raise BadRequest(f"limit: expected 1 to {MAX_LIMIT}, got {limit}")
-    return limit
+        raise BadRequest(f"{name}: expected a whole number, got {value!r}") from None
+    if not low <= number <= high:
+        raise BadRequest(f"{name}: expected {low} to {high}, got {number}")
+    return number
+
+
+def _limit(value: str | None, default: int) -> int:
+    return _whole("limit", value, default, 1, MAX_LIMIT)
+
+
+def _offset(value: str | None) -> int:
+    return _whole("offset", value, 0, 0, MAX_ROW_ID)
+
+
+def _page(name: str, page: Page[Any], rows: list[dict[str, Any]]) -> JSONResponse:
+    """A list answer: its rows, and where they sit among all that match ("N of M")."""
+    return JSONResponse({name: rows, "total": page.total, "limit": page.limit, "offset": page.offset})
 
 
 def _flag(name: str, value: Any) -> bool:
@@ -155,7 +167,7 @@ def _endpoint(handler: Handler) -> Handler:
             return error(str(exc), 400)
         except NotFound as exc:
             return error(str(exc), 404)
-        except (StoreUnavailable, sqlite3.Error) as exc:
+        except StoreUnavailable as exc:
             log.error("admin.store_failed", path=request.url.path, reason=str(exc))
             return error("the store cannot answer now; retry later", 503, **{"Retry-After": "5"})
 
@@ -168,48 +180,45 @@ def _endpoint(handler: Handler) -> Handler:
 def admin_app(bridge: Any) -> ASGIApp:
     store = bridge.store
 
-    async def read(fn: Callable[[sqlite3.Connection], Any]) -> Any:
-        return await store.aread(fn)
-
     async def list_events(request: Request) -> Response:
         q = request.query_params
         status = q.get("status") or None
-        if status is not None and status not in queries.EVENT_STATUSES:
-            raise BadRequest(f"status: one of {', '.join(queries.EVENT_STATUSES)}")
-        where = queries.EventFilter(q.get("source") or None, q.get("topic") or None, status,
-                                    _when("since", q.get("since")), _when("until", q.get("until")))
-        limit, reveal = _limit(q.get("limit"), 50), _flag("reveal", q.get("reveal"))
-        rows = await read(lambda c: queries.list_events(c, where, limit))
-        return JSONResponse({"events": [views.event_summary(r, reveal) for r in rows]})
+        if status is not None and status not in EVENT_STATUSES:
+            raise BadRequest(f"status: one of {', '.join(EVENT_STATUSES)}")
+        where = EventFilter(q.get("source") or None, q.get("topic") or None, status,
+                            _when("since", q.get("since")), _when("until", q.get("until")))
+        limit, offset, reveal = _limit(q.get("limit"), 50), _offset(q.get("offset")), _flag("reveal", q.get("reveal"))
+        page = await store.list_events(where, limit, offset)
+        return _page("events", page, [views.event_summary(r, reveal) for r in page.items])
 
     async def show_event(request: Request) -> Response:
         event_id = request.path_params["event_id"]
         reveal = _flag("reveal", request.query_params.get("reveal"))
         if not _is_row_id(event_id):
             raise NotFound(f"no event with id {event_id}")
-        detail = await read(lambda c: queries.event_detail(c, event_id))
+        detail = await store.event_detail(event_id)
         if detail is None:
             raise NotFound(f"no event with id {event_id}")
         return JSONResponse(views.event_detail(detail, reveal))
 
     async def list_dead(request: Request) -> Response:
         q = request.query_params
-        where = queries.DeadFilter(destination=q.get("destination") or None, since=_when("since", q.get("since")))
-        limit, reveal = _limit(q.get("limit"), 100), _flag("reveal", q.get("reveal"))
-        rows = await read(lambda c: queries.list_dead(c, where, limit))
-        return JSONResponse({"dead": [views.dead_letter(r, reveal) for r in rows]})
+        where = DeadFilter(destination=q.get("destination") or None, since=_when("since", q.get("since")))
+        limit, offset, reveal = _limit(q.get("limit"), 100), _offset(q.get("offset")), _flag("reveal", q.get("reveal"))
+        page = await store.list_dead(where, limit, offset)
+        return _page("dead", page, [views.dead_letter(r, reveal) for r in page.items])
 
     async def retry_dead(request: Request) -> Response:
         body = await _body(request, {"ids", "destination", "since", "all"})
         ids = body.get("ids") or []
         if not isinstance(ids, list) or not all(_is_row_id(i) for i in ids):
             raise BadRequest("ids: expected a list of message ids")
-        where = queries.DeadFilter(tuple(ids), _text("destination", body.get("destination")),
-                                   _when("since", body.get("since")))
+        where = DeadFilter(tuple(ids), _text("destination", body.get("destination")),
+                           _when("since", body.get("since")))
         if where.empty and not _flag("all", body.get("all")):
             raise BadRequest("give ids, destination or since; \"all\": true retries every dead letter")
         now = time.time()
-        count = await store.awrite(queries.retry_dead, where, now)
+        count = await store.retry_dead(where, now)
         log.info("admin.dead_retried", messages=count)
         return JSONResponse({"retried": count})
 
@@ -218,13 +227,13 @@ def admin_app(bridge: Any) -> ASGIApp:
         since = _when("since", body.get("since"))
         if since is None:
             raise BadRequest("since: required (ISO 8601 or 2h, 3d)")
-        where = queries.EventFilter(_text("source", body.get("source")), _text("topic", body.get("topic")), None,
-                                    since, _when("until", body.get("until")))
+        where = EventFilter(_text("source", body.get("source")), _text("topic", body.get("topic")), None,
+                            since, _when("until", body.get("until")))
         force, dry_run = _flag("force", body.get("force")), _flag("dry_run", body.get("dry_run"))
         rules = getattr(bridge.rules, "current", None)
         if rules is None:
             return error("no valid rules are loaded; fix mappings/ first (see /healthz)", 503)
-        summary = await asyncio.to_thread(replay, store, rules, where, time.time(), force=force, dry_run=dry_run)
+        summary = await replay(store, rules, where, time.time(), force=force, dry_run=dry_run)
         log.info("admin.replayed", **summary.as_dict())
         return JSONResponse(summary.as_dict())
 
@@ -236,7 +245,8 @@ def admin_app(bridge: Any) -> ASGIApp:
             body = await _body(request, {"reason"} if paused else set())
             reason = (_text("reason", body.get("reason")) or "paused by an operator") if paused \
                 else "resumed by an operator"
-            await store.awrite(queries.pause_destination, name, paused, reason, time.time())
+            # No key fingerprint: an operator's pause holds until resumed.
+            await store.set_paused(name, paused, reason, None, time.time())
             if bridge.worker is not None:  # same process: take effect now rather than at the next refresh
                 await bridge.worker.refresh_pauses()
             log.info("admin.destination_paused" if paused else "admin.destination_resumed", destination=name)
@@ -246,7 +256,7 @@ def admin_app(bridge: Any) -> ASGIApp:
 
     async def outbox_stats(request: Request) -> Response:
         now = time.time()
-        stats = await read(lambda c: queries.outbox_stats(c, now, list(bridge.destinations)))
+        stats = await store.outbox_stats(now, list(bridge.destinations))
         return JSONResponse(views.outbox_stats(stats))
 
     async def openapi(request: Request) -> Response:

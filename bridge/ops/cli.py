@@ -1,28 +1,31 @@
 """The operator commands: events, outbox, dead, replay, destinations, prune.
 
-Every command runs against the configured database (BRIDGE_DATABASE_URL).
-Reads use a reader connection; writes go through the store's writer, so they
-are committed like everything else, beside a running `bridge serve`.
+Every command runs against the configured database (BRIDGE_DATABASE_URL)
+through the store's interface, beside a running `bridge serve`: each command
+opens the store, runs on it in one asyncio.run, and closes it.
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
+import asyncio
 import json
 import sys
 import time
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Awaitable, Callable, Sequence, TypeVar
 
 from bridge.errors import BridgeError
-from bridge.ops import queries, views
+from bridge.ops import views
 from bridge.ops.progress import ProgressBar
 from bridge.ops.prune import DEFAULT_DAYS, prune_with_settings
 from bridge.ops.replay import load_current_rules, replay
 from bridge.ops.table import render
 from bridge.ops.when import age, iso, parse_when
 from bridge.settings import Settings
-from bridge.store.sqlite import SQLiteStore
+from bridge.store import make_store
+from bridge.store.base import AREAS, EVENT_STATUSES, AuditFilter, DeadFilter, EventFilter, Page, Store
+
+T = TypeVar("T")
 
 
 class UsageError(BridgeError):
@@ -39,14 +42,22 @@ def when(text: str) -> float:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
-def positive_int(text: str) -> int:
+def whole_number(text: str, minimum: int) -> int:
     try:
         value = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"expected a number above 0, got {value}")
+    if value < minimum:
+        raise argparse.ArgumentTypeError(f"expected {minimum} or more, got {value}")
     return value
+
+
+def positive_int(text: str) -> int:
+    return whole_number(text, 1)
+
+
+def non_negative_int(text: str) -> int:
+    return whole_number(text, 0)
 
 
 def days(text: str) -> float:
@@ -59,14 +70,19 @@ def days(text: str) -> float:
     return value
 
 
-@contextlib.contextmanager
-def opened_store(settings: Settings) -> Iterator[SQLiteStore]:
-    path = settings.database_path
-    if not path.exists():
-        # Opening would create an empty database: almost always a wrong BRIDGE_DATABASE_URL.
-        raise UsageError(f"no database at {path} (set BRIDGE_DATABASE_URL)")
-    with SQLiteStore(path) as store:
-        yield store
+def on_store(settings: Settings, work: Callable[[Store], Awaitable[T]]) -> T:
+    """Open the configured store (an existing one: a new, empty one is a wrong BRIDGE_DATABASE_URL), run
+    `work` on it, close it."""
+
+    async def run() -> T:
+        store = make_store(settings, process=False, create=False)  # a command's few writes need no writer process
+        await store.open()
+        try:
+            return await work(store)
+        finally:
+            await store.close()
+
+    return asyncio.run(run())
 
 
 def emit_json(value: Any) -> None:
@@ -85,26 +101,36 @@ def emit_rows(rows: list[dict[str, Any]], as_json: bool, empty: str, headers: li
     return 0
 
 
+def page_footer(page: Page[Any], as_json: bool) -> None:
+    """Under a table that does not show every match: which rows these are, of how many."""
+    if as_json or not page.items or (page.offset == 0 and len(page.items) == page.total):
+        return
+    first, last = page.offset + 1, page.offset + len(page.items)
+    more = f"; --offset {last} for the next" if last < page.total else ""
+    print(f"rows {first}-{last} of {page.total}{more}")
+
+
 # -- events -------------------------------------------------------------------
 
 
 def cmd_events_list(args: argparse.Namespace) -> int:
     settings = Settings.from_env()
-    where = queries.EventFilter(args.source, args.topic, args.status, args.since, args.until)
-    with opened_store(settings) as store:
-        rows = [views.event_summary(r, args.reveal) for r in queries.list_events(store.reader(), where, args.limit)]
-    return emit_rows(
+    where = EventFilter(args.source, args.topic, args.status, args.since, args.until)
+    page = on_store(settings, lambda store: store.list_events(where, args.limit, args.offset))
+    rows = [views.event_summary(r, args.reveal) for r in page.items]
+    emit_rows(
         rows, args.json, "no events match",
         ["ID", "RECEIVED", "SOURCE", "TOPIC", "STATUS", "RULES", "MESSAGES", "ERRORS", "DEDUPE KEY"],
         lambda r: [r["id"], r["received_at"], r["source"], r["topic"], r["status"], r["rules"], r["messages"],
                    len(r["errors"]) or None, r["dedupe_key"]],
     )
+    page_footer(page, args.json)
+    return 0
 
 
 def cmd_events_show(args: argparse.Namespace) -> int:
     settings = Settings.from_env()
-    with opened_store(settings) as store:
-        detail = queries.event_detail(store.reader(), args.id)
+    detail = on_store(settings, lambda store: store.event_detail(args.id))
     if detail is None:
         raise UsageError(f"no event with id {args.id}")
     view = views.event_detail(detail, args.reveal)
@@ -139,8 +165,7 @@ def cmd_events_show(args: argparse.Namespace) -> int:
 
 def cmd_outbox_stats(args: argparse.Namespace) -> int:
     settings = Settings.from_env()
-    with opened_store(settings) as store:
-        stats = queries.outbox_stats(store.reader(), time.time(), list(settings.destinations))
+    stats = on_store(settings, lambda store: store.outbox_stats(time.time(), list(settings.destinations)))
     view = views.outbox_stats(stats)
     if args.json:
         emit_json(view)
@@ -161,25 +186,26 @@ def cmd_outbox_stats(args: argparse.Namespace) -> int:
 
 def cmd_dead_list(args: argparse.Namespace) -> int:
     settings = Settings.from_env()
-    where = queries.DeadFilter(destination=args.destination, since=args.since)
-    with opened_store(settings) as store:
-        rows = [views.dead_letter(r, args.reveal) for r in queries.list_dead(store.reader(), where, args.limit)]
-    return emit_rows(
+    where = DeadFilter(destination=args.destination, since=args.since)
+    page = on_store(settings, lambda store: store.list_dead(where, args.limit, args.offset))
+    rows = [views.dead_letter(r, args.reveal) for r in page.items]
+    emit_rows(
         rows, args.json, "no dead letters",
         ["ID", "EVENT", "DESTINATION", "KIND", "RULE", "ATTEMPTS", "DIED", "STATUS", "LAST ANSWER"],
         lambda r: [r["id"], r["event_id"], r["destination"], r["kind"], r["rule"], r["attempts"], r["died_at"],
                    r["last_status"], r["last_detail"]],
     )
+    page_footer(page, args.json)
+    return 0
 
 
 def cmd_dead_retry(args: argparse.Namespace) -> int:
     settings = Settings.from_env()
-    where = queries.DeadFilter(tuple(args.id or ()), args.destination, args.since)
+    where = DeadFilter(tuple(args.id or ()), args.destination, args.since)
     if where.empty and not args.all:
         raise UsageError("dead retry needs --id, --destination or --since; --all retries every dead letter")
     now = time.time()
-    with opened_store(settings) as store:
-        count = store.write_sync(queries.retry_dead, where, now)
+    count = on_store(settings, lambda store: store.retry_dead(where, now))
     print(f"{count} dead letter{'s' if count != 1 else ''} back to pending")
     return 0
 
@@ -190,13 +216,13 @@ def cmd_dead_retry(args: argparse.Namespace) -> int:
 def cmd_replay(args: argparse.Namespace) -> int:
     settings = Settings.from_env()
     rules = load_current_rules(settings)
-    where = queries.EventFilter(args.source, args.topic, None, args.since, args.until)
+    where = EventFilter(args.source, args.topic, None, args.since, args.until)
     bar = ProgressBar("replay")
-    with opened_store(settings) as store:
-        try:
-            summary = replay(store, rules, where, time.time(), force=args.force, dry_run=args.dry_run, progress=bar)
-        finally:
-            bar.close()
+    try:
+        summary = on_store(settings, lambda store: replay(store, rules, where, time.time(), force=args.force,
+                                                          dry_run=args.dry_run, progress=bar))
+    finally:
+        bar.close()
     if args.json:
         emit_json(summary.as_dict())
         return 0
@@ -218,8 +244,8 @@ def _set_paused(args: argparse.Namespace, paused: bool) -> int:
     if args.name not in settings.destinations:
         raise UsageError(f"no destination named {args.name!r}; known: {', '.join(sorted(settings.destinations))}")
     reason = (args.reason or "paused by an operator") if paused else "resumed by an operator"
-    with opened_store(settings) as store:
-        store.write_sync(queries.pause_destination, args.name, paused, reason, time.time())
+    # No key fingerprint: an operator's pause holds until resumed.
+    on_store(settings, lambda store: store.set_paused(args.name, paused, reason, None, time.time()))
     print(f"{args.name} {'paused' if paused else 'resumed'}; a running worker picks this up within a few seconds")
     return 0
 
@@ -237,9 +263,9 @@ def cmd_resume(args: argparse.Namespace) -> int:
 
 def cmd_prune(args: argparse.Namespace) -> int:
     settings = Settings.from_env()
-    with opened_store(settings) as store:
-        result = prune_with_settings(store, settings, time.time(), delivered_days=args.delivered_days,
-                                     bodies_days=args.bodies_days, dry_run=args.dry_run)
+    result = on_store(settings, lambda store: prune_with_settings(
+        store, settings, time.time(), delivered_days=args.delivered_days, bodies_days=args.bodies_days,
+        dry_run=args.dry_run))
     verb = "would remove" if args.dry_run else "removed"
     print(f"{verb} {result.messages} delivered messages ({result.attempts} attempts), {result.bodies} event bodies,"
           f" {result.dedupe_keys} dedupe keys older than {settings.dedupe_days:g} days")
@@ -262,16 +288,18 @@ def _group(commands: Any, name: str, help: str) -> Any:
 
 def cmd_audit(args: argparse.Namespace) -> int:
     settings = Settings.from_env()
-    with opened_store(settings) as store:
-        rows = [views.audit_row(r, args.reveal) for r in queries.audit(
-            store.reader(), destination=args.destination, area=args.area, since=args.since, limit=args.limit)]
-    return emit_rows(
+    where = AuditFilter(args.destination, args.area, args.since)
+    page = on_store(settings, lambda store: store.audit(where, args.limit, args.offset))
+    rows = [views.audit_row(r, args.reveal) for r in page.items]
+    emit_rows(
         rows, args.json, "nothing written",
         ["AT", "DESTINATION", "AREAS", "KIND", "ACTION", "OUTCOME", "STATUS", "EVENT", "RULE", "WROTE"],
         lambda r: [r["at"], r["destination"], ",".join(r["areas"]), r["kind"], r["action"], r["outcome"], r["status"],
                    f"{r['event_id']} {r['source']} {r['topic']}", r["rule"],
                    json.dumps(r["record"], ensure_ascii=False)[:100]],
     )
+    page_footer(page, args.json)
+    return 0
 
 
 def register(commands: Any) -> None:
@@ -280,10 +308,11 @@ def register(commands: Any) -> None:
     p = _command(events, "list", cmd_events_list, "list inbound events, newest first")
     p.add_argument("--source")
     p.add_argument("--topic")
-    p.add_argument("--status", choices=queries.EVENT_STATUSES)
+    p.add_argument("--status", choices=EVENT_STATUSES)
     p.add_argument("--since", type=when, metavar="WHEN", help="ISO 8601 or relative (2h, 3d)")
     p.add_argument("--until", type=when, metavar="WHEN")
     p.add_argument("--limit", type=positive_int, default=50)
+    p.add_argument("--offset", type=non_negative_int, default=0, help="skip this many matching rows")
     p.add_argument("--reveal", action="store_true", help="show personal data")
     p.add_argument("--json", action="store_true")
     p = _command(events, "show", cmd_events_show, "one event with its messages and every delivery attempt")
@@ -300,6 +329,7 @@ def register(commands: Any) -> None:
     p.add_argument("--destination")
     p.add_argument("--since", type=when, metavar="WHEN", help="died since; ISO 8601 or relative (2h, 3d)")
     p.add_argument("--limit", type=positive_int, default=100)
+    p.add_argument("--offset", type=non_negative_int, default=0, help="skip this many matching rows")
     p.add_argument("--reveal", action="store_true", help="show personal data")
     p.add_argument("--json", action="store_true")
     p = _command(dead, "retry", cmd_dead_retry, "put dead letters back in the outbox, due now, with fresh attempts")
@@ -310,9 +340,10 @@ def register(commands: Any) -> None:
 
     p = _command(commands, "audit", cmd_audit, "what the bridge wrote to the destinations, by area, newest first")
     p.add_argument("--destination")
-    p.add_argument("--area", choices=("events", "contacts", "consent", "orders", "carts", "products", "deletions"))
+    p.add_argument("--area", choices=AREAS)
     p.add_argument("--since", type=when, metavar="WHEN", help="ISO 8601 or relative (2h, 3d)")
     p.add_argument("--limit", type=positive_int, default=500)
+    p.add_argument("--offset", type=non_negative_int, default=0, help="skip this many matching rows")
     p.add_argument("--reveal", action="store_true", help="show personal data")
     p.add_argument("--json", action="store_true")
 

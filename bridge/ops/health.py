@@ -3,9 +3,9 @@
 `/healthz` (bridge.app) says how things are; `/readyz` says whether to send
 traffic here, with a 503 naming what is wrong:
 
-- the database takes a write: a tiny write through the store's writer (a row
-  added and removed in one transaction), so a dead writer thread, a read-only
-  volume or a lock held elsewhere show up, bounded by a timeout;
+- the database takes a write: the store's probe (a row added and removed in one
+  transaction), so a dead writer, a read-only volume or a lock held elsewhere
+  show up, bounded by a timeout;
 - rules are loaded (a broken rule file keeps the previous rules; none at all
   means events would wait unmapped);
 - at least one destination is configured. One missing key is not enough to
@@ -18,7 +18,6 @@ what keeps the providers from retrying and disabling their webhooks.
 from __future__ import annotations
 
 import asyncio
-import sqlite3
 import time
 from typing import Any
 
@@ -26,20 +25,15 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from bridge.store.base import Store
+
 PROBE_TIMEOUT = 2.0
-PROBE_NAME = "__readyz__"
 
 
-def _probe(conn: sqlite3.Connection) -> None:
-    conn.execute("INSERT OR REPLACE INTO destination_state (name, paused, changed_at) VALUES (?, 0, ?)",
-                 (PROBE_NAME, time.time()))
-    conn.execute("DELETE FROM destination_state WHERE name = ?", (PROBE_NAME,))
-
-
-async def check_database(store: Any, timeout: float = PROBE_TIMEOUT) -> dict[str, Any]:
+async def check_database(store: Store, timeout: float = PROBE_TIMEOUT) -> dict[str, Any]:
     started = time.perf_counter()
     try:
-        await asyncio.wait_for(store.awrite(_probe), timeout)
+        await asyncio.wait_for(store.probe(), timeout)
     except asyncio.TimeoutError:
         return {"ok": False, "error": f"no write committed within {timeout:g}s"}
     except Exception as exc:

@@ -18,8 +18,8 @@ from __future__ import annotations
 
 import asyncio
 import bisect
-import json
 import time
+from dataclasses import dataclass
 from typing import Any, Awaitable, Callable, Iterable, Iterator, Sequence
 
 import structlog
@@ -32,7 +32,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from bridge.model import Outcome
-from bridge.ops import queries
+from bridge.store.base import Store
 
 log = structlog.get_logger("bridge.ops.metrics")
 
@@ -101,15 +101,22 @@ class Metrics:
 
     # -- the outbox, read at scrape time ---------------------------------------
 
-    def watch_store(self, store: Any, destinations: Iterable[str] = ()) -> None:
-        """Report the outbox of `store` (anything with `.reader()`); again replaces the previous one."""
+    def watch_store(self, store: Store, destinations: Iterable[str] = ()) -> None:
+        """Report the outbox of `store`; again replaces the previous one."""
         if self._outbox is not None:
             self.registry.unregister(self._outbox)
         self._outbox = OutboxCollector(store, tuple(destinations))
         self.registry.register(self._outbox)
 
     def exposition(self) -> bytes:
+        """The registry as Prometheus text, with the outbox as last read (`scrape` reads it first)."""
         return generate_latest(self.registry)
+
+    async def scrape(self) -> bytes:
+        """Read the outbox from the store, then render: what GET /metrics answers."""
+        if self._outbox is not None:
+            await self._outbox.read()
+        return await asyncio.to_thread(self.exposition)
 
 
 class WebhookCollector(Collector):
@@ -162,29 +169,47 @@ class WebhookCollector(Collector):
         yield from (received, ack)
 
 
+@dataclass(frozen=True)
+class OutboxReading:
+    """What the outbox gauges show, read from the store before a scrape."""
+
+    counts: dict[tuple[str, str], int]
+    oldest: dict[str, float]
+    paused: set[str]
+
+
 class OutboxCollector(Collector):
-    def __init__(self, store: Any, destinations: Sequence[str] = (), clock: Callable[[], float] = time.time) -> None:
+    """The outbox gauges. `read` (async, on the loop that owns the store) takes the reading;
+    `collect` (prometheus_client, in any thread) shows it."""
+
+    def __init__(self, store: Store, destinations: Sequence[str] = (), clock: Callable[[], float] = time.time) -> None:
         self.store = store
         self.destinations = tuple(destinations)
         self.clock = clock
+        self.reading: OutboxReading | None = None
+
+    async def read(self) -> None:
+        try:
+            states = await self.store.destination_states()
+            self.reading = OutboxReading(await self.store.open_counts(), await self.store.oldest_pending(),
+                                         {name for name, state in states.items() if state["paused"]})
+        except Exception as exc:  # a scrape must answer even when the store does not
+            log.warning("metrics.outbox_unreadable", reason=str(exc))
+            self.reading = None
 
     def describe(self) -> list[Metric]:
         return []  # read at scrape time: nothing to check at registration
 
     def collect(self) -> Iterator[Metric]:
         up = GaugeMetricFamily("bridge_outbox_scrape_ok", "1 when the outbox could be read for this scrape")
-        try:
-            conn = self.store.reader()
-            counts = queries.open_counts(conn)
-            oldest = queries.oldest_pending(conn)
-            paused = queries.paused_destinations(conn)
-        except Exception as exc:  # a scrape must answer even when the store does not
-            log.warning("metrics.outbox_unreadable", reason=str(exc))
+        reading = self.reading
+        if reading is None:
             up.add_metric([], 0)
             yield up
             return
         up.add_metric([], 1)
         yield up
+        counts, oldest, paused = reading.counts, reading.oldest, reading.paused
         now = self.clock()
         names = sorted({*self.destinations, *(d for d, _ in counts), *paused})
         messages = GaugeMetricFamily("bridge_outbox_messages", "Messages by destination and state (delivered ones: "
@@ -212,8 +237,6 @@ METRICS = Metrics()
 
 def metrics_route(metrics: Metrics = METRICS, path: str = "/metrics") -> Route:
     async def endpoint(request: Request) -> Response:
-        # Collecting reads SQLite: off the event loop.
-        body = await asyncio.to_thread(metrics.exposition)
-        return Response(body, media_type=CONTENT_TYPE_LATEST)
+        return Response(await metrics.scrape(), media_type=CONTENT_TYPE_LATEST)
 
     return Route(path, endpoint, methods=["GET"])

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any, Sequence
 
 from bridge import __version__
-from bridge.ops.queries import EVENT_STATUSES, MESSAGE_STATES
+from bridge.store.base import EVENT_STATUSES, MESSAGE_STATES
 
 
 def _nullable(schema: dict[str, Any]) -> dict[str, Any]:
@@ -51,10 +51,17 @@ EVENT_SUMMARY = {
     "body_pruned": {"type": "boolean"},
 }
 
+# Where a list's rows sit among all that match: "rows offset+1 to offset+len of total".
+PAGE = {
+    "total": {**INTEGER, "description": "how many match the filter in all"},
+    "limit": INTEGER,
+    "offset": {**INTEGER, "description": "how many matching rows come before these"},
+}
+
 SCHEMAS: dict[str, Any] = {
     "Error": _object({"error": STRING}),
     "EventSummary": _object(dict(EVENT_SUMMARY, messages={**STATE_COUNTS, "description": "messages per state"})),
-    "EventList": _object({"events": {"type": "array", "items": _ref("EventSummary")}}),
+    "EventList": _object({"events": {"type": "array", "items": _ref("EventSummary")}, **PAGE}),
     "Attempt": _object({
         "at": TIME,
         "outcome": {"type": "string", "enum": ["delivered", "retry", "dead", "pause"]},
@@ -101,7 +108,7 @@ SCHEMAS: dict[str, Any] = {
         "last_status": _nullable(INTEGER),
         "last_detail": _nullable(STRING),
     }),
-    "DeadList": _object({"dead": {"type": "array", "items": _ref("DeadLetter")}}),
+    "DeadList": _object({"dead": {"type": "array", "items": _ref("DeadLetter")}, **PAGE}),
     "RetryRequest": _object({
         "ids": {"type": "array", "items": INTEGER},
         "destination": STRING,
@@ -156,6 +163,7 @@ ERRORS = {
 SINCE = _param("since", "query", STRING, "ISO 8601 or relative (2h, 3d)")
 REVEAL = _param("reveal", "query", {"type": "boolean"}, "show personal data instead of masking it")
 LIMIT = _param("limit", "query", {"type": "integer", "minimum": 1, "maximum": 1000}, "at most this many rows")
+OFFSET = _param("offset", "query", {"type": "integer", "minimum": 0}, "skip this many matching rows (paging)")
 NAME = _param("name", "path", STRING, "destination name (omnisend, ometria)", required=True)
 
 
@@ -184,12 +192,12 @@ def document() -> dict[str, Any]:
                 _param("source", "query", STRING, "only this source"),
                 _param("topic", "query", STRING, "only this topic"),
                 _param("status", "query", EVENT_STATUS, "only events in this status"),
-                SINCE, _param("until", "query", STRING, "before this time"), LIMIT, REVEAL])},
+                SINCE, _param("until", "query", STRING, "before this time"), LIMIT, OFFSET, REVEAL])},
             "/events/{event_id}": {"get": _op("one event with its messages and attempts", _answer("event", "EventDetail"),
                                               parameters=[_param("event_id", "path", INTEGER, "event id", True), REVEAL])},
             "/dead": {"get": _op("dead letters, most recent first", _answer("dead letters", "DeadList"), parameters=[
                 _param("destination", "query", STRING, "only this destination"),
-                _param("since", "query", STRING, "died since: ISO 8601 or relative"), LIMIT, REVEAL])},
+                _param("since", "query", STRING, "died since: ISO 8601 or relative"), LIMIT, OFFSET, REVEAL])},
             "/dead/retry": {"post": _op("put dead letters back in the outbox, due now",
                                         _answer("how many", "RetryResult"), body="RetryRequest")},
             "/replay": {"post": _op("run stored events again through the current rules",

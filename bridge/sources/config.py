@@ -115,7 +115,7 @@ class _Reader:
         except OptionError as exc:
             node, key = (options, exc.option) if exc.option in options else (entry, "options" if "options" in entry else None)
             raise self.fail(node, key, f"source {name}: {exc}") from None
-        return SourceSettings(name=name, scheme=scheme, secrets=secrets, options=plain)
+        return SourceSettings(name=name, scheme=scheme, secrets=secrets, options=plain, declared=True)
 
     def secrets(self, entry: Any, name: str) -> tuple[Secret, ...]:
         if "secret_env" in entry:

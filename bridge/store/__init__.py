@@ -1,39 +1,78 @@
 """The store: inbound events, dedupe keys, the outbox, and the audit trail of attempts.
 
-`Store` is the seam the app and the worker use. SQLite is the backend today
-(bridge.store.sqlite); a PostgreSQL backend for several instances implements
-the same methods (claims with `FOR UPDATE SKIP LOCKED` instead of one writer).
+`Store` (bridge/store/base.py) is the one interface the rest of the bridge uses.
+`make_store` / `open_store` pick the backend from the database URL's scheme:
+`sqlite:///path` (or a plain path) is SQLite (bridge/store/sqlite/);
+`postgresql://` or `postgres://` is PostgreSQL (bridge/store/postgres/, which needs
+the `postgres` extra: it is imported only when used). A backend registers its
+schemes in BACKENDS.
 """
 
 from __future__ import annotations
 
-from typing import Any, Iterable, Protocol, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
 
-from bridge.model import Event, Message, Outcome, Webhook
-from bridge.store.sqlite import Decision, IngestResult, Mapped, SQLiteStore
-
-
-class Store(Protocol):
-    def open(self) -> None: ...
-    def close(self) -> None: ...
-    async def ingest(self, webhook: Webhook, now: float | None = None) -> IngestResult: ...
-    async def waiting_events(self, limit: int, after: int = 0) -> list[Event]: ...
-    async def save_mappings(self, mapped: Sequence[Mapped], now: float) -> int: ...
-    async def claim(self, destination: str, limit: int, lease_seconds: float, now: float) -> list[Message]: ...
-    async def release_expired(self, now: float) -> int: ...
-    async def release(self, messages: Iterable[Message], now: float) -> int: ...
-    async def extend(self, messages: Sequence[Message], lease_until: float) -> int: ...
-    async def claim_batch(self, destination: str, due_before: float, lease_until: float,
-                          holding_due_before: float | None = None) -> tuple[str, list[Message]] | None: ...
-    async def complete(self, results: Sequence[tuple[Message, Outcome, Decision]], now: float) -> None: ...
-    async def set_paused(self, name: str, paused: bool, reason: str, key_fingerprint: str | None, now: float) -> None: ...
-    async def destination_states(self) -> dict[str, dict[str, Any]]: ...
+from bridge.errors import ConfigError
+from bridge.model import Decision, IngestResult, Mapped
+from bridge.settings import Settings, database_path
+from bridge.store.base import Store
+from bridge.store.sqlite import SQLiteStore
 
 
-def open_store(path: Any) -> SQLiteStore:
-    store = SQLiteStore(path)
-    store.open()
+@dataclass(frozen=True)
+class StoreOptions:
+    process: bool = True  # SQLite: the writer in a process of its own (else a thread)
+    migrate: bool = True  # apply pending migrations when the store opens
+    create: bool = True  # a database that does not exist yet is made (False: opening it fails)
+    pool_size: int = 4  # PostgreSQL: connections this process may open
+    notify: bool = True  # PostgreSQL: LISTEN/NOTIFY wake-ups
+
+
+def _sqlite(url: str, options: StoreOptions) -> Store:
+    return SQLiteStore(database_path(url), process=options.process, migrate=options.migrate, create=options.create)
+
+
+def _postgres(url: str, options: StoreOptions) -> Store:
+    try:
+        from bridge.store.postgres import PostgresStore
+        from bridge.store.postgres.connection import libpq_url
+    except ImportError as exc:
+        raise ConfigError(f"a PostgreSQL database needs psycopg: pip install 'bridge[postgres]' ({exc})") from None
+    return PostgresStore(libpq_url(url), pool_size=options.pool_size, notify=options.notify, migrate=options.migrate)
+
+
+# scheme -> the factory of a store for a URL of that scheme (not yet opened)
+BACKENDS: dict[str, Callable[[str, StoreOptions], Store]] = {
+    "sqlite": _sqlite, "postgres": _postgres, "postgresql": _postgres}
+
+
+def make_store(target: Settings | str | Path, *, process: bool | None = None, migrate: bool | None = None,
+               create: bool = True) -> Store:
+    """The store for a database URL (or path), or the settings' database; not yet opened."""
+    if isinstance(target, Settings):
+        url = target.store_url
+        options = StoreOptions(target.store_writer == "process" if process is None else process,
+                               target.migrate if migrate is None else migrate, create, target.pg_pool_size,
+                               target.pg_notify)
+    else:
+        url = str(target)
+        options = StoreOptions(bool(process), True if migrate is None else migrate, create)
+    scheme = url.split("://", 1)[0] if "://" in url else "sqlite"
+    factory = BACKENDS.get(scheme)
+    if factory is None:
+        raise ConfigError(f"database URL: no backend for the scheme {scheme!r}; known: {', '.join(sorted(BACKENDS))}")
+    return factory(url, options)
+
+
+async def open_store(target: Settings | str | Path, *, process: bool | None = None, migrate: bool | None = None,
+                     create: bool = True) -> Store:
+    """`make_store`, opened."""
+    store = make_store(target, process=process, migrate=migrate, create=create)
+    await store.open()
     return store
 
 
-__all__ = ["Decision", "IngestResult", "Mapped", "SQLiteStore", "Store", "open_store"]
+__all__ = ["BACKENDS", "Decision", "IngestResult", "Mapped", "SQLiteStore", "Store", "StoreOptions", "make_store",
+           "open_store"]

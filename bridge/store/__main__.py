@@ -1,7 +1,7 @@
-"""`python -m bridge.store DB FD`: the store's writer process (bridge/store/process.py starts it)."""
+"""`python -m bridge.store DB FD`: the store's writer process (bridge/store/sqlite/process.py starts it)."""
 
 import sys
 
-from bridge.store.process import main
+from bridge.store.sqlite.process import main
 
 sys.exit(main(sys.argv[1:]))

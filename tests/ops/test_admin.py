@@ -13,7 +13,7 @@ from starlette.testclient import TestClient
 
 from bridge.ops.admin import admin_routes
 from bridge.settings import Secret, Settings, destinations_from_env
-from bridge.store.sqlite import execute
+from bridge.store.sqlite.writer import execute
 
 from .schema_check import check_response
 from .support import DAY, NOW, FixedRules, Outbox, idem
@@ -112,8 +112,20 @@ def test_events_as_documented(client: TestClient) -> None:
     check_response(doc, "/events/{event_id}", "get", 404, missing.json())
 
 
+def test_lists_page_with_the_total_of_every_match(client: TestClient) -> None:
+    doc = client.get("/admin/openapi.json", headers=AUTH).json()
+    second = client.get("/admin/events", params={"limit": "1", "offset": "1"}, headers=AUTH)
+    check_response(doc, "/events", "get", 200, second.json())
+    assert second.json() | {"events": [e["id"] for e in second.json()["events"]]} == {
+        "events": [1], "total": 2, "limit": 1, "offset": 1}
+    dead = client.get("/admin/dead", params={"offset": "1"}, headers=AUTH)
+    check_response(doc, "/dead", "get", 200, dead.json())
+    assert (dead.json()["dead"], dead.json()["total"]) == ([], 1)
+
+
 @pytest.mark.parametrize("query", [{"since": "last tuesday"}, {"limit": "many"}, {"limit": "0"}, {"reveal": "maybe"},
-                                   {"status": "delivered"}])  # a message state, not an event status
+                                   {"status": "delivered"},  # a message state, not an event status
+                                   {"offset": "-1"}, {"offset": "next"}])
 def test_bad_parameters_are_400(client: TestClient, query: dict[str, str]) -> None:
     answer = client.get("/admin/events", params=query, headers=AUTH)
     assert answer.status_code == 400 and list(query)[0] in answer.json()["error"]

@@ -54,6 +54,17 @@ def test_events_list_filters_and_masks(filled: Outbox, capsys: pytest.CaptureFix
     assert [r["id"] for r in run_json(capsys, "events", "list", "--until", iso_since)] == [1]
 
 
+def test_a_table_that_shows_part_of_the_matches_says_which_rows_of_how_many(
+        filled: Outbox, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(capsys, "events", "list", "--limit", "1", "--offset", "1")
+    assert code == 0 and out.splitlines()[1].split()[0] == "2"
+    assert out.splitlines()[-1] == "rows 2-2 of 3; --offset 2 for the next"
+    _, everything, _ = run(capsys, "events", "list")
+    assert "rows" not in everything.splitlines()[-1]
+    assert [r["id"] for r in run_json(capsys, "dead", "list", "--offset", "0")] == [2]
+    assert run_json(capsys, "audit", "--limit", "1", "--offset", "5") == []
+
+
 def test_events_list_refuses_a_status_that_does_not_exist(filled: Outbox, capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as stopped:
         run(capsys, "events", "list", "--status", "failed")

@@ -42,7 +42,7 @@ def test_ready(outbox: Outbox) -> None:
 
 def test_not_ready_names_each_problem(outbox: Outbox) -> None:
     bridge = FakeBridge(outbox.store, Rules(None, "orders.yaml:3: unknown field"), {"omnisend": Dest(False)})
-    outbox.store.close()
+    outbox.store.close_sync()
     status, body = asyncio.run(readyz(bridge))
     assert status == 503 and body["status"] == "not_ready"
     assert [p.split(":")[0] for p in body["problems"]] == ["database", "rules", "destinations"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 from typing import Any
 
@@ -17,13 +18,13 @@ from bridge.ops.metrics import ACK_BUCKETS, Metrics, metrics_route
 from bridge.settings import Settings, SourceSettings, secrets_from
 from bridge.sign import shopify_headers
 from bridge.webhooks import WebhookEndpoint
-from bridge.store.sqlite import execute
+from bridge.store.sqlite.writer import execute
 
 from .support import NOW, Outbox
 
 
 def samples(metrics: Metrics) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-    text = metrics.exposition().decode()
+    text = asyncio.run(metrics.scrape()).decode()
     return {(s.name, tuple(sorted(s.labels.items()))): s.value
             for family in text_string_to_metric_families(text) for s in family.samples}
 
@@ -42,7 +43,7 @@ def test_webhook_counts_and_latency() -> None:
     # an unverified topic and an unknown source never become label values
     assert value(m, "bridge_webhooks_received_total", source="shopify", topic="", outcome="rejected_signature") == 1
     assert value(m, "bridge_webhooks_received_total", source="_unknown", topic="", outcome="unknown_source") == 1
-    assert "jane" not in m.exposition().decode()
+    assert "jane" not in asyncio.run(m.scrape()).decode()
     assert value(m, "bridge_webhook_ack_seconds_count", source="shopify") == 2
 
 
@@ -64,7 +65,7 @@ def test_the_acknowledgement_histogram_reads_as_prometheus_clients_own() -> None
                 for family in text_string_to_metric_families(registry_text) for s in family.samples
                 if family.name == "bridge_webhook_ack_seconds" and not s.name.endswith("_created")}
 
-    ours = histogram_samples(m.exposition().decode())
+    ours = histogram_samples(asyncio.run(m.scrape()).decode())
     assert ours == histogram_samples(generate_latest(reference).decode())
     assert ours[("bridge_webhook_ack_seconds_bucket", (("le", "0.002"), ("source", "shopify")))] == 2
     assert ours[("bridge_webhook_ack_seconds_count", (("source", "shopify"),))] == len(observed)
@@ -129,7 +130,7 @@ def test_every_answer_of_the_webhook_endpoint_is_counted(tmp_path: Path) -> None
     app = Starlette(routes=[Route("/webhooks/{source}", WebhookEndpoint(bridge, m), methods=["POST"]), metrics_route(m)])
     body = b'{"id": 1}'
     signed = shopify_headers(body, secret, "orders/paid", event_id="e1")
-    bridge.store.open()
+    bridge.store.open_sync()
     try:
         with TestClient(app) as client:
             assert client.post("/webhooks/shopify", content=body, headers=signed).status_code == 200
@@ -147,7 +148,7 @@ def test_every_answer_of_the_webhook_endpoint_is_counted(tmp_path: Path) -> None
             assert down.status_code == 503
             scraped = client.get("/metrics")
     finally:
-        bridge.store.close()
+        bridge.store.close_sync()
     assert scraped.status_code == 200 and scraped.headers["content-type"].startswith("text/plain")
     counted = {dict(labels)["outcome"]: dict(labels) for name, labels in samples(m) if name == "bridge_webhooks_received_total"}
     assert set(counted) == {"accepted", "duplicate", "invalid_json", "rejected_signature", "too_large",

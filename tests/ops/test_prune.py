@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import sqlite3
 
 from bridge.model import Webhook
 from bridge.ops.prune import prune, prune_daily
@@ -24,7 +23,7 @@ def test_prune_respects_every_window(outbox: Outbox) -> None:
     outbox.map(recent, [("omnisend", "k3")], at=NOW - 5 * DAY)
     outbox.deliver("omnisend", "delivered", 202, at=NOW - 5 * DAY)
 
-    result = prune(outbox.store, NOW, dedupe_days=7)
+    result = asyncio.run(prune(outbox.store, NOW, dedupe_days=7))
     # old_done: its message and body went, then the event itself (and with it its key)
     assert (result.messages, result.attempts, result.bodies, result.dedupe_keys) == (1, 1, 1, 1)
     assert outbox.rows("SELECT event_id, state FROM messages ORDER BY id") == [(old_dead, "dead"), (recent, "delivered")]
@@ -37,32 +36,30 @@ def test_dedupe_keys_kept_for_the_window(outbox: Outbox) -> None:
     """A key younger than the dedupe window survives even when asked for less, so a resend stays a duplicate."""
     outbox.map(outbox.ingest("six-days", at=NOW - 6 * DAY), [], at=NOW - 6 * DAY)
     outbox.map(outbox.ingest("eight-days", at=NOW - 8 * DAY), [], at=NOW - 8 * DAY)
-    result = prune(outbox.store, NOW, dedupe_days=1, min_dedupe_days=7, bodies_days=1)
+    result = asyncio.run(prune(outbox.store, NOW, dedupe_days=1, min_dedupe_days=7, bodies_days=1))
     assert result.dedupe_keys == 1
     assert outbox.rows("SELECT key FROM dedupe") == [("six-days",)]
     resend = Webhook("shopify", "orders/create", "six-days", b"{}")
     assert asyncio.run(outbox.store.ingest(resend, now=NOW)).duplicate
 
 
-def test_prune_on_a_plain_connection_and_dry_run(outbox: Outbox) -> None:
+def test_prune_dry_run_counts_what_the_run_does(outbox: Outbox) -> None:
     e = outbox.ingest("x", at=NOW - 40 * DAY)
     outbox.map(e, [("omnisend", "k")], at=NOW - 40 * DAY)
     outbox.deliver("omnisend", "delivered", 202, at=NOW - 40 * DAY)
-    conn = sqlite3.connect(outbox.path, isolation_level=None)
     young = outbox.ingest("young", at=NOW - 3 * DAY)  # its key is inside the dedupe window
     outbox.map(young, [("omnisend", "k2")], at=NOW - 3 * DAY)
     outbox.deliver("omnisend", "delivered", 202, at=NOW - 40 * DAY)
     dead = outbox.ingest("dead", at=NOW - 40 * DAY)  # a dead letter keeps its event
     outbox.map(dead, [("ometria", "k3")], at=NOW - 40 * DAY)
     outbox.deliver("ometria", "dead", 400, at=NOW - 40 * DAY)
-    dry = prune(conn, NOW, dedupe_days=7, dry_run=True)
+    dry = asyncio.run(prune(outbox.store, NOW, dedupe_days=7, dry_run=True))
     assert outbox.rows("SELECT count(*) FROM messages") == [(3,)]  # nothing changed
-    done = prune(conn, NOW, dedupe_days=7)
+    done = asyncio.run(prune(outbox.store, NOW, dedupe_days=7))
     # the dry run counts what the run then does, including event rows that only become
     # removable once the same run has deleted their messages and body
     assert (dry.messages, dry.attempts, dry.bodies, dry.dedupe_keys) == (
         done.messages, done.attempts, done.bodies, done.dedupe_keys) == (1, 1, 1, 1)
-    conn.close()
 
 
 def test_prune_in_chunks(outbox: Outbox, monkeypatch) -> None:  # type: ignore[no-untyped-def]
@@ -70,7 +67,7 @@ def test_prune_in_chunks(outbox: Outbox, monkeypatch) -> None:  # type: ignore[n
     for n in range(10):
         outbox.map(outbox.ingest(f"e{n}", at=NOW - 40 * DAY), [("omnisend", f"k{n}")], at=NOW - 40 * DAY)
     outbox.deliver("omnisend", "delivered", 202, at=NOW - 40 * DAY)
-    result = prune(outbox.store, NOW, dedupe_days=7)
+    result = asyncio.run(prune(outbox.store, NOW, dedupe_days=7))
     assert (result.messages, result.attempts, result.bodies, result.dedupe_keys) == (10, 10, 10, 10)
 
 
@@ -100,5 +97,5 @@ def test_prune_stops_between_chunks_when_asked(outbox: Outbox, monkeypatch) -> N
         outbox.map(outbox.ingest(f"e{n}", at=NOW - 40 * DAY), [("omnisend", f"k{n}")], at=NOW - 40 * DAY)
     outbox.deliver("omnisend", "delivered", 202, at=NOW - 40 * DAY)
     asked = iter([False, True])
-    result = prune(outbox.store, NOW, dedupe_days=7, stop=lambda: next(asked, True))
+    result = asyncio.run(prune(outbox.store, NOW, dedupe_days=7, stop=lambda: next(asked, True)))
     assert (result.messages, result.bodies, result.dedupe_keys) == (2, 0, 0)

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 
 import pytest
 
 from bridge.cli import main
-from bridge.ops.queries import EventFilter
+from bridge.store.base import EventFilter
 from bridge.ops.replay import replay
-from bridge.store.sqlite import execute
+from bridge.store.sqlite.writer import execute
 
 from .support import DAY, NOW, FixedRules, Outbox, idem
 
@@ -37,7 +38,7 @@ def states(outbox: Outbox) -> list[tuple[int, str, str]]:
 
 
 def test_replay_queues_missed_and_dead_and_skips_delivered(history: Outbox) -> None:
-    summary = replay(history.store, RULES, EventFilter(since=NOW - 3 * DAY), NOW)
+    summary = asyncio.run(replay(history.store, RULES, EventFilter(since=NOW - 3 * DAY), NOW))
     assert (summary.events, summary.queued, summary.requeued_dead, summary.skipped_delivered) == (3, 2, 1, 0 + 1)
     assert states(history) == [(1, "omnisend", "delivered"), (3, "omnisend", "pending"), (2, "ometria", "pending")]
     # the dead letter came back in place, with the new record and a fresh budget
@@ -46,13 +47,14 @@ def test_replay_queues_missed_and_dead_and_skips_delivered(history: Outbox) -> N
     assert history.rows("SELECT status, rules FROM events WHERE id = 2") == [("mapped", '["customers"]')]
     assert sorted(RULES.seen[-3:]) == [1, 2, 3]  # the pruned event was never mapped
 
-    again = replay(history.store, RULES, EventFilter(since=NOW - 3 * DAY), NOW)
+    again = asyncio.run(replay(history.store, RULES, EventFilter(since=NOW - 3 * DAY), NOW))
     assert (again.queued, again.skipped_delivered, again.skipped_open) == (0, 1, 2)
 
 
 def test_force_queues_even_delivered(history: Outbox) -> None:
-    summary = replay(history.store, RULES, EventFilter(since=NOW - 3 * DAY, source="shopify", topic="orders/create"),
-                     NOW, force=True)
+    summary = asyncio.run(replay(history.store, RULES,
+                                 EventFilter(since=NOW - 3 * DAY, source="shopify", topic="orders/create"), NOW,
+                                 force=True))
     assert (summary.events, summary.queued, summary.skipped_delivered) == (2, 2, 0)
     assert states(history)[-1] == (1, "omnisend", "pending")
     keys = history.rows("SELECT idempotency_key FROM messages WHERE event_id = 1")
@@ -61,7 +63,7 @@ def test_force_queues_even_delivered(history: Outbox) -> None:
 
 def test_dry_run_changes_nothing(history: Outbox) -> None:
     before = history.rows("SELECT * FROM messages"), history.rows("SELECT id, status, rules FROM events")
-    summary = replay(history.store, RULES, EventFilter(since=NOW - 3 * DAY), NOW, dry_run=True)
+    summary = asyncio.run(replay(history.store, RULES, EventFilter(since=NOW - 3 * DAY), NOW, dry_run=True))
     assert summary.dry_run and (summary.queued, summary.skipped_delivered) == (2, 1)
     assert (history.rows("SELECT * FROM messages"), history.rows("SELECT id, status, rules FROM events")) == before
 

@@ -25,7 +25,7 @@ from bridge.app import create_app
 from bridge.fakes import serve_in_thread
 from bridge.settings import Settings
 from bridge.store import SQLiteStore
-from bridge.store.sqlite import execute
+from bridge.store.sqlite.writer import execute
 from e2e.conftest import Fakes
 
 from .process import Bridge, reliability_env
@@ -141,8 +141,8 @@ class CappedStore(SQLiteStore):
         super().__init__(path)
         self.pages = pages
 
-    def open(self) -> None:
-        super().open()
+    def open_sync(self) -> None:
+        super().open_sync()
         self.cap(self.pages)
 
     def cap(self, pages: int) -> None:

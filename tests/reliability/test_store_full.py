@@ -67,7 +67,7 @@ def running_loop() -> Iterator[None]:
 
 def fill_then_free(tmp_path: Path, write: Callable[[CappedStore, int], str]) -> None:
     store = CappedStore(tmp_path / "bridge.db", pages=60)
-    store.open()
+    store.open_sync()
     try:
         answers = [write(store, n) for n in range(200)]
         assert "refused" in answers
@@ -76,7 +76,7 @@ def fill_then_free(tmp_path: Path, write: Callable[[CappedStore, int], str]) -> 
         store.cap(100_000)
         assert [write(store, n) for n in range(200, 210)] == ["stored"] * 10
     finally:
-        store.close()
+        store.close_sync()
 
 
 def test_ingest_refuses_when_full_and_accepts_again(tmp_path: Path) -> None:

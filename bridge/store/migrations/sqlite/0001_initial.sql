@@ -1,4 +1,5 @@
--- The bridge's store. Every statement is idempotent: run at every start.
+-- The bridge's store as it was before numbered migrations. Every statement is idempotent
+-- (IF NOT EXISTS), so a database made before then is recorded as at 0001 unchanged.
 
 CREATE TABLE IF NOT EXISTS events (
     id          INTEGER PRIMARY KEY,
@@ -8,7 +9,7 @@ CREATE TABLE IF NOT EXISTS events (
     received_at REAL    NOT NULL,
     headers     TEXT    NOT NULL,            -- JSON object of the headers worth keeping
     body        BLOB,                        -- the bytes as signed, packed by body_codec; NULL once pruned
-    body_codec  TEXT,                        -- NULL: as received; 'lz4': an LZ4 block with its size (added 2026-12-01)
+    body_codec  TEXT,                        -- NULL: as received; 'lz4': an LZ4 block with its size
     status      TEXT    NOT NULL,            -- received | invalid_json | mapped | partial | mapping_error | no_rule | ignored
     rules       TEXT,                        -- JSON list of the rules that matched
     errors      TEXT,                        -- JSON list of mapping errors
@@ -41,24 +42,21 @@ CREATE TABLE IF NOT EXISTS messages (
     lease_until     REAL,
     claim           TEXT,                    -- token of the current claim; NULL when not in flight
     batch_ref       TEXT,                    -- the destination's batch id while its result is awaited
-    submitted_at    REAL,                    -- when its batch was accepted, while it is submitted (added 2026-11-23)
+    submitted_at    REAL,                    -- when its batch was accepted, while it is submitted
     created_at      REAL    NOT NULL,
     updated_at      REAL    NOT NULL,
     last_status     INTEGER,
     last_detail     TEXT
 );
 CREATE INDEX IF NOT EXISTS messages_pending  ON messages (destination, id) WHERE state = 'pending';
--- Messages that hold back later ones with their key; 'submitted' joined on 2026-11-23, so
--- the index of earlier databases (messages_open_key, without it) is replaced.
-DROP INDEX IF EXISTS messages_open_key;
+-- Messages that hold back later ones with their key.
 CREATE INDEX IF NOT EXISTS messages_open_by_key ON messages (destination, ordering_key, id)
     WHERE state IN ('pending', 'inflight', 'submitted');
 CREATE INDEX IF NOT EXISTS messages_inflight ON messages (lease_until) WHERE state = 'inflight';
 CREATE INDEX IF NOT EXISTS messages_event    ON messages (event_id);
--- No index on idempotency_key (dropped 2026-12-02): a key is a UUID of the event's source and
--- dedupe key, so the messages sharing one are the messages of one event, found by messages_event.
--- An index of random UUIDs put every new message on a random page, whose write grew with the table.
-DROP INDEX IF EXISTS messages_idem;
+-- No index on idempotency_key: a key is a UUID of the event's source and dedupe key, so the
+-- messages sharing one are the messages of one event, found by messages_event. An index of
+-- random UUIDs puts every new message on a random page, whose write grows with the table.
 CREATE INDEX IF NOT EXISTS messages_submitted ON messages (destination, next_at) WHERE state = 'submitted';
 CREATE INDEX IF NOT EXISTS messages_batch ON messages (batch_ref) WHERE batch_ref IS NOT NULL;
 CREATE INDEX IF NOT EXISTS messages_dead     ON messages (destination, updated_at) WHERE state = 'dead';

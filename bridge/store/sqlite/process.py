@@ -37,6 +37,7 @@ from typing import Any
 import structlog
 
 from bridge.errors import StoreUnavailable
+from bridge.store.sqlite.writer import MAX_JOBS_PER_COMMIT, _Job, commit_group, open_writer
 
 log = structlog.get_logger("bridge.store")
 
@@ -215,8 +216,6 @@ def _fail(jobs: list[Any], exc: BaseException) -> None:
 
 def serve(conn: Any, sock: socket.socket) -> None:
     """Answer frames of jobs until the parent closes the stream."""
-    from bridge.store.sqlite import MAX_JOBS_PER_COMMIT, _Job, commit_group
-
     buffer = bytearray()
     open_ = True
     while open_:
@@ -269,8 +268,6 @@ def _pickle_error(value: Any) -> Exception | None:
 
 
 def main(argv: list[str]) -> int:
-    from bridge.store.sqlite import open_writer
-
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     path, fd = argv

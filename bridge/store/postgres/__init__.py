@@ -1,0 +1,5 @@
+"""The PostgreSQL backend (`pip install 'bridge[postgres]'`): see store.py."""
+
+from bridge.store.postgres.store import PostgresStore
+
+__all__ = ["PostgresStore"]

@@ -1,0 +1,114 @@
+"""Inbound events on PostgreSQL: ingest with dedupe, the events waiting to be mapped, and saving mappings.
+
+Mapping order. Several web instances insert events at once, and an id is taken when a row is
+inserted, not when it commits: event 7 may commit after event 8. A mapper that read 8 and moved
+its cursor past it would map 7 after 9, 10, ... (events received after 7 was acknowledged), and
+their messages would go out of order. So every ingest holds a shared advisory lock until it
+commits, and the mapper takes that lock exclusively for a moment to read the id sequence: every
+id up to that value is then committed or gone for good, and only those are read. Ingest waits
+at most that moment.
+
+Saving a mapping locks the lanes of its messages first, sorted (see outbox.py): two mappers
+saving messages of one key commit one after the other, so within a lane id order is commit order.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Sequence
+
+from bridge.model import Event, IngestResult, Mapped, Outgoing
+from bridge.store.postgres.connection import Conn
+from bridge.store.postgres.outbox import lock_lanes, refresh_lanes
+from bridge.store.postgres.text import storable
+from bridge.store.postgres.wakeups import MESSAGES_CHANNEL
+from bridge.store.sqlite.ingest import EventRow
+from bridge.store.sqlite.rows import EVENT_COLUMNS, event_from_row, pack_body, record_text
+
+EVENT_ORDER_LOCK = 0x62726964_67650001  # pg_advisory lock key: ingest shared, the mapper's horizon exclusive
+
+
+async def ingest(conn: Conn, row: EventRow) -> IngestResult:
+    """Store an event, or count a resend of it. Each statement may commit by itself: the insert holds
+    the shared lock until its commit; a resend's count is a second statement."""
+    source, topic, dedupe_key, received_at, headers, body, status = row
+    source, topic, dedupe_key = storable(source), storable(topic), storable(dedupe_key)
+    stored, codec = pack_body(body)
+    cur = await conn.execute(
+        "INSERT INTO events (source, topic, dedupe_key, received_at, headers, body, body_codec, status)"
+        " SELECT %s, %s, %s, %s, %s, %s, %s, %s FROM (SELECT pg_advisory_xact_lock_shared(%s)) AS in_order"
+        " ON CONFLICT (source, dedupe_key) DO NOTHING RETURNING id",
+        (source, topic, dedupe_key, received_at, storable(headers), stored, codec, status, EVENT_ORDER_LOCK),
+    )
+    inserted = await cur.fetchone()
+    if inserted is not None:
+        return IngestResult(int(inserted["id"]), duplicate=False)
+    cur = await conn.execute(
+        "UPDATE events SET duplicates = duplicates + 1 WHERE source = %s AND dedupe_key = %s RETURNING id",
+        (source, dedupe_key))
+    found = await cur.fetchone()
+    if found is None:  # the stored row was pruned between the two statements: store it again
+        return await ingest(conn, row)
+    return IngestResult(int(found["id"]), duplicate=True)
+
+
+async def mapping_horizon(conn: Conn) -> int:
+    """The highest event id below which no ingest is still running: every event up to it is final."""
+    await conn.execute("SELECT pg_advisory_xact_lock(%s)", (EVENT_ORDER_LOCK,))
+    cur = await conn.execute("SELECT CASE WHEN is_called THEN last_value ELSE last_value - 1 END AS id"
+                             " FROM events_id_seq")
+    row = await cur.fetchone()
+    return int(row["id"]) if row else 0
+
+
+async def waiting_events(conn: Conn, limit: int, after: int, horizon: int) -> list[Event]:
+    cur = await conn.execute(
+        f"SELECT {EVENT_COLUMNS} FROM events WHERE status = 'received' AND id > %s AND id <= %s ORDER BY id LIMIT %s",
+        (after, horizon, limit))
+    return [event_from_row(r) for r in await cur.fetchall()]
+
+
+async def save_mappings(conn: Conn, mapped: Sequence[Mapped], now: float, notify: bool) -> int:
+    """Record each event's mapping and queue its messages, unless another mapper did first."""
+    mapped = sorted(mapped, key=lambda m: m.event_id)
+    lanes = sorted({(storable(msg.destination), storable(msg.key)) for m in mapped for msg, _ in m.messages if msg.key})
+    await lock_lanes(conn, lanes, create=True)
+    cur = await conn.execute("SELECT id FROM events WHERE id = ANY(%s) AND status = 'received' ORDER BY id FOR UPDATE",
+                             ([m.event_id for m in mapped],))
+    won = {int(r["id"]) for r in await cur.fetchall()}
+    mine = [m for m in mapped if m.event_id in won]
+    if not mine:
+        return 0
+    await conn.execute(
+        "UPDATE events AS e SET status = u.status, rules = u.rules, errors = u.errors, mapped_at = %s"
+        " FROM unnest(%s::bigint[], %s::text[], %s::text[], %s::text[]) AS u(id, status, rules, errors)"
+        " WHERE e.id = u.id",
+        (now, [m.event_id for m in mine], [m.status for m in mine], [json.dumps(m.rules) for m in mine],
+         [json.dumps(m.errors) if m.errors else None for m in mine]))
+    rows = [message_params(m.event_id, msg, key) for m in mine for msg, key in m.messages]
+    if rows:
+        await insert_messages(conn, rows, now)
+        await refresh_lanes(conn, lanes)
+        if notify:
+            await conn.execute("SELECT pg_notify(%s, '')", (MESSAGES_CHANNEL,))
+    return len(rows)
+
+
+async def insert_messages(conn: Conn, rows: Sequence[tuple[Any, ...]], now: float) -> None:
+    """Queue messages (each from message_params), pending and due now, their ids in the order given.
+    Their lanes are locked by the caller."""
+    columns: list[list[Any]] = [list(c) for c in zip(*rows)]
+    await conn.execute(
+        "INSERT INTO messages (event_id, destination, kind, action, rule, ordering_key, idempotency_key, record,"
+        " areas, state, attempts, next_at, created_at, updated_at)"
+        " SELECT event_id, destination, kind, action, rule, ordering_key, idempotency_key, record, areas,"
+        " 'pending', 0, %s, %s, %s FROM unnest(%s::bigint[], %s::text[], %s::text[], %s::text[], %s::text[],"
+        " %s::text[], %s::text[], %s::text[], %s::text[]) WITH ORDINALITY"
+        " AS m(event_id, destination, kind, action, rule, ordering_key, idempotency_key, record, areas, n)"
+        " ORDER BY n",
+        (now, now, now, *columns))
+
+
+def message_params(event_id: int, msg: Outgoing, idempotency_key: str) -> tuple[Any, ...]:
+    return (event_id, storable(msg.destination), storable(msg.kind), storable(msg.action), storable(msg.rule),
+            storable(msg.key), storable(idempotency_key), record_text(msg.record), ",".join(msg.areas))
