@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
 import json
 import os
+import secrets
 import shutil
 import platform
 import signal
@@ -54,6 +58,39 @@ def order_body(order_id: int | None = None, email: str | None = None) -> bytes:
         ]
         body = json.dumps(payload, separators=(",", ":")).encode()
     return body
+
+
+class VariedOrders:
+    """The shipped order with a new id in a fixed-width slot for every request, and its signature.
+
+    The bridge's Shopify dedupe key covers the shop, the topic and a hash of the body (a captured
+    body resent under a new event id is a duplicate), so each request of a load run must be a new
+    body, signed. The id is 19 digits wide, so every body has the same length; the HMAC state after
+    the part before the id is computed once, so a signature costs the rest of the body only.
+    """
+
+    WIDTH = 19
+    _MARK = 9_123_456_789_012_345_678
+
+    def __init__(self, secret: str = SHOPIFY_SECRET) -> None:
+        body = order_body(order_id=self._MARK)
+        self.head, self.tail = body.split(str(self._MARK).encode())  # exactly one occurrence: the order's id
+        self._state = hmac.new(secret.encode(), self.head, hashlib.sha256)
+        self._next = secrets.randbelow(8 * 10**18 - 10**12) + 10**18  # ids of this run: 19 digits, unseen
+
+    def take(self, count: int) -> list[tuple[bytes, str]]:
+        """`count` new (id, signature) pairs: the body is head + id + tail."""
+        out = []
+        for order_id in range(self._next, self._next + count):
+            digits = str(order_id).encode()
+            mac = self._state.copy()
+            mac.update(digits + self.tail)
+            out.append((digits, base64.b64encode(mac.digest()).decode()))
+        self._next += count
+        return out
+
+    def body(self, digits: bytes) -> bytes:
+        return self.head + digits + self.tail
 
 
 def free_port() -> int:

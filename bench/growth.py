@@ -25,7 +25,7 @@ from typing import Any
 
 from bench.common import PYTHON, ROOT, WORK, load, save
 
-DEFAULT_CONNECTIONS = 64  # where the bridge peaked in the sweeps seen here (bench/reading.md)
+DEFAULT_CONNECTIONS = 64  # where the bridge peaks in the ingest sweeps (docs/benchmarks.md)
 
 FIGURES = {  # name: (where in the part's result, higher is better)
     "ingest requests/s (wrk)": ("ingest", ("bridge", "rps"), True),

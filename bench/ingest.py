@@ -27,24 +27,39 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.common import (BENCH, PYTHON, ROOT, SHOPIFY_SECRET, WORK, bare_server, bench_db, bridge_server,
-                          order_body, save)
+from bench.common import (BENCH, PYTHON, ROOT, SHOPIFY_SECRET, WORK, VariedOrders, bare_server, bench_db,
+                          bridge_server, save)
 from bridge.sign import shopify_headers
+
+
+ORDERS = VariedOrders()
+MAX_RATE = 20_000  # signed bodies a second of wrk run: above any bridge rate here (past the end, post.lua
+# starts again from the first, whose resends the bridge answers as duplicates: the committed count shows it)
 
 
 def write_request_files() -> dict[str, str]:
     WORK.mkdir(parents=True, exist_ok=True)
-    body = order_body()
-    headers = shopify_headers(body, SHOPIFY_SECRET, "orders/create")
+    sample = ORDERS.body(b"0" * VariedOrders.WIDTH)
+    headers = shopify_headers(sample, SHOPIFY_SECRET, "orders/create")
     headers.pop("X-Shopify-Event-Id")
-    (WORK / "body.json").write_bytes(body)
+    headers["X-Shopify-Hmac-Sha256"] = "@@HMAC@@"
+    (WORK / "body.json").write_bytes(ORDERS.body(b"@@ORDER_ID@@#######"))  # as wide as an id: post.lua puts one there
     (WORK / "headers.txt").write_text("".join(f"{k}: {v}\n" for k, v in headers.items()))
     return {"BENCH_BODY_FILE": str(WORK / "body.json"), "BENCH_HEADERS_FILE": str(WORK / "headers.txt"),
-            "body_bytes": str(len(body))}
+            "body_bytes": str(len(sample))}
+
+
+def write_ids(count: int) -> str:
+    """A file of `count` new signed order ids for one wrk run (bench/post.lua)."""
+    path = WORK / "ids.txt"
+    with path.open("w") as out:
+        out.writelines(f"{digits.decode()} {sig}\n" for digits, sig in ORDERS.take(count))
+    return str(path)
 
 
 def wrk(url: str, seconds: float, connections: int, files: dict[str, str]) -> dict[str, Any]:
     env = dict(os.environ, **{k: v for k, v in files.items() if k.startswith("BENCH_")})
+    env["BENCH_IDS_FILE"] = write_ids(int(MAX_RATE * seconds) + connections)
     argv = ["wrk", "-t1", f"-c{connections}", f"-d{int(seconds)}s", "--timeout", "5s",
             "-s", str(BENCH / "post.lua"), url + "/webhooks/shopify"]
     out = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=seconds + 30, check=True).stdout

@@ -22,7 +22,7 @@ from urllib.parse import urlsplit
 
 import uvloop
 
-from bench.common import SHOPIFY_SECRET, order_body
+from bench.common import SHOPIFY_SECRET, VariedOrders
 from bridge.sign import shopify_headers
 
 
@@ -36,9 +36,10 @@ def request_bytes(host: str, body: bytes, headers: dict[str, str], event_id: str
 async def run(url: str, rate: float, seconds: float, connections: int, drain_timeout: float = 30.0) -> dict[str, Any]:
     parts = urlsplit(url)
     host, port = parts.hostname or "127.0.0.1", parts.port or 80
-    body = order_body()
-    headers = shopify_headers(body, SHOPIFY_SECRET, "orders/create")
+    orders = VariedOrders()
+    headers = shopify_headers(orders.body(b"0" * VariedOrders.WIDTH), SHOPIFY_SECRET, "orders/create")
     total = int(rate * seconds)
+    signed = iter(orders.take(total))  # a new signed body a request, made before the clock starts
     queue: asyncio.Queue[tuple[int, float] | None] = asyncio.Queue()
     latencies: list[float] = []
     statuses: dict[int, int] = {}
@@ -54,7 +55,10 @@ async def run(url: str, rate: float, seconds: float, connections: int, drain_tim
                     return
                 _, due = item
                 try:
-                    writer.write(request_bytes(f"{host}:{port}", body, headers, str(uuid.uuid4())))  # as Shopify's ids
+                    digits, signature = next(signed)
+                    writer.write(request_bytes(f"{host}:{port}", orders.body(digits),
+                                               headers | {"X-Shopify-Hmac-Sha256": signature},
+                                               str(uuid.uuid4())))  # as Shopify's ids
                     head = await reader.readuntil(b"\r\n\r\n")
                     status = int(head[9:12])
                     length = 0

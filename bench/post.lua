@@ -1,7 +1,8 @@
--- wrk script: POST one pre-signed Shopify webhook, a new X-Shopify-Event-Id on every request.
--- The body and its signature never change (the signature covers only the body); the event id is
--- outside the signature and is the dedupe key, so every request is a new event.
--- Environment: BENCH_BODY_FILE (raw body), BENCH_HEADERS_FILE ("Name: value" lines).
+-- wrk script: POST signed Shopify webhooks, each a new event: a new order id in the body with its
+-- signature (the bridge's dedupe key covers a hash of the body), and a new X-Shopify-Event-Id.
+-- Environment: BENCH_BODY_FILE (the body, its order id the marker @@ORDER_ID@@####### as wide as an id), BENCH_HEADERS_FILE
+-- ("Name: value" lines; the signature @@HMAC@@), BENCH_IDS_FILE ("<order id> <signature>" lines, one a
+-- request: bench/common.py VariedOrders; used in turn, from the first again if wrk runs past the end).
 
 local body_file = assert(io.open(os.getenv("BENCH_BODY_FILE"), "rb"))
 local body = body_file:read("*a")
@@ -12,6 +13,13 @@ for line in io.lines(os.getenv("BENCH_HEADERS_FILE")) do
   local name, value = line:match("^([^:]+):%s*(.*)$")
   if name then headers[name] = value end
 end
+
+local ids, sigs = {}, {}
+for line in io.lines(os.getenv("BENCH_IDS_FILE")) do
+  local id, sig = line:match("^(%S+) (%S+)$")
+  if id then ids[#ids + 1] = id; sigs[#sigs + 1] = sig end
+end
+local next_id = 0
 
 local thread_id = 0
 local threads = {}
@@ -38,20 +46,33 @@ function init(args)
   math.randomseed(((a * 256 + b) * 256 + c) * 256 + d + (tid or 0))
 end
 
--- The request is formatted once, around a placeholder for the event id: each request is then two
--- concatenations, not wrk.format over 7 KB (~10 us of wrk's CPU a request, on the cores it shares
--- with the server it measures).
-local head, tail
+-- The request is formatted once, around markers for the event id, the order id and the signature:
+-- each request is then a few concatenations, not wrk.format over 7 KB (~10 us of wrk's CPU a request,
+-- on the cores it shares with the server it measures).
+local parts, slots
 
 function request()
-  if not head then
-    local marker = "@@EVENT_ID@@"
-    headers["X-Shopify-Event-Id"] = marker
+  if not parts then
+    headers["X-Shopify-Event-Id"] = "@@EVENT_ID@@"
     local whole = wrk.format("POST", "/webhooks/shopify", headers, body)
-    local at = assert(whole:find(marker, 1, true))
-    head, tail = whole:sub(1, at - 1), whole:sub(at + #marker)
+    local found = {}
+    for _, marker in ipairs({"@@EVENT_ID@@", "@@ORDER_ID@@#######", "@@HMAC@@"}) do
+      local at = assert(whole:find(marker, 1, true), marker)
+      found[#found + 1] = {at = at, marker = marker}
+    end
+    table.sort(found, function(a, b) return a.at < b.at end)
+    parts, slots = {}, {}
+    local from = 1
+    for _, f in ipairs(found) do
+      parts[#parts + 1] = whole:sub(from, f.at - 1)
+      slots[#slots + 1] = f.marker
+      from = f.at + #f.marker
+    end
+    parts[#parts + 1] = whole:sub(from)
   end
-  return head .. event_id() .. tail
+  next_id = next_id % #ids + 1
+  local values = {["@@EVENT_ID@@"] = event_id(), ["@@ORDER_ID@@#######"] = ids[next_id], ["@@HMAC@@"] = sigs[next_id]}
+  return parts[1] .. values[slots[1]] .. parts[2] .. values[slots[2]] .. parts[3] .. values[slots[3]] .. parts[4]
 end
 
 function done(summary, latency, requests)
