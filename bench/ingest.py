@@ -23,7 +23,9 @@ import json
 import os
 import sqlite3
 import subprocess
+import threading
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +35,7 @@ from bridge.sign import shopify_headers
 
 
 ORDERS = VariedOrders()
+IDS_LOCK = threading.Lock()
 MAX_RATE = 20_000  # signed bodies a second of wrk run: above any bridge rate here (past the end, post.lua
 # starts again from the first, whose resends the bridge answers as duplicates: the committed count shows it)
 
@@ -49,20 +52,27 @@ def write_request_files() -> dict[str, str]:
             "body_bytes": str(len(sample))}
 
 
-def write_ids(count: int) -> str:
+def write_ids(count: int) -> Path:
     """A file of `count` new signed order ids for one wrk run (bench/post.lua)."""
-    path = WORK / "ids.txt"
+    with IDS_LOCK:
+        pairs = ORDERS.take(count)
+    path = WORK / f"ids-{uuid.uuid4().hex[:8]}.txt"
     with path.open("w") as out:
-        out.writelines(f"{digits.decode()} {sig}\n" for digits, sig in ORDERS.take(count))
-    return str(path)
+        out.writelines(f"{digits.decode()} {sig}\n" for digits, sig in pairs)
+    return path
 
 
 def wrk(url: str, seconds: float, connections: int, files: dict[str, str]) -> dict[str, Any]:
+    """One wrk run; several may run at once (from threads), each with ids of its own."""
     env = dict(os.environ, **{k: v for k, v in files.items() if k.startswith("BENCH_")})
-    env["BENCH_IDS_FILE"] = write_ids(int(MAX_RATE * seconds) + connections)
+    ids = write_ids(int(MAX_RATE * seconds) + connections)
+    env["BENCH_IDS_FILE"] = str(ids)
     argv = ["wrk", "-t1", f"-c{connections}", f"-d{int(seconds)}s", "--timeout", "5s",
             "-s", str(BENCH / "post.lua"), url + "/webhooks/shopify"]
-    out = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=seconds + 30, check=True).stdout
+    try:
+        out = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=seconds + 30, check=True).stdout
+    finally:
+        ids.unlink(missing_ok=True)
     line = next(l for l in out.splitlines() if l.startswith("WRK_JSON "))
     r = json.loads(line[len("WRK_JSON "):])
     r["ok"] = r["requests"] - r["non_2xx"]
