@@ -159,16 +159,17 @@ class Server:
             self.proc.wait(10)
 
 
-def bridge_server(db: Path, log: Path, *, worker: bool, env: dict[str, str] | None = None,
+def bridge_server(db: Path | str, log: Path, *, worker: bool, env: dict[str, str] | None = None,
                   stack: str = "uvloop") -> Server:
-    """`bridge serve` on `db`: the command the Procfile runs (on another HTTP stack: bench/stack.py)."""
+    """`bridge serve` on `db` (a SQLite file, or a database URL): the command the Procfile runs (on
+    another HTTP stack: bench/stack.py)."""
     argv = [PYTHON, "-m", "bridge", "serve"] + ([] if worker else ["--no-worker"])
     if stack != "uvloop":
         assert not worker, "bench/stack.py runs the web process only"
         argv = [PYTHON, "-m", "bench.stack"]
     base = {
         "SHOPIFY_WEBHOOK_SECRET": SHOPIFY_SECRET,
-        "BRIDGE_DATABASE_URL": f"sqlite:///{db}",
+        "BRIDGE_DATABASE_URL": db if isinstance(db, str) else f"sqlite:///{db}",
         "BRIDGE_MAPPINGS_DIR": str(ROOT / "mappings"),
         "BRIDGE_LOG_FORMAT": "json",
     }

@@ -1,0 +1,245 @@
+"""The two store backends side by side: ingest with 1 and 2 web processes, and delivery with 2 workers.
+
+Ingest: for SQLite (a file) and PostgreSQL (a fresh database on BENCH_PG_URL's server), 1 and then 2
+`bridge serve --no-worker` processes on one database, loaded at once by one wrk each (the same
+total connections, split between them), in turns, `rounds` times. Reported: 2xx answers a second
+summed over the processes, the worst p99, and events committed against 200s (nothing acknowledged
+may be missing).
+
+Delivery: N orders preloaded through the store interface into a fresh PostgreSQL database, then
+one `bridge serve --no-worker` and two `bridge worker` processes drain them into the fakes at their
+default limits: the two workers share each destination's budget. Reported as bench/delivery.py
+reports one worker on SQLite: fraction of the ceiling, 429s, the most requests in any window, lost
+and duplicated records.
+
+    python -m bench.backends [ingest|delivery|all] [--seconds 8] [--rounds 3] [--connections 64] [--orders 10000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sqlite3
+import subprocess
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterator
+
+from bench.common import (OMETRIA_KEY, OMNISEND_KEY, PYTHON, ROOT, SHOPIFY_SECRET, WORK, Server, bridge_server,
+                          order_body, save)
+from bench.delivery import (OMETRIA_PER_S, OMNISEND_PER_MIN, RECORDS_PER_REQUEST, ometria_records,
+                            omnisend_records, summarise)
+from bench.ingest import write_request_files, wrk
+
+PG_SERVER = os.environ.get("BENCH_PG_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+
+
+# -- databases ------------------------------------------------------------------------------------
+
+
+@contextmanager
+def pg_database() -> Iterator[str]:
+    """A new, empty PostgreSQL database on BENCH_PG_URL's server for one run, dropped after it."""
+    import psycopg
+
+    name = f"bridge_bench_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(PG_SERVER, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield PG_SERVER.rsplit("/", 1)[0] + f"/{name}"
+    finally:
+        with psycopg.connect(PG_SERVER, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@contextmanager
+def sqlite_database(label: str) -> Iterator[str]:
+    db = WORK / f"{label}.db"
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{db}{suffix}").unlink(missing_ok=True)
+    try:
+        yield f"sqlite:///{db}"
+    finally:
+        for suffix in ("", "-wal", "-shm"):
+            Path(f"{db}{suffix}").unlink(missing_ok=True)
+
+
+def rows(url: str, sql: str) -> list[tuple[Any, ...]]:
+    """Rows of one read of the bridge's tables, on either backend (the benchmark checks what was stored)."""
+    if url.startswith("sqlite:"):
+        with sqlite3.connect(url.removeprefix("sqlite:///")) as conn:
+            return list(conn.execute(sql).fetchall())
+    import psycopg
+
+    with psycopg.connect(url) as conn:
+        return list(conn.execute(sql).fetchall())
+
+
+def count_events(url: str) -> int:
+    return int(rows(url, "SELECT count(*) FROM events")[0][0])
+
+
+# -- ingest ---------------------------------------------------------------------------------------
+
+
+def web(url: str, label: str, index: int) -> Server:
+    return bridge_server(url, WORK / f"{label}-web{index}.log", worker=False)
+
+
+def wrk_all(servers: list[Server], seconds: float, connections: int, files: dict[str, str]) -> dict[str, Any]:
+    """One wrk a server, at once, the connections split between them."""
+    each = max(1, connections // len(servers))
+    with ThreadPoolExecutor(len(servers)) as pool:
+        results = list(pool.map(lambda s: wrk(s.url, seconds, each, files), servers))
+    ok = sum(r["ok"] for r in results)
+    seconds_run = max(r["duration_us"] for r in results) / 1e6
+    return {"ok": ok, "rps": round(ok / seconds_run, 1), "p99_ms": max(r["p99_ms"] for r in results),
+            "non_2xx": sum(r["non_2xx"] for r in results), "per_process_rps": [r["rps"] for r in results],
+            "connections_each": each}
+
+
+def ingest(seconds: float, rounds: int, connections: int) -> dict[str, Any]:
+    files = write_request_files()
+    setups = [(backend, webs) for backend in ("sqlite", "postgres") for webs in (1, 2)]
+    runs: dict[str, list[dict[str, Any]]] = {f"{b}-{w}": [] for b, w in setups}
+    for _ in range(rounds):  # in turns, so a slow minute of the machine falls on every setup
+        for backend, webs in setups:
+            name = f"{backend}-{webs}"
+            database = pg_database() if backend == "postgres" else sqlite_database(f"backends-{name}")
+            with database as url:
+                servers = [web(url, f"backends-{name}", i).start() for i in range(webs)]
+                try:
+                    wrk_all(servers, 2, connections, files)  # warm-up
+                    before = count_events(url)
+                    run = wrk_all(servers, seconds, connections, files)
+                    time.sleep(0.5)  # requests wrk abandoned at its deadline finish committing
+                    run["events_committed"] = count_events(url) - before
+                    run["committed_minus_200"] = run["events_committed"] - run["ok"]
+                    runs[name].append(run)
+                finally:
+                    for server in servers:
+                        server.stop()
+    medians = {name: sorted(r, key=lambda x: x["rps"])[len(r) // 2] for name, r in runs.items()}
+    return {"seconds": seconds, "rounds": rounds, "connections": connections,
+            "body_bytes": int(files["body_bytes"]), "median": medians,
+            "runs": {name: [x["rps"] for x in r] for name, r in runs.items()}}
+
+
+# -- delivery -------------------------------------------------------------------------------------
+
+
+async def preload(url: str, orders: int) -> float:
+    from bridge.settings import Secret, SourceSettings
+    from bridge.sign import shopify_headers
+    from bridge.sources.shopify import ShopifySource
+    from bridge.store import make_store
+
+    source = ShopifySource.from_settings(SourceSettings("shopify", "shopify", (Secret(SHOPIFY_SECRET),)))
+    store = make_store(url, process=False)
+    await store.open()
+    t0 = time.perf_counter()
+    try:
+        for start in range(0, orders, 500):
+            hooks = []
+            for i in range(start, min(orders, start + 500)):
+                body = order_body(order_id=6_000_000_000_000 + i, email=f"bench.customer{i}@example.com")
+                hooks.append(source.verify(shopify_headers(body, SHOPIFY_SECRET, "orders/create",
+                                                           event_id=f"delivery-{i}"), body))
+            await asyncio.gather(*(store.ingest(h) for h in hooks))
+    finally:
+        await store.close()
+    return time.perf_counter() - t0
+
+
+def start_worker(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    full = {k: v for k, v in os.environ.items() if not k.startswith(("BRIDGE_", "OMNISEND_", "OMETRIA_", "SHOPIFY_"))}
+    full.update(env)
+    with log.open("ab") as out:
+        return subprocess.Popen([PYTHON, "-m", "bridge", "worker"], cwd=ROOT, env=full, stdout=out,
+                                stderr=subprocess.STDOUT)
+
+
+def delivery(orders: int, deadline: float, workers: int) -> dict[str, Any]:
+    from bridge.fakes import create_ometria_app, create_omnisend_app, serve_in_thread
+
+    result: dict[str, Any] = {"orders": orders, "workers": workers, "backend": "postgres"}
+    with pg_database() as url:
+        result["preload_seconds"] = round(asyncio.run(preload(url, orders)), 2)
+        omnisend = create_omnisend_app(OMNISEND_KEY)
+        ometria = create_ometria_app(OMETRIA_KEY)
+        with serve_in_thread(omnisend) as omnisend_url, serve_in_thread(ometria) as ometria_url:
+            env = {"OMNISEND_API_KEY": OMNISEND_KEY, "OMNISEND_BASE_URL": omnisend_url,
+                   "OMETRIA_API_KEY": OMETRIA_KEY, "OMETRIA_BASE_URL": ometria_url,
+                   "SHOPIFY_WEBHOOK_SECRET": SHOPIFY_SECRET, "BRIDGE_DATABASE_URL": url,
+                   "BRIDGE_MAPPINGS_DIR": str(ROOT / "mappings"), "BRIDGE_LOG_FORMAT": "json"}
+            t_start = time.monotonic()
+            server = web(url, "backends-delivery", 0)
+            server.env.update(env)
+            server.start()
+            procs = [start_worker(env, WORK / f"backends-delivery-worker{i}.log") for i in range(workers)]
+            timeline = []
+            try:
+                end = t_start + deadline
+                while time.monotonic() < end:
+                    a = len(set(omnisend_records(omnisend.state.fake)))
+                    b = len(set(ometria_records(ometria.state.fake)))
+                    timeline.append((round(time.monotonic() - t_start, 1), a, b))
+                    if a >= orders and b >= orders:
+                        break
+                    time.sleep(0.5)
+                result["timed_out"] = time.monotonic() >= end
+                settle = time.monotonic() + 60
+                while time.monotonic() < settle:
+                    if rows(url, "SELECT count(*) FROM messages WHERE state IN ('pending', 'inflight', 'submitted')")[0][0] == 0:
+                        break
+                    time.sleep(0.5)
+            finally:
+                for proc in procs:
+                    proc.terminate()
+                for proc in procs:
+                    proc.wait(30)
+                server.stop()
+            outbox: dict[str, dict[str, str]] = {"omnisend": {}, "ometria": {}}
+            order_ids: dict[str, str] = {}
+            for dest, key, state, record in rows(url, "SELECT destination, idempotency_key, state, record FROM messages"):
+                outbox.setdefault(dest, {})[key] = state
+                if dest == "ometria":
+                    order_ids[str(json.loads(record)["id"])] = key
+            ometria_ids = [order_ids.get(i, f"unknown:{i}") for i in ometria_records(ometria.state.fake)]
+            result["omnisend"] = summarise("omnisend", omnisend.state.fake, omnisend_records(omnisend.state.fake),
+                                           t_start, outbox["omnisend"], OMNISEND_PER_MIN / 60 * RECORDS_PER_REQUEST,
+                                           60.0, OMNISEND_PER_MIN)
+            result["ometria"] = summarise("ometria", ometria.state.fake, ometria_ids, t_start, outbox["ometria"],
+                                          OMETRIA_PER_S * RECORDS_PER_REQUEST, 1.0, OMETRIA_PER_S)
+            result["timeline_s_omnisend_ometria"] = timeline[:: max(1, len(timeline) // 40)]
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("part", nargs="?", choices=["ingest", "delivery", "all"], default="all")
+    parser.add_argument("--seconds", type=float, default=8.0)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--connections", type=int, default=64)
+    parser.add_argument("--orders", type=int, default=10_000)
+    parser.add_argument("--deadline", type=float, default=150.0)
+    parser.add_argument("--workers", type=int, default=2)
+    args = parser.parse_args()
+    WORK.mkdir(parents=True, exist_ok=True)
+    if args.part in ("ingest", "all"):
+        result = ingest(args.seconds, args.rounds, args.connections)
+        save("backends-ingest", result)
+        print(json.dumps(result, indent=1))
+    if args.part in ("delivery", "all"):
+        result = delivery(args.orders, args.deadline, args.workers)
+        save("backends-delivery", result)
+        print(json.dumps({k: v for k, v in result.items() if k != "timeline_s_omnisend_ometria"}, indent=1))
+
+
+if __name__ == "__main__":
+    main()
