@@ -27,7 +27,7 @@ import orjson
 import structlog
 
 from bridge.errors import PayloadTooLarge, RejectedWebhook, StoreUnavailable, UnknownSource
-from bridge.log import emit
+from bridge.log import capped, emit
 from bridge.model import Ping
 from bridge.ops.metrics import METRICS, Metrics
 from bridge.sources.signature import LowerHeaders
@@ -41,6 +41,8 @@ Scope = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
 Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 
+# An unverified name from the path is logged and answered cut to this many characters.
+SHOWN_NAME_CAP = 64
 JSON_HEADERS = [(b"content-type", b"application/json")]
 RETRY_HEADERS = [*JSON_HEADERS, (b"retry-after", b"5")]
 
@@ -99,7 +101,7 @@ class WebhookEndpoint:
             # Counted and logged after the answer left: neither delays the sender.
             self.metrics.webhook(name, answer.topic, answer.outcome, time.perf_counter() - started)
             level, event, fields = answer.log
-            emit(self.log, level, event, {"source": name, **fields})
+            emit(self.log, level, event, {"source": capped(name, SHOWN_NAME_CAP), **fields})
 
     async def answer(self, name: str, scope: Scope, receive: Receive) -> Answer:
         bridge = self.bridge
@@ -107,7 +109,7 @@ class WebhookEndpoint:
         try:
             source = bridge.sources.get(name)
             if source is None:
-                raise UnknownSource(f"no source named {name!r}")
+                raise UnknownSource(f"no source named {capped(name, SHOWN_NAME_CAP)!r}")
             body = await read_body(receive, headers, bridge.settings.max_body_bytes)
             verified = source.verify(headers, body)
         except RejectedWebhook as exc:

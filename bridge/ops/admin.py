@@ -26,6 +26,7 @@ from starlette.routing import BaseRoute, Mount, Route, Router
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from bridge.errors import StoreUnavailable
+from bridge.log import capped
 from bridge.ops import queries, views
 from bridge.ops.openapi import document
 from bridge.ops.replay import replay
@@ -34,6 +35,7 @@ from bridge.ops.when import parse_when
 log = structlog.get_logger("bridge.ops.admin")
 
 MAX_LIMIT = 1000
+SHOWN_PATH_CAP = 128  # a refused path is logged cut to this many characters: the sender chose it
 Handler = Callable[[Request], Awaitable[Response]]
 
 
@@ -142,7 +144,7 @@ class AdminGuard:
             return error("not found", 404)
         scheme, _, supplied = request.headers.get("authorization", "").partition(" ")
         if scheme.lower() != "bearer" or not hmac.compare_digest(supplied.strip().encode(), token.value.encode()):
-            log.warning("admin.unauthorized", path=request.url.path)
+            log.warning("admin.unauthorized", path=capped(request.url.path, SHOWN_PATH_CAP))
             return error("a valid admin token is required", 401, **{"WWW-Authenticate": 'Bearer realm="bridge-admin"'})
         return None
 
