@@ -21,6 +21,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from bridge.app import create_app
+    from bridge.connections import Limits, default_max_connections, guarded_protocol
 
     settings = Settings.from_env()
     if args.port is not None:
@@ -29,12 +30,17 @@ def cmd_serve(args: argparse.Namespace) -> int:
         settings = replace(settings, run_worker=False)
     configure(settings.log_format, settings.log_level)
     app = create_app(settings)
+    limits = Limits(settings.max_header_bytes, settings.read_timeout_seconds,
+                    settings.max_connections or default_max_connections())
+    structlog.get_logger("bridge").info("serve.limits", max_header_bytes=limits.max_header_bytes,
+                                        read_timeout_seconds=limits.read_timeout,
+                                        max_connections=limits.max_connections)
     config = uvicorn.Config(
         app,
         host=settings.host,
         port=settings.port,
         loop="uvloop",  # uvicorn[standard]: asyncio + h11 stalls on this kind of machine (performance.md)
-        http="httptools",
+        http=guarded_protocol(limits),  # httptools, with limits on header bytes, time and connections
         lifespan="on",
         access_log=False,  # webhook.* lines say more, and access logs would carry query strings
         proxy_headers=True,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import resource
 import socket
 import time
 from pathlib import Path
@@ -14,8 +15,8 @@ from hypothesis import strategies as st
 
 from e2e.conftest import Fakes
 
-from .process import Bridge, reliability_env
-from .traffic import order
+from .process import Bridge, reliability_env, wait_until
+from .traffic import Delivered, order
 
 SOURCES = ["shopify", "omneo", "woocommerce", "standard", "nope", "shopify%00", "..%2f..%2fhealthz", "x" * 300]
 SIGNATURE_HEADERS = ["X-Shopify-Hmac-Sha256", "X-Omneo-Hmac-SHA256", "X-WC-Webhook-Signature", "webhook-signature",
@@ -136,3 +137,100 @@ def test_random_requests_get_no_5xx_and_store_nothing(bridge: Bridge) -> None:
 @pytest.mark.slow
 def test_random_requests_get_no_5xx_and_store_nothing_long(bridge: Bridge) -> None:
     fuzz(bridge, 3000)
+
+
+# -- what a client may hold: header bytes, time, connections (bridge.connections) -------------------------
+
+
+@pytest.fixture
+def limited(workdir: Path, fakes: Fakes) -> Iterator[Bridge]:
+    env = reliability_env(fakes, BRIDGE_MAX_HEADER_BYTES="8192", BRIDGE_READ_TIMEOUT_SECONDS="1")
+    process = Bridge(workdir, env).start()
+    yield process
+    process.stop()
+
+
+def closed_within(sock: socket.socket, seconds: float) -> bytes | None:
+    """What the server sent before closing `sock`, or None if it was still open after `seconds`."""
+    sock.settimeout(0.2)
+    received = b""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            chunk = sock.recv(65536)
+        except TimeoutError:
+            continue
+        except OSError:
+            return received
+        if not chunk:
+            return received
+        received += chunk
+    return None
+
+
+def test_a_request_head_over_the_limit_is_answered_431_whether_it_ends_or_not(limited: Bridge) -> None:
+    head = f"POST /webhooks/shopify HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 0\r\n".encode()
+    assert status_of(raw(limited, head + b"X-Long: " + b"a" * 9000 + b"\r\n\r\n")) == 431
+    assert status_of(raw(limited, head + b"".join(b"X-%d: %s\r\n" % (n, b"a" * 100) for n in range(200)) + b"\r\n")) == 431
+    # A head that never ends is refused once it passes the limit, not when it ends (24 of these held 3 GB).
+    with socket.create_connection(("127.0.0.1", limited.port)) as sock:
+        sock.sendall(head + b"X-Long: ")
+        sent = 0
+        answer = None
+        while sent < 10_000_000 and answer is None:
+            try:
+                sock.sendall(b"a" * 65536)
+            except OSError:
+                break
+            sent += 65536
+            answer = closed_within(sock, 0.01)
+        assert sent < 1_000_000, f"{sent} bytes of one header were read"
+    assert status_of(raw(limited, head + b"X-Fine: " + b"a" * 4000 + b"\r\n\r\n")) == 401  # under the limit: read
+
+
+def test_a_half_sent_request_is_closed_after_the_read_timeout(limited: Bridge) -> None:
+    body = order(1).body
+    starts = {
+        "nothing": b"",
+        "half a head": b"POST /webhooks/shopify HTTP/1.1\r\nHost: x\r\nContent-Le",
+        "half a body": b"POST /webhooks/shopify HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % len(body)
+                       + body[:100],
+    }
+    socks = {}
+    for name, start in starts.items():
+        socks[name] = socket.create_connection(("127.0.0.1", limited.port))
+        socks[name].sendall(start)
+    try:
+        for name, sock in socks.items():
+            answer = closed_within(sock, 15)
+            assert answer is not None, f"{name}: still open 15 s after a 1 s read timeout"
+            assert status_of(answer) in (None, 408), (name, answer[:100])
+    finally:
+        for sock in socks.values():
+            sock.close()
+    assert limited.alive() and limited.get("/healthz").status_code == 200
+    assert limited.scalar("SELECT count(*) FROM events") == 0
+
+
+def test_idle_connections_past_the_open_file_limit_leave_room_for_webhooks_and_deliveries(
+        workdir: Path, fakes: Fakes) -> None:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (512, hard))  # the bridge inherits it: 256 connections at most
+    try:
+        bridge = Bridge(workdir, reliability_env(fakes, BRIDGE_READ_TIMEOUT_SECONDS="120")).start()
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    idle = []
+    try:
+        for _ in range(600):  # more than the bridge has descriptors for, each held open and silent
+            idle.append(socket.create_connection(("127.0.0.1", bridge.port), timeout=5))
+        items = [order(n) for n in range(5)]
+        answers = [bridge.post("shopify", item.body, item.headers).status_code for item in items]
+        assert answers == [200] * 5
+        wait_until(lambda: len(Delivered.collect(fakes).omnisend_events) >= 5, timeout=30)
+        assert bridge.alive()
+        assert "Too many open files" not in bridge.logs()
+    finally:
+        for sock in idle:
+            sock.close()
+        bridge.stop()
