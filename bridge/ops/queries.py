@@ -14,6 +14,7 @@ import sqlite3
 from dataclasses import dataclass
 from typing import Any, Sequence
 
+from bridge.sources.shape import MAX_DEPTH, nests_deeper_than
 from bridge.store.sqlite import set_paused, unpack_body
 
 MESSAGE_STATES = ("pending", "inflight", "submitted", "delivered", "dead")
@@ -96,8 +97,9 @@ def event_detail(conn: sqlite3.Connection, event_id: int) -> dict[str, Any] | No
     if row["body"] is not None:
         body = unpack_body(row["body"], row["body_codec"])
         try:
-            payload = json.loads(body)
-        except ValueError:  # invalid_json events: show the text as received
+            # JSON nested deeper than ingest takes now (stored earlier) is shown as text, as every tool can.
+            payload = body.decode("utf-8", "replace") if nests_deeper_than(MAX_DEPTH, body) else json.loads(body)
+        except (ValueError, RecursionError):  # invalid_json events: show the text as received
             payload = body.decode("utf-8", "replace")
     messages = conn.execute(
         "SELECT id, destination, kind, action, rule, ordering_key, idempotency_key, record, areas, state, attempts,"

@@ -179,3 +179,16 @@ def test_ids_beyond_sqlite_range_are_not_found_not_500(client: TestClient) -> No
     auth = {"Authorization": f"Bearer {TOKEN}"}
     assert client.get(f"/admin/events/{2**64}", headers=auth).status_code == 404
     assert client.post("/admin/dead/retry", json={"ids": [2**64]}, headers=auth).status_code == 400
+
+
+def test_an_event_nested_too_deep_to_take_now_is_shown_as_text(outbox: Outbox) -> None:
+    import asyncio
+
+    from bridge.model import Webhook
+
+    deep = b"[" * 1000 + b"]" * 1000  # acknowledged before ingest refused JSON over 64 levels
+    event = asyncio.run(outbox.store.ingest(Webhook("shopify", "orders/create", "deep", deep), now=NOW)).event_id
+    client = make_client(outbox)
+    for reveal in ("false", "true"):
+        answer = client.get(f"/admin/events/{event}?reveal={reveal}", headers=AUTH)
+        assert answer.status_code == 200 and answer.json()["payload"] == deep.decode()

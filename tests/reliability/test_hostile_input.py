@@ -15,9 +15,12 @@ from hypothesis import strategies as st
 
 from e2e.conftest import Fakes
 
-from .process import Bridge, reliability_env, wait_until
-from .traffic import Delivered, order
+from bridge.sign import omneo_headers, shopify_headers, woocommerce_headers
 
+from .process import OMNEO_SECRET, SHOPIFY_SECRET, WOO_SECRET, Bridge, reliability_env, wait_until
+from .traffic import PAYLOADS, Delivered, order, profile
+
+WOO_ORDER = (PAYLOADS / "woocommerce" / "order_created.json").read_bytes()
 SOURCES = ["shopify", "omneo", "woocommerce", "standard", "nope", "shopify%00", "..%2f..%2fhealthz", "x" * 300]
 SIGNATURE_HEADERS = ["X-Shopify-Hmac-Sha256", "X-Omneo-Hmac-SHA256", "X-WC-Webhook-Signature", "webhook-signature",
                      "X-Shopify-Topic", "X-Omneo-Event", "X-WC-Webhook-Topic", "webhook-id", "webhook-timestamp",
@@ -234,3 +237,33 @@ def test_idle_connections_past_the_open_file_limit_leave_room_for_webhooks_and_d
         for sock in idle:
             sock.close()
         bridge.stop()
+
+
+# -- replays: a captured body under new ids or another topic ---------------------------------------------
+
+
+def test_a_captured_body_sent_again_under_new_ids_or_another_topic_is_never_a_new_event(
+        bridge: Bridge, fakes: Fakes) -> None:
+    captured = order(1)
+    assert bridge.post("shopify", captured.body, captured.headers).json()["status"] == "accepted"
+    for n in range(20):  # Shopify signs the body only: the ids beside it are the sender's word
+        relabelled = dict(captured.headers, **{"X-Shopify-Event-Id": f"replay-{n}", "X-Shopify-Webhook-Id": f"w-{n}"})
+        answer = bridge.post("shopify", captured.body, relabelled)
+        assert (answer.status_code, answer.json()["status"]) == (200, "duplicate")
+    cancelled = bridge.post("shopify", captured.body, dict(captured.headers, **{"X-Shopify-Topic": "orders/cancelled"}))
+    assert cancelled.status_code == 400 and "cancelled_at" in cancelled.json()["error"]
+
+    profile_body = profile(1).body
+    as_transaction = omneo_headers(profile_body, OMNEO_SECRET, "transaction.created")
+    assert bridge.post("omneo", profile_body, as_transaction).status_code == 400
+    deleted = woocommerce_headers(WOO_ORDER, WOO_SECRET, "order.deleted", webhook_id=77)
+    assert bridge.post("woocommerce", WOO_ORDER, deleted).status_code == 400
+    deep = b'{"a":' * 900 + b"1" + b"}" * 900
+    assert bridge.post("shopify", deep, shopify_headers(deep, SHOPIFY_SECRET, "orders/create")).status_code == 400
+
+    wait_until(lambda: bridge.settled(), timeout=30)
+    assert bridge.scalar("SELECT count(*) FROM events") == 1
+    assert bridge.scalar("SELECT duplicates FROM events") == 20
+    delivered = Delivered.collect(fakes).omnisend_events
+    assert {name: len(ids) for (order_id, name), ids in delivered.items() if order_id == captured.key} == \
+        {"placed order": 1}
