@@ -57,6 +57,9 @@ class DestinationSettings:
         return self.api_key is not None and bool(self.api_key.value)
 
 
+MIN_ADMIN_TOKEN_LENGTH = 32  # in production: a short token can be guessed over the network
+
+
 @dataclass(frozen=True)
 class Settings:
     env: str = "development"
@@ -151,6 +154,9 @@ class Settings:
         gaps = self.missing()
         if gaps:
             raise ConfigError("BRIDGE_ENV=production and not configured: " + "; ".join(gaps))
+        if self.admin_token is not None and len(self.admin_token.value) < MIN_ADMIN_TOKEN_LENGTH:
+            raise ConfigError(f"BRIDGE_ENV=production: BRIDGE_ADMIN_TOKEN must have {MIN_ADMIN_TOKEN_LENGTH} characters"
+                              " or more (for example `openssl rand -hex 32`)")
 
 
 def database_path(url: str) -> Path:
