@@ -114,6 +114,23 @@ def _phone(match: re.Match[str], strict: bool = False) -> str:
 _strict_phone = functools.partial(_phone, strict=True)
 
 
+QUOTED_CAP = 40
+
+
+def quoted(value: Any) -> str:
+    """A payload value as an error message may quote it: its shape, never its content.
+
+    A name has no pattern mask_text could find, so letters become x or X and digits 9, the rest
+    stays: `'Jane Doe'` is quoted `'Xxxx Xxx'`, `'2026-13-45'` is `'9999-99-99'`. Values are cut
+    at QUOTED_CAP characters.
+    """
+    text = value if isinstance(value, str) else repr(value)
+    shape = "".join("X" if c.isupper() else "x" if c.isalpha() else "9" if c.isdigit() else c
+                    for c in text[:QUOTED_CAP])
+    more = f"... ({len(text)} characters)" if len(text) > QUOTED_CAP else ""
+    return f"'{shape}'{more}"
+
+
 def _redact(value: Any, key: str | None = None) -> Any:
     lowered = (key or "").lower()
     if lowered in SECRET_KEYS:
