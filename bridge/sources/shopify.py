@@ -14,6 +14,7 @@ from __future__ import annotations
 from typing import Any, Mapping, Sequence
 
 from bridge.errors import SignatureError
+from bridge.log import capped
 from bridge.model import Ping, Webhook
 from bridge.settings import Secret, SourceSettings, secrets_from
 from bridge.sources.options import Option, check_options
@@ -87,7 +88,8 @@ class ShopifySource:
         keys = self._shop_keys.get(shop) or self._keys
         if not keys:
             if self.configured:
-                raise SignatureError(f"no secret is configured for shop {shop!r}" if shop else "missing X-Shopify-Shop-Domain header")
+                raise SignatureError(f"no secret is configured for shop {capped(shop, 64)!r}" if shop  # an unsigned header
+                                     else "missing X-Shopify-Shop-Domain header")
             raise not_configured(self.name)
         index = verify_header_hmac(self.name, h, body, keys, header=SIGNATURE_HEADER, encoding="base64")
         ok = is_json(body)  # the dedupe key is a hash of the body: the payload is parsed only to check a topic

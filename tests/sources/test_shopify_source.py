@@ -182,3 +182,10 @@ def test_missing_topic_is_empty() -> None:
     del h["X-Shopify-Topic"]
     hook = source().verify(h, BODY)
     assert isinstance(hook, Webhook) and hook.topic == ""
+
+
+def test_an_unknown_shop_is_named_cut_in_the_refusal() -> None:
+    multi = source("", shops={"a.myshopify.com": "a"})
+    with pytest.raises(SignatureError) as refused:
+        multi.verify(headers(secret="a", **{"X-Shopify-Shop-Domain": "1-" * 5000 + "a"}), BODY)
+    assert len(str(refused.value)) < 150  # the header is the sender's: it is logged and answered
