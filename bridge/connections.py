@@ -9,8 +9,8 @@ limits to it:
 - a request not received whole within `read_timeout` seconds of its first byte (or of the
   connection, for the first request) is answered 408 and closed;
 - at `max_connections`, a new connection closes the one that has waited longest without a whole
-  request head (a slow or idle client); when every connection is busy with a request, the new one
-  is answered 503 and closed.
+  request head (a slow or idle client, or one kept alive after its answer); when every connection
+  is busy with a request, the new one is answered 503 and closed.
 
 An answered request is left to uvicorn: its keep-alive timeout closes an idle connection.
 """
@@ -159,6 +159,11 @@ class GuardedProtocol(HttpToolsProtocol):
             self._deadline.cancel()
             self._deadline = None
         super().on_message_complete()
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        if not self.transport.is_closing():  # kept alive, idle until its next request: it may be closed for a new one
+            self.waiting.add(self)
 
 
 def guarded_protocol(limits: Limits) -> type[GuardedProtocol]:

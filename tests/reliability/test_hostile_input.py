@@ -226,8 +226,10 @@ def test_idle_connections_past_the_open_file_limit_leave_room_for_webhooks_and_d
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
     idle = []
     try:
-        for _ in range(600):  # more than the bridge has descriptors for, each held open and silent
+        for n in range(600):  # more than the bridge has descriptors for, held open: silent, or kept alive
             idle.append(socket.create_connection(("127.0.0.1", bridge.port), timeout=5))
+            if n % 3 == 0:
+                idle[-1].sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
         items = [order(n) for n in range(5)]
         answers = [bridge.post("shopify", item.body, item.headers).status_code for item in items]
         assert answers == [200] * 5
