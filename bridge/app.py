@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 import signal
 import time
 from dataclasses import dataclass, field
@@ -16,7 +17,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from bridge.destinations import Destination
-from bridge.ops.admin import admin_routes
+from bridge.ops.admin import admin_routes, has_admin_token
 from bridge.ops.health import readyz_route
 from bridge.ops.metrics import METRICS, metrics_route
 from bridge.ops.when import iso
@@ -84,8 +85,10 @@ class Bridge:
             parts["destinations"] = build_destinations(settings, budget=parts["store"])
         return cls(settings, **parts)
 
-    async def health(self) -> dict[str, Any]:
+    async def health(self, private: bool = False) -> dict[str, Any]:
+        """What /healthz shows; filesystem paths only when `private` (asked with the admin token)."""
         paused = self.worker.paused if self.worker else {}
+        error = getattr(self.rules, "error", None)
         return {
             "status": "ok",
             "uptime_seconds": round(time.time() - self.started_at, 1),
@@ -102,9 +105,9 @@ class Bridge:
                 "loaded_at_utc": iso(getattr(self.rules, "loaded_at", None)),
                 # the files' texts and the areas allowed: instances that differ here run different rules
                 "hash": getattr(self.rules, "hash", None),
-                "error": getattr(self.rules, "error", None),
+                "error": error if private or error is None else _FOLDERS.sub("", str(error)),
                 # set when a start found the rules broken and runs the last good copy (BRIDGE_LAST_GOOD_RULES_DIR)
-                "running_saved_copy": _saved_copy(getattr(self.rules, "running_saved", None)),
+                "running_saved_copy": _saved_copy(getattr(self.rules, "running_saved", None), private),
                 # messages this deployment refuses to send (areas not allowed), with the setting to change
                 "blocked": list(getattr(self.rules, "blocked", []) or []),
             },
@@ -123,14 +126,22 @@ class Bridge:
         return self._database
 
 
-def _saved_copy(copy: Any) -> dict[str, Any] | None:
+# The folders of an absolute path ("/srv/app/mappings/"), left out of what /healthz shows to anyone.
+_FOLDERS = re.compile(r"(?<![\w.~-])/(?:[^\s/:'\"]+/)+")
+
+
+def _saved_copy(copy: Any, private: bool) -> dict[str, Any] | None:
     if copy is None:
         return None
+    if not private:
+        return {"saved_at_utc": iso(copy.saved_at)}
     return {"directory": str(copy.path), "saved_at_utc": iso(copy.saved_at), "copied_from": copy.source}
 
 
 async def healthz(request: Request) -> Response:
-    return JSONResponse(await request.app.state.bridge.health())
+    bridge = request.app.state.bridge
+    private = has_admin_token(bridge.settings.admin_token, request.headers.get("authorization", ""))
+    return JSONResponse(await bridge.health(private))
 
 
 class BridgeApp(Starlette):
@@ -138,17 +149,19 @@ class BridgeApp(Starlette):
 
     Webhooks are nearly all the traffic and each one is answered on the event loop,
     so they skip Starlette's middleware stack and router (about a tenth of the time
-    a webhook takes). Anything else, including a webhook path with another method
-    or a trailing slash, goes through Starlette as usual.
+    a webhook takes); `/webhooks/shopify/` is `/webhooks/shopify`. Anything else,
+    including a webhook path with another method, goes through Starlette as usual,
+    which redirects nothing: a redirect would be built from the Host header.
     """
 
     def __init__(self, webhooks: WebhookEndpoint, **kwargs: Any) -> None:
         super().__init__(routes=[Route("/webhooks/{source}", webhooks, methods=["POST"]), *kwargs.pop("routes")], **kwargs)
+        self.router.redirect_slashes = False
         self.webhooks = webhooks
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] == "http" and scope["method"] == "POST" and scope["path"].startswith("/webhooks/"):
-            name = scope["path"][len("/webhooks/"):]
+            name = scope["path"][len("/webhooks/"):].removesuffix("/")  # one trailing slash: the same source
             if name and "/" not in name:
                 scope["app"] = self
                 scope["path_params"] = {"source": name}

@@ -24,6 +24,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from bridge.app import create_app
+    from bridge.connections import Limits, default_max_connections, guarded_protocol
     from bridge.server import BridgeServer
 
     settings = Settings.from_env()
@@ -37,12 +38,17 @@ def cmd_serve(args: argparse.Namespace) -> int:
     app = create_app(settings)
     if settings.database_url:  # a server that may refuse (SQLite's start is unchanged)
         asyncio.run(_check_database(settings))
+    limits = Limits(settings.max_header_bytes, settings.read_timeout_seconds,
+                    settings.max_connections or default_max_connections())
+    structlog.get_logger("bridge").info("serve.limits", max_header_bytes=limits.max_header_bytes,
+                                        read_timeout_seconds=limits.read_timeout,
+                                        max_connections=limits.max_connections)
     config = uvicorn.Config(
         app,
         host=settings.host,
         port=settings.port,
-        loop="uvloop",  # uvicorn[standard]: asyncio + h11 stalls on this kind of machine (performance.md)
-        http="httptools",
+        loop="uvloop",  # uvicorn[standard]: asyncio + h11 stalls on this kind of machine (docs/benchmarks.md)
+        http=guarded_protocol(limits),  # httptools, with limits on header bytes, time and connections
         lifespan="on",
         access_log=False,  # webhook.* lines say more, and access logs would carry query strings
         proxy_headers=True,

@@ -5,6 +5,7 @@
     │   └── RulesError       a rule file fails its check (carries every problem found)
     ├── RejectedWebhook      the sender gets a 4xx; nothing is stored
     │   ├── SignatureError   401: missing or wrong signature, stale timestamp
+    │   ├── MalformedWebhook 400: signed, but no genuine delivery looks like it (bridge.sources.shape)
     │   ├── PayloadTooLarge  413
     │   └── UnknownSource    404
     └── StoreUnavailable     the store cannot commit: answer 503 so the sender retries
@@ -38,6 +39,10 @@ class RejectedWebhook(BridgeError):
 class SignatureError(RejectedWebhook):
     status_code = 401
     outcome = "rejected_signature"
+
+
+class MalformedWebhook(RejectedWebhook):
+    status_code = 400
 
 
 class PayloadTooLarge(RejectedWebhook):

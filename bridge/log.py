@@ -33,6 +33,10 @@ PERSONAL_KEYS = frozenset(
 SECRET_KEYS = frozenset({"secret", "api_key", "token", "authorization", "password", "key_value", "signature"})
 
 EMAIL = re.compile(r"[A-Za-z0-9._%+\-]+@[A-Za-z0-9.\-]+\.[A-Za-z]{2,}")
+# EMAIL where a run of address characters begins. EMAIL.sub would try every start inside a long run
+# without an @ (quadratic: seconds on 64 KB); this tries each run once, and _mask_emails adds the one
+# start EMAIL also takes, right after an address that ends inside a run ("a@b.com1x@c.com").
+_EMAIL_AT_RUN = re.compile(r"(?<![A-Za-z0-9._%+\-])" + EMAIL.pattern)
 # What is never a phone, tried first at each place so that it stays whole: a UUID (Shopify's event
 # ids, in dedupe keys), a date or a time, a fingerprint (below).
 _NOT_A_PHONE = (r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
@@ -52,6 +56,20 @@ def fingerprint(value: object) -> str:
 _MAYBE_PERSONAL = re.compile(r"@|\d[\d\s().\-]{5,}\d")
 
 
+# The longest text masked (mask_text) and the longest string a log line carries, in characters: longer
+# ones are cut first (see `capped`), so what a sender controls costs bounded time (masking is linear,
+# ~10 ms for the longest text on a slow core) and a log line stays small.
+MASK_CAP = 32_768
+LOG_VALUE_CAP = 2_048
+
+
+def capped(text: str, limit: int) -> str:
+    """`text` cut to `limit` characters, saying how many were left out."""
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}...[{len(text) - limit} more characters]"
+
+
 def mask_text(text: str, strict: bool = False) -> str:
     """E-mail addresses as a short hash (the same one on every line) and phone numbers as `<phone>`.
 
@@ -59,12 +77,27 @@ def mask_text(text: str, strict: bool = False) -> str:
     leading + or 0, or by groups, and has 9+ digits: a bare run of digits is an id (Shopify's have
     13+) and stays readable. `strict` is for text from outside (a destination's error, an exception's
     message), which may quote a phone without its + or groups: there every run of 7+ digits is masked.
-    Dates, times and UUIDs are never taken for phones.
+    Dates, times and UUIDs are never taken for phones. Text over MASK_CAP characters is cut first.
     """
+    text = capped(text, MASK_CAP)
     if not _MAYBE_PERSONAL.search(text):
         return text
-    text = EMAIL.sub(lambda m: fingerprint(m.group().lower()), text)
+    if "@" in text:
+        text = _mask_emails(text)
     return PHONE.sub(_strict_phone if strict else _phone, text)
+
+
+def _mask_emails(text: str) -> str:
+    """`EMAIL.sub(<fingerprint of the lowercased address>, text)`, in time linear in `text`."""
+    parts: list[str] = []
+    done = 0  # where the text not yet copied to `parts` begins
+    match = _EMAIL_AT_RUN.search(text)
+    while match:
+        parts += [text[done:match.start()], fingerprint(match.group().lower())]
+        done = match.end()
+        match = EMAIL.match(text, done) or _EMAIL_AT_RUN.search(text, done)
+    parts.append(text[done:])
+    return "".join(parts)
 
 
 def _phone(match: re.Match[str], strict: bool = False) -> str:
@@ -79,6 +112,23 @@ def _phone(match: re.Match[str], strict: bool = False) -> str:
 
 
 _strict_phone = functools.partial(_phone, strict=True)
+
+
+QUOTED_CAP = 40
+
+
+def quoted(value: Any) -> str:
+    """A payload value as an error message may quote it: its shape, never its content.
+
+    A name has no pattern mask_text could find, so letters become x or X and digits 9, the rest
+    stays: `'Jane Doe'` is quoted `'Xxxx Xxx'`, `'2026-13-45'` is `'9999-99-99'`. Values are cut
+    at QUOTED_CAP characters.
+    """
+    text = value if isinstance(value, str) else repr(value)
+    shape = "".join("X" if c.isupper() else "x" if c.isalpha() else "9" if c.isdigit() else c
+                    for c in text[:QUOTED_CAP])
+    more = f"... ({len(text)} characters)" if len(text) > QUOTED_CAP else ""
+    return f"'{shape}'{more}"
 
 
 def _redact(value: Any, key: str | None = None) -> Any:
@@ -131,12 +181,15 @@ _SENSITIVE_KEYS = PERSONAL_KEYS | SECRET_KEYS
 def redact(_: Any, __: str, event_dict: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
     # Every webhook logs a line, so the common cases cost one set lookup a key: a number under
     # an ordinary key, and a string with nothing in it that could be an e-mail or a phone.
+    # A string over LOG_VALUE_CAP characters is cut first.
     # structlog hands each processor its own copy of the line: values are replaced in place.
     for key, value in event_dict.items():
         kind = type(value)
         if key in ("timestamp", "level"):
             continue
         if kind is str:
+            if len(value) > LOG_VALUE_CAP:
+                value = event_dict[key] = capped(value, LOG_VALUE_CAP)
             if key.lower() not in _SENSITIVE_KEYS and not _MAYBE_PERSONAL.search(value):
                 continue
         elif kind in _PLAIN and key.lower() not in _SENSITIVE_KEYS:

@@ -68,6 +68,9 @@ class DestinationSettings:
         return self.api_key is not None and bool(self.api_key.value)
 
 
+MIN_ADMIN_TOKEN_LENGTH = 32  # in production: a short token can be guessed over the network
+
+
 @dataclass(frozen=True)
 class Settings:
     env: str = "development"
@@ -85,6 +88,10 @@ class Settings:
     sources: Mapping[str, SourceSettings] = field(default_factory=lambda: _default_sources())
     destinations: Mapping[str, DestinationSettings] = field(default_factory=lambda: destinations_from_env({}))
     max_body_bytes: int = 1024 * 1024
+    # What one client may hold before the app sees its request (bridge.connections).
+    max_header_bytes: int = 32 * 1024
+    read_timeout_seconds: float = 10.0
+    max_connections: int = 0  # 0: the open-file limit less what the outbound side needs
     # Dedupe keys are kept at least this long: Shopify resends for 4 hours.
     dedupe_days: float = 7.0
     # A claimed message whose worker died is claimed again after this.
@@ -154,6 +161,9 @@ class Settings:
             sources=sources_from_env(env),
             destinations=destinations_from_env(env),
             max_body_bytes=_int(env, "BRIDGE_MAX_BODY_BYTES", cls.max_body_bytes),
+            max_header_bytes=_int(env, "BRIDGE_MAX_HEADER_BYTES", cls.max_header_bytes),
+            read_timeout_seconds=_float(env, "BRIDGE_READ_TIMEOUT_SECONDS", cls.read_timeout_seconds),
+            max_connections=_int(env, "BRIDGE_MAX_CONNECTIONS", cls.max_connections),
             dedupe_days=_float(env, "BRIDGE_DEDUPE_DAYS", cls.dedupe_days),
             lease_seconds=_float(env, "BRIDGE_LEASE_SECONDS", cls.lease_seconds),
             retry_max_age_seconds=_float(env, "BRIDGE_RETRY_MAX_AGE_SECONDS", cls.retry_max_age_seconds),
@@ -201,6 +211,9 @@ class Settings:
         gaps = self.half_configured()
         if gaps:
             raise ConfigError("BRIDGE_ENV=production and not configured: " + "; ".join(gaps))
+        if self.admin_token is not None and len(self.admin_token.value) < MIN_ADMIN_TOKEN_LENGTH:
+            raise ConfigError(f"BRIDGE_ENV=production: BRIDGE_ADMIN_TOKEN must have {MIN_ADMIN_TOKEN_LENGTH} characters"
+                              " or more (for example `openssl rand -hex 32`)")
 
     def require_durable_database(self) -> None:
         """Production refuses a SQLite file the platform would lose, or whose volume is not mounted.

@@ -14,7 +14,8 @@ Each answer is one of the outcomes counted by `bridge_webhooks_received_total`:
     rejected_signature  401  missing, malformed or wrong signature, or a timestamp outside the window
     unknown_source      404  no source of that name
     too_large           413  body over BRIDGE_MAX_BODY_BYTES (refused before it is read whole)
-    rejected_other      4xx  anything else a source refused
+    rejected_other      4xx  anything else a source refused, such as a signed body no genuine delivery
+                             looks like (bridge.sources.shape): too deep, a topic it cannot have
     store_failed        503  the store could not commit: the sender retries (Retry-After)
 """
 
@@ -27,9 +28,10 @@ import orjson
 import structlog
 
 from bridge.errors import PayloadTooLarge, RejectedWebhook, StoreUnavailable, UnknownSource
-from bridge.log import emit
+from bridge.log import capped, emit
 from bridge.model import Ping
 from bridge.ops.metrics import METRICS, Metrics
+from bridge.sources.shape import check_depth_and_topic
 from bridge.sources.signature import LowerHeaders
 
 if TYPE_CHECKING:
@@ -41,6 +43,8 @@ Scope = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
 Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 
+# An unverified name from the path is logged and answered cut to this many characters.
+SHOWN_NAME_CAP = 64
 JSON_HEADERS = [(b"content-type", b"application/json")]
 RETRY_HEADERS = [*JSON_HEADERS, (b"retry-after", b"5")]
 
@@ -99,7 +103,7 @@ class WebhookEndpoint:
             # Counted and logged after the answer left: neither delays the sender.
             self.metrics.webhook(name, answer.topic, answer.outcome, time.perf_counter() - started)
             level, event, fields = answer.log
-            emit(self.log, level, event, {"source": name, **fields})
+            emit(self.log, level, event, {"source": capped(name, SHOWN_NAME_CAP), **fields})
 
     async def answer(self, name: str, scope: Scope, receive: Receive) -> Answer:
         bridge = self.bridge
@@ -107,9 +111,11 @@ class WebhookEndpoint:
         try:
             source = bridge.sources.get(name)
             if source is None:
-                raise UnknownSource(f"no source named {name!r}")
+                raise UnknownSource(f"no source named {capped(name, SHOWN_NAME_CAP)!r}")
             body = await read_body(receive, headers, bridge.settings.max_body_bytes)
             verified = source.verify(headers, body)
+            if not isinstance(verified, Ping):
+                check_depth_and_topic(verified.topic, body, verified.payload_ok)
         except RejectedWebhook as exc:
             return Answer(exc.outcome, exc.status_code, {"error": str(exc)},
                           ("warning", "webhook.rejected", {"status": exc.status_code, "reason": str(exc)}))

@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, given, settings as hsettings, strategies as 
 from starlette.testclient import TestClient
 
 from bridge.app import create_app
-from bridge.settings import Settings, SourceSettings, secrets_from
+from bridge.settings import Secret, Settings, SourceSettings, secrets_from
 from bridge.sign import omneo_headers, shopify_headers, woocommerce_headers
 from bridge.store.sqlite.rows import unpack_body
 from bridge.store.sqlite.writer import execute
@@ -226,3 +226,43 @@ def test_healthz_names_the_rules_each_instance_runs(tmp_path: Path) -> None:
     some.write_text(some.read_text() + "\n# edited\n")
     assert shown()["hash"] != first["hash"]
     assert shown()["hash"] == shown()["hash"]
+def test_a_trailing_slash_is_the_same_webhook_and_nothing_redirects(client: TestClient) -> None:
+    headers = shopify_headers(ORDER, SECRET, "orders/create")
+    answer = client.post("/webhooks/shopify/", content=ORDER, headers=headers, follow_redirects=False)
+    assert answer.status_code == 200 and answer.json()["status"] == "accepted"
+    evil = {"Host": "evil.example"}
+    for method, path in (("GET", "/healthz/"), ("GET", "/readyz/"), ("POST", "/webhooks/shopify//"),
+                         ("GET", "/webhooks/shopify/")):
+        answer = client.request(method, path, headers=evil, follow_redirects=False)
+        assert answer.status_code in (404, 405) and "location" not in answer.headers, (method, path)
+
+
+def test_production_refuses_an_admin_token_under_32_characters() -> None:
+    from bridge.errors import ConfigError
+
+    complete = {"BRIDGE_ENV": "production", "SHOPIFY_WEBHOOK_SECRET": "s", "OMNEO_WEBHOOK_SECRET": "s",
+                "WOOCOMMERCE_WEBHOOK_SECRET": "s", "OMNISEND_API_KEY": "k", "OMETRIA_API_KEY": "k"}
+    with pytest.raises(ConfigError, match="32 characters"):
+        Settings.from_env(dict(complete, BRIDGE_ADMIN_TOKEN="a"))
+    assert Settings.from_env(dict(complete, BRIDGE_ADMIN_TOKEN="a" * 32)).admin_token is not None
+    assert Settings.from_env(complete).admin_token is None  # no admin API at all is fine
+    assert Settings.from_env({"BRIDGE_ADMIN_TOKEN": "a"}).admin_token is not None  # development takes any
+
+
+def test_healthz_shows_paths_only_with_the_admin_token(tmp_path: Path) -> None:
+    from bridge.mapping.saved import SavedCopy
+
+    class BrokenRules(NoRules):
+        error = f"{tmp_path}/mappings/orders.yaml:3:5: unknown field"
+        running_saved = SavedCopy(tmp_path / "b.db.last-good-rules" / "0123456789abcdef", 1.0, str(tmp_path / "mappings"))
+
+    token = "t" * 40
+    app = create_app(make_settings(tmp_path, admin_token=Secret(token)), run_worker=False, rules=BrokenRules())
+    with TestClient(app) as c:
+        public = c.get("/healthz").text
+        wrong = c.get("/healthz", headers={"Authorization": "Bearer nope"}).text
+        private = c.get("/healthz", headers={"Authorization": f"Bearer {token}"}).json()
+    for shown in (public, wrong):
+        assert str(tmp_path) not in shown and "orders.yaml:3:5: unknown field" in shown
+    assert private["rules"]["error"] == BrokenRules.error
+    assert private["rules"]["running_saved_copy"]["copied_from"] == str(tmp_path / "mappings")

@@ -7,10 +7,13 @@ import io
 import json
 import logging
 import sys
+import time
 from typing import Any, Callable, Iterator
 
 import pytest
 import structlog
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from bridge import log
 from bridge.log import LineWriter, fingerprint, mask_text, redact
@@ -188,3 +191,52 @@ def test_a_destinations_error_that_quotes_the_record_has_its_personal_values_has
     assert "61423456789" not in masked and "Jane" not in masked
     assert masked == (f"identifier {fingerprint('61423456789')} ({fingerprint('Jane')}) refused; "
                       f"{fingerprint('+61423456789')} is taken")
+
+
+# -- bounded time: what a sender controls is masked in linear time, after a cap -----------------------
+
+# Units whose repetition made the old patterns try every start inside one long run (quadratic).
+ADVERSARIAL_UNITS = ["1-", "1.", "1", "12-", "a", "a@", "a@b.", "1.1-", "+1 ", "(1)", "a@b.cc ", "a@b.cc1", "-1", ".1",
+                     "1 1.", "a.", "%+", "0(", ")-"]
+
+
+def _cpu_seconds(fn: Callable[[], object]) -> float:
+    """The best CPU time of three runs: a loaded machine adds wall time, not CPU time."""
+    best = float("inf")
+    for _ in range(3):
+        began = time.process_time()
+        fn()
+        best = min(best, time.process_time() - began)
+    return best
+
+
+@settings(max_examples=60, deadline=None, database=None)
+@given(units=st.lists(st.one_of(st.sampled_from(ADVERSARIAL_UNITS), st.text("1-. +()@a.%_x", min_size=1, max_size=6)),
+                      min_size=1, max_size=3),
+       size=st.integers(1_000, 1_000_000), tail=st.sampled_from(["", "a", "@", "x@y.zz", ".5", "1"]))
+def test_adversarial_text_up_to_a_megabyte_is_masked_in_under_50_ms(units: list[str], size: int, tail: str) -> None:
+    pattern = "".join(units)
+    text = (pattern * (size // len(pattern) + 1))[: size - len(tail)] + tail
+    for strict in (False, True):
+        assert _cpu_seconds(lambda: mask_text(text, strict)) < 0.05, (pattern, size, tail, strict)
+
+
+@settings(max_examples=300, deadline=None, database=None)
+@given(st.text("ab1.-_%+@ Z9", max_size=60))
+def test_e_mails_are_found_exactly_where_the_e_mail_pattern_finds_them(text: str) -> None:
+    expected = log.EMAIL.sub(lambda m: fingerprint(m.group().lower()), text)
+    assert log._mask_emails(text) == expected
+    assert log._mask_emails("a@b.com1x@c.com") == f"{fingerprint('a@b.com')}{fingerprint('1x@c.com')}"
+
+
+def test_long_text_is_cut_before_it_is_masked_and_a_log_line_carries_no_long_value(configured: Any) -> None:
+    long = "jane@example.com " + "x" * (log.MASK_CAP + 10)
+    masked = mask_text(long)
+    assert masked.startswith(fingerprint("jane@example.com")) and masked.endswith("...[27 more characters]")
+    stream = configured("json")
+    logger = structlog.get_logger("bridge.webhooks").bind()
+    log.emit(logger, "warning", "webhook.rejected", {"source": "s" * 100_000, "reason": "1-" * 100_000})
+    logger.warning("webhook.rejected", reason="1-" * 100_000)
+    for line in lines_of(stream):
+        assert len(line["reason"]) < log.LOG_VALUE_CAP + 40 and line["reason"].endswith("more characters]")
+    assert len(stream.getvalue()) < 4 * (log.LOG_VALUE_CAP + 500)

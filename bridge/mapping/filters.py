@@ -16,6 +16,8 @@ from typing import Any, Callable, Iterable, Mapping
 import phonenumbers
 from jinja2 import Undefined
 
+from bridge.log import quoted  # errors reach logs and operator views: a value is quoted by its shape only
+
 
 class FilterError(ValueError):
     """A value is present but cannot be converted (e.g. `"abc" | decimal`)."""
@@ -29,7 +31,7 @@ def _to_decimal(value: Any, name: str) -> Decimal | None:
     if _nothing(value) or value == "":
         return None
     if isinstance(value, bool):
-        raise FilterError(f"`{name}` needs a money amount, got {value!r}")
+        raise FilterError(f"`{name}` needs a money amount, got {quoted(value)}")
     if isinstance(value, Decimal):
         return value
     if isinstance(value, int):
@@ -40,7 +42,7 @@ def _to_decimal(value: Any, name: str) -> Decimal | None:
     try:
         return Decimal(str(value).strip().replace(",", ""))
     except InvalidOperation:
-        raise FilterError(f"`{name}` needs a money amount, got {value!r}") from None
+        raise FilterError(f"`{name}` needs a money amount, got {quoted(value)}") from None
 
 
 def decimal(value: Any) -> float | int | None:
@@ -69,7 +71,7 @@ def rfc3339(value: Any, assume: str = "UTC") -> str | None:
     if _nothing(value) or value == "":
         return None
     if isinstance(value, bool):
-        raise FilterError(f"`rfc3339` needs a date, got {value!r}")
+        raise FilterError(f"`rfc3339` needs a date, got {quoted(value)}")
     if isinstance(value, (int, float)):
         moment = datetime.fromtimestamp(value, tz=timezone.utc)
     elif isinstance(value, datetime):
@@ -81,7 +83,7 @@ def rfc3339(value: Any, assume: str = "UTC") -> str | None:
         try:
             moment = datetime.fromisoformat(text)
         except ValueError:
-            raise FilterError(f"`rfc3339` cannot read {value!r} as a date") from None
+            raise FilterError(f"`rfc3339` cannot read {quoted(value)} as a date") from None
     if moment.tzinfo is None:
         zone: tzinfo
         if assume.upper() in ("UTC", "Z"):
@@ -155,7 +157,7 @@ def integer(value: Any, otherwise: Any = _UNSET) -> Any:
     except InvalidOperation:
         if otherwise is not _UNSET:
             return otherwise
-        raise FilterError(f"`int` needs a whole number, got {value!r}; "
+        raise FilterError(f"`int` needs a whole number, got {quoted(value)}; "
                           "`int(none)` leaves such a value out instead") from None
 
 

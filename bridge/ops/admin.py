@@ -24,15 +24,19 @@ from starlette.routing import BaseRoute, Mount, Route, Router
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from bridge.errors import StoreUnavailable
+from bridge.log import capped
 from bridge.ops import views
 from bridge.ops.openapi import document
 from bridge.ops.replay import replay
+from bridge.ops.slowdown import FailedTries
 from bridge.ops.when import parse_when
+from bridge.settings import Secret
 from bridge.store.base import EVENT_STATUSES, DeadFilter, EventFilter, Page
 
 log = structlog.get_logger("bridge.ops.admin")
 
 MAX_LIMIT = 1000
+SHOWN_PATH_CAP = 128  # a refused path is logged cut to this many characters: the sender chose it
 Handler = Callable[[Request], Awaitable[Response]]
 
 
@@ -137,13 +141,17 @@ class AdminGuard:
     def __init__(self, bridge: Any, app: ASGIApp) -> None:
         self.bridge = bridge
         self.app = app
+        self.failed_tries = FailedTries()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        refusal = self.refuse(Request(scope))
+        request = Request(scope)
+        refusal = self.refuse(request)
         if refusal is not None:
+            if refusal.status_code == 401:  # a wrong token: each further failure of this client waits longer
+                await asyncio.sleep(self.failed_tries.failed(request.client.host if request.client else ""))
             await refusal(scope, receive, send)
             return
         await self.app(scope, receive, send)
@@ -152,11 +160,18 @@ class AdminGuard:
         token = getattr(self.bridge.settings, "admin_token", None)
         if token is None or not token.value:
             return error("not found", 404)
-        scheme, _, supplied = request.headers.get("authorization", "").partition(" ")
-        if scheme.lower() != "bearer" or not hmac.compare_digest(supplied.strip().encode(), token.value.encode()):
-            log.warning("admin.unauthorized", path=request.url.path)
+        if not has_admin_token(token, request.headers.get("authorization", "")):
+            log.warning("admin.unauthorized", path=capped(request.url.path, SHOWN_PATH_CAP))
             return error("a valid admin token is required", 401, **{"WWW-Authenticate": 'Bearer realm="bridge-admin"'})
         return None
+
+
+def has_admin_token(token: Secret | None, authorization: str) -> bool:
+    """Whether an Authorization header carries the admin token (compared in constant time)."""
+    if token is None or not token.value:
+        return False
+    scheme, _, supplied = authorization.partition(" ")
+    return scheme.lower() == "bearer" and hmac.compare_digest(supplied.strip().encode(), token.value.encode())
 
 
 def _endpoint(handler: Handler) -> Handler:

@@ -5,7 +5,9 @@ traffic here, with a 503 naming what is wrong:
 
 - the database takes a write: the store's probe (a row added and removed in one
   transaction), so a dead writer, a read-only volume or a lock held elsewhere
-  show up, bounded by a timeout;
+  show up, bounded by a timeout. The route probes at most once every PROBE_EVERY
+  seconds and answers from the last probe in between: /readyz is unauthenticated,
+  and each probe is a commit;
 - rules are loaded (a broken rule file keeps the previous rules; none at all
   means events would wait unmapped);
 - at least one destination is configured. One missing key is not enough to
@@ -28,6 +30,7 @@ from starlette.routing import Route
 from bridge.store.base import Store
 
 PROBE_TIMEOUT = 2.0
+PROBE_EVERY = 1.0
 
 
 async def check_database(store: Store, timeout: float = PROBE_TIMEOUT) -> dict[str, Any]:
@@ -39,6 +42,23 @@ async def check_database(store: Store, timeout: float = PROBE_TIMEOUT) -> dict[s
     except Exception as exc:
         return {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
     return {"ok": True, "write_ms": round((time.perf_counter() - started) * 1000, 1)}
+
+
+class CachedProbe:
+    """check_database at most once every `every` seconds; callers in between share the last answer."""
+
+    def __init__(self, every: float = PROBE_EVERY) -> None:
+        self.every = every
+        self._answer: dict[str, Any] | None = None
+        self._at = 0.0
+        self._lock = asyncio.Lock()  # requests arriving during a probe wait for its answer
+
+    async def __call__(self, store: Any) -> dict[str, Any]:
+        async with self._lock:
+            if self._answer is None or time.monotonic() - self._at >= self.every:
+                self._answer = await check_database(store)
+                self._at = time.monotonic()
+            return self._answer
 
 
 def check_rules(rules: Any) -> dict[str, Any]:
@@ -56,10 +76,10 @@ def check_destinations(destinations: Any) -> dict[str, Any]:
     return {"ok": bool(configured), "configured": configured, "not_configured": missing}
 
 
-async def readyz(bridge: Any) -> tuple[int, dict[str, Any]]:
-    """(HTTP status, body): 200 when every check passes, else 503 with `problems`."""
+async def readyz(bridge: Any, probe: CachedProbe | None = None) -> tuple[int, dict[str, Any]]:
+    """(HTTP status, body): 200 when every check passes, else 503 with `problems`. `probe`: a cached database check."""
     checks = {
-        "database": await check_database(bridge.store),
+        "database": await (probe(bridge.store) if probe is not None else check_database(bridge.store)),
         "rules": check_rules(bridge.rules),
         "destinations": check_destinations(bridge.destinations),
     }
@@ -75,10 +95,11 @@ async def readyz(bridge: Any) -> tuple[int, dict[str, Any]]:
     return (200 if ready else 503), body
 
 
-async def readyz_endpoint(request: Request) -> Response:
-    status, body = await readyz(request.app.state.bridge)
-    return JSONResponse(body, status_code=status)
+def readyz_route(path: str = "/readyz", probe_every: float = PROBE_EVERY) -> Route:
+    probe = CachedProbe(probe_every)
 
+    async def readyz_endpoint(request: Request) -> Response:
+        status, body = await readyz(request.app.state.bridge, probe)
+        return JSONResponse(body, status_code=status)
 
-def readyz_route(path: str = "/readyz") -> Route:
     return Route(path, readyz_endpoint, methods=["GET"])

@@ -3,7 +3,10 @@
 Omneo sends no delivery id and no timestamp (apis.md 3.4), and the body is
 the event context itself (a profile, a transaction) without an envelope, so
 the dedupe key is the trigger name plus the context's `id` and `updated_at`,
-or a hash of the body when either is missing.
+or a hash of the body when either is missing. X-Omneo-Event is not signed: the
+key's other parts come from the signed body, so a captured body sent again under
+the same trigger is a duplicate, and bridge.sources.shape refuses a body the
+trigger cannot have.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from typing import Mapping, Sequence
 from bridge.model import Ping, Webhook
 from bridge.settings import Secret, SourceSettings
 from bridge.sources.options import Option, check_options
+from bridge.sources.shape import check_omneo
 from bridge.sources.signature import (
     body_hash,
     dedupe_key,
@@ -49,6 +53,8 @@ class OmneoSource:
         index = verify_header_hmac(self.name, h, body, self._keys, header=SIGNATURE_HEADER, encoding="hex")
         payload, ok = parse_json(body)
         topic = h.get("x-omneo-event", "").strip()
+        if ok:
+            check_omneo(topic, payload)
         record_id, updated_at = field(payload, "id"), field(payload, "updated_at")
         if record_id is not None and updated_at is not None:
             key = dedupe_key(topic, record_id, updated_at)

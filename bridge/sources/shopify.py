@@ -3,8 +3,10 @@
 Several shops may post to one source. Option `shops` maps a shop domain to
 its own secrets (comma-separated, for rotation); a shop not listed there is
 verified with the source's secrets. The topic, shop and id headers are not
-covered by the signature: the dedupe key is therefore scoped to the shop
-and falls back to the body when the ids are missing.
+covered by the signature, so the dedupe key is the shop, the topic and a hash
+of the body: Shopify resends an event with its original body (apis.md 4.3), and a
+captured body sent again under a new X-Shopify-Event-Id is a duplicate. The event
+and delivery ids are kept with the event's headers, for display.
 """
 
 from __future__ import annotations
@@ -12,9 +14,11 @@ from __future__ import annotations
 from typing import Any, Mapping, Sequence
 
 from bridge.errors import SignatureError
+from bridge.log import capped
 from bridge.model import Ping, Webhook
 from bridge.settings import Secret, SourceSettings, secrets_from
 from bridge.sources.options import Option, check_options
+from bridge.sources.shape import check_shopify
 from bridge.sources.signature import (
     body_hash,
     dedupe_key,
@@ -84,22 +88,18 @@ class ShopifySource:
         keys = self._shop_keys.get(shop) or self._keys
         if not keys:
             if self.configured:
-                raise SignatureError(f"no secret is configured for shop {shop!r}" if shop else "missing X-Shopify-Shop-Domain header")
+                raise SignatureError(f"no secret is configured for shop {capped(shop, 64)!r}" if shop  # an unsigned header
+                                     else "missing X-Shopify-Shop-Domain header")
             raise not_configured(self.name)
         index = verify_header_hmac(self.name, h, body, keys, header=SIGNATURE_HEADER, encoding="base64")
-        ok = is_json(body)  # the dedupe key comes from the headers: the payload is not needed here
+        ok = is_json(body)  # the dedupe key is a hash of the body: the payload is parsed only to check a topic
         topic = h.get("x-shopify-topic", "").strip()
-        # Event-Id is the same on every duplicate of one event; Webhook-Id is per delivery.
-        if h.get("x-shopify-event-id", "").strip():
-            key = dedupe_key(shop, "event", h["x-shopify-event-id"].strip())
-        elif h.get("x-shopify-webhook-id", "").strip():
-            key = dedupe_key(shop, "webhook", h["x-shopify-webhook-id"].strip())
-        else:
-            key = dedupe_key(shop, topic, body_hash(body))
+        if ok:
+            check_shopify(topic, body)
         return Webhook(
             source=self.name,
             topic=topic,
-            dedupe_key=key,
+            dedupe_key=dedupe_key(shop, topic, body_hash(body)),
             body=body,
             headers=kept(h, KEPT_HEADERS),
             payload_ok=ok,

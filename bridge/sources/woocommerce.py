@@ -7,7 +7,9 @@ WooCommerce posts an unsigned form body `webhook_id=<id>` and will not
 activate the webhook unless it gets a 200: that ping is answered, never stored.
 
 X-WC-Webhook-Delivery-ID changes on every resend, so the dedupe key is the
-webhook id plus the resource's `id` and `date_modified`.
+topic plus the resource's `id` and `date_modified`, from the signed body: the
+headers are not signed, and a captured body sent again under another webhook
+or delivery id is a duplicate (two webhooks on one topic deliver one event).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from bridge.errors import SignatureError
 from bridge.model import Ping, Webhook
 from bridge.settings import Secret, SourceSettings
 from bridge.sources.options import Option, check_options, one_of
+from bridge.sources.shape import check_woocommerce
 from bridge.sources.signature import (
     ALGORITHMS,
     body_hash,
@@ -107,14 +110,14 @@ class WooCommerceSource:
         )
         payload, ok = parse_json(body)
         topic = h.get("x-wc-webhook-topic", "").strip()
-        webhook_id = h.get("x-wc-webhook-id", "").strip()
+        if ok:
+            check_woocommerce(topic, payload)
         resource_id, modified = field(payload, "id"), field(payload, "date_modified")
         if resource_id is not None and modified is not None:
-            key = dedupe_key(webhook_id, resource_id, modified)
+            key = dedupe_key(topic, resource_id, modified)
         else:
-            # Deleted resources arrive as {"id": N}: the same body under another
-            # webhook (another topic) is another event, hence the prefix.
-            key = dedupe_key(webhook_id, topic, body_hash(body))
+            # Deleted resources arrive as {"id": N}: the same body under another topic is another event.
+            key = dedupe_key(topic, body_hash(body))
         return Webhook(
             source=self.name,
             topic=topic,

@@ -23,6 +23,7 @@ from bridge.store.base import (
     EventSummary,
     MessageDetail,
 )
+from bridge.sources.shape import MAX_DEPTH, nests_deeper_than
 from bridge.store.sqlite.rows import Row, unpack_body
 
 SUMMARY_COLUMNS = ("e.id, e.source, e.topic, e.dedupe_key, e.received_at, e.status, e.rules, e.errors, e.duplicates,"
@@ -125,8 +126,9 @@ def event_detail(row: Row, messages: list[MessageDetail]) -> EventDetail:
     if row["body"] is not None:
         body = unpack_body(row["body"], row["body_codec"])
         try:
-            payload = json.loads(body)
-        except ValueError:  # invalid_json events: show the text as received
+            # JSON nested deeper than ingest takes (stored before that limit) is shown as text, as every tool can.
+            payload = body.decode("utf-8", "replace") if nests_deeper_than(MAX_DEPTH, body) else json.loads(body)
+        except (ValueError, RecursionError):  # invalid_json events: show the text as received
             payload = body.decode("utf-8", "replace")
     return {"id": row["id"], "source": row["source"], "topic": row["topic"], "dedupe_key": row["dedupe_key"],
             "received_at": row["received_at"], "mapped_at": row["mapped_at"], "status": row["status"],

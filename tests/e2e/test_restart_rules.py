@@ -25,7 +25,8 @@ def send_order(bridge: BridgeProcess, order_id: int) -> httpx.Response:
 def test_a_restart_with_a_broken_file_runs_the_last_good_rules_until_it_is_fixed(tmp_path: Path, fakes: Fakes) -> None:
     folder = tmp_path / "mappings"
     shutil.copytree(ROOT / "mappings", folder)
-    bridge = BridgeProcess(tmp_path, bridge_env(fakes, BRIDGE_MAPPINGS_DIR=str(folder)))
+    token = "t" * 32
+    bridge = BridgeProcess(tmp_path, bridge_env(fakes, BRIDGE_MAPPINGS_DIR=str(folder), BRIDGE_ADMIN_TOKEN=token))
     bridge.start()
     try:
         assert send_order(bridge, 1001).status_code == 200
@@ -39,7 +40,7 @@ def test_a_restart_with_a_broken_file_runs_the_last_good_rules_until_it_is_fixed
         (folder / "shopify-orders.yaml").write_text(broken)
         bridge.start()
 
-        health = httpx.get(bridge.url + "/healthz").json()["rules"]
+        health = httpx.get(bridge.url + "/healthz", headers={"Authorization": f"Bearer {token}"}).json()["rules"]  # paths
         assert health["loaded"] is True
         assert "shopify-orders.yaml:" in health["error"] and "running the last good rules instead" in health["error"]
         copy = health["running_saved_copy"]

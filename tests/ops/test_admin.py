@@ -191,3 +191,39 @@ def test_ids_beyond_sqlite_range_are_not_found_not_500(client: TestClient) -> No
     auth = {"Authorization": f"Bearer {TOKEN}"}
     assert client.get(f"/admin/events/{2**64}", headers=auth).status_code == 404
     assert client.post("/admin/dead/retry", json={"ids": [2**64]}, headers=auth).status_code == 400
+
+
+def test_an_event_nested_too_deep_to_take_now_is_shown_as_text(outbox: Outbox) -> None:
+    import asyncio
+
+    from bridge.model import Webhook
+
+    deep = b"[" * 1000 + b"]" * 1000  # acknowledged before ingest refused JSON over 64 levels
+    event = asyncio.run(outbox.store.ingest(Webhook("shopify", "orders/create", "deep", deep), now=NOW)).event_id
+    client = make_client(outbox)
+    for reveal in ("false", "true"):
+        answer = client.get(f"/admin/events/{event}?reveal={reveal}", headers=AUTH)
+        assert answer.status_code == 200 and answer.json()["payload"] == deep.decode()
+
+
+def test_failed_tries_are_slowed_per_client_in_bounded_memory(outbox: Outbox) -> None:
+    from bridge.ops.slowdown import FREE_TRIES, FailedTries
+
+    client = make_client(outbox)
+    waited = []
+    for _ in range(FREE_TRIES + 2):
+        began = time.monotonic()
+        assert client.get("/admin/events", headers={"Authorization": "Bearer guess"}).status_code == 401
+        waited.append(time.monotonic() - began)
+    assert waited[-1] >= 1.0 and waited[-2] >= 0.5  # the 4th failure waits 0.5 s, the 5th 1 s
+    assert client.get("/admin/events", headers=AUTH).status_code == 200
+
+    now = [0.0]
+    tries = FailedTries(max_clients=100, clock=lambda: now[0])
+    assert [tries.failed("a") for _ in range(8)] == [0, 0, 0, 0.5, 1, 2, 4, 8]
+    assert tries.failed("a") == 10 and tries.failed("b") == 0  # capped; another client is not slowed
+    now[0] += 301
+    assert tries.failed("a") == 0  # forgotten after five quiet minutes
+    for n in range(10_000):
+        tries.failed(f"client-{n}")
+    assert len(tries) == 100

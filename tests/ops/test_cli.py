@@ -215,3 +215,17 @@ def test_audit_lists_what_was_written_by_area(outbox: Outbox, capsys: pytest.Cap
     assert run(capsys, "audit", "--area", "consent", "--destination", "omnisend")[1].strip() == "nothing written"
     shown = run_json(capsys, "events", "show", str(event))
     assert [m["areas"] for m in shown["messages"]] == [["contacts", "consent"], ["contacts"]]
+
+
+def test_events_show_prints_json_nested_too_deep_to_take_now_as_text(outbox: Outbox,
+                                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    import asyncio
+
+    from bridge.model import Webhook
+
+    deep = b'{"a":' * 1000 + b"1" + b"}" * 1000  # acknowledged before ingest refused JSON over 64 levels
+    event = asyncio.run(outbox.store.ingest(Webhook("shopify", "orders/create", "deep", deep), now=NOW)).event_id
+    for reveal in ((), ("--reveal",)):
+        assert run_json(capsys, "events", "show", str(event), *reveal)["payload"] == deep.decode()
+        code, out, _ = run(capsys, "events", "show", str(event), *reveal)
+        assert code == 0 and '{\\"a\\":' in out

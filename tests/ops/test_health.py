@@ -58,3 +58,29 @@ def test_route(outbox: Outbox) -> None:
     with TestClient(app) as client:
         answer = client.get("/readyz")
     assert answer.status_code == 503 and answer.json()["problems"] == ["rules: none loaded"]
+
+
+def test_the_route_writes_to_the_database_at_most_once_a_second(outbox: Outbox) -> None:
+    class CountingStore:
+        """The store, counting the writes made through it."""
+
+        def __init__(self, store: Any) -> None:
+            self.store, self.writes = store, 0
+
+        async def awrite(self, fn: Any) -> Any:
+            self.writes += 1
+            return await self.store.awrite(fn)
+
+    counting = CountingStore(outbox.store)
+    app = Starlette(routes=[readyz_route(probe_every=3600)])
+    app.state.bridge = FakeBridge(counting)
+    with TestClient(app) as client:
+        answers = [client.get("/readyz") for _ in range(300)]
+    assert all(a.status_code == 200 for a in answers)
+    assert counting.writes == 1
+    app = Starlette(routes=[readyz_route(probe_every=0)])  # a new probe every time it is asked
+    app.state.bridge = FakeBridge(counting)
+    with TestClient(app) as client:
+        for _ in range(3):
+            client.get("/readyz")
+    assert counting.writes == 4

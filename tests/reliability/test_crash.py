@@ -11,8 +11,8 @@ import pytest
 
 from e2e.conftest import Fakes
 
-from .process import Bridge, reliability_env, wait_until
-from .traffic import Delivered, Sender, mixed
+from .process import Bridge, reliability_env
+from .traffic import Delivered, Sender, mixed, settle
 
 SEED = int(os.environ.get("RELIABILITY_SEED", "20261123"))
 
@@ -20,7 +20,7 @@ SEED = int(os.environ.get("RELIABILITY_SEED", "20261123"))
 def run_crash(workdir: Path, fakes: Fakes, *, events: int, kills: int, seed: int) -> None:
     rng = random.Random(seed)
     bridge = Bridge(workdir, reliability_env(fakes)).start()
-    sender = Sender(bridge.url, mixed(events, rng), deadline_seconds=150)
+    sender = Sender(bridge.url, mixed(events, rng), tries=None)
     try:
         sender.start()
         for _ in range(kills):
@@ -28,9 +28,9 @@ def run_crash(workdir: Path, fakes: Fakes, *, events: int, kills: int, seed: int
             bridge.kill()
             time.sleep(rng.uniform(0.0, 0.3))
             bridge.start()
-        sender.join(150)
-        assert not sender.is_alive(), "the sender did not finish in time"
-        wait_until(bridge.settled, timeout=60, interval=0.2)
+        sender.join()  # as long as webhooks keep being acknowledged (a loaded machine is slower, not stuck)
+        assert not sender.stalled, "nothing was acknowledged for a minute"
+        settle(bridge)
         acknowledged = list(sender.tally.acknowledged.values())
         delivered = Delivered.collect(fakes)
         lost = delivered.missing(acknowledged)

@@ -59,7 +59,7 @@ def fake(fakes: Fakes, name: str) -> Any:
 def run_outage(workdir: Path, fakes: Fakes, *, down: str, phase: float, orders: int) -> None:
     up = "omnisend" if down == "ometria" else "ometria"
     bridge = Bridge(workdir, reliability_env(fakes)).start()
-    sender = Sender(bridge.url, traffic(orders), deadline_seconds=120)
+    sender = Sender(bridge.url, traffic(orders), stall_seconds=120)
     try:
         began = time.monotonic()
         failing = fake(fakes, down)

@@ -24,7 +24,7 @@ def sigterm_mid_burst(workdir: Path, fakes: Fakes, items: list[Outbound], *, aft
                       slow: str | None = None) -> None:
     # A long lease: what is left `inflight` after the stop must be what the stop left, not a lease run out.
     bridge = Bridge(workdir, reliability_env(fakes, BRIDGE_LEASE_SECONDS="120")).start()
-    sender = Sender(bridge.url, items, tries=1, deadline_seconds=60)
+    sender = Sender(bridge.url, items, tries=1, stall_seconds=60)
     slow_fake = {"omnisend": fakes.omnisend, "ometria": fakes.ometria}.get(slow or "")
     try:
         if slow_fake is not None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import itertools
 import json
 import random
 import threading
@@ -109,32 +110,43 @@ class Sender(threading.Thread):
     """Posts each webhook until it is acknowledged, like a provider, within a bounded number of tries.
 
     A connection error or a 503 is not an acknowledgement: the webhook is sent again after a short
-    pause. Anything other than 200 / 503 / a transport error is recorded as unexpected.
+    pause. Anything other than 200 / 503 / a transport error is recorded as unexpected. The sender
+    gives up only when nothing has been acknowledged for `stall_seconds`: how long a run takes
+    follows how fast this machine is at the time, not a fixed total. `tries=None` sends each
+    webhook until it is acknowledged (a restart on a loaded machine can outlast any fixed count).
     """
 
-    def __init__(self, url: str, items: list[Outbound], *, tries: int = 200, pause: float = 0.05,
-                 deadline_seconds: float = 120.0) -> None:
+    def __init__(self, url: str, items: list[Outbound], *, tries: int | None = 200, pause: float = 0.05,
+                 stall_seconds: float = 60.0) -> None:
         super().__init__(name="webhook-sender", daemon=True)
         self.url = url
         self.items = items
         self.tries = tries
         self.pause = pause
-        self.deadline = time.monotonic() + deadline_seconds
+        self.stall_seconds = stall_seconds
+        self.last_progress = time.monotonic()
+        self.stalled = False
         self.tally = Tally()
         self.stop_sending = threading.Event()
 
     def run(self) -> None:
+        self.last_progress = time.monotonic()
         with httpx.Client(timeout=10) as client:
             for item in self.items:
-                if self.stop_sending.is_set() or time.monotonic() > self.deadline:
+                if self.stop_sending.is_set() or self._stalled():
                     return
                 self.tally.sent += 1
-                for _ in range(self.tries):
-                    if time.monotonic() > self.deadline:
+                for _ in range(self.tries) if self.tries is not None else itertools.count():
+                    if self._stalled():
                         return
                     if self.post(client, item):
+                        self.last_progress = time.monotonic()
                         break
                     time.sleep(self.pause)
+
+    def _stalled(self) -> bool:
+        self.stalled = self.stalled or time.monotonic() - self.last_progress > self.stall_seconds
+        return self.stalled
 
     def post(self, client: httpx.Client, item: Outbound) -> bool:
         self.tally.posts += 1
@@ -151,6 +163,21 @@ class Sender(threading.Thread):
         if response.status_code != 503:
             self.tally.unexpected.append(f"{response.status_code} {response.text[:200]}")
         return False
+
+
+def settle(bridge: Any, stall_seconds: float = 60.0) -> None:
+    """Wait until every stored event is mapped and every message delivered or dead, for as long as
+    that work keeps shrinking: fail only when it has not shrunk for `stall_seconds`."""
+    best, since = None, time.monotonic()
+    while True:
+        left = bridge.unmapped() + bridge.open_messages()
+        if left == 0:
+            return
+        if best is None or left < best:
+            best, since = left, time.monotonic()
+        elif time.monotonic() - since > stall_seconds:
+            raise AssertionError(f"{left} events or messages still open, none settled for {stall_seconds:g} s")
+        time.sleep(0.2)
 
 
 # --- what the fakes received (tests/e2e/received.py reads the fakes) ----------------------

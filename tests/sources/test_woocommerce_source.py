@@ -49,7 +49,7 @@ def test_valid_delivery() -> None:
     assert isinstance(hook, Webhook)
     assert hook.topic == "order.updated"
     assert hook.secret_index == 0 and hook.payload_ok
-    assert hook.dedupe_key == "12|727|2026-11-23T10:00:00"
+    assert hook.dedupe_key == "order.updated|727|2026-11-23T10:00:00"
     assert "x-wc-webhook-signature" not in hook.headers and "user-agent" not in hook.headers
     assert hook.headers["x-wc-webhook-source"] == "https://shop.example.com/"
 
@@ -137,9 +137,12 @@ def test_resend_with_new_delivery_id_has_same_key() -> None:
     assert isinstance(first, Webhook) and isinstance(resend, Webhook) and isinstance(changed, Webhook)
     assert first.dedupe_key == resend.dedupe_key
     assert first.dedupe_key != changed.dedupe_key
+    # The webhook id is not signed: the same body under another webhook id is the same event.
+    replay = s.verify(headers(delivery="d4", **{"X-WC-Webhook-ID": "99"}), BODY)
+    assert isinstance(replay, Webhook) and replay.dedupe_key == first.dedupe_key
 
 
-def test_deleted_resources_in_two_webhooks_are_two_events() -> None:
+def test_deleted_resources_under_two_topics_are_two_events() -> None:
     body = b'{"id": 727}'
     s = source()
     order = s.verify(headers(body, **{"X-WC-Webhook-ID": "12", "X-WC-Webhook-Topic": "order.deleted"}), body)
