@@ -12,6 +12,7 @@ route and answer; tests check the answers against it.
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import json
 import time
