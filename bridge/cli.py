@@ -112,7 +112,6 @@ def cmd_migrate(args: argparse.Namespace) -> int:
     from bridge.store import make_store
 
     settings = Settings.from_env()
-    configure(settings.log_format, settings.log_level)
     status = asyncio.run(make_store(settings, process=False, migrate=False).migrate())
     applied = ", ".join(status.applied) if status.applied else "nothing to apply"
     print(f"migrations: {applied}; the database is at {status.current or 'no version'}")

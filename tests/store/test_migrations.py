@@ -190,6 +190,7 @@ def test_a_worker_started_with_no_migrate_refuses_a_database_that_lacks_one(
     monkeypatch.setenv("BRIDGE_DATABASE_URL", f"sqlite:///{path}")
     monkeypatch.setenv("BRIDGE_STORE_WRITER", "thread")
     monkeypatch.delenv("BRIDGE_ENV", raising=False)
+    monkeypatch.setattr("bridge.cli.configure", lambda *args: None)  # the log set-up would outlive this test
     assert main(["worker", "--no-migrate"]) == 2
     assert "0001_initial" in capsys.readouterr().err and versions(path) == []
     assert build_parser().parse_args(["serve", "--no-migrate"]).no_migrate
