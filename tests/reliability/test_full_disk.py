@@ -24,6 +24,7 @@ import pytest
 from bridge.app import create_app
 from bridge.fakes import serve_in_thread
 from bridge.settings import Settings
+from bridge.sources.signature import body_hash, dedupe_key
 from bridge.store import SQLiteStore
 from bridge.store.sqlite.writer import execute
 from e2e.conftest import Fakes
@@ -60,8 +61,14 @@ class Run:
 
 
 def event_ids(rows: Iterable[Any]) -> set[str]:
-    """Shopify dedupe keys are `shop|event|X-Shopify-Event-Id`."""
-    return {str(row[0]).rsplit("|", 1)[-1] for row in rows}
+    """The stored dedupe keys."""
+    return {str(row[0]) for row in rows}
+
+
+def key_of(item: Outbound) -> str:
+    """The dedupe key the bridge gives a Shopify delivery: shop, topic and a hash of the body."""
+    return dedupe_key(item.headers["X-Shopify-Shop-Domain"].lower(), item.headers["X-Shopify-Topic"],
+                      body_hash(item.body))
 
 
 def send(url: str, items: list[Outbound], run: Run, *, stop_after_refusals: int | None = None) -> None:
@@ -102,7 +109,7 @@ def scenario(url: str, stored_keys: Callable[[], set[str]], free_space: Callable
         pending = attempt.refused
         time.sleep(0.2)
     stored = stored_keys()
-    acknowledged = {i.headers["X-Shopify-Event-Id"] for i in run.accepted + again.accepted}
+    acknowledged = {key_of(i) for i in run.accepted + again.accepted}
     print(f"\nfull disk ({label}): accepted before full {len(run.accepted)}, refused {len(run.refused)},"
           f" accepted after space returned {len(again.accepted)}, still refused {len(pending)}")
     assert run.unexpected == [] and again.unexpected == []
