@@ -25,7 +25,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from bridge.errors import StoreUnavailable
 from bridge.ops import views
-from bridge.ops.openapi import document
+from bridge.ops.openapi import MAX_ROW_ID, document
 from bridge.ops.replay import replay
 from bridge.ops.when import parse_when
 from bridge.store.base import EVENT_STATUSES, DeadFilter, EventFilter, Page
@@ -60,9 +60,6 @@ def _when(name: str, value: Any) -> float | None:
         return parse_when(value, time.time())
     except ValueError as exc:
         raise BadRequest(f"{name}: {exc}") from None
-
-
-MAX_ROW_ID = 2**63 - 1  # a 64-bit row id (SQLite's INTEGER, PostgreSQL's bigint): a larger one names no row
 
 
 def _is_row_id(value: Any) -> bool:

@@ -20,7 +20,7 @@ import asyncio
 import bisect
 import time
 from dataclasses import dataclass
-from typing import Any, Awaitable, Callable, Iterable, Iterator, Sequence
+from typing import Callable, Iterable, Iterator, Sequence
 
 import structlog
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, generate_latest

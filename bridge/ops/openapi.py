@@ -17,6 +17,8 @@ def _nullable(schema: dict[str, Any]) -> dict[str, Any]:
     return dict(schema, type=[kind, "null"] if isinstance(kind, str) else [*kind, "null"])
 
 
+MAX_ROW_ID = 2**63 - 1  # a 64-bit row id (SQLite's INTEGER, PostgreSQL's bigint): a larger one names no row
+
 STRING = {"type": "string"}
 INTEGER = {"type": "integer"}
 TIME = {"type": "string", "format": "date-time"}
@@ -163,7 +165,8 @@ ERRORS = {
 SINCE = _param("since", "query", STRING, "ISO 8601 or relative (2h, 3d)")
 REVEAL = _param("reveal", "query", {"type": "boolean"}, "show personal data instead of masking it")
 LIMIT = _param("limit", "query", {"type": "integer", "minimum": 1, "maximum": 1000}, "at most this many rows")
-OFFSET = _param("offset", "query", {"type": "integer", "minimum": 0}, "skip this many matching rows (paging)")
+OFFSET = _param("offset", "query", {"type": "integer", "minimum": 0, "maximum": MAX_ROW_ID},
+                "skip this many matching rows (paging)")
 NAME = _param("name", "path", STRING, "destination name (omnisend, ometria)", required=True)
 
 

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from bridge.cli import main
+from bridge.cli import build_parser, main
 from bridge.errors import MigrationError
 from bridge.model import Webhook
 from bridge.settings import Settings
@@ -33,6 +33,8 @@ def database_of_the_schema_before_migrations(path: Path) -> Path:
 
 def versions(path: Path) -> list[tuple[str, str]]:
     with sqlite3.connect(path) as conn:
+        if not conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'schema_migrations'").fetchone():
+            return []
         return [tuple(r) for r in conn.execute("SELECT version, name FROM schema_migrations ORDER BY version")]
 
 
@@ -180,3 +182,14 @@ def test_the_migrate_command(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, ca
     assert main(["migrate"]) == 0
     assert "nothing to apply" in capsys.readouterr().out
     assert versions(path) == [("0001", "0001_initial")]
+
+
+def test_a_worker_started_with_no_migrate_refuses_a_database_that_lacks_one(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    path = database_of_the_schema_before_migrations(tmp_path / "old.db")
+    monkeypatch.setenv("BRIDGE_DATABASE_URL", f"sqlite:///{path}")
+    monkeypatch.setenv("BRIDGE_STORE_WRITER", "thread")
+    monkeypatch.delenv("BRIDGE_ENV", raising=False)
+    assert main(["worker", "--no-migrate"]) == 2
+    assert "0001_initial" in capsys.readouterr().err and versions(path) == []
+    assert build_parser().parse_args(["serve", "--no-migrate"]).no_migrate

@@ -14,7 +14,6 @@ benchmarks of this backend use them, the rest of the bridge uses only `Store`.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import queue
 import sqlite3
 import threading
@@ -115,12 +114,7 @@ class SQLiteStore:
         if not self.create and not self.path.exists():
             # Opening would create an empty database: almost always a wrong BRIDGE_DATABASE_URL.
             raise StoreUnavailable(f"no database at {self.path} (set BRIDGE_DATABASE_URL)")
-        if self.path.parent and not self.path.parent.exists():
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            conn = connect(self.path)
-        except sqlite3.Error as exc:
-            raise StoreUnavailable(f"cannot open the database {self.path}: {exc}") from exc
+        conn = self._schema_connection()
         try:
             if self.migrate_on_open:
                 self._announce(apply_migrations(conn))
@@ -128,6 +122,14 @@ class SQLiteStore:
                 raise unapplied_error(missing)
         finally:
             conn.close()
+
+    def _schema_connection(self) -> sqlite3.Connection:
+        """A connection of its own for migrations, the database's folder made first."""
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            return connect(self.path)
+        except (OSError, sqlite3.Error) as exc:
+            raise StoreUnavailable(f"cannot open the database {self.path}: {exc}") from exc
 
     def close_sync(self) -> None:
         if not self._open:
@@ -152,18 +154,13 @@ class SQLiteStore:
 
     async def migrate(self) -> MigrationStatus:
         def run() -> MigrationStatus:
-            if self.path.parent and not self.path.parent.exists():
-                self.path.parent.mkdir(parents=True, exist_ok=True)
-            conn = connect(self.path)
+            conn = self._schema_connection()
             try:
                 return apply_migrations(conn)
             finally:
                 conn.close()
 
-        try:
-            return self._announce(await asyncio.to_thread(run))
-        except sqlite3.Error as exc:
-            raise StoreUnavailable(f"cannot open the database {self.path}: {exc}") from exc
+        return self._announce(await asyncio.to_thread(run))
 
     def _announce(self, status: MigrationStatus) -> MigrationStatus:
         """A new database is said so: on a platform that wiped its disk, this is where the data went."""
