@@ -87,6 +87,9 @@ class Settings:
     store_writer: str = "process"
     # The worker's mapping in a process of its own (process) or a thread of the worker's process (thread).
     mapping: str = "process"
+    # One event's mapping may take this long; the mapping process is stopped when it grows over the memory.
+    mapping_timeout_seconds: float = 5.0
+    mapping_memory_mb: int = 512
 
     @property
     def last_good_rules_dir(self) -> Path | None:
@@ -128,6 +131,8 @@ class Settings:
             log_level=env.get("BRIDGE_LOG_LEVEL", "info"),
             store_writer=_choice(env, "BRIDGE_STORE_WRITER", ("process", "thread"), "process"),
             mapping=_choice(env, "BRIDGE_MAPPING", ("process", "thread"), "process"),
+            mapping_timeout_seconds=_float(env, "BRIDGE_MAPPING_TIMEOUT_SECONDS", cls.mapping_timeout_seconds),
+            mapping_memory_mb=_int(env, "BRIDGE_MAPPING_MEMORY_MB", cls.mapping_memory_mb),
         )
         if settings.production:
             settings.require_complete()
