@@ -379,7 +379,10 @@ def _line_of(message: MessageSpec, path: str) -> int:
         place = message.places.get(".".join(steps))
         if place is not None:
             return place[0]
-        steps.pop()
+        if steps[-1].endswith("[]"):  # `note[]` is inside the value of `note`
+            steps[-1] = steps[-1][:-2]
+        else:
+            steps.pop()
     return 0
 
 

@@ -18,7 +18,7 @@ from typing import Any, Callable
 from jinja2 import Undefined
 
 MAX_BUILT_LENGTH = 10_000  # characters of text, or items of a list, that `*` may build
-MAX_POWER_BITS = 1_024  # an integer `**` result (about 300 digits)
+MAX_POWER_DIGITS = 300  # an integer `**` result
 MAX_NESTING = 32  # brackets, and the depth of an expression's tree
 MAX_FIELD_TEXT = 4_000  # characters in one field's template
 MAX_RECORD_CHARS = 512_000  # a record as JSON, about half of what a destination takes per request
@@ -45,9 +45,10 @@ def _multiply(left: Any, right: Any) -> Any:
 
 def _power(left: Any, right: Any) -> Any:
     if isinstance(left, int) and isinstance(right, int) and right > 0 and abs(left) > 1:
-        if left.bit_length() * right > MAX_POWER_BITS:
-            raise LimitError(f"`**` would make a number of about {int(left.bit_length() * right * math.log10(2)):,} "
-                             f"digits; rules may build at most {int(MAX_POWER_BITS * math.log10(2))}")
+        digits = right * math.log10(abs(left))
+        if digits > MAX_POWER_DIGITS:
+            raise LimitError(f"`**` would make a number of about {round(digits):,} digits; rules may build at most "
+                             f"{MAX_POWER_DIGITS}")
     return operator.pow(left, right)
 
 

@@ -156,6 +156,55 @@ def test_a_set_the_child_cannot_load_is_not_asked_of_it_again_for_a_while(tmp_pa
     asyncio.run(go())
 
 
+def test_a_child_over_its_memory_is_killed_its_event_names_the_rule_and_a_new_one_starts(tmp_path: Path) -> None:
+    """Budgets are per event: the child is watched while it maps one, and killed once it is over (here a
+    memory limit no process meets); that event is a mapping error naming its rule, and the batch ends there."""
+    rules = load_rules(ROOT / "mappings")
+    batch = events(3000)
+
+    async def go() -> None:
+        process = MappingProcess(memory_mb=1)
+        try:
+            await map_until_ready(process, rules)
+            child = process._progress[3]
+            started = time.monotonic()
+            (mapped,) = await process.map(rules, batch)
+            assert time.monotonic() - started < 30
+            assert mapped.status == "mapping_error" and not mapped.messages
+            (error,) = mapped.errors
+            assert "shopify-orders.yaml:" in error and " rule '" in error and "grew over 1 MB" in error
+            assert mapped.event_id in {event.id for event in batch}
+            assert stopped(int(child))
+            await process.map(rules, batch[:1])
+            assert process._pool is not None  # and a new one started
+        finally:
+            process.close()
+
+    asyncio.run(go())
+
+
+def stopped(pid: int, timeout: float = 10) -> bool:
+    """The process is gone, or a zombie waiting for its parent's pool to reap it."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] in ("Z", "X"):
+                return True
+        except OSError:
+            return True
+        time.sleep(0.05)
+    return False
+
+
+async def map_until_ready(process: MappingProcess, rules: Any, timeout: float = 60) -> None:
+    """Start the child and wait until it has loaded the rules (batches go to the thread until then)."""
+    process.start(rules)
+    deadline = time.monotonic() + timeout
+    while process._ready is None or not process._ready.done():
+        assert time.monotonic() < deadline, "the mapping process never started"
+        await asyncio.sleep(0.1)
+
+
 def test_rules_without_a_fingerprint_never_start_a_child() -> None:
     class Fixed:
         def map(self, event: Event) -> Any:
