@@ -20,6 +20,7 @@ from typing import Any, Callable
 
 DEFAULT_SECONDS = 5.0
 MAX_LOOP_STEPS = 100_000  # items walked by all the loops of one event's rules
+MAX_TEXT = 16_000_000  # characters of text all the fields of one event's messages may come to
 
 
 class OverBudget(BaseException):
@@ -31,6 +32,7 @@ class Budget:
     seconds: float = DEFAULT_SECONDS
     deadline: float = float("inf")
     steps: int = MAX_LOOP_STEPS
+    text: int = MAX_TEXT
     rule: int = -1  # the position of the rule being run in the rule set's list
 
 
@@ -57,6 +59,7 @@ def start(event_id: int) -> Budget:
     budget = current()
     budget.deadline = time.monotonic() + budget.seconds
     budget.steps = MAX_LOOP_STEPS
+    budget.text = MAX_TEXT
     budget.rule = -1
     if progress is not None:
         progress(event_id, -1)
@@ -76,6 +79,15 @@ def spend(steps: int = 1) -> None:
         raise OverBudget(f"its loops went over {MAX_LOOP_STEPS:,} steps")
     if time.monotonic() > budget.deadline:
         raise OverBudget(f"it took over {budget.seconds:g} s")
+
+
+def spend_text(characters: int) -> None:
+    """A field made text of this length: thousands of fields each copying a long payload text would
+    otherwise fill memory before any one record is found too big."""
+    budget = current()
+    budget.text -= characters
+    if budget.text < 0:
+        raise OverBudget(f"its fields made over {MAX_TEXT:,} characters of text")
 
 
 def bounded(values: Any) -> Any:

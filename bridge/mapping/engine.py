@@ -54,11 +54,14 @@ def leaf(compiled: Compiled, path: str, line: int = 0) -> Build:
 
     def build(ctx: Context) -> Any:
         try:
-            return evaluate(ctx)
+            value = evaluate(ctx)
         except FieldError:
             raise
         except Exception as exc:  # a filter or the sandbox refused: one message fails, not the worker
             raise FieldError(path, f"`{compiled.source}` failed: {exc}", line) from None
+        if value.__class__ is str:
+            budget.spend_text(len(value))
+        return value
 
     return build
 

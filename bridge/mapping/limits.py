@@ -111,7 +111,15 @@ def document_problem(document: Any) -> str | None:
     return None
 
 
-_PLAIN_LEAVES = (str, int, float, bool, type(None))
+_PLAIN_LEAVES = (int, float, bool, type(None))
+
+
+def _unicode(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def unsendable(record: Any) -> tuple[str, str] | None:
@@ -137,10 +145,14 @@ def unsendable(record: Any) -> tuple[str, str] | None:
         elif isinstance(value, Undefined):
             return path, ("is a field the webhook does not have, inside a list or object the rule builds "
                           "(`[customer.tag]`); build it with `for each:`, or give the field a `| default(...)`")
+        elif isinstance(value, str):
+            if not value.isascii() and not _unicode(value):
+                return path, "holds text that is not valid Unicode (a lone surrogate such as \\ud800)"
+            size += len(value) + 2
         elif isinstance(value, _PLAIN_LEAVES):
             if isinstance(value, float) and not math.isfinite(value):
                 return path, f"is {value}, which JSON cannot carry"
-            size += len(value) + 2 if isinstance(value, str) else 8
+            size += 8
         else:
             return path, (f"is a {type(value).__name__}, not a value a destination can take (text, a number, "
                           "true/false, a list or an object)")

@@ -117,6 +117,7 @@ def test_an_event_over_its_time_is_a_mapping_error_naming_the_rule(tmp_path: Pat
     # a field the payload lacks, inside a list the rule builds: Jinja gives an Undefined, not a value
     ("{{ [customer.tag, 1] }}", {"customer": {}}, "properties.note.0: the value is a field the webhook does not have"),
     ("{{ note ~ note }}", {"note": "x" * 300_000}, "makes the record over 512,000 characters"),
+    ("{{ note }}", {"note": "Jane \ud800"}, "properties.note: the value holds text that is not valid Unicode"),
 ])
 def test_a_value_that_cannot_be_sent_is_an_error_of_its_message(tmp_path: Path, expression: str,
                                                                 payload: dict[str, Any], expected: str) -> None:
@@ -126,6 +127,14 @@ def test_a_value_that_cannot_be_sent_is_an_error_of_its_message(tmp_path: Path, 
     (error,) = result.errors
     assert "rules.yaml:13 rule 'Order' → omnisend event: " in error, error
     assert expected in error, error
+
+
+def test_fields_that_copy_a_long_text_many_times_stop_at_the_events_text_budget(tmp_path: Path) -> None:
+    fields = "".join(f"            p{n}: \"{{{{ note ~ note }}}}\"\n" for n in range(60))
+    rules = load_rules(write(tmp_path, ORDER_RULE.replace('            note: "{{ note }}"\n', fields)))
+    result = rules.map(event({"email": "a@b.c", "id": 1, "line_items": [], "note": "x" * 200_000}))
+    assert result.over_budget and not result.messages
+    assert f"over {budget.MAX_TEXT:,} characters of text" in result.errors[0] and "rule 'Order'" in result.errors[0]
 
 
 def test_try_names_the_field_instead_of_crashing(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -183,6 +183,45 @@ def test_a_child_over_its_memory_is_killed_its_event_names_the_rule_and_a_new_on
     asyncio.run(go())
 
 
+def test_a_child_over_its_time_is_killed_and_the_map_loop_does_not_wait_for_it(tmp_path: Path, monkeypatch: Any) -> None:
+    """What the child's own loops cannot stop (here: no loop at all, and a budget of a millisecond with
+    no grace) is ended by the worker: the child is killed and its event names the rule."""
+    monkeypatch.setattr("bridge.mapping.process.GRACE_SECONDS", 0.0)
+    directory = tmp_path / "mappings"
+    directory.mkdir()
+    (directory / "orders.yaml").write_text(NO_LOOP)
+    rules = load_rules(directory)
+    batch = events(3000)
+
+    async def go() -> None:
+        process = MappingProcess(seconds=0.001)
+        try:
+            await map_until_ready(process, rules)
+            child = process._progress[3]
+            (mapped,) = await process.map(rules, batch)
+            assert mapped.status == "mapping_error"
+            (error,) = mapped.errors
+            assert "orders.yaml:2 rule 'Order': mapping this event stopped: it took over 0.001 s" in error
+            assert stopped(int(child))
+        finally:
+            process.close()
+
+    asyncio.run(go())
+
+
+NO_LOOP = """\
+rules:
+  - name: Order
+    on: shopify orders/create
+    send:
+      - to: omnisend event "placed order"
+        fields:
+          origin: api
+          contact: {email: "{{ email | lower }}"}
+          properties: {orderID: "{{ id | string }}", total: "{{ total_price | decimal }}"}
+"""
+
+
 def stopped(pid: int, timeout: float = 10) -> bool:
     """The process is gone, or a zombie waiting for its parent's pool to reap it."""
     deadline = time.monotonic() + timeout
