@@ -135,7 +135,7 @@ def replay(
 ) -> ReplaySummary:
     """Replay every stored event matching `where`, oldest first, in batches (blocking: run it in a thread
     from async code)."""
-    from bridge.worker import map_events
+    from bridge.mapping.process import complete, map_events
 
     reader = store.reader()
     total = count_replayable(reader, where)
@@ -147,8 +147,9 @@ def replay(
         events = replayable_events(reader, where, after, BATCH)
         if not events:
             break
-        after = events[-1].id
         mapped = map_events(rules, events)
+        # A batch ends at an event over its mapping budget: the events after it are read again.
+        after = events[-1].id if complete(events, mapped) else mapped[-1].event_id
         if dry_run:
             part = apply_mappings(reader, mapped, now, force=force, dry_run=True)
         else:
