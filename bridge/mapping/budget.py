@@ -21,6 +21,7 @@ from typing import Any, Callable
 DEFAULT_SECONDS = 5.0
 MAX_LOOP_STEPS = 100_000  # items walked by all the loops of one event's rules
 MAX_TEXT = 16_000_000  # characters of text all the fields of one event's messages may come to
+COUNTED_TEXT = 1_000  # shorter texts are not counted: a rule file's fields cannot add up to much with them
 
 
 class OverBudget(BaseException):

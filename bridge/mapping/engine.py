@@ -59,7 +59,7 @@ def leaf(compiled: Compiled, path: str, line: int = 0) -> Build:
             raise
         except Exception as exc:  # a filter or the sandbox refused: one message fails, not the worker
             raise FieldError(path, f"`{compiled.source}` failed: {exc}", line) from None
-        if value.__class__ is str:
+        if value.__class__ is str and len(value) > budget.COUNTED_TEXT:
             budget.spend_text(len(value))
         return value
 

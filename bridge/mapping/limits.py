@@ -15,6 +15,7 @@ import math
 import operator
 from typing import Any, Callable
 
+import orjson
 from jinja2 import Undefined
 
 MAX_BUILT_LENGTH = 10_000  # characters of text, or items of a list, that `*` may build
@@ -22,7 +23,7 @@ MAX_POWER_DIGITS = 300  # an integer `**` result
 MAX_NESTING = 32  # brackets, and the depth of an expression's tree
 MAX_FIELD_TEXT = 4_000  # characters in one field's template
 MAX_RECORD_CHARS = 512_000  # a record as JSON, about half of what a destination takes per request
-MAX_RECORD_DEPTH = 32
+MAX_RECORD_DEPTH = 255  # orjson's own limit: deeper records are written by the json module
 MAX_FILE_BYTES = 1_000_000  # a rule file
 MAX_DOCUMENT_VALUES = 200_000  # values in a rule file with every alias (`*name`) written out
 MAX_DOCUMENT_DEPTH = 64
@@ -111,9 +112,6 @@ def document_problem(document: Any) -> str | None:
     return None
 
 
-_PLAIN_LEAVES = (int, float, bool, type(None))
-
-
 def _unicode(text: str) -> bool:
     try:
         text.encode("utf-8")
@@ -125,37 +123,91 @@ def _unicode(text: str) -> bool:
 def unsendable(record: Any) -> tuple[str, str] | None:
     """(field path, problem) when `record` is not plain JSON of a bounded size, else None.
 
-    Walks the record once, without recursion, adding up an estimate of its JSON size."""
+    This runs for every message: orjson answers for most records (it refuses what is not plain
+    JSON); only a record it refuses, or one with a null (NaN is written as null), is walked in
+    Python, and only a value found wrong is looked for again to name its place."""
+    try:
+        data = orjson.dumps(record, option=_STRICT)
+    except TypeError:  # not plain JSON, or only beyond orjson (an integer over 64 bits): the walk decides
+        data = None
+    if data is not None and len(data) <= MAX_RECORD_CHARS and b"null" not in data:
+        return None
+    found = _first_problem(record)
+    if found is None:
+        return None
+    culprit, problem = found
+    return _path_to(record, culprit), problem
+
+
+_STRICT = orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_SUBCLASS | orjson.OPT_PASSTHROUGH_DATACLASS
+_NUMBERS = (int, float, bool)
+_TOO_DEEP_PROBLEM = f"is nested over {MAX_RECORD_DEPTH} levels deep"
+_TOO_BIG_PROBLEM = f"makes the record over {MAX_RECORD_CHARS:,} characters; a destination would refuse it"
+_NOT_UNICODE = "holds text that is not valid Unicode (a lone surrogate such as \\ud800)"
+
+
+def _first_problem(record: Any) -> tuple[Any, str] | None:
+    """The first value found wrong, with the problem; None when the record is fine. Without recursion,
+    adding up an estimate of the record's size as JSON."""
     size = 0
-    stack: list[tuple[str, Any, int]] = [("", record, 0)]
+    stack: list[tuple[Any, int]] = [(record, 0)]
     while stack:
-        path, value, depth = stack.pop()
-        if depth > MAX_RECORD_DEPTH:
-            return path, f"is nested over {MAX_RECORD_DEPTH} levels deep"
-        if isinstance(value, dict):
-            size += 2
-            for key, item in value.items():
-                if not isinstance(key, str):
-                    return path, f"has a key {type(key).__name__} {str(key)[:40]!r}; keys must be text"
-                size += len(key) + 4
-                stack.append((f"{path}.{key}" if path else key, item, depth + 1))
-        elif isinstance(value, (list, tuple)):
-            size += 2
-            stack.extend((f"{path}.{index}" if path else str(index), item, depth + 1) for index, item in enumerate(value))
-        elif isinstance(value, Undefined):
-            return path, ("is a field the webhook does not have, inside a list or object the rule builds "
-                          "(`[customer.tag]`); build it with `for each:`, or give the field a `| default(...)`")
-        elif isinstance(value, str):
+        value, depth = stack.pop()
+        kind = type(value)
+        if kind is str:
+            size += len(value) + 4
             if not value.isascii() and not _unicode(value):
-                return path, "holds text that is not valid Unicode (a lone surrogate such as \\ud800)"
-            size += len(value) + 2
-        elif isinstance(value, _PLAIN_LEAVES):
-            if isinstance(value, float) and not math.isfinite(value):
-                return path, f"is {value}, which JSON cannot carry"
+                return value, _NOT_UNICODE
+        elif kind is dict or kind is list or kind is tuple:
+            if depth >= MAX_RECORD_DEPTH:
+                return value, _TOO_DEEP_PROBLEM
+            if kind is dict:
+                for key in value:
+                    if type(key) is not str:
+                        return value, f"has a key {type(key).__name__} {str(key)[:40]!r}; keys must be text"
+                    size += len(key) + 4
+                items = value.values()
+            else:
+                items = value
+            for item in items:
+                if type(item) is str:  # most values: counted here rather than pushed
+                    size += len(item) + 4
+                    if not item.isascii() and not _unicode(item):
+                        return item, _NOT_UNICODE
+                    if size > MAX_RECORD_CHARS:
+                        return item, _TOO_BIG_PROBLEM
+                else:
+                    stack.append((item, depth + 1))
+        elif kind in _NUMBERS or value is None:
             size += 8
+            if kind is float and not math.isfinite(value):
+                return value, f"is {value}, which JSON cannot carry"
         else:
-            return path, (f"is a {type(value).__name__}, not a value a destination can take (text, a number, "
-                          "true/false, a list or an object)")
+            return value, _not_plain(value)
         if size > MAX_RECORD_CHARS:
-            return path, f"makes the record over {MAX_RECORD_CHARS:,} characters; a destination would refuse it"
+            return value, _TOO_BIG_PROBLEM
     return None
+
+
+def _not_plain(value: Any) -> str:
+    if isinstance(value, Undefined):
+        return ("is a field the webhook does not have, inside a list or object the rule builds "
+                "(`[customer.tag]`); build it with `for each:`, or give the field a `| default(...)`")
+    return (f"is a {type(value).__name__}, not a value a destination can take (text, a number, true/false, "
+            "a list or an object)")
+
+
+def _path_to(record: Any, culprit: Any) -> str:
+    """The dotted path (`properties.lineItems.0.sku`) of the first place `culprit` is in `record`."""
+    stack: list[tuple[Any, str, int]] = [(record, "", 0)]
+    while stack:
+        value, path, depth = stack.pop()
+        if value is culprit:
+            return path
+        if depth > MAX_RECORD_DEPTH:
+            continue
+        if isinstance(value, dict):
+            stack.extend((item, f"{path}.{key}" if path else str(key), depth + 1) for key, item in value.items())
+        elif isinstance(value, (list, tuple)):
+            stack.extend((item, f"{path}.{n}" if path else str(n), depth + 1) for n, item in enumerate(value))
+    return ""
