@@ -13,6 +13,7 @@ from bridge.model import Event, Message, Outcome, Outgoing, PreparedRequest, Web
 from bridge.settings import Settings
 from bridge.store import SQLiteStore
 from bridge.worker import Worker
+from tests.mapping.test_rules import ORDER_HEAD
 
 
 @dataclass
@@ -390,14 +391,7 @@ def test_a_failing_map_loop_is_a_metric_a_log_line_and_a_problem_for_healthz_and
     asyncio.run(go())
 
 
-HOSTILE_AND_OTHER = """\
-rules:
-  - name: Order
-    on: shopify orders/create
-    send:
-      - to: omnisend event "placed order"
-        fields:
-          origin: api
+HOSTILE_AND_OTHER = ORDER_HEAD + """\
           contact: {email: "{{ email }}"}
           properties:
             tags: "{{ [customer.tag] }}"

@@ -98,14 +98,9 @@ def test_an_event_over_its_mapping_budget_does_not_end_the_replay(outbox: Outbox
     """Mapping ends a batch at an event over its budget; the replay reads on from the next one."""
     from bridge.mapping import load_rules
 
-    (tmp_path / "rules.yaml").write_text("""\
-rules:
-  - name: Order
-    on: shopify orders/create
-    send:
-      - to: omnisend event "placed order"
-        fields:
-          origin: api
+    from tests.mapping.test_rules import ORDER_HEAD
+
+    (tmp_path / "rules.yaml").write_text(ORDER_HEAD + """\
           contact: {email: "{{ email }}"}
           properties:
             n: "{% for a in line_items %}{% for b in line_items %}x{% endfor %}{% endfor %}"
