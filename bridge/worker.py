@@ -216,7 +216,7 @@ class Worker:
                         continue
                     after = events[-1].id if len(events) == MAP_BATCH else 0
                 except Exception as exc:
-                    cause = f"{type(exc).__name__}: {mask_text(str(exc))[:300]}"
+                    cause = f"{type(exc).__name__}: {mask_text(str(exc)[:2000])[:300]}"  # capped before masking
                     self.map_health.failed(cause, time.monotonic())
                     log.exception("mapping.loop_failed", cause=cause)
                     await _finish(saving)

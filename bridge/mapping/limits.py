@@ -164,7 +164,7 @@ def _first_problem(record: Any) -> tuple[Any, str] | None:
             if kind is dict:
                 for key in value:
                     if type(key) is not str:
-                        return value, f"has a key {type(key).__name__} {str(key)[:40]!r}; keys must be text"
+                        return value, f"has a key that is not text (a {type(key).__name__}); keys must be text"
                     size += len(key) + 4
                 items = value.values()
             else:

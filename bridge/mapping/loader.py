@@ -732,9 +732,9 @@ def missing_step(payload: Any, path: str) -> tuple[str, list[str]] | None:
 
 
 def check_filters() -> list[str]:
-    from bridge.mapping.expressions import ENV
+    from bridge.mapping.filters import FILTERS
 
-    return sorted(ENV.filters)
+    return sorted(FILTERS)
 
 
 class LoadedRules(CompiledRuleSet):

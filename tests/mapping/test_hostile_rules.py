@@ -15,6 +15,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from jinja2 import TemplateAssertionError
+from jinja2.filters import FILTERS as JINJA_FILTERS
+from jinja2.tests import TESTS as JINJA_TESTS
 
 from bridge.errors import RulesError
 from bridge.mapping import budget, load_rules
@@ -59,6 +61,20 @@ def test_hostile_expressions_are_refused_with_their_place(tmp_path: Path, expres
     assert time.monotonic() - started < 5
     assert LOCATED.match(found) and ":13:" in found, found
     assert expected in found, found
+
+
+@pytest.mark.parametrize("name", sorted(set(JINJA_FILTERS) - set(FILTERS)))
+def test_every_jinja_filter_rules_do_not_have_is_refused_with_a_fix(tmp_path: Path, name: str) -> None:
+    (found,) = problems(tmp_path, with_note("{{ note | %s }}" % name))
+    assert LOCATED.match(found) and ":13:" in found
+    assert f"`{name}` is not a filter rules can use; " in found and "mappings/README.md" in found, found
+
+
+@pytest.mark.parametrize("name", sorted(set(JINJA_TESTS) - set(TEST_NAMES)))
+def test_every_jinja_test_rules_do_not_have_is_refused(tmp_path: Path, name: str) -> None:
+    (found,) = problems(tmp_path, with_note("{{ note is %s }}" % name))
+    assert LOCATED.match(found) and ":13:" in found
+    assert f"`is {name}` is not a test rules can use; the tests are defined, undefined, none" in found, found
 
 
 def test_only_the_documented_filters_and_tests_exist_at_run_time() -> None:
