@@ -29,6 +29,7 @@ from jinja2.exceptions import TemplateAssertionError
 from jinja2.nodes import EvalContext
 from jinja2.parser import Parser
 from jinja2.runtime import Context, new_context
+from jinja2.visitor import NodeTransformer
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from bridge.mapping import budget, limits
@@ -40,8 +41,12 @@ Evaluator = Callable[[Context], Any]
 # The only statements a mixed-text field may use; include/import/extends/macro
 # would reach outside the field (files, other templates) and are refused.
 ALLOWED_STATEMENTS = (nodes.Output, nodes.If, nodes.For, nodes.Assign)
-# The filter each `{% for %}` walks its list through; a name no rule can write (it has a space).
+# Filters the compiled templates call and no rule can write (their names have a space): the list
+# each `{% for %}` walks goes through LOOP_FILTER, each list or object a rule builds (`[a, b]`)
+# through MEASURED, and `a ~ b` is JOINED.
 LOOP_FILTER = "loop steps"
+MEASURED = "measured value"
+JOINED = "joined text"
 MAX_TREE_DEPTH = 2 * limits.MAX_NESTING
 
 
@@ -68,7 +73,7 @@ class RuleEnvironment(ImmutableSandboxedEnvironment):
     def __init__(self) -> None:
         super().__init__(undefined=ChainableUndefined, autoescape=False, loader=None)
         self.globals.clear()  # no range, cycler, joiner, namespace, lipsum: nothing to climb from
-        self.filters = {**FILTERS, LOOP_FILTER: budget.bounded}
+        self.filters = {**FILTERS, LOOP_FILTER: budget.bounded, MEASURED: limits.measured, JOINED: limits.joined}
         self.tests = dict(TESTS)
         self.finalize = _finalize
 
@@ -309,10 +314,45 @@ def compile_node(expr: nodes.Expr) -> Evaluator:
     return evaluate
 
 
+class _Bounded(NodeTransformer):
+    """Routes what could build a large value through the limits: the loops, the lists and objects a
+    rule writes with anything but constants in them, and `~`."""
+
+    def visit_For(self, node: nodes.For) -> nodes.Node:
+        self.generic_visit(node)
+        node.iter = _internal(node.iter, LOOP_FILTER)
+        return node
+
+    def visit_List(self, node: nodes.List) -> nodes.Node:
+        return self._measured(node)
+
+    def visit_Dict(self, node: nodes.Dict) -> nodes.Node:
+        return self._measured(node)
+
+    def visit_Tuple(self, node: nodes.Tuple) -> nodes.Node:
+        return self._measured(node) if node.ctx == "load" else node  # not the names of `for a, b in ...`
+
+    def visit_Concat(self, node: nodes.Concat) -> nodes.Node:
+        self.generic_visit(node)
+        return _internal(nodes.List(node.nodes, lineno=node.lineno), JOINED)
+
+    def _measured(self, node: nodes.Expr) -> nodes.Node:
+        self.generic_visit(node)
+        return node if _folded(node) is not _NOT_CONST else _internal(node, MEASURED)
+
+
+def _internal(node: nodes.Node, name: str) -> nodes.Filter:
+    return nodes.Filter(node, name, [], [], None, None, lineno=node.lineno)
+
+
+def _bounded(node: nodes.Node) -> Any:
+    return _Bounded().visit(node)
+
+
 def _expression_template(expr: nodes.Expr) -> Any:
     # The same construction as Environment.compile_expression, but we keep the
     # template so it can run against a shared context instead of a fresh copy.
-    body = [nodes.Assign(nodes.Name("result", "store"), expr, lineno=1)]
+    body = [nodes.Assign(nodes.Name("result", "store"), _bounded(expr), lineno=1)]
     try:
         return ENV.from_string(nodes.Template(body, lineno=1))
     except TemplateAssertionError as exc:
@@ -330,6 +370,7 @@ def _concat(parts: Sequence[nodes.Node]) -> Evaluator:
     def evaluate(ctx: Context) -> str | None:
         out: list[str] = []
         filled = False
+        size = 0
         for piece in pieces:
             if isinstance(piece, str):
                 out.append(piece)
@@ -339,6 +380,9 @@ def _concat(parts: Sequence[nodes.Node]) -> Evaluator:
                 continue
             filled = True
             out.append(_text(value))
+            size += len(out[-1])
+            if size > limits.MAX_RECORD_CHARS:
+                raise limits.LimitError(f"the text would be over {limits.MAX_RECORD_CHARS:,} characters")
         # "order:" with an empty id is worse than nothing: omit the field.
         return "".join(out) if filled else None
 
@@ -354,10 +398,8 @@ def _text(value: Any) -> str:
 
 
 def _render_template(tree: nodes.Template) -> Evaluator:
-    for loop in tree.find_all(nodes.For):  # each item a loop walks spends a step of the event's budget
-        loop.iter = nodes.Filter(loop.iter, LOOP_FILTER, [], [], None, None, lineno=loop.lineno)
     try:
-        template = ENV.from_string(tree)
+        template = ENV.from_string(_bounded(tree))
     except TemplateAssertionError as exc:
         raise ExpressionError(exc.message or str(exc), exc.lineno or 1) from None
     render = template.root_render_func

@@ -16,6 +16,8 @@ from typing import Any, Callable, Iterable, Mapping
 import phonenumbers
 from jinja2 import Undefined
 
+from bridge.mapping.limits import MAX_RECORD_CHARS
+
 
 class FilterError(ValueError):
     """A value is present but cannot be converted (e.g. `"abc" | decimal`)."""
@@ -181,8 +183,10 @@ def join(value: Any, separator: str = ", ") -> str | None:
         return None
     if isinstance(value, str):
         return value
-    parts = [string(part) for part in value]
-    return separator.join(part for part in parts if part)
+    parts = [text for part in value if (text := string(part))]
+    if len(separator) * len(parts) + sum(map(len, parts)) > MAX_RECORD_CHARS:  # a long separator, many parts
+        raise FilterError(f"`join` would make text over {MAX_RECORD_CHARS:,} characters")
+    return separator.join(parts)
 
 
 def first(value: Any) -> Any:

@@ -22,7 +22,7 @@ from bridge.errors import RulesError
 from bridge.mapping import budget, load_rules
 from bridge.mapping.allowed import TEST_NAMES
 from bridge.mapping.cli import main as mappings_main
-from bridge.mapping.expressions import ENV, LOOP_FILTER
+from bridge.mapping.expressions import ENV, JOINED, LOOP_FILTER, MEASURED
 from bridge.mapping.filters import FILTERS
 from bridge.mapping.process import complete, map_events
 from tests.mapping.test_rules import ORDER_RULE, event, problems, write
@@ -79,7 +79,8 @@ def test_every_jinja_test_rules_do_not_have_is_refused(tmp_path: Path, name: str
 
 def test_only_the_documented_filters_and_tests_exist_at_run_time() -> None:
     """Not only refused by the check: a template compiled past it cannot reach Jinja's built-ins either."""
-    assert set(ENV.filters) == set(FILTERS) | {LOOP_FILTER}
+    assert set(ENV.filters) == set(FILTERS) | {LOOP_FILTER, MEASURED, JOINED}
+    assert all(" " in name for name in (LOOP_FILTER, MEASURED, JOINED))  # names a rule cannot write
     assert set(ENV.tests) == set(TEST_NAMES)
     with pytest.raises(TemplateAssertionError):
         ENV.from_string("{{ items | map(attribute='sku') | list }}")
@@ -92,6 +93,16 @@ def test_only_the_documented_filters_and_tests_exist_at_run_time() -> None:
     ("{{ note * count }}", {"note": "ab", "count": 10**8}, "`*` would make text of 200,000,000 characters"),
     ("{{ count ** count }}", {"count": 10**6}, "`**` would make a number"),
     ("{{ note % count }}", {"note": "%999999999d", "count": 1}, "`%` formatting of text"),
+    # a long payload text, or a list or object holding it, at many places
+    ("{{ note ~ note ~ note }}", {"note": "x" * 200_000}, "`~` would make text over 512,000 characters"),
+    ("{{ note + note + note }}", {"note": "x" * 200_000}, "`+` would make a value over 512,000 characters"),
+    ("{{ [note, note, note] }}", {"note": "x" * 200_000}, "this list or object would be over 512,000 characters"),
+    ("{{ [line_items] * 1000 }}", {"line_items": list(range(1000))}, "`*` would make a list over 512,000 characters"),
+    ("{% set a = [line_items, line_items] %}{% set b = [a, a] %}{% set c = [b, b] %}{% set d = [c, c] %}"
+     "{% set e = [d, d] %}{% set f = [e, e] %}{% set g = [f, f] %}{{ g }}", {"line_items": list(range(10_000))},
+     "this list or object would be over 512,000 characters"),
+    ("{{ line_items | join('" + "-" * 1000 + "') }}", {"line_items": list(range(1000))},
+     "`join` would make text over 512,000 characters"),
 ])
 def test_values_from_the_payload_are_bounded_when_an_event_is_mapped(tmp_path: Path, expression: str,
                                                                        payload: dict[str, Any], expected: str) -> None:
@@ -132,7 +143,7 @@ def test_an_event_over_its_time_is_a_mapping_error_naming_the_rule(tmp_path: Pat
 @pytest.mark.parametrize("expression, payload, expected", [
     # a field the payload lacks, inside a list the rule builds: Jinja gives an Undefined, not a value
     ("{{ [customer.tag, 1] }}", {"customer": {}}, "properties.note.0: the value is a field the webhook does not have"),
-    ("{{ note ~ note }}", {"note": "x" * 300_000}, "makes the record over 512,000 characters"),
+    ("{{ note }}", {"note": "x" * 600_000}, "makes the record over 512,000 characters"),
     ("{{ note }}", {"note": "Jane \ud800"}, "properties.note: the value holds text that is not valid Unicode"),
 ])
 def test_a_value_that_cannot_be_sent_is_an_error_of_its_message(tmp_path: Path, expression: str,
@@ -151,6 +162,16 @@ def test_fields_that_copy_a_long_text_many_times_stop_at_the_events_text_budget(
     result = rules.map(event({"email": "a@b.c", "id": 1, "line_items": [], "note": "x" * 200_000}))
     assert result.over_budget and not result.messages
     assert f"over {budget.MAX_TEXT:,} characters of text" in result.errors[0] and "rule 'Order'" in result.errors[0]
+
+
+def test_a_record_holding_one_payload_list_at_many_places_is_refused_without_writing_it_out(tmp_path: Path) -> None:
+    """2,000 fields each giving the same 50,000-item list: written out, 2 GB of JSON."""
+    fields = "".join(f"            p{n}: \"{{{{ line_items }}}}\"\n" for n in range(2000))
+    rules = load_rules(write(tmp_path, ORDER_RULE.replace('            note: "{{ note }}"\n', fields)))
+    started = time.monotonic()
+    result = rules.map(event({"email": "a@b.c", "id": 1, "line_items": list(range(50_000))}))
+    assert time.monotonic() - started < 5
+    assert not result.messages and "makes the record over 512,000 characters" in result.errors[0]
 
 
 def test_try_names_the_field_instead_of_crashing(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
