@@ -16,7 +16,7 @@ from typing import Any, Callable, Iterable, Mapping
 import phonenumbers
 from jinja2 import Undefined
 
-from bridge.mapping.limits import MAX_RECORD_CHARS
+from bridge.mapping.limits import MAX_INT_DIGITS, MAX_RECORD_CHARS
 
 
 class FilterError(ValueError):
@@ -151,7 +151,7 @@ def integer(value: Any, otherwise: Any = _UNSET) -> Any:
         return value
     try:
         number = Decimal(str(value).strip())
-        if not number.is_finite():
+        if not number.is_finite() or number.adjusted() >= MAX_INT_DIGITS:  # its conversion takes quadratic time
             raise InvalidOperation
         return int(number)
     except InvalidOperation:

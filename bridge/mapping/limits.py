@@ -18,7 +18,8 @@ from typing import Any, Callable
 from jinja2 import Undefined
 
 MAX_BUILT_LENGTH = 10_000  # characters of text, or items of a list, that `*` may build
-MAX_POWER_DIGITS = 300  # an integer `**` result
+MAX_POWER_DIGITS = 300  # an integer `**` or `*` result
+MAX_INT_DIGITS = 4_300  # `| int` of text, as Python's own int() of text (longer ones take quadratic time)
 MAX_NESTING = 32  # brackets, and the depth of an expression's tree
 MAX_FIELD_TEXT = 4_000  # characters in one field's template
 MAX_RECORD_CHARS = 512_000  # a record as JSON, about half of what a destination takes per request
@@ -33,6 +34,11 @@ class LimitError(ValueError):
 
 
 def _multiply(left: Any, right: Any) -> Any:
+    if isinstance(left, int) and isinstance(right, int):
+        digits = (left.bit_length() + right.bit_length()) * math.log10(2)
+        if digits > MAX_POWER_DIGITS + 1:
+            raise LimitError(f"`*` would make a number of about {round(digits):,} digits; rules may build at most "
+                             f"{MAX_POWER_DIGITS}")
     for sized, count in ((left, right), (right, left)):
         if isinstance(sized, (str, list, tuple)) and isinstance(count, int) and not isinstance(count, bool):
             if len(sized) * max(count, 0) > MAX_BUILT_LENGTH:

@@ -58,7 +58,7 @@ def with_note(expression: str) -> str:
 def test_hostile_expressions_are_refused_with_their_place(tmp_path: Path, expression: str, expected: str) -> None:
     started = time.monotonic()
     (found,) = problems(tmp_path, with_note(expression))
-    assert time.monotonic() - started < 5
+    assert time.monotonic() - started < 30  # minutes, or a MemoryError, before the limits
     assert LOCATED.match(found) and ":13:" in found, found
     assert expected in found, found
 
@@ -93,6 +93,8 @@ def test_only_the_documented_filters_and_tests_exist_at_run_time() -> None:
     ("{{ note * count }}", {"note": "ab", "count": 10**8}, "`*` would make text of 200,000,000 characters"),
     ("{{ count ** count }}", {"count": 10**6}, "`**` would make a number"),
     ("{{ note % count }}", {"note": "%999999999d", "count": 1}, "`%` formatting of text"),
+    ("{{ count * count * count }}", {"count": 10**200}, "`*` would make a number of about 400 digits"),
+    ("{{ note | int }}", {"note": "1" * 1_000_000}, "`int` needs a whole number"),  # quadratic past 4,300 digits
     # a long payload text, or a list or object holding it, at many places
     ("{{ note ~ note ~ note }}", {"note": "x" * 200_000}, "`~` would make text over 512,000 characters"),
     ("{{ note + note + note }}", {"note": "x" * 200_000}, "`+` would make a value over 512,000 characters"),
@@ -121,7 +123,7 @@ def test_a_loop_over_a_long_list_stops_at_the_events_budget_and_names_the_rule(t
 
     started = time.monotonic()
     mapped = map_events(rules, [big, small])
-    assert time.monotonic() - started < 10
+    assert time.monotonic() - started < 30  # minutes, or a MemoryError, before the limits
 
     (over,) = mapped  # the batch ended at the event over its budget: the other one is read again
     assert over.event_id == 1 and over.status == "mapping_error" and not over.messages
@@ -170,7 +172,7 @@ def test_a_record_holding_one_payload_list_at_many_places_is_refused_without_wri
     rules = load_rules(write(tmp_path, ORDER_RULE.replace('            note: "{{ note }}"\n', fields)))
     started = time.monotonic()
     result = rules.map(event({"email": "a@b.c", "id": 1, "line_items": list(range(50_000))}))
-    assert time.monotonic() - started < 5
+    assert time.monotonic() - started < 30  # minutes, or a MemoryError, before the limits
     assert not result.messages and "makes the record over 512,000 characters" in result.errors[0]
 
 
@@ -217,7 +219,7 @@ def test_check_never_ends_in_a_traceback(tmp_path: Path, capsys: pytest.CaptureF
     (tmp_path / "rules.yaml").write_text(text, encoding="utf-8")
     started = time.monotonic()
     assert mappings_main(["mappings", "check", str(tmp_path)]) == 1
-    assert time.monotonic() - started < 10
+    assert time.monotonic() - started < 30  # minutes, or a MemoryError, before the limits
     err = capsys.readouterr().err.splitlines()
     assert err[-1].endswith("problem(s); nothing was changed")
     assert all(LOCATED.match(line) for line in err[:-1]), err
@@ -260,4 +262,4 @@ def test_any_mutation_of_a_shipped_file_loads_or_gives_located_problems(file: Pa
             load_rules(Path(folder))
         except RulesError as exc:
             assert exc.problems and all(LOCATED.match(problem) for problem in exc.problems), exc.problems
-        assert time.monotonic() - started < 10
+        assert time.monotonic() - started < 30  # minutes, or a MemoryError, before the limits
