@@ -51,9 +51,11 @@ def current() -> Budget:
     return budget
 
 
-def configure(seconds: float) -> None:
-    """The time one event may take in this thread."""
-    current().seconds = seconds
+def configure(seconds: float) -> float:
+    """The time one event may take in this thread, from now on; what it was."""
+    budget = current()
+    previous, budget.seconds = budget.seconds, seconds
+    return previous
 
 
 def start(event_id: int) -> Budget:

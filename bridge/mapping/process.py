@@ -52,19 +52,22 @@ LOAD_SECONDS = 60.0  # a child still loading rules (mapping no event) after this
 def map_events(rules: RuleSet, events: Sequence[Event], seconds: float = budget.DEFAULT_SECONDS) -> list[Mapped]:
     """Run the rules over events (CPU work: in the mapping process, or a thread). An event over its
     budget of `seconds` ends the batch: the events after it are not mapped (they are read again)."""
-    budget.configure(seconds)
+    previous = budget.configure(seconds)
     mapped = []
-    for event in events:
-        if event.status == "invalid_json":
-            continue
-        try:
-            result = rules.map(event)
-        except Exception as exc:  # a bug in a rule must not stop the others
-            result = MapResult(errors=[f"mapping failed: {type(exc).__name__}: {exc}"])
-        messages = [(m, m.idempotency_key(event.source, event.dedupe_key)) for m in result.messages]
-        mapped.append(Mapped(event.id, result.status, result.rules, result.errors, messages))
-        if result.over_budget:
-            break
+    try:
+        for event in events:
+            if event.status == "invalid_json":
+                continue
+            try:
+                result = rules.map(event)
+            except Exception as exc:  # a bug in a rule must not stop the others
+                result = MapResult(errors=[f"mapping failed: {type(exc).__name__}: {exc}"])
+            messages = [(m, m.idempotency_key(event.source, event.dedupe_key)) for m in result.messages]
+            mapped.append(Mapped(event.id, result.status, result.rules, result.errors, messages))
+            if result.over_budget:
+                break
+    finally:
+        budget.configure(previous)
     return mapped
 
 
