@@ -111,6 +111,8 @@ class Bridge:
                 # messages this deployment refuses to send (areas not allowed), with the setting to change
                 "blocked": list(getattr(self.rules, "blocked", []) or []),
             },
+            # whether the map loop keeps up (None when this process runs no worker)
+            "mapping": self.worker.map_health.report(time.monotonic()) if self.worker else None,
         }
 
     async def database(self) -> dict[str, Any]:

@@ -116,6 +116,9 @@ class Settings:
     shutdown_seconds: float = 25.0
     # The PaaS the environment names (bridge.paas), None elsewhere.
     platform: Platform | None = None
+    # One event's mapping may take this long; the mapping process is stopped when it grows over the memory.
+    mapping_timeout_seconds: float = 5.0
+    mapping_memory_mb: int = 512
 
     @property
     def last_good_rules_dir(self) -> Path | None:
@@ -179,6 +182,8 @@ class Settings:
             migrate=_bool(env, "BRIDGE_MIGRATE", cls.migrate),
             shutdown_seconds=_float(env, "BRIDGE_SHUTDOWN_SECONDS", cls.shutdown_seconds),
             platform=paas.detect(env),
+            mapping_timeout_seconds=_float(env, "BRIDGE_MAPPING_TIMEOUT_SECONDS", cls.mapping_timeout_seconds),
+            mapping_memory_mb=_int(env, "BRIDGE_MAPPING_MEMORY_MB", cls.mapping_memory_mb),
         )
         if settings.shutdown_seconds <= 0:
             raise ConfigError(f"BRIDGE_SHUTDOWN_SECONDS must be above 0, got {env['BRIDGE_SHUTDOWN_SECONDS']!r}")

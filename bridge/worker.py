@@ -18,9 +18,9 @@ from typing import Any, Callable, Mapping, Protocol, Sequence
 import structlog
 
 from bridge.destinations import Destination
-from bridge.log import mask_values_of
+from bridge.log import mask_text, mask_values_of
 from bridge.mapping import RuleSet
-from bridge.mapping.process import MappingProcess, map_events
+from bridge.mapping.process import MappingProcess, complete, map_events
 from bridge.model import Event, Mapped, Message, Outcome
 from bridge.ops.metrics import METRICS
 from bridge.ops.prune import prune_daily
@@ -42,6 +42,43 @@ RELEASE_SECONDS = 2.0
 class RulesSource(Protocol):
     @property
     def current(self) -> RuleSet | None: ...
+
+
+@dataclass
+class MapLoopHealth:
+    """Whether the map loop gets through its batches: a round that keeps failing, or one batch that
+    takes far longer than any should, is a `problem` for /healthz, /readyz and the metrics."""
+
+    stall_seconds: float = 30.0
+    failing_since: float | None = None
+    cause: str | None = None
+    busy_since: float | None = None
+
+    def failed(self, cause: str, now: float) -> None:
+        if self.failing_since is None:
+            self.failing_since = now
+        self.cause = cause
+        METRICS.mapping_failure(cause.split(":", 1)[0])
+
+    def succeeded(self) -> None:
+        self.failing_since, self.cause = None, None
+
+    def stalled_seconds(self, now: float) -> float:
+        since = min((t for t in (self.failing_since, self.busy_since) if t is not None), default=now)
+        return max(now - since, 0.0)
+
+    def report(self, now: float) -> dict[str, Any]:
+        """For /healthz and /readyz: ok, and the problem when there is one."""
+        problem = self.problem(now)
+        return {"ok": problem is None, "stalled_seconds": round(self.stalled_seconds(now), 1),
+                **({"problem": problem} if problem else {})}
+
+    def problem(self, now: float) -> str | None:
+        if self.failing_since is not None and now - self.failing_since >= self.stall_seconds:
+            return f"the map loop has failed every round for {now - self.failing_since:.0f} s: {self.cause}"
+        if self.busy_since is not None and now - self.busy_since >= self.stall_seconds:
+            return f"the map loop has been mapping one batch for {now - self.busy_since:.0f} s"
+        return None
 
 
 async def _finish(saving: asyncio.Task[None] | None) -> None:
@@ -86,8 +123,11 @@ class Worker:
         self._idle: dict[str, bool] = {name: True for name in self.destinations}
         self.paused: dict[str, str] = {}
         self._tasks: list[asyncio.Task[None]] = []
-        self._mapping = (MappingProcess(self.settings.log_format, self.settings.log_level)
+        self._mapping = (MappingProcess(self.settings.log_format, self.settings.log_level,
+                                        self.settings.mapping_timeout_seconds, self.settings.mapping_memory_mb)
                          if self.settings.mapping == "process" else None)
+        self.map_health = MapLoopHealth()
+        METRICS.watch_mapping(lambda: self.map_health.stalled_seconds(time.monotonic()))
 
     # -- wake-ups from the app (same process) -------------------------------
 
@@ -187,9 +227,15 @@ class Worker:
                             await done
                         if events:
                             saving = asyncio.create_task(self._save(mapped))
+                    self.map_health.succeeded()
+                    if events and not complete(events, mapped):  # ended at an event over its budget: the rest again
+                        after = 0
+                        continue
                     after = events[-1].id if len(events) == MAP_BATCH else 0
-                except Exception:
-                    log.exception("mapping.loop_failed")
+                except Exception as exc:
+                    cause = f"{type(exc).__name__}: {mask_text(str(exc)[:2000])[:300]}"  # capped before masking
+                    self.map_health.failed(cause, time.monotonic())
+                    log.exception("mapping.loop_failed", cause=cause)
                     await _finish(saving)
                     saving, after, events = None, 0, []
                 if not events:
@@ -210,9 +256,13 @@ class Worker:
         return len(events)
 
     async def _map(self, rules: RuleSet, events: Sequence[Event]) -> list[Mapped]:
-        if self._mapping is not None:
-            return await self._mapping.map(rules, events)
-        return await asyncio.to_thread(map_events, rules, events)
+        self.map_health.busy_since = time.monotonic()
+        try:
+            if self._mapping is not None:
+                return await self._mapping.map(rules, events)
+            return await asyncio.to_thread(map_events, rules, events, self.settings.mapping_timeout_seconds)
+        finally:
+            self.map_health.busy_since = None
 
     async def _save(self, mapped: Sequence[Mapped]) -> None:
         queued = await self.store.save_mappings(mapped, self.clock())

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Sequence
 
 from bridge.mapping import MapResult
@@ -12,6 +13,7 @@ from bridge.model import Event, Message, Outcome, Outgoing, PreparedRequest, Web
 from bridge.settings import Settings
 from bridge.store import SQLiteStore
 from bridge.worker import Worker
+from tests.mapping.test_rules import ORDER_HEAD
 
 
 @dataclass
@@ -331,3 +333,92 @@ def test_a_destination_error_never_stores_or_logs_the_names_it_echoes(store: SQL
     assert "longer than 50 characters" in detail and "h:" in detail
     for text in (detail, trail, logged):
         assert "Wilhelmina" not in text and "Featherstonehaugh" not in text
+
+
+@dataclass
+class GeneratorRule:
+    """Unit-test double for a rule set that slips a value no store can save (a generator) into a record."""
+
+    def map(self, event: Event) -> MapResult:
+        record = {"skus": (sku for sku in ("a", "b"))}
+        return MapResult(messages=[Outgoing("omnisend", "event", record, rule="r", key="o")], rules=["r"])
+
+
+def test_a_failing_map_loop_is_a_metric_a_log_line_and_a_problem_for_healthz_and_readyz(store: SQLiteStore) -> None:
+    from structlog.testing import capture_logs
+
+    from bridge.app import Bridge
+    from bridge.ops.health import readyz
+    from bridge.ops.metrics import METRICS
+
+    def failures() -> float:
+        return METRICS.registry.get_sample_value("bridge_mapping_loop_failures_total", {"cause": "TypeError"}) or 0.0
+
+    async def go() -> None:
+        await ingest(store, 1)
+        holder = Holder(GeneratorRule())
+        worker = Worker(Settings(mapping="thread"), store, holder, {"omnisend": ScriptedDestination("omnisend")})
+        worker.map_health.stall_seconds = 0.3
+        bridge = Bridge(Settings(), store, {}, holder, {"omnisend": ScriptedDestination("omnisend")},  # type: ignore[dict-item]
+                        worker=worker)
+        before = failures()
+        with capture_logs() as logs:
+            await worker.start()
+            try:
+                for _ in range(100):
+                    await asyncio.sleep(0.05)
+                    if worker.map_health.problem(time.monotonic()):
+                        break
+                status, body = await readyz(bridge)
+                assert status == 503 and any(p.startswith("mapping: the map loop has failed every round")
+                                             for p in body["problems"]), body
+                assert "TypeError" in body["checks"]["mapping"]["problem"]
+                assert bridge.health()["mapping"]["ok"] is False
+                assert bridge.health()["mapping"]["problem"].startswith("the map loop has failed every round")
+                assert failures() > before
+                assert METRICS.registry.get_sample_value("bridge_mapping_stalled_seconds", {}) >= 0.3
+                holder.current = OneRule()  # the rules are fixed: the loop gets through again
+                for _ in range(100):
+                    await asyncio.sleep(0.05)
+                    if worker.map_health.problem(time.monotonic()) is None:
+                        break
+                assert (await readyz(bridge))[0] == 200 and bridge.health()["mapping"]["ok"] is True
+            finally:
+                await worker.stop()
+        failed = [entry for entry in logs if entry["event"] == "mapping.loop_failed"]
+        assert failed and failed[0]["cause"].startswith("TypeError")
+
+    asyncio.run(go())
+
+
+HOSTILE_AND_OTHER = ORDER_HEAD + """\
+          contact: {email: "{{ email }}"}
+          properties:
+            tags: "{{ [customer.tag] }}"
+  - name: Reward
+    on: omneo reward.created
+    send:
+      - to: omnisend event "reward"
+        fields:
+          origin: api
+          contact: {email: "{{ email }}"}
+"""
+
+
+def test_a_value_that_cannot_be_saved_is_an_error_of_its_event_not_of_the_batch(store: SQLiteStore,
+                                                                                 tmp_path: Path) -> None:
+    from bridge.mapping import load_rules
+
+    (tmp_path / "rules.yaml").write_text(HOSTILE_AND_OTHER)
+    rules = load_rules(tmp_path)
+
+    async def go() -> None:
+        await store.ingest(Webhook("shopify", "orders/create", "s1", b'{"email": "a@b.c", "customer": {}}'))
+        await store.ingest(Webhook("omneo", "reward.created", "o1", b'{"email": "a@b.c"}'))
+        worker = Worker(Settings(mapping="thread"), store, Holder(rules), {"omnisend": ScriptedDestination("omnisend")})
+        assert await worker.map_once() == 2
+        rows = store.reader().execute("SELECT source, status, errors FROM events ORDER BY id").fetchall()
+        assert [(r[0], r[1]) for r in rows] == [("shopify", "mapping_error"), ("omneo", "mapped")]
+        assert "rules.yaml:10 rule 'Order'" in rows[0][2] and "properties.tags.0" in rows[0][2]
+
+    asyncio.run(go())

@@ -21,6 +21,7 @@ class MapResult:
     errors: list[str] = field(default_factory=list)
     rules: list[str] = field(default_factory=list)
     ignored: bool = False
+    over_budget: bool = False  # the rules ran over the mapping budget: `errors` names the rule
 
     @property
     def status(self) -> str:

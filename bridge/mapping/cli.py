@@ -16,6 +16,7 @@ from bridge.mapping.areas import Allowed, allowed_from_settings, setting_name
 from bridge.mapping.engine import MessageSpec, Rule
 from bridge.mapping.examples import run_examples
 from bridge.mapping.loader import LoadedRules, load_rules
+from bridge.mapping.reload import failed_load
 from bridge.model import Event, Message, Outgoing
 
 
@@ -67,12 +68,14 @@ def register(subparsers: Any) -> None:
 
 
 def _load(directory: Path | None, allowed_areas: Allowed | None = None) -> LoadedRules | None:
+    folder = directory or _default_dir()
     try:
-        return load_rules(directory or _default_dir(), allowed_areas)
-    except RulesError as exc:
-        for problem in exc.problems:
+        return load_rules(folder, allowed_areas)
+    except Exception as exc:  # a RulesError lists the problems; anything else is still one located line
+        problems = failed_load(folder, exc)
+        for problem in problems:
             print(problem, file=sys.stderr)
-        print(f"{len(exc.problems)} problem(s); nothing was changed", file=sys.stderr)
+        print(f"{len(problems)} problem(s); nothing was changed", file=sys.stderr)
         return None
 
 

@@ -3,7 +3,10 @@
 Rules are compiled once by the loader into closures; mapping an event builds
 one shared evaluation context and walks each matching rule's `send` list.
 Nothing here raises for bad data: every problem becomes a line in
-`MapResult.errors` naming the file, the line, the rule and the field.
+`MapResult.errors` naming the file, the line, the rule and the field. A
+record that could not be sent (a value that is not plain JSON, or too big)
+is such a problem too, and so is an event whose rules run over the mapping
+budget (bridge.mapping.budget).
 """
 
 from __future__ import annotations
@@ -17,9 +20,10 @@ from jinja2.runtime import Context
 
 from bridge.destinations.catalog import (BOOLEAN_FIELDS, CENTS_FIELDS, NUMBER_FIELDS, OMETRIA_EVENT_TYPE_MAX,
                                         OMNISEND_RECOMMENDED_EVENTS, WHOLE_NUMBER_FIELDS, KindSpec)
-from bridge.mapping import MapResult
+from bridge.mapping import MapResult, budget
 from bridge.mapping.areas import Allowed, areas_of, describe, not_allowed, setting_name, setting_that_allows
 from bridge.mapping.expressions import Compiled, new_scope
+from bridge.mapping.limits import unsendable
 from bridge.model import IDEMPOTENCY_NAMESPACE, Event, Outgoing
 
 Build = Callable[[Context], Any]
@@ -50,11 +54,14 @@ def leaf(compiled: Compiled, path: str, line: int = 0) -> Build:
 
     def build(ctx: Context) -> Any:
         try:
-            return evaluate(ctx)
+            value = evaluate(ctx)
         except FieldError:
             raise
         except Exception as exc:  # a filter or the sandbox refused: one message fails, not the worker
             raise FieldError(path, f"`{compiled.source}` failed: {exc}", line) from None
+        if value.__class__ is str and len(value) > budget.COUNTED_TEXT:
+            budget.spend_text(len(value))
+        return value
 
     return build
 
@@ -95,6 +102,7 @@ def for_each(source: Build, name: str, item: Build, when: Build | None = None) -
         out = []
         try:
             for value in values:
+                budget.spend()
                 scope[name] = value
                 if when is not None and not when(ctx):
                     continue
@@ -231,6 +239,7 @@ class CompiledRuleSet:
         # Policy refusals: the rule is fine, the deployment forbids an area it writes.
         self.blocked: list[str] = []
         self._blocked: dict[int, str] = {}
+        self._position = {id(rule): position for position, rule in enumerate(rules)}
         if allowed_areas is not None:
             for rule in rules:
                 for message in rule.messages:
@@ -269,20 +278,27 @@ class CompiledRuleSet:
         root["event"] = event_metadata(event)
         ctx = new_scope(root)
         applied = False
+        budget.start(event.id)
         for rule in rules:
+            budget.enter(self._position[id(rule)], event.id)
             try:
                 if rule.when is not None and not rule.when(ctx):
                     continue
             except FieldError as exc:
                 result.errors.append(f"{rule.file}:{exc.line or rule.line} rule '{rule.name}': {exc.message}")
                 continue
+            except budget.OverBudget as exc:
+                return over_budget(rule, str(exc))
             applied = True
             result.rules.append(rule.name)
             if rule.ignore:
                 result = MapResult(result.messages, result.errors, result.rules, ignored=True)
                 continue
-            for message in rule.messages:
-                self._produce(rule, message, ctx, result)
+            try:
+                for message in rule.messages:
+                    self._produce(rule, message, ctx, result)
+            except budget.OverBudget as exc:
+                return over_budget(rule, str(exc))
         if not applied:
             # The topic has rules but every condition said no: a deliberate skip.
             return MapResult(result.messages, result.errors, result.rules, ignored=True)
@@ -319,6 +335,11 @@ class CompiledRuleSet:
         if wrong:
             result.errors.extend(f"{where(message.places.get(path, (0, 0))[0])}: {problem}" for path, problem in wrong)
             return
+        bad = unsendable(record) or (unsendable({"key": key}) if not _empty(key) else None)
+        if bad is not None:
+            path, problem = bad
+            result.errors.append(f"{where(_line_of(message, path))}: {path}: the value {problem}")
+            return
         for path in message.clear:
             set_path(record, path, None)
         if (message.destination, message.kind) in MERGED_BY_DEFAULT:
@@ -340,6 +361,32 @@ class CompiledRuleSet:
             index=message.index,
             areas=areas,
         ))
+
+
+def over_budget(rule: Rule, why: str) -> MapResult:
+    """The event whose mapping ran over its budget: one error naming the rule, no messages."""
+    return MapResult(errors=[f"{rule.file}:{rule.line} rule '{rule.name}': mapping this event stopped: {why}, "
+                             "the mapping budget of one event; the rule must do less for each event"],
+                     rules=[rule.name], over_budget=True)
+
+
+def _line_of(message: MessageSpec, path: str) -> int:
+    """The line of the field a record path (`properties.lineItems.0.sku`) came from, or 0."""
+    steps: list[str] = []
+    for step in path.split("."):
+        if step.isdigit() and steps:
+            steps[-1] += "[]"
+        else:
+            steps.append(step)
+    while steps:
+        place = message.places.get(".".join(steps))
+        if place is not None:
+            return place[0]
+        if steps[-1].endswith("[]"):  # `note[]` is inside the value of `note`
+            steps[-1] = steps[-1][:-2]
+        else:
+            steps.pop()
+    return 0
 
 
 def _drop_identifiers_without_id(record: dict[str, Any]) -> None:

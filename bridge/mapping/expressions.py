@@ -8,8 +8,10 @@ A field is one of three shapes, decided at load time:
 - text mixed with tags ("order:{{ id }}") -> a string, omitted when every tag
   in it gave nothing.
 
-Expressions run in Jinja's ImmutableSandboxedEnvironment with no globals and
-no template loader. Most rule fields are a path with a few filters
+Expressions run in Jinja's ImmutableSandboxedEnvironment with no globals, no
+template loader, and only the documented filters and tests (bridge.mapping.allowed);
+the operators that can build a large value are bounded (bridge.mapping.limits),
+and `{% for %}` spends the event's loop steps (bridge.mapping.budget). Most rule fields are a path with a few filters
 (`{{ item.price | decimal }}`); those are compiled to plain Python closures
 that read the payload directly, which is what keeps the engine within reach
 of a hand-written mapping function. Everything else is a Jinja template
@@ -24,10 +26,14 @@ from typing import Any, Callable, Sequence
 
 from jinja2 import ChainableUndefined, TemplateSyntaxError, Undefined, nodes
 from jinja2.exceptions import TemplateAssertionError
+from jinja2.nodes import EvalContext
 from jinja2.parser import Parser
 from jinja2.runtime import Context, new_context
+from jinja2.visitor import NodeTransformer
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
+from bridge.mapping import budget, limits
+from bridge.mapping.allowed import FILTER_FIXES, TESTS, filter_refusal, test_refusal
 from bridge.mapping.filters import FILTERS
 
 Evaluator = Callable[[Context], Any]
@@ -35,6 +41,13 @@ Evaluator = Callable[[Context], Any]
 # The only statements a mixed-text field may use; include/import/extends/macro
 # would reach outside the field (files, other templates) and are refused.
 ALLOWED_STATEMENTS = (nodes.Output, nodes.If, nodes.For, nodes.Assign)
+# Filters the compiled templates call and no rule can write (their names have a space): the list
+# each `{% for %}` walks goes through LOOP_FILTER, each list or object a rule builds (`[a, b]`)
+# through MEASURED, and `a ~ b` is JOINED.
+LOOP_FILTER = "loop steps"
+MEASURED = "measured value"
+JOINED = "joined text"
+MAX_TREE_DEPTH = 2 * limits.MAX_NESTING
 
 
 class ExpressionError(ValueError):
@@ -50,14 +63,22 @@ class RuleEnvironment(ImmutableSandboxedEnvironment):
 
     Dict payload fields are read as items before attributes, so a payload
     key called `items` or `keys` is the data, not the dict method; methods of
-    other values are not reachable at all.
+    other values are not reachable at all. Jinja's own filters and tests are
+    not there, and `*`, `**` and `%` go through `call_binop`, which bounds
+    what they build.
     """
+
+    intercepted_binops = frozenset(limits.BOUNDED_BINOPS)
 
     def __init__(self) -> None:
         super().__init__(undefined=ChainableUndefined, autoescape=False, loader=None)
         self.globals.clear()  # no range, cycler, joiner, namespace, lipsum: nothing to climb from
-        self.filters.update(FILTERS)
+        self.filters = {**FILTERS, LOOP_FILTER: budget.bounded, MEASURED: limits.measured, JOINED: limits.joined}
+        self.tests = dict(TESTS)
         self.finalize = _finalize
+
+    def call_binop(self, context: Context, operator: str, left: Any, right: Any) -> Any:
+        return limits.binop(operator, left, right)
 
     def getattr(self, obj: Any, attribute: str) -> Any:
         if isinstance(obj, dict):
@@ -101,16 +122,47 @@ class Compiled:
 
 
 def parse_template(source: str) -> nodes.Template:
+    _refuse_oversized(source)
     try:
         tree = ENV.parse(source)
     except TemplateSyntaxError as exc:
         raise ExpressionError(f"template syntax error: {exc.message}", exc.lineno or 1) from None
+    except RecursionError:
+        raise ExpressionError(_TOO_DEEP) from None
     _refuse_unsafe(tree)
     return tree
 
 
+_TOO_DEEP = (f"this expression is nested too deeply (over {limits.MAX_NESTING} brackets, or a very long chain); "
+             "split it into simpler fields")
+
+
+def _refuse_oversized(source: str) -> None:
+    """Before Jinja's recursive parser sees it: a field's text is short and shallow."""
+    if len(source) > limits.MAX_FIELD_TEXT:
+        raise ExpressionError(f"this field's template has {len(source):,} characters; a field may have at most "
+                              f"{limits.MAX_FIELD_TEXT:,}: split it, or move fixed text out of `{{{{ }}}}`")
+    deep = limits.too_deep(source)
+    if deep is not None:
+        raise ExpressionError(f"brackets are nested over {limits.MAX_NESTING} deep here; write it more simply",
+                              1 + source.count("\n", 0, deep))
+
+
+def _nodes(tree: nodes.Node) -> list[nodes.Node]:
+    """Every node of the tree, walked without recursion; ExpressionError when it is too deep."""
+    found: list[nodes.Node] = []
+    stack: list[tuple[nodes.Node, int]] = [(tree, 0)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > MAX_TREE_DEPTH:
+            raise ExpressionError(_TOO_DEEP, getattr(node, "lineno", 1) or 1)
+        found.append(node)
+        stack.extend((child, depth + 1) for child in node.iter_child_nodes())
+    return found
+
+
 def _refuse_unsafe(tree: nodes.Node) -> None:
-    for node in tree.find_all(nodes.Node):
+    for node in _nodes(tree):
         lineno = getattr(node, "lineno", 1) or 1
         if isinstance(node, nodes.Stmt) and not isinstance(node, ALLOWED_STATEMENTS):
             tag = type(node).__name__.lower()
@@ -124,11 +176,35 @@ def _refuse_unsafe(tree: nodes.Node) -> None:
             raise ExpressionError(f"`[{node.arg.value!r}]` is not allowed: names starting with `_` are internal", lineno)
         if isinstance(node, nodes.Call):
             raise ExpressionError(_no_calls(node.node), lineno)
-        if isinstance(node, (nodes.Filter, nodes.Test)):
-            table = ENV.filters if isinstance(node, nodes.Filter) else ENV.tests
-            if node.name not in table:
-                what = "filter" if isinstance(node, nodes.Filter) else "test"
-                raise ExpressionError(f"unknown {what} `{node.name}`", lineno)
+        if isinstance(node, nodes.Filter) and node.name not in FILTERS:
+            raise ExpressionError(filter_refusal(node.name), lineno)
+        if isinstance(node, nodes.Test) and node.name not in TESTS:
+            raise ExpressionError(test_refusal(node.name), lineno)
+        if isinstance(node, nodes.BinExpr) and node.operator in limits.BOUNDED_BINOPS:
+            try:
+                _folded(node)
+            except limits.LimitError as exc:
+                raise ExpressionError(str(exc), lineno) from None
+
+
+def _folded(node: nodes.Node) -> Any:
+    """The node's value when the check can compute it, with the bounded operators' limits; else _NOT_CONST."""
+    if isinstance(node, nodes.BinExpr) and node.operator in limits.BOUNDED_BINOPS:
+        left, right = _folded(node.left), _folded(node.right)
+        if left is _NOT_CONST or right is _NOT_CONST:
+            return _NOT_CONST
+        try:
+            return limits.binop(node.operator, left, right)
+        except limits.LimitError:
+            raise
+        except Exception:  # 1 % 0: an error for each event, as Jinja leaves it
+            return _NOT_CONST
+    if not isinstance(node, nodes.Expr):
+        return _NOT_CONST
+    try:
+        return node.as_const(EvalContext(ENV))
+    except Exception:
+        return _NOT_CONST
 
 
 def _no_calls(called: nodes.Node) -> str:
@@ -138,7 +214,10 @@ def _no_calls(called: nodes.Node) -> str:
     else:
         name = called.name if isinstance(called, nodes.Name) else "..."
         shown = f"`{name}(...)`"
-    hint = f"use `| {name}`" if name in ENV.filters else "use a filter after `|`, like `{{ total_price | decimal }}`"
+    if name in FILTERS:
+        hint = f"use `| {name}`"
+    else:
+        hint = FILTER_FIXES.get(name, "use a filter after `|`, like `{{ total_price | decimal }}`")
     return f"{shown} cannot be called in rules; {hint} (the filters are listed in mappings/README.md)"
 
 
@@ -204,6 +283,7 @@ def compile_condition(source: Any) -> Compiled:
     text = str(source).strip()
     if text.startswith("{{") and text.endswith("}}") and text.count("{{") == 1:
         text = text[2:-2]
+    _refuse_oversized(text)
     try:
         parser = Parser(ENV, text, state="variable")
         expr = parser.parse_expression()
@@ -212,6 +292,8 @@ def compile_condition(source: Any) -> Compiled:
             raise ExpressionError(f"unexpected `{token.value}` in condition", token.lineno)
     except TemplateSyntaxError as exc:
         raise ExpressionError(f"condition syntax error: {exc.message}", exc.lineno or 1) from None
+    except RecursionError:
+        raise ExpressionError(_TOO_DEEP) from None
     expr.set_environment(ENV)
     _refuse_unsafe(expr)
     return Compiled(compile_node(expr), str(source), "expr", root_names(expr), paths=read_paths(expr))
@@ -232,10 +314,45 @@ def compile_node(expr: nodes.Expr) -> Evaluator:
     return evaluate
 
 
+class _Bounded(NodeTransformer):
+    """Routes what could build a large value through the limits: the loops, the lists and objects a
+    rule writes with anything but constants in them, and `~`."""
+
+    def visit_For(self, node: nodes.For) -> nodes.Node:
+        self.generic_visit(node)
+        node.iter = _internal(node.iter, LOOP_FILTER)
+        return node
+
+    def visit_List(self, node: nodes.List) -> nodes.Node:
+        return self._measured(node)
+
+    def visit_Dict(self, node: nodes.Dict) -> nodes.Node:
+        return self._measured(node)
+
+    def visit_Tuple(self, node: nodes.Tuple) -> nodes.Node:
+        return self._measured(node) if node.ctx == "load" else node  # not the names of `for a, b in ...`
+
+    def visit_Concat(self, node: nodes.Concat) -> nodes.Node:
+        self.generic_visit(node)
+        return _internal(nodes.List(node.nodes, lineno=node.lineno), JOINED)
+
+    def _measured(self, node: nodes.Expr) -> nodes.Node:
+        self.generic_visit(node)
+        return node if _folded(node) is not _NOT_CONST else _internal(node, MEASURED)
+
+
+def _internal(node: nodes.Node, name: str) -> nodes.Filter:
+    return nodes.Filter(node, name, [], [], None, None, lineno=node.lineno)
+
+
+def _bounded(node: nodes.Node) -> Any:
+    return _Bounded().visit(node)
+
+
 def _expression_template(expr: nodes.Expr) -> Any:
     # The same construction as Environment.compile_expression, but we keep the
     # template so it can run against a shared context instead of a fresh copy.
-    body = [nodes.Assign(nodes.Name("result", "store"), expr, lineno=1)]
+    body = [nodes.Assign(nodes.Name("result", "store"), _bounded(expr), lineno=1)]
     try:
         return ENV.from_string(nodes.Template(body, lineno=1))
     except TemplateAssertionError as exc:
@@ -253,6 +370,7 @@ def _concat(parts: Sequence[nodes.Node]) -> Evaluator:
     def evaluate(ctx: Context) -> str | None:
         out: list[str] = []
         filled = False
+        size = 0
         for piece in pieces:
             if isinstance(piece, str):
                 out.append(piece)
@@ -262,6 +380,9 @@ def _concat(parts: Sequence[nodes.Node]) -> Evaluator:
                 continue
             filled = True
             out.append(_text(value))
+            size += len(out[-1])
+            if size > limits.MAX_RECORD_CHARS:
+                raise limits.LimitError(f"the text would be over {limits.MAX_RECORD_CHARS:,} characters")
         # "order:" with an empty id is worse than nothing: omit the field.
         return "".join(out) if filled else None
 
@@ -278,13 +399,20 @@ def _text(value: Any) -> str:
 
 def _render_template(tree: nodes.Template) -> Evaluator:
     try:
-        template = ENV.from_string(tree)
+        template = ENV.from_string(_bounded(tree))
     except TemplateAssertionError as exc:
         raise ExpressionError(exc.message or str(exc), exc.lineno or 1) from None
     render = template.root_render_func
 
     def evaluate(ctx: Context) -> str | None:
-        text = "".join(render(ctx)).strip()
+        out: list[str] = []
+        size = 0
+        for piece in render(ctx):
+            size += len(piece)
+            if size > limits.MAX_RECORD_CHARS:
+                raise limits.LimitError(f"the text would be over {limits.MAX_RECORD_CHARS:,} characters")
+            out.append(piece)
+        text = "".join(out).strip()
         return text or None
 
     return evaluate

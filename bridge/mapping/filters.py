@@ -17,6 +17,7 @@ import phonenumbers
 from jinja2 import Undefined
 
 from bridge.log import quoted  # errors reach logs and operator views: a value is quoted by its shape only
+from bridge.mapping.limits import MAX_INT_DIGITS, MAX_RECORD_CHARS
 
 
 class FilterError(ValueError):
@@ -151,7 +152,7 @@ def integer(value: Any, otherwise: Any = _UNSET) -> Any:
         return value
     try:
         number = Decimal(str(value).strip())
-        if not number.is_finite():
+        if not number.is_finite() or number.adjusted() >= MAX_INT_DIGITS:  # its conversion takes quadratic time
             raise InvalidOperation
         return int(number)
     except InvalidOperation:
@@ -183,8 +184,10 @@ def join(value: Any, separator: str = ", ") -> str | None:
         return None
     if isinstance(value, str):
         return value
-    parts = [string(part) for part in value]
-    return separator.join(part for part in parts if part)
+    parts = [text for part in value if (text := string(part))]
+    if len(separator) * len(parts) + sum(map(len, parts)) > MAX_RECORD_CHARS:  # a long separator, many parts
+        raise FilterError(f"`join` would make text over {MAX_RECORD_CHARS:,} characters")
+    return separator.join(parts)
 
 
 def first(value: Any) -> Any:

@@ -23,6 +23,7 @@ from ruamel.yaml.error import MarkedYAMLError
 
 from bridge.destinations.catalog import OMETRIA_EVENT_TYPE_MAX, KindSpec
 from bridge.errors import RulesError
+from bridge.mapping import limits
 from bridge.mapping.areas import Allowed, dotted, written_by
 from bridge.mapping.check import (
     CONSENT_SOURCES, ConsentUse, consent_role, did_you_mean, find_kind, foreign_consent_reads, known_fields,
@@ -158,10 +159,23 @@ class FileLoader:
     # --- file ---------------------------------------------------------------
 
     def load(self) -> None:
+        """Read and check the file; whatever it holds ends as problems with their places, never as an exception."""
         try:
-            raw = self.path.read_bytes()
+            self._load()
+        except Exception as exc:  # a case the checks below do not foresee: still a located problem
+            self.problem(1, 1, f"this file could not be read as rules ({type(exc).__name__}); check it against "
+                               "mappings/README.md, or start again from a copy that worked")
+
+    def _load(self) -> None:
+        try:
+            with open(self.path, "rb") as file:
+                raw = file.read(limits.MAX_FILE_BYTES + 1)
         except OSError as exc:
             self.problem(1, 1, f"cannot read the file: {exc.strerror or exc}")
+            return
+        if len(raw) > limits.MAX_FILE_BYTES:
+            self.problem(1, 1, f"this file is over {limits.MAX_FILE_BYTES:,} bytes; rule files are much smaller: "
+                               "split it, or check that it is the file you meant to save here")
             return
         try:
             text = raw.decode("utf-8")
@@ -172,6 +186,12 @@ class FileLoader:
                                     "another encoding); in your editor choose Save with Encoding → UTF-8")
             return
         self.digest = hashlib.sha256(text.encode()).hexdigest()
+        deep = limits.too_deep(text, limits.MAX_DOCUMENT_DEPTH)
+        if deep is not None:
+            line = text.count("\n", 0, deep) + 1
+            self.problem(line, deep - text.rfind("\n", 0, deep), f"brackets are nested over "
+                         f"{limits.MAX_DOCUMENT_DEPTH} levels deep here; write the values out more simply")
+            return
         try:
             document = YAML(typ="rt").load(text)
         except MarkedYAMLError as exc:
@@ -179,6 +199,16 @@ class FileLoader:
             line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
             what = exc.problem or exc.context or "cannot be read"
             self.problem(line, col, f"YAML syntax error: {what}; check the indentation and that text with `:` or `{{{{` is in quotes")
+            return
+        except RecursionError:
+            self.problem(1, 1, f"values are nested too deeply to read (keep them under {limits.MAX_DOCUMENT_DEPTH} levels)")
+            return
+        except Exception as exc:  # ruamel raises more than MarkedYAMLError on some inputs
+            self.problem(1, 1, f"YAML cannot be read ({type(exc).__name__}: {str(exc)[:200]})")
+            return
+        too_big = limits.document_problem(document)
+        if too_big is not None:
+            self.problem(1, 1, too_big)
             return
         if document is None:
             self.problem(1, 1, "this file has no rules (it is empty or all comments); a running bridge keeps the "
@@ -201,7 +231,7 @@ class FileLoader:
                                     "rules, delete the file or move it out of the folder")
         else:
             for index, node in enumerate(rules):
-                self.rule(rules, index, node)
+                self._each(self.rule, rules, index, node, "rule")
         examples = document.get("examples")
         if examples is not None:
             if not isinstance(examples, CommentedSeq):
@@ -209,7 +239,16 @@ class FileLoader:
                 self.problem(line, col, "`examples:` must be a list, each starting with `- name:`")
             else:
                 for index, node in enumerate(examples):
-                    self.example(examples, index, node)
+                    self._each(self.example, examples, index, node, "example")
+
+    def _each(self, read: Any, parent: CommentedSeq, index: int, node: Any, what: str) -> None:
+        """Read one rule or example; one that breaks the reader is a problem at its place, and the rest are read."""
+        try:
+            read(parent, index, node)
+        except Exception as exc:
+            line, col = _position(parent, index)
+            self.problem(line, col, f"this {what} could not be read ({type(exc).__name__}); check its keys and "
+                                    "values against mappings/README.md")
 
     # --- rules --------------------------------------------------------------
 
@@ -336,7 +375,10 @@ class FileLoader:
             elif isinstance(fields, CommentedMap) and named in fields:
                 self.problem(tline, tcol, f"the event name is given twice: in `to:` and in `{named}:`; keep one")
             else:
-                entries.append((named, leaf(compile_field(name), named, tline)))
+                try:
+                    entries.append((named, leaf(compile_field(name), named, tline)))
+                except ExpressionError as exc:
+                    self.problem(tline, tcol, str(exc))
                 target.sources[named] = name
                 target.paths[(named,)] = (tline, tcol)
         if not isinstance(fields, CommentedMap):
@@ -626,6 +668,9 @@ class FileLoader:
             if candidate.is_file():
                 try:
                     return json.loads(candidate.read_text(encoding="utf-8"))
+                except RecursionError:
+                    self.example_problem(pline, pcol, f"{value} is nested too deeply to read")
+                    return None
                 except ValueError as exc:
                     self.example_problem(pline, pcol, f"{value} is not valid JSON: {exc}")
                     return None
@@ -687,9 +732,9 @@ def missing_step(payload: Any, path: str) -> tuple[str, list[str]] | None:
 
 
 def check_filters() -> list[str]:
-    from bridge.mapping.expressions import ENV
+    from bridge.mapping.filters import FILTERS
 
-    return sorted(ENV.filters)
+    return sorted(FILTERS)
 
 
 class LoadedRules(CompiledRuleSet):
@@ -788,7 +833,10 @@ def load_rules(directory: Path, allowed_areas: Allowed | None = None) -> LoadedR
             example.rules = names
             ruleset.examples.append(example)
     for loader in loaders:
-        check_reads_against_examples(loader)
+        try:
+            check_reads_against_examples(loader)
+        except Exception as exc:  # an example payload too odd to compare with: the rules still load
+            loader.example_problem(1, 1, f"the examples could not be compared with the rules ({type(exc).__name__})")
     ruleset.example_problems = [p for loader in loaders for p in loader.example_problems.items]
     ruleset.consent = [use for loader in loaders for use in loader.consent]
     ruleset.notes = [note for loader in loaders for note in loader.notes] + skipped_files(directory)

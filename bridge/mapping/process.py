@@ -11,6 +11,13 @@ area policy. A child that loads something else (a file saved since, or one that 
 longer loads) answers None, and that batch is mapped in a thread with the worker's own
 rules, as before. So are batches while the child starts, after it died (a new one is
 started), and for rule sets without a fingerprint (tests' fixed rules).
+
+Each event has a budget (bridge.mapping.budget): its loops stop when it runs over its time,
+wherever it is mapped. The child also says, in memory shared with the worker, which event
+and rule it is mapping since when; the worker watches that and the child's memory, and kills
+a child that has spent over its time on one event (plus a grace) or grown over its memory.
+That event becomes a mapping error naming the rule, and the batch ends there: its other
+events are read and mapped again, by the rules current then (a rule fixed meanwhile runs).
 """
 
 from __future__ import annotations
@@ -19,6 +26,7 @@ import asyncio
 import concurrent.futures
 import contextlib
 import multiprocessing
+import multiprocessing.sharedctypes
 import os
 import time
 from concurrent.futures.process import BrokenProcessPool
@@ -27,36 +35,58 @@ from typing import Any, Sequence
 
 import structlog
 
-from bridge.mapping import MapResult, RuleSet
+from bridge.mapping import MapResult, RuleSet, budget
+from bridge.mapping.engine import CompiledRuleSet, over_budget
 from bridge.model import Event, Mapped
 
 log = structlog.get_logger("bridge.mapping")
 
 PARENT_CHECK_SECONDS = 1.0
 RESTART_AFTER_SECONDS = 30.0  # a child that failed is not started again sooner: the thread maps meanwhile
+WATCH_SECONDS = 0.25  # how often the worker looks at a child mapping a batch
+GRACE_SECONDS = 2.0  # beyond an event's budget, before its child is killed (its loops stop at the budget)
+LOAD_SECONDS = 60.0  # a child still loading rules (mapping no event) after this is killed
 
 
-def map_events(rules: RuleSet, events: Sequence[Event]) -> list[Mapped]:
-    """Run the rules over events (CPU work: in the mapping process, or a thread)."""
+def map_events(rules: RuleSet, events: Sequence[Event], seconds: float = budget.DEFAULT_SECONDS) -> list[Mapped]:
+    """Run the rules over events (CPU work: in the mapping process, or a thread). An event over its
+    budget of `seconds` ends the batch: the events after it are not mapped (they are read again)."""
+    previous = budget.configure(seconds)
     mapped = []
-    for event in events:
-        if event.status == "invalid_json":
-            continue
-        try:
-            result = rules.map(event)
-        except Exception as exc:  # a bug in a rule must not stop the others
-            result = MapResult(errors=[f"mapping failed: {type(exc).__name__}: {exc}"])
-        messages = [(m, m.idempotency_key(event.source, event.dedupe_key)) for m in result.messages]
-        mapped.append(Mapped(event.id, result.status, result.rules, result.errors, messages))
+    try:
+        for event in events:
+            if event.status == "invalid_json":
+                continue
+            try:
+                result = rules.map(event)
+            except Exception as exc:  # a bug in a rule must not stop the others
+                result = MapResult(errors=[f"mapping failed: {type(exc).__name__}: {exc}"])
+            messages = [(m, m.idempotency_key(event.source, event.dedupe_key)) for m in result.messages]
+            mapped.append(Mapped(event.id, result.status, result.rules, result.errors, messages))
+            if result.over_budget:
+                break
+    finally:
+        budget.configure(previous)
     return mapped
+
+
+def complete(events: Sequence[Event], mapped: Sequence[Mapped]) -> bool:
+    """Whether every event of a batch was mapped (a batch ends early at an event over its budget)."""
+    done = {m.event_id for m in mapped}
+    return all(event.id in done for event in events if event.status != "invalid_json")
 
 
 class MappingProcess:
     """One child process that maps batches with the worker's current rules, when it holds them."""
 
-    def __init__(self, log_format: str = "json", log_level: str = "info") -> None:
+    def __init__(self, log_format: str = "json", log_level: str = "info",
+                 seconds: float = budget.DEFAULT_SECONDS, memory_mb: int = 512) -> None:
         self._logging = (log_format, log_level)
+        self.seconds = seconds
+        self.memory_bytes = memory_mb * 1024 * 1024
         self._pool: concurrent.futures.ProcessPoolExecutor | None = None
+        # What the child maps: [event id, rule position, monotonic time the event started (0: none), its pid].
+        self._progress: Any = None
         self._ready: asyncio.Future[Any] | None = None
         self._not_before = 0.0
         # The worker's set the child could not load (the directory holds other files now), and
@@ -72,7 +102,7 @@ class MappingProcess:
             if mapped is not None:
                 self.mapped_here += 1
                 return mapped
-        return await asyncio.to_thread(map_events, rules, events)
+        return await asyncio.to_thread(map_events, rules, events, self.seconds)
 
     def start(self, rules: Any) -> None:
         """Start the child now (the worker does at start), so that a first burst does not wait for it."""
@@ -81,9 +111,11 @@ class MappingProcess:
             return
         # spawn, not fork: the parent runs an event loop and threads. The child loads
         # the rules once; until it has, batches go to the thread.
+        context = multiprocessing.get_context("spawn")
+        self._progress = multiprocessing.sharedctypes.RawArray("d", 4)
         self._pool = concurrent.futures.ProcessPoolExecutor(
-            1, mp_context=multiprocessing.get_context("spawn"), initializer=_start_child,
-            initargs=(*self._logging, os.getpid()))
+            1, mp_context=context, initializer=_start_child,
+            initargs=(*self._logging, os.getpid(), self._progress))
         self._ready = asyncio.get_running_loop().run_in_executor(
             self._pool, _load, str(rules.directory), rules.allowed_areas, fingerprint)
 
@@ -94,8 +126,10 @@ class MappingProcess:
             return None
         try:
             self._ready.result()  # raises what starting the child raised
-            mapped = await loop.run_in_executor(self._pool, _map, str(rules.directory), rules.allowed_areas,
-                                                fingerprint, list(events))
+            self._progress[2] = 0.0
+            future = loop.run_in_executor(self._pool, _map, str(rules.directory), rules.allowed_areas,
+                                          fingerprint, list(events), self.seconds)
+            mapped = await self._watch(future, rules)
             if mapped is None:
                 if self._declined is None or self._declined[0] != fingerprint:
                     log.info("mapping.process_other_rules", hint="the rules on disk are not the ones the worker runs "
@@ -111,6 +145,34 @@ class MappingProcess:
         self._not_before = time.monotonic() + RESTART_AFTER_SECONDS
         return None
 
+    async def _watch(self, future: asyncio.Future[list[Mapped] | None], rules: Any) -> list[Mapped] | None:
+        """The child's answer; or, when it went over an event's budget, that event's mapping error
+        (the child is killed and a new one started)."""
+        asked = time.monotonic()
+        while True:
+            done, _ = await asyncio.wait({future}, timeout=WATCH_SECONDS)
+            if done:
+                return future.result()
+            event_id, position, started = self._progress[0], int(self._progress[1]), self._progress[2]
+            now = time.monotonic()
+            memory = _resident_bytes(int(self._progress[3]))
+            if started and memory > self.memory_bytes:
+                why = f"the mapping process grew over {self.memory_bytes // 2**20} MB"
+            elif started and now - started > self.seconds + GRACE_SECONDS:
+                why = f"it took over {self.seconds:g} s"
+            elif not started and now - asked > LOAD_SECONDS:
+                why = "the mapping process did not answer"
+            else:
+                continue
+            future.add_done_callback(_retrieve)
+            log.error("mapping.process_over_budget", event_id=int(event_id), reason=why,
+                      hint="the mapping process is stopped and started again; the event is a mapping error")
+            self.close()
+            if not started:
+                self._not_before = time.monotonic() + RESTART_AFTER_SECONDS
+                return None
+            return [_over_budget(rules, int(event_id), position, why)]
+
     def close(self) -> None:
         """Stop the child now. A batch it was mapping is not saved: its events stay waiting."""
         pool, self._pool, self._ready = self._pool, None, None
@@ -123,12 +185,44 @@ class MappingProcess:
                 child.kill()
 
 
+def _over_budget(rules: Any, event_id: int, position: int, why: str) -> Mapped:
+    """The mapping error of the event a killed child was mapping, naming its rule when known."""
+    known = isinstance(rules, CompiledRuleSet) and 0 <= position < len(rules.rules)
+    if known:
+        result = over_budget(rules.rules[position], why)
+    else:
+        result = MapResult(errors=[f"mapping this event stopped: {why}, the mapping budget of one event"])
+    return Mapped(event_id, result.status, result.rules, result.errors, [])
+
+
+def _resident_bytes(pid: int) -> int:
+    """A process's resident memory (Linux /proc), 0 when unknown."""
+    try:
+        with open(f"/proc/{pid}/statm") as statm:
+            return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
+def _retrieve(future: asyncio.Future[Any]) -> None:
+    """A killed child's batch fails: its exception is expected, and read so that asyncio does not warn."""
+    if not future.cancelled():
+        future.exception()
+
+
 # -- the child ------------------------------------------------------------------------------------
 
 _rules: Any = None  # the child's LoadedRules
+_progress: Any = None  # shared with the parent: [event id, rule position, started (monotonic) or 0, pid]
 
 
-def _start_child(log_format: str, log_level: str, parent: int) -> None:
+def _report(event_id: int, position: int) -> None:
+    _progress[0], _progress[1] = event_id, position
+    if position < 0:
+        _progress[2] = time.monotonic()
+
+
+def _start_child(log_format: str, log_level: str, parent: int, progress: Any) -> None:
     import signal
     import threading
 
@@ -138,6 +232,10 @@ def _start_child(log_format: str, log_level: str, parent: int) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     configure(log_format, log_level)
+    global _progress
+    _progress = progress
+    _progress[3] = os.getpid()
+    budget.progress = _report
     # A parent killed outright (SIGKILL, OOM) leaves the child waiting on its queue for
     # ever: it goes when it finds itself adopted by another process.
     def leave_with_the_parent() -> None:
@@ -151,19 +249,22 @@ def _start_child(log_format: str, log_level: str, parent: int) -> None:
 def _load(directory: str, allowed: Any, fingerprint: str) -> bool:
     """Load the directory's rules; whether they are the ones named by `fingerprint`."""
     global _rules
-    from bridge.errors import RulesError
     from bridge.mapping.loader import load_rules
 
     if _rules is None or _rules.fingerprint != fingerprint:
         try:
             _rules = load_rules(Path(directory), allowed)
-        except RulesError:
+        except Exception:  # RulesError, or anything a broken folder raises: the worker's thread maps
             _rules = None
             return False
     return bool(_rules.fingerprint == fingerprint)
 
 
-def _map(directory: str, allowed: Any, fingerprint: str, events: list[Event]) -> list[Mapped] | None:
-    if not _load(directory, allowed, fingerprint):
-        return None
-    return map_events(_rules, events)
+def _map(directory: str, allowed: Any, fingerprint: str, events: list[Event],
+         seconds: float) -> list[Mapped] | None:
+    try:
+        if not _load(directory, allowed, fingerprint):
+            return None
+        return map_events(_rules, events, seconds)
+    finally:
+        _progress[2] = 0.0

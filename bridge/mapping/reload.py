@@ -1,5 +1,9 @@
 """Hot reload: a broken save never stops the bridge; the last good rules keep running,
-across restarts too when a folder for their copy is given (bridge.mapping.saved)."""
+across restarts too when a folder for their copy is given (bridge.mapping.saved).
+
+Whatever a load raises (a RulesError, or a RecursionError or MemoryError from a hostile
+file that got past the checks) is a failed load, and the watcher lives on after anything.
+"""
 
 from __future__ import annotations
 
@@ -18,6 +22,14 @@ from bridge.ops.when import iso
 log = structlog.get_logger("bridge.mapping")
 
 Snapshot = tuple[tuple[str, int, int], ...]
+
+
+def failed_load(directory: Path, exc: BaseException) -> list[str]:
+    """The problems of a load that raised: a RulesError's list, or one line for anything else."""
+    if isinstance(exc, RulesError):
+        return exc.problems
+    return [f"{directory}: the rules could not be loaded ({type(exc).__name__}); a file in this folder is "
+            "too large or too deeply nested to read: run `bridge mappings check` to find it"]
 
 
 class RulesHolder:
@@ -72,13 +84,14 @@ class RulesHolder:
         self._snapshot = self._scan()
         try:
             rules = load_rules(self.directory, self.allowed_areas)
-        except RulesError as exc:
-            self.error = "\n".join(exc.problems)
+        except Exception as exc:
+            problems = failed_load(self.directory, exc)
+            self.error = "\n".join(problems)
             if self.current is None:
                 self._run_saved_copy()
             if self.running_saved is not None:
                 self.error += "\n" + self._running_saved_note()
-            log.error("rules.reload_failed", directory=str(self.directory), problems=exc.problems,
+            log.error("rules.reload_failed", directory=str(self.directory), problems=problems,
                       kept_loaded_at=self.loaded_at, running=self.current is not None,
                       saved_copy=str(self.running_saved.path) if self.running_saved else None)
             return False
@@ -113,8 +126,8 @@ class RulesHolder:
             return
         try:
             rules = load_rules(copy.path, self.allowed_areas)
-        except RulesError as exc:  # a copy from an older version, whose checks it no longer passes
-            log.error("rules.copy_failed", directory=str(copy.path), problems=exc.problems)
+        except Exception as exc:  # a copy from an older version, whose checks it no longer passes
+            log.error("rules.copy_failed", directory=str(copy.path), problems=failed_load(copy.path, exc))
             return
         self.current, self.loaded_at, self.running_saved = rules, copy.saved_at, copy
         log.warning("rules.running_saved_copy", directory=str(copy.path), saved_at=iso(copy.saved_at),
@@ -140,8 +153,11 @@ class RulesHolder:
         """Poll file times and sizes; reload when anything changed. Runs until cancelled."""
         while True:
             await asyncio.sleep(interval)
-            if self.changed():
-                await self.areload()
+            try:
+                if self.changed():
+                    await self.areload()
+            except Exception:  # reload catches what a load raises; this is for anything else
+                log.exception("rules.watch_failed", directory=str(self.directory))
 
     def reload_soon(self) -> None:
         """SIGHUP: `areload` as a task, so the event loop goes on answering webhooks meanwhile."""

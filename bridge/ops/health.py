@@ -10,6 +10,8 @@ traffic here, with a 503 naming what is wrong:
   and each probe is a commit;
 - rules are loaded (a broken rule file keeps the previous rules; none at all
   means events would wait unmapped);
+- the map loop, when this process runs the worker, is not failing every round or stuck
+  on one batch (events would wait unmapped);
 - at least one destination is configured. One missing key is not enough to
   refuse traffic: its messages wait in the outbox and `/healthz` lists it.
 
@@ -76,18 +78,28 @@ def check_destinations(destinations: Any) -> dict[str, Any]:
     return {"ok": bool(configured), "configured": configured, "not_configured": missing}
 
 
+def check_mapping(worker: Any) -> dict[str, Any]:
+    if worker is None:
+        return {"ok": True, "worker": False}
+    report: dict[str, Any] = worker.map_health.report(time.monotonic())
+    return report
+
+
 async def readyz(bridge: Any, probe: CachedProbe | None = None) -> tuple[int, dict[str, Any]]:
     """(HTTP status, body): 200 when every check passes, else 503 with `problems`. `probe`: a cached database check."""
     checks = {
         "database": await (probe(bridge.store) if probe is not None else check_database(bridge.store)),
         "rules": check_rules(bridge.rules),
         "destinations": check_destinations(bridge.destinations),
+        "mapping": check_mapping(bridge.worker),
     }
     problems = []
     if not checks["database"]["ok"]:
         problems.append(f"database: {checks['database']['error']}")
     if not checks["rules"]["ok"]:
         problems.append("rules: none loaded" + (f" ({checks['rules']['error']})" if "error" in checks["rules"] else ""))
+    if not checks["mapping"]["ok"]:
+        problems.append(f"mapping: {checks['mapping']['problem']}")
     if not checks["destinations"]["ok"]:
         problems.append("destinations: none configured (set OMNISEND_API_KEY or OMETRIA_API_KEY)")
     ready = not problems

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import Callable, Iterable, Iterator, Sequence
 
 import structlog
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
@@ -66,6 +66,10 @@ class Metrics:
                                                ["destination"], registry=r)
         self.rate_limit_deferred = Counter("bridge_rate_limit_deferred", "Messages handed back unsent by the rate "
                                            "limiter, due again after the wait", ["destination"], registry=r)
+        self.mapping_failures = Counter("bridge_mapping_loop_failures", "Rounds of the map loop that failed, by cause",
+                                        ["cause"], registry=r)
+        self.mapping_stalled = Gauge("bridge_mapping_stalled_seconds", "How long the map loop has been failing, or "
+                                     "mapping one batch (0 while it keeps up)", registry=r)
         self._outbox: OutboxCollector | None = None
 
     # -- called by the app ----------------------------------------------------
@@ -93,6 +97,14 @@ class Metrics:
             self.retries.labels(destination).inc()
         elif state == "dead":
             self.dead_letters.labels(destination).inc()
+
+    def mapping_failure(self, cause: str) -> None:
+        """A round of the map loop failed; `cause` is the exception's name (a bounded set of labels)."""
+        self.mapping_failures.labels(cause[:MAX_TOPIC]).inc()
+
+    def watch_mapping(self, stalled_seconds: Callable[[], float]) -> None:
+        """Read the map loop's stall at scrape time (the worker of this process)."""
+        self.mapping_stalled.set_function(stalled_seconds)
 
     def rate_limit_wait(self, destination: str, seconds: float) -> None:
         if seconds > 0:

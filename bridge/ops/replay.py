@@ -20,7 +20,7 @@ import asyncio
 from typing import Callable
 
 from bridge.mapping import RuleSet
-from bridge.mapping.process import map_events
+from bridge.mapping.process import complete, map_events
 from bridge.settings import Settings
 from bridge.store.base import EventFilter, ReplaySummary, Store
 
@@ -60,8 +60,9 @@ async def replay(
         events = await store.replayable_events(where, after, BATCH)
         if not events:
             break
-        after = events[-1].id
         mapped = await asyncio.to_thread(map_events, rules, events)
+        # A batch ends at an event over its mapping budget: the events after it are read again.
+        after = events[-1].id if complete(events, mapped) else mapped[-1].event_id
         summary.add(await store.apply_mappings(mapped, now, force=force, dry_run=dry_run))
         if progress is not None:
             progress(min(summary.events, total), total)

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import shutil
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from bridge.mapping import saved
+from bridge.mapping import reload, saved
 from bridge.mapping.reload import RulesHolder
 from bridge.model import Event
 from bridge.settings import Settings
@@ -181,3 +183,54 @@ def test_an_empty_folder_is_refused_and_the_last_good_copy_runs(folder: Path, tm
     assert "there are no rule files in this folder" in (restarted.error or "")
     assert "orders.yml.bak" in (restarted.error or "")  # the file that may be the rules, named
     assert saved.latest(copies) == good
+
+
+@pytest.mark.parametrize("error", [RecursionError("maximum recursion depth exceeded"), MemoryError(), KeyError("x")])
+def test_a_start_whose_folder_raises_anything_runs_the_last_good_copy(folder: Path, tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch,
+                                                                     error: Exception) -> None:
+    copies = tmp_path / "copies"
+    good = holder(folder, copies)
+    real = reload.load_rules
+
+    def load(directory: Path, allowed: Any = None) -> Any:
+        if Path(directory) == folder:
+            raise error
+        return real(directory, allowed)
+
+    monkeypatch.setattr(reload, "load_rules", load)
+    restarted = holder(folder, copies)
+    assert restarted.running_saved is not None and restarted.current is not None
+    assert restarted.current.fingerprint == good.current.fingerprint  # type: ignore[union-attr]
+    assert restarted.error is not None and type(error).__name__ in restarted.error
+    assert "running the last good rules instead" in restarted.error
+
+
+def test_the_watcher_lives_on_after_any_exception(folder: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    watched = holder(folder, tmp_path / "copies")
+    failures = iter([OSError("disk gone"), RuntimeError("anything")])
+    real = watched.changed
+
+    def changed() -> bool:
+        failure = next(failures, None)
+        if failure is not None:
+            raise failure
+        return real()
+
+    monkeypatch.setattr(watched, "changed", changed)
+
+    async def go() -> None:
+        task = asyncio.create_task(watched.watch(interval=0.01))
+        try:
+            path = folder / "shopify-orders.yaml"
+            path.write_text(path.read_text().replace("origin: api", "origin: other", 1))
+            before = watched.loaded_at
+            for _ in range(500):
+                await asyncio.sleep(0.02)
+                if watched.loaded_at != before:
+                    break
+            assert not task.done() and watched.loaded_at != before  # it survived both, and reloaded
+        finally:
+            task.cancel()
+
+    asyncio.run(go())

@@ -54,7 +54,7 @@ def test_merge_tags_without_quotes(tmp_path: Path, line: str, fixed: str) -> Non
 
 
 @pytest.mark.parametrize("expression, expected", [
-    ("round(total_price)", "`round(...)` cannot be called in rules; use `| round`"),
+    ("round(total_price)", "`round(...)` cannot be called in rules; use `| decimal`"),
     ("total_price.strip()", "`.strip()` cannot be called"),
     ("now()", "`now(...)` cannot be called in rules; use a filter after `|`"),
 ])

@@ -12,12 +12,15 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from bridge.mapping.loader import load_rules
 from bridge.mapping.process import MappingProcess, map_events
 from bridge.model import Event
 from bridge.sign import shopify_headers
 from bridge.sources.shopify import ShopifySource
 from bridge.settings import Secret, SourceSettings
+from tests.mapping.test_rules import ORDER_HEAD
 
 ROOT = Path(__file__).resolve().parents[2]
 PAYLOAD = ROOT / "tests" / "payloads" / "shopify" / "orders_create.json"
@@ -154,6 +157,68 @@ def test_a_set_the_child_cannot_load_is_not_asked_of_it_again_for_a_while(tmp_pa
             process.close()
 
     asyncio.run(go())
+
+
+@pytest.mark.parametrize("limits, expected", [
+    ({"memory_mb": 1}, "the mapping process grew over 1 MB"),  # a memory limit no process meets
+    ({"seconds": 0.001}, "it took over 0.001 s"),  # no loop for the child's own budget to stop
+])
+def test_a_child_over_its_budget_is_killed_its_event_names_the_rule_and_a_new_one_starts(
+        tmp_path: Path, monkeypatch: Any, limits: dict[str, Any], expected: str) -> None:
+    """Budgets are per event: the worker watches the child while it maps one, and kills it once it is over
+    what its own loops could stop; that event is a mapping error naming its rule, and the batch ends there."""
+    monkeypatch.setattr("bridge.mapping.process.GRACE_SECONDS", 0.0)
+    directory = tmp_path / "mappings"
+    directory.mkdir()
+    (directory / "orders.yaml").write_text(ORDER_HEAD + NO_LOOP)
+    rules = load_rules(directory)
+    batch = events(3000)
+
+    async def go() -> None:
+        process = MappingProcess(**limits)
+        try:
+            await map_until_ready(process, rules)
+            child = process._progress[3]
+            (mapped,) = await process.map(rules, batch)
+            assert mapped.status == "mapping_error" and not mapped.messages
+            (error,) = mapped.errors
+            assert f"orders.yaml:2 rule 'Order': mapping this event stopped: {expected}" in error
+            assert mapped.event_id in {event.id for event in batch}
+            assert stopped(int(child))
+            await process.map(rules, batch[:1])
+            assert process._pool is not None  # and a new one started
+        finally:
+            process.close()
+
+    asyncio.run(go())
+
+
+NO_LOOP = """\
+          contact: {email: "{{ email | lower }}"}
+          properties: {orderID: "{{ id | string }}", total: "{{ total_price | decimal }}"}
+"""
+
+
+def stopped(pid: int, timeout: float = 10) -> bool:
+    """The process is gone, or a zombie waiting for its parent's pool to reap it."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] in ("Z", "X"):
+                return True
+        except OSError:
+            return True
+        time.sleep(0.05)
+    return False
+
+
+async def map_until_ready(process: MappingProcess, rules: Any, timeout: float = 60) -> None:
+    """Start the child and wait until it has loaded the rules (batches go to the thread until then)."""
+    process.start(rules)
+    deadline = time.monotonic() + timeout
+    while process._ready is None or not process._ready.done():
+        assert time.monotonic() < deadline, "the mapping process never started"
+        await asyncio.sleep(0.1)
 
 
 def test_rules_without_a_fingerprint_never_start_a_child() -> None:

@@ -32,7 +32,8 @@ def event(payload: object, source: str = "shopify", topic: str = "orders/create"
                  json.dumps(payload).encode())
 
 
-ORDER_RULE = """\
+# A rule's head up to its fields; the tests add the contact and properties they need.
+ORDER_HEAD = """\
 rules:
   - name: Order
     on: shopify orders/create
@@ -40,6 +41,8 @@ rules:
       - to: omnisend event "placed order"
         fields:
           origin: api
+"""
+ORDER_RULE = ORDER_HEAD + """\
           contact:
             email: "{{ email | lower }}"
           properties:

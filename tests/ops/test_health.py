@@ -31,6 +31,7 @@ class FakeBridge:
     store: Any
     rules: Any = field(default_factory=lambda: Rules(current=object()))
     destinations: dict[str, Any] = field(default_factory=lambda: {"omnisend": Dest(True), "ometria": Dest(False)})
+    worker: Any = None  # a process without a worker: its map loop is another process's
 
 
 def test_ready(outbox: Outbox) -> None:

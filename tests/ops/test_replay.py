@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from typing import Any
 
 import pytest
 
@@ -93,3 +94,24 @@ def test_progress_bar_for_long_replays(outbox: Outbox, monkeypatch: pytest.Monke
     captured = capsys.readouterr()
     assert "250 events replayed; queued 250 messages" in captured.out
     assert "replay: 250/250 (100%)" in captured.err
+
+
+def test_an_event_over_its_mapping_budget_does_not_end_the_replay(outbox: Outbox, tmp_path: Any) -> None:
+    """Mapping ends a batch at an event over its budget; the replay reads on from the next one."""
+    from bridge.mapping import load_rules
+
+    from tests.mapping.test_rules import ORDER_HEAD
+
+    (tmp_path / "rules.yaml").write_text(ORDER_HEAD + """\
+          contact: {email: "{{ email }}"}
+          properties:
+            n: "{% for a in line_items %}{% for b in line_items %}x{% endfor %}{% endfor %}"
+""")
+    rules = load_rules(tmp_path)
+    small = {"email": "jane@example.com", "line_items": [1, 2]}
+    for key, body in (("a", small), ("b", {**small, "line_items": list(range(1000))}), ("c", small), ("d", small)):
+        outbox.ingest(key, body=body, at=NOW - DAY)
+    summary = replay(outbox.store, rules, EventFilter(since=NOW - 3 * DAY), NOW)
+    statuses = outbox.rows("SELECT id, status FROM events ORDER BY id")
+    assert statuses == [(1, "mapped"), (2, "mapping_error"), (3, "mapped"), (4, "mapped")]
+    assert summary.events == 4
