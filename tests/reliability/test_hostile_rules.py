@@ -71,7 +71,7 @@ def rules_dir(workdir: Path) -> Path:
 @pytest.fixture
 def bridge(workdir: Path, fakes: Fakes, rules_dir: Path) -> Iterator[Bridge]:
     process = Bridge(workdir, reliability_env(fakes, BRIDGE_MAPPINGS_DIR=str(rules_dir),
-                                              BRIDGE_MAPPING_TIMEOUT_SECONDS="2")).start()
+                                              BRIDGE_MAPPING_TIMEOUT_SECONDS="30")).start()
     yield process
     process.stop()
 
