@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import shutil
 import signal
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -172,7 +174,13 @@ def test_a_child_over_its_budget_is_killed_its_event_names_the_rule_and_a_new_on
     directory.mkdir()
     (directory / "orders.yaml").write_text(ORDER_HEAD + NO_LOOP)
     rules = load_rules(directory)
-    batch = events(3000)
+    # The first event takes the child a second or so on any machine (reading 3,000,000 line items), with
+    # no loop of the rule's for the child's own budget to stop: the worker, looking every
+    # WATCH_SECONDS, finds it over 0.001 s.
+    slow = json.loads(PAYLOAD.read_bytes())
+    slow["line_items"] = [{"a": 0}] * 3_000_000
+    first = events(1)[0]
+    batch = [replace(first, body=json.dumps(slow).encode()), *events(3000)[1:]]
 
     async def go() -> None:
         process = MappingProcess(**limits)
@@ -237,6 +245,7 @@ def test_rules_without_a_fingerprint_never_start_a_child() -> None:
 
 CHILD_OF_A_KILLED_PARENT = """
 import asyncio, sys
+from dataclasses import replace
 from pathlib import Path
 from bridge.mapping.loader import load_rules
 from bridge.mapping.process import MappingProcess
