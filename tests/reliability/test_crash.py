@@ -28,8 +28,10 @@ def run_crash(workdir: Path, fakes: Fakes, *, events: int, kills: int, seed: int
             bridge.kill()
             time.sleep(rng.uniform(0.0, 0.3))
             bridge.start()
+            sender.bridge_is_back()
         sender.join()  # as long as webhooks keep being acknowledged (a loaded machine is slower, not stuck)
-        assert not sender.stalled, "nothing was acknowledged for a minute"
+        assert not sender.stalled, (f"nothing was acknowledged for a minute: {sender.tally.summary()},"
+                                    f" unexpected {sender.tally.unexpected[:5]}\n{bridge.logs()[-3000:]}")
         settle(bridge)
         acknowledged = list(sender.tally.acknowledged.values())
         delivered = Delivered.collect(fakes)

@@ -144,6 +144,10 @@ class Sender(threading.Thread):
                         break
                     time.sleep(self.pause)
 
+    def bridge_is_back(self) -> None:
+        """The bridge was restarted and answers again: the time it was down is not a stall."""
+        self.last_progress = time.monotonic()
+
     def _stalled(self) -> bool:
         self.stalled = self.stalled or time.monotonic() - self.last_progress > self.stall_seconds
         return self.stalled
