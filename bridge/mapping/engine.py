@@ -242,11 +242,12 @@ class CompiledRuleSet:
             return
         what = describe(message.writes, refused)
         line, col = message.places.get(message.writes[refused[0]][0], (message.line, 1))
-        self.blocked.append(f"{rule.file}:{line}:{col}: this message writes {what} to {message.destination}, "
+        self.blocked.append(f"{rule.file}:{line}:{col}: note: this message writes {what} to {message.destination}, "
                             f"which is not allowed; to allow it set "
                             f"{setting_that_allows(message.destination, allowed, refused)}")
         self._blocked[id(message)] = (f"blocked: this message writes {what} to {message.destination}, "
-                                      f"not allowed by {setting_name(message.destination)}")
+                                      f"not allowed by {setting_name(message.destination)}; "
+                                      f"{setting_that_allows(message.destination, allowed, refused)} would allow it")
 
     def __len__(self) -> int:
         return len(self.rules)
@@ -279,13 +280,13 @@ class CompiledRuleSet:
             applied = True
             result.rules.append(rule.name)
             if rule.ignore:
-                result = MapResult(result.messages, result.errors, result.rules, ignored=True)
+                result = MapResult(result.messages, result.errors, result.rules, ignored=True, withheld=result.withheld)
                 continue
             for message in rule.messages:
                 self._produce(rule, message, ctx, result)
         if not applied:
             # The topic has rules but every condition said no: a deliberate skip.
-            return MapResult(result.messages, result.errors, result.rules, ignored=True)
+            return MapResult(result.messages, result.errors, result.rules, ignored=True, withheld=result.withheld)
         return result
 
     def _produce(self, rule: Rule, message: MessageSpec, ctx: Context, result: MapResult) -> None:
@@ -300,8 +301,8 @@ class CompiledRuleSet:
             return
         blocked = self._blocked.get(id(message))
         if blocked is not None:
-            # Recorded against the event only when the message would have been sent.
-            result.errors.append(f"{where()}: {blocked}")
+            # A notice, only when the message would have been sent: the deployment chose this, the rule is fine.
+            result.withheld.append(f"{where()}: {blocked}")
             return
         try:
             record = message.build(ctx) or {}
@@ -327,8 +328,10 @@ class CompiledRuleSet:
         refused = not_allowed(message.destination, areas, self.allowed_areas)
         if refused:
             # A value computed as a whole (`contact: "{{ customer }}"`) brought in what the rule did not name.
-            result.errors.append(f"{where()}: blocked: this record writes {', '.join(refused)} to {message.destination}, "
-                                 f"not allowed by {setting_name(message.destination)}")
+            result.withheld.append(f"{where()}: blocked: this record writes {', '.join(refused)} to "
+                                   f"{message.destination}, not allowed by {setting_name(message.destination)}; "
+                                   f"{setting_that_allows(message.destination, self.allowed_areas or {}, refused)} "
+                                   "would allow it")
             return
         result.messages.append(Outgoing(
             destination=message.destination,

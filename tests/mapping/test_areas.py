@@ -113,10 +113,12 @@ def test_blocked_consent_is_recorded_and_the_contact_details_still_flow() -> Non
     (contact,) = result.messages
     assert (contact.destination, contact.kind, contact.areas) == ("ometria", "contact", ("contacts",))
     assert contact.record["lastname"] == "Brooks" and "marketing_optin" not in contact.record
-    assert len(result.errors) == 2 and result.status == "partial"
-    omnisend, ometria = result.errors
+    # what the areas keep back is a notice with the setting that would allow it, not a mapping error
+    assert result.errors == [] and result.status == "mapped"
+    omnisend, ometria = result.withheld
     assert "→ omnisend contact: blocked: this message writes consent (identifiers[].channels.email.status" in omnisend
-    assert omnisend.endswith("to omnisend, not allowed by OMNISEND_AREAS")
+    assert omnisend.endswith("to omnisend, not allowed by OMNISEND_AREAS; "
+                             "OMNISEND_AREAS=events,contacts,consent,orders,carts would allow it")
     assert "blocked: this message writes consent (marketing_optin) to ometria, not allowed by OMETRIA_AREAS" in ometria
 
 
@@ -187,11 +189,12 @@ rules:
 def test_a_policy_refusal_is_not_a_rule_error(tmp_path: Path) -> None:
     rules = load_rules(write(tmp_path, CONSENT_RULE), DEFAULT)
     (line,) = rules.blocked
-    assert line.endswith("rules.yaml:13:27: this message writes consent (identifiers[].channels.email.status) "
+    assert line.endswith("rules.yaml:13:27: note: this message writes consent (identifiers[].channels.email.status) "
                          "to omnisend, which is not allowed; to allow it set "
                          "OMNISEND_AREAS=events,contacts,consent,orders,carts")
-    assert rules.map(event({"email": "a@b.c", "attributes": {"comms": {"email_promo": True}}},
-                           "omneo", "profile.updated")).status == "mapping_error"
+    result = rules.map(event({"email": "a@b.c", "attributes": {"comms": {"email_promo": True}}},
+                             "omneo", "profile.updated"))
+    assert result.status == "ignored" and result.errors == [] and len(result.withheld) == 1
 
 
 def test_genuine_rule_errors_still_fail_the_load(tmp_path: Path) -> None:
@@ -269,7 +272,9 @@ def test_the_engine_blocks_a_record_the_static_check_missed(tmp_path: Path) -> N
     result = rules.map(event({"email": "a@b.c", "attributes": {"comms": {"email_promo": True}}},
                              "omneo", "profile.updated"))
     assert result.messages == []
-    assert "blocked: this record writes consent to omnisend, not allowed by OMNISEND_AREAS" in result.errors[0]
+    assert result.errors == [] and result.status == "ignored"
+    assert "blocked: this record writes consent to omnisend, not allowed by OMNISEND_AREAS" in result.withheld[0]
+    assert result.withheld[0].endswith("OMNISEND_AREAS=events,contacts,consent,orders,carts would allow it")
 
 
 def test_the_holder_exposes_refusals(tmp_path: Path) -> None:
@@ -332,16 +337,26 @@ def clean_env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
     return monkeypatch
 
 
-def test_check_refuses_what_the_deployment_does_not_allow(tmp_path: Path, clean_env: pytest.MonkeyPatch,
-                                                          capsys: pytest.CaptureFixture[str]) -> None:
+def test_check_notes_what_the_deployment_does_not_allow(tmp_path: Path, clean_env: pytest.MonkeyPatch,
+                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    """What the areas keep back is the deployment's choice, not a mistake: a notice with the setting, exit 0."""
     write(tmp_path, CONSENT_RULE)
-    assert main(["mappings", "check", str(tmp_path)]) == 1
-    err = capsys.readouterr().err
-    assert ("rules.yaml:13:27: this message writes consent (identifiers[].channels.email.status) to omnisend, "
-            "which is not allowed; to allow it set OMNISEND_AREAS=events,contacts,consent,orders,carts") in err
+    assert main(["mappings", "check", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert ("rules.yaml:13:27: note: this message writes consent (identifiers[].channels.email.status) to omnisend, "
+            "which is not allowed; to allow it set OMNISEND_AREAS=events,contacts,consent,orders,carts") in out
+    assert "1 message(s) not sent under this deployment's areas" in out
     clean_env.setenv("OMNISEND_AREAS", "events,contacts,consent,orders,carts")
     assert main(["mappings", "check", str(tmp_path)]) == 0
-    assert "ok: 1 rules" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "ok: 1 rules" in out and "note:" not in out
+
+
+def test_check_passes_on_the_shipped_rules_of_a_fresh_install(clean_env: pytest.MonkeyPatch,
+                                                              capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["mappings", "check", str(MAPPINGS)]) == 0
+    out = capsys.readouterr().out
+    assert "ok: " in out and "OMNISEND_AREAS=events,contacts,consent" in out
 
 
 def test_check_reports_a_bad_area_setting(tmp_path: Path, clean_env: pytest.MonkeyPatch,
