@@ -130,8 +130,10 @@ KINDS: dict[tuple[str, str], KindSpec] = {
                  any_of=(("contact.email", "contact.phone", "contact.id"),),
                  fields=OMNISEND_EVENT_FIELDS, actions=("create",),
                  key_fields=("properties.orderID", "properties.cartID", "contact.email")),
+        # upsert: v3 POST /v3/contacts, every identifier with its channel status (consent);
+        # update: the 2026 line's update by email, the contact's details without any status (apis.md 1.6).
         KindSpec("omnisend", "contact", "contacts", ("identifiers",), fields=OMNISEND_CONTACT_FIELDS,
-                 key_fields=("identifiers.0.id",)),
+                 actions=("upsert", "update"), key_fields=("identifiers.0.id",)),
         KindSpec("omnisend", "order", "orders", ("orderID", "currency", "orderSum", "createdAt"),
                  any_of=(("email", "phone", "contactID"),), fields=OMNISEND_ORDER_FIELDS,
                  actions=("create", "replace", "update"), key_fields=("orderID",)),

@@ -58,6 +58,11 @@ ORDER_STATUS_FIELDS = (
     "canceledDate", "cancelReason", "cartID",
 )
 FINAL_BATCH_STATUSES = ("finished", "stopped")
+# The 2026 line's contacts (apis.md 1.6; Omnisend's contacts OpenAPI 2026-03-15): `PATCH /api/contacts?email=`
+# updates the contact with that email and answers 404 when there is none; `POST /api/contacts` creates or
+# updates by email. Neither requires a channel status.
+CONTACTS_PATH = "/api/contacts"
+NEUTRAL_STATUS = "nonSubscribed"  # what a contact the bridge creates without consent gets: never subscribed
 
 # (kind, action) -> (method, path template, id field or None)
 ROUTES: dict[tuple[str, str], tuple[str, str, str | None]] = {
@@ -70,6 +75,25 @@ ROUTES: dict[tuple[str, str], tuple[str, str, str | None]] = {
     ("cart", "replace"): ("PUT", "/v3/carts/{id}", "cartID"),
     ("cart", "update"): ("PATCH", "/v3/carts/{id}", "cartID"),
 }
+
+
+def contact_update(record: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    """The email a contact update finds its contact by, and the details it writes (no identifiers, so no
+    channel, so consent untouched). The engine made sure the first identifier is an email."""
+    email = str(record["identifiers"][0]["id"])
+    return email, {name: value for name, value in record.items() if name != "identifiers"}
+
+
+def contact_creation(record: dict[str, Any]) -> dict[str, Any]:
+    """A contact update whose email Omnisend does not know yet becomes a creation: each identifier without a
+    channel status gets `nonSubscribed` on its channel, so no one is subscribed because a status was left out."""
+    identifiers = []
+    for identifier in record.get("identifiers") or []:
+        channel = "sms" if identifier.get("type") == "phone" else "email"
+        if not identifier.get("channels"):
+            identifier = {**identifier, "channels": {channel: {"status": NEUTRAL_STATUS}}}
+        identifiers.append(identifier)
+    return {**record, "identifiers": identifiers}
 
 
 def event_for(message: Message) -> dict[str, Any]:
@@ -146,6 +170,11 @@ class Omnisend(HttpDestination):
         for message in messages:
             if message.kind == "event" or message.id in batched:
                 continue
+            if (message.kind, message.action) == ("contact", "update"):
+                email, details = contact_update(dict(message.record))
+                path = f"{CONTACTS_PATH}?email={quote(email, safe='@')}"
+                planned.append(Planned(self._request("PATCH", path, details, (message,)), (message,)))
+                continue
             route = ROUTES.get((message.kind, message.action))
             if route is None:
                 refused[message.id] = Outcome(
@@ -177,6 +206,12 @@ class Omnisend(HttpDestination):
         if item.request.path == "/v3/batches":
             return await self._deliver_batch(item, V3_REF_PREFIX)
         exchange = await self.exchange(item.request)
+        if item.request.method == "PATCH" and item.request.path.startswith(CONTACTS_PATH + "?") \
+                and exchange.outcome.status == 404:
+            # No contact with that email yet: create it, without subscribing anyone.
+            (message,) = item.messages
+            created = self._request("POST", CONTACTS_PATH, contact_creation(dict(message.record)), item.messages)
+            exchange = await self.exchange(created)
         return self._all(item, exchange.outcome)
 
     async def _deliver_batch(self, item: Planned, ref_prefix: str = "") -> dict[int, Outcome]:

@@ -1,4 +1,4 @@
-"""A fake Omnisend: the 2026-03-15 `/api` events and batches, and v3 contacts, orders and carts.
+"""A fake Omnisend: the 2026-03-15 `/api` events, contacts and batches, and v3 contacts, orders and carts.
 
 Contracts enforced, from shared/docs/apis.md section 1:
 - `/api/*`: `Authorization: Omnisend-API-Key <key>` and `Omnisend-Version` (wrong key -> 401, missing
@@ -16,6 +16,9 @@ Contracts enforced, from shared/docs/apis.md section 1:
   `birthdate`, identifier channels (`email` for email, `sms` for phone) and their `status` values.
 - 400 requests per sliding minute for the whole brand, `X-Rate-Limit-Limit/Remaining/Reset`
   (seconds left) on every answer, 429 with `Retry-After` when over.
+- 2026 contacts (`POST /api/contacts` upsert by email, 201/200; `PATCH /api/contacts?email=` update, 404
+  for an unknown email): `ContactRequest` checks (`contact_request_problems`); channels are optional, and
+  an identifier created without one is stored as `subscribed` (the worst case, for tests to rule out).
 - Batches: 201 `{batchID, totalCount}`, `inProgress` for `processing_seconds`, then `finished`
   with per-item `responseCode` under `responses` / `errors`.
 - v3 batches (`/v3/batches`, apis.md 1.7): `X-API-KEY`; `{method, endpoint, items, eventID?}` with
@@ -101,6 +104,31 @@ class FakeOmnisend(FakeApi):
             "X-Rate-Limit-Remaining": str(remaining),
             "X-Rate-Limit-Reset": str(ceil_seconds(reset)),
         }
+
+    def write_contact(self, email: str, body: dict[str, Any], *, create: bool) -> dict[str, Any] | None:
+        """The 2026 line's contact write: the details merge into the stored contact (custom properties
+        key by key); an identifier sent without a channel status on a contact being created is stored
+        as `subscribed`, v3's documented default, as the worst case the bridge must never trigger.
+        None when updating and no contact has that email."""
+        with self.lock:
+            stored = self.contacts.get(email)
+            if stored is None and not create:
+                return None
+            contact = dict(stored or {"contactID": uuid.uuid4().hex[:24], "identifiers": []})
+            known = {i["id"]: i for i in contact["identifiers"]}
+            for ident in body.get("identifiers") or []:
+                channel = IDENTIFIER_CHANNELS[ident["type"]]
+                held = known.get(ident["id"])
+                channels = ident.get("channels") or (held or {}).get("channels") \
+                    or {channel: {"status": "subscribed"}}
+                known[ident["id"]] = {"type": ident["type"], "id": ident["id"], "channels": channels}
+            details = {k: v for k, v in body.items() if k != "identifiers"}
+            properties = {**contact.get("customProperties", {}), **details.pop("customProperties", {})}
+            contact.update(details, identifiers=list(known.values()))
+            if properties:
+                contact["customProperties"] = properties
+            self.contacts[email] = contact
+        return {"id": contact["contactID"], "email": email, **details}
 
     def store_contact(self, body: dict[str, Any]) -> dict[str, Any]:
         """Create or update a (validated) contact keyed by its first identifier; the v3 answer."""
@@ -442,6 +470,64 @@ def _channels(identifier: dict[str, Any], where: str) -> dict[str, list[str]]:
     return fields
 
 
+CONTACT_REQUEST_TEXT = ("firstName", "lastName", "address", "city", "state", "country", "postalCode", "createdAt")
+
+
+def contact_request_problems(record: Any, *, creating: bool) -> Problems:
+    """`ContactRequest` of the 2026 line (`POST /api/contacts`, `PATCH /api/contacts?email=`): identifiers
+    need `id` and `type`; `channels` are optional, but a channel given needs its `status`; a phone
+    identifier is E.164; `countryCode` ISO alpha-2, `birthdate` YYYY-MM-DD, `gender` m|f, `tags` at most
+    100, `customProperties` an object. A creation needs an email identifier (Omnisend upserts by email)."""
+    if not isinstance(record, dict):
+        return [{"field": "", "code": "invalid_type", "message": "body must be an object"}]
+    errors: Problems = []
+
+    def wrong(name: str, code: str, message: str) -> None:
+        errors.append({"field": name, "code": code, "message": message})
+
+    identifiers = record.get("identifiers")
+    if identifiers is not None and not isinstance(identifiers, list):
+        wrong("identifiers", "invalid_type", "identifiers must be a list")
+        identifiers = []
+    for i, ident in enumerate(identifiers or []):
+        where = f"identifiers.{i}"
+        if not isinstance(ident, dict):
+            wrong(where, "invalid_type", "must be an object")
+            continue
+        for name in ("id", "type"):
+            if not _text(ident.get(name)):
+                wrong(f"{where}.{name}", "required", f"{name} is required")
+        if ident.get("type") not in (None, "email", "phone"):
+            wrong(f"{where}.type", "invalid_value", "type must be email or phone")
+        if ident.get("type") == "phone" and not formats.e164(ident.get("id")):
+            wrong(f"{where}.id", "invalid_format", "a phone must be E.164, like +1234567890")
+        channels = ident.get("channels")
+        if channels is not None:
+            for name, channel in (channels.items() if isinstance(channels, dict) else [("", None)]):
+                if not isinstance(channel, dict) or channel.get("status") not in CHANNEL_STATUSES:
+                    wrong(f"{where}.channels.{name}.status", "required",
+                          "status is required: " + ", ".join(sorted(CHANNEL_STATUSES)))
+    if creating and not any(isinstance(i, dict) and i.get("type") == "email" for i in identifiers or []):
+        wrong("identifiers", "required", "an email identifier is required to create a contact")
+    for name in CONTACT_REQUEST_TEXT:
+        if name in record and not isinstance(record[name], str):
+            wrong(name, "invalid_type", f"{name} must be a string")
+    if record.get("countryCode") is not None and not (isinstance(record["countryCode"], str)
+                                                      and len(record["countryCode"]) == 2):
+        wrong("countryCode", "invalid_format", "countryCode must be ISO 3166-1 alpha-2")
+    if record.get("birthdate") is not None and not formats.ymd(record["birthdate"]):
+        wrong("birthdate", "invalid_format", "birthdate must be YYYY-MM-DD")
+    if record.get("gender") not in (None, "m", "f"):
+        wrong("gender", "invalid_value", "gender must be m or f")
+    tags = record.get("tags")
+    if tags is not None and (not isinstance(tags, list) or len(tags) > 100
+                             or not all(isinstance(t, str) for t in tags)):
+        wrong("tags", "invalid_type", "tags must be at most 100 strings")
+    if "customProperties" in record and not isinstance(record["customProperties"], dict):
+        wrong("customProperties", "invalid_type", "customProperties must be an object")
+    return errors
+
+
 # --- the app -----------------------------------------------------------------------------------------
 
 
@@ -609,6 +695,29 @@ def create_omnisend_app(
             return v3_error(400, "Invalid contact", fields)
         return JSONResponse(fake.store_contact(body))
 
+    async def post_api_contact(request: Request, body: Any) -> Response:
+        errors = contact_request_problems(body, creating=True)
+        if errors:
+            return problem(400, "Validation failed", "the contact is not valid", errors, kind="validation")
+        email = next(str(i["id"]) for i in body["identifiers"] if i.get("type") == "email")
+        existed = email in fake.contacts
+        answer = fake.write_contact(email, body, create=True)
+        return JSONResponse(answer, status_code=200 if existed else 201)
+
+    async def patch_api_contact(request: Request, body: Any) -> Response:
+        email = request.query_params.get("email")
+        if not email:
+            return problem(400, "Validation failed", "email is required", [
+                {"field": "email", "code": "required", "message": "the email query parameter is required"}],
+                kind="validation")
+        errors = contact_request_problems(body, creating=False)
+        if errors:
+            return problem(400, "Validation failed", "the contact is not valid", errors, kind="validation")
+        answer = fake.write_contact(email, body, create=False)
+        if answer is None:
+            return problem(404, "Not Found", "contact not found")
+        return JSONResponse(answer)
+
     def write_resource(kind: str) -> Handler:
         store = fake.orders if kind == "order" else fake.carts
         id_field = f"{kind}ID"
@@ -651,6 +760,8 @@ def create_omnisend_app(
     routes = [
         Route("/api/events", api(post_event), methods=["POST"]),
         Route("/api/batches", api(post_batch), methods=["POST"]),
+        Route("/api/contacts", api(post_api_contact), methods=["POST"]),
+        Route("/api/contacts", api(patch_api_contact), methods=["PATCH"]),
         Route("/api/batches/{batch_id}", api(get_batch(False)), methods=["GET"]),
         Route("/api/batches/{batch_id}/items", api(get_batch(True)), methods=["GET"]),
         Route("/v3/batches", v3(post_v3_batch), methods=["POST"]),

@@ -359,7 +359,12 @@ def _drop_identifiers_without_id(record: dict[str, Any]) -> None:
 
 def _missing_required(message: MessageSpec, record: dict[str, Any]) -> str:
     spec = message.spec
-    if (spec.destination, spec.kind) == ("omnisend", "contact"):
+    if (spec.destination, spec.kind, message.action) == ("omnisend", "contact", "update"):
+        first = (record.get("identifiers") or [{}])[0]
+        if not isinstance(first, dict) or first.get("type") != "email" or _empty(first.get("id")):
+            return ("identifiers.0 is not an email; an Omnisend contact update finds the contact by email: "
+                    "put `type: email` first")
+    elif (spec.destination, spec.kind) == ("omnisend", "contact"):
         for number, identifier in enumerate(record.get("identifiers") or []):
             if not isinstance(identifier, dict) or _empty(identifier.get("type")):
                 return f"identifiers.{number} has no type; Omnisend needs `type: email` or `type: phone`"

@@ -432,3 +432,51 @@ async def test_an_answer_lost_after_omnisend_took_the_event_is_retried_and_can_d
     assert again.kind == "delivered"
     taken = omnisend_app.state.fake.accepted("/api/events")
     assert len(taken) == 2 and taken[0].body["eventID"] == taken[1].body["eventID"] == message.idempotency_key
+
+
+# --- contact details on the 2026 line, without any subscription status -------------------------------
+
+def contact_details(email: str = "jo@example.com", **extra: Any) -> dict[str, Any]:
+    return {"identifiers": [{"type": "email", "id": email}, {"type": "phone", "id": "+61412345678"}],
+            "firstName": "Jo", "birthdate": "1991-06-14", "customProperties": {"tier": "Gold"}, **extra}
+
+
+async def test_contact_update_patches_the_known_contact_by_email_and_leaves_its_status(
+        omnisend: Omnisend, omnisend_app: Any, make_message: Any) -> None:
+    fake = omnisend_app.state.fake
+    subscribed = {"identifiers": [{"type": "email", "id": "jo@example.com",
+                                   "channels": {"email": {"status": "subscribed"}}}], "firstName": "J"}
+    assert (await omnisend.deliver([make_message("contact", subscribed)]))[0].kind == "delivered"
+    (outcome,) = await omnisend.deliver([make_message("contact", contact_details(), action="update")])
+    await omnisend.aclose()
+    assert (outcome.kind, outcome.status) == ("delivered", 200)
+    (patch,) = fake.recorded(path="/api/contacts")
+    assert (patch.method, patch.query) == ("PATCH", "email=jo@example.com")
+    assert patch.headers["omnisend-version"] == "2026-03-15"
+    assert "identifiers" not in patch.body and patch.body["firstName"] == "Jo"
+    stored = fake.contacts["jo@example.com"]
+    assert stored["firstName"] == "Jo" and stored["customProperties"] == {"tier": "Gold"}
+    assert [i["channels"] for i in stored["identifiers"]] == [{"email": {"status": "subscribed"}}]
+
+
+async def test_contact_update_of_an_unknown_email_creates_it_never_subscribed(
+        omnisend: Omnisend, omnisend_app: Any, make_message: Any) -> None:
+    """The fake stores an identifier created without a status as subscribed (v3's default): the adapter
+    must give each one `nonSubscribed` when its PATCH finds no contact."""
+    fake = omnisend_app.state.fake
+    (outcome,) = await omnisend.deliver([make_message("contact", contact_details("new@example.com"), action="update")])
+    await omnisend.aclose()
+    assert (outcome.kind, outcome.status) == ("delivered", 201)
+    patch, post = fake.recorded(path="/api/contacts")
+    assert (patch.method, patch.status, post.method) == ("PATCH", 404, "POST")
+    statuses = {i["id"]: i["channels"] for i in fake.contacts["new@example.com"]["identifiers"]}
+    assert statuses == {"new@example.com": {"email": {"status": "nonSubscribed"}},
+                        "+61412345678": {"sms": {"status": "nonSubscribed"}}}
+
+
+async def test_contact_update_refused_details_are_a_dead_letter(omnisend: Omnisend, omnisend_app: Any,
+                                                                make_message: Any) -> None:
+    (outcome,) = await omnisend.deliver([make_message("contact", contact_details(countryCode="AUS"), action="update")])
+    await omnisend.aclose()
+    assert (outcome.kind, outcome.status) == ("dead", 400)
+    assert "countryCode" in (outcome.detail or "")

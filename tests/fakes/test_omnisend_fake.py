@@ -410,3 +410,43 @@ def test_v3_contact_formats_accepted(client: httpx.Client) -> None:
                                {"type": "phone", "id": "+61412345678", "channels": {"sms": {"status": "nonSubscribed"}}}],
                "birthdate": "1991-06-14", "countryCode": "AU", "gender": "f", "sendWelcomeEmail": False}
     assert client.post("/v3/contacts", json=contact, headers=V3).status_code == 200
+
+
+# --- 2026 contacts --------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("body, field", [
+    ({"identifiers": [{"type": "phone", "id": "+61412345678"}]}, "identifiers"),  # creating needs an email
+    ({"identifiers": [{"type": "email"}]}, "identifiers.0.id"),
+    ({"identifiers": [{"type": "email", "id": "a@example.com", "channels": {"email": {}}}]},
+     "identifiers.0.channels.email.status"),
+    ({"identifiers": [{"type": "email", "id": "a@example.com"}, {"type": "phone", "id": "0412 345 678"}]},
+     "identifiers.1.id"),
+    ({"identifiers": [{"type": "email", "id": "a@example.com"}], "countryCode": "AUS"}, "countryCode"),
+    ({"identifiers": [{"type": "email", "id": "a@example.com"}], "birthdate": "14/06/1991"}, "birthdate"),
+    ({"identifiers": [{"type": "email", "id": "a@example.com"}], "tags": ["t"] * 101}, "tags"),
+    ({"identifiers": [{"type": "email", "id": "a@example.com"}], "customProperties": ["x"]}, "customProperties"),
+])
+def test_api_contact_contract(client: httpx.Client, body: dict[str, Any], field: str) -> None:
+    response = client.post("/api/contacts", json=body, headers=API)
+    assert response.status_code == 400
+    assert field in [e["field"] for e in response.json()["errors"]]
+
+
+def test_api_contact_upsert_and_update_by_email(client: httpx.Client, app: Any) -> None:
+    fake = app.state.fake
+    assert client.post("/api/contacts", json={"identifiers": [{"type": "email", "id": "a@example.com"}]},
+                       headers={"X-API-KEY": "key"}).status_code == 401
+    assert client.patch("/api/contacts?email=b@example.com", json={"firstName": "B"}, headers=API).status_code == 404
+    assert client.patch("/api/contacts", json={"firstName": "B"}, headers=API).status_code == 400
+    created = client.post("/api/contacts", json={"identifiers": [{"type": "email", "id": "a@example.com"}]},
+                          headers=API)
+    assert created.status_code == 201
+    # the worst case the bridge must never trigger: an identifier created without a status is subscribed
+    assert fake.contacts["a@example.com"]["identifiers"][0]["channels"] == {"email": {"status": "subscribed"}}
+    updated = client.patch("/api/contacts?email=a@example.com", json={"firstName": "A", "customProperties": {"x": 1}},
+                           headers=API)
+    assert updated.status_code == 200 and fake.contacts["a@example.com"]["firstName"] == "A"
+    again = client.post("/api/contacts", json={"identifiers": [{"type": "email", "id": "a@example.com"}],
+                                               "customProperties": {"y": 2}}, headers=API)
+    assert again.status_code == 200
+    assert fake.contacts["a@example.com"]["customProperties"] == {"x": 1, "y": 2}

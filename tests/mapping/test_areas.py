@@ -110,7 +110,10 @@ def test_shipped_rules_load_with_consent_blocked() -> None:
 def test_blocked_consent_is_recorded_and_the_contact_details_still_flow() -> None:
     rules = load_rules(MAPPINGS, DEFAULT)
     result = rules.map(event(stored("omneo/profile_updated.json"), "omneo", "profile.updated"))
-    (contact,) = result.messages
+    details, contact = result.messages
+    assert (details.destination, details.kind, details.action, details.areas) == (
+        "omnisend", "contact", "update", ("contacts",))
+    assert details.record["lastName"] == "Brooks" and all("channels" not in i for i in details.record["identifiers"])
     assert (contact.destination, contact.kind, contact.areas) == ("ometria", "contact", ("contacts",))
     assert contact.record["lastname"] == "Brooks" and "marketing_optin" not in contact.record
     # what the areas keep back is a notice with the setting that would allow it, not a mapping error
@@ -126,7 +129,7 @@ def test_a_blocked_message_that_would_not_have_been_sent_records_nothing() -> No
     """Without comms neither consent message would be sent, so nothing is blocked and the event is mapped."""
     rules = load_rules(MAPPINGS, DEFAULT)
     result = rules.map(event(stored("omneo/profile_created.json"), "omneo", "profile.created"))
-    assert result.errors == [] and result.status == "mapped" and len(result.messages) == 1
+    assert result.errors == [] and result.withheld == [] and result.status == "mapped" and len(result.messages) == 2
 
 
 def test_consent_flows_when_allowed() -> None:
@@ -136,8 +139,9 @@ def test_consent_flows_when_allowed() -> None:
     result = rules.map(event(stored("omneo/profile_updated.json"), "omneo", "profile.updated"))
     assert result.errors == []
     assert [(m.destination, m.areas) for m in result.messages] == [
-        ("omnisend", ("contacts", "consent")), ("ometria", ("contacts",)), ("ometria", ("contacts", "consent"))]
-    assert result.messages[2].record == {"id": "omneo-9a5f2c1e-7b3d-4e8a-9c61-2f0d8b7e4a13", "@collection": "omneo",
+        ("omnisend", ("contacts", "consent")), ("omnisend", ("contacts",)), ("ometria", ("contacts",)),
+        ("ometria", ("contacts", "consent"))]
+    assert result.messages[3].record == {"id": "omneo-9a5f2c1e-7b3d-4e8a-9c61-2f0d8b7e4a13", "@collection": "omneo",
                                          "@merge": True, "customer_id": "CUST-000184",
                                          "marketing_optin": "EXPLICITLY_OPTEDIN"}
 

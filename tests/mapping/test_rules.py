@@ -240,7 +240,9 @@ def test_consent_is_never_invented(tmp_path: Path) -> None:
     rules = load_rules(Path(__file__).resolve().parents[2] / "mappings")
     profile = {"id": "p", "email": "x@y.z", "attributes": {}}
     result = rules.map(event(profile, "omneo", "profile.created"))
-    (contact,) = result.messages
+    details, contact = result.messages
+    assert (details.destination, details.action) == ("omnisend", "update")
+    assert details.record["identifiers"] == [{"type": "email", "id": "x@y.z"}]  # no channel, so no status
     assert contact.destination == "ometria" and "marketing_optin" not in contact.record
 
 

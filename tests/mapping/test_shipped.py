@@ -11,7 +11,7 @@ from bridge.destinations.catalog import AREAS
 from bridge.destinations.ometria import Ometria
 from bridge.destinations.omnisend import Omnisend
 from bridge.fakes.ometria import record_problems
-from bridge.fakes.omnisend import cart_errors, contact_errors, event_problems, order_errors
+from bridge.fakes.omnisend import cart_errors, contact_errors, contact_request_problems, event_problems, order_errors
 from bridge.mapping.engine import CompiledRuleSet
 from bridge.mapping.examples import example_event, run_examples
 from bridge.mapping.loader import load_rules, rule_files
@@ -66,6 +66,8 @@ def _fake_refuses(request: PreparedRequest) -> Any:
         return event_problems(request.body)
     if request.path == "/v3/contacts":
         return contact_errors(request.body)
+    if request.path.startswith("/api/contacts?email="):
+        return contact_request_problems(request.body, creating=False)
     if request.path.startswith("/v3/orders"):
         return order_errors(request.body)[1]
     if request.path.startswith("/v3/carts"):
