@@ -9,11 +9,11 @@ from typing import Iterator
 import httpx
 import pytest
 
-from bridge.sign import shopify_headers, woocommerce_headers
+from bridge.sign import omneo_headers, shopify_headers, woocommerce_headers
 
 from .conftest import Fakes, bridge_env
-from .harness import ROOT, SHOPIFY_SECRET, WOO_SECRET, BridgeProcess, wait_until
-from .received import ometria_records
+from .harness import OMNEO_SECRET, ROOT, SHOPIFY_SECRET, WOO_SECRET, BridgeProcess, wait_until
+from .received import omnisend_events, ometria_records
 
 PAYLOADS = ROOT / "tests" / "payloads"
 
@@ -66,3 +66,17 @@ def test_a_woocommerce_customer_update_creates_an_unknown_contact_never_subscrib
     patch, post = fakes.omnisend.recorded(path="/api/contacts")
     assert (patch.method, patch.status, post.method, post.status) == ("PATCH", 404, "POST", 201)
     wait_until(lambda: ometria_records(fakes, "contact"))
+
+
+def test_a_new_omneo_member_is_a_contact_and_a_joined_event_in_both(fresh: BridgeProcess, fakes: Fakes) -> None:
+    body = (PAYLOADS / "omneo/profile_created.json").read_bytes()
+    profile = json.loads(body)
+    assert fresh.post("omneo", body, omneo_headers(body, OMNEO_SECRET, "profile.created")).status_code == 200
+    [joined] = wait_until(lambda: ometria_records(fakes, "custom_event"))
+    assert joined["event_type"] == "omneo_joined" and joined["identity_account_id"] == profile["external_id"]
+    [event] = wait_until(lambda: omnisend_events(fakes))
+    assert event["eventName"] == "joined loyalty program" and event["contact"] == {"email": profile["email"].lower()}
+    assert "eventVersion" not in event and event["properties"]["tier"] == profile["tier"]["name"]
+    wait_until(lambda: profile["email"].lower() in fakes.omnisend.contacts)
+    assert set(statuses(fakes, profile["email"].lower()).values()) == {"nonSubscribed"}
+    wait_until(lambda: fresh.query("SELECT count(*) FROM messages WHERE state = 'delivered'") == [(4,)])
