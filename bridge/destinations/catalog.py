@@ -11,10 +11,11 @@ from dataclasses import dataclass
 from bridge.errors import ConfigError
 
 # Areas of access: what a message may write at its destination. The operator
-# allows them per destination (OMNISEND_AREAS, OMETRIA_AREAS); consent,
-# products and deletions are off unless allowed (docs/rules.md "Data safety").
+# allows them per destination (OMNISEND_AREAS, OMETRIA_AREAS); consent and
+# deletions are off unless allowed (docs/rules.md "Data safety"). The catalogue
+# (products) is on by default: it changes no one's messages.
 AREAS = ("events", "contacts", "consent", "orders", "carts", "products", "deletions")
-DEFAULT_AREAS = ("events", "contacts", "orders", "carts")
+DEFAULT_AREAS = ("events", "contacts", "orders", "carts", "products")
 
 
 def parse_areas(value: str | None, variable: str) -> tuple[str, ...]:
@@ -66,6 +67,8 @@ NUMBER_FIELDS: dict[tuple[str, str], tuple[str, ...]] = {
     ("omnisend", "order"): ("orderSum", "subTotalSum", "discountSum", "taxSum", "shippingSum",
                             *(f"products[].{f}" for f in _V3_ITEM)),
     ("omnisend", "cart"): ("cartSum", *(f"products[].{f}" for f in _V3_ITEM)),
+    ("omnisend", "product"): ("variants[].price", "variants[].strikeThroughPrice"),
+    ("ometria", "product"): ("price", "special_price"),
     ("ometria", "order"): ("grand_total", "subtotal", "discount", "shipping", "tax",
                            *(f"lineitems[].{f}" for f in ("quantity", "unit_price", "subtotal", "total", "tax",
                                                           "discount"))),
@@ -90,6 +93,7 @@ BOOLEAN_FIELDS: dict[tuple[str, str], tuple[str, ...]] = {
     ("omnisend", "event"): ("properties.subTotalTaxIncluded",),
     ("omnisend", "order"): ("subTotalTaxIncluded",),
     ("ometria", "order"): ("is_valid", "lineitems[].is_on_sale"),
+    ("ometria", "product"): ("is_active",),
 }
 
 OMNISEND_EVENT_FIELDS = ("eventName", "eventID", "eventTime", "eventVersion", "origin", "contact", "properties")
@@ -107,6 +111,17 @@ OMNISEND_CART_FIELDS = (
 OMNISEND_CONTACT_FIELDS = (
     "identifiers", "firstName", "lastName", "tags", "country", "countryCode", "state", "city", "address",
     "postalCode", "gender", "birthdate", "customProperties", "sendWelcomeEmail", "createdAt",
+)
+# Omnisend's 2026 products and product categories (Omnisend's OpenAPI 2026-03-15, `Product`, `Variant`,
+# `CreateCategoryRequest`): required `id, title, url, currency, status` / variants `id, title, url, price`.
+OMNISEND_PRODUCT_FIELDS = (
+    "id", "title", "url", "currency", "status", "description", "vendor", "type", "tags", "categoryIDs",
+    "defaultImageUrl", "images", "variants", "createdAt", "updatedAt",
+)
+OMNISEND_PRODUCT_STATUSES = ("inStock", "outOfStock", "notAvailable")
+OMETRIA_PRODUCT_FIELDS = (
+    "id", "@merge", "title", "url", "image_url", "price", "special_price", "currency", "sku", "is_active",
+    "is_variant", "parent_id", "attributes", "stores", "properties",
 )
 OMETRIA_ORDER_FIELDS = (
     "id", "@merge", "timestamp", "grand_total", "subtotal", "discount", "shipping", "tax", "currency", "status",
@@ -147,6 +162,10 @@ KINDS: dict[tuple[str, str], KindSpec] = {
         KindSpec("ometria", "custom_event", "events", ("event_type", "timestamp"),
                  any_of=(("identity_email", "identity_account_id"),), fields=OMETRIA_EVENT_FIELDS,
                  key_fields=("identity_account_id", "identity_email")),
-        KindSpec("ometria", "product", "products", ("id", "title"), key_fields=("id",)),
+        KindSpec("omnisend", "product", "products", ("id", "title", "url", "currency", "status"),
+                 fields=OMNISEND_PRODUCT_FIELDS, key_fields=("id",)),
+        KindSpec("omnisend", "category", "products", ("categoryID", "title"), fields=("categoryID", "title"),
+                 key_fields=("categoryID",)),
+        KindSpec("ometria", "product", "products", ("id", "title"), fields=OMETRIA_PRODUCT_FIELDS, key_fields=("id",)),
     )
 }

@@ -28,7 +28,8 @@ is matched to its message by its `request`: the contact's first identifier `id` 
 from __future__ import annotations
 
 import json
-from typing import Any, Sequence
+from dataclasses import dataclass
+from typing import Any, Callable, Sequence
 from urllib.parse import quote
 
 import structlog
@@ -58,11 +59,23 @@ ORDER_STATUS_FIELDS = (
     "canceledDate", "cancelReason", "cartID",
 )
 FINAL_BATCH_STATUSES = ("finished", "stopped")
-# The 2026 line's contacts (apis.md 1.6; Omnisend's contacts OpenAPI 2026-03-15): `PATCH /api/contacts?email=`
-# updates the contact with that email and answers 404 when there is none; `POST /api/contacts` creates or
-# updates by email. Neither requires a channel status.
-CONTACTS_PATH = "/api/contacts"
 NEUTRAL_STATUS = "nonSubscribed"  # what a contact the bridge creates without consent gets: never subscribed
+
+
+@dataclass(frozen=True)
+class Upsert:
+    """A record written on the 2026 line by updating it where it is, and creating it when that answers 404
+    (Omnisend's contacts, products and product categories OpenAPI 2026-03-15):
+    - contact update: `PATCH /api/contacts?email=` (no channel status required), else `POST /api/contacts`;
+    - product: `PUT /api/products/{id}` (replace), else `POST /api/products`;
+    - category: `PATCH /api/product-categories/{categoryID}` (`title` only), else `POST /api/product-categories`.
+    """
+
+    method: str
+    path: Callable[[dict[str, Any]], str]  # the update's path, from the record
+    body: Callable[[dict[str, Any]], dict[str, Any]]  # the update's body
+    create_path: str
+    create_body: Callable[[dict[str, Any]], dict[str, Any]]
 
 # (kind, action) -> (method, path template, id field or None)
 ROUTES: dict[tuple[str, str], tuple[str, str, str | None]] = {
@@ -77,11 +90,10 @@ ROUTES: dict[tuple[str, str], tuple[str, str, str | None]] = {
 }
 
 
-def contact_update(record: dict[str, Any]) -> tuple[str, dict[str, Any]]:
-    """The email a contact update finds its contact by, and the details it writes (no identifiers, so no
-    channel, so consent untouched). The engine made sure the first identifier is an email."""
-    email = str(record["identifiers"][0]["id"])
-    return email, {name: value for name, value in record.items() if name != "identifiers"}
+def contact_update(record: dict[str, Any]) -> dict[str, Any]:
+    """The details a contact update writes: no identifiers, so no channel, so consent untouched. Its
+    contact is found by the first identifier, an email (the engine made sure)."""
+    return {name: value for name, value in record.items() if name != "identifiers"}
 
 
 def contact_creation(record: dict[str, Any]) -> dict[str, Any]:
@@ -94,6 +106,22 @@ def contact_creation(record: dict[str, Any]) -> dict[str, Any]:
             identifier = {**identifier, "channels": {channel: {"status": NEUTRAL_STATUS}}}
         identifiers.append(identifier)
     return {**record, "identifiers": identifiers}
+
+
+def _ident(value: Any) -> str:
+    return quote(str(value), safe="")
+
+
+UPSERTS: dict[tuple[str, str], Upsert] = {
+    ("contact", "update"): Upsert(
+        "PATCH", lambda r: f"/api/contacts?email={quote(str(r['identifiers'][0]['id']), safe='@')}", contact_update,
+        "/api/contacts", contact_creation),
+    ("product", "upsert"): Upsert(
+        "PUT", lambda r: f"/api/products/{_ident(r['id'])}", dict, "/api/products", dict),
+    ("category", "upsert"): Upsert(
+        "PATCH", lambda r: f"/api/product-categories/{_ident(r['categoryID'])}", lambda r: {"title": r.get("title")},
+        "/api/product-categories", dict),
+}
 
 
 def event_for(message: Message) -> dict[str, Any]:
@@ -170,10 +198,11 @@ class Omnisend(HttpDestination):
         for message in messages:
             if message.kind == "event" or message.id in batched:
                 continue
-            if (message.kind, message.action) == ("contact", "update"):
-                email, details = contact_update(dict(message.record))
-                path = f"{CONTACTS_PATH}?email={quote(email, safe='@')}"
-                planned.append(Planned(self._request("PATCH", path, details, (message,)), (message,)))
+            upsert = UPSERTS.get((message.kind, message.action))
+            if upsert is not None:
+                record = dict(message.record)
+                request = self._request(upsert.method, upsert.path(record), upsert.body(record), (message,))
+                planned.append(Planned(request, (message,)))
                 continue
             route = ROUTES.get((message.kind, message.action))
             if route is None:
@@ -206,12 +235,12 @@ class Omnisend(HttpDestination):
         if item.request.path == "/v3/batches":
             return await self._deliver_batch(item, V3_REF_PREFIX)
         exchange = await self.exchange(item.request)
-        if item.request.method == "PATCH" and item.request.path.startswith(CONTACTS_PATH + "?") \
-                and exchange.outcome.status == 404:
-            # No contact with that email yet: create it, without subscribing anyone.
-            (message,) = item.messages
-            created = self._request("POST", CONTACTS_PATH, contact_creation(dict(message.record)), item.messages)
-            exchange = await self.exchange(created)
+        upsert = UPSERTS.get((item.messages[0].kind, item.messages[0].action))
+        if upsert is not None and exchange.outcome.status == 404:
+            # Not there yet: create it (a contact without subscribing anyone).
+            record = dict(item.messages[0].record)
+            exchange = await self.exchange(self._request("POST", upsert.create_path, upsert.create_body(record),
+                                                         item.messages))
         return self._all(item, exchange.outcome)
 
     async def _deliver_batch(self, item: Planned, ref_prefix: str = "") -> dict[int, Outcome]:

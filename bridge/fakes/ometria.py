@@ -9,7 +9,10 @@ as `rejected` in the `{"status": "OK", "request_id", "accepted", "rejected"}` an
 (`not a valid value`): order `timestamp` ISO 8601, `currency` ISO 4217, `is_valid` / `is_on_sale` /
 `@merge` / `@force_optin` booleans; contact `phone_number` E.164, `marketing_optin` and `gender`
 values, ISO 8601 `timestamp_*`; custom event `timestamp` ISO 8601 with an offset, `event_type` at
-most 32 characters, property values (strings at most 512 characters, dates with an offset).
+most 32 characters, property values (strings at most 512 characters, dates with an offset); product
+`price` / `special_price` numbers, `is_active` boolean. A record with `@merge: true` is checked and
+stored merged into the one stored under its `@type` and `id` (a partial update is whole); one without
+it replaces the stored record, as Ometria's upsert does.
 """
 
 from __future__ import annotations
@@ -104,6 +107,10 @@ def record_problems(record: dict[str, Any]) -> list[tuple[tuple[str, ...], str]]
             check((name,), record.get(name), formats.iso8601, "an ISO 8601 date and time")
         check(("phone_number",), record.get("phone_number"), formats.e164, "an E.164 number, like +447700900123")
         check(("gender",), record.get("gender"), ("m", "f", "o").__contains__, "m, f or o")
+    elif kind == "product":
+        for name in ("price", "special_price"):
+            check((name,), record.get(name), formats.number, "a number")
+        check(("is_active",), record.get("is_active"), formats.boolean, "true or false")
     elif kind == "custom_event":
         check(("timestamp",), record.get("timestamp"), lambda v: formats.iso8601(v, offset=True),
               "ISO 8601 with an offset, like 2023-05-25T15:32:52+00:00")
@@ -179,8 +186,13 @@ def create_ometria_app(
             return error(400, "Payload invalid: one object type per request")
         accepted = rejected = 0
         for record in body:
-            problems = record_problems(record)
+            key = (record["@type"], str(record["id"]))
             with fake.lock:
+                stored = fake.records.get(key, {})
+                # `@merge: true`: unset fields come from the stored record, so a partial update is whole;
+                # without it the record replaces what was stored (apis.md 2.2).
+                merged = {**stored, **record} if record.get("@merge") is True else dict(record)
+                problems = record_problems(merged)
                 if problems:
                     rejected += 1
                     fake.errors += [{"error_message": message, "error_path": " > ".join(("root", *path))}
@@ -188,9 +200,7 @@ def create_ometria_app(
                     del fake.errors[:-100]
                     continue
                 accepted += 1
-                key = (record["@type"], str(record["id"]))
-                stored = fake.records.get(key, {})
-                fake.records[key] = {**stored, **record}  # upsert: fields merged into the stored record
+                fake.records[key] = merged
         return JSONResponse(
             {"status": "OK", "request_id": str(uuid.uuid4()), "accepted": accepted, "rejected": rejected},
             status_code=fake.success_status,

@@ -1,4 +1,5 @@
-"""A fake Omnisend: the 2026-03-15 `/api` events, contacts and batches, and v3 contacts, orders and carts.
+"""A fake Omnisend: the 2026-03-15 `/api` events, contacts, products, categories and batches, and v3
+contacts, orders and carts.
 
 Contracts enforced, from shared/docs/apis.md section 1:
 - `/api/*`: `Authorization: Omnisend-API-Key <key>` and `Omnisend-Version` (wrong key -> 401, missing
@@ -19,6 +20,9 @@ Contracts enforced, from shared/docs/apis.md section 1:
 - 2026 contacts (`POST /api/contacts` upsert by email, 201/200; `PATCH /api/contacts?email=` update, 404
   for an unknown email): `ContactRequest` checks (`contact_request_problems`); channels are optional, and
   an identifier created without one is stored as `subscribed` (the worst case, for tests to rule out).
+- 2026 products (`POST /api/products` 201 / 409 when it exists, `PUT /api/products/{id}` 200 / 404) and
+  categories (`POST /api/product-categories` 201 / 409, `PATCH /api/product-categories/{categoryID}` 200 /
+  404): `product_problems`, `category_problems`.
 - Batches: 201 `{batchID, totalCount}`, `inProgress` for `processing_seconds`, then `finished`
   with per-item `responseCode` under `responses` / `errors`.
 - v3 batches (`/v3/batches`, apis.md 1.7): `X-API-KEY`; `{method, endpoint, items, eventID?}` with
@@ -88,6 +92,8 @@ class FakeOmnisend(FakeApi):
     contacts: dict[str, dict[str, Any]] = field(default_factory=dict)
     orders: dict[str, dict[str, Any]] = field(default_factory=dict)
     carts: dict[str, dict[str, Any]] = field(default_factory=dict)
+    products: dict[str, dict[str, Any]] = field(default_factory=dict)
+    categories: dict[str, dict[str, Any]] = field(default_factory=dict)
     batches: dict[str, Batch] = field(default_factory=dict)
 
     def reset_data(self) -> None:
@@ -96,6 +102,8 @@ class FakeOmnisend(FakeApi):
             self.contacts.clear()
             self.orders.clear()
             self.carts.clear()
+            self.products.clear()
+            self.categories.clear()
             self.batches.clear()
 
     def rate_headers(self, remaining: int, reset: float) -> dict[str, str]:
@@ -528,6 +536,75 @@ def contact_request_problems(record: Any, *, creating: bool) -> Problems:
     return errors
 
 
+PRODUCT_STATUSES = ("inStock", "outOfStock", "notAvailable")
+PRODUCT_TEXT_MAX = {"id": 100, "title": 255, "url": 1000, "description": 1000, "vendor": 100, "type": 100,
+                    "defaultImageUrl": 1000}
+VARIANT_TEXT_MAX = {"id": 100, "title": 255, "url": 1000, "sku": 255, "description": 1000, "defaultImageUrl": 1000}
+
+
+def product_problems(record: Any) -> Problems:
+    """`Product` of the 2026 line (`POST /api/products`, `PUT /api/products/{id}`): required `id, title, url,
+    currency, status`; `status` inStock|outOfStock|notAvailable; `currency` ISO 4217; urls are URIs; text
+    within its maxLength; `variants` 1..500, each `id, title, url, price` (a number); at most 100 tags and
+    category ids, 300 images."""
+    if not isinstance(record, dict):
+        return [{"field": "", "code": "invalid_type", "message": "body must be an object"}]
+    errors: Problems = []
+
+    def wrong(name: str, code: str, message: str) -> None:
+        errors.append({"field": name, "code": code, "message": message})
+
+    def texts(item: dict[str, Any], limits: dict[str, int], required: tuple[str, ...], where: str) -> None:
+        for name in required:
+            if not _text(item.get(name)):
+                wrong(f"{where}{name}", "required", f"{name} is required")
+        for name, limit in limits.items():
+            value = item.get(name)
+            if value is not None and (not isinstance(value, str) or len(value) > limit):
+                wrong(f"{where}{name}", "invalid_length", f"{name} must be text of at most {limit} characters")
+        for name in ("url", "defaultImageUrl"):
+            if _text(item.get(name)) and not formats.uri(item[name]):
+                wrong(f"{where}{name}", "invalid_format", f"{name} must be a URL")
+
+    texts(record, PRODUCT_TEXT_MAX, ("id", "title", "url", "currency", "status"), "")
+    if _text(record.get("currency")) and not formats.iso4217(record["currency"]):
+        wrong("currency", "invalid_format", "currency must be an ISO 4217 code")
+    if _text(record.get("status")) and record["status"] not in PRODUCT_STATUSES:
+        wrong("status", "invalid_value", "status must be one of " + ", ".join(PRODUCT_STATUSES))
+    for name, limit in (("tags", 100), ("categoryIDs", 100), ("images", 300)):
+        value = record.get(name)
+        if value is not None and (not isinstance(value, list) or len(value) > limit
+                                  or not all(isinstance(v, str) for v in value)):
+            wrong(name, "invalid_type", f"{name} must be at most {limit} strings")
+    variants = record.get("variants")
+    if variants is not None and (not isinstance(variants, list) or not 1 <= len(variants) <= 500):
+        wrong("variants", "invalid_length", "variants must hold 1 to 500 entries")
+    for i, variant in enumerate(variants if isinstance(variants, list) else []):
+        if not isinstance(variant, dict):
+            wrong(f"variants.{i}", "invalid_type", "must be an object")
+            continue
+        texts(variant, VARIANT_TEXT_MAX, ("id", "title", "url"), f"variants.{i}.")
+        for name in ("price", "strikeThroughPrice"):
+            if (name == "price" or variant.get(name) is not None) and not formats.number(variant.get(name)):
+                wrong(f"variants.{i}.{name}", "invalid_type", f"{name} must be a number")
+        if variant.get("status") not in (None, *PRODUCT_STATUSES):
+            wrong(f"variants.{i}.status", "invalid_value", "status must be one of " + ", ".join(PRODUCT_STATUSES))
+    return errors
+
+
+def category_problems(record: Any, *, creating: bool) -> Problems:
+    """`CreateCategoryRequest` / `UpdateCategoryRequest`: `categoryID` 1..100 characters (creation), `title`
+    at most 255, both required."""
+    if not isinstance(record, dict):
+        return [{"field": "", "code": "invalid_type", "message": "body must be an object"}]
+    errors: Problems = []
+    for name, limit in ((("categoryID", 100),) if creating else ()) + (("title", 255),):
+        value = record.get(name)
+        if not isinstance(value, str) or not value.strip() or len(value) > limit:
+            errors.append({"field": name, "code": "required", "message": f"{name} is required, 1 to {limit} characters"})
+    return errors
+
+
 # --- the app -----------------------------------------------------------------------------------------
 
 
@@ -718,6 +795,34 @@ def create_omnisend_app(
             return problem(404, "Not Found", "contact not found")
         return JSONResponse(answer)
 
+    def catalogue(kind: str) -> Handler:
+        """Products and categories: POST creates (409 when the id exists), PUT (product) / PATCH (category)
+        writes one that exists (404 otherwise)."""
+        store, id_field = (fake.products, "id") if kind == "product" else (fake.categories, "categoryID")
+
+        async def handler(request: Request, body: Any) -> Response:
+            path_id = request.path_params.get("resource_id")
+            creating = path_id is None
+            if kind == "product":
+                errors = product_problems(body)
+                if not creating and not errors and str(body.get("id")) != path_id:
+                    errors = [{"field": "id", "code": "invalid_value", "message": "id differs from the path"}]
+            else:
+                errors = category_problems(body, creating=creating)
+            if errors:
+                return problem(400, "Validation failed", f"the {kind} is not valid", errors, kind="validation")
+            record_id = str(body[id_field]) if creating else str(path_id)
+            with fake.lock:
+                exists = record_id in store
+                if creating and exists:
+                    return problem(409, "Conflict", f"{kind} already exists")
+                if not creating and not exists:
+                    return problem(404, "Not Found", f"{kind} not found")
+                store[record_id] = {**store.get(record_id, {}), **body, id_field: record_id}
+            return JSONResponse({id_field: record_id}, status_code=201 if creating else 200)
+
+        return handler
+
     def write_resource(kind: str) -> Handler:
         store = fake.orders if kind == "order" else fake.carts
         id_field = f"{kind}ID"
@@ -762,6 +867,10 @@ def create_omnisend_app(
         Route("/api/batches", api(post_batch), methods=["POST"]),
         Route("/api/contacts", api(post_api_contact), methods=["POST"]),
         Route("/api/contacts", api(patch_api_contact), methods=["PATCH"]),
+        Route("/api/products", api(catalogue("product")), methods=["POST"]),
+        Route("/api/products/{resource_id}", api(catalogue("product")), methods=["PUT"]),
+        Route("/api/product-categories", api(catalogue("category")), methods=["POST"]),
+        Route("/api/product-categories/{resource_id}", api(catalogue("category")), methods=["PATCH"]),
         Route("/api/batches/{batch_id}", api(get_batch(False)), methods=["GET"]),
         Route("/api/batches/{batch_id}/items", api(get_batch(True)), methods=["GET"]),
         Route("/v3/batches", v3(post_v3_batch), methods=["POST"]),

@@ -190,7 +190,7 @@ def default_key(spec: KindSpec, record: dict[str, Any]) -> str:
 
 def _key_prefix(spec: KindSpec, path: str) -> str:
     last = path.rsplit(".", 1)[-1].lower()
-    for noun in ("order", "cart", "product"):
+    for noun in ("order", "cart", "product", "category"):
         if noun in last:
             return noun
     if last == "id" and spec.kind in ("order", "product", "cart"):

@@ -480,3 +480,34 @@ async def test_contact_update_refused_details_are_a_dead_letter(omnisend: Omnise
     await omnisend.aclose()
     assert (outcome.kind, outcome.status) == ("dead", 400)
     assert "countryCode" in (outcome.detail or "")
+
+
+# --- the catalogue on the 2026 line ----------------------------------------------------------------------
+
+PRODUCT = {"id": "p 1", "title": "Shirt", "url": "https://shop.example.com/p1", "currency": "AUD", "status": "inStock",
+           "variants": [{"id": "v1", "title": "M", "url": "https://shop.example.com/p1?v=1", "price": 89.95}]}
+
+
+async def test_product_upsert_replaces_a_known_product_and_creates_an_unknown_one(
+        omnisend: Omnisend, omnisend_app: Any, make_message: Any) -> None:
+    fake = omnisend_app.state.fake
+    (first,) = await omnisend.deliver([make_message("product", PRODUCT)])
+    (second,) = await omnisend.deliver([make_message("product", {**PRODUCT, "title": "Linen Shirt"})])
+    await omnisend.aclose()
+    assert (first.kind, first.status, second.kind, second.status) == ("delivered", 201, "delivered", 200)
+    assert [(r.method, r.path, r.status) for r in fake.recorded()] == [
+        ("PUT", "/api/products/p 1", 404), ("POST", "/api/products", 201), ("PUT", "/api/products/p 1", 200)]  # as the server reads the path
+    assert fake.products["p 1"]["title"] == "Linen Shirt"
+
+
+async def test_category_upsert_patches_its_title_and_creates_it_when_missing(
+        omnisend: Omnisend, omnisend_app: Any, make_message: Any) -> None:
+    fake = omnisend_app.state.fake
+    category = {"categoryID": "shirts", "title": "Shirts"}
+    outcomes = await omnisend.deliver([make_message("category", category)])
+    outcomes += await omnisend.deliver([make_message("category", {**category, "title": "Tops"})])
+    await omnisend.aclose()
+    assert [o.status for o in outcomes] == [201, 200]
+    patch = fake.recorded()[-1]
+    assert (patch.method, patch.path, patch.body) == ("PATCH", "/api/product-categories/shirts", {"title": "Tops"})
+    assert fake.categories["shirts"]["title"] == "Tops"

@@ -31,7 +31,22 @@ def test_push_accepted(client: httpx.Client, app: Any) -> None:
     assert (body["status"], body["accepted"], body["rejected"]) == ("OK", 1, 0) and body["request_id"]
     client.post("/v2/push", json=[{"@type": "order", "id": "1", "status": "cancelled", "timestamp": ORDER["timestamp"],
                                    "grand_total": 1, "currency": "GBP"}], headers=AUTH)
-    assert app.state.fake.records[("order", "1")]["status"] == "cancelled"  # upsert merges
+    assert app.state.fake.records[("order", "1")]["status"] == "cancelled"
+
+
+def test_upsert_without_merge_replaces_and_with_merge_fills_in(client: httpx.Client, app: Any) -> None:
+    """Without `@merge` the record replaces the stored one; with it, unset fields come from the stored one, so a
+    partial update (no total, no currency) is whole and accepted."""
+    client.post("/v2/push", json=[{**ORDER, "web_id": "#1"}], headers=AUTH)
+    client.post("/v2/push", json=[ORDER], headers=AUTH)
+    assert "web_id" not in app.state.fake.records[("order", "1")]
+    partial = client.post("/v2/push", json=[{"@type": "order", "id": "1", "@merge": True, "status": "refunded"}],
+                          headers=AUTH)
+    assert partial.json()["rejected"] == 0
+    assert app.state.fake.records[("order", "1")] == {**ORDER, "@merge": True, "status": "refunded"}
+    lone = client.post("/v2/push", json=[{"@type": "order", "id": "2", "@merge": True, "status": "refunded"}],
+                       headers=AUTH)
+    assert lone.json()["rejected"] == 1  # nothing stored to fill in from
 
 
 @pytest.mark.parametrize("headers", [{}, {"X-Ometria-Auth": "nope"}, {"X-API-KEY": "key"}])

@@ -450,3 +450,42 @@ def test_api_contact_upsert_and_update_by_email(client: httpx.Client, app: Any) 
                                                "customProperties": {"y": 2}}, headers=API)
     assert again.status_code == 200
     assert fake.contacts["a@example.com"]["customProperties"] == {"x": 1, "y": 2}
+
+
+# --- 2026 products and categories --------------------------------------------------------------------
+
+PRODUCT = {"id": "p1", "title": "Shirt", "url": "https://shop.example.com/p1", "currency": "AUD", "status": "inStock",
+           "variants": [{"id": "v1", "title": "M", "url": "https://shop.example.com/p1?v=1", "price": 89.95}]}
+
+
+@pytest.mark.parametrize("change, field", [
+    ({"currency": None}, "currency"), ({"currency": "AUDD"}, "currency"), ({"status": "active"}, "status"),
+    ({"url": "shop/p1"}, "url"), ({"title": "x" * 256}, "title"), ({"variants": []}, "variants"),
+    ({"variants": [{"id": "v1", "title": "M", "url": "https://shop.example.com/p1", "price": "89.95"}]},
+     "variants.0.price"),
+    ({"variants": [{"id": "v1", "title": "M", "price": 1}]}, "variants.0.url"),
+    ({"tags": ["t"] * 101}, "tags"),
+])
+def test_product_contract(client: httpx.Client, change: dict[str, Any], field: str) -> None:
+    response = client.post("/api/products", json={**PRODUCT, **change}, headers=API)
+    assert response.status_code == 400
+    assert field in [e["field"] for e in response.json()["errors"]]
+
+
+def test_product_create_conflict_replace_and_unknown(client: httpx.Client, app: Any) -> None:
+    assert client.put("/api/products/p1", json=PRODUCT, headers=API).status_code == 404
+    assert client.post("/api/products", json=PRODUCT, headers=API).status_code == 201
+    assert client.post("/api/products", json=PRODUCT, headers=API).status_code == 409
+    replaced = client.put("/api/products/p1", json={**PRODUCT, "title": "Linen Shirt"}, headers=API)
+    assert replaced.status_code == 200 and app.state.fake.products["p1"]["title"] == "Linen Shirt"
+    assert client.put("/api/products/p2", json=PRODUCT, headers=API).status_code == 400  # id differs from the path
+    assert client.post("/api/products", json=PRODUCT, headers=V3).status_code == 401
+
+
+def test_category_create_and_update(client: httpx.Client, app: Any) -> None:
+    assert client.patch("/api/product-categories/c1", json={"title": "Shirts"}, headers=API).status_code == 404
+    assert client.post("/api/product-categories", json={"title": "Shirts"}, headers=API).status_code == 400
+    assert client.post("/api/product-categories", json={"categoryID": "c1", "title": "Shirts"},
+                       headers=API).status_code == 201
+    assert client.patch("/api/product-categories/c1", json={"title": "Tops"}, headers=API).status_code == 200
+    assert app.state.fake.categories["c1"]["title"] == "Tops"

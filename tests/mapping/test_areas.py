@@ -71,10 +71,10 @@ def test_areas_of(destination: str, kind: str, action: str, record: dict[str, An
 
 # --- configuration ------------------------------------------------------------
 
-def test_default_areas_leave_consent_products_and_deletions_off() -> None:
+def test_default_areas_leave_consent_and_deletions_off_and_allow_the_catalogue() -> None:
     settings = Settings.from_env({})
-    assert allowed_from_settings(settings) == {"omnisend": ("events", "contacts", "orders", "carts"),
-                                               "ometria": ("events", "contacts", "orders", "carts")}
+    assert allowed_from_settings(settings) == {"omnisend": ("events", "contacts", "orders", "carts", "products"),
+                                               "ometria": ("events", "contacts", "orders", "carts", "products")}
 
 
 def test_areas_are_read_per_destination() -> None:
@@ -103,8 +103,8 @@ def test_shipped_rules_load_with_consent_blocked() -> None:
     assert all("consent" in line and "which is not allowed; to allow it set" in line for line in rules.blocked)
     files = sorted(Path(line.split(":")[0]).name for line in rules.blocked)
     assert files == ["omneo-profiles.yaml"] * 2 + ["shopify-storefront.yaml"] * 2 + ["woocommerce.yaml"]
-    assert sum("OMNISEND_AREAS=events,contacts,consent,orders,carts" in line for line in rules.blocked) == 2
-    assert sum("OMETRIA_AREAS=events,contacts,consent,orders,carts" in line for line in rules.blocked) == 3
+    assert sum("OMNISEND_AREAS=events,contacts,consent,orders,carts,products" in line for line in rules.blocked) == 2
+    assert sum("OMETRIA_AREAS=events,contacts,consent,orders,carts,products" in line for line in rules.blocked) == 3
 
 
 def test_blocked_consent_is_recorded_and_the_contact_details_still_flow() -> None:
@@ -121,7 +121,7 @@ def test_blocked_consent_is_recorded_and_the_contact_details_still_flow() -> Non
     omnisend, ometria = result.withheld
     assert "→ omnisend contact: blocked: this message writes consent (identifiers[].channels.email.status" in omnisend
     assert omnisend.endswith("to omnisend, not allowed by OMNISEND_AREAS; "
-                             "OMNISEND_AREAS=events,contacts,consent,orders,carts would allow it")
+                             "OMNISEND_AREAS=events,contacts,consent,orders,carts,products would allow it")
     assert "blocked: this message writes consent (marketing_optin) to ometria, not allowed by OMETRIA_AREAS" in ometria
 
 
@@ -129,7 +129,7 @@ def test_a_blocked_message_that_would_not_have_been_sent_records_nothing() -> No
     """Without comms neither consent message would be sent, so nothing is blocked and the event is mapped."""
     rules = load_rules(MAPPINGS, DEFAULT)
     result = rules.map(event(stored("omneo/profile_created.json"), "omneo", "profile.created"))
-    assert result.errors == [] and result.withheld == [] and result.status == "mapped" and len(result.messages) == 2
+    assert result.errors == [] and result.withheld == [] and result.status == "mapped" and len(result.messages) == 4
 
 
 def test_consent_flows_when_allowed() -> None:
@@ -195,7 +195,7 @@ def test_a_policy_refusal_is_not_a_rule_error(tmp_path: Path) -> None:
     (line,) = rules.blocked
     assert line.endswith("rules.yaml:13:27: note: this message writes consent (identifiers[].channels.email.status) "
                          "to omnisend, which is not allowed; to allow it set "
-                         "OMNISEND_AREAS=events,contacts,consent,orders,carts")
+                         "OMNISEND_AREAS=events,contacts,consent,orders,carts,products")
     result = rules.map(event({"email": "a@b.c", "attributes": {"comms": {"email_promo": True}}},
                              "omneo", "profile.updated"))
     assert result.status == "ignored" and result.errors == [] and len(result.withheld) == 1
@@ -222,20 +222,25 @@ def test_a_destination_the_policy_does_not_name_is_unrestricted(tmp_path: Path) 
         fields: {orderID: "{{ id }}", email: "{{ email }}", currency: AUD, orderSum: 1, createdAt: "{{ at }}"}
 """, "deletions (action: replace)"),
     ("""\
-      - to: ometria product
-        fields: {id: "{{ id }}", title: "{{ title }}"}
-""", "products (ometria product records)"),
-    ("""\
       - to: omnisend event "x"
         fields: {origin: api, contact: "{{ customer }}"}
 """, "consent (contact)"),
 ])
-def test_deletions_products_and_opaque_consent_are_off_by_default(tmp_path: Path, message: str, what: str) -> None:
+def test_deletions_and_opaque_consent_are_off_by_default(tmp_path: Path, message: str, what: str) -> None:
     body = "rules:\n  - name: R\n    on: omneo profile.updated\n    send:\n" + message
     rules = load_rules(write(tmp_path, body), DEFAULT)
     (line,) = rules.blocked
     assert f"this message writes {what} to " in line, line
     assert load_rules(tmp_path, EVERYTHING).blocked == []
+
+
+def test_the_catalogue_is_allowed_by_default_and_can_be_turned_off(tmp_path: Path) -> None:
+    body = ("rules:\n  - name: R\n    on: shopify products/update\n    send:\n"
+            "      - to: ometria product\n        fields: {id: \"{{ id }}\", title: \"{{ title }}\"}\n")
+    assert load_rules(write(tmp_path, body), DEFAULT).blocked == []
+    (line,) = load_rules(tmp_path, {"ometria": ("events", "contacts", "orders", "carts")}).blocked
+    assert "this message writes products (ometria product records) to ometria" in line
+    assert line.endswith("OMETRIA_AREAS=events,contacts,orders,carts,products")
 
 
 def test_a_replace_is_pointed_out(tmp_path: Path) -> None:
@@ -278,7 +283,7 @@ def test_the_engine_blocks_a_record_the_static_check_missed(tmp_path: Path) -> N
     assert result.messages == []
     assert result.errors == [] and result.status == "ignored"
     assert "blocked: this record writes consent to omnisend, not allowed by OMNISEND_AREAS" in result.withheld[0]
-    assert result.withheld[0].endswith("OMNISEND_AREAS=events,contacts,consent,orders,carts would allow it")
+    assert result.withheld[0].endswith("OMNISEND_AREAS=events,contacts,consent,orders,carts,products would allow it")
 
 
 def test_the_holder_exposes_refusals(tmp_path: Path) -> None:
@@ -348,9 +353,9 @@ def test_check_notes_what_the_deployment_does_not_allow(tmp_path: Path, clean_en
     assert main(["mappings", "check", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     assert ("rules.yaml:13:27: note: this message writes consent (identifiers[].channels.email.status) to omnisend, "
-            "which is not allowed; to allow it set OMNISEND_AREAS=events,contacts,consent,orders,carts") in out
+            "which is not allowed; to allow it set OMNISEND_AREAS=events,contacts,consent,orders,carts,products") in out
     assert "1 message(s) not sent under this deployment's areas" in out
-    clean_env.setenv("OMNISEND_AREAS", "events,contacts,consent,orders,carts")
+    clean_env.setenv("OMNISEND_AREAS", "events,contacts,consent,orders,carts,products")
     assert main(["mappings", "check", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     assert "ok: 1 rules" in out and "note:" not in out
@@ -375,7 +380,7 @@ def test_check_explain_lists_areas_and_consent_sources(clean_env: pytest.MonkeyP
                                                        capsys: pytest.CaptureFixture[str]) -> None:
     main(["mappings", "check", "--explain", str(MAPPINGS)])
     out = capsys.readouterr().out
-    assert "allowed: OMNISEND_AREAS=events,contacts,orders,carts  OMETRIA_AREAS=events,contacts,orders,carts" in out
+    assert "allowed: OMNISEND_AREAS=events,contacts,orders,carts,products  OMETRIA_AREAS=events,contacts,orders,carts,products" in out
     assert "rule 'Omneo profile to contacts' (omneo profile.created, profile.updated)" in out
     assert "→ omnisend contact upsert (line " in out and "): contacts, consent (NOT ALLOWED)" in out
     assert ("consent identifiers[].channels.email.status from `attributes.comms.email_optout`, "

@@ -11,7 +11,8 @@ from bridge.destinations.catalog import AREAS
 from bridge.destinations.ometria import Ometria
 from bridge.destinations.omnisend import Omnisend
 from bridge.fakes.ometria import record_problems
-from bridge.fakes.omnisend import cart_errors, contact_errors, contact_request_problems, event_problems, order_errors
+from bridge.fakes.omnisend import (cart_errors, category_problems, contact_errors, contact_request_problems,
+                                   event_problems, order_errors, product_problems)
 from bridge.mapping.engine import CompiledRuleSet
 from bridge.mapping.examples import example_event, run_examples
 from bridge.mapping.loader import load_rules, rule_files
@@ -68,6 +69,10 @@ def _fake_refuses(request: PreparedRequest) -> Any:
         return contact_errors(request.body)
     if request.path.startswith("/api/contacts?email="):
         return contact_request_problems(request.body, creating=False)
+    if request.path.startswith("/api/products/"):
+        return product_problems(request.body)
+    if request.path.startswith("/api/product-categories/"):
+        return category_problems(request.body, creating=False)
     if request.path.startswith("/v3/orders"):
         return order_errors(request.body)[1]
     if request.path.startswith("/v3/carts"):
