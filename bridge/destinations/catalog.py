@@ -152,9 +152,11 @@ KINDS: dict[tuple[str, str], KindSpec] = {
         KindSpec("omnisend", "order", "orders", ("orderID", "currency", "orderSum", "createdAt"),
                  any_of=(("email", "phone", "contactID"),), fields=OMNISEND_ORDER_FIELDS,
                  actions=("create", "replace", "update"), key_fields=("orderID",)),
+        # upsert: PATCH the cart, on 404 create it (a checkout's updates keep it in step); delete: the cart
+        # is closed (its order was placed), needing only `cartID`.
         KindSpec("omnisend", "cart", "carts", ("cartID", "currency", "cartSum"),
                  any_of=(("email", "contactID"),), fields=OMNISEND_CART_FIELDS,
-                 actions=("create", "replace", "update"), key_fields=("cartID",)),
+                 actions=("create", "replace", "update", "upsert", "delete"), key_fields=("cartID",)),
         KindSpec("ometria", "order", "orders", ("id", "timestamp", "grand_total", "currency"),
                  fields=OMETRIA_ORDER_FIELDS, key_fields=("id",)),
         KindSpec("ometria", "contact", "contacts", ("id",), any_of=(("email", "customer_id"),),

@@ -68,7 +68,8 @@ class Upsert:
     (Omnisend's contacts, products and product categories OpenAPI 2026-03-15):
     - contact update: `PATCH /api/contacts?email=` (no channel status required), else `POST /api/contacts`;
     - product: `PUT /api/products/{id}` (replace), else `POST /api/products`;
-    - category: `PATCH /api/product-categories/{categoryID}` (`title` only), else `POST /api/product-categories`.
+    - category: `PATCH /api/product-categories/{categoryID}` (`title` only), else `POST /api/product-categories`;
+    - cart (v3, apis.md 1.4): `PATCH /v3/carts/{cartID}` (the whole cart), else `POST /v3/carts`.
     """
 
     method: str
@@ -87,6 +88,7 @@ ROUTES: dict[tuple[str, str], tuple[str, str, str | None]] = {
     ("cart", "create"): ("POST", "/v3/carts", None),
     ("cart", "replace"): ("PUT", "/v3/carts/{id}", "cartID"),
     ("cart", "update"): ("PATCH", "/v3/carts/{id}", "cartID"),
+    ("cart", "delete"): ("DELETE", "/v3/carts/{id}", "cartID"),
 }
 
 
@@ -118,6 +120,8 @@ UPSERTS: dict[tuple[str, str], Upsert] = {
         "/api/contacts", contact_creation),
     ("product", "upsert"): Upsert(
         "PUT", lambda r: f"/api/products/{_ident(r['id'])}", dict, "/api/products", dict),
+    ("cart", "upsert"): Upsert(
+        "PATCH", lambda r: f"/v3/carts/{_ident(r['cartID'])}", dict, "/v3/carts", dict),
     ("category", "upsert"): Upsert(
         "PATCH", lambda r: f"/api/product-categories/{_ident(r['categoryID'])}", lambda r: {"title": r.get("title")},
         "/api/product-categories", dict),
@@ -221,7 +225,8 @@ class Omnisend(HttpDestination):
                 path = template.format(id=quote(str(ident), safe=""))
             if (message.kind, message.action) == ("order", "update"):
                 body = {k: v for k, v in body.items() if k in ORDER_STATUS_FIELDS}
-            planned.append(Planned(self._request(method, path, body, (message,)), (message,)))
+            planned.append(Planned(self._request(method, path, None if method == "DELETE" else body, (message,)),
+                                   (message,)))
         return planned, refused
 
     def _request(self, method: str, path: str, body: Any, messages: tuple[Message, ...]) -> PreparedRequest:
@@ -235,6 +240,9 @@ class Omnisend(HttpDestination):
         if item.request.path == "/v3/batches":
             return await self._deliver_batch(item, V3_REF_PREFIX)
         exchange = await self.exchange(item.request)
+        if item.request.method == "DELETE" and exchange.outcome.status == 404:
+            # Already gone (or never sent: a checkout without an email): closed all the same.
+            return self._all(item, Outcome("delivered", 404, f"{item.messages[0].kind} was not there to close"))
         upsert = UPSERTS.get((item.messages[0].kind, item.messages[0].action))
         if upsert is not None and exchange.outcome.status == 404:
             # Not there yet: create it (a contact without subscribing anyone).

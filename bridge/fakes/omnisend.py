@@ -23,6 +23,8 @@ Contracts enforced, from shared/docs/apis.md section 1:
 - 2026 products (`POST /api/products` 201 / 409 when it exists, `PUT /api/products/{id}` 200 / 404) and
   categories (`POST /api/product-categories` 201 / 409, `PATCH /api/product-categories/{categoryID}` 200 /
   404): `product_problems`, `category_problems`.
+- v3 carts: a `PATCH` must carry `currency` and `cartSum` (422 otherwise); `DELETE /v3/carts/{cartID}` 204, 404
+  when there is no such cart.
 - Batches: 201 `{batchID, totalCount}`, `inProgress` for `processing_seconds`, then `finished`
   with per-item `responseCode` under `responses` / `errors`.
 - v3 batches (`/v3/batches`, apis.md 1.7): `X-API-KEY`; `{method, endpoint, items, eventID?}` with
@@ -830,6 +832,11 @@ def create_omnisend_app(
 
         async def handler(request: Request, body: dict[str, Any]) -> Response:
             path_id = request.path_params.get("resource_id")
+            if request.method == "DELETE":
+                with fake.lock:
+                    if store.pop(str(path_id), None) is None:
+                        return v3_error(404, f"{kind} not found")
+                return Response(status_code=204)
             if request.method == "PATCH":
                 if path_id not in store:
                     return v3_error(404, f"{kind} not found")
@@ -839,6 +846,10 @@ def create_omnisend_app(
                         return v3_error(400, "only status fields can be updated", {k: ["not allowed"] for k in extra})
                     wrong = _enums(body)
                 else:
+                    # a cart PATCH must carry `currency` and `cartSum` (Omnisend refuses one without them)
+                    missing = _missing(body, ("currency", "cartSum"))
+                    if missing:
+                        return v3_error(422, "Mandatory fields missing", missing)
                     wrong = _not_cents(body, ("cartSum",))
                     wrong.update(_products(body, (), ("price", "oldPrice", "discount")))
                     wrong.update(_cart_formats(body))
@@ -880,7 +891,7 @@ def create_omnisend_app(
         Route("/v3/orders", v3(write_resource("order")), methods=["POST"]),
         Route("/v3/orders/{resource_id}", v3(write_resource("order")), methods=["PUT", "PATCH"]),
         Route("/v3/carts", v3(write_resource("cart")), methods=["POST"]),
-        Route("/v3/carts/{resource_id}", v3(write_resource("cart")), methods=["PUT", "PATCH"]),
+        Route("/v3/carts/{resource_id}", v3(write_resource("cart")), methods=["PUT", "PATCH", "DELETE"]),
         *fake.routes(),
     ]
     app = Starlette(routes=routes)

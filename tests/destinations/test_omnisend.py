@@ -511,3 +511,28 @@ async def test_category_upsert_patches_its_title_and_creates_it_when_missing(
     patch = fake.recorded()[-1]
     assert (patch.method, patch.path, patch.body) == ("PATCH", "/api/product-categories/shirts", {"title": "Tops"})
     assert fake.categories["shirts"]["title"] == "Tops"
+
+
+# --- carts: kept in step, closed by the order ------------------------------------------------------------
+
+CART = {"cartID": "c-1", "email": "jo@example.com", "currency": "AUD", "cartSum": 17990,
+        "cartRecoveryUrl": "https://shop.example.com/recover/c-1",
+        "products": [{"cartProductID": "k1", "productID": "p", "variantID": "v", "title": "Shirt", "quantity": 2,
+                      "price": 8995}]}
+
+
+async def test_cart_upsert_creates_then_updates_and_the_order_closes_it(omnisend: Omnisend, omnisend_app: Any,
+                                                                        make_message: Any) -> None:
+    fake = omnisend_app.state.fake
+    outcomes = await omnisend.deliver([make_message("cart", CART)])
+    outcomes += await omnisend.deliver([make_message("cart", {**CART, "cartSum": 8995})])
+    assert fake.carts["c-1"]["cartSum"] == 8995 and fake.carts["c-1"]["cartRecoveryUrl"].endswith("/c-1")
+    outcomes += await omnisend.deliver([make_message("cart", {"cartID": "c-1"}, action="delete")])
+    outcomes += await omnisend.deliver([make_message("cart", {"cartID": "c-1"}, action="delete")])  # a resend
+    await omnisend.aclose()
+    assert [(o.kind, o.status) for o in outcomes] == [("delivered", 200), ("delivered", 200), ("delivered", 204),
+                                                      ("delivered", 404)]
+    assert [(r.method, r.path, r.status) for r in fake.recorded()] == [
+        ("PATCH", "/v3/carts/c-1", 404), ("POST", "/v3/carts", 200), ("PATCH", "/v3/carts/c-1", 200),
+        ("DELETE", "/v3/carts/c-1", 204), ("DELETE", "/v3/carts/c-1", 404)]
+    assert "c-1" not in fake.carts and fake.recorded()[-1].headers["x-api-key"] == "os-key"

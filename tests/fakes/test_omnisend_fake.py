@@ -135,7 +135,8 @@ def test_v3_carts_and_contacts(client: httpx.Client) -> None:
     assert client.post("/v3/carts", json={**cart, "email": None, "phone": "+370"}, headers=V3).status_code == 422
     bad_price = {**cart, "products": [{**cart["products"][0], "price": 1.0}]}
     assert client.post("/v3/carts", json=bad_price, headers=V3).status_code == 400
-    assert client.patch("/v3/carts/c1", json={"cartSum": 300}, headers=V3).status_code == 200
+    assert client.patch("/v3/carts/c1", json={"cartSum": 300}, headers=V3).status_code == 422  # needs currency too
+    assert client.patch("/v3/carts/c1", json={"cartSum": 300, "currency": "EUR"}, headers=V3).status_code == 200
     contact = {"identifiers": [{"type": "email", "id": "a@example.com",
                                 "channels": {"email": {"status": "subscribed"}}}]}
     assert client.post("/v3/contacts", json=contact, headers=V3).status_code == 200
@@ -384,8 +385,10 @@ def test_v3_cart_format_refused(client: httpx.Client, change: dict[str, Any], fi
 def test_v3_cart_formats_accepted_and_checked_on_patch(client: httpx.Client) -> None:
     cart = {**CART, "createdAt": "2026-11-23T10:00:00Z", "cartRecoveryUrl": "https://shop.example.com/cart/c1"}
     assert client.post("/v3/carts", json=cart, headers=V3).status_code == 200
-    assert client.patch("/v3/carts/c1", json={"updatedAt": "2026-11-23T11:00:00Z"}, headers=V3).status_code == 200
-    refused = client.patch("/v3/carts/c1", json={"updatedAt": "11:00"}, headers=V3)
+    money = {"currency": cart["currency"], "cartSum": cart["cartSum"]}  # every cart PATCH carries them
+    assert client.patch("/v3/carts/c1", json={"updatedAt": "2026-11-23T11:00:00Z", **money},
+                        headers=V3).status_code == 200
+    refused = client.patch("/v3/carts/c1", json={"updatedAt": "11:00", **money}, headers=V3)
     assert refused.status_code == 400 and "updatedAt" in refused.json()["fields"]
 
 
@@ -489,3 +492,13 @@ def test_category_create_and_update(client: httpx.Client, app: Any) -> None:
                        headers=API).status_code == 201
     assert client.patch("/api/product-categories/c1", json={"title": "Tops"}, headers=API).status_code == 200
     assert app.state.fake.categories["c1"]["title"] == "Tops"
+
+
+def test_cart_patch_must_carry_currency_and_cart_sum_and_delete_closes(client: httpx.Client, app: Any) -> None:
+    cart = {"cartID": "c1", "email": "a@example.com", "currency": "EUR", "cartSum": 100}
+    assert client.post("/v3/carts", json=cart, headers=V3).status_code == 200
+    refused = client.patch("/v3/carts/c1", json={"cartRecoveryUrl": "https://shop.example.com/r"}, headers=V3)
+    assert refused.status_code == 422 and set(refused.json()["fields"]) == {"currency", "cartSum"}
+    assert client.patch("/v3/carts/c1", json={"currency": "EUR", "cartSum": 250}, headers=V3).status_code == 200
+    assert client.delete("/v3/carts/c1", headers=V3).status_code == 204 and "c1" not in app.state.fake.carts
+    assert client.delete("/v3/carts/c1", headers=V3).status_code == 404

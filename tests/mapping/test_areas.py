@@ -169,7 +169,10 @@ def test_every_produced_message_carries_its_areas(name: str, source: str, topic:
 def test_orders_flow_under_the_default_policy() -> None:
     rules = load_rules(MAPPINGS, DEFAULT)
     result = rules.map(event(stored("shopify/orders_create.json"), "shopify", "orders/create"))
-    assert result.errors == [] and len(result.messages) == 2
+    assert result.errors == [] and result.withheld == []
+    assert [(m.destination, m.kind, m.action, m.areas) for m in result.messages] == [
+        ("omnisend", "event", "create", ("events", "contacts")), ("ometria", "order", "upsert", ("orders",)),
+        ("omnisend", "cart", "delete", ("carts",))]  # closing the checkout's cart is the carts area
 
 
 # --- refusals in rule files ----------------------------------------------------

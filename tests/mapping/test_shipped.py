@@ -63,6 +63,9 @@ def _example_requests() -> list[tuple[str, PreparedRequest]]:
 
 def _fake_refuses(request: PreparedRequest) -> Any:
     """What the fake destinations (bridge/fakes) would refuse in `request`: their documented checks."""
+    if request.method == "DELETE":
+        assert request.body is None and request.path.startswith("/v3/carts/"), request.path
+        return []
     if request.path == "/api/events":
         return event_problems(request.body)
     if request.path == "/v3/contacts":
