@@ -20,6 +20,7 @@ from bridge.destinations.http import (
     classify_exception,
     classify_response,
     excerpt,
+    retry_after_in_body,
     send,
 )
 from bridge.destinations.ratelimit import Clock, RateLimiter, Sleep
@@ -110,7 +111,7 @@ class HttpDestination:
             )
         except Exception as exc:  # noqa: BLE001 - every transport failure becomes a retry Outcome
             return Exchange(classify_exception(exc))
-        self.limiter.observe(response.status_code, response.headers)
+        self.limiter.observe(response.status_code, response.headers, retry_after_in_body(response))
         return Exchange(classify_response(response), response)
 
     def plan(self, messages: Sequence[Message]) -> tuple[list[Planned], dict[int, Outcome]]:

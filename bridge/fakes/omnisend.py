@@ -149,8 +149,10 @@ class FakeOmnisend(FakeApi):
         return {"email": ident if "@" in str(ident) else None, "contactID": contact_id}
 
     def too_many(self, reset: float) -> Response:
+        """429 `RateLimitProblem`: `retryAfter` (seconds) in the body always; `Retry-After` unless turned off."""
         headers = {"Retry-After": str(ceil_seconds(reset))} if self.retry_after_header else {}
-        return problem(429, "Too Many Requests", "rate limit exceeded", kind="rate-limit-exceeded", headers=headers)
+        return problem(429, "Too Many Requests", "rate limit exceeded", kind="rate-limit-exceeded", headers=headers,
+                       extra={"retryAfter": ceil_seconds(reset)})
 
 
 def problem(
@@ -161,8 +163,10 @@ def problem(
     *,
     kind: str = "problem",
     headers: dict[str, str] | None = None,
+    extra: dict[str, Any] | None = None,
 ) -> JSONResponse:
     body: dict[str, Any] = {
+        **(extra or {}),
         "type": f"https://problems.omnisend.com/{kind}",
         "title": title,
         "status": status,

@@ -212,7 +212,7 @@ async def test_v3_routes_and_headers(omnisend: Omnisend, omnisend_app: Any, make
         make_message("order", {"orderID": "1", "paymentStatus": "paid", "orderSum": 1}, action="update"),
         make_message("cart", {"cartID": "k 1", "email": "jo@example.com", "currency": "EUR", "cartSum": 100},
                      action="create"),
-        make_message("cart", {"cartID": "k 1", "cartSum": 200}, action="update"),
+        make_message("cart", {"cartID": "k 1", "currency": "EUR", "cartSum": 200}, action="update"),
     ]
     outcomes = await omnisend.deliver(messages)
     await omnisend.aclose()
@@ -536,3 +536,23 @@ async def test_cart_upsert_creates_then_updates_and_the_order_closes_it(omnisend
         ("PATCH", "/v3/carts/c-1", 404), ("POST", "/v3/carts", 200), ("PATCH", "/v3/carts/c-1", 200),
         ("DELETE", "/v3/carts/c-1", 204), ("DELETE", "/v3/carts/c-1", 404)]
     assert "c-1" not in fake.carts and fake.recorded()[-1].headers["x-api-key"] == "os-key"
+
+
+async def test_a_429_from_the_brand_wide_budget_waits_what_the_answer_says(dest_settings: Any,
+                                                                            make_message: Any) -> None:
+    """Two bridges share one brand's budget: the second knows nothing of the first's requests, is refused,
+    and its whole destination then waits the minute the answer names, not the default tenth of a window."""
+    from bridge.fakes import create_omnisend_app, serve_in_thread
+
+    app = create_omnisend_app("os-key", requests_per_minute=1, retry_after_header=False)
+    with serve_in_thread(app) as url:
+        first, second = (Omnisend(dest_settings("omnisend", url, "os-key")) for _ in range(2))
+        (sent,) = await first.deliver([make_message("event", placed_order(), action="create")])
+        (refused,) = await second.deliver([make_message("event", placed_order(), action="create")])
+        await first.aclose()
+        await second.aclose()
+    answer = app.state.fake.recorded()[-1]
+    assert answer.status == 429 and "retry-after" not in {k.lower() for k in answer.headers}
+    assert (sent.kind, refused.kind, refused.status) == ("delivered", "retry", 429)
+    assert refused.retry_after is not None and refused.retry_after > 50
+    assert second.limiter.state()["blocked_for_seconds"] > 50
