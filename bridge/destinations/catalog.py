@@ -168,6 +168,9 @@ KINDS: dict[tuple[str, str], KindSpec] = {
                  fields=OMNISEND_PRODUCT_FIELDS, key_fields=("id",)),
         KindSpec("omnisend", "category", "products", ("categoryID", "title"), fields=("categoryID", "title"),
                  key_fields=("categoryID",)),
+        # GDPR anonymisation of one person, by email (Ometria's data anonymisation API): erases, so deletions.
+        KindSpec("ometria", "erasure", "deletions", ("email",), fields=("email", "comment"), actions=("create",),
+                 key_fields=("email",)),
         KindSpec("ometria", "product", "products", ("id", "title"), fields=OMETRIA_PRODUCT_FIELDS, key_fields=("id",)),
     )
 }

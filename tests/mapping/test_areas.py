@@ -99,10 +99,13 @@ def test_parse_areas_blank_is_the_default() -> None:
 
 def test_shipped_rules_load_with_consent_blocked() -> None:
     rules = load_rules(MAPPINGS, DEFAULT)
-    assert len(rules.blocked) == 5
-    assert all("consent" in line and "which is not allowed; to allow it set" in line for line in rules.blocked)
+    assert len(rules.blocked) == 7
+    assert all(("consent" in line or "deletions" in line) and "which is not allowed; to allow it set" in line
+               for line in rules.blocked)
     files = sorted(Path(line.split(":")[0]).name for line in rules.blocked)
-    assert files == ["omneo-profiles.yaml"] * 2 + ["shopify-storefront.yaml"] * 2 + ["woocommerce.yaml"]
+    assert files == (["erasure.yaml"] * 2 + ["omneo-profiles.yaml"] * 2 + ["shopify-storefront.yaml"] * 2
+                     + ["woocommerce.yaml"])
+    assert sum("OMETRIA_AREAS=events,contacts,orders,carts,products,deletions" in line for line in rules.blocked) == 2
     assert sum("OMNISEND_AREAS=events,contacts,consent,orders,carts,products" in line for line in rules.blocked) == 2
     assert sum("OMETRIA_AREAS=events,contacts,consent,orders,carts,products" in line for line in rules.blocked) == 3
 
@@ -135,7 +138,7 @@ def test_a_blocked_message_that_would_not_have_been_sent_records_nothing() -> No
 def test_consent_flows_when_allowed() -> None:
     allowed = {"omnisend": DEFAULT_AREAS + ("consent",), "ometria": DEFAULT_AREAS + ("consent",)}
     rules = load_rules(MAPPINGS, allowed)
-    assert rules.blocked == []
+    assert all("erasure.yaml" in line and "deletions" in line for line in rules.blocked)  # only erasure is left
     result = rules.map(event(stored("omneo/profile_updated.json"), "omneo", "profile.updated"))
     assert result.errors == []
     assert [(m.destination, m.areas) for m in result.messages] == [

@@ -80,6 +80,8 @@ def _fake_refuses(request: PreparedRequest) -> Any:
         return order_errors(request.body)[1]
     if request.path.startswith("/v3/carts"):
         return cart_errors(request.body)[1]
+    if request.path == "/v2/data-deletion-requests":
+        return [] if "@" in str(request.body.get("email")) else ["email"]
     assert request.path == "/v2/push", request.path
     return [problem for record in request.body for problem in record_problems(record)]
 
