@@ -175,6 +175,7 @@ def destinations_from_env(env: Mapping[str, str]) -> dict[str, DestinationSettin
                 "batch_events": _bool(env, "OMNISEND_BATCH_EVENTS", True),
                 "batch_v3": _bool(env, "OMNISEND_BATCH_V3", True),
                 "areas": parse_areas(env.get("OMNISEND_AREAS"), "OMNISEND_AREAS"),
+                "route_limits": _route_limits(env, "OMNISEND_ROUTE_LIMITS"),
             },
         ),
         "ometria": DestinationSettings(
@@ -212,6 +213,26 @@ def _int(env: Mapping[str, str], name: str, default: int) -> int:
         return int(env.get(name, default))
     except ValueError as exc:
         raise ConfigError(f"{name} must be a whole number, got {env[name]!r}") from exc
+
+
+def _route_limits(env: Mapping[str, str], name: str) -> dict[str, float]:
+    """`/api/contacts=15,/api/products=400` -> {path prefix: requests a minute}; unset -> {}."""
+    limits: dict[str, float] = {}
+    for part in (env.get(name) or "").split(","):
+        if not part.strip():
+            continue
+        prefix, _, number = part.partition("=")
+        try:
+            per_minute = float(number)
+        except ValueError:
+            per_minute = 0.0
+        # At least 6: a creation after a 404 is a second request on the route, and must fit the 10 s a
+        # delivery waits for its turn.
+        if not prefix.strip().startswith("/") or per_minute < 6:
+            raise ConfigError(f"{name}: {part.strip()!r} is not `/path=requests per minute` (at least 6), "
+                              "like /api/contacts=15")
+        limits[prefix.strip()] = per_minute
+    return limits
 
 
 def _float(env: Mapping[str, str], name: str, default: float) -> float:

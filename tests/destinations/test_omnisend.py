@@ -556,3 +556,46 @@ async def test_a_429_from_the_brand_wide_budget_waits_what_the_answer_says(dest_
     assert (sent.kind, refused.kind, refused.status) == ("delivered", "retry", 429)
     assert refused.retry_after is not None and refused.retry_after > 50
     assert second.limiter.state()["blocked_for_seconds"] > 50
+
+
+async def test_a_route_with_its_own_limit_waits_its_turn_and_the_rest_go(omnisend_url: str, omnisend_app: Any,
+                                                                         dest_settings: Any, make_message: Any) -> None:
+    """OMNISEND_ROUTE_LIMITS=/api/contacts=15: requests there are spaced 4 s apart (a creation after a 404
+    included), on a clock the test drives; events only keep to the brand-wide budget."""
+    class Clock:
+        now = 1000.0
+
+        def __call__(self) -> float:
+            return self.now
+
+        async def sleep(self, seconds: float) -> None:
+            self.now += seconds
+
+    clock = Clock()
+    omnisend = Omnisend(dest_settings("omnisend", omnisend_url, "os-key", route_limits={"/api/contacts": 15}),
+                        clock=clock, sleep=clock.sleep)
+    (created,) = await omnisend.deliver([make_message("contact", contact_details("a@example.com"), action="update")])
+    route = omnisend.route_limiters["/api/contacts"]
+    assert created.kind == "delivered" and route.state()["waited_seconds_total"] == pytest.approx(4.0, abs=0.1)
+    (event,) = await omnisend.deliver([make_message("event", placed_order(), action="create")])
+    (updated,) = await omnisend.deliver([make_message("contact", contact_details("a@example.com"), action="update")])
+    await omnisend.aclose()
+    assert event.kind == updated.kind == "delivered"
+    assert route.state()["waited_seconds_total"] == pytest.approx(8.0, abs=0.3)
+    assert [r.method for r in omnisend_app.state.fake.recorded(path="/api/contacts")] == ["PATCH", "POST", "PATCH"]
+    assert omnisend.route_limiter("/api/contacts?email=x@example.com") is not None
+    assert omnisend.route_limiter("/api/contactsx") is None and omnisend.route_limiter("/api/events") is None
+    assert omnisend.state()["route_rate_limits"]["/api/contacts"]["limit"] == 15
+
+
+def test_route_limits_setting() -> None:
+    from bridge.errors import ConfigError
+    from bridge.settings import Settings
+
+    options = Settings.from_env({"OMNISEND_ROUTE_LIMITS": "/api/contacts=15, /api/products=400"}).destinations[
+        "omnisend"].options
+    assert options["route_limits"] == {"/api/contacts": 15.0, "/api/products": 400.0}
+    assert Settings.from_env({}).destinations["omnisend"].options["route_limits"] == {}
+    for bad in ("contacts=15", "/api/contacts=5", "/api/contacts=many"):
+        with pytest.raises(ConfigError, match="OMNISEND_ROUTE_LIMITS"):
+            Settings.from_env({"OMNISEND_ROUTE_LIMITS": bad})
