@@ -156,7 +156,7 @@ def database_path(url: str) -> Path:
 
 
 def destinations_from_env(env: Mapping[str, str]) -> dict[str, DestinationSettings]:
-    from bridge.destinations.catalog import parse_areas
+    from bridge.destinations.catalog import OMNISEND_DEFAULT_AREAS, parse_areas
 
     def key(name: str) -> Secret | None:
         return Secret(env[name]) if env.get(name) else None
@@ -174,7 +174,7 @@ def destinations_from_env(env: Mapping[str, str]) -> dict[str, DestinationSettin
                 # import may want them one by one.
                 "batch_events": _bool(env, "OMNISEND_BATCH_EVENTS", True),
                 "batch_v3": _bool(env, "OMNISEND_BATCH_V3", True),
-                "areas": parse_areas(env.get("OMNISEND_AREAS"), "OMNISEND_AREAS"),
+                "areas": parse_areas(env.get("OMNISEND_AREAS"), "OMNISEND_AREAS", OMNISEND_DEFAULT_AREAS),
                 "route_limits": _route_limits(env, "OMNISEND_ROUTE_LIMITS"),
             },
         ),

@@ -16,12 +16,16 @@ from bridge.errors import ConfigError
 # (products) is on by default: it changes no one's messages.
 AREAS = ("events", "contacts", "consent", "orders", "carts", "products", "deletions")
 DEFAULT_AREAS = ("events", "contacts", "orders", "carts", "products")
+# Omnisend's `orders` area is its v3 order resources (its order events are `events`). Stores whose
+# automations run on v3 orders turn them on by adding `orders` to OMNISEND_AREAS; by default they are
+# off, as they would double the automations the order events start (mappings/README.md).
+OMNISEND_DEFAULT_AREAS = ("events", "contacts", "carts", "products")
 
 
-def parse_areas(value: str | None, variable: str) -> tuple[str, ...]:
+def parse_areas(value: str | None, variable: str, default: tuple[str, ...] = DEFAULT_AREAS) -> tuple[str, ...]:
     """`events,contacts,consent` -> the areas in canonical order; unset or blank -> the default; `none` -> ()."""
     if value is None or not value.strip():
-        return DEFAULT_AREAS
+        return default
     names = [part.strip().lower() for part in value.split(",") if part.strip()]
     if names == ["none"]:
         return ()
@@ -42,6 +46,9 @@ class KindSpec:
     fields: tuple[str, ...] = ()  # known top-level fields, for "did you mean"
     actions: tuple[str, ...] = ("upsert",)
     key_fields: tuple[str, ...] = ()  # where the default ordering key comes from
+    # actions that name the record and change part of it (an order's status, a cart's closing): they need
+    # only the first key field, not `required` / `any_of`
+    partial_actions: tuple[str, ...] = ()
 
 
 # maxLength of an event's `contact` fields (apis.md 1.2, contactDto.Contact). The adapter shortens longer
@@ -151,12 +158,13 @@ KINDS: dict[tuple[str, str], KindSpec] = {
                  actions=("upsert", "update"), key_fields=("identifiers.0.id",)),
         KindSpec("omnisend", "order", "orders", ("orderID", "currency", "orderSum", "createdAt"),
                  any_of=(("email", "phone", "contactID"),), fields=OMNISEND_ORDER_FIELDS,
-                 actions=("create", "replace", "update"), key_fields=("orderID",)),
+                 actions=("create", "replace", "update"), key_fields=("orderID",), partial_actions=("update",)),
         # upsert: PATCH the cart, on 404 create it (a checkout's updates keep it in step); delete: the cart
         # is closed (its order was placed), needing only `cartID`.
         KindSpec("omnisend", "cart", "carts", ("cartID", "currency", "cartSum"),
                  any_of=(("email", "contactID"),), fields=OMNISEND_CART_FIELDS,
-                 actions=("create", "replace", "update", "upsert", "delete"), key_fields=("cartID",)),
+                 actions=("create", "replace", "update", "upsert", "delete"), key_fields=("cartID",),
+                 partial_actions=("delete",)),
         KindSpec("ometria", "order", "orders", ("id", "timestamp", "grand_total", "currency"),
                  fields=OMETRIA_ORDER_FIELDS, key_fields=("id",)),
         KindSpec("ometria", "contact", "contacts", ("id",), any_of=(("email", "customer_id"),),

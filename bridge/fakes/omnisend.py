@@ -380,9 +380,14 @@ def order_errors(record: dict[str, Any]) -> tuple[int, dict[str, list[str]]]:
 
 
 def _order_formats(record: dict[str, Any]) -> dict[str, list[str]]:
-    """v3 order field formats (apis.md 1.5). `orderNumber` is not checked: an integer in the OpenAPI,
-    a string in the docs table; `currency` has no documented form for orders (3 characters is carts')."""
-    fields = _times(record, ("createdAt",))
+    """v3 order field formats (apis.md 1.5): `currency` exactly 3 characters and `orderNumber` an integer,
+    as Omnisend holds them (the OpenAPI's integer, not the docs table's string)."""
+    fields = _times(record, ("createdAt", "updatedAt", "canceledDate"))
+    currency = record.get("currency")
+    if currency is not None and not (isinstance(currency, str) and len(currency) == 3):
+        fields["currency"] = ["must be 3 characters"]
+    if record.get("orderNumber") is not None and not formats.integer(record["orderNumber"]):
+        fields["orderNumber"] = ["must be an integer"]
     if record.get("discountType") not in (None, *DISCOUNT_TYPES):
         fields["discountType"] = ["must be one of " + ", ".join(sorted(DISCOUNT_TYPES))]
     if record.get("discountValue") is not None and not formats.integer(record["discountValue"]):
@@ -849,6 +854,7 @@ def create_omnisend_app(
                     if extra:
                         return v3_error(400, "only status fields can be updated", {k: ["not allowed"] for k in extra})
                     wrong = _enums(body)
+                    wrong.update(_times(body, ("canceledDate",)))
                 else:
                     # a cart PATCH must carry `currency` and `cartSum` (Omnisend refuses one without them)
                     missing = _missing(body, ("currency", "cartSum"))

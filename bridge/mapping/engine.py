@@ -373,7 +373,7 @@ def _missing_required(message: MessageSpec, record: dict[str, Any]) -> str:
                 # Omnisend reads a missing status as "subscribed": never let consent be invented.
                 return (f"identifiers.{number} has no channel status; Omnisend would subscribe it. "
                         "Guard the identifier with `when:` so it is only sent when consent is known")
-    if message.action == "delete":  # a delete names its record, nothing more
+    if message.action in spec.partial_actions:  # it names its record, nothing more
         missing = [path for path in spec.key_fields[:1] if _empty(get_path(record, path))]
         return f"{missing[0]} is empty; {_explain(message, missing[0])}" if missing else ""
     for path in spec.required:

@@ -375,12 +375,12 @@ class FileLoader:
 
     def required_fields(self, spec: KindSpec, target: _Target, line: int, col: int, action: str) -> None:
         """A field the destination requires that the rule never sets would fail every event: say so now.
-        A delete needs only what names the record."""
+        A partial action (an order's status update, a cart's closing) needs only what names the record."""
         what = f"{spec.destination} {spec.kind}"
-        if action == "delete":
+        if action in spec.partial_actions:
             for path in spec.key_fields[:1]:
                 if not _sets(target.sources, path):
-                    self.problem(line, col, f"{what} delete needs `{path}` and this message does not set it")
+                    self.problem(line, col, f"{what} {action} needs `{path}` and this message does not set it")
             return
         for path in spec.required:
             if not _sets(target.sources, path):

@@ -1,4 +1,5 @@
-"""A Shopify checkout becomes an Omnisend cart, its update keeps it in step, and the order closes it:
+"""A Shopify checkout becomes an Omnisend cart, its update keeps it in step, and its completion (the order
+placed) closes it:
 through the real app and the fake APIs, on a fresh install's areas."""
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ def post(bridge: BridgeProcess, topic: str, payload: dict[str, object], event_id
     assert bridge.post("shopify", body, shopify_headers(body, SHOPIFY_SECRET, topic, event_id=event_id)).status_code == 200
 
 
-def test_checkout_cart_update_then_the_order_closes_it(fresh: BridgeProcess, fakes: Fakes) -> None:
+def test_checkout_cart_update_then_the_completed_checkout_closes_it(fresh: BridgeProcess, fakes: Fakes) -> None:
     checkout = json.loads((PAYLOADS / "shopify/checkouts_create.json").read_bytes())
     cart_id = checkout["cart_token"]
     post(fresh, "checkouts/create", checkout, "c-1")
@@ -47,9 +48,9 @@ def test_checkout_cart_update_then_the_order_closes_it(fresh: BridgeProcess, fak
     wait_until(lambda: fakes.omnisend.carts.get(cart_id, {}).get("cartSum") == 8995)
     assert fakes.omnisend.carts[cart_id]["products"][0]["quantity"] == 1
 
-    order = json.loads((PAYLOADS / "shopify/orders_create.json").read_bytes())
-    assert order["cart_token"] == cart_id
-    post(fresh, "orders/create", order, "o-1")
+    # the order is placed: Shopify sends the checkout once more, completed
+    checkout["completed_at"] = "2026-11-20T10:15:30+11:00"
+    post(fresh, "checkouts/update", checkout, "c-done")
     wait_until(lambda: cart_id not in fakes.omnisend.carts)
     carts = [(r.method, r.status) for r in fakes.omnisend.recorded() if r.path.startswith("/v3/carts")]
     assert carts == [("PATCH", 404), ("POST", 200), ("PATCH", 200), ("DELETE", 204)]

@@ -364,8 +364,12 @@ def test_v3_order_format_refused(client: httpx.Client, change: dict[str, Any], f
 def test_v3_order_formats_accepted(client: httpx.Client) -> None:
     order = {**ORDER, "createdAt": "2026-11-23T10:00:00+11:00", "updatedAt": "2026-11-23T10:00:00",
              "discountType": "fixedAmount", "discountValue": 350, "subTotalTaxIncluded": False,
-             "billingAddress": {"countryCode": "AU"}, "orderNumber": "1042"}  # orderNumber: docs disagree
+             "billingAddress": {"countryCode": "AU"}, "orderNumber": 1042}
     assert client.post("/v3/orders", json=order, headers=V3).status_code == 200
+    # Omnisend holds orderNumber as an integer and currency as exactly 3 characters
+    for change, field in (({"orderNumber": "1042"}, "orderNumber"), ({"currency": "EURO"}, "currency")):
+        refused = client.post("/v3/orders", json={**order, **change}, headers=V3)
+        assert refused.status_code == 400 and field in refused.json()["fields"]
     assert client.post("/v3/orders", json={**order, "createdAt": "2026-11-23T10:00:00"}, headers=V3).status_code == 200
 
 

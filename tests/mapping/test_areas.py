@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from structlog.testing import capture_logs
 
-from bridge.destinations.catalog import AREAS, DEFAULT_AREAS, parse_areas
+from bridge.destinations.catalog import AREAS, DEFAULT_AREAS, OMNISEND_DEFAULT_AREAS, parse_areas
 from bridge.errors import ConfigError, RulesError
 from bridge.mapping import RulesHolder, load_rules
 from bridge.mapping.areas import allowed_from_settings, areas_of
@@ -23,7 +23,8 @@ ROOT = Path(__file__).resolve().parents[2]
 MAPPINGS = ROOT / "mappings"
 PAYLOADS = ROOT / "tests" / "payloads"
 HEAD = "# yaml-language-server: $schema=../bridge/mapping/rules.schema.json\n"
-DEFAULT = {"omnisend": DEFAULT_AREAS, "ometria": DEFAULT_AREAS}
+DEFAULT = {"omnisend": DEFAULT_AREAS, "ometria": DEFAULT_AREAS}  # Omnisend's own default also leaves `orders` out
+FRESH = {"omnisend": OMNISEND_DEFAULT_AREAS, "ometria": DEFAULT_AREAS}  # what a fresh install allows
 EVERYTHING = {"omnisend": AREAS, "ometria": AREAS}
 
 
@@ -73,7 +74,8 @@ def test_areas_of(destination: str, kind: str, action: str, record: dict[str, An
 
 def test_default_areas_leave_consent_and_deletions_off_and_allow_the_catalogue() -> None:
     settings = Settings.from_env({})
-    assert allowed_from_settings(settings) == {"omnisend": ("events", "contacts", "orders", "carts", "products"),
+    # Omnisend's `orders` are its v3 order resources: off by default (its order events are `events`)
+    assert allowed_from_settings(settings) == {"omnisend": ("events", "contacts", "carts", "products"),
                                                "ometria": ("events", "contacts", "orders", "carts", "products")}
 
 
@@ -170,12 +172,18 @@ def test_every_produced_message_carries_its_areas(name: str, source: str, topic:
 
 
 def test_orders_flow_under_the_default_policy() -> None:
-    rules = load_rules(MAPPINGS, DEFAULT)
+    rules = load_rules(MAPPINGS, FRESH)
     result = rules.map(event(stored("shopify/orders_create.json"), "shopify", "orders/create"))
-    assert result.errors == [] and result.withheld == []
+    assert result.errors == []
     assert [(m.destination, m.kind, m.action, m.areas) for m in result.messages] == [
-        ("omnisend", "event", "create", ("events", "contacts")), ("ometria", "order", "upsert", ("orders",)),
-        ("omnisend", "cart", "delete", ("carts",))]  # closing the checkout's cart is the carts area
+        ("omnisend", "event", "create", ("events", "contacts")), ("ometria", "order", "upsert", ("orders",))]
+    # the v3 order is held back until OMNISEND_AREAS has `orders`: a notice naming that setting
+    (v3,) = result.withheld
+    assert "omnisend order: blocked: this message writes orders (omnisend order records)" in v3
+    assert v3.endswith("OMNISEND_AREAS=events,contacts,orders,carts,products would allow it")
+    with_v3 = load_rules(MAPPINGS, DEFAULT)
+    sent = with_v3.map(event(stored("shopify/orders_create.json"), "shopify", "orders/create"))
+    assert ("omnisend", "order", "create") in [(m.destination, m.kind, m.action) for m in sent.messages]
 
 
 # --- refusals in rule files ----------------------------------------------------
@@ -359,7 +367,7 @@ def test_check_notes_what_the_deployment_does_not_allow(tmp_path: Path, clean_en
     assert main(["mappings", "check", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     assert ("rules.yaml:13:27: note: this message writes consent (identifiers[].channels.email.status) to omnisend, "
-            "which is not allowed; to allow it set OMNISEND_AREAS=events,contacts,consent,orders,carts,products") in out
+            "which is not allowed; to allow it set OMNISEND_AREAS=events,contacts,consent,carts,products") in out
     assert "1 message(s) not sent under this deployment's areas" in out
     clean_env.setenv("OMNISEND_AREAS", "events,contacts,consent,orders,carts,products")
     assert main(["mappings", "check", str(tmp_path)]) == 0
@@ -386,7 +394,7 @@ def test_check_explain_lists_areas_and_consent_sources(clean_env: pytest.MonkeyP
                                                        capsys: pytest.CaptureFixture[str]) -> None:
     main(["mappings", "check", "--explain", str(MAPPINGS)])
     out = capsys.readouterr().out
-    assert "allowed: OMNISEND_AREAS=events,contacts,orders,carts,products  OMETRIA_AREAS=events,contacts,orders,carts,products" in out
+    assert "allowed: OMNISEND_AREAS=events,contacts,carts,products  OMETRIA_AREAS=events,contacts,orders,carts,products" in out
     assert "rule 'Omneo profile to contacts' (omneo profile.created, profile.updated)" in out
     assert "→ omnisend contact upsert (line " in out and "): contacts, consent (NOT ALLOWED)" in out
     assert ("consent identifiers[].channels.email.status from `attributes.comms.email_optout`, "

@@ -76,7 +76,8 @@ def test_shopify_customer_without_a_phone() -> None:
 
 def test_woocommerce_order_with_empty_billing_fields() -> None:
     payload = stored("woocommerce/order_created_empty_billing.json")
-    placed, order = RULES.map(event(payload, "woocommerce", "order.created")).messages
+    placed, v3_order, order = RULES.map(event(payload, "woocommerce", "order.created")).messages
+    assert v3_order.record["email"] == "sam.nguyen@example.net" and "contactNote" not in v3_order.record
     assert placed.record["contact"] == {"email": "sam.nguyen@example.net"}
     assert order.record["customer"] == {"id": "311", "email": "sam.nguyen@example.net"}
     assert "ip_address" not in order.record and order.record["@merge"] is True

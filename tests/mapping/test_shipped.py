@@ -11,7 +11,7 @@ from bridge.destinations.catalog import AREAS
 from bridge.destinations.ometria import Ometria
 from bridge.destinations.omnisend import Omnisend
 from bridge.fakes.ometria import record_problems
-from bridge.fakes.omnisend import (cart_errors, category_problems, contact_errors, contact_request_problems,
+from bridge.fakes.omnisend import (ORDER_PATCH_FIELDS, _enums, cart_errors, category_problems, contact_errors, contact_request_problems,
                                    event_problems, order_errors, product_problems)
 from bridge.mapping.engine import CompiledRuleSet
 from bridge.mapping.examples import example_event, run_examples
@@ -76,6 +76,8 @@ def _fake_refuses(request: PreparedRequest) -> Any:
         return product_problems(request.body)
     if request.path.startswith("/api/product-categories/"):
         return category_problems(request.body, creating=False)
+    if request.path.startswith("/v3/orders/") and request.method == "PATCH":  # a status update
+        return {**{k: ["not allowed"] for k in set(request.body) - ORDER_PATCH_FIELDS}, **_enums(request.body)}
     if request.path.startswith("/v3/orders"):
         return order_errors(request.body)[1]
     if request.path.startswith("/v3/carts"):
