@@ -259,7 +259,7 @@ def database_path(url: str) -> Path:
 
 
 def destinations_from_env(env: Mapping[str, str]) -> dict[str, DestinationSettings]:
-    from bridge.destinations.catalog import parse_areas
+    from bridge.destinations.catalog import OMNISEND_DEFAULT_AREAS, parse_areas
 
     def key(name: str) -> Secret | None:
         return Secret(env[name]) if env.get(name) else None
@@ -280,7 +280,8 @@ def destinations_from_env(env: Mapping[str, str]) -> dict[str, DestinationSettin
                 # import may want them one by one.
                 "batch_events": _bool(env, "OMNISEND_BATCH_EVENTS", True),
                 "batch_v3": _bool(env, "OMNISEND_BATCH_V3", True),
-                "areas": parse_areas(env.get("OMNISEND_AREAS"), "OMNISEND_AREAS"),
+                "areas": parse_areas(env.get("OMNISEND_AREAS"), "OMNISEND_AREAS", OMNISEND_DEFAULT_AREAS),
+                "route_limits": _route_limits(env, "OMNISEND_ROUTE_LIMITS"),
             },
             named_by=named_by("OMNISEND_"),
         ),
@@ -320,6 +321,26 @@ def _int(env: Mapping[str, str], name: str, default: int) -> int:
         return int(env.get(name, default))
     except ValueError as exc:
         raise ConfigError(f"{name} must be a whole number, got {env[name]!r}") from exc
+
+
+def _route_limits(env: Mapping[str, str], name: str) -> dict[str, float]:
+    """`/api/contacts=15,/api/products=400` -> {path prefix: requests a minute}; unset -> {}."""
+    limits: dict[str, float] = {}
+    for part in (env.get(name) or "").split(","):
+        if not part.strip():
+            continue
+        prefix, _, number = part.partition("=")
+        try:
+            per_minute = float(number)
+        except ValueError:
+            per_minute = 0.0
+        # At least 6: a creation after a 404 is a second request on the route, and must fit the 10 s a
+        # delivery waits for its turn.
+        if not prefix.strip().startswith("/") or per_minute < 6:
+            raise ConfigError(f"{name}: {part.strip()!r} is not `/path=requests per minute` (at least 6), "
+                              "like /api/contacts=15")
+        limits[prefix.strip()] = per_minute
+    return limits
 
 
 def _float(env: Mapping[str, str], name: str, default: float) -> float:

@@ -11,16 +11,21 @@ from dataclasses import dataclass
 from bridge.errors import ConfigError
 
 # Areas of access: what a message may write at its destination. The operator
-# allows them per destination (OMNISEND_AREAS, OMETRIA_AREAS); consent,
-# products and deletions are off unless allowed (docs/rules.md "Data safety").
+# allows them per destination (OMNISEND_AREAS, OMETRIA_AREAS); consent and
+# deletions are off unless allowed (docs/rules.md "Data safety"). The catalogue
+# (products) is on by default: it changes no one's messages.
 AREAS = ("events", "contacts", "consent", "orders", "carts", "products", "deletions")
-DEFAULT_AREAS = ("events", "contacts", "orders", "carts")
+DEFAULT_AREAS = ("events", "contacts", "orders", "carts", "products")
+# Omnisend's `orders` area is its v3 order resources (its order events are `events`). Stores whose
+# automations run on v3 orders turn them on by adding `orders` to OMNISEND_AREAS; by default they are
+# off, as they would double the automations the order events start (mappings/README.md).
+OMNISEND_DEFAULT_AREAS = ("events", "contacts", "carts", "products")
 
 
-def parse_areas(value: str | None, variable: str) -> tuple[str, ...]:
+def parse_areas(value: str | None, variable: str, default: tuple[str, ...] = DEFAULT_AREAS) -> tuple[str, ...]:
     """`events,contacts,consent` -> the areas in canonical order; unset or blank -> the default; `none` -> ()."""
     if value is None or not value.strip():
-        return DEFAULT_AREAS
+        return default
     names = [part.strip().lower() for part in value.split(",") if part.strip()]
     if names == ["none"]:
         return ()
@@ -41,6 +46,9 @@ class KindSpec:
     fields: tuple[str, ...] = ()  # known top-level fields, for "did you mean"
     actions: tuple[str, ...] = ("upsert",)
     key_fields: tuple[str, ...] = ()  # where the default ordering key comes from
+    # actions that name the record and change part of it (an order's status, a cart's closing): they need
+    # only the first key field, not `required` / `any_of`
+    partial_actions: tuple[str, ...] = ()
 
 
 # maxLength of an event's `contact` fields (apis.md 1.2, contactDto.Contact). The adapter shortens longer
@@ -66,6 +74,8 @@ NUMBER_FIELDS: dict[tuple[str, str], tuple[str, ...]] = {
     ("omnisend", "order"): ("orderSum", "subTotalSum", "discountSum", "taxSum", "shippingSum",
                             *(f"products[].{f}" for f in _V3_ITEM)),
     ("omnisend", "cart"): ("cartSum", *(f"products[].{f}" for f in _V3_ITEM)),
+    ("omnisend", "product"): ("variants[].price", "variants[].strikeThroughPrice"),
+    ("ometria", "product"): ("price", "special_price"),
     ("ometria", "order"): ("grand_total", "subtotal", "discount", "shipping", "tax",
                            *(f"lineitems[].{f}" for f in ("quantity", "unit_price", "subtotal", "total", "tax",
                                                           "discount"))),
@@ -90,6 +100,7 @@ BOOLEAN_FIELDS: dict[tuple[str, str], tuple[str, ...]] = {
     ("omnisend", "event"): ("properties.subTotalTaxIncluded",),
     ("omnisend", "order"): ("subTotalTaxIncluded",),
     ("ometria", "order"): ("is_valid", "lineitems[].is_on_sale"),
+    ("ometria", "product"): ("is_active",),
 }
 
 OMNISEND_EVENT_FIELDS = ("eventName", "eventID", "eventTime", "eventVersion", "origin", "contact", "properties")
@@ -107,6 +118,17 @@ OMNISEND_CART_FIELDS = (
 OMNISEND_CONTACT_FIELDS = (
     "identifiers", "firstName", "lastName", "tags", "country", "countryCode", "state", "city", "address",
     "postalCode", "gender", "birthdate", "customProperties", "sendWelcomeEmail", "createdAt",
+)
+# Omnisend's 2026 products and product categories (Omnisend's OpenAPI 2026-03-15, `Product`, `Variant`,
+# `CreateCategoryRequest`): required `id, title, url, currency, status` / variants `id, title, url, price`.
+OMNISEND_PRODUCT_FIELDS = (
+    "id", "title", "url", "currency", "status", "description", "vendor", "type", "tags", "categoryIDs",
+    "defaultImageUrl", "images", "variants", "createdAt", "updatedAt",
+)
+OMNISEND_PRODUCT_STATUSES = ("inStock", "outOfStock", "notAvailable")
+OMETRIA_PRODUCT_FIELDS = (
+    "id", "@merge", "title", "url", "image_url", "price", "special_price", "currency", "sku", "is_active",
+    "is_variant", "parent_id", "attributes", "stores", "properties",
 )
 OMETRIA_ORDER_FIELDS = (
     "id", "@merge", "timestamp", "grand_total", "subtotal", "discount", "shipping", "tax", "currency", "status",
@@ -130,14 +152,19 @@ KINDS: dict[tuple[str, str], KindSpec] = {
                  any_of=(("contact.email", "contact.phone", "contact.id"),),
                  fields=OMNISEND_EVENT_FIELDS, actions=("create",),
                  key_fields=("properties.orderID", "properties.cartID", "contact.email")),
+        # upsert: v3 POST /v3/contacts, every identifier with its channel status (consent);
+        # update: the 2026 line's update by email, the contact's details without any status (apis.md 1.6).
         KindSpec("omnisend", "contact", "contacts", ("identifiers",), fields=OMNISEND_CONTACT_FIELDS,
-                 key_fields=("identifiers.0.id",)),
+                 actions=("upsert", "update"), key_fields=("identifiers.0.id",)),
         KindSpec("omnisend", "order", "orders", ("orderID", "currency", "orderSum", "createdAt"),
                  any_of=(("email", "phone", "contactID"),), fields=OMNISEND_ORDER_FIELDS,
-                 actions=("create", "replace", "update"), key_fields=("orderID",)),
+                 actions=("create", "replace", "update"), key_fields=("orderID",), partial_actions=("update",)),
+        # upsert: PATCH the cart, on 404 create it (a checkout's updates keep it in step); delete: the cart
+        # is closed (its order was placed), needing only `cartID`.
         KindSpec("omnisend", "cart", "carts", ("cartID", "currency", "cartSum"),
                  any_of=(("email", "contactID"),), fields=OMNISEND_CART_FIELDS,
-                 actions=("create", "replace", "update"), key_fields=("cartID",)),
+                 actions=("create", "replace", "update", "upsert", "delete"), key_fields=("cartID",),
+                 partial_actions=("delete",)),
         KindSpec("ometria", "order", "orders", ("id", "timestamp", "grand_total", "currency"),
                  fields=OMETRIA_ORDER_FIELDS, key_fields=("id",)),
         KindSpec("ometria", "contact", "contacts", ("id",), any_of=(("email", "customer_id"),),
@@ -145,6 +172,13 @@ KINDS: dict[tuple[str, str], KindSpec] = {
         KindSpec("ometria", "custom_event", "events", ("event_type", "timestamp"),
                  any_of=(("identity_email", "identity_account_id"),), fields=OMETRIA_EVENT_FIELDS,
                  key_fields=("identity_account_id", "identity_email")),
-        KindSpec("ometria", "product", "products", ("id", "title"), key_fields=("id",)),
+        KindSpec("omnisend", "product", "products", ("id", "title", "url", "currency", "status"),
+                 fields=OMNISEND_PRODUCT_FIELDS, key_fields=("id",)),
+        KindSpec("omnisend", "category", "products", ("categoryID", "title"), fields=("categoryID", "title"),
+                 key_fields=("categoryID",)),
+        # GDPR anonymisation of one person, by email (Ometria's data anonymisation API): erases, so deletions.
+        KindSpec("ometria", "erasure", "deletions", ("email",), fields=("email", "comment"), actions=("create",),
+                 key_fields=("email",)),
+        KindSpec("ometria", "product", "products", ("id", "title"), fields=OMETRIA_PRODUCT_FIELDS, key_fields=("id",)),
     )
 }

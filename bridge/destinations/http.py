@@ -99,12 +99,30 @@ def parse_retry_after(value: str | None, *, now: float | None = None) -> float |
     return min(max(seconds, 0.0), MAX_RETRY_AFTER)
 
 
+def retry_after_in_body(response: httpx.Response) -> float | None:
+    """Omnisend's 2026 line says how long to wait in its 429 problem body, `retryAfter` (seconds; the
+    `RateLimitProblem` schema of its OpenAPI documents 2026-03-15), with or without a `Retry-After`."""
+    if response.status_code != 429 or "json" not in response.headers.get("content-type", ""):
+        return None
+    try:
+        body = response.json()
+    except ValueError:
+        return None
+    value = body.get("retryAfter") if isinstance(body, dict) else None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value:
+        return None
+    return min(max(float(value), 0.0), MAX_RETRY_AFTER)
+
+
 def retry_after_from(response: httpx.Response, *, now: float | None = None) -> float | None:
-    """The wait a response asks for: `Retry-After`, else Omnisend's `X-Rate-Limit-Reset` on 429.
+    """The wait a response asks for: `Retry-After`, else a 429 body's `retryAfter`, else Omnisend's
+    `X-Rate-Limit-Reset` on 429.
 
     `X-Rate-Limit-Reset` is seconds left in the current period, not an epoch (apis.md 1.8).
     """
     seconds = parse_retry_after(response.headers.get("Retry-After"), now=now)
+    if seconds is None:
+        seconds = retry_after_in_body(response)
     if seconds is None and response.status_code == 429:
         seconds = parse_retry_after(response.headers.get("X-Rate-Limit-Reset"), now=now)
     return seconds

@@ -1,4 +1,5 @@
-"""Ometria: every kind goes to `POST /v2/push` as a JSON array of one `@type` (apis.md 2.1-2.2).
+"""Ometria: every record kind goes to `POST /v2/push` as a JSON array of one `@type` (apis.md 2.1-2.2);
+an `erasure` is a GDPR anonymisation request of its own (`POST /v2/data-deletion-requests`, 6 a minute).
 
 Limits enforced before sending: one `@type` per request, at most 100 records per request, at most
 60 KB per record (a bigger record is refused on its own, the rest still go). Records upsert by
@@ -15,6 +16,8 @@ rejection down to the records that caused it. Those become dead letters, the res
 
 from __future__ import annotations
 
+import asyncio
+import time
 from typing import Any, Sequence
 
 import structlog
@@ -27,6 +30,11 @@ from bridge.settings import DestinationSettings
 
 PUSH_PATH = "/v2/push"
 KINDS = ("order", "contact", "custom_event", "product")
+# GDPR data anonymisation (Ometria's "data anonymisation and deletion request API"): one request per person,
+# by email, within its own limit of 6 a minute; processed by Ometria within 14 days.
+ERASURE_KIND = "erasure"
+ERASURE_PATH = "/v2/data-deletion-requests"
+ERASURES_PER_MINUTE = 6
 MAX_RECORDS = 100
 # Ometria says 60 KB per record; counting 1 KB as 1000 bytes errs on the safe side.
 MAX_RECORD_BYTES = 60_000
@@ -43,6 +51,13 @@ def record_for(message: Message) -> dict[str, Any]:
     return record
 
 
+def erasure_for(message: Message) -> dict[str, Any]:
+    """The anonymisation request: the person's email, and what asked for it (no other personal data)."""
+    record = dict(message.record)
+    return {"email": record.get("email"), "action": "anonymise",
+            "comment": str(record.get("comment") or "erasure requested through the bridge")}
+
+
 def record_size(record: dict[str, Any]) -> int:
     return len(jsoncodec.dumps(record))
 
@@ -50,9 +65,12 @@ def record_size(record: dict[str, Any]) -> int:
 class Ometria(HttpDestination):
     max_batch = MAX_RECORDS
 
-    def __init__(self, settings: DestinationSettings, **kwargs: Any) -> None:
-        super().__init__(settings, **kwargs)
+    def __init__(self, settings: DestinationSettings, *, clock: Clock = time.monotonic,
+                 sleep: Sleep = asyncio.sleep, **kwargs: Any) -> None:
+        super().__init__(settings, clock=clock, sleep=sleep, **kwargs)
         self.max_record_bytes = int(settings.options.get("max_record_bytes", MAX_RECORD_BYTES))
+        self.erasure_limiter = RateLimiter.per_minute(
+            float(settings.options.get("erasures_per_minute", ERASURES_PER_MINUTE)), clock=clock, sleep=sleep)
 
     def make_limiter(self, settings: DestinationSettings, *, clock: Clock, sleep: Sleep) -> RateLimiter:
         return RateLimiter.per_second(float(settings.options.get("requests_per_second", 8.0)), clock=clock, sleep=sleep)
@@ -64,8 +82,13 @@ class Ometria(HttpDestination):
     def plan(self, messages: Sequence[Message]) -> tuple[list[Planned], dict[int, Outcome]]:
         """Requests to send, and the messages refused without sending (dead, with the reason)."""
         refused: dict[int, Outcome] = {}
+        planned: list[Planned] = []
         groups: dict[str, list[tuple[Message, dict[str, Any]]]] = {}
         for message in messages:
+            if message.kind == ERASURE_KIND:
+                request = PreparedRequest(self.name, "POST", ERASURE_PATH, erasure_for(message), (message.id,))
+                planned.append(Planned(request, (message,)))
+                continue
             if message.kind not in KINDS:
                 refused[message.id] = Outcome("dead", detail=f"ometria has no record kind {message.kind!r}")
                 continue
@@ -81,7 +104,6 @@ class Ometria(HttpDestination):
                 )
                 continue
             groups.setdefault(message.kind, []).append((message, record))
-        planned: list[Planned] = []
         for items in groups.values():  # one @type per request
             for start in range(0, len(items), MAX_RECORDS):
                 planned.append(self._push(items[start : start + MAX_RECORDS]))
@@ -93,6 +115,8 @@ class Ometria(HttpDestination):
         return Planned(request, tuple(m for m, _ in items))
 
     async def send_planned(self, item: Planned) -> dict[int, Outcome]:
+        if item.request.path == ERASURE_PATH:
+            return await self._erase(item)
         exchange = await self.exchange(item.request)
         outcome = exchange.outcome
         if outcome.kind != "delivered" or exchange.response is None:
@@ -109,6 +133,18 @@ class Ometria(HttpDestination):
         for part in (items[:half], items[half:]):
             outcomes.update(await self.send_planned(self._push(part)))
         return outcomes
+
+    async def _erase(self, item: Planned) -> dict[int, Outcome]:
+        """One anonymisation request. Ometria knowing no one by that email (404) is done: there is nothing to
+        erase, and asking again would not change that; the audit keeps the answer either way."""
+        exchange = await self.exchange(item.request, self.erasure_limiter)
+        outcome = exchange.outcome
+        if outcome.status == 404:
+            outcome = Outcome("delivered", 404, "no contact with that email: nothing to anonymise")
+        return {m.id: outcome for m in item.messages}
+
+    def state(self) -> dict[str, Any]:
+        return {**super().state(), "erasure_rate_limit": self.erasure_limiter.state()}
 
     def _rejected(self, response: Any, sent: int) -> tuple[int, str]:
         """How many records a 2xx answer says were rejected (0 when it does not say), and the detail."""

@@ -21,7 +21,8 @@ that bucket for the wait it names (`block_budget`), so the others wait too.
 
 On top of our own schedule the limiter follows what the server says:
 - `X-Rate-Limit-Remaining: 0` with `X-Rate-Limit-Reset: <seconds>` -> wait for the reset;
-- a 429 -> nothing at all is sent until `Retry-After` (or the reset, or a default pause) has passed.
+- a 429 -> nothing at all is sent until `Retry-After` (or the `retryAfter` of Omnisend's 429 body, or the
+  reset, or a default pause) has passed.
 """
 
 from __future__ import annotations
@@ -161,8 +162,9 @@ class RateLimiter:
             await self._sleep(wait)
         return True
 
-    def observe(self, status: int, headers: Mapping[str, str]) -> None:
-        """Learn from a response: rate-limit headers, and a 429 blocks everything until it may resume."""
+    def observe(self, status: int, headers: Mapping[str, str], body_retry_after: float | None = None) -> None:
+        """Learn from a response: rate-limit headers, and a 429 blocks everything until it may resume
+        (`Retry-After`, else the wait the 429's body names, else the reset, else a default pause)."""
         now = self._clock()
         if self._in_flight:
             entry = self._in_flight.popleft()
@@ -176,6 +178,8 @@ class RateLimiter:
         if status == 429:
             self.throttled_total += 1
             wait = parse_retry_after(headers.get("Retry-After"))
+            if wait is None:
+                wait = body_retry_after
             if wait is None:
                 wait = reset
             if wait is None:

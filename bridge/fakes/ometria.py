@@ -9,7 +9,11 @@ as `rejected` in the `{"status": "OK", "request_id", "accepted", "rejected"}` an
 (`not a valid value`): order `timestamp` ISO 8601, `currency` ISO 4217, `is_valid` / `is_on_sale` /
 `@merge` / `@force_optin` booleans; contact `phone_number` E.164, `marketing_optin` and `gender`
 values, ISO 8601 `timestamp_*`; custom event `timestamp` ISO 8601 with an offset, `event_type` at
-most 32 characters, property values (strings at most 512 characters, dates with an offset).
+most 32 characters, property values (strings at most 512 characters, dates with an offset); product
+`price` / `special_price` numbers, `is_active` boolean. A record with `@merge: true` is checked and
+stored merged into the one stored under its `@type` and `id` (a partial update is whole); one without
+it replaces the stored record, as Ometria's upsert does. GDPR anonymisation
+(`POST /v2/data-deletion-requests`): its own 6 a minute, a valid `email`, 404 for an unknown one.
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from bridge.fakes import formats
-from bridge.fakes.control import FakeApi
+from bridge.fakes.control import FakeApi, SlidingWindow
 
 TYPES = ("contact", "order", "product", "custom_event")
 MAX_RECORDS = 100
@@ -39,6 +43,9 @@ LATER_REQUIRED = {
     "contact": (("email", "customer_id"),),
     "product": (("title",),),
 }
+ERASURES_PER_MINUTE = 6  # the GDPR anonymisation API's own limit (apis.md 2.1)
+PERSONAL_FIELDS = ("email", "firstname", "lastname", "middlename", "prefix", "phone_number", "date_of_birth",
+                   "customer_id")
 MARKETING_OPTIN = ("EXPLICITLY_OPTEDIN", "EXPLICITLY_OPTEDOUT", "NOT_SPECIFIED")
 CONTACT_TIMES = ("timestamp_acquired", "timestamp_subscribed", "timestamp_unsubscribed")
 # "keep under 32 chars, longer names are truncated" (apis.md 2.5). Ometria would take the event and
@@ -47,6 +54,7 @@ CONTACT_TIMES = ("timestamp_acquired", "timestamp_subscribed", "timestamp_unsubs
 EVENT_TYPE_MAX = 32
 PROPERTY_TEXT_MAX = 512  # a custom event's string property
 # A text that reads as a date and time: a custom event's date property must carry an offset.
+EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
 LOOKS_LIKE_TIME = re.compile(r"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}", re.ASCII)
 # Not checked: the order `status` (apis.md gives examples, not a list), which of `identity_email` /
 # `identity_account_id` a custom event needs (either is taken; [U]), `date_of_birth`, `country_id`
@@ -59,11 +67,24 @@ class FakeOmetria(FakeApi):
     success_status: int = 202  # 200 vs 202 is not documented (apis.md 2.2): configurable
     records: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
     errors: list[dict[str, str]] = field(default_factory=list)
+    erasures: list[dict[str, Any]] = field(default_factory=list)  # accepted anonymisation requests
+    erasure_window: SlidingWindow = field(default_factory=lambda: SlidingWindow(ERASURES_PER_MINUTE, 60.0))
 
     def reset_data(self) -> None:
         with self.lock:
             self.records.clear()
             self.errors.clear()
+            self.erasures.clear()
+
+    def anonymise(self, email: str) -> bool:
+        """Anonymise every contact with that email (personal fields dropped); False when there is none."""
+        with self.lock:
+            found = [key for key, record in self.records.items()
+                     if key[0] == "contact" and str(record.get("email", "")).lower() == email.lower()]
+            for key in found:
+                self.records[key] = {name: value for name, value in self.records[key].items()
+                                     if name not in PERSONAL_FIELDS}
+            return bool(found)
 
     def too_many(self, reset: float) -> Response:
         headers = {"Retry-After": str(self.retry_after)} if self.retry_after is not None else None
@@ -104,6 +125,10 @@ def record_problems(record: dict[str, Any]) -> list[tuple[tuple[str, ...], str]]
             check((name,), record.get(name), formats.iso8601, "an ISO 8601 date and time")
         check(("phone_number",), record.get("phone_number"), formats.e164, "an E.164 number, like +447700900123")
         check(("gender",), record.get("gender"), ("m", "f", "o").__contains__, "m, f or o")
+    elif kind == "product":
+        for name in ("price", "special_price"):
+            check((name,), record.get(name), formats.number, "a number")
+        check(("is_active",), record.get("is_active"), formats.boolean, "true or false")
     elif kind == "custom_event":
         check(("timestamp",), record.get("timestamp"), lambda v: formats.iso8601(v, offset=True),
               "ISO 8601 with an offset, like 2023-05-25T15:32:52+00:00")
@@ -179,8 +204,13 @@ def create_ometria_app(
             return error(400, "Payload invalid: one object type per request")
         accepted = rejected = 0
         for record in body:
-            problems = record_problems(record)
+            key = (record["@type"], str(record["id"]))
             with fake.lock:
+                stored = fake.records.get(key, {})
+                # `@merge: true`: unset fields come from the stored record, so a partial update is whole;
+                # without it the record replaces what was stored (apis.md 2.2).
+                merged = {**stored, **record} if record.get("@merge") is True else dict(record)
+                problems = record_problems(merged)
                 if problems:
                     rejected += 1
                     fake.errors += [{"error_message": message, "error_path": " > ".join(("root", *path))}
@@ -188,13 +218,30 @@ def create_ometria_app(
                     del fake.errors[:-100]
                     continue
                 accepted += 1
-                key = (record["@type"], str(record["id"]))
-                stored = fake.records.get(key, {})
-                fake.records[key] = {**stored, **record}  # upsert: fields merged into the stored record
+                fake.records[key] = merged
         return JSONResponse(
             {"status": "OK", "request_id": str(uuid.uuid4()), "accepted": accepted, "rejected": rejected},
             status_code=fake.success_status,
         )
+
+    async def erase(request: Request, body: Any) -> Response:
+        """`POST /v2/data-deletion-requests` `{email, ...}`: 6 a minute (429 beyond), a valid email (400), 404
+        when no contact has it, else the request's `{id, action, ...}` (201)."""
+        with fake.lock:
+            allowed, _, reset = fake.erasure_window.check(fake.clock())
+        if not allowed:
+            return error(429, "Too many requests: GDPR anonymisation is limited to 6 a minute",
+                         {"Retry-After": str(max(1, int(reset + 0.999)))})
+        email = body.get("email") if isinstance(body, dict) else None
+        if not isinstance(email, str) or not EMAIL.fullmatch(email):
+            return error(400, "Payload invalid: a valid email is required")
+        if not fake.anonymise(email):
+            return error(404, "No contact found for this identity")
+        entry = {"id": str(uuid.uuid4()), "action": "anonymise", "comment": body.get("comment"),
+                 "email": email}
+        with fake.lock:
+            fake.erasures.append(entry)
+        return JSONResponse(entry, status_code=201)
 
     async def push_errors(request: Request, body: Any) -> Response:
         with fake.lock:
@@ -204,6 +251,7 @@ def create_ometria_app(
         routes=[
             Route("/v2/push", authed(push), methods=["POST"]),
             Route("/v2/push/_errors", authed(push_errors), methods=["GET"]),
+            Route("/v2/data-deletion-requests", authed(erase), methods=["POST"]),
             *fake.routes(),
         ]
     )

@@ -1,4 +1,5 @@
-"""A fake Omnisend: the 2026-03-15 `/api` events and batches, and v3 contacts, orders and carts.
+"""A fake Omnisend: the 2026-03-15 `/api` events, contacts, products, categories and batches, and v3
+contacts, orders and carts.
 
 Contracts enforced, from shared/docs/apis.md section 1:
 - `/api/*`: `Authorization: Omnisend-API-Key <key>` and `Omnisend-Version` (wrong key -> 401, missing
@@ -16,6 +17,14 @@ Contracts enforced, from shared/docs/apis.md section 1:
   `birthdate`, identifier channels (`email` for email, `sms` for phone) and their `status` values.
 - 400 requests per sliding minute for the whole brand, `X-Rate-Limit-Limit/Remaining/Reset`
   (seconds left) on every answer, 429 with `Retry-After` when over.
+- 2026 contacts (`POST /api/contacts` upsert by email, 201/200; `PATCH /api/contacts?email=` update, 404
+  for an unknown email): `ContactRequest` checks (`contact_request_problems`); channels are optional, and
+  an identifier created without one is stored as `subscribed` (the worst case, for tests to rule out).
+- 2026 products (`POST /api/products` 201 / 409 when it exists, `PUT /api/products/{id}` 200 / 404) and
+  categories (`POST /api/product-categories` 201 / 409, `PATCH /api/product-categories/{categoryID}` 200 /
+  404): `product_problems`, `category_problems`.
+- v3 carts: a `PATCH` must carry `currency` and `cartSum` (422 otherwise); `DELETE /v3/carts/{cartID}` 204, 404
+  when there is no such cart.
 - Batches: 201 `{batchID, totalCount}`, `inProgress` for `processing_seconds`, then `finished`
   with per-item `responseCode` under `responses` / `errors`.
 - v3 batches (`/v3/batches`, apis.md 1.7): `X-API-KEY`; `{method, endpoint, items, eventID?}` with
@@ -85,6 +94,8 @@ class FakeOmnisend(FakeApi):
     contacts: dict[str, dict[str, Any]] = field(default_factory=dict)
     orders: dict[str, dict[str, Any]] = field(default_factory=dict)
     carts: dict[str, dict[str, Any]] = field(default_factory=dict)
+    products: dict[str, dict[str, Any]] = field(default_factory=dict)
+    categories: dict[str, dict[str, Any]] = field(default_factory=dict)
     batches: dict[str, Batch] = field(default_factory=dict)
 
     def reset_data(self) -> None:
@@ -93,6 +104,8 @@ class FakeOmnisend(FakeApi):
             self.contacts.clear()
             self.orders.clear()
             self.carts.clear()
+            self.products.clear()
+            self.categories.clear()
             self.batches.clear()
 
     def rate_headers(self, remaining: int, reset: float) -> dict[str, str]:
@@ -101,6 +114,31 @@ class FakeOmnisend(FakeApi):
             "X-Rate-Limit-Remaining": str(remaining),
             "X-Rate-Limit-Reset": str(ceil_seconds(reset)),
         }
+
+    def write_contact(self, email: str, body: dict[str, Any], *, create: bool) -> dict[str, Any] | None:
+        """The 2026 line's contact write: the details merge into the stored contact (custom properties
+        key by key); an identifier sent without a channel status on a contact being created is stored
+        as `subscribed`, v3's documented default, as the worst case the bridge must never trigger.
+        None when updating and no contact has that email."""
+        with self.lock:
+            stored = self.contacts.get(email)
+            if stored is None and not create:
+                return None
+            contact = dict(stored or {"contactID": uuid.uuid4().hex[:24], "identifiers": []})
+            known = {i["id"]: i for i in contact["identifiers"]}
+            for ident in body.get("identifiers") or []:
+                channel = IDENTIFIER_CHANNELS[ident["type"]]
+                held = known.get(ident["id"])
+                channels = ident.get("channels") or (held or {}).get("channels") \
+                    or {channel: {"status": "subscribed"}}
+                known[ident["id"]] = {"type": ident["type"], "id": ident["id"], "channels": channels}
+            details = {k: v for k, v in body.items() if k != "identifiers"}
+            properties = {**contact.get("customProperties", {}), **details.pop("customProperties", {})}
+            contact.update(details, identifiers=list(known.values()))
+            if properties:
+                contact["customProperties"] = properties
+            self.contacts[email] = contact
+        return {"id": contact["contactID"], "email": email, **details}
 
     def store_contact(self, body: dict[str, Any]) -> dict[str, Any]:
         """Create or update a (validated) contact keyed by its first identifier; the v3 answer."""
@@ -111,8 +149,10 @@ class FakeOmnisend(FakeApi):
         return {"email": ident if "@" in str(ident) else None, "contactID": contact_id}
 
     def too_many(self, reset: float) -> Response:
+        """429 `RateLimitProblem`: `retryAfter` (seconds) in the body always; `Retry-After` unless turned off."""
         headers = {"Retry-After": str(ceil_seconds(reset))} if self.retry_after_header else {}
-        return problem(429, "Too Many Requests", "rate limit exceeded", kind="rate-limit-exceeded", headers=headers)
+        return problem(429, "Too Many Requests", "rate limit exceeded", kind="rate-limit-exceeded", headers=headers,
+                       extra={"retryAfter": ceil_seconds(reset)})
 
 
 def problem(
@@ -123,8 +163,10 @@ def problem(
     *,
     kind: str = "problem",
     headers: dict[str, str] | None = None,
+    extra: dict[str, Any] | None = None,
 ) -> JSONResponse:
     body: dict[str, Any] = {
+        **(extra or {}),
         "type": f"https://problems.omnisend.com/{kind}",
         "title": title,
         "status": status,
@@ -338,9 +380,14 @@ def order_errors(record: dict[str, Any]) -> tuple[int, dict[str, list[str]]]:
 
 
 def _order_formats(record: dict[str, Any]) -> dict[str, list[str]]:
-    """v3 order field formats (apis.md 1.5). `orderNumber` is not checked: an integer in the OpenAPI,
-    a string in the docs table; `currency` has no documented form for orders (3 characters is carts')."""
-    fields = _times(record, ("createdAt",))
+    """v3 order field formats (apis.md 1.5): `currency` exactly 3 characters and `orderNumber` an integer,
+    as Omnisend holds them (the OpenAPI's integer, not the docs table's string)."""
+    fields = _times(record, ("createdAt", "updatedAt", "canceledDate"))
+    currency = record.get("currency")
+    if currency is not None and not (isinstance(currency, str) and len(currency) == 3):
+        fields["currency"] = ["must be 3 characters"]
+    if record.get("orderNumber") is not None and not formats.integer(record["orderNumber"]):
+        fields["orderNumber"] = ["must be an integer"]
     if record.get("discountType") not in (None, *DISCOUNT_TYPES):
         fields["discountType"] = ["must be one of " + ", ".join(sorted(DISCOUNT_TYPES))]
     if record.get("discountValue") is not None and not formats.integer(record["discountValue"]):
@@ -440,6 +487,133 @@ def _channels(identifier: dict[str, Any], where: str) -> dict[str, list[str]]:
         if not isinstance(channel, dict) or status not in (None, *CHANNEL_STATUSES):
             fields[f"{where}.{name}.status"] = ["must be one of " + ", ".join(sorted(CHANNEL_STATUSES))]
     return fields
+
+
+CONTACT_REQUEST_TEXT = ("firstName", "lastName", "address", "city", "state", "country", "postalCode", "createdAt")
+
+
+def contact_request_problems(record: Any, *, creating: bool) -> Problems:
+    """`ContactRequest` of the 2026 line (`POST /api/contacts`, `PATCH /api/contacts?email=`): identifiers
+    need `id` and `type`; `channels` are optional, but a channel given needs its `status`; a phone
+    identifier is E.164; `countryCode` ISO alpha-2, `birthdate` YYYY-MM-DD, `gender` m|f, `tags` at most
+    100, `customProperties` an object. A creation needs an email identifier (Omnisend upserts by email)."""
+    if not isinstance(record, dict):
+        return [{"field": "", "code": "invalid_type", "message": "body must be an object"}]
+    errors: Problems = []
+
+    def wrong(name: str, code: str, message: str) -> None:
+        errors.append({"field": name, "code": code, "message": message})
+
+    identifiers = record.get("identifiers")
+    if identifiers is not None and not isinstance(identifiers, list):
+        wrong("identifiers", "invalid_type", "identifiers must be a list")
+        identifiers = []
+    for i, ident in enumerate(identifiers or []):
+        where = f"identifiers.{i}"
+        if not isinstance(ident, dict):
+            wrong(where, "invalid_type", "must be an object")
+            continue
+        for name in ("id", "type"):
+            if not _text(ident.get(name)):
+                wrong(f"{where}.{name}", "required", f"{name} is required")
+        if ident.get("type") not in (None, "email", "phone"):
+            wrong(f"{where}.type", "invalid_value", "type must be email or phone")
+        if ident.get("type") == "phone" and not formats.e164(ident.get("id")):
+            wrong(f"{where}.id", "invalid_format", "a phone must be E.164, like +1234567890")
+        channels = ident.get("channels")
+        if channels is not None:
+            for name, channel in (channels.items() if isinstance(channels, dict) else [("", None)]):
+                if not isinstance(channel, dict) or channel.get("status") not in CHANNEL_STATUSES:
+                    wrong(f"{where}.channels.{name}.status", "required",
+                          "status is required: " + ", ".join(sorted(CHANNEL_STATUSES)))
+    if creating and not any(isinstance(i, dict) and i.get("type") == "email" for i in identifiers or []):
+        wrong("identifiers", "required", "an email identifier is required to create a contact")
+    for name in CONTACT_REQUEST_TEXT:
+        if name in record and not isinstance(record[name], str):
+            wrong(name, "invalid_type", f"{name} must be a string")
+    if record.get("countryCode") is not None and not (isinstance(record["countryCode"], str)
+                                                      and len(record["countryCode"]) == 2):
+        wrong("countryCode", "invalid_format", "countryCode must be ISO 3166-1 alpha-2")
+    if record.get("birthdate") is not None and not formats.ymd(record["birthdate"]):
+        wrong("birthdate", "invalid_format", "birthdate must be YYYY-MM-DD")
+    if record.get("gender") not in (None, "m", "f"):
+        wrong("gender", "invalid_value", "gender must be m or f")
+    tags = record.get("tags")
+    if tags is not None and (not isinstance(tags, list) or len(tags) > 100
+                             or not all(isinstance(t, str) for t in tags)):
+        wrong("tags", "invalid_type", "tags must be at most 100 strings")
+    if "customProperties" in record and not isinstance(record["customProperties"], dict):
+        wrong("customProperties", "invalid_type", "customProperties must be an object")
+    return errors
+
+
+PRODUCT_STATUSES = ("inStock", "outOfStock", "notAvailable")
+PRODUCT_TEXT_MAX = {"id": 100, "title": 255, "url": 1000, "description": 1000, "vendor": 100, "type": 100,
+                    "defaultImageUrl": 1000}
+VARIANT_TEXT_MAX = {"id": 100, "title": 255, "url": 1000, "sku": 255, "description": 1000, "defaultImageUrl": 1000}
+
+
+def product_problems(record: Any) -> Problems:
+    """`Product` of the 2026 line (`POST /api/products`, `PUT /api/products/{id}`): required `id, title, url,
+    currency, status`; `status` inStock|outOfStock|notAvailable; `currency` ISO 4217; urls are URIs; text
+    within its maxLength; `variants` 1..500, each `id, title, url, price` (a number); at most 100 tags and
+    category ids, 300 images."""
+    if not isinstance(record, dict):
+        return [{"field": "", "code": "invalid_type", "message": "body must be an object"}]
+    errors: Problems = []
+
+    def wrong(name: str, code: str, message: str) -> None:
+        errors.append({"field": name, "code": code, "message": message})
+
+    def texts(item: dict[str, Any], limits: dict[str, int], required: tuple[str, ...], where: str) -> None:
+        for name in required:
+            if not _text(item.get(name)):
+                wrong(f"{where}{name}", "required", f"{name} is required")
+        for name, limit in limits.items():
+            value = item.get(name)
+            if value is not None and (not isinstance(value, str) or len(value) > limit):
+                wrong(f"{where}{name}", "invalid_length", f"{name} must be text of at most {limit} characters")
+        for name in ("url", "defaultImageUrl"):
+            if _text(item.get(name)) and not formats.uri(item[name]):
+                wrong(f"{where}{name}", "invalid_format", f"{name} must be a URL")
+
+    texts(record, PRODUCT_TEXT_MAX, ("id", "title", "url", "currency", "status"), "")
+    if _text(record.get("currency")) and not formats.iso4217(record["currency"]):
+        wrong("currency", "invalid_format", "currency must be an ISO 4217 code")
+    if _text(record.get("status")) and record["status"] not in PRODUCT_STATUSES:
+        wrong("status", "invalid_value", "status must be one of " + ", ".join(PRODUCT_STATUSES))
+    for name, limit in (("tags", 100), ("categoryIDs", 100), ("images", 300)):
+        value = record.get(name)
+        if value is not None and (not isinstance(value, list) or len(value) > limit
+                                  or not all(isinstance(v, str) for v in value)):
+            wrong(name, "invalid_type", f"{name} must be at most {limit} strings")
+    variants = record.get("variants")
+    if variants is not None and (not isinstance(variants, list) or not 1 <= len(variants) <= 500):
+        wrong("variants", "invalid_length", "variants must hold 1 to 500 entries")
+    for i, variant in enumerate(variants if isinstance(variants, list) else []):
+        if not isinstance(variant, dict):
+            wrong(f"variants.{i}", "invalid_type", "must be an object")
+            continue
+        texts(variant, VARIANT_TEXT_MAX, ("id", "title", "url"), f"variants.{i}.")
+        for name in ("price", "strikeThroughPrice"):
+            if (name == "price" or variant.get(name) is not None) and not formats.number(variant.get(name)):
+                wrong(f"variants.{i}.{name}", "invalid_type", f"{name} must be a number")
+        if variant.get("status") not in (None, *PRODUCT_STATUSES):
+            wrong(f"variants.{i}.status", "invalid_value", "status must be one of " + ", ".join(PRODUCT_STATUSES))
+    return errors
+
+
+def category_problems(record: Any, *, creating: bool) -> Problems:
+    """`CreateCategoryRequest` / `UpdateCategoryRequest`: `categoryID` 1..100 characters (creation), `title`
+    at most 255, both required."""
+    if not isinstance(record, dict):
+        return [{"field": "", "code": "invalid_type", "message": "body must be an object"}]
+    errors: Problems = []
+    for name, limit in ((("categoryID", 100),) if creating else ()) + (("title", 255),):
+        value = record.get(name)
+        if not isinstance(value, str) or not value.strip() or len(value) > limit:
+            errors.append({"field": name, "code": "required", "message": f"{name} is required, 1 to {limit} characters"})
+    return errors
 
 
 # --- the app -----------------------------------------------------------------------------------------
@@ -609,6 +783,57 @@ def create_omnisend_app(
             return v3_error(400, "Invalid contact", fields)
         return JSONResponse(fake.store_contact(body))
 
+    async def post_api_contact(request: Request, body: Any) -> Response:
+        errors = contact_request_problems(body, creating=True)
+        if errors:
+            return problem(400, "Validation failed", "the contact is not valid", errors, kind="validation")
+        email = next(str(i["id"]) for i in body["identifiers"] if i.get("type") == "email")
+        existed = email in fake.contacts
+        answer = fake.write_contact(email, body, create=True)
+        return JSONResponse(answer, status_code=200 if existed else 201)
+
+    async def patch_api_contact(request: Request, body: Any) -> Response:
+        email = request.query_params.get("email")
+        if not email:
+            return problem(400, "Validation failed", "email is required", [
+                {"field": "email", "code": "required", "message": "the email query parameter is required"}],
+                kind="validation")
+        errors = contact_request_problems(body, creating=False)
+        if errors:
+            return problem(400, "Validation failed", "the contact is not valid", errors, kind="validation")
+        answer = fake.write_contact(email, body, create=False)
+        if answer is None:
+            return problem(404, "Not Found", "contact not found")
+        return JSONResponse(answer)
+
+    def catalogue(kind: str) -> Handler:
+        """Products and categories: POST creates (409 when the id exists), PUT (product) / PATCH (category)
+        writes one that exists (404 otherwise)."""
+        store, id_field = (fake.products, "id") if kind == "product" else (fake.categories, "categoryID")
+
+        async def handler(request: Request, body: Any) -> Response:
+            path_id = request.path_params.get("resource_id")
+            creating = path_id is None
+            if kind == "product":
+                errors = product_problems(body)
+                if not creating and not errors and str(body.get("id")) != path_id:
+                    errors = [{"field": "id", "code": "invalid_value", "message": "id differs from the path"}]
+            else:
+                errors = category_problems(body, creating=creating)
+            if errors:
+                return problem(400, "Validation failed", f"the {kind} is not valid", errors, kind="validation")
+            record_id = str(body[id_field]) if creating else str(path_id)
+            with fake.lock:
+                exists = record_id in store
+                if creating and exists:
+                    return problem(409, "Conflict", f"{kind} already exists")
+                if not creating and not exists:
+                    return problem(404, "Not Found", f"{kind} not found")
+                store[record_id] = {**store.get(record_id, {}), **body, id_field: record_id}
+            return JSONResponse({id_field: record_id}, status_code=201 if creating else 200)
+
+        return handler
+
     def write_resource(kind: str) -> Handler:
         store = fake.orders if kind == "order" else fake.carts
         id_field = f"{kind}ID"
@@ -616,6 +841,11 @@ def create_omnisend_app(
 
         async def handler(request: Request, body: dict[str, Any]) -> Response:
             path_id = request.path_params.get("resource_id")
+            if request.method == "DELETE":
+                with fake.lock:
+                    if store.pop(str(path_id), None) is None:
+                        return v3_error(404, f"{kind} not found")
+                return Response(status_code=204)
             if request.method == "PATCH":
                 if path_id not in store:
                     return v3_error(404, f"{kind} not found")
@@ -624,7 +854,12 @@ def create_omnisend_app(
                     if extra:
                         return v3_error(400, "only status fields can be updated", {k: ["not allowed"] for k in extra})
                     wrong = _enums(body)
+                    wrong.update(_times(body, ("canceledDate",)))
                 else:
+                    # a cart PATCH must carry `currency` and `cartSum` (Omnisend refuses one without them)
+                    missing = _missing(body, ("currency", "cartSum"))
+                    if missing:
+                        return v3_error(422, "Mandatory fields missing", missing)
                     wrong = _not_cents(body, ("cartSum",))
                     wrong.update(_products(body, (), ("price", "oldPrice", "discount")))
                     wrong.update(_cart_formats(body))
@@ -651,6 +886,12 @@ def create_omnisend_app(
     routes = [
         Route("/api/events", api(post_event), methods=["POST"]),
         Route("/api/batches", api(post_batch), methods=["POST"]),
+        Route("/api/contacts", api(post_api_contact), methods=["POST"]),
+        Route("/api/contacts", api(patch_api_contact), methods=["PATCH"]),
+        Route("/api/products", api(catalogue("product")), methods=["POST"]),
+        Route("/api/products/{resource_id}", api(catalogue("product")), methods=["PUT"]),
+        Route("/api/product-categories", api(catalogue("category")), methods=["POST"]),
+        Route("/api/product-categories/{resource_id}", api(catalogue("category")), methods=["PATCH"]),
         Route("/api/batches/{batch_id}", api(get_batch(False)), methods=["GET"]),
         Route("/api/batches/{batch_id}/items", api(get_batch(True)), methods=["GET"]),
         Route("/v3/batches", v3(post_v3_batch), methods=["POST"]),
@@ -660,7 +901,7 @@ def create_omnisend_app(
         Route("/v3/orders", v3(write_resource("order")), methods=["POST"]),
         Route("/v3/orders/{resource_id}", v3(write_resource("order")), methods=["PUT", "PATCH"]),
         Route("/v3/carts", v3(write_resource("cart")), methods=["POST"]),
-        Route("/v3/carts/{resource_id}", v3(write_resource("cart")), methods=["PUT", "PATCH"]),
+        Route("/v3/carts/{resource_id}", v3(write_resource("cart")), methods=["PUT", "PATCH", "DELETE"]),
         *fake.routes(),
     ]
     app = Starlette(routes=routes)

@@ -15,6 +15,9 @@ class MapResult:
     `rules` names every rule that matched; `errors` are mapping errors
     ("rule X: required field contact.email is empty"), recorded against the
     event; a message whose required fields are missing is not in `messages`.
+    `withheld` are notices, not errors: messages this deployment's areas keep
+    from being sent (consent, products, deletions not allowed), each with the
+    setting that would allow it. They leave the status as it is.
     """
 
     messages: list[Outgoing] = field(default_factory=list)
@@ -22,6 +25,7 @@ class MapResult:
     rules: list[str] = field(default_factory=list)
     ignored: bool = False
     over_budget: bool = False  # the rules ran over the mapping budget: `errors` names the rule
+    withheld: list[str] = field(default_factory=list)
 
     @property
     def status(self) -> str:

@@ -140,7 +140,7 @@ def not_allowed(destination: str, areas: Iterable[str], allowed: Allowed | None)
 
 
 def setting_that_allows(destination: str, allowed: Allowed, extra: Iterable[str]) -> str:
-    """`OMNISEND_AREAS=events,contacts,consent,orders,carts`: today's value plus `extra`."""
+    """`OMNISEND_AREAS=events,contacts,consent,orders,carts,products`: today's value plus `extra`."""
     wanted = set(allowed.get(destination, ())) | set(extra)
     return f"{setting_name(destination)}={','.join(area for area in AREAS if area in wanted)}"
 

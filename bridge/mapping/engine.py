@@ -198,7 +198,7 @@ def default_key(spec: KindSpec, record: dict[str, Any]) -> str:
 
 def _key_prefix(spec: KindSpec, path: str) -> str:
     last = path.rsplit(".", 1)[-1].lower()
-    for noun in ("order", "cart", "product"):
+    for noun in ("order", "cart", "product", "category"):
         if noun in last:
             return noun
     if last == "id" and spec.kind in ("order", "product", "cart"):
@@ -251,11 +251,12 @@ class CompiledRuleSet:
             return
         what = describe(message.writes, refused)
         line, col = message.places.get(message.writes[refused[0]][0], (message.line, 1))
-        self.blocked.append(f"{rule.file}:{line}:{col}: this message writes {what} to {message.destination}, "
+        self.blocked.append(f"{rule.file}:{line}:{col}: note: this message writes {what} to {message.destination}, "
                             f"which is not allowed; to allow it set "
                             f"{setting_that_allows(message.destination, allowed, refused)}")
         self._blocked[id(message)] = (f"blocked: this message writes {what} to {message.destination}, "
-                                      f"not allowed by {setting_name(message.destination)}")
+                                      f"not allowed by {setting_name(message.destination)}; "
+                                      f"{setting_that_allows(message.destination, allowed, refused)} would allow it")
 
     def __len__(self) -> int:
         return len(self.rules)
@@ -292,7 +293,7 @@ class CompiledRuleSet:
             applied = True
             result.rules.append(rule.name)
             if rule.ignore:
-                result = MapResult(result.messages, result.errors, result.rules, ignored=True)
+                result = MapResult(result.messages, result.errors, result.rules, ignored=True, withheld=result.withheld)
                 continue
             try:
                 for message in rule.messages:
@@ -301,7 +302,7 @@ class CompiledRuleSet:
                 return over_budget(rule, str(exc))
         if not applied:
             # The topic has rules but every condition said no: a deliberate skip.
-            return MapResult(result.messages, result.errors, result.rules, ignored=True)
+            return MapResult(result.messages, result.errors, result.rules, ignored=True, withheld=result.withheld)
         return result
 
     def _produce(self, rule: Rule, message: MessageSpec, ctx: Context, result: MapResult) -> None:
@@ -316,8 +317,8 @@ class CompiledRuleSet:
             return
         blocked = self._blocked.get(id(message))
         if blocked is not None:
-            # Recorded against the event only when the message would have been sent.
-            result.errors.append(f"{where()}: {blocked}")
+            # A notice, only when the message would have been sent: the deployment chose this, the rule is fine.
+            result.withheld.append(f"{where()}: {blocked}")
             return
         try:
             record = message.build(ctx) or {}
@@ -348,8 +349,10 @@ class CompiledRuleSet:
         refused = not_allowed(message.destination, areas, self.allowed_areas)
         if refused:
             # A value computed as a whole (`contact: "{{ customer }}"`) brought in what the rule did not name.
-            result.errors.append(f"{where()}: blocked: this record writes {', '.join(refused)} to {message.destination}, "
-                                 f"not allowed by {setting_name(message.destination)}")
+            result.withheld.append(f"{where()}: blocked: this record writes {', '.join(refused)} to "
+                                   f"{message.destination}, not allowed by {setting_name(message.destination)}; "
+                                   f"{setting_that_allows(message.destination, self.allowed_areas or {}, refused)} "
+                                   "would allow it")
             return
         result.messages.append(Outgoing(
             destination=message.destination,
@@ -403,7 +406,12 @@ def _drop_identifiers_without_id(record: dict[str, Any]) -> None:
 
 def _missing_required(message: MessageSpec, record: dict[str, Any]) -> str:
     spec = message.spec
-    if (spec.destination, spec.kind) == ("omnisend", "contact"):
+    if (spec.destination, spec.kind, message.action) == ("omnisend", "contact", "update"):
+        first = (record.get("identifiers") or [{}])[0]
+        if not isinstance(first, dict) or first.get("type") != "email" or _empty(first.get("id")):
+            return ("identifiers.0 is not an email; an Omnisend contact update finds the contact by email: "
+                    "put `type: email` first")
+    elif (spec.destination, spec.kind) == ("omnisend", "contact"):
         for number, identifier in enumerate(record.get("identifiers") or []):
             if not isinstance(identifier, dict) or _empty(identifier.get("type")):
                 return f"identifiers.{number} has no type; Omnisend needs `type: email` or `type: phone`"
@@ -412,6 +420,9 @@ def _missing_required(message: MessageSpec, record: dict[str, Any]) -> str:
                 # Omnisend reads a missing status as "subscribed": never let consent be invented.
                 return (f"identifiers.{number} has no channel status; Omnisend would subscribe it. "
                         "Guard the identifier with `when:` so it is only sent when consent is known")
+    if message.action in spec.partial_actions:  # it names its record, nothing more
+        missing = [path for path in spec.key_fields[:1] if _empty(get_path(record, path))]
+        return f"{missing[0]} is empty; {_explain(message, missing[0])}" if missing else ""
     for path in spec.required:
         if _empty(get_path(record, path)):
             return f"{path} is empty; {_explain(message, path)}"

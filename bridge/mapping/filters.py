@@ -255,6 +255,24 @@ def consent(value: Any, optout: Any = None, yes: Any = "subscribed", no: Any = "
     return yes if flag else no
 
 
+def birthdate(year: Any, month: Any = None, day: Any = None) -> str | None:
+    """`birth_year | birthdate(birth_month, birth_day)` -> "1991-06-14": a date from its three parts
+    (numbers or their text, as Omneo sends either). Nothing when a part is missing or the date does not
+    exist (a 31 June is left out, never guessed)."""
+    parts = []
+    for part in (year, month, day):
+        if _nothing(part) or isinstance(part, bool) or str(part).strip() == "":
+            return None
+        try:
+            parts.append(int(str(part).strip()))
+        except ValueError:
+            return None
+    try:
+        return date(*parts).isoformat() if parts[0] >= 1000 else None
+    except ValueError:
+        return None
+
+
 def _flag(value: Any) -> bool | None:
     if _nothing(value) or value == "":
         return None
@@ -287,4 +305,5 @@ FILTERS: dict[str, Callable[..., Any]] = {
     "pluck": pluck,
     "consent": consent,
     "meta": meta,
+    "birthdate": birthdate,
 }

@@ -388,7 +388,7 @@ class FileLoader:
         before = len(self.problems.items)
         body = self.object(fields, (), target, extra=entries)
         if len(self.problems.items) == before:  # a misspelt field is reported once, not also as missing
-            self.required_fields(spec, target, tline, tcol)
+            self.required_fields(spec, target, tline, tcol, action)
         self.event_type_length(spec, target)
         when = self.condition(node, "when", f"{destination} {kind} when", rule=rule) if "when" in node else None
         key = None
@@ -415,9 +415,15 @@ class FileLoader:
         return MessageSpec(destination, kind, spec, action, index, line, body, when=when, key=key,
                            clear=clear, sources=target.sources, areas=tuple(writes), writes=writes, places=places)
 
-    def required_fields(self, spec: KindSpec, target: _Target, line: int, col: int) -> None:
-        """A field the destination requires that the rule never sets would fail every event: say so now."""
+    def required_fields(self, spec: KindSpec, target: _Target, line: int, col: int, action: str) -> None:
+        """A field the destination requires that the rule never sets would fail every event: say so now.
+        A partial action (an order's status update, a cart's closing) needs only what names the record."""
         what = f"{spec.destination} {spec.kind}"
+        if action in spec.partial_actions:
+            for path in spec.key_fields[:1]:
+                if not _sets(target.sources, path):
+                    self.problem(line, col, f"{what} {action} needs `{path}` and this message does not set it")
+            return
         for path in spec.required:
             if not _sets(target.sources, path):
                 example = REQUIRED_EXAMPLES.get((spec.destination, spec.kind, path), f'{path}: "{{{{ ... }}}}"')

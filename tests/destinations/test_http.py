@@ -7,7 +7,8 @@ import email.utils
 import httpx
 import pytest
 
-from bridge.destinations.http import classify_exception, classify_response, excerpt, parse_retry_after
+from bridge.destinations.http import (classify_exception, classify_response, excerpt, parse_retry_after,
+                                     retry_after_in_body)
 from bridge.log import fingerprint
 
 
@@ -29,6 +30,17 @@ def test_retry_after_seconds_and_date() -> None:
     assert parse_retry_after(when, now=1_000_000) == pytest.approx(30.0)
     assert parse_retry_after("garbage") is None
     assert parse_retry_after("-5") == 0.0
+
+
+def test_a_429_problem_body_s_retry_after() -> None:
+    problem = {"type": "https://problems.omnisend.com/rate-limit-exceeded", "status": 429, "retryAfter": 45}
+    assert classify_response(httpx.Response(429, json=problem)).retry_after == 45.0
+    assert retry_after_in_body(httpx.Response(429, json=problem)) == 45.0
+    assert classify_response(httpx.Response(429, json=problem, headers={"Retry-After": "3"})).retry_after == 3.0
+    assert retry_after_in_body(httpx.Response(503, json=problem)) is None  # only a 429's
+    for odd in ({"retryAfter": "45"}, {"retryAfter": True}, {"retryAfter": -4}, ["retryAfter"]):
+        assert retry_after_in_body(httpx.Response(429, json=odd)) in (None, 0.0)
+    assert retry_after_in_body(httpx.Response(429, text="{not json", headers={"content-type": "application/json"})) is None
 
 
 def test_omnisend_reset_header_on_429_only() -> None:

@@ -193,3 +193,37 @@ async def test_an_answer_lost_after_ometria_took_the_push_is_harmless(ometria: O
     assert lost.kind == "retry" and "may have arrived" in lost.detail and again.kind == "delivered"
     assert len(ometria_app.state.fake.accepted("/v2/push")) == 2
     assert list(ometria_app.state.fake.records) == [("order", "o1")]  # pushed twice, stored once (upsert by id)
+
+
+# --- GDPR anonymisation -----------------------------------------------------------------------------------
+
+async def test_erasure_anonymises_a_known_contact_and_an_unknown_one_is_done(ometria_url: str, ometria_app: Any,
+                                                                             dest_settings: Any, make_message: Any) -> None:
+    fake = ometria_app.state.fake
+    fake.erasure_window.limit = 100  # this test is not about the fake's limit; the bridge's own is set wide too
+    ometria = Ometria(dest_settings("ometria", ometria_url, "om-key", erasures_per_minute=600))
+    await ometria.deliver([make_message("contact", contact(1))])
+    email = contact(1)["email"]
+    known, unknown = await ometria.deliver([make_message("erasure", {"email": email, "comment": "shopify customers/redact"},
+                                                         action="create"),
+                                            make_message("erasure", {"email": "nobody@example.com"}, action="create")])
+    await ometria.aclose()
+    assert (known.kind, known.status) == ("delivered", 201)
+    assert (unknown.kind, unknown.status) == ("delivered", 404) and "nothing to anonymise" in (unknown.detail or "")
+    request = fake.recorded(path="/v2/data-deletion-requests")[0]
+    assert request.headers["x-ometria-auth"] == "om-key"
+    assert request.body == {"email": email, "action": "anonymise", "comment": "shopify customers/redact"}
+    assert "email" not in fake.records[("contact", "c1")] and len(fake.erasures) == 1
+
+
+async def test_erasures_keep_to_their_own_six_a_minute(ometria_url: str, dest_settings: Any,
+                                                       make_message: Any) -> None:
+    """The push budget (8/s) is not the anonymisation budget: the seventh request in a minute waits (deferred)."""
+    ometria = Ometria(dest_settings("ometria", ometria_url, "om-key", max_wait_seconds=0.0))
+    outcomes = []
+    for n in range(7):
+        outcomes += await ometria.deliver([make_message("erasure", {"email": f"p{n}@example.com"}, action="create")])
+    await ometria.aclose()
+    assert [o.kind for o in outcomes[:1]] == ["delivered"]
+    assert all(o.kind == "deferred" for o in outcomes[1:])  # each 10 s apart on the even schedule
+    assert ometria.state()["erasure_rate_limit"]["limit"] == 6 and ometria.state()["rate_limit"]["limit"] == 8

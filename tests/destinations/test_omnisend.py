@@ -212,7 +212,7 @@ async def test_v3_routes_and_headers(omnisend: Omnisend, omnisend_app: Any, make
         make_message("order", {"orderID": "1", "paymentStatus": "paid", "orderSum": 1}, action="update"),
         make_message("cart", {"cartID": "k 1", "email": "jo@example.com", "currency": "EUR", "cartSum": 100},
                      action="create"),
-        make_message("cart", {"cartID": "k 1", "cartSum": 200}, action="update"),
+        make_message("cart", {"cartID": "k 1", "currency": "EUR", "cartSum": 200}, action="update"),
     ]
     outcomes = await omnisend.deliver(messages)
     await omnisend.aclose()
@@ -432,3 +432,170 @@ async def test_an_answer_lost_after_omnisend_took_the_event_is_retried_and_can_d
     assert again.kind == "delivered"
     taken = omnisend_app.state.fake.accepted("/api/events")
     assert len(taken) == 2 and taken[0].body["eventID"] == taken[1].body["eventID"] == message.idempotency_key
+
+
+# --- contact details on the 2026 line, without any subscription status -------------------------------
+
+def contact_details(email: str = "jo@example.com", **extra: Any) -> dict[str, Any]:
+    return {"identifiers": [{"type": "email", "id": email}, {"type": "phone", "id": "+61412345678"}],
+            "firstName": "Jo", "birthdate": "1991-06-14", "customProperties": {"tier": "Gold"}, **extra}
+
+
+async def test_contact_update_patches_the_known_contact_by_email_and_leaves_its_status(
+        omnisend: Omnisend, omnisend_app: Any, make_message: Any) -> None:
+    fake = omnisend_app.state.fake
+    subscribed = {"identifiers": [{"type": "email", "id": "jo@example.com",
+                                   "channels": {"email": {"status": "subscribed"}}}], "firstName": "J"}
+    assert (await omnisend.deliver([make_message("contact", subscribed)]))[0].kind == "delivered"
+    (outcome,) = await omnisend.deliver([make_message("contact", contact_details(), action="update")])
+    await omnisend.aclose()
+    assert (outcome.kind, outcome.status) == ("delivered", 200)
+    (patch,) = fake.recorded(path="/api/contacts")
+    assert (patch.method, patch.query) == ("PATCH", "email=jo@example.com")
+    assert patch.headers["omnisend-version"] == "2026-03-15"
+    assert "identifiers" not in patch.body and patch.body["firstName"] == "Jo"
+    stored = fake.contacts["jo@example.com"]
+    assert stored["firstName"] == "Jo" and stored["customProperties"] == {"tier": "Gold"}
+    assert [i["channels"] for i in stored["identifiers"]] == [{"email": {"status": "subscribed"}}]
+
+
+async def test_contact_update_of_an_unknown_email_creates_it_never_subscribed(
+        omnisend: Omnisend, omnisend_app: Any, make_message: Any) -> None:
+    """The fake stores an identifier created without a status as subscribed (v3's default): the adapter
+    must give each one `nonSubscribed` when its PATCH finds no contact."""
+    fake = omnisend_app.state.fake
+    (outcome,) = await omnisend.deliver([make_message("contact", contact_details("new@example.com"), action="update")])
+    await omnisend.aclose()
+    assert (outcome.kind, outcome.status) == ("delivered", 201)
+    patch, post = fake.recorded(path="/api/contacts")
+    assert (patch.method, patch.status, post.method) == ("PATCH", 404, "POST")
+    statuses = {i["id"]: i["channels"] for i in fake.contacts["new@example.com"]["identifiers"]}
+    assert statuses == {"new@example.com": {"email": {"status": "nonSubscribed"}},
+                        "+61412345678": {"sms": {"status": "nonSubscribed"}}}
+
+
+async def test_contact_update_refused_details_are_a_dead_letter(omnisend: Omnisend, omnisend_app: Any,
+                                                                make_message: Any) -> None:
+    (outcome,) = await omnisend.deliver([make_message("contact", contact_details(countryCode="AUS"), action="update")])
+    await omnisend.aclose()
+    assert (outcome.kind, outcome.status) == ("dead", 400)
+    assert "countryCode" in (outcome.detail or "")
+
+
+# --- the catalogue on the 2026 line ----------------------------------------------------------------------
+
+PRODUCT = {"id": "p 1", "title": "Shirt", "url": "https://shop.example.com/p1", "currency": "AUD", "status": "inStock",
+           "variants": [{"id": "v1", "title": "M", "url": "https://shop.example.com/p1?v=1", "price": 89.95}]}
+
+
+async def test_product_upsert_replaces_a_known_product_and_creates_an_unknown_one(
+        omnisend: Omnisend, omnisend_app: Any, make_message: Any) -> None:
+    fake = omnisend_app.state.fake
+    (first,) = await omnisend.deliver([make_message("product", PRODUCT)])
+    (second,) = await omnisend.deliver([make_message("product", {**PRODUCT, "title": "Linen Shirt"})])
+    await omnisend.aclose()
+    assert (first.kind, first.status, second.kind, second.status) == ("delivered", 201, "delivered", 200)
+    assert [(r.method, r.path, r.status) for r in fake.recorded()] == [
+        ("PUT", "/api/products/p 1", 404), ("POST", "/api/products", 201), ("PUT", "/api/products/p 1", 200)]  # as the server reads the path
+    assert fake.products["p 1"]["title"] == "Linen Shirt"
+
+
+async def test_category_upsert_patches_its_title_and_creates_it_when_missing(
+        omnisend: Omnisend, omnisend_app: Any, make_message: Any) -> None:
+    fake = omnisend_app.state.fake
+    category = {"categoryID": "shirts", "title": "Shirts"}
+    outcomes = await omnisend.deliver([make_message("category", category)])
+    outcomes += await omnisend.deliver([make_message("category", {**category, "title": "Tops"})])
+    await omnisend.aclose()
+    assert [o.status for o in outcomes] == [201, 200]
+    patch = fake.recorded()[-1]
+    assert (patch.method, patch.path, patch.body) == ("PATCH", "/api/product-categories/shirts", {"title": "Tops"})
+    assert fake.categories["shirts"]["title"] == "Tops"
+
+
+# --- carts: kept in step, closed by the order ------------------------------------------------------------
+
+CART = {"cartID": "c-1", "email": "jo@example.com", "currency": "AUD", "cartSum": 17990,
+        "cartRecoveryUrl": "https://shop.example.com/recover/c-1",
+        "products": [{"cartProductID": "k1", "productID": "p", "variantID": "v", "title": "Shirt", "quantity": 2,
+                      "price": 8995}]}
+
+
+async def test_cart_upsert_creates_then_updates_and_the_order_closes_it(omnisend: Omnisend, omnisend_app: Any,
+                                                                        make_message: Any) -> None:
+    fake = omnisend_app.state.fake
+    outcomes = await omnisend.deliver([make_message("cart", CART)])
+    outcomes += await omnisend.deliver([make_message("cart", {**CART, "cartSum": 8995})])
+    assert fake.carts["c-1"]["cartSum"] == 8995 and fake.carts["c-1"]["cartRecoveryUrl"].endswith("/c-1")
+    outcomes += await omnisend.deliver([make_message("cart", {"cartID": "c-1"}, action="delete")])
+    outcomes += await omnisend.deliver([make_message("cart", {"cartID": "c-1"}, action="delete")])  # a resend
+    await omnisend.aclose()
+    assert [(o.kind, o.status) for o in outcomes] == [("delivered", 200), ("delivered", 200), ("delivered", 204),
+                                                      ("delivered", 404)]
+    assert [(r.method, r.path, r.status) for r in fake.recorded()] == [
+        ("PATCH", "/v3/carts/c-1", 404), ("POST", "/v3/carts", 200), ("PATCH", "/v3/carts/c-1", 200),
+        ("DELETE", "/v3/carts/c-1", 204), ("DELETE", "/v3/carts/c-1", 404)]
+    assert "c-1" not in fake.carts and fake.recorded()[-1].headers["x-api-key"] == "os-key"
+
+
+async def test_a_429_from_the_brand_wide_budget_waits_what_the_answer_says(dest_settings: Any,
+                                                                            make_message: Any) -> None:
+    """Two bridges share one brand's budget: the second knows nothing of the first's requests, is refused,
+    and its whole destination then waits the minute the answer names, not the default tenth of a window."""
+    from bridge.fakes import create_omnisend_app, serve_in_thread
+
+    app = create_omnisend_app("os-key", requests_per_minute=1, retry_after_header=False)
+    with serve_in_thread(app) as url:
+        first, second = (Omnisend(dest_settings("omnisend", url, "os-key")) for _ in range(2))
+        (sent,) = await first.deliver([make_message("event", placed_order(), action="create")])
+        (refused,) = await second.deliver([make_message("event", placed_order(), action="create")])
+        await first.aclose()
+        await second.aclose()
+    answer = app.state.fake.recorded()[-1]
+    assert answer.status == 429 and "retry-after" not in {k.lower() for k in answer.headers}
+    assert (sent.kind, refused.kind, refused.status) == ("delivered", "retry", 429)
+    assert refused.retry_after is not None and refused.retry_after > 50
+    assert second.limiter.state()["blocked_for_seconds"] > 50
+
+
+async def test_a_route_with_its_own_limit_waits_its_turn_and_the_rest_go(omnisend_url: str, omnisend_app: Any,
+                                                                         dest_settings: Any, make_message: Any) -> None:
+    """OMNISEND_ROUTE_LIMITS=/api/contacts=15: requests there are spaced 4 s apart (a creation after a 404
+    included), on a clock the test drives; events only keep to the brand-wide budget."""
+    class Clock:
+        now = 1000.0
+
+        def __call__(self) -> float:
+            return self.now
+
+        async def sleep(self, seconds: float) -> None:
+            self.now += seconds
+
+    clock = Clock()
+    omnisend = Omnisend(dest_settings("omnisend", omnisend_url, "os-key", route_limits={"/api/contacts": 15}),
+                        clock=clock, sleep=clock.sleep)
+    (created,) = await omnisend.deliver([make_message("contact", contact_details("a@example.com"), action="update")])
+    route = omnisend.route_limiters["/api/contacts"]
+    assert created.kind == "delivered" and route.state()["waited_seconds_total"] == pytest.approx(4.0, abs=0.1)
+    (event,) = await omnisend.deliver([make_message("event", placed_order(), action="create")])
+    (updated,) = await omnisend.deliver([make_message("contact", contact_details("a@example.com"), action="update")])
+    await omnisend.aclose()
+    assert event.kind == updated.kind == "delivered"
+    assert route.state()["waited_seconds_total"] == pytest.approx(8.0, abs=0.3)
+    assert [r.method for r in omnisend_app.state.fake.recorded(path="/api/contacts")] == ["PATCH", "POST", "PATCH"]
+    assert omnisend.route_limiter("/api/contacts?email=x@example.com") is not None
+    assert omnisend.route_limiter("/api/contactsx") is None and omnisend.route_limiter("/api/events") is None
+    assert omnisend.state()["route_rate_limits"]["/api/contacts"]["limit"] == 15
+
+
+def test_route_limits_setting() -> None:
+    from bridge.errors import ConfigError
+    from bridge.settings import Settings
+
+    options = Settings.from_env({"OMNISEND_ROUTE_LIMITS": "/api/contacts=15, /api/products=400"}).destinations[
+        "omnisend"].options
+    assert options["route_limits"] == {"/api/contacts": 15.0, "/api/products": 400.0}
+    assert Settings.from_env({}).destinations["omnisend"].options["route_limits"] == {}
+    for bad in ("contacts=15", "/api/contacts=5", "/api/contacts=many"):
+        with pytest.raises(ConfigError, match="OMNISEND_ROUTE_LIMITS"):
+            Settings.from_env({"OMNISEND_ROUTE_LIMITS": bad})

@@ -132,6 +132,19 @@ def test_429_without_hint_uses_reset_then_default() -> None:
     assert rl2.wait_time() == pytest.approx(6.0)
 
 
+def test_429_body_retry_after_is_honoured_like_the_header() -> None:
+    """Omnisend's 2026 429 names its wait in the body (`retryAfter: 45`): that is the pause, not the default 6 s."""
+    rl, _ = limiter(400, 60.0)
+    rl.observe(429, {}, 45.0)
+    assert rl.wait_time() == pytest.approx(45.0)
+    header_first, _ = limiter(400, 60.0)
+    header_first.observe(429, {"Retry-After": "5", "X-Rate-Limit-Reset": "9"}, 45.0)
+    assert header_first.wait_time() == pytest.approx(5.0)
+    over_reset, _ = limiter(400, 60.0)
+    over_reset.observe(429, {"X-Rate-Limit-Reset": "9"}, 45.0)
+    assert over_reset.wait_time() == pytest.approx(45.0)
+
+
 def test_after_a_block_requests_resume_at_the_even_pace() -> None:
     rl, clock = limiter(8, 1.0)
     asyncio.run(take(rl, clock, 2))

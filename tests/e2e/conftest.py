@@ -52,8 +52,8 @@ def bridge_env(fakes: Fakes, **extra: str) -> dict[str, str]:
         "BRIDGE_LEASE_SECONDS": "3",
         "BRIDGE_BATCH_FOLLOW_UP_SECONDS": "0.3",
         # issue 2: Omneo consent flows to both destinations; the operator allows it explicitly
-        "OMNISEND_AREAS": "events,contacts,consent,orders,carts",
-        "OMETRIA_AREAS": "events,contacts,consent,orders,carts",
+        "OMNISEND_AREAS": "events,contacts,consent,carts,products",  # v3 orders off, as by default
+        "OMETRIA_AREAS": "events,contacts,consent,orders,carts,products",
     }
     env.update(extra)
     return env

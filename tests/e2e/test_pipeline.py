@@ -89,8 +89,14 @@ def test_consent_is_not_written_unless_the_operator_allows_it(tmp_path: Path, fa
         [details] = wait_until(lambda: ometria_records(fakes, "contact"))
         assert "marketing_optin" not in details
         [(status, errors)] = wait_until(lambda: bridge.query("SELECT status, errors FROM events WHERE status != 'received'"))
-        assert status == "partial" and "blocked" in errors and "OMNISEND_AREAS" in errors
-        assert fakes.omnisend.recorded() == []
+        # held back by the operator's choice: a notice in /healthz, not a mapping error on the event
+        assert status == "mapped" and errors is None
+        # the details reach Omnisend as an update without any status: the contact is created, never subscribed
+        wait_until(lambda: "olivia.brooks@example.org" in fakes.omnisend.contacts)
+        contact = fakes.omnisend.contacts["olivia.brooks@example.org"]
+        assert {s for i in contact["identifiers"] for c in i["channels"].values() for s in [c["status"]]} == {
+            "nonSubscribed"}
+        assert fakes.omnisend.accepted("/v3/contacts") == []
         health = httpx.get(bridge.url + "/healthz").json()
         assert any("consent" in line for line in health["rules"]["blocked"])
     finally:
@@ -107,7 +113,12 @@ def test_omneo_profile_without_comms_invents_no_consent(bridge: BridgeProcess, f
     assert record["email"] == profile["email"].lower() and "marketing_optin" not in record
     assert None not in record.values() and "" not in record.values()
     wait_until(lambda: bridge.query("SELECT status FROM events") == [("mapped",)])
-    assert fakes.omnisend.recorded() == []
+    # the details still reach Omnisend, by the update that carries no status: created nonSubscribed
+    wait_until(lambda: profile["email"].lower() in fakes.omnisend.contacts)
+    assert fakes.omnisend.accepted("/v3/contacts") == []
+    identifiers = fakes.omnisend.contacts[profile["email"].lower()]["identifiers"]
+    assert [i["channels"] for i in identifiers] == [{"email": {"status": "nonSubscribed"}},
+                                                    {"sms": {"status": "nonSubscribed"}}]
 
 
 def test_resend_is_acknowledged_and_sends_nothing_more(bridge: BridgeProcess, fakes: Fakes) -> None:
@@ -119,10 +130,10 @@ def test_resend_is_acknowledged_and_sends_nothing_more(bridge: BridgeProcess, fa
     body = payload("omneo/profile_updated.json")
     for _ in range(2):
         bridge.post("omneo", body, omneo_headers(body, OMNEO_SECRET, "profile.updated"))
-    wait_until(lambda: bridge.query("SELECT count(*) FROM messages WHERE state = 'delivered'") == [(5,)])
+    wait_until(lambda: bridge.query("SELECT count(*) FROM messages WHERE state = 'delivered'") == [(6,)])
     after = len(fakes.omnisend.accepted()) + len(fakes.ometria.accepted())
-    # the Omneo profile once (a contact to Omnisend, details and consent to Ometria), the order resend nothing
-    assert after - before == 3
+    # the Omneo profile once (consent and details to Omnisend, details and consent to Ometria), the order resend nothing
+    assert after - before == 4
     assert bridge.query("SELECT count(*) FROM events") == [(2,)]
 
 
@@ -170,7 +181,7 @@ def test_logs_carry_no_personal_data_or_keys(bridge: BridgeProcess, fakes: Fakes
     send_order(bridge, "evt-logs")
     profile = payload("omneo/profile_updated.json")
     bridge.post("omneo", profile, omneo_headers(profile, OMNEO_SECRET, "profile.updated"))
-    wait_until(lambda: bridge.query("SELECT count(*) FROM messages WHERE state = 'delivered'") == [(5,)])
+    wait_until(lambda: bridge.query("SELECT count(*) FROM messages WHERE state = 'delivered'") == [(6,)])
     bridge.stop()  # uvicorn re-raises SIGTERM after its graceful shutdown: the code is -15 by design
     logs = bridge.logs()
     assert "webhook.accepted" in logs and "delivery.sent" in logs and "bridge.stopped" in logs

@@ -31,7 +31,22 @@ def test_push_accepted(client: httpx.Client, app: Any) -> None:
     assert (body["status"], body["accepted"], body["rejected"]) == ("OK", 1, 0) and body["request_id"]
     client.post("/v2/push", json=[{"@type": "order", "id": "1", "status": "cancelled", "timestamp": ORDER["timestamp"],
                                    "grand_total": 1, "currency": "GBP"}], headers=AUTH)
-    assert app.state.fake.records[("order", "1")]["status"] == "cancelled"  # upsert merges
+    assert app.state.fake.records[("order", "1")]["status"] == "cancelled"
+
+
+def test_upsert_without_merge_replaces_and_with_merge_fills_in(client: httpx.Client, app: Any) -> None:
+    """Without `@merge` the record replaces the stored one; with it, unset fields come from the stored one, so a
+    partial update (no total, no currency) is whole and accepted."""
+    client.post("/v2/push", json=[{**ORDER, "web_id": "#1"}], headers=AUTH)
+    client.post("/v2/push", json=[ORDER], headers=AUTH)
+    assert "web_id" not in app.state.fake.records[("order", "1")]
+    partial = client.post("/v2/push", json=[{"@type": "order", "id": "1", "@merge": True, "status": "refunded"}],
+                          headers=AUTH)
+    assert partial.json()["rejected"] == 0
+    assert app.state.fake.records[("order", "1")] == {**ORDER, "@merge": True, "status": "refunded"}
+    lone = client.post("/v2/push", json=[{"@type": "order", "id": "2", "@merge": True, "status": "refunded"}],
+                       headers=AUTH)
+    assert lone.json()["rejected"] == 1  # nothing stored to fill in from
 
 
 @pytest.mark.parametrize("headers", [{}, {"X-Ometria-Auth": "nope"}, {"X-API-KEY": "key"}])
@@ -126,3 +141,25 @@ def test_later_validation_refuses_bad_values(client: httpx.Client, record: dict[
 def test_later_validation_accepts_documented_values(client: httpx.Client, record: dict[str, Any]) -> None:
     answer = client.post("/v2/push", json=[record], headers=AUTH).json()
     assert (answer["accepted"], answer["rejected"]) == (1, 0), client.get("/v2/push/_errors", headers=AUTH).json()
+
+
+def test_gdpr_anonymisation_contract_and_its_six_a_minute() -> None:
+    app = create_ometria_app("key", requests_per_second=100)  # the push budget out of the way
+    with serve_in_thread(app) as url, httpx.Client(base_url=url) as client:
+        gdpr_contract(client, app)
+
+
+def gdpr_contract(client: httpx.Client, app: Any) -> None:
+    path = "/v2/data-deletion-requests"
+    assert client.post(path, json={"email": "a@example.com"}, headers={"X-Ometria-Auth": "nope"}).status_code == 401
+    assert client.post(path, json={"email": "not an email"}, headers=AUTH).status_code == 400
+    assert client.post(path, json={"email": "nobody@example.com"}, headers=AUTH).status_code == 404
+    client.post("/v2/push", json=[{"@type": "contact", "id": "c1", "email": "a@example.com", "firstname": "A"}],
+                headers=AUTH)
+    done = client.post(path, json={"email": "A@example.com", "comment": "redact"}, headers=AUTH)
+    assert done.status_code == 201 and done.json()["action"] == "anonymise"
+    assert app.state.fake.records[("contact", "c1")] == {"@type": "contact", "id": "c1"}
+    answers = [client.post(path, json={"email": f"p{n}@example.com"}, headers=AUTH) for n in range(4)]
+    # the seventh in a minute is refused, whatever the answers of the six before
+    assert [a.status_code for a in answers] == [404, 404, 404, 429]
+    assert int(answers[-1].headers["Retry-After"]) > 0 and "6 a minute" in answers[-1].json()["message"]

@@ -135,7 +135,8 @@ def test_v3_carts_and_contacts(client: httpx.Client) -> None:
     assert client.post("/v3/carts", json={**cart, "email": None, "phone": "+370"}, headers=V3).status_code == 422
     bad_price = {**cart, "products": [{**cart["products"][0], "price": 1.0}]}
     assert client.post("/v3/carts", json=bad_price, headers=V3).status_code == 400
-    assert client.patch("/v3/carts/c1", json={"cartSum": 300}, headers=V3).status_code == 200
+    assert client.patch("/v3/carts/c1", json={"cartSum": 300}, headers=V3).status_code == 422  # needs currency too
+    assert client.patch("/v3/carts/c1", json={"cartSum": 300, "currency": "EUR"}, headers=V3).status_code == 200
     contact = {"identifiers": [{"type": "email", "id": "a@example.com",
                                 "channels": {"email": {"status": "subscribed"}}}]}
     assert client.post("/v3/contacts", json=contact, headers=V3).status_code == 200
@@ -363,8 +364,12 @@ def test_v3_order_format_refused(client: httpx.Client, change: dict[str, Any], f
 def test_v3_order_formats_accepted(client: httpx.Client) -> None:
     order = {**ORDER, "createdAt": "2026-11-23T10:00:00+11:00", "updatedAt": "2026-11-23T10:00:00",
              "discountType": "fixedAmount", "discountValue": 350, "subTotalTaxIncluded": False,
-             "billingAddress": {"countryCode": "AU"}, "orderNumber": "1042"}  # orderNumber: docs disagree
+             "billingAddress": {"countryCode": "AU"}, "orderNumber": 1042}
     assert client.post("/v3/orders", json=order, headers=V3).status_code == 200
+    # Omnisend holds orderNumber as an integer and currency as exactly 3 characters
+    for change, field in (({"orderNumber": "1042"}, "orderNumber"), ({"currency": "EURO"}, "currency")):
+        refused = client.post("/v3/orders", json={**order, **change}, headers=V3)
+        assert refused.status_code == 400 and field in refused.json()["fields"]
     assert client.post("/v3/orders", json={**order, "createdAt": "2026-11-23T10:00:00"}, headers=V3).status_code == 200
 
 
@@ -384,8 +389,10 @@ def test_v3_cart_format_refused(client: httpx.Client, change: dict[str, Any], fi
 def test_v3_cart_formats_accepted_and_checked_on_patch(client: httpx.Client) -> None:
     cart = {**CART, "createdAt": "2026-11-23T10:00:00Z", "cartRecoveryUrl": "https://shop.example.com/cart/c1"}
     assert client.post("/v3/carts", json=cart, headers=V3).status_code == 200
-    assert client.patch("/v3/carts/c1", json={"updatedAt": "2026-11-23T11:00:00Z"}, headers=V3).status_code == 200
-    refused = client.patch("/v3/carts/c1", json={"updatedAt": "11:00"}, headers=V3)
+    money = {"currency": cart["currency"], "cartSum": cart["cartSum"]}  # every cart PATCH carries them
+    assert client.patch("/v3/carts/c1", json={"updatedAt": "2026-11-23T11:00:00Z", **money},
+                        headers=V3).status_code == 200
+    refused = client.patch("/v3/carts/c1", json={"updatedAt": "11:00", **money}, headers=V3)
     assert refused.status_code == 400 and "updatedAt" in refused.json()["fields"]
 
 
@@ -410,3 +417,92 @@ def test_v3_contact_formats_accepted(client: httpx.Client) -> None:
                                {"type": "phone", "id": "+61412345678", "channels": {"sms": {"status": "nonSubscribed"}}}],
                "birthdate": "1991-06-14", "countryCode": "AU", "gender": "f", "sendWelcomeEmail": False}
     assert client.post("/v3/contacts", json=contact, headers=V3).status_code == 200
+
+
+# --- 2026 contacts --------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("body, field", [
+    ({"identifiers": [{"type": "phone", "id": "+61412345678"}]}, "identifiers"),  # creating needs an email
+    ({"identifiers": [{"type": "email"}]}, "identifiers.0.id"),
+    ({"identifiers": [{"type": "email", "id": "a@example.com", "channels": {"email": {}}}]},
+     "identifiers.0.channels.email.status"),
+    ({"identifiers": [{"type": "email", "id": "a@example.com"}, {"type": "phone", "id": "0412 345 678"}]},
+     "identifiers.1.id"),
+    ({"identifiers": [{"type": "email", "id": "a@example.com"}], "countryCode": "AUS"}, "countryCode"),
+    ({"identifiers": [{"type": "email", "id": "a@example.com"}], "birthdate": "14/06/1991"}, "birthdate"),
+    ({"identifiers": [{"type": "email", "id": "a@example.com"}], "tags": ["t"] * 101}, "tags"),
+    ({"identifiers": [{"type": "email", "id": "a@example.com"}], "customProperties": ["x"]}, "customProperties"),
+])
+def test_api_contact_contract(client: httpx.Client, body: dict[str, Any], field: str) -> None:
+    response = client.post("/api/contacts", json=body, headers=API)
+    assert response.status_code == 400
+    assert field in [e["field"] for e in response.json()["errors"]]
+
+
+def test_api_contact_upsert_and_update_by_email(client: httpx.Client, app: Any) -> None:
+    fake = app.state.fake
+    assert client.post("/api/contacts", json={"identifiers": [{"type": "email", "id": "a@example.com"}]},
+                       headers={"X-API-KEY": "key"}).status_code == 401
+    assert client.patch("/api/contacts?email=b@example.com", json={"firstName": "B"}, headers=API).status_code == 404
+    assert client.patch("/api/contacts", json={"firstName": "B"}, headers=API).status_code == 400
+    created = client.post("/api/contacts", json={"identifiers": [{"type": "email", "id": "a@example.com"}]},
+                          headers=API)
+    assert created.status_code == 201
+    # the worst case the bridge must never trigger: an identifier created without a status is subscribed
+    assert fake.contacts["a@example.com"]["identifiers"][0]["channels"] == {"email": {"status": "subscribed"}}
+    updated = client.patch("/api/contacts?email=a@example.com", json={"firstName": "A", "customProperties": {"x": 1}},
+                           headers=API)
+    assert updated.status_code == 200 and fake.contacts["a@example.com"]["firstName"] == "A"
+    again = client.post("/api/contacts", json={"identifiers": [{"type": "email", "id": "a@example.com"}],
+                                               "customProperties": {"y": 2}}, headers=API)
+    assert again.status_code == 200
+    assert fake.contacts["a@example.com"]["customProperties"] == {"x": 1, "y": 2}
+
+
+# --- 2026 products and categories --------------------------------------------------------------------
+
+PRODUCT = {"id": "p1", "title": "Shirt", "url": "https://shop.example.com/p1", "currency": "AUD", "status": "inStock",
+           "variants": [{"id": "v1", "title": "M", "url": "https://shop.example.com/p1?v=1", "price": 89.95}]}
+
+
+@pytest.mark.parametrize("change, field", [
+    ({"currency": None}, "currency"), ({"currency": "AUDD"}, "currency"), ({"status": "active"}, "status"),
+    ({"url": "shop/p1"}, "url"), ({"title": "x" * 256}, "title"), ({"variants": []}, "variants"),
+    ({"variants": [{"id": "v1", "title": "M", "url": "https://shop.example.com/p1", "price": "89.95"}]},
+     "variants.0.price"),
+    ({"variants": [{"id": "v1", "title": "M", "price": 1}]}, "variants.0.url"),
+    ({"tags": ["t"] * 101}, "tags"),
+])
+def test_product_contract(client: httpx.Client, change: dict[str, Any], field: str) -> None:
+    response = client.post("/api/products", json={**PRODUCT, **change}, headers=API)
+    assert response.status_code == 400
+    assert field in [e["field"] for e in response.json()["errors"]]
+
+
+def test_product_create_conflict_replace_and_unknown(client: httpx.Client, app: Any) -> None:
+    assert client.put("/api/products/p1", json=PRODUCT, headers=API).status_code == 404
+    assert client.post("/api/products", json=PRODUCT, headers=API).status_code == 201
+    assert client.post("/api/products", json=PRODUCT, headers=API).status_code == 409
+    replaced = client.put("/api/products/p1", json={**PRODUCT, "title": "Linen Shirt"}, headers=API)
+    assert replaced.status_code == 200 and app.state.fake.products["p1"]["title"] == "Linen Shirt"
+    assert client.put("/api/products/p2", json=PRODUCT, headers=API).status_code == 400  # id differs from the path
+    assert client.post("/api/products", json=PRODUCT, headers=V3).status_code == 401
+
+
+def test_category_create_and_update(client: httpx.Client, app: Any) -> None:
+    assert client.patch("/api/product-categories/c1", json={"title": "Shirts"}, headers=API).status_code == 404
+    assert client.post("/api/product-categories", json={"title": "Shirts"}, headers=API).status_code == 400
+    assert client.post("/api/product-categories", json={"categoryID": "c1", "title": "Shirts"},
+                       headers=API).status_code == 201
+    assert client.patch("/api/product-categories/c1", json={"title": "Tops"}, headers=API).status_code == 200
+    assert app.state.fake.categories["c1"]["title"] == "Tops"
+
+
+def test_cart_patch_must_carry_currency_and_cart_sum_and_delete_closes(client: httpx.Client, app: Any) -> None:
+    cart = {"cartID": "c1", "email": "a@example.com", "currency": "EUR", "cartSum": 100}
+    assert client.post("/v3/carts", json=cart, headers=V3).status_code == 200
+    refused = client.patch("/v3/carts/c1", json={"cartRecoveryUrl": "https://shop.example.com/r"}, headers=V3)
+    assert refused.status_code == 422 and set(refused.json()["fields"]) == {"currency", "cartSum"}
+    assert client.patch("/v3/carts/c1", json={"currency": "EUR", "cartSum": 250}, headers=V3).status_code == 200
+    assert client.delete("/v3/carts/c1", headers=V3).status_code == 204 and "c1" not in app.state.fake.carts
+    assert client.delete("/v3/carts/c1", headers=V3).status_code == 404

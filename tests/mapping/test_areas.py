@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from structlog.testing import capture_logs
 
-from bridge.destinations.catalog import AREAS, DEFAULT_AREAS, parse_areas
+from bridge.destinations.catalog import AREAS, DEFAULT_AREAS, OMNISEND_DEFAULT_AREAS, parse_areas
 from bridge.errors import ConfigError, RulesError
 from bridge.mapping import RulesHolder, load_rules
 from bridge.mapping.areas import allowed_from_settings, areas_of
@@ -23,7 +23,8 @@ ROOT = Path(__file__).resolve().parents[2]
 MAPPINGS = ROOT / "mappings"
 PAYLOADS = ROOT / "tests" / "payloads"
 HEAD = "# yaml-language-server: $schema=../bridge/mapping/rules.schema.json\n"
-DEFAULT = {"omnisend": DEFAULT_AREAS, "ometria": DEFAULT_AREAS}
+DEFAULT = {"omnisend": DEFAULT_AREAS, "ometria": DEFAULT_AREAS}  # Omnisend's own default also leaves `orders` out
+FRESH = {"omnisend": OMNISEND_DEFAULT_AREAS, "ometria": DEFAULT_AREAS}  # what a fresh install allows
 EVERYTHING = {"omnisend": AREAS, "ometria": AREAS}
 
 
@@ -71,10 +72,11 @@ def test_areas_of(destination: str, kind: str, action: str, record: dict[str, An
 
 # --- configuration ------------------------------------------------------------
 
-def test_default_areas_leave_consent_products_and_deletions_off() -> None:
+def test_default_areas_leave_consent_and_deletions_off_and_allow_the_catalogue() -> None:
     settings = Settings.from_env({})
-    assert allowed_from_settings(settings) == {"omnisend": ("events", "contacts", "orders", "carts"),
-                                               "ometria": ("events", "contacts", "orders", "carts")}
+    # Omnisend's `orders` are its v3 order resources: off by default (its order events are `events`)
+    assert allowed_from_settings(settings) == {"omnisend": ("events", "contacts", "carts", "products"),
+                                               "ometria": ("events", "contacts", "orders", "carts", "products")}
 
 
 def test_areas_are_read_per_destination() -> None:
@@ -99,24 +101,32 @@ def test_parse_areas_blank_is_the_default() -> None:
 
 def test_shipped_rules_load_with_consent_blocked() -> None:
     rules = load_rules(MAPPINGS, DEFAULT)
-    assert len(rules.blocked) == 5
-    assert all("consent" in line and "which is not allowed; to allow it set" in line for line in rules.blocked)
+    assert len(rules.blocked) == 7
+    assert all(("consent" in line or "deletions" in line) and "which is not allowed; to allow it set" in line
+               for line in rules.blocked)
     files = sorted(Path(line.split(":")[0]).name for line in rules.blocked)
-    assert files == ["omneo-profiles.yaml"] * 2 + ["shopify-storefront.yaml"] * 2 + ["woocommerce.yaml"]
-    assert sum("OMNISEND_AREAS=events,contacts,consent,orders,carts" in line for line in rules.blocked) == 2
-    assert sum("OMETRIA_AREAS=events,contacts,consent,orders,carts" in line for line in rules.blocked) == 3
+    assert files == (["erasure.yaml"] * 2 + ["omneo-profiles.yaml"] * 2 + ["shopify-storefront.yaml"] * 2
+                     + ["woocommerce.yaml"])
+    assert sum("OMETRIA_AREAS=events,contacts,orders,carts,products,deletions" in line for line in rules.blocked) == 2
+    assert sum("OMNISEND_AREAS=events,contacts,consent,orders,carts,products" in line for line in rules.blocked) == 2
+    assert sum("OMETRIA_AREAS=events,contacts,consent,orders,carts,products" in line for line in rules.blocked) == 3
 
 
 def test_blocked_consent_is_recorded_and_the_contact_details_still_flow() -> None:
     rules = load_rules(MAPPINGS, DEFAULT)
     result = rules.map(event(stored("omneo/profile_updated.json"), "omneo", "profile.updated"))
-    (contact,) = result.messages
+    details, contact = result.messages
+    assert (details.destination, details.kind, details.action, details.areas) == (
+        "omnisend", "contact", "update", ("contacts",))
+    assert details.record["lastName"] == "Brooks" and all("channels" not in i for i in details.record["identifiers"])
     assert (contact.destination, contact.kind, contact.areas) == ("ometria", "contact", ("contacts",))
     assert contact.record["lastname"] == "Brooks" and "marketing_optin" not in contact.record
-    assert len(result.errors) == 2 and result.status == "partial"
-    omnisend, ometria = result.errors
+    # what the areas keep back is a notice with the setting that would allow it, not a mapping error
+    assert result.errors == [] and result.status == "mapped"
+    omnisend, ometria = result.withheld
     assert "→ omnisend contact: blocked: this message writes consent (identifiers[].channels.email.status" in omnisend
-    assert omnisend.endswith("to omnisend, not allowed by OMNISEND_AREAS")
+    assert omnisend.endswith("to omnisend, not allowed by OMNISEND_AREAS; "
+                             "OMNISEND_AREAS=events,contacts,consent,orders,carts,products would allow it")
     assert "blocked: this message writes consent (marketing_optin) to ometria, not allowed by OMETRIA_AREAS" in ometria
 
 
@@ -124,18 +134,19 @@ def test_a_blocked_message_that_would_not_have_been_sent_records_nothing() -> No
     """Without comms neither consent message would be sent, so nothing is blocked and the event is mapped."""
     rules = load_rules(MAPPINGS, DEFAULT)
     result = rules.map(event(stored("omneo/profile_created.json"), "omneo", "profile.created"))
-    assert result.errors == [] and result.status == "mapped" and len(result.messages) == 1
+    assert result.errors == [] and result.withheld == [] and result.status == "mapped" and len(result.messages) == 4
 
 
 def test_consent_flows_when_allowed() -> None:
     allowed = {"omnisend": DEFAULT_AREAS + ("consent",), "ometria": DEFAULT_AREAS + ("consent",)}
     rules = load_rules(MAPPINGS, allowed)
-    assert rules.blocked == []
+    assert all("erasure.yaml" in line and "deletions" in line for line in rules.blocked)  # only erasure is left
     result = rules.map(event(stored("omneo/profile_updated.json"), "omneo", "profile.updated"))
     assert result.errors == []
     assert [(m.destination, m.areas) for m in result.messages] == [
-        ("omnisend", ("contacts", "consent")), ("ometria", ("contacts",)), ("ometria", ("contacts", "consent"))]
-    assert result.messages[2].record == {"id": "omneo-9a5f2c1e-7b3d-4e8a-9c61-2f0d8b7e4a13", "@collection": "omneo",
+        ("omnisend", ("contacts", "consent")), ("omnisend", ("contacts",)), ("ometria", ("contacts",)),
+        ("ometria", ("contacts", "consent"))]
+    assert result.messages[3].record == {"id": "omneo-9a5f2c1e-7b3d-4e8a-9c61-2f0d8b7e4a13", "@collection": "omneo",
                                          "@merge": True, "customer_id": "CUST-000184",
                                          "marketing_optin": "EXPLICITLY_OPTEDIN"}
 
@@ -161,9 +172,18 @@ def test_every_produced_message_carries_its_areas(name: str, source: str, topic:
 
 
 def test_orders_flow_under_the_default_policy() -> None:
-    rules = load_rules(MAPPINGS, DEFAULT)
+    rules = load_rules(MAPPINGS, FRESH)
     result = rules.map(event(stored("shopify/orders_create.json"), "shopify", "orders/create"))
-    assert result.errors == [] and len(result.messages) == 2
+    assert result.errors == []
+    assert [(m.destination, m.kind, m.action, m.areas) for m in result.messages] == [
+        ("omnisend", "event", "create", ("events", "contacts")), ("ometria", "order", "upsert", ("orders",))]
+    # the v3 order is held back until OMNISEND_AREAS has `orders`: a notice naming that setting
+    (v3,) = result.withheld
+    assert "omnisend order: blocked: this message writes orders (omnisend order records)" in v3
+    assert v3.endswith("OMNISEND_AREAS=events,contacts,orders,carts,products would allow it")
+    with_v3 = load_rules(MAPPINGS, DEFAULT)
+    sent = with_v3.map(event(stored("shopify/orders_create.json"), "shopify", "orders/create"))
+    assert ("omnisend", "order", "create") in [(m.destination, m.kind, m.action) for m in sent.messages]
 
 
 # --- refusals in rule files ----------------------------------------------------
@@ -187,11 +207,12 @@ rules:
 def test_a_policy_refusal_is_not_a_rule_error(tmp_path: Path) -> None:
     rules = load_rules(write(tmp_path, CONSENT_RULE), DEFAULT)
     (line,) = rules.blocked
-    assert line.endswith("rules.yaml:13:27: this message writes consent (identifiers[].channels.email.status) "
+    assert line.endswith("rules.yaml:13:27: note: this message writes consent (identifiers[].channels.email.status) "
                          "to omnisend, which is not allowed; to allow it set "
-                         "OMNISEND_AREAS=events,contacts,consent,orders,carts")
-    assert rules.map(event({"email": "a@b.c", "attributes": {"comms": {"email_promo": True}}},
-                           "omneo", "profile.updated")).status == "mapping_error"
+                         "OMNISEND_AREAS=events,contacts,consent,orders,carts,products")
+    result = rules.map(event({"email": "a@b.c", "attributes": {"comms": {"email_promo": True}}},
+                             "omneo", "profile.updated"))
+    assert result.status == "ignored" and result.errors == [] and len(result.withheld) == 1
 
 
 def test_genuine_rule_errors_still_fail_the_load(tmp_path: Path) -> None:
@@ -215,20 +236,25 @@ def test_a_destination_the_policy_does_not_name_is_unrestricted(tmp_path: Path) 
         fields: {orderID: "{{ id }}", email: "{{ email }}", currency: AUD, orderSum: 1, createdAt: "{{ at }}"}
 """, "deletions (action: replace)"),
     ("""\
-      - to: ometria product
-        fields: {id: "{{ id }}", title: "{{ title }}"}
-""", "products (ometria product records)"),
-    ("""\
       - to: omnisend event "x"
         fields: {origin: api, contact: "{{ customer }}"}
 """, "consent (contact)"),
 ])
-def test_deletions_products_and_opaque_consent_are_off_by_default(tmp_path: Path, message: str, what: str) -> None:
+def test_deletions_and_opaque_consent_are_off_by_default(tmp_path: Path, message: str, what: str) -> None:
     body = "rules:\n  - name: R\n    on: omneo profile.updated\n    send:\n" + message
     rules = load_rules(write(tmp_path, body), DEFAULT)
     (line,) = rules.blocked
     assert f"this message writes {what} to " in line, line
     assert load_rules(tmp_path, EVERYTHING).blocked == []
+
+
+def test_the_catalogue_is_allowed_by_default_and_can_be_turned_off(tmp_path: Path) -> None:
+    body = ("rules:\n  - name: R\n    on: shopify products/update\n    send:\n"
+            "      - to: ometria product\n        fields: {id: \"{{ id }}\", title: \"{{ title }}\"}\n")
+    assert load_rules(write(tmp_path, body), DEFAULT).blocked == []
+    (line,) = load_rules(tmp_path, {"ometria": ("events", "contacts", "orders", "carts")}).blocked
+    assert "this message writes products (ometria product records) to ometria" in line
+    assert line.endswith("OMETRIA_AREAS=events,contacts,orders,carts,products")
 
 
 def test_a_replace_is_pointed_out(tmp_path: Path) -> None:
@@ -269,7 +295,9 @@ def test_the_engine_blocks_a_record_the_static_check_missed(tmp_path: Path) -> N
     result = rules.map(event({"email": "a@b.c", "attributes": {"comms": {"email_promo": True}}},
                              "omneo", "profile.updated"))
     assert result.messages == []
-    assert "blocked: this record writes consent to omnisend, not allowed by OMNISEND_AREAS" in result.errors[0]
+    assert result.errors == [] and result.status == "ignored"
+    assert "blocked: this record writes consent to omnisend, not allowed by OMNISEND_AREAS" in result.withheld[0]
+    assert result.withheld[0].endswith("OMNISEND_AREAS=events,contacts,consent,orders,carts,products would allow it")
 
 
 def test_the_holder_exposes_refusals(tmp_path: Path) -> None:
@@ -332,16 +360,26 @@ def clean_env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
     return monkeypatch
 
 
-def test_check_refuses_what_the_deployment_does_not_allow(tmp_path: Path, clean_env: pytest.MonkeyPatch,
-                                                          capsys: pytest.CaptureFixture[str]) -> None:
+def test_check_notes_what_the_deployment_does_not_allow(tmp_path: Path, clean_env: pytest.MonkeyPatch,
+                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    """What the areas keep back is the deployment's choice, not a mistake: a notice with the setting, exit 0."""
     write(tmp_path, CONSENT_RULE)
-    assert main(["mappings", "check", str(tmp_path)]) == 1
-    err = capsys.readouterr().err
-    assert ("rules.yaml:13:27: this message writes consent (identifiers[].channels.email.status) to omnisend, "
-            "which is not allowed; to allow it set OMNISEND_AREAS=events,contacts,consent,orders,carts") in err
-    clean_env.setenv("OMNISEND_AREAS", "events,contacts,consent,orders,carts")
     assert main(["mappings", "check", str(tmp_path)]) == 0
-    assert "ok: 1 rules" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert ("rules.yaml:13:27: note: this message writes consent (identifiers[].channels.email.status) to omnisend, "
+            "which is not allowed; to allow it set OMNISEND_AREAS=events,contacts,consent,carts,products") in out
+    assert "1 message(s) not sent under this deployment's areas" in out
+    clean_env.setenv("OMNISEND_AREAS", "events,contacts,consent,orders,carts,products")
+    assert main(["mappings", "check", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "ok: 1 rules" in out and "note:" not in out
+
+
+def test_check_passes_on_the_shipped_rules_of_a_fresh_install(clean_env: pytest.MonkeyPatch,
+                                                              capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["mappings", "check", str(MAPPINGS)]) == 0
+    out = capsys.readouterr().out
+    assert "ok: " in out and "OMNISEND_AREAS=events,contacts,consent" in out
 
 
 def test_check_reports_a_bad_area_setting(tmp_path: Path, clean_env: pytest.MonkeyPatch,
@@ -356,7 +394,7 @@ def test_check_explain_lists_areas_and_consent_sources(clean_env: pytest.MonkeyP
                                                        capsys: pytest.CaptureFixture[str]) -> None:
     main(["mappings", "check", "--explain", str(MAPPINGS)])
     out = capsys.readouterr().out
-    assert "allowed: OMNISEND_AREAS=events,contacts,orders,carts  OMETRIA_AREAS=events,contacts,orders,carts" in out
+    assert "allowed: OMNISEND_AREAS=events,contacts,carts,products  OMETRIA_AREAS=events,contacts,orders,carts,products" in out
     assert "rule 'Omneo profile to contacts' (omneo profile.created, profile.updated)" in out
     assert "→ omnisend contact upsert (line " in out and "): contacts, consent (NOT ALLOWED)" in out
     assert ("consent identifiers[].channels.email.status from `attributes.comms.email_optout`, "

@@ -54,9 +54,12 @@ def test_no_null_and_no_empty_string_at_any_depth(name: str, source: str, topic:
 
 def test_omneo_profile_without_last_name() -> None:
     messages = RULES.map(event(stored("omneo/profile_updated_no_last_name.json"), "omneo", "profile.updated")).messages
-    contact, ometria, consent = messages
+    _status, contact, ometria, consent = messages
+    assert contact.action == "update"
     assert "lastName" not in contact.record and "lastname" not in ometria.record
-    assert "prefix" not in ometria.record and "date_of_birth" not in ometria.record  # null in the payload
+    assert "prefix" not in ometria.record  # null in the payload
+    # birth_date is null, its parts are not: the date is made from them
+    assert ometria.record["date_of_birth"] == contact.record["birthdate"] == "1991-06-14"
     assert "phone_number" in ometria.record  # mobile_phone_e164 is "", the fallback mobile_phone is used
     assert "tier" not in ometria.record["properties"] and "tags" not in contact.record
     assert ometria.record["@merge"] is True and consent.record["@merge"] is True
@@ -64,7 +67,8 @@ def test_omneo_profile_without_last_name() -> None:
 
 def test_shopify_customer_without_a_phone() -> None:
     messages = RULES.map(event(stored("shopify/customers_update_no_phone.json"), "shopify", "customers/update")).messages
-    contact, ometria, _consent = messages
+    _status, contact, ometria, _consent = messages
+    assert contact.action == "update"
     assert "phone_number" not in ometria.record and "lastname" not in ometria.record
     assert "lastName" not in contact.record and "postalCode" not in contact.record
     assert [identifier["type"] for identifier in contact.record["identifiers"]] == ["email"]
@@ -72,7 +76,8 @@ def test_shopify_customer_without_a_phone() -> None:
 
 def test_woocommerce_order_with_empty_billing_fields() -> None:
     payload = stored("woocommerce/order_created_empty_billing.json")
-    placed, order = RULES.map(event(payload, "woocommerce", "order.created")).messages
+    placed, v3_order, order = RULES.map(event(payload, "woocommerce", "order.created")).messages
+    assert v3_order.record["email"] == "sam.nguyen@example.net" and "contactNote" not in v3_order.record
     assert placed.record["contact"] == {"email": "sam.nguyen@example.net"}
     assert order.record["customer"] == {"id": "311", "email": "sam.nguyen@example.net"}
     assert "ip_address" not in order.record and order.record["@merge"] is True

@@ -156,7 +156,7 @@ def test_a_typo_in_a_condition_is_caught_against_the_examples() -> None:
         assert 'when: "{{ email }}"' in text
         orders.write_text(text.replace('when: "{{ email }}"', 'when: "{{ emial }}"', 1), encoding="utf-8")
         found = load_rules(copy).example_problems
-    assert any("shopify-orders.yaml:13:" in p and "there is no `emial`; did you mean `email`?" in p for p in found)
+    assert any("shopify-orders.yaml:17:" in p and "there is no `emial`; did you mean `email`?" in p for p in found)
 
 
 def test_for_each_written_as_one_word(tmp_path: Path) -> None:

@@ -243,7 +243,9 @@ def test_consent_is_never_invented(tmp_path: Path) -> None:
     rules = load_rules(Path(__file__).resolve().parents[2] / "mappings")
     profile = {"id": "p", "email": "x@y.z", "attributes": {}}
     result = rules.map(event(profile, "omneo", "profile.created"))
-    (contact,) = result.messages
+    details, contact = [m for m in result.messages if m.kind == "contact"]
+    assert (details.destination, details.action) == ("omnisend", "update")
+    assert details.record["identifiers"] == [{"type": "email", "id": "x@y.z"}]  # no channel, so no status
     assert contact.destination == "ometria" and "marketing_optin" not in contact.record
 
 
@@ -295,7 +297,7 @@ def test_rules_load_without_their_example_payloads(tmp_path: Path, monkeypatch: 
     assert len(rules) > 0 and rules.example_problems
     assert all("payload file" in p and "not found" in p for p in rules.example_problems)
     for name in ("OMNISEND_AREAS", "OMETRIA_AREAS"):  # the shipped consent rules need consent allowed
-        monkeypatch.setenv(name, "events,contacts,consent,orders,carts")
+        monkeypatch.setenv(name, "events,contacts,consent,orders,carts,products")
     assert main(["mappings", "check", str(copy)]) == 1
     assert main(["mappings", "check", str(shipped)]) == 0
 

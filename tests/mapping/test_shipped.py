@@ -11,7 +11,8 @@ from bridge.destinations.catalog import AREAS
 from bridge.destinations.ometria import Ometria
 from bridge.destinations.omnisend import Omnisend
 from bridge.fakes.ometria import record_problems
-from bridge.fakes.omnisend import cart_errors, contact_errors, event_problems, order_errors
+from bridge.fakes.omnisend import (ORDER_PATCH_FIELDS, _enums, cart_errors, category_problems, contact_errors, contact_request_problems,
+                                   event_problems, order_errors, product_problems)
 from bridge.mapping.engine import CompiledRuleSet
 from bridge.mapping.examples import example_event, run_examples
 from bridge.mapping.loader import load_rules, rule_files
@@ -62,14 +63,27 @@ def _example_requests() -> list[tuple[str, PreparedRequest]]:
 
 def _fake_refuses(request: PreparedRequest) -> Any:
     """What the fake destinations (bridge/fakes) would refuse in `request`: their documented checks."""
+    if request.method == "DELETE":
+        assert request.body is None and request.path.startswith("/v3/carts/"), request.path
+        return []
     if request.path == "/api/events":
         return event_problems(request.body)
     if request.path == "/v3/contacts":
         return contact_errors(request.body)
+    if request.path.startswith("/api/contacts?email="):
+        return contact_request_problems(request.body, creating=False)
+    if request.path.startswith("/api/products/"):
+        return product_problems(request.body)
+    if request.path.startswith("/api/product-categories/"):
+        return category_problems(request.body, creating=False)
+    if request.path.startswith("/v3/orders/") and request.method == "PATCH":  # a status update
+        return {**{k: ["not allowed"] for k in set(request.body) - ORDER_PATCH_FIELDS}, **_enums(request.body)}
     if request.path.startswith("/v3/orders"):
         return order_errors(request.body)[1]
     if request.path.startswith("/v3/carts"):
         return cart_errors(request.body)[1]
+    if request.path == "/v2/data-deletion-requests":
+        return [] if "@" in str(request.body.get("email")) else ["email"]
     assert request.path == "/v2/push", request.path
     return [problem for record in request.body for problem in record_problems(record)]
 
