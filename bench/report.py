@@ -195,7 +195,7 @@ def mapping_section(r: dict[str, Any] | None) -> list[str]:
     if not r:
         return ["Not run (`bench/run mapping`)."]
     return [
-        f"`load_rules(Path('mappings')).map(event)` vs `bench/mapping.py:hand_map` on the same stored event "
+        f"`load_rules(Path('mappings'), <a fresh install's areas>).map(event)` vs `bench/mapping.py:hand_map` on the same stored event "
         f"({r['body_bytes']:,} byte body), one thread; outputs identical: **{r['outputs_identical']}**.",
         "",
         "| mapper | events/s |",

@@ -244,6 +244,24 @@ def event_problems(event: Any) -> Problems:
     return errors
 
 
+def profile_problems(contact: dict[str, Any]) -> Problems:
+    """What an event's `contact` and a 2026 `ContactRequest` share: `birthdate` YYYY-MM-DD, `gender` m|f,
+    at most 100 `tags` (text), `customProperties` an object."""
+    errors: Problems = []
+    if contact.get("birthdate") is not None and not formats.ymd(contact["birthdate"]):
+        errors.append({"field": "birthdate", "code": "invalid_format", "message": "birthdate must be YYYY-MM-DD"})
+    if contact.get("gender") not in (None, "m", "f"):
+        errors.append({"field": "gender", "code": "invalid_value", "message": "gender must be m or f"})
+    tags = contact.get("tags")
+    if tags is not None and (not isinstance(tags, list) or len(tags) > 100
+                             or not all(isinstance(tag, str) for tag in tags)):
+        errors.append({"field": "tags", "code": "invalid_value", "message": "tags must be at most 100 strings"})
+    if contact.get("customProperties") is not None and not isinstance(contact["customProperties"], dict):
+        errors.append({"field": "customProperties", "code": "invalid_type",
+                       "message": "customProperties must be an object"})
+    return errors
+
+
 def contact_problems(contact: dict[str, Any]) -> Problems:
     """An event's `contact` against contactDto.Contact (apis.md 1.2)."""
     errors: Problems = []
@@ -256,16 +274,7 @@ def contact_problems(contact: dict[str, Any]) -> Problems:
             wrong(name, "too_long", f"{name} is at most {limit} characters")
     if contact.get("phone") is not None and not formats.e164(contact["phone"]):
         wrong("phone", "invalid_format", "phone must be E.164, like +1234567890")
-    if contact.get("birthdate") is not None and not formats.ymd(contact["birthdate"]):
-        wrong("birthdate", "invalid_format", "birthdate must be YYYY-MM-DD")
-    if contact.get("gender") not in (None, "m", "f"):
-        wrong("gender", "invalid_value", "gender must be m or f")
-    tags = contact.get("tags")
-    if tags is not None and (not isinstance(tags, list) or len(tags) > 100
-                             or not all(isinstance(tag, str) for tag in tags)):
-        wrong("tags", "invalid_value", "tags must be at most 100 strings")
-    if contact.get("customProperties") is not None and not isinstance(contact["customProperties"], dict):
-        wrong("customProperties", "invalid_type", "customProperties must be an object")
+    errors += [{**problem, "field": f"contact.{problem['field']}"} for problem in profile_problems(contact)]
     for name, (most, limits) in CONTACT_LISTS.items():
         entries = contact.get(name)
         if entries is None:
@@ -534,17 +543,7 @@ def contact_request_problems(record: Any, *, creating: bool) -> Problems:
     if record.get("countryCode") is not None and not (isinstance(record["countryCode"], str)
                                                       and len(record["countryCode"]) == 2):
         wrong("countryCode", "invalid_format", "countryCode must be ISO 3166-1 alpha-2")
-    if record.get("birthdate") is not None and not formats.ymd(record["birthdate"]):
-        wrong("birthdate", "invalid_format", "birthdate must be YYYY-MM-DD")
-    if record.get("gender") not in (None, "m", "f"):
-        wrong("gender", "invalid_value", "gender must be m or f")
-    tags = record.get("tags")
-    if tags is not None and (not isinstance(tags, list) or len(tags) > 100
-                             or not all(isinstance(t, str) for t in tags)):
-        wrong("tags", "invalid_type", "tags must be at most 100 strings")
-    if "customProperties" in record and not isinstance(record["customProperties"], dict):
-        wrong("customProperties", "invalid_type", "customProperties must be an object")
-    return errors
+    return errors + profile_problems(record)
 
 
 PRODUCT_STATUSES = ("inStock", "outOfStock", "notAvailable")

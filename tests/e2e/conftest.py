@@ -64,3 +64,13 @@ def bridge(tmp_path: Path, fakes: Fakes) -> Iterator[BridgeProcess]:
     process = BridgeProcess(tmp_path, bridge_env(fakes)).start()
     yield process
     process.stop()
+
+
+@pytest.fixture
+def fresh(tmp_path: Path, fakes: Fakes) -> Iterator[BridgeProcess]:
+    """The bridge as a fresh install runs it: no `*_AREAS` set (consent, deletions and Omnisend v3 orders off)."""
+    env = bridge_env(fakes)
+    del env["OMNISEND_AREAS"], env["OMETRIA_AREAS"]
+    process = BridgeProcess(tmp_path, env).start()
+    yield process
+    process.stop()

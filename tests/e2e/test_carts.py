@@ -5,26 +5,16 @@ through the real app and the fake APIs, on a fresh install's areas."""
 from __future__ import annotations
 
 import json
-from pathlib import Path
-from typing import Iterator
 
-import pytest
 
 from bridge.sign import shopify_headers
 
-from .conftest import Fakes, bridge_env
+from .conftest import Fakes
 from .harness import ROOT, SHOPIFY_SECRET, BridgeProcess, wait_until
 
 PAYLOADS = ROOT / "tests" / "payloads"
 
 
-@pytest.fixture
-def fresh(tmp_path: Path, fakes: Fakes) -> Iterator[BridgeProcess]:
-    env = bridge_env(fakes)
-    del env["OMNISEND_AREAS"], env["OMETRIA_AREAS"]
-    process = BridgeProcess(tmp_path, env).start()
-    yield process
-    process.stop()
 
 
 def post(bridge: BridgeProcess, topic: str, payload: dict[str, object], event_id: str) -> None:

@@ -3,27 +3,17 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
-from typing import Iterator
 
-import pytest
 
 from bridge.sign import shopify_headers, woocommerce_headers
 
-from .conftest import Fakes, bridge_env
+from .conftest import Fakes
 from .harness import ROOT, SHOPIFY_SECRET, WOO_SECRET, BridgeProcess, wait_until
 from .received import ometria_records
 
 PAYLOADS = ROOT / "tests" / "payloads"
 
 
-@pytest.fixture
-def fresh(tmp_path: Path, fakes: Fakes) -> Iterator[BridgeProcess]:
-    env = bridge_env(fakes)
-    del env["OMNISEND_AREAS"], env["OMETRIA_AREAS"]
-    process = BridgeProcess(tmp_path, env).start()
-    yield process
-    process.stop()
 
 
 def test_a_shopify_product_reaches_both_catalogues_and_an_update_replaces_it(fresh: BridgeProcess,

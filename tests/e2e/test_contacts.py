@@ -3,29 +3,18 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
-from typing import Iterator
 
 import httpx
-import pytest
 
 from bridge.sign import omneo_headers, shopify_headers, woocommerce_headers
 
-from .conftest import Fakes, bridge_env
+from .conftest import Fakes
 from .harness import OMNEO_SECRET, ROOT, SHOPIFY_SECRET, WOO_SECRET, BridgeProcess, wait_until
 from .received import omnisend_events, ometria_records
 
 PAYLOADS = ROOT / "tests" / "payloads"
 
 
-@pytest.fixture
-def fresh(tmp_path: Path, fakes: Fakes) -> Iterator[BridgeProcess]:
-    """The bridge with no `*_AREAS` set: consent is not allowed."""
-    env = bridge_env(fakes)
-    del env["OMNISEND_AREAS"], env["OMETRIA_AREAS"]
-    process = BridgeProcess(tmp_path, env).start()
-    yield process
-    process.stop()
 
 
 def statuses(fakes: Fakes, email: str) -> dict[str, str]:

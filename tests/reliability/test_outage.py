@@ -36,6 +36,8 @@ def arrival_order(fakes: Fakes, destination: str) -> list[tuple[str, str]]:
                     seen.append((str(record["id"]), order_kind(record)))
     else:
         for event in omnisend_events(fakes):
+            if "orderID" not in event["properties"]:
+                continue  # a new member's "joined loyalty program": not an order
             kind = "cancel" if event["eventName"] == "order canceled" else "create"
             seen.append((str(event["properties"]["orderID"]), kind))
     return seen

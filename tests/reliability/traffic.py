@@ -204,7 +204,7 @@ def contact_email(contact: dict[str, Any]) -> str:
 class Delivered:
     """Deliveries per entity: for each order or profile, the idempotency keys it arrived with."""
 
-    omnisend_events: dict[tuple[str, str], list[str]]  # (orderID, eventName) -> eventIDs
+    omnisend_events: dict[tuple[str, str], list[str]]  # (orderID or profile id, eventName) -> eventIDs
     omnisend_contacts: dict[str, int]  # email -> deliveries (contacts upsert by email)
     ometria_orders: dict[tuple[str, str], int]  # (record id, create | cancel) -> deliveries
     ometria_contacts: dict[str, int]
@@ -213,7 +213,10 @@ class Delivered:
     def collect(cls, fakes: Fakes) -> Delivered:
         events: dict[tuple[str, str], list[str]] = {}
         for event in omnisend_events(fakes):
-            events.setdefault((str(event["properties"]["orderID"]), event["eventName"]), []).append(event["eventID"])
+            # an order's events by orderID; a new member's "joined loyalty program" by its Omneo profile id
+            properties = event["properties"]
+            entity = properties.get("orderID") or properties["omneoProfileID"]
+            events.setdefault((str(entity), event["eventName"]), []).append(event["eventID"])
         return cls(
             events,
             dict(Counter(contact_email(c) for c in omnisend_contacts(fakes))),
