@@ -310,7 +310,8 @@ def main() -> None:
         "dropped: [bench/NOTES.md](../bench/NOTES.md).",
         "",
         "Run it: `bench/run` (everything), or one part: `bench/run ingest | delivery | mapping | growth`. "
-        "The bridge runs as a process: `python -m bridge serve`, the command the Procfile runs.",
+        "The bridge runs as a process: `python -m bridge serve`, web and worker in one process, as a single instance "
+        "runs it (the Procfile splits them for Heroku).",
         "",
         "## 1. Ingest ceiling", "", *ingest_section(load("ingest"), load("ingest-asyncio"), load("ingest-thread")), "",
         *LIMITS["ingest"], "",

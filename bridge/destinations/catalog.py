@@ -1,6 +1,6 @@
 """What each destination record type requires: shared by rule checks, the engine and the adapters.
 
-Facts from ../shared/docs/apis.md (Omnisend sections 1.2-1.7, Ometria 2.2-2.5).
+Facts from docs/reference/apis.md (Omnisend sections 1.2-1.7, Ometria 2.2-2.5).
 Paths are dotted; `any_of` groups need at least one non-empty member.
 """
 

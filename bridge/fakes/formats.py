@@ -1,4 +1,4 @@
-"""Value formats the fakes check, written out from shared/docs/apis.md (not taken from the bridge).
+"""Value formats the fakes check, written out from docs/reference/apis.md (not taken from the bridge).
 
 Each function answers whether a present value has the documented form; callers skip absent values
 (missing or null: a null clears a field, and required fields are checked on their own).

@@ -1,4 +1,4 @@
-"""A fake Ometria push API (`POST /v2/push`, `GET /v2/push/_errors`), from shared/docs/apis.md section 2.
+"""A fake Ometria push API (`POST /v2/push`, `GET /v2/push/_errors`), from docs/reference/apis.md section 2.
 
 Enforced: `X-Ometria-Auth: <key>` (else 401); the body is a JSON array of 1..100 records, all of
 one `@type` (contact, order, product, custom_event), each with an `id` and at most 60 KB of JSON

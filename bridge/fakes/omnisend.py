@@ -1,7 +1,7 @@
 """A fake Omnisend: the 2026-03-15 `/api` events, contacts, products, categories and batches, and v3
 contacts, orders and carts.
 
-Contracts enforced, from shared/docs/apis.md section 1:
+Contracts enforced, from docs/reference/apis.md section 1:
 - `/api/*`: `Authorization: Omnisend-API-Key <key>` and `Omnisend-Version` (wrong key -> 401, missing
   or unknown version -> 400); errors are RFC 9457 problem JSON with `errors[{field, code, message}]`.
 - `/v3/*`: `X-API-KEY: <key>`; errors are `{"error": ..., "fields": {...}}`; missing mandatory
