@@ -288,8 +288,9 @@ async def migrate(url: str) -> None:
     await store.close()
 
 
-async def claim_rate(url: str, seconds: float) -> float:
-    """Waiting messages claimed 100 at a time and completed as delivered, through the store, a second."""
+async def claim_rate(url: str, seconds: float, most: int = 20_000) -> float:
+    """Waiting messages claimed 100 at a time and completed as delivered, through the store, a second.
+    At most `most`, so that the grown store keeps waiting messages for every round."""
     from bridge.model import Decision, Outcome
     from bridge.store import make_store
 
@@ -297,7 +298,7 @@ async def claim_rate(url: str, seconds: float) -> float:
     await store.open()
     done, t0 = 0, time.perf_counter()
     try:
-        while time.perf_counter() - t0 < seconds:
+        while time.perf_counter() - t0 < seconds and done < most:
             for destination in ("omnisend", "ometria"):
                 claimed = await store.claim(destination, 100, 60, time.time())
                 await store.complete([(m, Outcome("delivered", 202), Decision("delivered")) for m in claimed], time.time())
