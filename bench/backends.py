@@ -6,19 +6,26 @@ total connections, split between them), in turns, `rounds` times. Reported: 2xx 
 summed over the processes, the worst p99, and events committed against 200s (nothing acknowledged
 may be missing).
 
+Growth: the same store as bench/grow_db.py (1,000,000 delivered messages with their attempts, 100,000
+waiting) made in a PostgreSQL database with SQL; then, in turns, a store holding only the waiting
+messages and the grown one are each loaded by wrk through one `bridge serve --no-worker`, and their
+waiting messages claimed and completed through the store interface (the delivery path without HTTP).
+The medians are compared: every figure within 10% is the target.
+
 Delivery: N orders preloaded through the store interface into a fresh PostgreSQL database, then
 one `bridge serve --no-worker` and two `bridge worker` processes drain them into the fakes at their
 default limits: the two workers share each destination's budget. Reported as bench/delivery.py
 reports one worker on SQLite: fraction of the ceiling, 429s, the most requests in any window, lost
 and duplicated records.
 
-    python -m bench.backends [ingest|delivery|all] [--seconds 8] [--rounds 3] [--connections 64] [--orders 10000]
+    python -m bench.backends [ingest|delivery|growth|all] [--seconds 8] [--rounds 3] [--connections 64] [--orders 10000]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import sqlite3
@@ -220,15 +227,128 @@ def delivery(orders: int, deadline: float, workers: int) -> dict[str, Any]:
     return result
 
 
+# -- growth ---------------------------------------------------------------------------------------
+
+
+def fill(url: str, delivered: int, waiting: int) -> dict[str, Any]:
+    """The shape of bench/grow_db.py in PostgreSQL: old events (bodies pruned) whose two messages were
+    delivered, one attempt each, and recent events whose two messages wait, due now, each in its lane."""
+    import psycopg
+
+    from bench.mapping import hand_map, sample_event
+    from bridge.store.sqlite.rows import pack_body
+
+    asyncio.run(migrate(url))
+    event = sample_event()
+    omnisend, ometria = hand_map(event)
+    body, codec = pack_body(order_body())
+    now = time.time()
+    old, new = delivered // 2, waiting // 2
+    params = {"now": now, "headers": json.dumps(dict(event.headers)), "body": body, "codec": codec,
+              "omnisend": json.dumps(omnisend.record, separators=(",", ":")),
+              "ometria": json.dumps(ometria.record, separators=(",", ":")), "old": old, "new": new}
+    t0 = time.perf_counter()
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(
+            "INSERT INTO events (source, topic, dedupe_key, received_at, headers, body, body_codec, status, rules, mapped_at)"
+            " SELECT 'shopify', 'orders/create', 'grow.myshopify.com:event:grow-' || i, %(now)s - 30 * 86400 + i * 0.01,"
+            " %(headers)s, NULL, NULL, 'mapped', '[\"Shopify order placed\"]', %(now)s - 30 * 86400 + i * 0.01"
+            " FROM generate_series(1, %(old)s::bigint) AS i", params)
+        conn.execute(
+            "INSERT INTO events (source, topic, dedupe_key, received_at, headers, body, body_codec, status, rules, mapped_at)"
+            " SELECT 'shopify', 'orders/create', 'grow.myshopify.com:event:new-' || i, %(now)s - 3600 + i * 0.01,"
+            " %(headers)s, %(body)s, %(codec)s, 'mapped', '[\"Shopify order placed\"]', %(now)s - 3600 + i * 0.01"
+            " FROM generate_series(1, %(new)s::bigint) AS i", params)
+        for state, first, count in (("delivered", 1, old), ("pending", old + 1, new)):
+            conn.execute(
+                "INSERT INTO messages (event_id, destination, kind, action, rule, ordering_key, idempotency_key, record,"
+                " state, attempts, next_at, created_at, updated_at, last_status)"
+                " SELECT e, d.dest, d.kind, d.action, 'Shopify order placed', 'order:' || e, 'grow-' || e || '-' || d.dest,"
+                " d.record, %(state)s, %(attempts)s, %(now)s, %(now)s, %(now)s, %(status)s::integer"
+                " FROM generate_series(%(first)s::bigint, %(last)s::bigint) AS e CROSS JOIN (VALUES ('omnisend', 'event', 'create', %(omnisend)s),"
+                " ('ometria', 'order', 'upsert', %(ometria)s)) AS d(dest, kind, action, record) ORDER BY e, d.dest",
+                {**params, "state": state, "attempts": 1 if state == "delivered" else 0,
+                 "status": 202 if state == "delivered" else None, "first": first, "last": first + count - 1})
+        conn.execute("INSERT INTO lanes (destination, ordering_key, ready_at) SELECT destination, ordering_key, min(next_at)"
+                     " FROM messages WHERE state = 'pending' GROUP BY destination, ordering_key")
+        conn.execute("INSERT INTO attempts (message_id, at, outcome, status, detail) SELECT id, updated_at, 'delivered',"
+                     " 202, '' FROM messages WHERE state = 'delivered'")
+        conn.execute("VACUUM ANALYZE")
+        counts = dict(conn.execute("SELECT state, count(*) FROM messages GROUP BY state").fetchall())
+        size = conn.execute("SELECT pg_database_size(current_database())").fetchone()
+    return {"seconds": round(time.perf_counter() - t0, 1), "bytes": int(size[0]) if size else 0,
+            **{f"messages_{k}": v for k, v in counts.items()}}
+
+
+async def migrate(url: str) -> None:
+    from bridge.store import make_store
+
+    store = make_store(url, process=False)
+    await store.open()
+    await store.close()
+
+
+async def claim_rate(url: str, seconds: float, most: int = 20_000) -> float:
+    """Waiting messages claimed 100 at a time and completed as delivered, through the store, a second.
+    At most `most`, so that the grown store keeps waiting messages for every round."""
+    from bridge.model import Decision, Outcome
+    from bridge.store import make_store
+
+    store = make_store(url, process=False)
+    await store.open()
+    done, t0 = 0, time.perf_counter()
+    try:
+        while time.perf_counter() - t0 < seconds and done < most:
+            for destination in ("omnisend", "ometria"):
+                claimed = await store.claim(destination, 100, 60, time.time())
+                await store.complete([(m, Outcome("delivered", 202), Decision("delivered")) for m in claimed], time.time())
+                done += len(claimed)
+    finally:
+        await store.close()
+    return done / (time.perf_counter() - t0)
+
+
+def growth(seconds: float, rounds: int, connections: int, delivered: int, waiting: int) -> dict[str, Any]:
+    files = write_request_files()
+    figures: dict[str, dict[str, list[float]]] = {"empty": {}, "grown": {}}
+    with pg_database() as grown_url:
+        made = fill(grown_url, delivered, waiting)
+        for _ in range(rounds):
+            for name in ("empty", "grown"):
+                database = pg_database() if name == "empty" else contextlib.nullcontext(grown_url)
+                with database as url:
+                    if name == "empty":
+                        fill(url, 0, waiting)
+                    server = web(url, f"backends-growth-{name}", 0).start()
+                    try:
+                        wrk_all([server], 2, connections, files)  # warm-up
+                        run = wrk_all([server], seconds, connections, files)
+                    finally:
+                        server.stop()
+                    rate = asyncio.run(claim_rate(url, seconds))
+                for figure, value in (("ingest requests/s (wrk)", run["rps"]), ("ingest p99 at peak (ms)", run["p99_ms"]),
+                                      ("claim and complete (messages/s)", rate)):
+                    figures[name].setdefault(figure, []).append(round(value, 1))
+    out: dict[str, Any] = {"seconds": seconds, "rounds": rounds, "connections": connections, "store": made, "figures": {}}
+    for figure, empty in figures["empty"].items():
+        grown = figures["grown"][figure]
+        out["figures"][figure] = {"empty": empty, "grown": grown, "empty_median": sorted(empty)[len(empty) // 2],
+                                  "grown_median": sorted(grown)[len(grown) // 2],
+                                  "higher_is_better": not figure.endswith("(ms)")}
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("part", nargs="?", choices=["ingest", "delivery", "all"], default="all")
+    parser.add_argument("part", nargs="?", choices=["ingest", "delivery", "growth", "all"], default="all")
     parser.add_argument("--seconds", type=float, default=8.0)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument("--orders", type=int, default=10_000)
     parser.add_argument("--deadline", type=float, default=150.0)
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--delivered", type=int, default=1_000_000)
+    parser.add_argument("--waiting", type=int, default=100_000)
     args = parser.parse_args()
     WORK.mkdir(parents=True, exist_ok=True)
     if args.part in ("ingest", "all"):
@@ -239,6 +359,10 @@ def main() -> None:
         result = delivery(args.orders, args.deadline, args.workers)
         save("backends-delivery", result)
         print(json.dumps({k: v for k, v in result.items() if k != "timeline_s_omnisend_ometria"}, indent=1))
+    if args.part in ("growth", "all"):
+        result = growth(args.seconds, args.rounds, args.connections, args.delivered, args.waiting)
+        save("backends-growth", result)
+        print(json.dumps(result, indent=1))
 
 
 if __name__ == "__main__":

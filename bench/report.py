@@ -243,8 +243,8 @@ def growth_section(r: dict[str, Any] | None, g: dict[str, Any] | None) -> list[s
     return out
 
 
-def backends_section(i: dict[str, Any] | None, d: dict[str, Any] | None) -> list[str]:
-    if not i and not d:
+def backends_section(i: dict[str, Any] | None, d: dict[str, Any] | None, g: dict[str, Any] | None = None) -> list[str]:
+    if not i and not d and not g:
         return ["Not run (`bench/run backends`)."]
     out: list[str] = []
     if i:
@@ -282,6 +282,29 @@ def backends_section(i: dict[str, Any] | None, d: dict[str, Any] | None) -> list
                            "two workers together reach at least 0.95 of each ceiling (Omnisend: once its limit binds)")
             + ". " + verdict(o["status_429"] + m["status_429"] <= 1, "at most one 429") + ".",
         ]
+    if g:
+        made = g["store"]
+        out += [
+            "",
+            f"Growth on PostgreSQL: a database holding {made.get('messages_delivered', 0):,} delivered messages (with their "
+            f"attempts) and {made.get('messages_pending', 0):,} waiting, made with SQL in {made['seconds']} s "
+            f"({made['bytes'] / 2**30:.1f} GiB), against one holding only the waiting ones; in turns, {g['rounds']} rounds: "
+            f"wrk through one `bridge serve --no-worker` ({g['connections']} connections, {int(g['seconds'])} s), then "
+            "the waiting messages claimed 100 at a time and completed through the store interface.",
+            "",
+            "| figure | waiting only (median) | grown (median) | change | within 10% | runs (waiting only; grown) |",
+            "|---|---|---|---|---|---|",
+        ]
+        worse = []
+        for name, f in g["figures"].items():
+            a, b = f["empty_median"], f["grown_median"]
+            loss = (a - b) / a if f["higher_is_better"] else (b - a) / a
+            if loss > 0.10:
+                worse.append(f"{name} {pct(b, a)}")
+            out.append(f"| {name} | {a:,.1f} | {b:,.1f} | {pct(b, a)} | {'yes' if loss <= 0.10 else '**no**'} | "
+                       f"{', '.join(f'{v:,.1f}' for v in f['empty'])}; {', '.join(f'{v:,.1f}' for v in f['grown'])} |")
+        out += ["", "- " + verdict(not worse, "every figure within 10% on the grown PostgreSQL store"
+                                   + (f" (worse: {'; '.join(worse)})" if worse else "")) + "."]
     return out
 
 
@@ -323,7 +346,7 @@ def main() -> None:
         *growth_section(load("growth"), load("grow_db")),
         "",
         *LIMITS["growth"], "",
-        "## 5. PostgreSQL beside SQLite", "", *backends_section(load("backends-ingest"), load("backends-delivery")), "",
+        "## 5. PostgreSQL beside SQLite", "", *backends_section(load("backends-ingest"), load("backends-delivery"), load("backends-growth")), "",
         *LIMITS["backends"], "",
     ]
     DOC.parent.mkdir(parents=True, exist_ok=True)
