@@ -40,7 +40,7 @@ from typing import Any, Iterator
 from bench.common import (OMETRIA_KEY, OMNISEND_KEY, PYTHON, ROOT, SHOPIFY_SECRET, WORK, Server, bridge_server,
                           order_body, save)
 from bench.delivery import (OMETRIA_PER_S, OMNISEND_PER_MIN, RECORDS_PER_REQUEST, ometria_records,
-                            omnisend_records, summarise)
+                            omnisend_records, preload, summarise)
 from bench.ingest import write_request_files, wrk
 
 PG_SERVER = os.environ.get("BENCH_PG_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
@@ -138,29 +138,6 @@ def ingest(seconds: float, rounds: int, connections: int) -> dict[str, Any]:
 
 
 # -- delivery -------------------------------------------------------------------------------------
-
-
-async def preload(url: str, orders: int) -> float:
-    from bridge.settings import Secret, SourceSettings
-    from bridge.sign import shopify_headers
-    from bridge.sources.shopify import ShopifySource
-    from bridge.store import make_store
-
-    source = ShopifySource.from_settings(SourceSettings("shopify", "shopify", (Secret(SHOPIFY_SECRET),)))
-    store = make_store(url, process=False)
-    await store.open()
-    t0 = time.perf_counter()
-    try:
-        for start in range(0, orders, 500):
-            hooks = []
-            for i in range(start, min(orders, start + 500)):
-                body = order_body(order_id=6_000_000_000_000 + i, email=f"bench.customer{i}@example.com")
-                hooks.append(source.verify(shopify_headers(body, SHOPIFY_SECRET, "orders/create",
-                                                           event_id=f"delivery-{i}"), body))
-            await asyncio.gather(*(store.ingest(h) for h in hooks))
-    finally:
-        await store.close()
-    return time.perf_counter() - t0
 
 
 def start_worker(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
@@ -274,7 +251,7 @@ def fill(url: str, delivered: int, waiting: int) -> dict[str, Any]:
         conn.execute("INSERT INTO attempts (message_id, at, outcome, status, detail) SELECT id, updated_at, 'delivered',"
                      " 202, '' FROM messages WHERE state = 'delivered'")
         conn.execute("VACUUM ANALYZE")
-        counts = dict(conn.execute("SELECT state, count(*) FROM messages GROUP BY state").fetchall())
+        counts: dict[str, int] = dict(conn.execute("SELECT state, count(*) FROM messages GROUP BY state").fetchall())
         size = conn.execute("SELECT pg_database_size(current_database())").fetchone()
     return {"seconds": round(time.perf_counter() - t0, 1), "bytes": int(size[0]) if size else 0,
             **{f"messages_{k}": v for k, v in counts.items()}}

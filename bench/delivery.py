@@ -28,16 +28,18 @@ from bridge.fakes import create_ometria_app, create_omnisend_app, serve_in_threa
 from bridge.settings import SourceSettings, Secret
 from bridge.sign import shopify_headers
 from bridge.sources.shopify import ShopifySource
-from bridge.store import SQLiteStore
+from bridge.store import make_store
 
 OMNISEND_PER_MIN = 400
 OMETRIA_PER_S = 8
 RECORDS_PER_REQUEST = 100
 
 
-async def preload(db: Path, orders: int) -> float:
+async def preload(db: Path | str, orders: int) -> float:
+    """N distinct signed orders through the real verifier and the store's ingest, into a SQLite file or a
+    database URL."""
     source = ShopifySource.from_settings(SourceSettings("shopify", "shopify", (Secret(SHOPIFY_SECRET),)))
-    store = SQLiteStore(db)
+    store = make_store(db, process=False)
     await store.open()
     t0 = time.perf_counter()
     try:
