@@ -373,8 +373,8 @@ def test_a_failing_map_loop_is_a_metric_a_log_line_and_a_problem_for_healthz_and
                 assert status == 503 and any(p.startswith("mapping: the map loop has failed every round")
                                              for p in body["problems"]), body
                 assert "TypeError" in body["checks"]["mapping"]["problem"]
-                assert bridge.health()["mapping"]["ok"] is False
-                assert bridge.health()["mapping"]["problem"].startswith("the map loop has failed every round")
+                assert (await bridge.health())["mapping"]["ok"] is False
+                assert (await bridge.health())["mapping"]["problem"].startswith("the map loop has failed every round")
                 assert failures() > before
                 assert METRICS.registry.get_sample_value("bridge_mapping_stalled_seconds", {}) >= 0.3
                 holder.current = OneRule()  # the rules are fixed: the loop gets through again
@@ -382,7 +382,7 @@ def test_a_failing_map_loop_is_a_metric_a_log_line_and_a_problem_for_healthz_and
                     await asyncio.sleep(0.05)
                     if worker.map_health.problem(time.monotonic()) is None:
                         break
-                assert (await readyz(bridge))[0] == 200 and bridge.health()["mapping"]["ok"] is True
+                assert (await readyz(bridge))[0] == 200 and (await bridge.health())["mapping"]["ok"] is True
             finally:
                 await worker.stop()
         failed = [entry for entry in logs if entry["event"] == "mapping.loop_failed"]

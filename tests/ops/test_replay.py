@@ -111,7 +111,7 @@ def test_an_event_over_its_mapping_budget_does_not_end_the_replay(outbox: Outbox
     small = {"email": "jane@example.com", "line_items": [1, 2]}
     for key, body in (("a", small), ("b", {**small, "line_items": list(range(1000))}), ("c", small), ("d", small)):
         outbox.ingest(key, body=body, at=NOW - DAY)
-    summary = replay(outbox.store, rules, EventFilter(since=NOW - 3 * DAY), NOW)
+    summary = asyncio.run(replay(outbox.store, rules, EventFilter(since=NOW - 3 * DAY), NOW))
     statuses = outbox.rows("SELECT id, status FROM events ORDER BY id")
     assert statuses == [(1, "mapped"), (2, "mapping_error"), (3, "mapped"), (4, "mapped")]
     assert summary.events == 4

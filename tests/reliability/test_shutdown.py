@@ -95,7 +95,7 @@ def test_bridge_worker_mid_delivery_to_a_hanging_destination_exits_in_time_and_g
             return subprocess.Popen([sys.executable, "-m", "bridge", "worker"], cwd=workdir,
                                     env=web.child_env(), stdout=out, stderr=subprocess.STDOUT)
     try:
-        sender = Sender(web.url, [profile(n) for n in range(20)], tries=5, deadline_seconds=60)
+        sender = Sender(web.url, [profile(n) for n in range(20)], tries=5, stall_seconds=60)
         sender.start()
         sender.join(60)
         assert len(sender.tally.acknowledged) == 20
