@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import datetime
 import json
 import os
 import sqlite3
@@ -38,7 +39,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from bench.common import (OMETRIA_KEY, OMNISEND_KEY, PYTHON, ROOT, SHOPIFY_SECRET, WORK, Server, bridge_server,
-                          order_body, save)
+                          machine, order_body, save)
 from bench.delivery import (OMETRIA_PER_S, OMNISEND_PER_MIN, RECORDS_PER_REQUEST, ometria_records,
                             omnisend_records, preload, summarise)
 from bench.ingest import write_request_files, wrk
@@ -328,16 +329,17 @@ def main() -> None:
     parser.add_argument("--waiting", type=int, default=100_000)
     args = parser.parse_args()
     WORK.mkdir(parents=True, exist_ok=True)
+    when = {"date": datetime.date.today().isoformat(), "machine": machine()}  # this part may run alone
     if args.part in ("ingest", "all"):
-        result = ingest(args.seconds, args.rounds, args.connections)
+        result = when | ingest(args.seconds, args.rounds, args.connections)
         save("backends-ingest", result)
         print(json.dumps(result, indent=1))
     if args.part in ("delivery", "all"):
-        result = delivery(args.orders, args.deadline, args.workers)
+        result = when | delivery(args.orders, args.deadline, args.workers)
         save("backends-delivery", result)
         print(json.dumps({k: v for k, v in result.items() if k != "timeline_s_omnisend_ometria"}, indent=1))
     if args.part in ("growth", "all"):
-        result = growth(args.seconds, args.rounds, args.connections, args.delivered, args.waiting)
+        result = when | growth(args.seconds, args.rounds, args.connections, args.delivered, args.waiting)
         save("backends-growth", result)
         print(json.dumps(result, indent=1))
 

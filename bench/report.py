@@ -247,6 +247,12 @@ def backends_section(i: dict[str, Any] | None, d: dict[str, Any] | None, g: dict
     if not i and not d and not g:
         return ["Not run (`bench/run backends`)."]
     out: list[str] = []
+    first = i or d or g
+    assert first is not None
+    if "date" in first:
+        m = first["machine"]
+        out += [f"Measured by `python -m bench.backends` on {first['date']} ({m['cpu']}, {m['cores']} cores); "
+                "PostgreSQL 15 from Debian's packages on the same machine, its default settings.", ""]
     if i:
         out += [
             f"`bridge serve --no-worker` on SQLite (a file) and on PostgreSQL (a new database on the local server), "
