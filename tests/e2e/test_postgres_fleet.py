@@ -5,6 +5,7 @@ killed mid-burst and started again; then PostgreSQL itself restarted during a bu
 from __future__ import annotations
 
 import json
+import math
 import threading
 from collections import Counter
 from pathlib import Path
@@ -105,8 +106,12 @@ def check_delivered(fakes: Fakes, acknowledged: set[int]) -> None:
     assert Counter(once.values()) == {"placed order": len(acknowledged),
                                       "order canceled": len([n for n in acknowledged if n in CANCELLED])}
 
-    too_many = [r for f in (fakes.omnisend, fakes.ometria) for r in f.recorded() if r.status == 429]
-    assert len(too_many) <= 1, f"{len(too_many)} answers 429: the workers did not share the budget"
+    # The budget is the account's: all workers together stay within it, at most one 429 a minute.
+    recorded = [r for f in (fakes.omnisend, fakes.ometria) for r in f.recorded()]
+    minutes = math.ceil((max(r.at for r in recorded) - min(r.at for r in recorded)) / 60) if recorded else 1
+    too_many = [r for r in recorded if r.status == 429]
+    assert len(too_many) <= max(1, minutes), \
+        f"{len(too_many)} answers 429 in {minutes} minutes: the workers did not share the budget"
 
 
 def test_two_web_instances_and_two_workers_lose_nothing_when_one_of_each_is_killed(

@@ -31,6 +31,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import sqlite3
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -66,7 +67,7 @@ def connect(path: Path | str) -> sqlite3.Connection:
     conn.row_factory = sqlite3.Row
     conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
     conn.execute(f"PRAGMA page_size = {PAGE_SIZE}")  # takes effect only on a new, empty database
-    conn.execute("PRAGMA journal_mode = WAL")
+    _use_wal(conn)
     # SQLite checkpoints the WAL every 1,000 pages by default: 8 MB with 8 KB pages.
     # Keep it at the 4 MB of the default page size, whatever the file's page size.
     page_size = int(conn.execute("PRAGMA page_size").fetchone()[0])
@@ -77,6 +78,21 @@ def connect(path: Path | str) -> sqlite3.Connection:
     # unlinked for every group commit.
     conn.execute("PRAGMA temp_store = MEMORY")
     return conn
+
+
+def _use_wal(conn: sqlite3.Connection) -> None:
+    """Switch to WAL, waiting as busy_timeout would: on a new file, another process's first transaction
+    (two instances starting at once) makes the switch fail with "database is locked" at once, without
+    SQLite's busy handler."""
+    deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
+    while True:
+        try:
+            conn.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.01)
 
 
 def open_writer(path: Path) -> sqlite3.Connection:
