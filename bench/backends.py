@@ -40,8 +40,7 @@ from typing import Any, Iterator
 
 from bench.common import (OMETRIA_KEY, OMNISEND_KEY, PYTHON, ROOT, SHOPIFY_SECRET, WORK, Server, bridge_server,
                           machine, order_body, save)
-from bench.delivery import (OMETRIA_PER_S, OMNISEND_PER_MIN, RECORDS_PER_REQUEST, ometria_records,
-                            omnisend_records, preload, summarise)
+from bench.delivery import ometria_records, omnisend_records, preload, summarise_both
 from bench.ingest import write_request_files, wrk
 
 PG_SERVER = os.environ.get("BENCH_PG_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
@@ -189,18 +188,8 @@ def delivery(orders: int, deadline: float, workers: int) -> dict[str, Any]:
                 for proc in procs:
                     proc.wait(30)
                 server.stop()
-            outbox: dict[str, dict[str, str]] = {"omnisend": {}, "ometria": {}}
-            order_ids: dict[str, str] = {}
-            for dest, key, state, record in rows(url, "SELECT destination, idempotency_key, state, record FROM messages"):
-                outbox.setdefault(dest, {})[key] = state
-                if dest == "ometria":
-                    order_ids[str(json.loads(record)["id"])] = key
-            ometria_ids = [order_ids.get(i, f"unknown:{i}") for i in ometria_records(ometria.state.fake)]
-            result["omnisend"] = summarise("omnisend", omnisend.state.fake, omnisend_records(omnisend.state.fake),
-                                           t_start, outbox["omnisend"], OMNISEND_PER_MIN / 60 * RECORDS_PER_REQUEST,
-                                           60.0, OMNISEND_PER_MIN)
-            result["ometria"] = summarise("ometria", ometria.state.fake, ometria_ids, t_start, outbox["ometria"],
-                                          OMETRIA_PER_S * RECORDS_PER_REQUEST, 1.0, OMETRIA_PER_S)
+            result.update(summarise_both(omnisend, ometria, t_start, rows(
+                url, "SELECT destination, idempotency_key, state, record FROM messages")))
             result["timeline_s_omnisend_ometria"] = timeline[:: max(1, len(timeline) // 40)]
     return result
 

@@ -122,6 +122,24 @@ def summarise(name: str, fake: Any, ids: list[str], t_start: float, outbox: dict
     }
 
 
+def summarise_both(omnisend: Any, ometria: Any, t_start: float,
+                   message_rows: list[tuple[str, str, str, str]]) -> dict[str, Any]:
+    """Both fakes against the outbox's (destination, idempotency key, state, record) rows."""
+    outbox: dict[str, dict[str, str]] = {"omnisend": {}, "ometria": {}}
+    order_ids: dict[str, str] = {}
+    for dest, key, state, record in message_rows:
+        outbox.setdefault(dest, {})[key] = state
+        if dest == "ometria":  # Ometria orders are keyed by the order id, not the idempotency key
+            order_ids[str(json.loads(record)["id"])] = key
+    ometria_ids = [order_ids.get(i, f"unknown:{i}") for i in ometria_records(ometria.state.fake)]
+    return {
+        "omnisend": summarise("omnisend", omnisend.state.fake, omnisend_records(omnisend.state.fake), t_start,
+                              outbox["omnisend"], OMNISEND_PER_MIN / 60 * RECORDS_PER_REQUEST, 60.0, OMNISEND_PER_MIN),
+        "ometria": summarise("ometria", ometria.state.fake, ometria_ids, t_start, outbox["ometria"],
+                             OMETRIA_PER_S * RECORDS_PER_REQUEST, 1.0, OMETRIA_PER_S),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--orders", type=int, default=10_000)
@@ -169,22 +187,9 @@ def main() -> None:
         finally:
             bridge.stop()
         with sqlite3.connect(db) as conn:
-            rows = conn.execute("SELECT destination, idempotency_key, state, kind FROM messages").fetchall()
+            message_rows = conn.execute("SELECT destination, idempotency_key, state, record FROM messages").fetchall()
             result["events_by_status"] = dict(conn.execute("SELECT status, count(*) FROM events GROUP BY status").fetchall())
-        outbox: dict[str, dict[str, str]] = {"omnisend": {}, "ometria": {}}
-        order_ids: dict[str, str] = {}
-        for dest, key, state, kind in rows:
-            outbox.setdefault(dest, {})[key] = state
-        # Ometria orders are keyed by the order id, not the idempotency key: map through the outbox.
-        with sqlite3.connect(db) as conn:
-            for key, record in conn.execute("SELECT idempotency_key, record FROM messages WHERE destination='ometria'"):
-                order_ids[str(json.loads(record)["id"])] = key
-        ometria_ids = [order_ids.get(i, f"unknown:{i}") for i in ometria_records(ometria.state.fake)]
-        result["omnisend"] = summarise("omnisend", omnisend.state.fake, omnisend_records(omnisend.state.fake),
-                                       t_start, outbox["omnisend"], OMNISEND_PER_MIN / 60 * RECORDS_PER_REQUEST,
-                                       60.0, OMNISEND_PER_MIN)
-        result["ometria"] = summarise("ometria", ometria.state.fake, ometria_ids, t_start, outbox["ometria"],
-                                      OMETRIA_PER_S * RECORDS_PER_REQUEST, 1.0, OMETRIA_PER_S)
+        result.update(summarise_both(omnisend, ometria, t_start, message_rows))
         result["timeline_s_omnisend_ometria"] = timeline[:: max(1, len(timeline) // 40)]
     save("delivery", result)
     print(json.dumps(result, indent=1))
