@@ -82,7 +82,7 @@ class Bridge:
         if "destinations" not in parts:
             from bridge.destinations.registry import build_destinations
 
-            parts["destinations"] = build_destinations(settings, budget=parts["store"])
+            parts["destinations"] = build_destinations(settings, budget=parts["store"], sent_log=parts["store"])
         return cls(settings, **parts)
 
     async def health(self, private: bool = False) -> dict[str, Any]:

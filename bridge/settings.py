@@ -62,10 +62,16 @@ class DestinationSettings:
     options: Mapping[str, Any] = field(default_factory=dict)
     # The variables set for it (OMETRIA_BASE_URL, ...): one set without the key is a half-done configuration.
     named_by: tuple[str, ...] = ()
+    # The variable that holds its key (OMNEO_API_TOKEN for Omneo), for messages that say what to set.
+    key_variable: str = ""
 
     @property
     def configured(self) -> bool:
-        return self.api_key is not None and bool(self.api_key.value)
+        return self.api_key is not None and bool(self.api_key.value) and bool(self.base_url)
+
+    @property
+    def key_setting(self) -> str:
+        return self.key_variable or f"{self.name.upper()}_API_KEY"
 
 
 MIN_ADMIN_TOKEN_LENGTH = 32  # in production: a short token can be guessed over the network
@@ -200,12 +206,12 @@ class Settings:
 
     def half_configured(self) -> list[str]:
         """What the operator named but left without its key or secret, and nothing configured at all."""
-        gaps = [f"destination {d.name}: {', '.join(d.named_by)} set but no {d.name.upper()}_API_KEY"
-                for d in self.destinations.values() if d.named_by and not d.configured]
+        gaps = [f"destination {d.name}: {', '.join(d.named_by)} set but no {d.key_setting}"
+                for d in self.destinations.values() if d.named_by and not d.configured and not d.api_key]
         gaps += [f"source {s.name}: named in BRIDGE_SOURCES_FILE but has no secret"
                  for s in self.sources.values() if s.declared and not s.configured]
         if not any(d.configured for d in self.destinations.values()):
-            gaps.append("no destination: set OMNISEND_API_KEY or OMETRIA_API_KEY")
+            gaps.append("no destination: set OMNISEND_API_KEY, OMETRIA_API_KEY or OMNEO_API_TOKEN")
         if not any(s.configured for s in self.sources.values()):
             gaps.append("no source: set SHOPIFY_WEBHOOK_SECRET, OMNEO_WEBHOOK_SECRET or WOOCOMMERCE_WEBHOOK_SECRET, "
                         "or name sources in BRIDGE_SOURCES_FILE")
@@ -296,7 +302,52 @@ def destinations_from_env(env: Mapping[str, str]) -> dict[str, DestinationSettin
             },
             named_by=named_by("OMETRIA_"),
         ),
+        "omneo": omneo_settings(env),
     }
+
+
+# Omneo's destination variables. OMNEO_WEBHOOK_SECRET is the Omneo *source's* (bridge.sources.config): setting
+# it alone receives from Omneo without writing to it.
+OMNEO_VARIABLES = ("OMNEO_API_TOKEN", "OMNEO_BASE_URL", "OMNEO_REQUESTS_PER_MINUTE", "OMNEO_BATCH_LINGER_SECONDS",
+                   "OMNEO_AREAS", "OMNEO_ECHO_WINDOW_SECONDS")
+# Omneo publishes no rate limit (apis.md 3.7): a pace its shared queue takes without trouble, raised by the operator.
+OMNEO_REQUESTS_PER_MINUTE = 60.0
+# How long after the bridge wrote a profile an Omneo `profile.updated` carrying exactly what it wrote is taken
+# for the echo of that write (batches wait in Omneo's queue, shared with its other jobs).
+OMNEO_ECHO_WINDOW_SECONDS = 3600.0
+
+
+def omneo_settings(env: Mapping[str, str]) -> DestinationSettings:
+    """Omneo as a destination: the tenant's API root (`https://api.<tenant>.getomneo.com/api`) and a token.
+    There is no default root: each tenant has its own host."""
+    from bridge.destinations.catalog import parse_areas
+
+    token, base_url = env.get("OMNEO_API_TOKEN", "").strip(), env.get("OMNEO_BASE_URL", "").strip().rstrip("/")
+    if token and not base_url:
+        raise ConfigError("OMNEO_API_TOKEN is set but OMNEO_BASE_URL is not: set it to your tenant's API root, "
+                          "like https://api.<tenant>.getomneo.com/api")
+    if base_url and not base_url.startswith(("https://", "http://")):
+        raise ConfigError(f"OMNEO_BASE_URL must be a URL like https://api.<tenant>.getomneo.com/api, got {base_url!r}")
+    if base_url.endswith("/v3"):
+        raise ConfigError("OMNEO_BASE_URL is the API root ending in /api, without /v3 (the bridge adds "
+                          f"/v3/profiles/batch): {base_url[:-3]}")
+    per_minute = _float(env, "OMNEO_REQUESTS_PER_MINUTE", OMNEO_REQUESTS_PER_MINUTE)
+    if per_minute < 1:
+        raise ConfigError(f"OMNEO_REQUESTS_PER_MINUTE must be 1 or more, got {env['OMNEO_REQUESTS_PER_MINUTE']!r}")
+    return DestinationSettings(
+        name="omneo",
+        base_url=base_url,
+        api_key=Secret(token) if token else None,
+        options={
+            "requests_per_minute": per_minute,
+            # Profiles of a burst gather into fuller batches: each request is one job in Omneo's queue.
+            "batch_linger_seconds": _float(env, "OMNEO_BATCH_LINGER_SECONDS", 0.5),
+            "areas": parse_areas(env.get("OMNEO_AREAS"), "OMNEO_AREAS"),
+            "echo_window_seconds": _float(env, "OMNEO_ECHO_WINDOW_SECONDS", OMNEO_ECHO_WINDOW_SECONDS),
+        },
+        named_by=tuple(sorted(name for name in OMNEO_VARIABLES if env.get(name))),
+        key_variable="OMNEO_API_TOKEN",
+    )
 
 
 def _default_sources() -> dict[str, SourceSettings]:

@@ -160,8 +160,10 @@ class Worker:
                 self._tasks.append(asyncio.create_task(self._follow_up_loop(destination), name=f"follow-up-{name}"))
         for name in self.destinations:
             if not self.destinations[name].configured:
+                config = self.settings.destinations.get(name)
+                variable = config.key_setting if config is not None else f"{name.upper()}_API_KEY"
                 log.warning("destination.not_configured", destination=name,
-                            hint=f"set {name.upper()}_API_KEY; its messages wait in the outbox")
+                            hint=f"set {variable}; its messages wait in the outbox")
 
     def begin_stop(self) -> None:
         """Take no more work: each loop ends after what it is doing (stop() then waits for them)."""

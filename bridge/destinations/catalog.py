@@ -1,6 +1,6 @@
 """What each destination record type requires: shared by rule checks, the engine and the adapters.
 
-Facts from docs/reference/apis.md (Omnisend sections 1.2-1.7, Ometria 2.2-2.5).
+Facts from docs/reference/apis.md (Omnisend sections 1.2-1.7, Ometria 2.2-2.5, Omneo 3.7).
 Paths are dotted; `any_of` groups need at least one non-empty member.
 """
 
@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from bridge.errors import ConfigError
 
 # Areas of access: what a message may write at its destination. The operator
-# allows them per destination (OMNISEND_AREAS, OMETRIA_AREAS); consent and
+# allows them per destination (OMNISEND_AREAS, OMETRIA_AREAS, OMNEO_AREAS); consent and
 # deletions are off unless allowed (docs/rules.md "Data safety"). The catalogue
 # (products) is on by default: it changes no one's messages.
 AREAS = ("events", "contacts", "consent", "orders", "carts", "products", "deletions")
@@ -76,6 +76,7 @@ NUMBER_FIELDS: dict[tuple[str, str], tuple[str, ...]] = {
     ("omnisend", "cart"): ("cartSum", *(f"products[].{f}" for f in _V3_ITEM)),
     ("omnisend", "product"): ("variants[].price", "variants[].strikeThroughPrice"),
     ("ometria", "product"): ("price", "special_price"),
+    ("omneo", "profile"): ("birth_day", "birth_month", "birth_year"),
     ("ometria", "order"): ("grand_total", "subtotal", "discount", "shipping", "tax",
                            *(f"lineitems[].{f}" for f in ("quantity", "unit_price", "subtotal", "total", "tax",
                                                           "discount"))),
@@ -87,7 +88,7 @@ CENTS_FIELDS: dict[tuple[str, str], tuple[str, ...]] = {
                             "products[].price", "products[].discount"),
     ("omnisend", "cart"): ("cartSum", "products[].price", "products[].discount"),
 }
-WHOLE_NUMBER_FIELDS = ("quantity", "productQuantity", "orderNumber")  # the last step of the path
+WHOLE_NUMBER_FIELDS = ("quantity", "productQuantity", "orderNumber", "birth_day", "birth_month", "birth_year")  # the last step of the path
 OMETRIA_EVENT_TYPE_MAX = 32  # Ometria keeps the first 32 characters of a custom event's event_type (apis.md 2.5)
 # The recommended Omnisend events and their eventVersion (apis.md 1.2). Only these have a fixed
 # shape (NUMBER_FIELDS); a custom event's properties are its own, of any type.
@@ -101,6 +102,8 @@ BOOLEAN_FIELDS: dict[tuple[str, str], tuple[str, ...]] = {
     ("omnisend", "order"): ("subTotalTaxIncluded",),
     ("ometria", "order"): ("is_valid", "lineitems[].is_on_sale"),
     ("ometria", "product"): ("is_active",),
+    ("omneo", "profile"): tuple(f"comms_attributes.{flag}" for flag in ("email_promo", "sms_promo", "email_bounced",
+                                                                         "email_benefits")),
 }
 
 OMNISEND_EVENT_FIELDS = ("eventName", "eventID", "eventTime", "eventVersion", "origin", "contact", "properties")
@@ -141,6 +144,23 @@ OMETRIA_CONTACT_FIELDS = (
     "lastname", "middlename", "prefix", "phone_number", "date_of_birth", "gender", "country_id", "timezone",
     "store_ids", "channels", "properties",
 )
+# Omneo profiles written through `POST /v3/profiles/batch` (apis.md 3.7). Two fields are the bridge's, not
+# Omneo's, and are taken out of the profile before it is sent: `match_criteria` (the batch's; `email`
+# unless the rule names an identity handle) and `phone_exists` (`secondary_phone`: a 422 "The phone number
+# exists" is tried once more with the number as `secondary_phone`).
+OMNEO_CONTROL_FIELDS = ("match_criteria", "phone_exists")
+OMNEO_PROFILE_FIELDS = (
+    "first_name", "last_name", "email", "mobile_phone", "secondary_phone", "gender", "birth_day", "birth_month",
+    "birth_year", "title", "company", "currency", "joined_at", "tags", "identities", "custom_attributes", "address",
+    "addresses", "comms_attributes", *OMNEO_CONTROL_FIELDS,
+)
+OMNEO_GENDERS = ("male", "female", "withheld", "other")
+OMNEO_PHONE_EXISTS = ("secondary_phone", "dead")
+# Omneo computes or owns these: a profile that carries one is refused before sending (apis.md 3.7).
+OMNEO_READ_ONLY = ("id", "external_id", "full_name", "birth_date", "reward_balance", "point_balance",
+                   "point_balance_dollars", "combined_balance_dollars", "tier")
+OMNEO_MAX_PROFILES = 500  # profiles per batch request (apis.md 3.7)
+
 OMETRIA_EVENT_FIELDS = (
     "id", "timestamp", "event_type", "identity_email", "identity_account_id", "profile_id", "properties",
 )
@@ -180,5 +200,7 @@ KINDS: dict[tuple[str, str], KindSpec] = {
         KindSpec("ometria", "erasure", "deletions", ("email",), fields=("email", "comment"), actions=("create",),
                  key_fields=("email",)),
         KindSpec("ometria", "product", "products", ("id", "title"), fields=OMETRIA_PRODUCT_FIELDS, key_fields=("id",)),
+        # Omneo's batch profiles: upserted by `match_criteria` (email, or an identity handle).
+        KindSpec("omneo", "profile", "contacts", ("email",), fields=OMNEO_PROFILE_FIELDS, key_fields=("email",)),
     )
 }

@@ -31,6 +31,7 @@ NESTED_FIELDS: dict[tuple[str, str, str], tuple[str, ...]] = {
 # guarded by a `when` that reads the payload.
 CONSENT_LEAVES: dict[tuple[str, str], tuple[tuple[str, ...], ...]] = {
     ("omnisend", "contact"): (("identifiers", "[]", "channels", "*", "status"),),
+    ("omneo", "profile"): (("comms_attributes", "*"),),
     ("ometria", "contact"): (
         ("marketing_optin",), ("@force_optin",), ("timestamp_subscribed",), ("timestamp_unsubscribed",),
         ("channels", "*", "*"),
@@ -40,6 +41,7 @@ CONSENT_CONTAINERS: dict[tuple[str, str], tuple[tuple[str, ...], ...]] = {
     ("omnisend", "contact"): (("optIns",), ("optOuts",), ("consents",)),
     ("omnisend", "event"): (("contact", "optIns"), ("contact", "optOuts"), ("contact", "consents")),
     ("ometria", "contact"): (("channels",),),
+    ("omneo", "profile"): (("comms_attributes",),),
 }
 
 

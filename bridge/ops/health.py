@@ -101,7 +101,7 @@ async def readyz(bridge: Any, probe: CachedProbe | None = None) -> tuple[int, di
     if not checks["mapping"]["ok"]:
         problems.append(f"mapping: {checks['mapping']['problem']}")
     if not checks["destinations"]["ok"]:
-        problems.append("destinations: none configured (set OMNISEND_API_KEY or OMETRIA_API_KEY)")
+        problems.append("destinations: none configured (set OMNISEND_API_KEY, OMETRIA_API_KEY or OMNEO_API_TOKEN)")
     ready = not problems
     body = {"status": "ready" if ready else "not_ready", "checks": checks, "problems": problems}
     return (200 if ready else 503), body

@@ -20,7 +20,8 @@ from bridge.model import Decision, Event, IngestResult, Mapped, Message, Outcome
 
 MESSAGE_STATES = ("pending", "inflight", "submitted", "delivered", "dead")
 OPEN_STATES = ("pending", "inflight", "submitted")  # states that hold back later messages of their key
-EVENT_STATUSES = ("received", "invalid_json", "mapped", "partial", "mapping_error", "no_rule", "ignored")
+# echo: an Omneo profile.updated carrying only what the bridge itself had just written (bridge.echo): not mapped
+EVENT_STATUSES = ("received", "invalid_json", "mapped", "partial", "mapping_error", "no_rule", "ignored", "echo")
 AREAS = ("events", "contacts", "consent", "orders", "carts", "products", "deletions")
 
 T = TypeVar("T")
@@ -113,6 +114,7 @@ class MessageDetail(TypedDict):
     updated_at: float
     last_status: int | None
     last_detail: str | None
+    batch: str | None  # the destination's batch id (an Omnisend batch, an Omneo batch_id), once it took one
     record: dict[str, Any]
     trail: list[AttemptEntry]  # oldest first
 
@@ -179,6 +181,18 @@ class DestinationState(TypedDict):
     reason: str | None
     changed_at: float | None
     key_fingerprint: str | None  # which credentials a pause was about; None for an operator's pause
+
+
+@dataclass(frozen=True)
+class SentPrint:
+    """What the bridge last wrote to one Omneo profile, for recognising its echo (bridge.echo): `key` is a
+    hash of the profile's e-mail or of one identity, `fields` the compared field names (comma-separated),
+    `digest` a hash of their values, `sent_at` when Omneo accepted the batch."""
+
+    key: str
+    fields: str
+    digest: str
+    sent_at: float
 
 
 # -- what operator writes return ----------------------------------------------
@@ -340,6 +354,14 @@ class Store(Protocol):
         """Nobody takes from `destination`'s budget for `seconds` (a worker got a 429 naming that wait)."""
         ...
 
+    async def remember_sent(self, prints: Sequence[SentPrint]) -> None:
+        """Keep each fingerprint under its key, replacing the one kept before (one row per key)."""
+        ...
+
+    async def sent_prints(self, keys: Sequence[str]) -> dict[str, SentPrint]:
+        """The fingerprints kept under these keys (missing keys are left out)."""
+        ...
+
     # -- what operators and metrics read --------------------------------------
 
     async def list_events(self, where: EventFilter, limit: int, offset: int = 0) -> Page[EventSummary]:
@@ -413,5 +435,5 @@ __all__ = [
     "AREAS", "EVENT_STATUSES", "MESSAGE_STATES", "OPEN_STATES",
     "AttemptEntry", "AuditEntry", "AuditFilter", "DeadFilter", "DeadLetter", "Decision", "DestinationState",
     "DestinationStats", "EventDetail", "EventFilter", "EventSummary", "IngestResult", "Mapped", "MessageDetail",
-    "MigrationStatus", "Page", "PruneCutoffs", "PruneResult", "ReplaySummary", "Store",
+    "MigrationStatus", "Page", "PruneCutoffs", "PruneResult", "ReplaySummary", "SentPrint", "Store",
 ]

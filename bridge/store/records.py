@@ -31,7 +31,7 @@ SUMMARY_COLUMNS = ("e.id, e.source, e.topic, e.dedupe_key, e.received_at, e.stat
 DETAIL_COLUMNS = ("id, source, topic, dedupe_key, received_at, headers, body, body_codec, status, rules, errors,"
                   " mapped_at, duplicates")
 MESSAGE_DETAIL_COLUMNS = ("id, destination, kind, action, rule, ordering_key, idempotency_key, record, areas, state,"
-                          " attempts, next_at, created_at, updated_at, last_status, last_detail")
+                          " attempts, next_at, created_at, updated_at, last_status, last_detail, batch_ref")
 TRAIL_COLUMNS = "a.message_id, a.at, a.outcome, a.status, a.detail"
 DEAD_COLUMNS = ("id, event_id, destination, kind, rule, idempotency_key, attempts, created_at, updated_at, last_status,"
                 " last_detail")
@@ -117,7 +117,8 @@ def message_detail(m: Row, trail: list[AttemptEntry]) -> MessageDetail:
             "rule": m["rule"], "ordering_key": m["ordering_key"], "idempotency_key": m["idempotency_key"],
             "areas": areas(m["areas"]), "state": m["state"], "attempts": m["attempts"], "next_at": m["next_at"],
             "created_at": m["created_at"], "updated_at": m["updated_at"], "last_status": m["last_status"],
-            "last_detail": m["last_detail"], "record": json.loads(m["record"]), "trail": trail}
+            "last_detail": m["last_detail"], "batch": m["batch_ref"], "record": json.loads(m["record"]),
+            "trail": trail}
 
 
 def event_detail(row: Row, messages: list[MessageDetail]) -> EventDetail:

@@ -7,7 +7,7 @@ from typing import Any, Callable, Iterator
 
 import pytest
 
-from bridge.fakes import create_ometria_app, create_omnisend_app, serve_in_thread
+from bridge.fakes import create_omneo_app, create_ometria_app, create_omnisend_app, serve_in_thread
 from bridge.model import Message
 from bridge.settings import DestinationSettings, Secret
 
@@ -62,3 +62,14 @@ def ometria_app() -> Any:
 def ometria_url(ometria_app: Any) -> Iterator[str]:
     with serve_in_thread(ometria_app) as url:
         yield url
+
+
+@pytest.fixture
+def omneo_app() -> Any:
+    return create_omneo_app("on-token")
+
+
+@pytest.fixture
+def omneo_url(omneo_app: Any) -> Iterator[str]:
+    with serve_in_thread(omneo_app) as url:
+        yield url + "/api"

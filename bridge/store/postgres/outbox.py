@@ -197,7 +197,7 @@ async def complete(conn: Conn, results: Sequence[tuple[Message, Outcome, Decisio
         await conn.execute(
             "UPDATE messages AS m SET state = r.state, next_at = r.next_at, lease_until = NULL, claim = NULL,"
             " updated_at = %s, last_status = r.status, last_detail = r.detail, attempts = m.attempts - r.refund,"
-            " batch_ref = r.batch_ref,"
+            " batch_ref = COALESCE(r.batch_ref, m.batch_ref),"
             " submitted_at = CASE WHEN r.state = 'submitted' THEN COALESCE(m.submitted_at, %s) END"
             " FROM unnest(%s::bigint[], %s::text[], %s::text[], %s::float8[], %s::int[], %s::text[], %s::int[],"
             "   %s::text[]) AS r(id, claim, state, next_at, status, detail, refund, batch_ref)"
@@ -205,7 +205,7 @@ async def complete(conn: Conn, results: Sequence[tuple[Message, Outcome, Decisio
             (now, now, [m.id for m, _, _ in done], [m.claim for m, _, _ in done], [d.state for _, _, d in done],
              [d.next_at for _, _, d in done], [o.status for _, o, _ in done], details,
              [1 if d.refund_attempt else 0 for _, _, d in done],
-             [o.ref if d.state == "submitted" else None for _, o, d in done]))
+             [o.ref for _, o, _ in done]))
     await refresh_lanes(conn, lanes)
 
 

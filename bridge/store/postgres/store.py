@@ -30,9 +30,10 @@ from bridge.store.base import (
     PruneCutoffs,
     PruneResult,
     ReplaySummary,
+    SentPrint,
 )
 from bridge.store.migrations import unapplied_error
-from bridge.store.postgres import inbound, migrate, outbox, queries, replay, retention
+from bridge.store.postgres import echo, inbound, migrate, outbox, queries, replay, retention
 from bridge.settings import masked_url
 from bridge.store.postgres.connection import Conn, connect, in_transaction, make_pool
 from bridge.store.postgres.wakeups import EVENTS_CHANNEL, Wakeups
@@ -153,6 +154,15 @@ class PostgresStore:
 
     async def block_budget(self, destination: str, per_second: float, seconds: float) -> None:
         await self._run(outbox.block_budget, destination, per_second, seconds)
+
+    async def remember_sent(self, prints: Sequence[SentPrint]) -> None:
+        if prints:
+            await self._run(echo.remember_sent, list(prints))
+
+    async def sent_prints(self, keys: Sequence[str]) -> dict[str, SentPrint]:
+        if not keys:
+            return {}
+        return await self._run(echo.sent_prints, list(keys))
 
     # -- what operators and metrics read --------------------------------------
 

@@ -149,11 +149,11 @@ def complete(conn: sqlite3.Connection, results: Sequence[tuple[Message, Outcome,
         submitted = decision.state == "submitted"
         conn.execute(
             "UPDATE messages SET state = ?, next_at = ?, lease_until = NULL, claim = NULL, updated_at = ?,"
-            " last_status = ?, last_detail = ?, attempts = attempts - ?, batch_ref = ?,"
+            " last_status = ?, last_detail = ?, attempts = attempts - ?, batch_ref = COALESCE(?, batch_ref),"
             " submitted_at = CASE WHEN ? THEN COALESCE(submitted_at, ?) END"
             " WHERE id = ? AND state IN ('inflight', 'submitted') AND claim = ?",
             (decision.state, decision.next_at, now, outcome.status, outcome.detail[:500],
-             1 if decision.refund_attempt else 0, outcome.ref if submitted else None, submitted, now,
+             1 if decision.refund_attempt else 0, outcome.ref, submitted, now,
              msg.id, msg.claim),
         )
 

@@ -41,9 +41,10 @@ from bridge.store.base import (
     PruneCutoffs,
     PruneResult,
     ReplaySummary,
+    SentPrint,
 )
 from bridge.store.migrations import unapplied_error
-from bridge.store.sqlite import outbox, queries, replay, retention
+from bridge.store.sqlite import echo, outbox, queries, replay, retention
 from bridge.store.sqlite.ingest import EventRow, event_row, ingest_one
 from bridge.store.sqlite.migrate import created_at as schema_created_at
 from bridge.store.sqlite.migrate import migrate as apply_migrations
@@ -325,6 +326,15 @@ class SQLiteStore:
 
     async def block_budget(self, destination: str, per_second: float, seconds: float) -> None:
         """One worker: its own rate limiter blocks itself."""
+
+    async def remember_sent(self, prints: Sequence[SentPrint]) -> None:
+        if prints:
+            await self.awrite(echo.remember_sent, list(prints))
+
+    async def sent_prints(self, keys: Sequence[str]) -> dict[str, SentPrint]:
+        if not keys:
+            return {}
+        return await self.aread(lambda conn: echo.sent_prints(conn, keys))
 
     # -- what operators and metrics read --------------------------------------
 

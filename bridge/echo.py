@@ -1,0 +1,126 @@
+"""Recognising Omneo's echo of the bridge's own writes (issue 26, apis.md 3.7 "Loops").
+
+When the bridge writes a profile to Omneo, Omneo answers with a `profile.updated` webhook carrying the
+profile as it now is. Unless the webhook's namespace stops it (docs/sources.md), that webhook comes back to
+the bridge, and the Omneo rules would send the shop's own change on to Omnisend and Ometria a second time.
+
+So for every profile it sends, the Omneo adapter keeps a fingerprint in the store: under a hash of the
+profile's e-mail (and of each identity), the names of the compared fields it sent and a hash of their
+values. A `profile.updated` whose compared fields, read from the webhook, hash to the same value within
+the echo window (OMNEO_ECHO_WINDOW_SECONDS) is that echo: the worker records the event as `echo` and maps
+nothing. A person's change in the window differs in some compared field and goes on as usual. No personal
+data is stored: keys and values are SHA-256 hashes.
+
+Compared: names, e-mail, mobile, gender, birth day/month/year and the e-mail/SMS promo flags. Not
+compared: what only Omneo changes (tier, points, balances), which a write of the bridge never carries.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any, Callable, Mapping, Sequence
+
+from bridge.store.base import SentPrint
+
+ECHO_TOPIC = "profile.updated"
+
+
+def _text(value: Any) -> Any:
+    return value.strip() if isinstance(value, str) else value
+
+
+def _lower(value: Any) -> Any:
+    return value.strip().lower() if isinstance(value, str) else value
+
+
+def _number(value: Any) -> Any:
+    """Omneo's examples show birth fields as text ("14") where the bridge sends 14."""
+    if isinstance(value, str) and value.strip().isdigit():
+        return int(value.strip())
+    return value
+
+
+def _get(*path: str) -> Callable[[Mapping[str, Any]], Any]:
+    def read(profile: Mapping[str, Any]) -> Any:
+        node: Any = profile
+        for step in path:
+            node = node.get(step) if isinstance(node, Mapping) else None
+        return node
+    return read
+
+
+def _mobile(profile: Mapping[str, Any]) -> Any:
+    return profile.get("mobile_phone_e164") or profile.get("mobile_phone")
+
+
+# field -> (how to read it from the profile the bridge sent, from the webhook's profile, normalise)
+COMPARED: dict[str, tuple[Callable[[Mapping[str, Any]], Any], Callable[[Mapping[str, Any]], Any],
+                          Callable[[Any], Any]]] = {
+    "first_name": (_get("first_name"), _get("first_name"), _text),
+    "last_name": (_get("last_name"), _get("last_name"), _text),
+    "email": (_get("email"), _get("email"), _lower),
+    "mobile_phone": (_get("mobile_phone"), _mobile, _text),
+    "gender": (_get("gender"), _get("gender"), _lower),
+    "birth_day": (_get("birth_day"), _get("birth_day"), _number),
+    "birth_month": (_get("birth_month"), _get("birth_month"), _number),
+    "birth_year": (_get("birth_year"), _get("birth_year"), _number),
+    "email_promo": (_get("comms_attributes", "email_promo"), _get("attributes", "comms", "email_promo"), _text),
+    "sms_promo": (_get("comms_attributes", "sms_promo"), _get("attributes", "comms", "sms_promo"), _text),
+}
+
+
+def _hash(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def _digest(values: Mapping[str, Any]) -> str:
+    return _hash(json.dumps(values, sort_keys=True, ensure_ascii=False, default=str))
+
+
+def keys_of(profile: Mapping[str, Any]) -> list[str]:
+    """Where a profile's fingerprint is kept: its e-mail, then each identity, hashed."""
+    keys = []
+    email = _lower(profile.get("email"))
+    if isinstance(email, str) and email:
+        keys.append("email:" + _hash(email))
+    identities = profile.get("identities")
+    for identity in identities if isinstance(identities, list) else ():
+        if isinstance(identity, Mapping) and identity.get("handle") and identity.get("identifier") not in (None, ""):
+            keys.append("identity:" + _hash(f"{identity['handle']}\x1f{identity['identifier']}"))
+    return keys
+
+
+def sent_prints(profile: Mapping[str, Any], now: float) -> list[SentPrint]:
+    """The fingerprints of a profile the bridge sent: the compared fields it carried, and their hash."""
+    values = {name: normalise(sent(profile)) for name, (sent, _, normalise) in COMPARED.items()
+              if sent(profile) is not None}
+    if not values:
+        return []
+    fields, digest = ",".join(sorted(values)), _digest(values)
+    return [SentPrint(key, fields, digest, now) for key in keys_of(profile)]
+
+
+def is_echo(payload: Any, remembered: Mapping[str, SentPrint], now: float, window: float) -> bool:
+    """Whether a `profile.updated` payload carries exactly what the bridge wrote to that profile within
+    `window` seconds (its fingerprint, under any of the profile's keys)."""
+    if not isinstance(payload, Mapping):
+        return False
+    for key in keys_of(payload):
+        sent = remembered.get(key)
+        if sent is None or now - sent.sent_at > window:
+            continue
+        names = [name for name in sent.fields.split(",") if name in COMPARED]
+        values = {name: COMPARED[name][2](COMPARED[name][1](payload)) for name in names}
+        if _digest(values) == sent.digest:
+            return True
+    return False
+
+
+def lookup_keys(payloads: Sequence[Any]) -> list[str]:
+    """Every key the given webhook payloads could have been remembered under."""
+    found: dict[str, None] = {}
+    for payload in payloads:
+        if isinstance(payload, Mapping):
+            found.update(dict.fromkeys(keys_of(payload)))
+    return list(found)
