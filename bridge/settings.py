@@ -320,7 +320,7 @@ OMNEO_ECHO_WINDOW_SECONDS = 3600.0
 def omneo_settings(env: Mapping[str, str]) -> DestinationSettings:
     """Omneo as a destination: the tenant's API root (`https://api.<tenant>.getomneo.com/api`) and a token.
     There is no default root: each tenant has its own host."""
-    from bridge.destinations.catalog import parse_areas
+    from bridge.destinations.catalog import OMNEO_DEFAULT_AREAS, parse_areas
 
     token, base_url = env.get("OMNEO_API_TOKEN", "").strip(), env.get("OMNEO_BASE_URL", "").strip().rstrip("/")
     if token and not base_url:
@@ -342,7 +342,7 @@ def omneo_settings(env: Mapping[str, str]) -> DestinationSettings:
             "requests_per_minute": per_minute,
             # Profiles of a burst gather into fuller batches: each request is one job in Omneo's queue.
             "batch_linger_seconds": _float(env, "OMNEO_BATCH_LINGER_SECONDS", 0.5),
-            "areas": parse_areas(env.get("OMNEO_AREAS"), "OMNEO_AREAS"),
+            "areas": parse_areas(env.get("OMNEO_AREAS"), "OMNEO_AREAS", OMNEO_DEFAULT_AREAS),
             "echo_window_seconds": _float(env, "OMNEO_ECHO_WINDOW_SECONDS", OMNEO_ECHO_WINDOW_SECONDS),
         },
         named_by=tuple(sorted(name for name in OMNEO_VARIABLES if env.get(name))),

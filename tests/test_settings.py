@@ -45,7 +45,7 @@ def test_a_source_named_in_the_sources_file_without_its_secret_is_refused(tmp_pa
 
 def test_nothing_configured_is_refused(tmp_path: Path) -> None:
     message = refusal(production(tmp_path))
-    assert "no destination: set OMNISEND_API_KEY or OMETRIA_API_KEY" in message
+    assert "no destination: set OMNISEND_API_KEY, OMETRIA_API_KEY or OMNEO_API_TOKEN" in message
     assert "no source: set SHOPIFY_WEBHOOK_SECRET" in message
     assert "no source" in refusal(production(tmp_path, OMETRIA_API_KEY="k"))
     assert "no destination" in refusal(production(tmp_path, OMNEO_WEBHOOK_SECRET="s"))

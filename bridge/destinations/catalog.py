@@ -20,6 +20,8 @@ DEFAULT_AREAS = ("events", "contacts", "orders", "carts", "products")
 # automations run on v3 orders turn them on by adding `orders` to OMNISEND_AREAS; by default they are
 # off, as they would double the automations the order events start (mappings/README.md).
 OMNISEND_DEFAULT_AREAS = ("events", "contacts", "carts", "products")
+# Omneo takes profiles only: its one area by default is contacts (consent is allowed with OMNEO_AREAS).
+OMNEO_DEFAULT_AREAS = ("contacts",)
 
 
 def parse_areas(value: str | None, variable: str, default: tuple[str, ...] = DEFAULT_AREAS) -> tuple[str, ...]:

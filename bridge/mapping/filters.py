@@ -273,6 +273,24 @@ def birthdate(year: Any, month: Any = None, day: Any = None) -> str | None:
         return None
 
 
+DATE_PARTS = ("day", "month", "year")
+
+
+def date_part(value: Any, part: str) -> int | None:
+    """`"1991-06-14" | date_part('day')` -> 14: one part of a date as a whole number (Omneo's `birth_day`,
+    `birth_month`, `birth_year`). A date with a time is read by its date; text that is not a date gives
+    nothing (left out), never a guess."""
+    if part not in DATE_PARTS:
+        raise FilterError(f"`date_part` takes 'day', 'month' or 'year', got {quoted(part)}")
+    if _nothing(value) or not isinstance(value, str) or not value.strip():
+        return None
+    try:
+        day = date.fromisoformat(value.strip()[:10])
+    except ValueError:
+        return None
+    return int(getattr(day, part))
+
+
 def _flag(value: Any) -> bool | None:
     if _nothing(value) or value == "":
         return None
@@ -306,4 +324,5 @@ FILTERS: dict[str, Callable[..., Any]] = {
     "consent": consent,
     "meta": meta,
     "birthdate": birthdate,
+    "date_part": date_part,
 }

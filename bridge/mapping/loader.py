@@ -37,7 +37,8 @@ from bridge.sources import topics as topic_catalog
 SCHEMA_LINE = "# yaml-language-server: $schema="
 FILE_KEYS = ("rules", "examples")
 RULE_KEYS = ("name", "on", "when", "send", "description")
-MESSAGE_KEYS = ("to", "action", "key", "when", "clear", "fields", "description")
+MESSAGE_KEYS = ("to", "action", "key", "when", "clear", "allow loop", "fields", "description")
+LOOP_KEY = "allow loop"  # a rule on Omneo's own webhooks that writes to Omneo says so (bridge.echo)
 FOR_EACH_KEYS = ("for each", "item", "as", "when")
 EXAMPLE_KEYS = ("name", "on", "payload", "headers", "received_at", "expect", "errors", "description")
 EXPECT_KEYS = ("to", "action", "key", "fields")
@@ -361,6 +362,7 @@ class FileLoader:
         if spec is None:
             self.problem(tline, tcol, problem)
             return None
+        self.loop_check(rule, source, destination, node, tline, tcol)
         action = str(node.get("action", spec.actions[0]))
         if action not in spec.actions:
             aline, acol = _position(node, "action")
@@ -414,6 +416,30 @@ class FileLoader:
                               f"the fields sent")
         return MessageSpec(destination, kind, spec, action, index, line, body, when=when, key=key,
                            clear=clear, sources=target.sources, areas=tuple(writes), writes=writes, places=places)
+
+    def loop_check(self, rule: str, source: str, destination: str, node: CommentedMap, line: int, col: int) -> None:
+        """Omneo's webhooks mapped back to Omneo make a loop: each write makes Omneo send another webhook.
+        Refused unless the message says `allow loop: true`, and then noted (`bridge mappings check` shows it)."""
+        allowed = node.get(LOOP_KEY)
+        if LOOP_KEY in node and not isinstance(allowed, bool):
+            aline, acol = _position(node, LOOP_KEY)
+            self.problem(aline, acol, f"`{LOOP_KEY}:` is true or false")
+            return
+        if destination != "omneo" or source != "omneo":
+            if allowed:
+                aline, acol = _position(node, LOOP_KEY)
+                self.problem(aline, acol, f"`{LOOP_KEY}:` only fits a rule on Omneo's webhooks that sends to Omneo; "
+                                          "remove it")
+            return
+        if not allowed:
+            self.problem(line, col, f"rule '{rule}' sends Omneo's own webhooks back to Omneo: every profile it writes "
+                                    "makes Omneo send another webhook, which this rule would write again (a loop). "
+                                    f"Send these events to omnisend or ometria instead; if the loop is meant (a rule "
+                                    f"whose `when:` stops it), add `{LOOP_KEY}: true` to this message")
+            return
+        self.notes.append(f"{self.file}:{line}: warning: rule '{rule}' sends Omneo's own webhooks back to Omneo "
+                          f"(`{LOOP_KEY}: true`): make sure its `when:` stops the loop, and that Omneo's webhook "
+                          "namespace matches the bridge's API token (docs/sources.md)")
 
     def required_fields(self, spec: KindSpec, target: _Target, line: int, col: int, action: str) -> None:
         """A field the destination requires that the rule never sets would fail every event: say so now.

@@ -76,7 +76,8 @@ def test_default_areas_leave_consent_and_deletions_off_and_allow_the_catalogue()
     settings = Settings.from_env({})
     # Omnisend's `orders` are its v3 order resources: off by default (its order events are `events`)
     assert allowed_from_settings(settings) == {"omnisend": ("events", "contacts", "carts", "products"),
-                                               "ometria": ("events", "contacts", "orders", "carts", "products")}
+                                               "ometria": ("events", "contacts", "orders", "carts", "products"),
+                                               "omneo": ("contacts",)}
 
 
 def test_areas_are_read_per_destination() -> None:

@@ -67,6 +67,9 @@ def test_omneo_profile_without_last_name() -> None:
 
 def test_shopify_customer_without_a_phone() -> None:
     messages = RULES.map(event(stored("shopify/customers_update_no_phone.json"), "shopify", "customers/update")).messages
+    enrolment = next(m for m in messages if m.destination == "omneo")
+    assert "mobile_phone" not in enrolment.record
+    messages = [m for m in messages if m.destination != "omneo"]
     _status, contact, ometria, _consent = messages
     assert contact.action == "update"
     assert "phone_number" not in ometria.record and "lastname" not in ometria.record

@@ -8,8 +8,10 @@ from typing import Any
 import pytest
 
 from bridge.destinations.catalog import AREAS
+from bridge.destinations.omneo import Omneo
 from bridge.destinations.ometria import Ometria
 from bridge.destinations.omnisend import Omnisend
+from bridge.fakes.omneo import FakeOmneo
 from bridge.fakes.ometria import record_problems
 from bridge.fakes.omnisend import (ORDER_PATCH_FIELDS, _enums, cart_errors, category_problems, contact_errors, contact_request_problems,
                                    event_problems, order_errors, product_problems)
@@ -42,11 +44,12 @@ def test_example(outcome) -> None:  # type: ignore[no-untyped-def]
 
 def _example_requests() -> list[tuple[str, PreparedRequest]]:
     """What the adapters would send for every shipped example, every area allowed, one request a message."""
-    rules = load_rules(MAPPINGS, {"omnisend": AREAS, "ometria": AREAS})
+    rules = load_rules(MAPPINGS, {"omnisend": AREAS, "ometria": AREAS, "omneo": AREAS})
     destinations = {
         "omnisend": Omnisend(DestinationSettings("omnisend", "http://omnisend.invalid", Secret("k"),
                                                  {"batch_events": False, "batch_v3": False})),
         "ometria": Ometria(DestinationSettings("ometria", "http://ometria.invalid", Secret("k"), {})),
+        "omneo": Omneo(DestinationSettings("omneo", "http://omneo.invalid/api", Secret("k"), {})),
     }
     ruleset = CompiledRuleSet(rules.rules)
     requests = []
@@ -82,6 +85,8 @@ def _fake_refuses(request: PreparedRequest) -> Any:
         return order_errors(request.body)[1]
     if request.path.startswith("/v3/carts"):
         return cart_errors(request.body)[1]
+    if request.path == "/v3/profiles/batch":
+        return FakeOmneo("omneo", "k", 1, 60.0).problems(request.body)
     if request.path == "/v2/data-deletion-requests":
         return [] if "@" in str(request.body.get("email")) else ["email"]
     assert request.path == "/v2/push", request.path
@@ -91,8 +96,8 @@ def _fake_refuses(request: PreparedRequest) -> Any:
 EXAMPLE_REQUESTS = _example_requests()
 
 
-def test_examples_cover_both_destinations() -> None:
-    assert {request.destination for _, request in EXAMPLE_REQUESTS} == {"omnisend", "ometria"}
+def test_examples_cover_every_destination() -> None:
+    assert {request.destination for _, request in EXAMPLE_REQUESTS} == {"omnisend", "ometria", "omneo"}
 
 
 @pytest.mark.parametrize(("title", "request_"), EXAMPLE_REQUESTS, ids=[title for title, _ in EXAMPLE_REQUESTS])
