@@ -150,7 +150,8 @@ def cmd_events_show(args: argparse.Namespace) -> int:
         print(f"\n  message {m['id']} -> {m['destination']} {m['kind']} ({m['action']})  rule {m['rule']}"
               f"  writes {', '.join(m['areas']) or '-'}")
         print(f"    state {m['state']}  attempts {m['attempts']}  last status {m['last_status'] or '-'}"
-              + (f"  next {m['next_at']}" if m["next_at"] else ""))
+              + (f"  next {m['next_at']}" if m["next_at"] else "")
+              + (f"  batch {m['batch']}" if m["batch"] else ""))
         if m["last_detail"]:
             print(f"    last answer {m['last_detail']}")
         for a in m["trail"]:

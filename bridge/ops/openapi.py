@@ -87,6 +87,8 @@ SCHEMAS: dict[str, Any] = {
         "updated_at": TIME,
         "last_status": _nullable(INTEGER),
         "last_detail": _nullable(STRING),
+        "batch": {**_nullable(STRING), "description": "the destination's batch id (an Omnisend batch, an Omneo "
+                                                      "batch_id), once the message went in one"},
         "record": {"type": "object", "description": "the record sent (masked unless reveal)"},
         "trail": {"type": "array", "items": _ref("Attempt")},
     }),

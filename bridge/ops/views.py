@@ -57,6 +57,7 @@ def message(m: Mapping[str, Any], reveal: bool = False) -> dict[str, Any]:
         "updated_at": iso(m["updated_at"]),
         "last_status": m["last_status"],
         "last_detail": _text(m["last_detail"], reveal),
+        "batch": m["batch"],
         "record": m["record"] if reveal else mask_record(m["record"]),
         "trail": [
             {"at": iso(a["at"]), "outcome": a["outcome"], "status": a["status"], "detail": _text(a["detail"], reveal)}

@@ -135,7 +135,7 @@ def test_pause_and_resume(filled: Outbox, capsys: pytest.CaptureFixture[str]) ->
     assert run(capsys, "destinations", "resume", "ometria")[0] == 0
     assert filled.rows("SELECT paused, key_fingerprint FROM destination_state WHERE name = 'ometria'") == [(0, None)]
     code, _, err = run(capsys, "destinations", "pause", "klaviyo")
-    assert code == 2 and "known: ometria, omnisend" in err
+    assert code == 2 and "known: ometria, omneo, omnisend" in err
 
 
 def test_dead_list_and_retry(filled: Outbox, capsys: pytest.CaptureFixture[str]) -> None:

@@ -29,7 +29,7 @@ def test_mounted_on_the_real_app(outbox: Outbox, monkeypatch: pytest.MonkeyPatch
     app.router.routes.extend([*admin_routes(bridge), metrics_route(metrics), readyz_route()])
     with TestClient(app) as client:
         assert client.get("/admin/outbox/stats", headers={"Authorization": "Bearer t"}).json()["destinations"].keys() \
-            == {"omnisend", "ometria"}
+            == {"omnisend", "ometria", "omneo"}
         assert 'bridge_outbox_depth{destination="omnisend"} 0.0' in client.get("/metrics").text
         ready = client.get("/readyz")
         assert ready.status_code == 503 and ready.json()["problems"][0] == "rules: none loaded"
