@@ -65,7 +65,7 @@ class BridgeProcess:
         return self.workdir / "bridge.db"
 
     def child_env(self) -> dict[str, str]:
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("BRIDGE_", "OMNISEND_", "OMETRIA_"))}
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("BRIDGE_", "OMNISEND_", "OMETRIA_", "OMNEO_"))}
         env.update(
             PORT=str(self.port),
             HOST="127.0.0.1",
