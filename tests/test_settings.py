@@ -115,3 +115,27 @@ def test_the_shutdown_bound_is_read_and_checked() -> None:
     assert Settings.from_env({"BRIDGE_SHUTDOWN_SECONDS": "8"}).closing_seconds == pytest.approx(1.6)
     with pytest.raises(ConfigError, match="BRIDGE_SHUTDOWN_SECONDS must be above 0"):
         Settings.from_env({"BRIDGE_SHUTDOWN_SECONDS": "0"})
+
+
+def test_omneo_is_a_destination_with_a_token_and_the_tenants_api_root(tmp_path: Path) -> None:
+    settings = Settings.from_env(production(tmp_path, SHOPIFY_WEBHOOK_SECRET="s", OMNEO_API_TOKEN="t",
+                                            OMNEO_BASE_URL="https://api.acme.getomneo.com/api/",
+                                            OMNEO_REQUESTS_PER_MINUTE="30"))
+    omneo = settings.destinations["omneo"]
+    assert omneo.configured and omneo.base_url == "https://api.acme.getomneo.com/api"
+    assert omneo.options["requests_per_minute"] == 30.0 and omneo.options["areas"] == ("contacts",)
+    assert omneo.key_setting == "OMNEO_API_TOKEN"
+
+
+def test_omneo_half_configured_is_refused_with_what_to_set(tmp_path: Path) -> None:
+    assert "OMNEO_BASE_URL is not" in refusal(production(tmp_path, OMNEO_API_TOKEN="t"))
+    assert "without /v3" in refusal(production(tmp_path, OMNEO_API_TOKEN="t",
+                                               OMNEO_BASE_URL="https://api.acme.getomneo.com/api/v3"))
+    message = refusal(production(tmp_path, SHOPIFY_WEBHOOK_SECRET="s", OMNISEND_API_KEY="k",
+                                 OMNEO_BASE_URL="https://api.acme.getomneo.com/api"))
+    assert "destination omneo: OMNEO_BASE_URL set but no OMNEO_API_TOKEN" in message
+
+
+def test_receiving_from_omneo_does_not_configure_it_as_a_destination(tmp_path: Path) -> None:
+    settings = Settings.from_env(production(tmp_path, OMNEO_WEBHOOK_SECRET="s", OMNISEND_API_KEY="k"))
+    assert not settings.destinations["omneo"].configured and settings.destinations["omneo"].named_by == ()
