@@ -145,9 +145,9 @@ class Omneo(HttpDestination):
             if len(profiles) == 1 or not unnamed:
                 return {p.message_id: Outcome("dead", 422, outcome.detail) for p in profiles}
             half = len(profiles) // 2  # which profile it was is not said: each half on its own narrows it down
-            results = await self._send(profiles[:half], by_id)
-            results.update(await self._send(profiles[half:], by_id))
-            return results
+            halves = await self._send(profiles[:half], by_id)
+            halves.update(await self._send(profiles[half:], by_id))
+            return halves
         results: dict[int, Outcome] = {}
         again: list[Profile] = []
         for index, profile in enumerate(profiles):

@@ -13,7 +13,11 @@ from datetime import date
 from typing import Any, Mapping, Sequence
 
 from bridge.destinations.catalog import (
-    OMNEO_CONTROL_FIELDS, OMNEO_GENDERS, OMNEO_MAX_PROFILES, OMNEO_PHONE_EXISTS, OMNEO_READ_ONLY,
+    OMNEO_CONTROL_FIELDS,
+    OMNEO_GENDERS,
+    OMNEO_MAX_PROFILES,
+    OMNEO_PHONE_EXISTS,
+    OMNEO_READ_ONLY,
 )
 
 EMAIL_MATCH = "email"

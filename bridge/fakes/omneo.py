@@ -95,7 +95,7 @@ class FakeOmneo(FakeApi):
         emails: dict[str, int] = {}
         mobiles: dict[str, int] = {}
         for n, profile in enumerate(profiles):
-            def add(name: str, message: str) -> None:
+            def add(name: str, message: str, n: int = n) -> None:
                 errors.setdefault(f"profiles.{n}.{name}", []).append(message)
 
             if not isinstance(profile, dict):

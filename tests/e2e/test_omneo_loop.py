@@ -86,7 +86,7 @@ def test_a_shop_customer_joins_omneo_and_comes_back_with_tier_and_points(tmp_pat
         shown = {m["batch"] for m in detail["messages"] if m["destination"] == "omneo"}
         assert shown and shown <= set(fake.batches)
         printed = subprocess.run([sys.executable, "-m", "bridge", "events", "show", str(event_id)], cwd=bridge.workdir,
-                                 env=bridge.child_env(), capture_output=True, text=True, timeout=30).stdout
+                                 env=bridge.child_env(), capture_output=True, text=True, timeout=30, check=True).stdout
         assert all(f"batch {batch}" in printed for batch in shown)
     finally:
         bridge.stop()
