@@ -19,11 +19,19 @@ from __future__ import annotations
 
 import hashlib
 import json
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Callable, Mapping, Protocol, Sequence
 
+import structlog
+
+from bridge.model import Event
+from bridge.ops.metrics import METRICS
+from bridge.settings import Settings
 from bridge.store.base import SentPrint
 
+log = structlog.get_logger("bridge.echo")
+
 ECHO_TOPIC = "profile.updated"
+DEFAULT_WINDOW = 3600.0
 
 
 def _text(value: Any) -> Any:
@@ -124,3 +132,44 @@ def lookup_keys(payloads: Sequence[Any]) -> list[str]:
         if isinstance(payload, Mapping):
             found.update(dict.fromkeys(keys_of(payload)))
     return list(found)
+
+
+class SentPrints(Protocol):
+    """Where the fingerprints are kept (bridge.store.base.Store)."""
+
+    async def sent_prints(self, keys: Sequence[str]) -> dict[str, SentPrint]: ...
+
+
+class EchoGuard:
+    """Which of a batch of stored events are Omneo's echo of the bridge's own writes: the worker records
+    those with the status `echo` and maps the rest."""
+
+    def __init__(self, settings: Settings, store: SentPrints, clock: Callable[[], float]) -> None:
+        self.sources = frozenset(name for name, source in settings.sources.items() if source.scheme == "omneo")
+        config = settings.destinations.get("omneo")
+        self.window = float(config.options.get("echo_window_seconds", DEFAULT_WINDOW)) if config else DEFAULT_WINDOW
+        self.store = store
+        self.clock = clock
+
+    async def echoes(self, events: Sequence[Event]) -> set[int]:
+        payloads: dict[int, Any] = {}
+        for event in events:
+            if event.topic != ECHO_TOPIC or event.source not in self.sources:
+                continue
+            try:
+                payloads[event.id] = event.payload()
+            except ValueError:  # not JSON: the mapping says so
+                continue
+        if not payloads:
+            return set()
+        remembered = await self.store.sent_prints(lookup_keys(list(payloads.values())))
+        if not remembered:
+            return set()
+        now = self.clock()
+        found = {event_id for event_id, payload in payloads.items() if is_echo(payload, remembered, now, self.window)}
+        for event_id in sorted(found):
+            log.info("event.echo", event_id=event_id,
+                     reason="carries only what the bridge wrote to this Omneo profile; not sent on")
+        if found:
+            METRICS.echo(len(found))
+        return found

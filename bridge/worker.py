@@ -17,8 +17,8 @@ from typing import Any, Callable, Mapping, Protocol, Sequence
 
 import structlog
 
-from bridge import echo
 from bridge.destinations import Destination
+from bridge.echo import EchoGuard
 from bridge.log import mask_text, mask_values_of
 from bridge.mapping import RuleSet
 from bridge.mapping.process import MappingProcess, complete, map_events
@@ -128,6 +128,7 @@ class Worker:
                                         self.settings.mapping_timeout_seconds, self.settings.mapping_memory_mb)
                          if self.settings.mapping == "process" else None)
         self.map_health = MapLoopHealth()
+        self.echo_guard = EchoGuard(self.settings, self.store, self.clock)  # Omneo's echo of our own writes
         METRICS.watch_mapping(lambda: self.map_health.stalled_seconds(time.monotonic()))
 
     # -- wake-ups from the app (same process) -------------------------------
@@ -261,7 +262,7 @@ class Worker:
     async def _map(self, rules: RuleSet, events: Sequence[Event]) -> list[Mapped]:
         self.map_health.busy_since = time.monotonic()
         try:
-            echoes = await self._echoes(events)
+            echoes = await self.echo_guard.echoes(events)
             others = [event for event in events if event.id not in echoes]
             if not others:
                 mapped: list[Mapped] = []
@@ -276,32 +277,6 @@ class Worker:
                           key=lambda m: order[m.event_id])
         finally:
             self.map_health.busy_since = None
-
-    async def _echoes(self, events: Sequence[Event]) -> set[int]:
-        """The Omneo `profile.updated` events that only echo what the bridge itself wrote (bridge.echo): they
-        are recorded with the status `echo` and not mapped, so the bridge's own change is not sent on again."""
-        payloads: dict[int, Any] = {}
-        for event in events:
-            source = self.settings.sources.get(event.source)
-            if event.topic != echo.ECHO_TOPIC or source is None or source.scheme != "omneo":
-                continue
-            try:
-                payloads[event.id] = event.payload()
-            except ValueError:
-                continue
-        if not payloads:
-            return set()
-        remembered = await self.store.sent_prints(echo.lookup_keys(list(payloads.values())))
-        if not remembered:
-            return set()
-        config = self.settings.destinations.get("omneo")
-        window = float(config.options.get("echo_window_seconds", 3600.0)) if config is not None else 3600.0
-        now = self.clock()
-        found = {event_id for event_id, payload in payloads.items() if echo.is_echo(payload, remembered, now, window)}
-        for event_id in sorted(found):
-            log.info("event.echo", event_id=event_id,
-                     reason="carries only what the bridge wrote to this Omneo profile; not sent on")
-        return found
 
     async def _save(self, mapped: Sequence[Mapped]) -> None:
         queued = await self.store.save_mappings(mapped, self.clock())

@@ -70,6 +70,8 @@ class Metrics:
                                         ["cause"], registry=r)
         self.mapping_stalled = Gauge("bridge_mapping_stalled_seconds", "How long the map loop has been failing, or "
                                      "mapping one batch (0 while it keeps up)", registry=r)
+        self.echoes = Counter("bridge_omneo_echoes", "Omneo profile.updated webhooks recognised as the echo of the "
+                              "bridge's own write (recorded, not mapped)", registry=r)
         self._outbox: OutboxCollector | None = None
 
     # -- called by the app ----------------------------------------------------
@@ -97,6 +99,10 @@ class Metrics:
             self.retries.labels(destination).inc()
         elif state == "dead":
             self.dead_letters.labels(destination).inc()
+
+    def echo(self, count: int = 1) -> None:
+        """Omneo webhooks that only echoed the bridge's own writes (bridge.echo)."""
+        self.echoes.inc(count)
 
     def mapping_failure(self, cause: str) -> None:
         """A round of the map loop failed; `cause` is the exception's name (a bounded set of labels)."""
