@@ -17,7 +17,7 @@ from bridge.sign import shopify_headers
 from .conftest import Fakes
 from .harness import ROOT, SHOPIFY_SECRET, BridgeProcess, wait_until
 from .omneo_echo import omneo_sends_back, preference_centre, signed
-from .received import omnisend_contacts, ometria_records
+from .received import ometria_records, omnisend_contacts
 
 CUSTOMER = json.loads((ROOT / "tests" / "payloads" / "shopify" / "customers_create.json").read_text())
 EMAIL = CUSTOMER["email"].lower()
