@@ -2,22 +2,49 @@
 
 A signed Shopify customer webhook reaches the real app; then Omneo's profile webhooks that the round trip
 produces (tests/e2e/omneo_echo.py: what Omneo sends back) are posted, signed, to the same app; the
-assertions read what the fake Omnisend and Ometria accepted. Consent is allowed for both (the `bridge`
-fixture)."""
+assertions read what the fake Omnisend and Ometria accepted. Consent is allowed for both (`bridge_env`).
+Each test runs on SQLite and on PostgreSQL (skipped with the reason when no server can be started)."""
 
 from __future__ import annotations
 
 import json
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from pathlib import Path
+from typing import Any, Iterator
+
+import psycopg
+import pytest
 
 from bridge.consent import contact_fingerprint
 from bridge.sign import shopify_headers
 
-from .conftest import Fakes
+from .conftest import Fakes, bridge_env
 from .harness import ROOT, SHOPIFY_SECRET, BridgeProcess, wait_until
 from .omneo_echo import omneo_sends_back, preference_centre, signed
 from .received import ometria_records, omnisend_contacts
+
+
+class LoopBridge(BridgeProcess):
+    """`bridge serve` on SQLite, or on PostgreSQL when `database_url` is set; `query` reads either."""
+
+    database_url: str = ""
+
+    def query(self, sql: str, *params: Any) -> list[tuple[Any, ...]]:
+        if not self.database_url:
+            return super().query(sql, *params)
+        with psycopg.connect(self.database_url) as conn:
+            return [tuple(r) for r in conn.execute(sql.replace("?", "%s"), params or None).fetchall()]
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def bridge(request: pytest.FixtureRequest, tmp_path: Path, fakes: Fakes) -> Iterator[LoopBridge]:
+    url = request.getfixturevalue("pg_url") if request.param == "postgres" else ""
+    process = LoopBridge(tmp_path, bridge_env(fakes, **({"BRIDGE_DATABASE_URL": url} if url else {})))
+    process.database_url = url
+    process.start()
+    yield process
+    process.stop()
+
 
 CUSTOMER = json.loads((ROOT / "tests" / "payloads" / "shopify" / "customers_create.json").read_text())
 EMAIL = CUSTOMER["email"].lower()
