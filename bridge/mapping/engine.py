@@ -211,7 +211,7 @@ class MessageSpec:
     areas: tuple[str, ...] = ()  # every area the message can write (areas.py)
     writes: dict[str, list[str]] = field(default_factory=dict)  # area -> the fields that write it
     places: dict[str, tuple[int, int]] = field(default_factory=dict)  # field (as in `writes`) -> line, col
-    decision: DecisionSpec | None = None  # a consent message's decision: without one no consent is sent
+    decision: DecisionSpec | None = None  # a consent message's decision; without one it goes unjudged (a note)
 
     @property
     def label(self) -> str:
