@@ -112,8 +112,8 @@ def test_a_consent_message_without_a_decision_is_noted(tmp_path: Path) -> None:
      "decision `state` must read the webhook"),
     ("        decision: {contact: \"{{ email }}\", channel: push, state: \"{{ email_marketing_consent.state }}\","
      " at: \"{{ updated_at }}\"}\n", "`channel: push` is not a consent channel"),
-    ("        decision: {contact: \"{{ email }}\", channel: email, state: \"{{ accepts }}\", at: \"{{ updated_at }}\"}\n",
-     "decision `state` is consent, and shopify states consent only in"),
+    ("        decision: {contact: \"{{ email }}\", channel: email, state: \"{{ accepts }}\","
+     " at: \"{{ updated_at }}\"}\n", "decision `state` is consent, and shopify states consent only in"),
     ("        decision: {contact: \"{{ email }}\", channel: email}\n", "`decision:` needs `state`, `at`"),
     ("        decision: {contact: \"{{ email }}\", channel: email, state: \"{{ email_marketing_consent.state }}\","
      " at: \"{{ updated_at }}\", when: x}\n", "when"),
@@ -131,7 +131,11 @@ rules:
     on: shopify customers/update
     send:
       - to: ometria contact
-        decision: {contact: "{{ email }}", channel: email, state: "{{ email_marketing_consent.state }}", at: "{{ updated_at }}"}
+        decision:
+          contact: "{{ email }}"
+          channel: email
+          state: "{{ email_marketing_consent.state }}"
+          at: "{{ updated_at }}"
         fields: {id: "{{ id }}", email: "{{ email }}"}
 """
     with pytest.raises(RulesError, match="belongs to a message that writes consent"):
