@@ -285,7 +285,8 @@ def cmd_consent_show(args: argparse.Namespace) -> int:
     for r in records:
         newest = max((o.decided_at for o in records if o.channel == r.channel and o.decided_at is not None),
                      default=None)
-        rows.append({"channel": r.channel, "source": r.source, "says": "subscribed" if r.subscribed else "not subscribed",
+        says = "subscribed" if r.subscribed else "not subscribed"
+        rows.append({"channel": r.channel, "source": r.source, "says": says,
                      "said_by_event": r.said_event, "decided_at": iso(r.decided_at) if r.decided_at else None,
                      "decided_by_event": r.decided_event,
                      "current": r.decided_at is not None and r.decided_at == newest})
