@@ -7,6 +7,8 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any, Literal, Mapping, NamedTuple
 
+from bridge.consent import ConsentDecision
+
 # Namespace for idempotency keys (UUIDv5): stable across processes and replays.
 IDEMPOTENCY_NAMESPACE = uuid.UUID("6f1c4a8e-3b0e-5a57-9c2d-0b7a1e5c2f10")
 
@@ -72,6 +74,7 @@ class Outgoing:
     key: str = ""
     index: int = 0
     areas: tuple[str, ...] = ()  # what it writes: events, contacts, consent, orders, carts, products, deletions
+    decision: ConsentDecision | None = None  # the consent decision it carries: the store sends only a newer one
 
     def idempotency_key(self, source: str, dedupe_key: str) -> str:
         name = f"{source}\x1f{dedupe_key}\x1f{self.rule}\x1f{self.index}"

@@ -14,7 +14,7 @@ from typing import Any, Sequence
 from bridge.errors import ConfigError, RulesError
 from bridge.mapping.areas import Allowed, allowed_from_settings, setting_name
 from bridge.mapping.engine import MessageSpec, Rule
-from bridge.mapping.examples import run_examples
+from bridge.mapping.examples import first_sight, run_examples
 from bridge.mapping.loader import LoadedRules, load_rules
 from bridge.mapping.reload import failed_load
 from bridge.model import Event, Message, Outgoing
@@ -125,11 +125,27 @@ def explain(rules: LoadedRules, allowed: Allowed) -> None:
             permitted = set(allowed.get(message.destination, message.areas))
             marks = [area if area in permitted else f"{area} (NOT ALLOWED)" for area in message.areas]
             print(f"  → {message.label} {message.action} (line {message.line}): {', '.join(marks)}")
+            decided = _decided(message)
             for use in _consent_of(rules, rule, message):
-                print(f"      consent {use.path} from {', '.join(f'`{p}`' for p in use.paths or use.reads)}: {use.source}")
+                print(f"      consent {use.path} from {', '.join(f'`{p}`' for p in use.paths or use.reads)}, "
+                      f"{decided}")
+            if message.decision is not None:
+                print(f"      its {message.decision.channel} decision, for {message.decision.sources['contact']}, is sent "
+                      "only when newer than any the bridge knows for that e-mail")
             for area in ("deletions",):
                 if area in message.writes:
                     print(f"      {area}: {', '.join(message.writes[area])}")
+
+
+def _decided(message: MessageSpec) -> str:
+    """Which time a consent message's decision is taken from (`decision:` in the rule)."""
+    decision = message.decision
+    if decision is None:
+        return "no decision: never sent"
+    text = f"decided at {decision.sources['at']}"
+    if "changed" in decision.sources:
+        text += f" (without it: when the flag changes, at {decision.sources['changed']})"
+    return text
 
 
 def _consent_of(rules: LoadedRules, rule: Rule, message: MessageSpec) -> list[Any]:
@@ -175,10 +191,17 @@ def cmd_try(args: argparse.Namespace) -> int:
         print(f"# error: {error}")
     for notice in result.withheld:
         print(f"# not sent: {notice}")
-    if not result.messages:
+    messages = first_sight(result.messages)
+    kept = {id(message) for message in messages}
+    for message in result.messages:
+        if id(message) not in kept:
+            print(f"# not sent: rule '{message.rule}' #{message.index} → {message.destination} {message.kind}: consent "
+                  "with no time of a decision, for a contact the bridge knows nothing of (a change of the flag "
+                  "would be one)")
+    if not messages:
         return 1 if result.errors else 0
-    if args.messages or not _print_requests(event, result.messages):
-        for message in result.messages:
+    if args.messages or not _print_requests(event, messages):
+        for message in messages:
             print(f"{message.destination} {message.kind} {message.action} key={message.key!r} "
                   f"areas={','.join(message.areas)} (rule '{message.rule}' #{message.index})")
             print(json.dumps(message.record, indent=2, ensure_ascii=False))

@@ -18,11 +18,14 @@ from typing import Any, Callable
 
 from jinja2.runtime import Context
 
+from bridge.consent import ConsentDecision, contact_fingerprint, moment
 from bridge.destinations.catalog import (BOOLEAN_FIELDS, CENTS_FIELDS, NUMBER_FIELDS, OMETRIA_EVENT_TYPE_MAX,
                                         OMNISEND_RECOMMENDED_EVENTS, WHOLE_NUMBER_FIELDS, KindSpec)
+from bridge.log import quoted
 from bridge.mapping import MapResult, budget
 from bridge.mapping.areas import Allowed, areas_of, describe, not_allowed, setting_name, setting_that_allows
 from bridge.mapping.expressions import Compiled, new_scope
+from bridge.mapping.filters import yes_or_no
 from bridge.mapping.limits import unsendable
 from bridge.model import IDEMPOTENCY_NAMESPACE, Event, Outgoing
 
@@ -155,6 +158,44 @@ def set_path(record: dict[str, Any], path: str, value: Any) -> None:
 
 
 @dataclass
+class DecisionSpec:
+    """`decision:` of a message that writes consent: whose decision, on which channel, subscribed or not,
+    when the person decided (`at`), and, for a source that gives no such time, when its flag changed."""
+
+    contact: Build
+    channel: str
+    state: Build
+    at: Build
+    changed: Build | None
+    line: int
+    sources: dict[str, str] = field(default_factory=dict)  # key -> the payload fields it reads, for `--explain`
+
+    def make(self, ctx: Context, source: str) -> ConsentDecision | None:
+        """The decision of this event, or None when it states none (no yes/no, no time): then no consent
+        is sent. A time or contact that cannot be read is a FieldError."""
+        subscribed = yes_or_no(self.state(ctx))
+        if subscribed is None:
+            return None
+        at = self._time("at", self.at, ctx)
+        changed = self._time("changed", self.changed, ctx) if self.changed is not None else None
+        if at is None and changed is None:
+            return None
+        contact = self.contact(ctx)
+        if not isinstance(contact, str) or not contact.strip():
+            raise FieldError("decision.contact", f"{self.sources.get('contact')} gave no e-mail: a consent "
+                                                 "decision must say whose it is", self.line)
+        return ConsentDecision(contact_fingerprint(contact), self.channel, subscribed, source, at, changed)
+
+    def _time(self, name: str, build: Build, ctx: Context) -> float | None:
+        value = build(ctx)
+        try:
+            return moment(value)
+        except (TypeError, ValueError):
+            raise FieldError(f"decision.{name}", f"{self.sources.get(name)} gave {quoted(value)}, which is not "
+                                                 "a date and time", self.line) from None
+
+
+@dataclass
 class MessageSpec:
     destination: str
     kind: str
@@ -170,6 +211,7 @@ class MessageSpec:
     areas: tuple[str, ...] = ()  # every area the message can write (areas.py)
     writes: dict[str, list[str]] = field(default_factory=dict)  # area -> the fields that write it
     places: dict[str, tuple[int, int]] = field(default_factory=dict)  # field (as in `writes`) -> line, col
+    decision: DecisionSpec | None = None  # a consent message's decision; without one it goes unjudged (a note)
 
     @property
     def label(self) -> str:
@@ -320,6 +362,15 @@ class CompiledRuleSet:
             # A notice, only when the message would have been sent: the deployment chose this, the rule is fine.
             result.withheld.append(f"{where()}: {blocked}")
             return
+        decision = None
+        if message.decision is not None:
+            try:
+                decision = message.decision.make(ctx, rule.source)
+            except FieldError as exc:
+                result.errors.append(f"{where(exc.line)}: {exc.path}: {exc.message}")
+                return
+            if decision is None:  # nobody decided anything here: a default, or a state that is no consent
+                return
         try:
             record = message.build(ctx) or {}
             key = message.key(ctx) if message.key is not None else None
@@ -363,6 +414,7 @@ class CompiledRuleSet:
             key=str(key) if not _empty(key) else default_key(message.spec, record),
             index=message.index,
             areas=areas,
+            decision=decision,
         ))
 
 

@@ -247,9 +247,9 @@ def consent(value: Any, optout: Any = None, yes: Any = "subscribed", no: Any = "
     opted out -> `no`; opted in -> `yes`; opt-in false -> `no`; nothing known
     -> nothing, so no consent field is sent at all (consent is never invented).
     """
-    if _flag(optout) is True:
+    if yes_or_no(optout) is True:
         return no
-    flag = _flag(value)
+    flag = yes_or_no(value)
     if flag is None:
         return None
     return yes if flag else no
@@ -291,7 +291,9 @@ def date_part(value: Any, part: str) -> int | None:
     return int(getattr(day, part))
 
 
-def _flag(value: Any) -> bool | None:
+def yes_or_no(value: Any) -> bool | None:
+    """A consent flag or state as True (true, yes, subscribed, ...) or False (false, no, unsubscribed,
+    not_subscribed, ...); None for nothing or anything else (Shopify's `pending`, `invalid`)."""
     if _nothing(value) or value == "":
         return None
     if isinstance(value, bool):

@@ -21,6 +21,7 @@ from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.error import MarkedYAMLError
 
+from bridge.consent import CHANNELS as CONSENT_CHANNELS
 from bridge.destinations.catalog import OMETRIA_EVENT_TYPE_MAX, KindSpec
 from bridge.errors import RulesError
 from bridge.mapping import limits
@@ -29,7 +30,7 @@ from bridge.mapping.check import (
     CONSENT_SOURCES, ConsentUse, consent_role, did_you_mean, find_kind, foreign_consent_reads, known_fields,
 )
 from bridge.mapping.engine import (
-    Build, CompiledRuleSet, MessageSpec, Rule, condition, for_each, leaf, obj, seq,
+    Build, CompiledRuleSet, DecisionSpec, MessageSpec, Rule, condition, for_each, leaf, obj, seq,
 )
 from bridge.mapping.expressions import Compiled, ExpressionError, compile_condition, compile_field
 from bridge.sources import topics as topic_catalog
@@ -37,8 +38,11 @@ from bridge.sources import topics as topic_catalog
 SCHEMA_LINE = "# yaml-language-server: $schema="
 FILE_KEYS = ("rules", "examples")
 RULE_KEYS = ("name", "on", "when", "send", "description")
-MESSAGE_KEYS = ("to", "action", "key", "when", "clear", "allow loop", "fields", "description")
+MESSAGE_KEYS = ("to", "action", "key", "when", "decision", "clear", "allow loop", "fields", "description")
 LOOP_KEY = "allow loop"  # a rule on Omneo's own webhooks that writes to Omneo says so (bridge.echo)
+DECISION_KEYS = ("contact", "channel", "state", "at", "changed", "description")
+DECISION_EXAMPLE = ("decision: {contact: \"{{ email }}\", channel: email, state: \"{{ email_marketing_consent.state }}\", "
+                    "at: \"{{ email_marketing_consent.consent_updated_at }}\"}")
 FOR_EACH_KEYS = ("for each", "item", "as", "when")
 EXAMPLE_KEYS = ("name", "on", "payload", "headers", "received_at", "expect", "errors", "description")
 EXPECT_KEYS = ("to", "action", "key", "fields")
@@ -414,8 +418,71 @@ class FileLoader:
                               f"(PUT: every field this record leaves out is erased); the rule must build the complete "
                               f"record from this event. This is the deletions area; `action: update` changes only "
                               f"the fields sent")
+        decision = self.decision(node, rule, target) if "decision" in node else None
+        if "consent" in writes and decision is None and "decision" not in node:
+            cline = places.get(writes["consent"][0], (line, col))[0]
+            self.notes.append(f"{self.file}:{cline}: note: rule '{rule}' writes consent ({', '.join(writes['consent'])}) "
+                              f"to {destination} with no `decision:`, so it sends what the webhook says even when "
+                              "nobody decided it (a platform's default) and even when it is older than a decision "
+                              "the bridge knows; add `decision:` with whose it is, the channel, the state and when "
+                              f"it was decided, like `{DECISION_EXAMPLE}` (mappings/README.md, \"Consent is a "
+                              "decision\")")
+        elif "decision" in node and "consent" not in writes:
+            dline, dcol = _position(node, "decision", value=False)
+            self.problem(dline, dcol, "`decision:` belongs to a message that writes consent, and this one writes none; "
+                                      "remove it")
         return MessageSpec(destination, kind, spec, action, index, line, body, when=when, key=key,
-                           clear=clear, sources=target.sources, areas=tuple(writes), writes=writes, places=places)
+                           clear=clear, sources=target.sources, areas=tuple(writes), writes=writes, places=places,
+                           decision=decision)
+
+    def decision(self, node: CommentedMap, rule: str, target: _Target) -> DecisionSpec | None:
+        """`decision:` of a consent message (bridge/consent.py): every part an expression reading the payload,
+        the state from where the source states consent."""
+        line, col = _position(node, "decision")
+        value = node["decision"]
+        if not isinstance(value, CommentedMap):
+            self.problem(line, col, f"`decision:` lists contact, channel, state and at, like `{DECISION_EXAMPLE}`")
+            return None
+        line = _node_position(value)[0]
+        self._unknown_keys(value, DECISION_KEYS, "`decision:`")
+        missing = [name for name in ("contact", "channel", "state", "at") if name not in value]
+        if missing:
+            self.problem(line, col, f"`decision:` needs {', '.join(f'`{m}`' for m in missing)}, like `{DECISION_EXAMPLE}`")
+            return None
+        channel = str(value["channel"])
+        if channel not in CONSENT_CHANNELS:
+            kline, kcol = _position(value, "channel")
+            self.problem(kline, kcol, f"`channel: {channel}` is not a consent channel; use one of "
+                                      f"{', '.join(CONSENT_CHANNELS)}{did_you_mean(channel, CONSENT_CHANNELS)}")
+            return None
+        builds: dict[str, Build] = {}
+        sources: dict[str, str] = {}
+        for name in ("contact", "state", "at", "changed"):
+            if name not in value:
+                continue
+            kline, kcol = _position(value, name)
+            try:
+                compiled = compile_field(value[name])
+            except ExpressionError as exc:
+                self.problem(kline + exc.line - 1, kcol, str(exc))
+                return None
+            if compiled.kind == "const" or not compiled.names - {"event"}:
+                self.problem(kline, kcol, f"decision `{name}` must read the webhook (like "
+                                          f"`{name}: \"{{{{ ... }}}}\"`), not the fixed {compiled.source!r}: "
+                                          "a decision is what this person did")
+                return None
+            if name == "state":
+                foreign = foreign_consent_reads(target.source, compiled.paths)
+                if foreign:
+                    self.problem(kline, kcol, f"decision `state` is consent, and {target.source} states consent only "
+                                              f"in {' / '.join(CONSENT_SOURCES[target.source])}; this reads "
+                                              f"{', '.join(f'`{p}`' for p in foreign)}")
+            self.reads.setdefault(rule, []).extend((p, p, kline, kcol) for p in sorted(compiled.paths))
+            builds[name] = leaf(compiled, f"decision.{name}", kline)
+            read = sorted(p for p in compiled.paths if p.split(".")[0] != "event")
+            sources[name] = ", ".join(f"`{p}`" for p in read) or f"`{compiled.source}`"  # for --explain and errors
+        return DecisionSpec(builds["contact"], channel, builds["state"], builds["at"], builds.get("changed"), line,
+                            sources)
 
     def loop_check(self, rule: str, source: str, destination: str, node: CommentedMap, line: int, col: int) -> None:
         """Omneo's webhooks mapped back to Omneo make a loop: each write makes Omneo send another webhook.

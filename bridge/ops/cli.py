@@ -1,4 +1,4 @@
-"""The operator commands: events, outbox, dead, replay, destinations, prune.
+"""The operator commands: events, outbox, dead, audit, replay, consent, destinations, prune.
 
 Every command runs against the configured database (BRIDGE_DATABASE_URL)
 through the store's interface, beside a running `bridge serve`: each command
@@ -14,6 +14,7 @@ import sys
 import time
 from typing import Any, Awaitable, Callable, Sequence, TypeVar
 
+from bridge.consent import contact_fingerprint
 from bridge.errors import BridgeError
 from bridge.ops import views
 from bridge.ops.progress import ProgressBar
@@ -273,6 +274,30 @@ def cmd_prune(args: argparse.Namespace) -> int:
     return 0
 
 
+# -- consent ------------------------------------------------------------------
+
+
+def cmd_consent_show(args: argparse.Namespace) -> int:
+    """What the bridge knows of one e-mail's consent: per channel and source, the last flag and decision."""
+    settings = Settings.from_env()
+    contact = contact_fingerprint(args.email)
+    records = on_store(settings, lambda store: store.consent_records(contact))
+    rows = []
+    for r in records:
+        newest = max((o.decided_at for o in records if o.channel == r.channel and o.decided_at is not None),
+                     default=None)
+        says = "subscribed" if r.subscribed else "not subscribed"
+        rows.append({"channel": r.channel, "source": r.source, "says": says,
+                     "said_by_event": r.said_event, "decided_at": iso(r.decided_at) if r.decided_at else None,
+                     "decided_by_event": r.decided_event,
+                     "current": r.decided_at is not None and r.decided_at == newest})
+    emit_rows(rows, args.json, "no consent decision known for that e-mail",
+              ["CHANNEL", "SOURCE", "LAST SAID", "BY EVENT", "DECIDED AT", "BY EVENT", "CURRENT"],
+              lambda r: [r["channel"], r["source"], r["says"], r["said_by_event"], r["decided_at"] or "-",
+                         r["decided_by_event"] or "-", "yes" if r["current"] else ""])
+    return 0
+
+
 # -- the parser ---------------------------------------------------------------
 
 
@@ -356,6 +381,12 @@ def register(commands: Any) -> None:
     p.add_argument("--dry-run", action="store_true", help="count what would be queued; change nothing")
     p.add_argument("--force", action="store_true",
                    help="queue messages again even when delivered or waiting (a forced Omnisend event arrives twice)")
+    p.add_argument("--json", action="store_true")
+
+    consent = _group(commands, "consent", "the marketing consent decisions the bridge knows")
+    p = _command(consent, "show", cmd_consent_show, "one e-mail's consent per channel and source: the newest "
+                 "decision is the one sent; an older one, or a flag nobody decided, is not")
+    p.add_argument("email", help="the contact's e-mail (the store keeps only its fingerprint)")
     p.add_argument("--json", action="store_true")
 
     destinations = _group(commands, "destinations", "pause or resume delivery to a destination")

@@ -16,6 +16,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Callable, Generic, Iterable, Protocol, Sequence, TypedDict, TypeVar
 
+from bridge.consent import ConsentRecord
 from bridge.model import Decision, Event, IngestResult, Mapped, Message, Outcome, Webhook
 
 MESSAGE_STATES = ("pending", "inflight", "submitted", "delivered", "dead")
@@ -303,7 +304,14 @@ class Store(Protocol):
 
     async def save_mappings(self, mapped: Sequence[Mapped], now: float) -> int:
         """Record each event's mapping and queue its messages, unless another mapper did first;
-        returns how many messages were queued."""
+        returns how many messages were queued. A message carrying a consent decision is queued only when
+        `bridge.consent.judge` says so against the consent records, which are updated in the same
+        transaction (`remember`)."""
+        ...
+
+    async def consent_records(self, contact: str) -> list[ConsentRecord]:
+        """What the store knows of one contact's consent (`contact` is `bridge.consent.contact_fingerprint`
+        of the e-mail): one record per channel and source, by channel then source."""
         ...
 
     # -- delivery -------------------------------------------------------------
@@ -408,7 +416,8 @@ class Store(Protocol):
     async def apply_mappings(self, mapped: Sequence[Mapped], now: float, *, force: bool,
                              dry_run: bool) -> ReplaySummary:
         """Record replayed mappings; queue what is neither delivered nor open (unless `force`), bring
-        dead letters back in place. With `dry_run`, only count. Atomic per call."""
+        dead letters back in place; a consent decision only as `save_mappings` would. With `dry_run`, only
+        count. Atomic per call."""
         ...
 
     # -- retention ------------------------------------------------------------
@@ -432,7 +441,7 @@ class Store(Protocol):
 
 
 __all__ = [
-    "AREAS", "EVENT_STATUSES", "MESSAGE_STATES", "OPEN_STATES",
+    "AREAS", "EVENT_STATUSES", "ConsentRecord", "MESSAGE_STATES", "OPEN_STATES",
     "AttemptEntry", "AuditEntry", "AuditFilter", "DeadFilter", "DeadLetter", "Decision", "DestinationState",
     "DestinationStats", "EventDetail", "EventFilter", "EventSummary", "IngestResult", "Mapped", "MessageDetail",
     "MigrationStatus", "Page", "PruneCutoffs", "PruneResult", "ReplaySummary", "SentPrint", "Store",

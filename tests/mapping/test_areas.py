@@ -102,14 +102,14 @@ def test_parse_areas_blank_is_the_default() -> None:
 
 def test_shipped_rules_load_with_consent_blocked() -> None:
     rules = load_rules(MAPPINGS, DEFAULT)
-    assert len(rules.blocked) == 7
+    assert len(rules.blocked) == 8
     assert all(("consent" in line or "deletions" in line) and "which is not allowed; to allow it set" in line
                for line in rules.blocked)
     files = sorted(Path(line.split(":")[0]).name for line in rules.blocked)
-    assert files == (["erasure.yaml"] * 2 + ["omneo-profiles.yaml"] * 2 + ["shopify-storefront.yaml"] * 2
+    assert files == (["erasure.yaml"] * 2 + ["omneo-profiles.yaml"] * 3 + ["shopify-storefront.yaml"] * 2
                      + ["woocommerce.yaml"])
     assert sum("OMETRIA_AREAS=events,contacts,orders,carts,products,deletions" in line for line in rules.blocked) == 2
-    assert sum("OMNISEND_AREAS=events,contacts,consent,orders,carts,products" in line for line in rules.blocked) == 2
+    assert sum("OMNISEND_AREAS=events,contacts,consent,orders,carts,products" in line for line in rules.blocked) == 3
     assert sum("OMETRIA_AREAS=events,contacts,consent,orders,carts,products" in line for line in rules.blocked) == 3
 
 
@@ -124,8 +124,9 @@ def test_blocked_consent_is_recorded_and_the_contact_details_still_flow() -> Non
     assert contact.record["lastname"] == "Brooks" and "marketing_optin" not in contact.record
     # what the areas keep back is a notice with the setting that would allow it, not a mapping error
     assert result.errors == [] and result.status == "mapped"
-    omnisend, ometria = result.withheld
+    omnisend, sms, ometria = result.withheld
     assert "→ omnisend contact: blocked: this message writes consent (identifiers[].channels.email.status" in omnisend
+    assert "→ omnisend contact: blocked: this message writes consent (identifiers[].channels.sms.status" in sms
     assert omnisend.endswith("to omnisend, not allowed by OMNISEND_AREAS; "
                              "OMNISEND_AREAS=events,contacts,consent,orders,carts,products would allow it")
     assert "blocked: this message writes consent (marketing_optin) to ometria, not allowed by OMETRIA_AREAS" in ometria
@@ -146,8 +147,10 @@ def test_consent_flows_when_allowed() -> None:
     assert result.errors == []
     assert [(m.destination, m.areas) for m in result.messages] == [
         ("omnisend", ("contacts", "consent")), ("omnisend", ("contacts",)), ("ometria", ("contacts",)),
-        ("ometria", ("contacts", "consent"))]
-    assert result.messages[3].record == {"id": "omneo-9a5f2c1e-7b3d-4e8a-9c61-2f0d8b7e4a13", "@collection": "omneo",
+        ("omnisend", ("contacts", "consent")), ("ometria", ("contacts", "consent"))]
+    assert [m.decision.channel if m.decision else None for m in result.messages] == [
+        "email", None, None, "sms", "email"]
+    assert result.messages[4].record == {"id": "omneo-9a5f2c1e-7b3d-4e8a-9c61-2f0d8b7e4a13", "@collection": "omneo",
                                          "@merge": True, "customer_id": "CUST-000184",
                                          "marketing_optin": "EXPLICITLY_OPTEDIN"}
 
@@ -373,7 +376,7 @@ def test_check_notes_what_the_deployment_does_not_allow(tmp_path: Path, clean_en
     clean_env.setenv("OMNISEND_AREAS", "events,contacts,consent,orders,carts,products")
     assert main(["mappings", "check", str(tmp_path)]) == 0
     out = capsys.readouterr().out
-    assert "ok: 1 rules" in out and "note:" not in out
+    assert "ok: 1 rules" in out and "which is not allowed" not in out
 
 
 def test_check_passes_on_the_shipped_rules_of_a_fresh_install(clean_env: pytest.MonkeyPatch,
@@ -400,8 +403,13 @@ def test_check_explain_lists_areas_and_consent_sources(clean_env: pytest.MonkeyP
     assert "→ omnisend contact upsert (line " in out and "): contacts, consent (NOT ALLOWED)" in out
     assert ("consent identifiers[].channels.email.status from `attributes.comms.email_optout`, "
             "`attributes.comms.email_promo`") in out
-    assert "consent marketing_optin from `email_marketing_consent.state`: {{ email_marketing_consent.state" in out
-    assert "consent marketing_optin from `meta_data`: {{ meta_data | meta('marketing_optin')" in out
+    assert ("consent identifiers[].channels.email.status from `attributes.comms.email_optout`, "
+            "`attributes.comms.email_promo`, decided at `attributes.comms.email_consent_updated_at` (without it: "
+            "when the flag changes, at `updated_at`)") in out
+    assert ("consent marketing_optin from `email_marketing_consent.state`, decided at "
+            "`email_marketing_consent.consent_updated_at`\n") in out
+    assert "consent marketing_optin from `meta_data`, decided at `date_created_gmt`" in out
+    assert "its email decision, for `email`, is sent only when newer than any the bridge knows for that e-mail" in out
     assert "→ ometria order upsert" in out and ": orders" in out
 
 

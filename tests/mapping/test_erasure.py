@@ -54,7 +54,7 @@ def test_no_null_and_no_empty_string_at_any_depth(name: str, source: str, topic:
 
 def test_omneo_profile_without_last_name() -> None:
     messages = RULES.map(event(stored("omneo/profile_updated_no_last_name.json"), "omneo", "profile.updated")).messages
-    _status, contact, ometria, consent = messages
+    _status, contact, ometria, _sms, consent = messages
     assert contact.action == "update"
     assert "lastName" not in contact.record and "lastname" not in ometria.record
     assert "prefix" not in ometria.record  # null in the payload

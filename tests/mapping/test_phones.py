@@ -29,17 +29,17 @@ def test_omneo_sms_consent_without_a_phone_sends_the_email_identifier_alone() ->
     payload.update(mobile_phone=None, mobile_phone_e164=None)
     result = RULES.map(event(payload, "omneo", "profile.updated"))
     assert result.errors == []
-    contact = next(m for m in result.messages if (m.destination, m.kind) == ("omnisend", "contact"))
-    assert [i["type"] for i in contact.record["identifiers"]] == ["email"]
+    contacts = [m for m in result.messages if (m.destination, m.kind) == ("omnisend", "contact")]
+    assert [[i["type"] for i in m.record["identifiers"]] for m in contacts] == [["email"], ["email"]]
 
 
 def test_omneo_local_phone_is_read_in_the_profiles_country() -> None:
     payload = stored("omneo/profile_updated.json")
     payload.update(mobile_phone="0412 345 678", mobile_phone_e164=None, mobile_phone_country="AU")
-    contact = next(m for m in RULES.map(event(payload, "omneo", "profile.updated")).messages
-                   if (m.destination, m.kind) == ("omnisend", "contact"))
-    assert contact.record["identifiers"][1] == {**contact.record["identifiers"][1], "type": "phone",
-                                                "id": "+61412345678"}
+    sms = next(m for m in RULES.map(event(payload, "omneo", "profile.updated")).messages
+               if m.decision is not None and m.decision.channel == "sms")
+    assert sms.record["identifiers"] == [{"type": "phone", "id": "+61412345678", "channels": {
+        "sms": {"status": "unsubscribed", "statusDate": "2026-11-21T08:05:33Z"}}}]
 
 
 def test_e164_keeps_an_international_test_number() -> None:

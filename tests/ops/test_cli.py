@@ -229,3 +229,29 @@ def test_events_show_prints_json_nested_too_deep_to_take_now_as_text(outbox: Out
         assert run_json(capsys, "events", "show", str(event), *reveal)["payload"] == deep.decode()
         code, out, _ = run(capsys, "events", "show", str(event), *reveal)
         assert code == 0 and '{\\"a\\":' in out
+
+
+def test_consent_show_says_per_channel_and_source_which_decision_is_current(
+        outbox: Outbox, capsys: pytest.CaptureFixture[str]) -> None:
+    import asyncio
+
+    from bridge.consent import ConsentDecision, contact_fingerprint
+    from bridge.model import Mapped
+
+    jane = contact_fingerprint("jane@example.com")
+
+    def decide(key: str, source: str, subscribed: bool, at: float) -> None:
+        event_id = outbox.ingest(key, source=source, topic="profile.updated", at=at)
+        message = Outgoing("ometria", "contact", {"id": "1", "marketing_optin": "x"}, rule="contacts",
+                           areas=("contacts", "consent"),
+                           decision=ConsentDecision(jane, "email", subscribed, source, at))
+        asyncio.run(outbox.store.save_mappings([Mapped(event_id, "mapped", ["contacts"], [], [(message, key)])], at))
+
+    decide("s1", "shopify", True, NOW - DAY)
+    decide("o1", "omneo", False, NOW)
+    rows = run_json(capsys, "consent", "show", "Jane@Example.com")
+    assert [(r["channel"], r["source"], r["says"], r["current"]) for r in rows] == [
+        ("email", "omneo", "not subscribed", True), ("email", "shopify", "subscribed", False)]
+    code, out, _ = run(capsys, "consent", "show", "jane@example.com")
+    assert code == 0 and "CURRENT" in out and "jane" not in out
+    assert run(capsys, "consent", "show", "nobody@example.com")[1].strip() == "no consent decision known for that e-mail"

@@ -76,7 +76,9 @@ def profile(n: int) -> Outbound:
     body["external_id"] = f"CUST-REL-{n:05d}"
     body.update(first_name=p["first"], last_name=p["last"], full_name=f"{p['first']} {p['last']}", email=p["email"],
                 mobile_phone=p["phone"], mobile_phone_e164=p["phone"], updated_at="2026-11-23 01:02:03")
-    body.setdefault("attributes", {})["comms"] = {"email_promo": n % 2 == 0, "email_optout": n % 2 == 1}
+    # the member decided (Omneo keeps when): without that time a new profile's comms would be no decision
+    body.setdefault("attributes", {})["comms"] = {"email_promo": n % 2 == 0, "email_optout": n % 2 == 1,
+                                                  "email_consent_updated_at": "2026-11-23 01:02:03"}
     raw = json.dumps(body).encode()
     return Outbound("omneo", "profile", body["id"], raw, omneo_headers(raw, OMNEO_SECRET, "profile.created"),
                     p["email"].lower())

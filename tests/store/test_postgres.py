@@ -146,12 +146,12 @@ def test_two_instances_migrating_at_once_apply_each_migration_once(pg_server: pg
     try:
         async def go() -> None:
             first, second = await asyncio.gather(migrate(url), migrate(url))
-            shipped = [m.name for m in migrations("postgres")]
-            assert sorted([first.applied, second.applied]) == [[], shipped]
-            assert first.current == second.current == shipped[-1][:4]
+            names = [m.name for m in migrations("postgres")]
+            assert sorted([first.applied, second.applied]) == [[], names]
+            assert first.current == second.current == names[-1][:4]
             assert sorted([first.created, second.created]) == [False, True]  # the one that made the schema
             again = await migrate(url)
-            assert again.applied == [] and again.current == shipped[-1][:4] and not again.created
+            assert again.applied == [] and again.current == names[-1][:4] and not again.created
 
         asyncio.run(go())
     finally:

@@ -18,6 +18,7 @@ import json
 from typing import Any, Sequence
 
 from bridge.model import Event, IngestResult, Mapped, Outgoing
+from bridge.store.postgres import consent
 from bridge.store.postgres.connection import Conn
 from bridge.store.postgres.outbox import lock_lanes, refresh_lanes
 from bridge.store.postgres.text import storable
@@ -71,6 +72,7 @@ async def waiting_events(conn: Conn, limit: int, after: int, horizon: int) -> li
 async def save_mappings(conn: Conn, mapped: Sequence[Mapped], now: float, notify: bool) -> int:
     """Record each event's mapping and queue its messages, unless another mapper did first."""
     mapped = sorted(mapped, key=lambda m: m.event_id)
+    await consent.lock(conn, mapped)  # before the lanes: the global lock order (bridge/store/postgres/consent.py)
     lanes = sorted({(storable(msg.destination), storable(msg.key)) for m in mapped for msg, _ in m.messages if msg.key})
     await lock_lanes(conn, lanes, create=True)
     cur = await conn.execute("SELECT id FROM events WHERE id = ANY(%s) AND status = 'received' ORDER BY id FOR UPDATE",
@@ -85,7 +87,8 @@ async def save_mappings(conn: Conn, mapped: Sequence[Mapped], now: float, notify
         " WHERE e.id = u.id",
         (now, [m.event_id for m in mine], [m.status for m in mine], [json.dumps(m.rules) for m in mine],
          [json.dumps(m.errors) if m.errors else None for m in mine]))
-    rows = [message_params(m.event_id, msg, key) for m in mine for msg, key in m.messages]
+    rows = [message_params(m.event_id, msg, key) for m in mine
+            for msg, key in await consent.sift(conn, m.event_id, m.messages, now)]
     if rows:
         await insert_messages(conn, rows, now)
         await refresh_lanes(conn, lanes)

@@ -12,6 +12,7 @@ from typing import Any, Sequence
 
 from bridge.model import Event, Mapped
 from bridge.store.base import OPEN_STATES, EventFilter, ReplaySummary
+from bridge.store.postgres import consent
 from bridge.store.postgres.connection import Conn
 from bridge.store.postgres.inbound import insert_messages, message_params
 from bridge.store.postgres.outbox import lock_lanes, refresh_lanes
@@ -46,6 +47,7 @@ async def apply_mappings(conn: Conn, mapped: Sequence[Mapped], now: float, force
     summary = ReplaySummary(events=len(mapped), dry_run=dry_run)
     event_ids = sorted({m.event_id for m in mapped})
     lanes: list[tuple[str, str]] = []
+    await consent.lock(conn, mapped)  # before the lanes: the global lock order (bridge/store/postgres/consent.py)
     if not dry_run:
         cur = await conn.execute("SELECT DISTINCT destination, ordering_key FROM messages"
                                  " WHERE event_id = ANY(%s) AND ordering_key <> ''", (event_ids,))
@@ -61,7 +63,8 @@ async def apply_mappings(conn: Conn, mapped: Sequence[Mapped], now: float, force
             await conn.execute("UPDATE events SET status = %s, rules = %s, errors = %s, mapped_at = %s WHERE id = %s",
                                (m.status, json.dumps(m.rules), json.dumps(m.errors) if m.errors else None, now,
                                 m.event_id))
-        for msg, key in m.messages:
+        # A replayed consent decision goes only while no newer one is known (bridge/consent.py).
+        for msg, key in await consent.sift(conn, m.event_id, m.messages, now, write=not dry_run):
             # The key is made from the event's source and dedupe key: its messages are this event's.
             cur = await conn.execute("SELECT id, state, destination FROM messages WHERE event_id = %s"
                                      " AND idempotency_key = %s ORDER BY id DESC", (m.event_id, key))

@@ -13,6 +13,7 @@ from typing import Any, Awaitable, Callable, Iterable, Sequence, TypeVar
 import structlog
 from psycopg_pool import AsyncConnectionPool
 
+from bridge.consent import ConsentRecord
 from bridge.errors import StoreUnavailable
 from bridge.model import Decision, Event, IngestResult, Mapped, Message, Outcome, Webhook
 from bridge.store.base import (
@@ -33,7 +34,7 @@ from bridge.store.base import (
     SentPrint,
 )
 from bridge.store.migrations import unapplied_error
-from bridge.store.postgres import echo, inbound, migrate, outbox, queries, replay, retention
+from bridge.store.postgres import consent, echo, inbound, migrate, outbox, queries, replay, retention
 from bridge.settings import masked_url
 from bridge.store.postgres.connection import Conn, connect, in_transaction, make_pool
 from bridge.store.postgres.wakeups import EVENTS_CHANNEL, Wakeups
@@ -120,6 +121,9 @@ class PostgresStore:
 
     async def save_mappings(self, mapped: Sequence[Mapped], now: float) -> int:
         return await self._run(inbound.save_mappings, mapped, now, self.notify)
+
+    async def consent_records(self, contact: str) -> list[ConsentRecord]:
+        return await self._run(consent.records, contact, single=True)
 
     # -- delivery -------------------------------------------------------------
 

@@ -24,6 +24,7 @@ from typing import Any, Callable, Iterable, Sequence, TypeVar
 
 import structlog
 
+from bridge.consent import ConsentRecord
 from bridge.errors import StoreUnavailable
 from bridge.model import Decision, Event, IngestResult, Mapped, Message, Outcome, Webhook
 from bridge.store.base import (
@@ -44,7 +45,7 @@ from bridge.store.base import (
     SentPrint,
 )
 from bridge.store.migrations import unapplied_error
-from bridge.store.sqlite import echo, outbox, queries, replay, retention
+from bridge.store.sqlite import consent, echo, outbox, queries, replay, retention
 from bridge.store.sqlite.ingest import EventRow, event_row, ingest_one
 from bridge.store.sqlite.migrate import created_at as schema_created_at
 from bridge.store.sqlite.migrate import migrate as apply_migrations
@@ -292,6 +293,9 @@ class SQLiteStore:
 
     async def save_mappings(self, mapped: Sequence[Mapped], now: float) -> int:
         return await self.awrite(outbox.save_mappings, mapped, now)
+
+    async def consent_records(self, contact: str) -> list[ConsentRecord]:
+        return await self.aread(lambda conn: consent.records(conn, contact))
 
     # -- delivery -----------------------------------------------------------
 
