@@ -38,9 +38,9 @@ def decisions(payload: Any, source: str, topic: str) -> list[tuple[str, str, Con
 
 def test_a_shopify_customer_who_chose_carries_the_decision_with_its_time() -> None:
     found = decisions(stored("shopify/customers_create.json"), "shopify", "customers/create")
-    assert [(d, k) for d, k, _ in found] == [("omnisend", "contact"), ("ometria", "contact")]
+    assert [(d, k) for d, k, _ in found] == [("omneo", "profile"), ("omnisend", "contact"), ("ometria", "contact")]
     decision = found[0][2]
-    assert decision == found[1][2] == ConsentDecision(contact_fingerprint("jane.citizen@example.com"), "email",
+    assert decision == found[1][2] == found[2][2] == ConsentDecision(contact_fingerprint("jane.citizen@example.com"), "email",
                                                       True, "shopify", moment("2025-03-02T09:14:21+11:00"))
     assert "jane" not in decision.contact  # a fingerprint, never the address
 
