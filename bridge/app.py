@@ -21,6 +21,9 @@ from bridge.ops.admin import admin_routes, has_admin_token
 from bridge.ops.health import readyz_route
 from bridge.ops.metrics import METRICS, metrics_route
 from bridge.ops.when import iso
+from bridge.mapping.process import MappingProcess
+from bridge.rules.service import RulesService
+from bridge.rules.sync import RulesSync
 from bridge.settings import Settings, masked_url
 from bridge.sources import Source
 from bridge.store import Store, make_store
@@ -42,8 +45,12 @@ class Bridge:
     rules: Any  # bridge.mapping.reload.RulesHolder: .current, .error, .loaded_at, .watch()
     destinations: Mapping[str, Destination]
     worker: Worker | None = None
+    # The published rules from the store (bridge.rules.sync); None when the rules come from the folder only.
+    rules_sync: RulesSync | None = None
     started_at: float = field(default_factory=time.time)
     _database: dict[str, Any] | None = None  # what /healthz last read of the database, kept once it holds events
+    _rules_service: RulesService | None = None
+    _preview_process: MappingProcess | None = None  # the mapping process previews run in, once one ran
     stop_by: float | None = None  # time.monotonic() by which a stop signal wants the process gone
 
     def stop_soon(self) -> None:
@@ -79,11 +86,37 @@ class Bridge:
 
             parts["rules"] = RulesHolder(settings.mappings_dir, allowed_areas=allowed_from_settings(settings),
                                          saved_dir=settings.last_good_rules_dir)
+            if settings.rules_source == "store" and "rules_sync" not in parts:
+                parts["rules_sync"] = RulesSync(parts["store"], parts["rules"], settings.mappings_dir,
+                                                poll_seconds=settings.rules_poll_seconds)
         if "destinations" not in parts:
             from bridge.destinations.registry import build_destinations
 
             parts["destinations"] = build_destinations(settings, budget=parts["store"])
         return cls(settings, **parts)
+
+    def rules_service(self) -> RulesService:
+        """Drafts, previews, publishing (bridge.rules.service); one per process, made when first asked."""
+        if self._rules_service is None:
+            from bridge.mapping.areas import allowed_from_settings
+            from bridge.mapping.process import MappingProcess
+
+            s = self.settings
+            self._preview_process = MappingProcess(s.log_format, s.log_level, s.mapping_timeout_seconds,
+                                                   s.mapping_memory_mb)
+            self._rules_service = RulesService(
+                self.store, getattr(self.rules, "allowed_areas", None) if self.rules is not None
+                else allowed_from_settings(s), sync=self.rules_sync, destinations=self.destinations,
+                process=self._preview_process, preview_seconds=s.rules_preview_seconds)
+        return self._rules_service
+
+    async def start_rules(self) -> asyncio.Task[None] | None:
+        """Run the published rules (after the store opened, before the worker starts) and watch for new
+        ones: the watch's task, or None when the rules come from the folder only."""
+        if self.rules_sync is None:
+            return None
+        await self.rules_sync.start()
+        return asyncio.create_task(self.rules_sync.watch(), name="rules-sync")
 
     async def health(self, private: bool = False) -> dict[str, Any]:
         """What /healthz shows; filesystem paths only when `private` (asked with the admin token)."""
@@ -110,10 +143,20 @@ class Bridge:
                 "running_saved_copy": _saved_copy(getattr(self.rules, "running_saved", None), private),
                 # messages this deployment refuses to send (areas not allowed), with the setting to change
                 "blocked": list(getattr(self.rules, "blocked", []) or []),
+                # which published version runs here (bridge.rules.sync), or {"source": "folder"}
+                "published": self._published(private),
             },
             # whether the map loop keeps up (None when this process runs no worker)
             "mapping": self.worker.map_health.report(time.monotonic()) if self.worker else None,
         }
+
+    def _published(self, private: bool) -> dict[str, Any]:
+        if self.rules_sync is None:
+            return {"source": "folder"}
+        state = self.rules_sync.state()
+        if not private and state["folder_error"] is not None:
+            state["folder_error"] = _FOLDERS.sub("", state["folder_error"])
+        return state
 
     async def database(self) -> dict[str, Any]:
         """Whether the database is new (holds no event yet), and when its schema was made: a platform
@@ -181,6 +224,7 @@ def create_app(settings: Settings, *, run_worker: bool | None = None, **parts: A
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await bridge.store.open()
         METRICS.watch_store(bridge.store, bridge.destinations)
+        rules_watch = await bridge.start_rules()
         watch = None
         if hasattr(bridge.rules, "watch"):
             watch = asyncio.create_task(bridge.rules.watch())
@@ -198,8 +242,11 @@ def create_app(settings: Settings, *, run_worker: bool | None = None, **parts: A
             yield
         finally:
             await bridge.stop_worker()
-            if watch is not None:
-                watch.cancel()
+            if bridge._preview_process is not None:
+                bridge._preview_process.close()
+            for task in (watch, rules_watch):
+                if task is not None:
+                    task.cancel()
             for destination in bridge.destinations.values():
                 await destination.aclose()
             await bridge.store.close()

@@ -90,6 +90,7 @@ async def _run_worker(settings: Settings) -> int:
 
     bridge = Bridge.build(settings)
     await bridge.store.open()
+    rules_watch = await bridge.start_rules()
     bridge.worker = Worker(settings, bridge.store, bridge.rules, bridge.destinations)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -102,6 +103,8 @@ async def _run_worker(settings: Settings) -> int:
     await stop.wait()
     await bridge.stop_worker()
     watch.cancel()
+    if rules_watch is not None:
+        rules_watch.cancel()
     for destination in bridge.destinations.values():
         await destination.aclose()
     await bridge.store.close()

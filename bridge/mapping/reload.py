@@ -79,6 +79,17 @@ class RulesHolder:
     def changed(self) -> bool:
         return self._scan() != self._snapshot
 
+    def switch(self, directory: Path) -> bool:
+        """Run the rules of another folder (a published version's, made by bridge.rules.sync): True when
+        they loaded. When they do not, the rules running keep running, as after a broken save."""
+        self.directory = Path(directory)
+        return self.reload()
+
+    async def aswitch(self, directory: Path) -> bool:
+        """`switch` in a thread, one load at a time (as `areload`)."""
+        async with self._loading:
+            return await asyncio.to_thread(self.switch, directory)
+
     def reload(self) -> bool:
         """Load the directory again; True when the new rules are now current."""
         self._snapshot = self._scan()

@@ -434,9 +434,9 @@ class Store(Protocol):
 
     # -- rule sets --------------------------------------------------------------
 
-    async def rule_head(self, origin: str | None = None) -> RuleVersion | None:
-        """The published rule set (the highest version), or with `origin` the newest of that origin;
-        without its files. None when there is none. Cheap: every instance polls it."""
+    async def rule_head(self, origin: str | None = None, digest: str | None = None) -> RuleVersion | None:
+        """The published rule set (the highest version), or with `origin` and/or `digest` the newest
+        version that has them; without its files. None when there is none. Cheap: every instance polls it."""
         ...
 
     async def rule_version(self, version: int) -> RuleVersion | None:

@@ -15,12 +15,14 @@ from bridge.store.records import RULE_DRAFT_COLUMNS, RULE_VERSION_COLUMNS
 from bridge.store.sqlite.rows import EVENT_COLUMNS, event_from_row
 
 
-async def rule_head(conn: Conn, origin: str | None) -> RuleVersion | None:
-    if origin is None:
-        cur = await conn.execute(f"SELECT {RULE_VERSION_COLUMNS} FROM rule_versions ORDER BY version DESC LIMIT 1")
-    else:
-        cur = await conn.execute(f"SELECT {RULE_VERSION_COLUMNS} FROM rule_versions WHERE origin = %s"
-                                 " ORDER BY version DESC LIMIT 1", (origin,))
+async def rule_head(conn: Conn, origin: str | None, digest: str | None) -> RuleVersion | None:
+    clauses, params = ["TRUE"], []
+    for column, value in (("origin", origin), ("digest", digest)):
+        if value is not None:
+            clauses.append(f"{column} = %s")
+            params.append(value)
+    cur = await conn.execute(f"SELECT {RULE_VERSION_COLUMNS} FROM rule_versions WHERE {' AND '.join(clauses)}"
+                             " ORDER BY version DESC LIMIT 1", params)
     row = await cur.fetchone()
     return None if row is None else records.rule_version(row)
 

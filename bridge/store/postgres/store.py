@@ -197,8 +197,8 @@ class PostgresStore:
 
     # -- rule sets --------------------------------------------------------------
 
-    async def rule_head(self, origin: str | None = None) -> RuleVersion | None:
-        return await self._run(rules.rule_head, origin)
+    async def rule_head(self, origin: str | None = None, digest: str | None = None) -> RuleVersion | None:
+        return await self._run(rules.rule_head, origin, digest)
 
     async def rule_version(self, version: int) -> RuleVersion | None:
         return await self._run(rules.rule_version, version)

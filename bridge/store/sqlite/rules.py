@@ -13,13 +13,20 @@ from bridge.store.records import RULE_DRAFT_COLUMNS, RULE_VERSION_COLUMNS
 from bridge.store.sqlite.rows import EVENT_COLUMNS, event_from_row
 
 
-def rule_head(conn: sqlite3.Connection, origin: str | None) -> RuleVersion | None:
-    if origin is None:
-        row = conn.execute(f"SELECT {RULE_VERSION_COLUMNS} FROM rule_versions ORDER BY version DESC LIMIT 1").fetchone()
-    else:
-        row = conn.execute(f"SELECT {RULE_VERSION_COLUMNS} FROM rule_versions WHERE origin = ?"
-                           " ORDER BY version DESC LIMIT 1", (origin,)).fetchone()
+def rule_head(conn: sqlite3.Connection, origin: str | None, digest: str | None) -> RuleVersion | None:
+    clause, params = _version_where(origin, digest)
+    row = conn.execute(f"SELECT {RULE_VERSION_COLUMNS} FROM rule_versions WHERE {clause}"
+                       " ORDER BY version DESC LIMIT 1", params).fetchone()
     return None if row is None else records.rule_version(row)
+
+
+def _version_where(origin: str | None, digest: str | None) -> tuple[str, list[str]]:
+    clauses, params = ["1 = 1"], []
+    for column, value in (("origin", origin), ("digest", digest)):
+        if value is not None:
+            clauses.append(f"{column} = ?")
+            params.append(value)
+    return " AND ".join(clauses), params
 
 
 def rule_version(conn: sqlite3.Connection, version: int) -> RuleVersion | None:

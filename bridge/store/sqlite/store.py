@@ -371,8 +371,8 @@ class SQLiteStore:
 
     # -- rule sets --------------------------------------------------------------
 
-    async def rule_head(self, origin: str | None = None) -> RuleVersion | None:
-        return await self.aread(lambda conn: rules.rule_head(conn, origin))
+    async def rule_head(self, origin: str | None = None, digest: str | None = None) -> RuleVersion | None:
+        return await self.aread(lambda conn: rules.rule_head(conn, origin, digest))
 
     async def rule_version(self, version: int) -> RuleVersion | None:
         return await self.aread(lambda conn: rules.rule_version(conn, version))

@@ -40,6 +40,8 @@ async def test_each_publish_is_the_next_version_and_the_highest_is_the_head(stor
     folder = await store.rule_head(origin="folder")
     assert folder is not None and folder.version == 1
     assert await store.rule_head(origin="rollback") is None
+    assert (await store.rule_head(digest="digest1")).version == 1  # type: ignore[union-attr]
+    assert await store.rule_head(origin="publish", digest="digest1") is None
 
 
 async def test_a_publish_that_is_not_head_plus_one_stores_nothing(store: Store) -> None:
