@@ -12,6 +12,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
+from bridge.ops.openapi import MAX_ROW_ID
 from bridge.ops.admin import BadRequest, NotFound, _body, _flag, _limit, _offset, _page, _whole, error
 from bridge.rules.preview import DEFAULT_EVENTS, MAX_EVENTS
 from bridge.rules.service import Missing, Refused, RulesService, action_view, draft_view, version_view
@@ -35,7 +36,7 @@ def _files(value: Any) -> dict[str, str]:
 
 def _id(request: Request, name: str) -> int:
     value = request.path_params[name]
-    if not isinstance(value, int) or not 1 <= value <= 2**63 - 1:
+    if not isinstance(value, int) or not 1 <= value <= MAX_ROW_ID:
         raise NotFound(f"no {name.replace('_', ' ')} {value}")
     return value
 
@@ -72,7 +73,7 @@ def rules_routes(service: RulesService, endpoint: Callable[[Handler], Handler]) 
     async def rollback(request: Request) -> Response:
         body = await _body(request, {"version", "message"})
         target = body.get("version")
-        if not isinstance(target, int) or isinstance(target, bool) or target < 1:
+        if not isinstance(target, int) or isinstance(target, bool) or not 1 <= target <= MAX_ROW_ID:
             raise BadRequest("version: expected the number of the version to run again")
         message = body.get("message") or ""
         if not isinstance(message, str):
