@@ -142,7 +142,10 @@ def build_parser() -> argparse.ArgumentParser:
     from bridge import ops
     from bridge.mapping import cli as mappings
 
+    from bridge.rules import cli as rules
+
     mappings.register(commands)
+    rules.register(commands)
     ops.register(commands)
     return parser
 

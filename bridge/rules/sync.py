@@ -1,10 +1,11 @@
 """Each instance runs the published rule set, and the rules folder comes in as a new version when it changes.
 
 Which source wins: the store, once it holds a version. The folder (BRIDGE_MAPPINGS_DIR) is imported
-as a new version when it holds files that were never imported from a folder before: on a fresh
-install (version 1), and when a deploy brings changed files. A deploy of files already imported
-(a restart, or an instance of an older build starting) changes nothing, so a version published
-from the console since stays published. A folder that fails the check is not imported: the published
+as a new version when its files are not those of any stored version: on a fresh install (version 1),
+and when a deploy brings changed files. Files the store has held before (a restart, an instance of an
+older build starting, a folder exported with `bridge rules export` and deployed) change nothing, so a
+version published from the console since stays published; `bridge rules import DIR` publishes a
+folder whatever the store held before. A folder that fails the check is not imported: the published
 version keeps running and /healthz shows the folder's problems.
 
 Every instance polls the head version (one indexed row) every BRIDGE_RULES_POLL_SECONDS; a new one
@@ -80,8 +81,8 @@ class RulesSync:
             return ()
 
     async def import_folder(self) -> RuleVersion | None:
-        """Publish the folder's files as a new version when they were never imported from a folder and pass
-        the check; the version, or None."""
+        """Publish the folder's files as a new version when no stored version has them and they pass the
+        check; the version, or None."""
         self._folder_seen = self._folder_scan()
         try:
             files = ruleset.read_folder(self.folder)
@@ -92,7 +93,7 @@ class RulesSync:
             self.folder_error = None
             return None
         digest = ruleset.digest(files)
-        if await self.store.rule_head(origin="folder", digest=digest) is not None:
+        if await self.store.rule_head(digest=digest) is not None:
             self.folder_error = None
             return None
         result, _ = await asyncio.to_thread(check_files, files, self.holder.allowed_areas)
@@ -106,7 +107,7 @@ class RulesSync:
         self.folder_error = None
         version = await publish(self.store, files, author=FOLDER_AUTHOR, origin="folder", now=self.clock(),
                                 message=f"imported from the folder {self.folder.name}/",
-                                done_if=lambda: self.store.rule_head(origin="folder", digest=digest))
+                                done_if=lambda: self.store.rule_head(digest=digest))
         if version is not None:
             await self.store.record_rule_action(action(self.clock(), FOLDER_AUTHOR, "import", version.version,
                                                        detail=f"{len(files)} files from {self.folder.name}/"))
