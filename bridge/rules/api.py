@@ -6,14 +6,15 @@ the `X-Bridge-Actor` header, which the audit log records beside it.
 
 from __future__ import annotations
 
-from typing import Any, Awaitable, Callable
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from bridge.ops.openapi import MAX_ROW_ID
 from bridge.ops.admin import BadRequest, NotFound, _body, _flag, _limit, _offset, _page, _whole, error
+from bridge.ops.openapi import MAX_ROW_ID
 from bridge.rules.preview import DEFAULT_EVENTS, MAX_EVENTS
 from bridge.rules.service import Missing, Refused, RulesService, action_view, draft_view, version_view
 
@@ -178,4 +179,4 @@ def rules_routes(service: RulesService, endpoint: Callable[[Handler], Handler]) 
     ]
 
 
-__all__ = ["rules_routes", "actor", "error"]
+__all__ = ["actor", "error", "rules_routes"]

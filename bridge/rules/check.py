@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import re
 import tempfile
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from bridge.mapping.areas import Allowed
 from bridge.mapping.examples import run_examples

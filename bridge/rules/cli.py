@@ -140,7 +140,8 @@ def cmd_import(args: argparse.Namespace) -> int:
                                 message=args.message.strip() or f"{args.origin} from {args.dir}")
         assert version is not None
         await store.record_rule_action(action(_now(), _who(), args.origin, version.version, detail=args.message))
-        return version, diff_sets((await store.rule_version(head.version)).files if head else {}, files)
+        before = await store.rule_version(head.version) if head else None
+        return version, diff_sets(before.files if before else {}, files)
 
     published = on_store(settings, run)
     if published is None:

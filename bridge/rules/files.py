@@ -9,8 +9,8 @@ import os
 import re
 import shutil
 import tempfile
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Mapping
 
 from bridge.mapping.loader import rule_files
 from bridge.mapping.saved import copy_name

@@ -12,8 +12,9 @@ from __future__ import annotations
 import asyncio
 import difflib
 import json
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 from bridge.destinations import Destination
 from bridge.mapping.loader import LoadedRules

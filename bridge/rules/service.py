@@ -11,7 +11,8 @@ from __future__ import annotations
 import asyncio
 import difflib
 import time
-from typing import Any, Callable, Mapping
+from collections.abc import Callable, Mapping
+from typing import Any
 
 from bridge.destinations import Destination
 from bridge.mapping.areas import Allowed

@@ -20,12 +20,14 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import structlog
 
 from bridge.errors import StoreUnavailable
+from bridge.mapping.loader import rule_files
 from bridge.mapping.reload import RulesHolder
 from bridge.ops.when import iso
 from bridge.rules import files as ruleset
@@ -76,7 +78,7 @@ class RulesSync:
 
     def _folder_scan(self) -> tuple[tuple[str, int, int], ...]:
         try:
-            return tuple((p.name, p.stat().st_mtime_ns, p.stat().st_size) for p in ruleset.rule_files(self.folder))
+            return tuple((p.name, p.stat().st_mtime_ns, p.stat().st_size) for p in rule_files(self.folder))
         except OSError:
             return ()
 

@@ -34,7 +34,6 @@ def order(n: int) -> tuple[bytes, dict[str, str]]:
 
 def currency_sent(instance: BridgeProcess, n: int) -> str | None:
     """The currency of the Omnisend "placed order" event the instance mapped for order n, once mapped."""
-    body, headers = order(n)
     events = httpx.get(instance.url + "/admin/events", headers=AUTH, params={"limit": 50}, timeout=5).json()["events"]
     for event in events:
         if event["status"] != "mapped":

@@ -4,7 +4,7 @@ newest events of some topics that a preview runs on."""
 from __future__ import annotations
 
 import sqlite3
-from typing import Sequence
+from collections.abc import Sequence
 
 from bridge.model import Event
 from bridge.store import records
