@@ -50,6 +50,7 @@ class Bridge:
     started_at: float = field(default_factory=time.time)
     _database: dict[str, Any] | None = None  # what /healthz last read of the database, kept once it holds events
     _rules_service: RulesService | None = None
+    _tasks: set[asyncio.Task[None]] = field(default_factory=set)  # SIGHUP's, held until done
     _preview_process: MappingProcess | None = None  # the mapping process previews run in, once one ran
     stop_by: float | None = None  # time.monotonic() by which a stop signal wants the process gone
 
@@ -110,6 +111,16 @@ class Bridge:
                 process=self._preview_process, preview_seconds=s.rules_preview_seconds)
         return self._rules_service
 
+    def reload_rules_soon(self) -> None:
+        """SIGHUP: load the folder again now; with the rules in the store, import it if it is new and run
+        the published version."""
+        if self.rules_sync is None:
+            self.rules.reload_soon()
+            return
+        task = asyncio.ensure_future(self.rules_sync.refresh())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
     async def start_rules(self) -> asyncio.Task[None] | None:
         """Run the published rules (after the store opened, before the worker starts) and watch for new
         ones: the watch's task, or None when the rules come from the folder only."""
@@ -122,6 +133,8 @@ class Bridge:
         """What /healthz shows; filesystem paths only when `private` (asked with the admin token)."""
         paused = self.worker.paused if self.worker else {}
         error = getattr(self.rules, "error", None)
+        if self.rules_sync is not None and self.rules_sync.folder_error is not None:  # a folder not imported
+            error = "\n".join(e for e in (error, self.rules_sync.folder_error) if e)
         return {
             "status": "ok",
             "uptime_seconds": round(time.time() - self.started_at, 1),
@@ -230,7 +243,7 @@ def create_app(settings: Settings, *, run_worker: bool | None = None, **parts: A
             watch = asyncio.create_task(bridge.rules.watch())
             # `kill -HUP` reloads the rules at once, as well as the polling watch.
             with contextlib.suppress(ValueError, RuntimeError, NotImplementedError):  # not the main thread
-                asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, bridge.rules.reload_soon)
+                asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, bridge.reload_rules_soon)
         for gap in settings.missing():
             log.warning("config.not_configured", what=gap)
         if with_worker:

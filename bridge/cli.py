@@ -96,7 +96,7 @@ async def _run_worker(settings: Settings) -> int:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    loop.add_signal_handler(signal.SIGHUP, bridge.rules.reload_soon)  # one load at a time, with the watch's
+    loop.add_signal_handler(signal.SIGHUP, bridge.reload_rules_soon)  # one load at a time, with the watch's
     watch = asyncio.create_task(bridge.rules.watch())
     await bridge.worker.start()
     structlog.get_logger("bridge").info("worker.started")

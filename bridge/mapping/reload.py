@@ -85,9 +85,24 @@ class RulesHolder:
         self.directory = Path(directory)
         return self.reload()
 
+    def adopt(self, directory: Path) -> bool:
+        """Run the current rules from another folder that holds the very same files, without loading them
+        again (a published version equal to the folder that just loaded): True when it does."""
+        current = self.current
+        if current is None or saved.files_digests(directory) != current.digests:
+            return False
+        self.directory = Path(directory)
+        self._snapshot = self._scan()
+        current.directory = self.directory
+        self.error = None
+        self.running_saved = None
+        return True
+
     async def aswitch(self, directory: Path) -> bool:
         """`switch` in a thread, one load at a time (as `areload`)."""
         async with self._loading:
+            if self.adopt(directory):
+                return True
             return await asyncio.to_thread(self.switch, directory)
 
     def reload(self) -> bool:

@@ -13,7 +13,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from bridge.ops.admin import BadRequest, NotFound, _body, _flag, _limit, _offset, _page, _whole, error
+from bridge.ops.admin import BadRequest, NotFound, _body, _flag, _limit, _offset, _page, _whole
 from bridge.ops.openapi import MAX_ROW_ID
 from bridge.rules.preview import DEFAULT_EVENTS, MAX_EVENTS
 from bridge.rules.service import Missing, Refused, RulesService, action_view, draft_view, version_view
@@ -23,7 +23,7 @@ MAX_ACTOR = 80
 Handler = Callable[[Request], Awaitable[Response]]
 
 
-def actor(request: Request) -> str:
+def named_actor(request: Request) -> str:
     named = request.headers.get(ACTOR_HEADER, "").strip()
     named = "".join(c for c in named if c.isprintable())[:MAX_ACTOR]
     return f"admin ({named})" if named else "admin"
@@ -54,8 +54,13 @@ def _guarded(handler: Handler) -> Handler:
     return run
 
 
-def rules_routes(service: RulesService, endpoint: Callable[[Handler], Handler]) -> list[BaseRoute]:
-    """The routes, each wrapped by the admin API's `endpoint` (400, 404, 503 as everywhere)."""
+def rules_routes(service: RulesService, read: Callable[[Handler], Handler],
+                 change: Callable[[Handler], Handler] | None = None,
+                 actor: Callable[[Request], str] = named_actor) -> list[BaseRoute]:
+    """The routes, each wrapped by the admin API's endpoint (400, 404, 503 as everywhere): `read` for what
+    only reads, `change` (by default `read`) for drafts, checks, previews, publishing and rollback, so that
+    a permission model can tell them apart. `actor` names who asked, for the audit log."""
+    change = change or read
 
     async def published(request: Request) -> Response:
         head = await service.published()
@@ -156,7 +161,9 @@ def rules_routes(service: RulesService, endpoint: Callable[[Handler], Handler]) 
         return JSONResponse(version_view(version), status_code=201)
 
     def route(path: str, handler: Handler, method: str) -> Route:
-        return Route(path, endpoint(_guarded(handler)), methods=[method])
+        wrap = read if method == "GET" else change
+        assert wrap is not None
+        return Route(path, wrap(_guarded(handler)), methods=[method])
 
     return [
         route("/rules", published, "GET"),
@@ -179,4 +186,4 @@ def rules_routes(service: RulesService, endpoint: Callable[[Handler], Handler]) 
     ]
 
 
-__all__ = ["actor", "error", "rules_routes"]
+__all__ = ["named_actor", "rules_routes"]

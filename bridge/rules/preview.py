@@ -53,18 +53,19 @@ async def compare(process: MappingProcess, running: Path, draft: Path, allowed: 
                   total_seconds: float, destinations: Mapping[str, Destination], reveal: bool) -> dict[str, Any]:
     """Map in the child, then render and diff in a thread; the preview's answer."""
     compared = await process.compare(running, draft, allowed, events, total_seconds)
-    return await asyncio.to_thread(report, events, compared, destinations, reveal)
+    return await asyncio.to_thread(report, events, compared, destinations, reveal, (running, draft))
 
 
 def report(events: Sequence[Event], compared: Sequence[Compared], destinations: Mapping[str, Destination],
-           reveal: bool) -> dict[str, Any]:
+           reveal: bool, folders: Sequence[Path] = ()) -> dict[str, Any]:
     by_id = {event.id: event for event in events}
     items = []
     counts = {"changed": 0, "unchanged": 0, "new_errors": 0}
     for pair in compared:
         event = by_id[pair.event_id]
         before, after = _requests(event, pair.before, destinations), _requests(event, pair.after, destinations)
-        errors_before, errors_after = list(pair.before.errors), list(pair.after.errors)
+        errors_before = [_local(e, folders) for e in pair.before.errors]
+        errors_after = [_local(e, folders) for e in pair.after.errors]
         changed = before != after or errors_before != errors_after
         new_error = bool(errors_after) and not errors_before
         counts["changed" if changed else "unchanged"] += 1
@@ -85,6 +86,13 @@ def report(events: Sequence[Event], compared: Sequence[Compared], destinations: 
     summary = {"events": len(events), "previewed": len(compared), **counts,
                "not_previewed": len(events) - len(compared)}
     return {"summary": summary, "events": items}
+
+
+def _local(error: str, folders: Sequence[Path]) -> str:
+    """A mapping error names its file by name only: where a version is kept on this machine is nobody's concern."""
+    for folder in folders:
+        error = error.replace(f"{folder}/", "")
+    return error
 
 
 def _requests(event: Event, mapped: Mapped, destinations: Mapping[str, Destination]) -> list[dict[str, Any]]:

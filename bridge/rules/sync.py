@@ -27,11 +27,12 @@ from typing import Any
 import structlog
 
 from bridge.errors import StoreUnavailable
-from bridge.mapping.loader import rule_files
-from bridge.mapping.reload import RulesHolder
+from bridge.mapping.areas import Allowed
+from bridge.mapping.loader import load_rules, rule_files
+from bridge.mapping.reload import RulesHolder, failed_load
 from bridge.ops.when import iso
 from bridge.rules import files as ruleset
-from bridge.rules.check import check_files
+from bridge.rules.check import CheckResult, check_files
 from bridge.store.base import RuleAction, RuleVersion, Store
 
 log = structlog.get_logger("bridge.rules")
@@ -63,6 +64,16 @@ class RulesSync:
         except StoreUnavailable as exc:
             log.warning("rules.store_unavailable", reason=str(exc), hint="the folder's rules run until the store answers")
 
+    async def refresh(self) -> None:
+        """Import the folder if it is new and run the published version, now (SIGHUP)."""
+        try:
+            await self.import_folder()
+            await self.apply_head()
+        except StoreUnavailable as exc:
+            log.warning("rules.store_unavailable", reason=str(exc))
+        except Exception:
+            log.exception("rules.sync_failed")
+
     async def watch(self) -> None:
         """Poll the folder and the head version; runs until cancelled."""
         while True:
@@ -88,8 +99,14 @@ class RulesSync:
         self._folder_seen = self._folder_scan()
         try:
             files = ruleset.read_folder(self.folder)
-        except (OSError, ValueError) as exc:
-            self.folder_error = f"{self.folder}: {exc}" if not isinstance(exc, FileNotFoundError) else None
+        except FileNotFoundError:
+            self.folder_error = None
+            return None
+        except OSError as exc:
+            self.folder_error = f"{self.folder}: cannot be read ({exc.strerror or type(exc).__name__})"
+            return None
+        except ValueError:  # a file that is not text: the loader names it among the folder's problems
+            self._not_imported(await asyncio.to_thread(folder_problems, self.folder, self.holder.allowed_areas))
             return None
         if not files:
             self.folder_error = None
@@ -98,13 +115,10 @@ class RulesSync:
         if await self.store.rule_head(digest=digest) is not None:
             self.folder_error = None
             return None
-        result, _ = await asyncio.to_thread(check_files, files, self.holder.allowed_areas)
+        result = await self._check(files)
         if not result.ok:
-            problems = [f"{p.file}:{p.line}:{p.column}: {p.message}" + (f"; {p.fix}" if p.fix else "")
-                        for p in result.problems]
-            self.folder_error = (f"the files in {self.folder} were not imported; the published rules keep "
-                                 "running:\n" + "\n".join(problems))
-            log.error("rules.folder_not_imported", directory=str(self.folder), problems=problems)
+            self._not_imported([f"{p.file}:{p.line}:{p.column}: {p.message}" + (f"; {p.fix}" if p.fix else "")
+                                for p in result.problems])
             return None
         self.folder_error = None
         version = await publish(self.store, files, author=FOLDER_AUTHOR, origin="folder", now=self.clock(),
@@ -115,6 +129,19 @@ class RulesSync:
                                                        detail=f"{len(files)} files from {self.folder.name}/"))
             log.info("rules.folder_imported", version=version.version, files=len(files), digest=digest)
         return version
+
+    def _not_imported(self, problems: list[str]) -> None:
+        self.folder_error = (f"the files in {self.folder} were not imported; the published rules keep "
+                             "running:\n" + "\n".join(problems))
+        log.error("rules.folder_not_imported", directory=str(self.folder), problems=problems)
+
+    async def _check(self, files: dict[str, str]) -> CheckResult:
+        """The check of the folder's files: passed already when the holder runs them from this folder."""
+        current = self.holder.current
+        if current is not None and self.holder.directory == self.folder and current.digests == ruleset.digests(files):
+            return CheckResult(rules=len(current), files=len(files))
+        result, _ = await asyncio.to_thread(check_files, files, self.holder.allowed_areas)
+        return result
 
     async def apply_head(self) -> bool:
         """Run the published version if it is not the one running here; True when a new one now runs."""
@@ -167,6 +194,15 @@ async def publish(store: Store, files: dict[str, str], *, author: str, origin: s
         if done_if is not None and await done_if() is not None:
             return None
     raise StoreUnavailable("the rules could not be published: other publishes kept taking the next version")
+
+
+def folder_problems(folder: Path, allowed: Allowed | None) -> list[str]:
+    """What the loader says of a folder it cannot load, as `bridge mappings check` prints it."""
+    try:
+        load_rules(folder, allowed)
+    except Exception as exc:  # a RulesError lists the problems; anything else is one located line
+        return failed_load(folder, exc)
+    return [f"{folder}: a file is not UTF-8 text; save it as UTF-8"]
 
 
 def action(at: float, actor: str, what: str, version: int | None = None, draft: int | None = None,

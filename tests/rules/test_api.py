@@ -141,6 +141,22 @@ def test_a_preview_shows_what_changes_for_the_stored_events(client: TestClient) 
     assert client.post(f"/admin/rules/drafts/{draft['id']}/preview", headers=AUTH, json={"limit": 501}).status_code == 400
 
 
+def test_a_preview_counts_the_events_a_draft_turns_into_errors(client: TestClient) -> None:
+    body, headers = order(7)
+    assert client.post("/webhooks/shopify", content=body, headers=headers).status_code == 200
+    draft = client.post("/admin/rules/drafts", headers=AUTH, json={}).json()
+    text = draft["files"][ORDERS]
+    at = text.index("to: ometria order")
+    text = text[:at] + text[at:].replace('timestamp: "{{ created_at | rfc3339 }}"', 'timestamp: "{{ closed_at | rfc3339 }}"', 1)
+    client.put(f"/admin/rules/drafts/{draft['id']}/files/{ORDERS}", headers=AUTH, json={"text": text})
+    preview = client.post(f"/admin/rules/drafts/{draft['id']}/preview", headers=AUTH, json={"limit": 1}).json()
+    assert preview["summary"]["new_errors"] == preview["summary"]["changed"] == 1
+    [item] = preview["events"]
+    assert item["becomes_error"] and item["before"]["errors"] == [] and item["after"]["status"] == "partial"
+    [error] = item["after"]["errors"]
+    assert error.startswith(f"{ORDERS}:77 rule 'Shopify order placed'") and "timestamp is empty" in error
+
+
 def test_every_rules_route_needs_the_token(client: TestClient) -> None:
     for method, path in (("GET", "/admin/rules"), ("GET", "/admin/rules/versions"), ("POST", "/admin/rules/drafts"),
                          ("POST", "/admin/rules/rollback")):
