@@ -106,8 +106,7 @@ class Bridge:
             self._preview_process = MappingProcess(s.log_format, s.log_level, s.mapping_timeout_seconds,
                                                    s.mapping_memory_mb)
             self._rules_service = RulesService(
-                self.store, getattr(self.rules, "allowed_areas", None) if self.rules is not None
-                else allowed_from_settings(s), sync=self.rules_sync, destinations=self.destinations,
+                self.store, allowed_from_settings(s), sync=self.rules_sync, destinations=self.destinations,
                 process=self._preview_process, preview_seconds=s.rules_preview_seconds)
         return self._rules_service
 

@@ -195,6 +195,8 @@ class Settings:
             rules_poll_seconds=_float(env, "BRIDGE_RULES_POLL_SECONDS", cls.rules_poll_seconds),
             rules_preview_seconds=_float(env, "BRIDGE_RULES_PREVIEW_SECONDS", cls.rules_preview_seconds),
         )
+        if settings.rules_poll_seconds <= 0 or settings.rules_preview_seconds <= 0:
+            raise ConfigError("BRIDGE_RULES_POLL_SECONDS and BRIDGE_RULES_PREVIEW_SECONDS must be above 0")
         if settings.shutdown_seconds <= 0:
             raise ConfigError(f"BRIDGE_SHUTDOWN_SECONDS must be above 0, got {env['BRIDGE_SHUTDOWN_SECONDS']!r}")
         if settings.production:

@@ -10,13 +10,17 @@ from __future__ import annotations
 
 import asyncio
 import difflib
+import shutil
+import tempfile
 import time
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any
 
 from bridge.destinations import Destination
 from bridge.mapping.areas import Allowed
 from bridge.mapping.process import MappingProcess, PreviewStopped
+from bridge.ops.when import iso
 from bridge.rules import files as ruleset
 from bridge.rules import preview as previews
 from bridge.rules.check import CheckResult, check_files, examples
@@ -156,16 +160,19 @@ class RulesService:
         events = await previews.events_for(self.store, topics, limit)
         if self.process is None:
             raise Refused("previews need the mapping process, which this instance does not run", 503)
-        base = ruleset.runtime_base()
-        running_dir = await asyncio.to_thread(ruleset.materialize, running_files or draft.files, base)
-        draft_dir = await asyncio.to_thread(ruleset.materialize, draft.files, base)
-        async with self._previewing:
-            try:
+        # The running set's folder is the one every instance runs it from; a draft's lasts for the preview.
+        running_dir = await asyncio.to_thread(ruleset.materialize, running_files or draft.files, ruleset.runtime_base())
+        drafts = Path(await asyncio.to_thread(tempfile.mkdtemp, prefix="bridge-preview-"))
+        try:
+            draft_dir = await asyncio.to_thread(ruleset.materialize, draft.files, drafts)
+            async with self._previewing:
                 answer = await previews.compare(self.process, running_dir, draft_dir, self.allowed, events,
                                                 self.preview_seconds, self.destinations, reveal)
-            except PreviewStopped as exc:
-                raise Refused(f"the preview was stopped: {exc}. A rule of the draft runs over the mapping "
-                              "budget: see the rule that event matches", 422) from None
+        except PreviewStopped as exc:
+            raise Refused(f"the preview was stopped: {exc}. A rule of the draft runs over the mapping "
+                          "budget: see the rule that event matches", 422) from None
+        finally:
+            await asyncio.to_thread(shutil.rmtree, drafts, True)
         answer["topics"] = topics
         answer["running_version"] = head.version if head else None
         summary = answer["summary"]
@@ -221,8 +228,6 @@ def _savable(files: Mapping[str, str]) -> None:
 
 
 def version_view(version: RuleVersion, with_files: bool = False) -> dict[str, Any]:
-    from bridge.ops.when import iso
-
     view: dict[str, Any] = {"version": version.version, "created_at": iso(version.created_at), "author": version.author,
                             "message": version.message, "origin": version.origin, "based_on": version.based_on,
                             "digest": version.digest}
@@ -232,8 +237,6 @@ def version_view(version: RuleVersion, with_files: bool = False) -> dict[str, An
 
 
 def draft_view(draft: RuleDraft, with_files: bool = False) -> dict[str, Any]:
-    from bridge.ops.when import iso
-
     view: dict[str, Any] = {"id": draft.id, "created_at": iso(draft.created_at), "updated_at": iso(draft.updated_at),
                             "author": draft.author, "base_version": draft.base_version}
     if with_files:
@@ -242,8 +245,6 @@ def draft_view(draft: RuleDraft, with_files: bool = False) -> dict[str, Any]:
 
 
 def action_view(entry: RuleAction) -> dict[str, Any]:
-    from bridge.ops.when import iso
-
     return {**entry, "at": iso(entry["at"])}
 
 

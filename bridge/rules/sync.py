@@ -28,7 +28,7 @@ import structlog
 
 from bridge.errors import StoreUnavailable
 from bridge.mapping.areas import Allowed
-from bridge.mapping.loader import load_rules, rule_files
+from bridge.mapping.loader import LoadedRules, load_rules, rule_files
 from bridge.mapping.reload import RulesHolder, failed_load
 from bridge.ops.when import iso
 from bridge.rules import files as ruleset
@@ -194,6 +194,17 @@ async def publish(store: Store, files: dict[str, str], *, author: str, origin: s
         if done_if is not None and await done_if() is not None:
             return None
     raise StoreUnavailable("the rules could not be published: other publishes kept taking the next version")
+
+
+async def published_rules(store: Store, allowed: Allowed | None) -> LoadedRules | None:
+    """The published version loaded as an instance runs it (for one-off commands such as `bridge replay`),
+    None when nothing is published yet. Raises RulesError when it does not load here."""
+    head = await store.rule_head()
+    version = await store.rule_version(head.version) if head is not None else None
+    if version is None:
+        return None
+    directory = await asyncio.to_thread(ruleset.materialize, version.files, ruleset.runtime_base())
+    return await asyncio.to_thread(load_rules, directory, allowed)
 
 
 def folder_problems(folder: Path, allowed: Allowed | None) -> list[str]:

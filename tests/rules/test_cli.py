@@ -63,3 +63,20 @@ def test_import_history_export_and_rollback(env: Path, tmp_path: Path, capsys: p
     assert (out_dir / ORDERS).read_text() == text and (out_dir / "README.md").read_text() == "kept\n"
     assert not (out_dir / "gone.yaml").exists()
     assert sorted(p.name for p in out_dir.glob("*.yaml")) == sorted(p.name for p in (ROOT / "mappings").glob("*.yaml"))
+
+
+def test_replay_runs_the_published_rules_not_the_folder(env: Path, tmp_path: Path) -> None:
+    from bridge.ops.cli import running_rules
+    from bridge.rules import files as ruleset
+    from bridge.settings import Settings
+
+    changed = tmp_path / "changed"
+    shutil.copytree(env, changed)
+    (changed / ORDERS).write_text((changed / ORDERS).read_text() + "# published, not deployed\n")
+    assert main(["rules", "import", str(changed)]) == 0
+    settings = Settings.from_env({"BRIDGE_DATABASE_URL": f"sqlite:///{tmp_path / 'b.db'}",
+                                  "BRIDGE_MAPPINGS_DIR": str(env)})
+    assert running_rules(settings).digests == ruleset.digests(ruleset.read_folder(changed))  # type: ignore[attr-defined]
+    folder_only = Settings.from_env({"BRIDGE_DATABASE_URL": f"sqlite:///{tmp_path / 'b.db'}",
+                                     "BRIDGE_MAPPINGS_DIR": str(env), "BRIDGE_RULES_SOURCE": "folder"})
+    assert running_rules(folder_only).digests == ruleset.digests(ruleset.read_folder(env))  # type: ignore[attr-defined]
