@@ -20,6 +20,7 @@ RuleFiles = dict[str, str]
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}\.(yaml|yml)", re.IGNORECASE)
 MAX_FILE_BYTES = 512 * 1024
 MAX_FILES = 200
+MAX_SET_BYTES = 4 * 1024 * 1024
 
 
 def problems(files: Mapping[str, str]) -> list[str]:
@@ -27,6 +28,9 @@ def problems(files: Mapping[str, str]) -> list[str]:
     found = []
     if len(files) > MAX_FILES:
         found.append(f"a rule set holds at most {MAX_FILES} files, this one {len(files)}: put rules together")
+    total = sum(len(text.encode("utf-8", "surrogatepass")) for text in files.values())
+    if total > MAX_SET_BYTES:
+        found.append(f"a rule set holds at most {MAX_SET_BYTES // 2**20} MB of text, this one {total // 1024} KB")
     for name, text in files.items():
         if not NAME.fullmatch(name):
             found.append(f"{name[:120]!r}: a rule file's name is letters, digits, '.', '_' or '-' and ends in "
