@@ -157,6 +157,38 @@ def test_a_preview_counts_the_events_a_draft_turns_into_errors(client: TestClien
     assert error.startswith(f"{ORDERS}:77 rule 'Shopify order placed'") and "timestamp is empty" in error
 
 
+HEAVY = """\
+rules:
+  - name: Heavy
+    on: shopify orders/create
+    send:
+      - to: omnisend event "heavy check"
+        fields:
+          origin: api
+          contact:
+            email: "{{ email | lower }}"
+          properties:
+            note: "{% for a in line_items %}{% for b in line_items %}{{ b.sku }}{% endfor %}{% endfor %}"
+"""
+
+
+def test_a_draft_rule_over_the_mapping_budget_costs_its_event_an_error_in_the_preview(client: TestClient) -> None:
+    payload = json.loads((ROOT / "tests/payloads/shopify/orders_create.json").read_bytes())
+    payload["line_items"] = [{"title": "Tee", "sku": f"S{i}", "price": "1.00", "quantity": 1} for i in range(1000)]
+    body = json.dumps(payload).encode()
+    headers = shopify_headers(body, SECRET, "orders/create", event_id="heavy-1")
+    assert client.post("/webhooks/shopify", content=body, headers=headers).status_code == 200
+    draft = client.post("/admin/rules/drafts", headers=AUTH, json={}).json()
+    assert client.put(f"/admin/rules/drafts/{draft['id']}/files/heavy.yaml", headers=AUTH,
+                      json={"text": HEAVY}).status_code == 200
+    preview = client.post(f"/admin/rules/drafts/{draft['id']}/preview", headers=AUTH, json={"limit": 1}).json()
+    assert preview["topics"] == {"shopify": ["orders/create"]}  # the topics of the file that changed
+    [item] = preview["events"]
+    assert item["becomes_error"] and preview["summary"]["new_errors"] == 1
+    assert any(e.startswith("heavy.yaml:2 rule 'Heavy': mapping this event stopped: its loops went over")
+               for e in item["after"]["errors"]), item["after"]["errors"]
+
+
 def test_every_rules_route_needs_the_token(client: TestClient) -> None:
     for method, path in (("GET", "/admin/rules"), ("GET", "/admin/rules/versions"), ("POST", "/admin/rules/drafts"),
                          ("POST", "/admin/rules/rollback")):
