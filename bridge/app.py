@@ -107,7 +107,8 @@ class Bridge:
                                                    s.mapping_memory_mb)
             self._rules_service = RulesService(
                 self.store, allowed_from_settings(s), sync=self.rules_sync, destinations=self.destinations,
-                process=self._preview_process, preview_seconds=s.rules_preview_seconds)
+                process=self._preview_process, preview_seconds=s.rules_preview_seconds,
+                payload_roots=(s.mappings_dir, s.mappings_dir.parent))
         return self._rules_service
 
     def reload_rules_soon(self) -> None:

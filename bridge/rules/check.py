@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -72,8 +72,10 @@ def _local(text: str, folder: Path) -> str:
     return text.replace(str(folder), "the rule set")
 
 
-def check_files(files: Mapping[str, str], allowed: Allowed | None) -> tuple[CheckResult, LoadedRules | None]:
-    """Check a set the way an instance loads it. CPU work: call it in a thread or the mapping process."""
+def check_files(files: Mapping[str, str], allowed: Allowed | None,
+                payload_roots: Sequence[Path] = ()) -> tuple[CheckResult, LoadedRules | None]:
+    """Check a set the way an instance loads it; example payload paths are looked for in `payload_roots`
+    too (the rules folder and the project beside it). CPU work: call it in a thread."""
     result = CheckResult(files=len(files))
     named = ruleset.problems(files)
     if named:
@@ -84,7 +86,7 @@ def check_files(files: Mapping[str, str], allowed: Allowed | None) -> tuple[Chec
         for name, text in files.items():
             (folder / name).write_text(text, encoding="utf-8")
         try:
-            loaded = load_rules(folder, allowed)
+            loaded = load_rules(folder, allowed, payload_roots)
         except Exception as exc:  # a RulesError lists the problems; anything else is one located line
             result.problems = [problem(text, folder) for text in failed_load(folder, exc)]
             return result, None
@@ -95,14 +97,15 @@ def check_files(files: Mapping[str, str], allowed: Allowed | None) -> tuple[Chec
     return result, loaded
 
 
-def examples(files: Mapping[str, str], allowed: Allowed | None, file: str | None = None) -> dict[str, Any]:
+def examples(files: Mapping[str, str], allowed: Allowed | None, file: str | None = None,
+             payload_roots: Sequence[Path] = ()) -> dict[str, Any]:
     """Run the examples of every file, or of one: each with ok and, when it fails, the diff."""
     with tempfile.TemporaryDirectory(prefix="bridge-examples-") as tmp:
         folder = Path(tmp)
         for name, text in files.items():
             (folder / name).write_text(text, encoding="utf-8")
         try:
-            loaded = load_rules(folder, allowed)
+            loaded = load_rules(folder, allowed, payload_roots)
         except Exception as exc:
             return {"ok": False, "problems": [problem(t, folder).as_dict() for t in failed_load(folder, exc)],
                     "examples": []}

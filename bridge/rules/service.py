@@ -13,7 +13,7 @@ import difflib
 import shutil
 import tempfile
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -59,13 +59,15 @@ def diff_sets(old: Mapping[str, str], new: Mapping[str, str]) -> str:
 class RulesService:
     def __init__(self, store: Store, allowed: Allowed | None, *, sync: RulesSync | None = None,
                  destinations: Mapping[str, Destination] | None = None, process: MappingProcess | None = None,
-                 preview_seconds: float = 30.0, clock: Callable[[], float] = time.time) -> None:
+                 preview_seconds: float = 30.0, payload_roots: Sequence[Path] = (),
+                 clock: Callable[[], float] = time.time) -> None:
         self.store = store
         self.allowed = allowed
         self.sync = sync
         self.destinations = destinations or {}
         self.process = process
         self.preview_seconds = preview_seconds
+        self.payload_roots = tuple(payload_roots)  # where the examples' payload files are (the rules folder, the project)
         self.clock = clock
         self._previewing = asyncio.Lock()  # one preview at a time: each takes the mapping process for seconds
 
@@ -140,17 +142,17 @@ class RulesService:
         await self._audit(actor, "draft.delete", draft=draft_id)
 
     async def check(self, files: Mapping[str, str]) -> CheckResult:
-        result, _ = await asyncio.to_thread(check_files, files, self.allowed)
+        result, _ = await asyncio.to_thread(check_files, files, self.allowed, self.payload_roots)
         return result
 
     async def examples(self, files: Mapping[str, str], file: str | None) -> dict[str, Any]:
-        return await asyncio.to_thread(examples, files, self.allowed, file)
+        return await asyncio.to_thread(examples, files, self.allowed, file, self.payload_roots)
 
     # -- preview ------------------------------------------------------------------------------------
 
     async def preview(self, actor: str, draft_id: int, limit: int, reveal: bool = False) -> dict[str, Any]:
         draft = await self.draft(draft_id)
-        result, loaded = await asyncio.to_thread(check_files, draft.files, self.allowed)
+        result, loaded = await asyncio.to_thread(check_files, draft.files, self.allowed, self.payload_roots)
         if loaded is None:
             raise Refused("the draft fails the check: fix its problems before a preview", 422, result.as_dict())
         head = await self.published()

@@ -82,6 +82,18 @@ def test_a_draft_with_a_mistake_is_not_published_and_says_where_and_how_to_fix(c
     assert bad_name.status_code == 400
 
 
+def test_a_drafts_examples_run_with_the_payload_files_beside_the_rules_folder(client: TestClient, tmp_path: Path) -> None:
+    shutil.copytree(ROOT / "tests/payloads", tmp_path / "tests/payloads")  # the project beside mappings/
+    draft = client.post("/admin/rules/drafts", headers=AUTH, json={}).json()
+    ran = client.post(f"/admin/rules/drafts/{draft['id']}/examples", headers=AUTH, json={"file": ORDERS}).json()
+    assert ran["ok"] and ran["examples"] and {e["file"] for e in ran["examples"]} == {ORDERS}
+    text = draft["files"][ORDERS].replace('currency: "{{ currency }}"', 'currency: "{{ currency | lower }}"', 1)
+    client.put(f"/admin/rules/drafts/{draft['id']}/files/{ORDERS}", headers=AUTH, json={"text": text})
+    ran = client.post(f"/admin/rules/drafts/{draft['id']}/examples", headers=AUTH, json={"file": ORDERS}).json()
+    failed = [e for e in ran["examples"] if not e["ok"]]
+    assert not ran["ok"] and failed and '+        "currency": "aud"' in failed[0]["report"]
+
+
 def test_publish_runs_the_new_rules_and_rollback_brings_the_old_ones_back(client: TestClient) -> None:
     before = health(client)["hash"]
     draft = client.post("/admin/rules/drafts", headers=AUTH, json={}).json()
