@@ -98,6 +98,31 @@ def materialize(files: Mapping[str, str], base: Path) -> Path:
     return target
 
 
+KEEP_UNUSED_SECONDS = 7 * 86400.0  # a version's folder no instance touched for this long is removed
+_DIGEST = re.compile(r"[0-9a-f]{16}")
+
+
+def keep(folder: Path) -> None:
+    """Mark a version's folder as in use (each instance does, for the version it runs, at every poll)."""
+    with contextlib.suppress(OSError):
+        os.utime(folder)
+
+
+def prune(base: Path, now: float) -> list[str]:
+    """Remove the version folders under `base` that no instance marked in use for KEEP_UNUSED_SECONDS,
+    and staging a crash left; nothing else there. Returns the names removed."""
+    removed = []
+    with contextlib.suppress(OSError):
+        for folder in base.iterdir():
+            with contextlib.suppress(OSError):
+                stale = now - folder.stat().st_mtime > KEEP_UNUSED_SECONDS
+                ours = _DIGEST.fullmatch(folder.name) or (folder.name.startswith(".") and folder.name.endswith(".tmp"))
+                if stale and ours and folder.is_dir():
+                    shutil.rmtree(folder, ignore_errors=True)
+                    removed.append(folder.name)
+    return removed
+
+
 def runtime_base() -> Path:
     """Where the folders of published versions are made: a temporary folder, writable on any platform."""
     return Path(tempfile.gettempdir()) / f"bridge-rules-{os.getuid() if hasattr(os, 'getuid') else 0}"

@@ -82,6 +82,7 @@ class RulesSync:
                 if self._folder_scan() != self._folder_seen:
                     await self.import_folder()
                 await self.apply_head()
+                ruleset.keep(self.holder.directory)
             except StoreUnavailable as exc:
                 log.warning("rules.store_unavailable", reason=str(exc))
             except Exception:  # the watch lives on after anything
@@ -156,6 +157,7 @@ class RulesSync:
         directory = await asyncio.to_thread(ruleset.materialize, full.files, self.base)
         if await self.holder.aswitch(directory):
             previous, self.running, self.failed = self.running, head, None
+            await asyncio.to_thread(ruleset.prune, self.base, self.clock())
             log.info("rules.version_running", version=head.version, previous=previous.version if previous else None,
                      author=head.author, hash=self.holder.hash)
             return True

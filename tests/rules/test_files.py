@@ -36,3 +36,18 @@ def test_export_mirrors_the_set_and_leaves_other_files(tmp_path: Path) -> None:
     removed = ruleset.export({"new.yaml": "rules: []\n"}, tmp_path)
     assert removed == ["old.yaml"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["README.md", "new.yaml"]
+
+
+def test_prune_removes_only_version_folders_nobody_kept(tmp_path: Path) -> None:
+    import os
+
+    old = ruleset.materialize({"a.yaml": "1\n"}, tmp_path)
+    kept = ruleset.materialize({"a.yaml": "2\n"}, tmp_path)
+    other = tmp_path / "not-ours"
+    other.mkdir()
+    week_ago = 1_800_000_000.0 - ruleset.KEEP_UNUSED_SECONDS - 1
+    for folder in (old, kept, other):
+        os.utime(folder, (week_ago, week_ago))
+    os.utime(kept, (1_800_000_000.0, 1_800_000_000.0))  # what ruleset.keep does at every poll
+    assert ruleset.prune(tmp_path, 1_800_000_000.0) == [old.name]
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([kept.name, "not-ours"])
