@@ -19,6 +19,7 @@ from typing import Any
 
 from bridge.destinations import Destination
 from bridge.mapping.areas import Allowed
+from bridge.mapping.loader import LoadedRules
 from bridge.mapping.process import MappingProcess, PreviewStopped
 from bridge.ops.when import iso
 from bridge.rules import files as ruleset
@@ -157,7 +158,7 @@ class RulesService:
             raise Refused("the draft fails the check: fix its problems before a preview", 422, result.as_dict())
         head = await self.published()
         running_files = head.files if head else {}
-        running_loaded = (await asyncio.to_thread(check_files, running_files, self.allowed))[1] if head else None
+        running_loaded = await self._running_loaded(running_files) if head else None
         topics = previews.touched_topics(running_loaded, loaded)
         events = await previews.events_for(self.store, topics, limit)
         if self.process is None:
@@ -183,6 +184,13 @@ class RulesService:
                           f"unchanged, {summary['new_errors']} become errors")
         return answer
 
+    async def _running_loaded(self, files: Mapping[str, str]) -> LoadedRules | None:
+        """The published set as loaded: the rules this instance runs when they are those, else loaded now."""
+        current = self.sync.holder.current if self.sync is not None else None
+        if current is not None and current.digests == ruleset.digests(files):
+            return current
+        return (await asyncio.to_thread(check_files, files, self.allowed, self.payload_roots))[1]
+
     # -- publishing ---------------------------------------------------------------------------------
 
     async def publish_draft(self, actor: str, draft_id: int, message: str, force: bool = False) -> RuleVersion:
@@ -202,9 +210,6 @@ class RulesService:
             raise Missing(f"no rules version {to_version}")
         return await self._publish(actor, old.files, message or f"rolled back to version {to_version}", "rollback",
                                    to_version, None)
-
-    async def import_files(self, actor: str, files: dict[str, str], message: str) -> RuleVersion:
-        return await self._publish(actor, files, message, "import", None, None)
 
     async def _publish(self, actor: str, files: dict[str, str], message: str, origin: str, based_on: int | None,
                        draft_id: int | None) -> RuleVersion:
