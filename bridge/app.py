@@ -21,6 +21,9 @@ from bridge.ops.admin import admin_routes, has_admin_token
 from bridge.ops.health import readyz_route
 from bridge.ops.metrics import METRICS, metrics_route
 from bridge.ops.when import iso
+from bridge.mapping.process import MappingProcess
+from bridge.rules.service import RulesService
+from bridge.rules.sync import RulesSync
 from bridge.settings import Settings, masked_url
 from bridge.sources import Source
 from bridge.store import Store, make_store
@@ -42,8 +45,13 @@ class Bridge:
     rules: Any  # bridge.mapping.reload.RulesHolder: .current, .error, .loaded_at, .watch()
     destinations: Mapping[str, Destination]
     worker: Worker | None = None
+    # The published rules from the store (bridge.rules.sync); None when the rules come from the folder only.
+    rules_sync: RulesSync | None = None
     started_at: float = field(default_factory=time.time)
     _database: dict[str, Any] | None = None  # what /healthz last read of the database, kept once it holds events
+    _rules_service: RulesService | None = None
+    _tasks: set[asyncio.Task[None]] = field(default_factory=set)  # SIGHUP's, held until done
+    _preview_process: MappingProcess | None = None  # the mapping process previews run in, once one ran
     stop_by: float | None = None  # time.monotonic() by which a stop signal wants the process gone
 
     def stop_soon(self) -> None:
@@ -79,16 +87,54 @@ class Bridge:
 
             parts["rules"] = RulesHolder(settings.mappings_dir, allowed_areas=allowed_from_settings(settings),
                                          saved_dir=settings.last_good_rules_dir)
+            if settings.rules_source == "store" and "rules_sync" not in parts:
+                parts["rules_sync"] = RulesSync(parts["store"], parts["rules"], settings.mappings_dir,
+                                                poll_seconds=settings.rules_poll_seconds)
         if "destinations" not in parts:
             from bridge.destinations.registry import build_destinations
 
             parts["destinations"] = build_destinations(settings, budget=parts["store"], sent_log=parts["store"])
         return cls(settings, **parts)
 
+    def rules_service(self) -> RulesService:
+        """Drafts, previews, publishing (bridge.rules.service); one per process, made when first asked."""
+        if self._rules_service is None:
+            from bridge.mapping.areas import allowed_from_settings
+            from bridge.mapping.process import MappingProcess
+
+            s = self.settings
+            self._preview_process = MappingProcess(s.log_format, s.log_level, s.mapping_timeout_seconds,
+                                                   s.mapping_memory_mb)
+            self._rules_service = RulesService(
+                self.store, allowed_from_settings(s), sync=self.rules_sync, destinations=self.destinations,
+                process=self._preview_process, preview_seconds=s.rules_preview_seconds,
+                payload_roots=(s.mappings_dir, s.mappings_dir.parent))
+        return self._rules_service
+
+    def reload_rules_soon(self) -> None:
+        """SIGHUP: load the folder again now; with the rules in the store, import it if it is new and run
+        the published version."""
+        if self.rules_sync is None:
+            self.rules.reload_soon()
+            return
+        task = asyncio.ensure_future(self.rules_sync.refresh())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def start_rules(self) -> asyncio.Task[None] | None:
+        """Run the published rules (after the store opened, before the worker starts) and watch for new
+        ones: the watch's task, or None when the rules come from the folder only."""
+        if self.rules_sync is None:
+            return None
+        await self.rules_sync.start()
+        return asyncio.create_task(self.rules_sync.watch(), name="rules-sync")
+
     async def health(self, private: bool = False) -> dict[str, Any]:
         """What /healthz shows; filesystem paths only when `private` (asked with the admin token)."""
         paused = self.worker.paused if self.worker else {}
         error = getattr(self.rules, "error", None)
+        if self.rules_sync is not None and self.rules_sync.folder_error is not None:  # a folder not imported
+            error = "\n".join(e for e in (error, self.rules_sync.folder_error) if e)
         return {
             "status": "ok",
             "uptime_seconds": round(time.time() - self.started_at, 1),
@@ -110,10 +156,20 @@ class Bridge:
                 "running_saved_copy": _saved_copy(getattr(self.rules, "running_saved", None), private),
                 # messages this deployment refuses to send (areas not allowed), with the setting to change
                 "blocked": list(getattr(self.rules, "blocked", []) or []),
+                # which published version runs here (bridge.rules.sync), or {"source": "folder"}
+                "published": self._published(private),
             },
             # whether the map loop keeps up (None when this process runs no worker)
             "mapping": self.worker.map_health.report(time.monotonic()) if self.worker else None,
         }
+
+    def _published(self, private: bool) -> dict[str, Any]:
+        if self.rules_sync is None:
+            return {"source": "folder"}
+        state = self.rules_sync.state()
+        if not private and state["folder_error"] is not None:
+            state["folder_error"] = _FOLDERS.sub("", state["folder_error"])
+        return state
 
     async def database(self) -> dict[str, Any]:
         """Whether the database is new (holds no event yet), and when its schema was made: a platform
@@ -181,12 +237,13 @@ def create_app(settings: Settings, *, run_worker: bool | None = None, **parts: A
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await bridge.store.open()
         METRICS.watch_store(bridge.store, bridge.destinations)
+        rules_watch = await bridge.start_rules()
         watch = None
         if hasattr(bridge.rules, "watch"):
             watch = asyncio.create_task(bridge.rules.watch())
             # `kill -HUP` reloads the rules at once, as well as the polling watch.
             with contextlib.suppress(ValueError, RuntimeError, NotImplementedError):  # not the main thread
-                asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, bridge.rules.reload_soon)
+                asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, bridge.reload_rules_soon)
         for gap in settings.missing():
             log.warning("config.not_configured", what=gap)
         if with_worker:
@@ -198,8 +255,11 @@ def create_app(settings: Settings, *, run_worker: bool | None = None, **parts: A
             yield
         finally:
             await bridge.stop_worker()
-            if watch is not None:
-                watch.cancel()
+            if bridge._preview_process is not None:
+                bridge._preview_process.close()
+            for task in (watch, rules_watch):
+                if task is not None:
+                    task.cancel()
             for destination in bridge.destinations.values():
                 await destination.aclose()
             await bridge.store.close()

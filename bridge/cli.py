@@ -90,18 +90,21 @@ async def _run_worker(settings: Settings) -> int:
 
     bridge = Bridge.build(settings)
     await bridge.store.open()
+    rules_watch = await bridge.start_rules()
     bridge.worker = Worker(settings, bridge.store, bridge.rules, bridge.destinations)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    loop.add_signal_handler(signal.SIGHUP, bridge.rules.reload_soon)  # one load at a time, with the watch's
+    loop.add_signal_handler(signal.SIGHUP, bridge.reload_rules_soon)  # one load at a time, with the watch's
     watch = asyncio.create_task(bridge.rules.watch())
     await bridge.worker.start()
     structlog.get_logger("bridge").info("worker.started")
     await stop.wait()
     await bridge.stop_worker()
     watch.cancel()
+    if rules_watch is not None:
+        rules_watch.cancel()
     for destination in bridge.destinations.values():
         await destination.aclose()
     await bridge.store.close()
@@ -139,7 +142,10 @@ def build_parser() -> argparse.ArgumentParser:
     from bridge import ops
     from bridge.mapping import cli as mappings
 
+    from bridge.rules import cli as rules
+
     mappings.register(commands)
+    rules.register(commands)
     ops.register(commands)
     return parser
 

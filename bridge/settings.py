@@ -125,6 +125,13 @@ class Settings:
     # One event's mapping may take this long; the mapping process is stopped when it grows over the memory.
     mapping_timeout_seconds: float = 5.0
     mapping_memory_mb: int = 512
+    # Where the running rules come from: "store" (published versions, mappings/ imported when it
+    # changes; bridge.rules) or "folder" (mappings/ only, reloaded when a file changes).
+    rules_source: str = "store"
+    # How often each instance looks for a newly published version.
+    rules_poll_seconds: float = 2.0
+    # A preview of a rule change stops after this long (it maps up to 500 events twice).
+    rules_preview_seconds: float = 30.0
 
     @property
     def last_good_rules_dir(self) -> Path | None:
@@ -190,7 +197,12 @@ class Settings:
             platform=paas.detect(env),
             mapping_timeout_seconds=_float(env, "BRIDGE_MAPPING_TIMEOUT_SECONDS", cls.mapping_timeout_seconds),
             mapping_memory_mb=_int(env, "BRIDGE_MAPPING_MEMORY_MB", cls.mapping_memory_mb),
+            rules_source=_choice(env, "BRIDGE_RULES_SOURCE", ("store", "folder"), "store"),
+            rules_poll_seconds=_float(env, "BRIDGE_RULES_POLL_SECONDS", cls.rules_poll_seconds),
+            rules_preview_seconds=_float(env, "BRIDGE_RULES_PREVIEW_SECONDS", cls.rules_preview_seconds),
         )
+        if settings.rules_poll_seconds <= 0 or settings.rules_preview_seconds <= 0:
+            raise ConfigError("BRIDGE_RULES_POLL_SECONDS and BRIDGE_RULES_PREVIEW_SECONDS must be above 0")
         if settings.shutdown_seconds <= 0:
             raise ConfigError(f"BRIDGE_SHUTDOWN_SECONDS must be above 0, got {env['BRIDGE_SHUTDOWN_SECONDS']!r}")
         if settings.production:

@@ -15,7 +15,7 @@ import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
@@ -141,8 +141,9 @@ class _Target:
 
 
 class FileLoader:
-    def __init__(self, path: Path, problems: Problems) -> None:
+    def __init__(self, path: Path, problems: Problems, payload_roots: Sequence[Path] = ()) -> None:
         self.path = path
+        self.payload_roots = tuple(payload_roots)
         self.file = display_path(path)
         self.problems = problems
         self.example_problems = Problems()
@@ -762,7 +763,8 @@ class FileLoader:
         if isinstance(value, (dict, list)):
             return _plain(value)
         pline, pcol = _position(node, "payload")
-        candidates = [self.path.parent / str(value), self.path.parent.parent / str(value)]
+        candidates = [self.path.parent / str(value), self.path.parent.parent / str(value),
+                      *(root / str(value) for root in self.payload_roots)]
         for candidate in candidates:
             if candidate.is_file():
                 try:
@@ -890,13 +892,15 @@ def skipped_files(directory: Path) -> list[str]:
             and (".yaml" in p.name.lower() or ".yml" in p.name.lower())]
 
 
-def load_rules(directory: Path, allowed_areas: Allowed | None = None) -> LoadedRules:
+def load_rules(directory: Path, allowed_areas: Allowed | None = None, payload_roots: Sequence[Path] = ()) -> LoadedRules:
     """Load and check every rule file in `directory`; raise `RulesError` listing all problems.
 
     `allowed_areas` ({destination: areas}, from `areas.allowed_from_settings`)
     is the deployment's policy; None allows everything. A message writing an
     area its destination does not allow is not a rule error: the set loads with
     that message blocked, and `.blocked` lists each refusal with its place.
+    `payload_roots` are more folders an example's payload path is looked for in (a set kept in the store
+    is checked in a folder of its own, away from the project's example payloads).
     """
     directory = Path(directory)
     problems = Problems()
@@ -911,7 +915,7 @@ def load_rules(directory: Path, allowed_areas: Allowed | None = None) -> LoadedR
                           + ". Until then events are kept waiting and are mapped once rules load"])
     loaders = []
     for path in paths:
-        loader = FileLoader(path, problems)
+        loader = FileLoader(path, problems, payload_roots)
         loader.load()
         loaders.append(loader)
     seen: dict[str, str] = {}

@@ -30,6 +30,7 @@ import multiprocessing.sharedctypes
 import os
 import time
 from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -109,15 +110,54 @@ class MappingProcess:
         fingerprint = getattr(rules, "fingerprint", None)
         if fingerprint is None or self._pool is not None or time.monotonic() < self._not_before:
             return
-        # spawn, not fork: the parent runs an event loop and threads. The child loads
-        # the rules once; until it has, batches go to the thread.
+        # The child loads the rules once; until it has, batches go to the thread.
+        pool = self._spawn()
+        self._ready = asyncio.get_running_loop().run_in_executor(
+            pool, _load, str(rules.directory), rules.allowed_areas, fingerprint)
+
+    def _spawn(self) -> concurrent.futures.ProcessPoolExecutor:
+        # spawn, not fork: the parent runs an event loop and threads.
         context = multiprocessing.get_context("spawn")
         self._progress = multiprocessing.sharedctypes.RawArray("d", 4)
         self._pool = concurrent.futures.ProcessPoolExecutor(
             1, mp_context=context, initializer=_start_child,
             initargs=(*self._logging, os.getpid(), self._progress))
-        self._ready = asyncio.get_running_loop().run_in_executor(
-            self._pool, _load, str(rules.directory), rules.allowed_areas, fingerprint)
+        return self._pool
+
+    async def compare(self, running: Path, draft: Path, allowed: Any, events: Sequence[Event],
+                      total_seconds: float) -> list[Compared]:
+        """Map `events` with the rules of two folders, in the child (never in this process): what each set
+        makes of each event, in order. Each event has its mapping budget; the whole stops after
+        `total_seconds` (the events left are not in the answer). Raises PreviewStopped when the child went
+        over its memory or time, or died, naming the event and rule when known."""
+        if self._pool is None:
+            self._spawn()
+        assert self._pool is not None
+        self._progress[2] = 0.0
+        future = asyncio.get_running_loop().run_in_executor(
+            self._pool, _compare, str(running), str(draft), allowed, list(events), self.seconds, total_seconds)
+        asked = time.monotonic()
+        while True:
+            try:
+                done, _ = await asyncio.wait({future}, timeout=WATCH_SECONDS)
+                if done:
+                    return future.result()
+            except BrokenProcessPool:
+                self.close()
+                raise PreviewStopped("the mapping process stopped during the preview") from None
+            event_id, started = int(self._progress[0]), self._progress[2]
+            now = time.monotonic()
+            if started and _resident_bytes(int(self._progress[3])) > self.memory_bytes:
+                why = f"the mapping process grew over {self.memory_bytes // 2**20} MB on event {event_id}"
+            elif started and now - started > self.seconds + GRACE_SECONDS:
+                why = f"event {event_id} took over {self.seconds:g} s to map"
+            elif now - asked > total_seconds + LOAD_SECONDS:
+                why = "the mapping process did not answer"
+            else:
+                continue
+            future.add_done_callback(_retrieve)
+            self.close()
+            raise PreviewStopped(why)
 
     async def _in_child(self, rules: Any, fingerprint: str, events: Sequence[Event]) -> list[Mapped] | None:
         loop = asyncio.get_running_loop()
@@ -183,6 +223,19 @@ class MappingProcess:
         for child in children:  # it ignores SIGTERM, and a runaway rule would hold up the exit
             with contextlib.suppress(Exception):
                 child.kill()
+
+
+class PreviewStopped(Exception):
+    """A preview's mapping process was stopped (memory, time) or died; the message says why."""
+
+
+@dataclass(frozen=True)
+class Compared:
+    """What two rule sets made of one event (bridge.rules.preview)."""
+
+    event_id: int
+    before: Mapped
+    after: Mapped
 
 
 def _over_budget(rules: Any, event_id: int, position: int, why: str) -> Mapped:
@@ -258,6 +311,34 @@ def _load(directory: str, allowed: Any, fingerprint: str) -> bool:
             _rules = None
             return False
     return bool(_rules.fingerprint == fingerprint)
+
+
+_sets: dict[str, Any] = {}  # the child's rule sets by folder, for previews
+
+
+def _compare(running: str, draft: str, allowed: Any, events: list[Event], seconds: float,
+             total_seconds: float) -> list[Compared]:
+    """In the child: each event mapped by both sets, until `total_seconds` have passed."""
+    from bridge.mapping.loader import load_rules
+
+    for directory in (running, draft):
+        if directory not in _sets:
+            if len(_sets) >= 8:  # previews come and go: keep a few sets, not every one ever previewed
+                _sets.clear()
+            _sets[directory] = load_rules(Path(directory), allowed)
+    deadline = time.monotonic() + total_seconds
+    compared = []
+    try:
+        for event in events:
+            if time.monotonic() > deadline:
+                break
+            before = map_events(_sets[running], [event], seconds)
+            after = map_events(_sets[draft], [event], seconds)
+            if before and after:
+                compared.append(Compared(event.id, before[0], after[0]))
+    finally:
+        _progress[2] = 0.0
+    return compared
 
 
 def _map(directory: str, allowed: Any, fingerprint: str, events: list[Event],

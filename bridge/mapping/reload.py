@@ -79,6 +79,32 @@ class RulesHolder:
     def changed(self) -> bool:
         return self._scan() != self._snapshot
 
+    def switch(self, directory: Path) -> bool:
+        """Run the rules of another folder (a published version's, made by bridge.rules.sync): True when
+        they loaded. When they do not, the rules running keep running, as after a broken save."""
+        self.directory = Path(directory)
+        return self.reload()
+
+    def adopt(self, directory: Path) -> bool:
+        """Run the current rules from another folder that holds the very same files, without loading them
+        again (a published version equal to the folder that just loaded): True when it does."""
+        current = self.current
+        if current is None or saved.files_digests(directory) != current.digests:
+            return False
+        self.directory = Path(directory)
+        self._snapshot = self._scan()
+        current.directory = self.directory
+        self.error = None
+        self.running_saved = None
+        return True
+
+    async def aswitch(self, directory: Path) -> bool:
+        """`switch` in a thread, one load at a time (as `areload`)."""
+        async with self._loading:
+            if self.adopt(directory):
+                return True
+            return await asyncio.to_thread(self.switch, directory)
+
     def reload(self) -> bool:
         """Load the directory again; True when the new rules are now current."""
         self._snapshot = self._scan()

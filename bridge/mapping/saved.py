@@ -75,6 +75,14 @@ def _intact(folder: Path, files: Mapping[str, str] | None) -> bool:
     return _digests({path.name: path.read_bytes() for path in rule_files(folder)}) == dict(files)
 
 
+def files_digests(folder: Path) -> dict[str, str]:
+    """Each rule file's sha256, as LoadedRules.digests lists them ({} when the folder cannot be read)."""
+    try:
+        return _digests({path.name: path.read_bytes() for path in rule_files(folder)})
+    except OSError:
+        return {}
+
+
 def _digests(files: Mapping[str, bytes]) -> dict[str, str]:
     return {name: hashlib.sha256(data).hexdigest() for name, data in files.items()}
 

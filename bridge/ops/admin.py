@@ -191,6 +191,8 @@ def _endpoint(handler: Handler) -> Handler:
 
 
 def admin_app(bridge: Any) -> ASGIApp:
+    from bridge.rules.api import rules_routes  # it builds on this module's helpers
+
     store = bridge.store
 
     async def list_events(request: Request) -> Response:
@@ -285,6 +287,7 @@ def admin_app(bridge: Any) -> ASGIApp:
         Route("/destinations/{name}/resume", _endpoint(pause_or_resume(False)), methods=["POST"]),
         Route("/outbox/stats", _endpoint(outbox_stats), methods=["GET"]),
         Route("/openapi.json", openapi, methods=["GET"]),
+        *rules_routes(bridge.rules_service(), _endpoint),
     ]
     return AdminGuard(bridge, Router(routes=routes, default=_not_found))
 

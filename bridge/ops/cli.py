@@ -16,6 +16,7 @@ from typing import Any, Awaitable, Callable, Sequence, TypeVar
 
 from bridge.consent import contact_fingerprint
 from bridge.errors import BridgeError
+from bridge.mapping import RuleSet
 from bridge.ops import views
 from bridge.ops.progress import ProgressBar
 from bridge.ops.prune import DEFAULT_DAYS, prune_with_settings
@@ -215,9 +216,21 @@ def cmd_dead_retry(args: argparse.Namespace) -> int:
 # -- replay -------------------------------------------------------------------
 
 
+def running_rules(settings: Settings) -> RuleSet:
+    """The rules the instances run: the published version (BRIDGE_RULES_SOURCE=store), else the folder's."""
+    if settings.rules_source == "store":
+        from bridge.mapping.areas import allowed_from_settings
+        from bridge.rules.sync import published_rules
+
+        published = on_store(settings, lambda store: published_rules(store, allowed_from_settings(settings)))
+        if published is not None:
+            return published
+    return load_current_rules(settings)
+
+
 def cmd_replay(args: argparse.Namespace) -> int:
     settings = Settings.from_env()
-    rules = load_current_rules(settings)
+    rules = running_rules(settings)
     where = EventFilter(args.source, args.topic, None, args.since, args.until)
     bar = ProgressBar("replay")
     try:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any, Sequence
 
 from bridge import __version__
-from bridge.store.base import EVENT_STATUSES, MESSAGE_STATES
+from bridge.store.base import EVENT_STATUSES, MESSAGE_STATES, RULE_ORIGINS
 
 
 def _nullable(schema: dict[str, Any]) -> dict[str, Any]:
@@ -146,6 +146,59 @@ SCHEMAS: dict[str, Any] = {
         "pause_reason": _nullable(STRING),
         "paused_at": _nullable(TIME),
     }),
+    "RuleFiles": {"type": "object", "additionalProperties": STRING, "description": "file name -> text"},
+    "RuleVersion": _object({
+        "version": INTEGER, "created_at": TIME, "author": STRING, "message": STRING,
+        "origin": {"type": "string", "enum": list(RULE_ORIGINS)},
+        "based_on": _nullable(INTEGER), "digest": STRING,
+        "files": _ref("RuleFiles"), "diff": {**STRING, "description": "unified diff from the version before"},
+    }, required=["version", "created_at", "author", "message", "origin", "based_on", "digest"]),
+    "RuleVersionList": _object({"versions": {"type": "array", "items": _ref("RuleVersion")}, **PAGE}),
+    "RulesPublished": _object({
+        "published": {"oneOf": [_ref("RuleVersion"), {"type": "null"}]},
+        "instance": {"type": "object", "description": "the version this instance runs, or {source: folder}"},
+    }),
+    "RuleDraft": _object({
+        "id": INTEGER, "created_at": TIME, "updated_at": TIME, "author": STRING, "base_version": _nullable(INTEGER),
+        "files": _ref("RuleFiles"),
+    }, required=["id", "created_at", "updated_at", "author", "base_version"]),
+    "RuleDraftList": _object({"drafts": {"type": "array", "items": _ref("RuleDraft")}, **PAGE}),
+    "RuleDraftRequest": _object({"files": _ref("RuleFiles")}, required=[]),
+    "RuleFileRequest": _object({"text": STRING}),
+    "RuleProblem": _object({"file": STRING, "line": INTEGER, "column": INTEGER, "message": STRING,
+                            "fix": {**STRING, "description": "how to fix it, when the message does not say"}}),
+    "RuleCheck": _object({
+        "ok": {"type": "boolean", "description": "false: the set cannot run and is not published"},
+        "rules": INTEGER, "files": INTEGER,
+        "problems": {"type": "array", "items": _ref("RuleProblem")},
+        "example_problems": {"type": "array", "items": _ref("RuleProblem")},
+        "notes": {"type": "array", "items": STRING}, "blocked": {"type": "array", "items": STRING},
+    }),
+    "RuleRefusal": {"type": "object", "required": ["error"], "properties": {"error": STRING},
+                    "description": "why; a failed check adds the RuleCheck fields"},
+    "RuleExamplesRequest": _object({"file": STRING}, required=[]),
+    "RuleExamples": _object({"ok": {"type": "boolean"}, "problems": {"type": "array", "items": _ref("RuleProblem")},
+                             "examples": {"type": "array", "items": {"type": "object"}}}),
+    "RulePreviewRequest": _object({
+        "limit": {"type": "integer", "minimum": 1, "maximum": 500, "description": "newest stored events (100)"},
+        "reveal": {"type": "boolean"}}, required=[]),
+    "RulePreview": _object({
+        "summary": _object({name: INTEGER for name in ("events", "previewed", "changed", "unchanged", "new_errors",
+                                                         "not_previewed")}),
+        "events": {"type": "array", "items": {"type": "object", "description": "event_id, source, topic, changed, "
+                   "becomes_error, before and after (status, rules, errors, requests), diff"}},
+        "topics": {"type": "object", "additionalProperties": {"type": "array", "items": STRING}},
+        "running_version": _nullable(INTEGER),
+    }),
+    "RulePublishRequest": _object({"message": STRING, "force": {
+        "type": "boolean", "description": "publish although another version was published since the draft began"}},
+        required=[]),
+    "RuleRollbackRequest": _object({"version": {"type": "integer", "minimum": 1, "maximum": MAX_ROW_ID}, "message": STRING},
+                                   required=["version"]),
+    "RuleAction": _object({"at": TIME, "actor": STRING, "action": STRING, "version": _nullable(INTEGER),
+                           "draft": _nullable(INTEGER), "detail": STRING}),
+    "RuleActionList": _object({"actions": {"type": "array", "items": _ref("RuleAction")}, **PAGE}),
+    "Deleted": _object({"deleted": {"type": "boolean"}}),
     "OutboxStats": _object({"destinations": {"type": "object", "additionalProperties": _ref("DestinationStats")}}),
 }
 
@@ -181,6 +234,72 @@ def _op(summary: str, ok: dict[str, Any], *, parameters: Sequence[dict[str, Any]
     return op
 
 
+DRAFT = _param("draft_id", "path", INTEGER, "draft id", True)
+REFUSED = {"409": _answer("refused as things stand: the rules come from the folder, or a newer version was "
+                          "published since the draft began", "RuleRefusal"),
+           "422": _answer("the set fails the check (its problems are listed), or a preview was stopped", "RuleRefusal")}
+
+
+def _rules_op(summary: str, ok: dict[str, Any], *, status: str = "200", refusals: tuple[str, ...] = (),
+              **kwargs: Any) -> dict[str, Any]:
+    op = _op(summary, ok, **kwargs)
+    if status != "200":
+        op["responses"] = {status: op["responses"].pop("200"), **op["responses"]}
+    op["responses"].update({code: REFUSED[code] for code in refusals})
+    return op
+
+
+def rules_paths() -> dict[str, Any]:
+    """/rules...: published versions, drafts, check, preview, publish, rollback, audit (bridge.rules.api)."""
+    page = [LIMIT, OFFSET]
+    return {
+        "/rules": {"get": _rules_op("the published rules with their files, and the version this instance runs",
+                                    _answer("published", "RulesPublished"), errors=("401", "404", "503"))},
+        "/rules/versions": {"get": _rules_op("published versions, newest first", _answer("versions", "RuleVersionList"),
+                                             parameters=page)},
+        "/rules/versions/{version}": {"get": _rules_op(
+            "one version with its files and its diff from the one before", _answer("version", "RuleVersion"),
+            parameters=[_param("version", "path", INTEGER, "version number", True)])},
+        "/rules/rollback": {"post": _rules_op("publish an earlier version's files again, as a new version",
+                                              _answer("the new version", "RuleVersion"), body="RuleRollbackRequest",
+                                              refusals=("409", "422"))},
+        "/rules/actions": {"get": _rules_op("the rules' audit log: who did what, when", _answer("actions", "RuleActionList"),
+                                            parameters=page)},
+        "/rules/check": {"post": _rules_op("check a set of files without saving it (as a marketer types)",
+                                           _answer("check", "RuleCheck"), body="RuleDraftRequest")},
+        "/rules/drafts": {
+            "get": _rules_op("drafts, most recently changed first", _answer("drafts", "RuleDraftList"), parameters=page),
+            "post": _rules_op("start a draft from the published rules (or from the files given)",
+                              _answer("the draft", "RuleDraft"), status="201", body="RuleDraftRequest"),
+        },
+        "/rules/drafts/{draft_id}": {
+            "get": _rules_op("one draft with its files", _answer("draft", "RuleDraft"), parameters=[DRAFT]),
+            "put": _rules_op("replace a draft's files", _answer("draft", "RuleDraft"), parameters=[DRAFT],
+                             body="RuleDraftRequest"),
+            "delete": _rules_op("delete a draft", _answer("deleted", "Deleted"), parameters=[DRAFT]),
+        },
+        "/rules/drafts/{draft_id}/files/{name}": {
+            "put": _rules_op("save one file of a draft", _answer("draft", "RuleDraft"), body="RuleFileRequest",
+                             parameters=[DRAFT, _param("name", "path", STRING, "file name (*.yaml)", True)]),
+            "delete": _rules_op("take one file out of a draft", _answer("draft", "RuleDraft"),
+                                parameters=[DRAFT, _param("name", "path", STRING, "file name", True)]),
+        },
+        "/rules/drafts/{draft_id}/check": {"post": _rules_op(
+            "check a draft: each problem with its file, line and fix", _answer("check", "RuleCheck"), parameters=[DRAFT])},
+        "/rules/drafts/{draft_id}/examples": {"post": _rules_op(
+            "run the examples of a draft's files (or of one file)", _answer("examples", "RuleExamples"),
+            parameters=[DRAFT], body="RuleExamplesRequest")},
+        "/rules/drafts/{draft_id}/preview": {"post": _rules_op(
+            "map the newest stored events of the topics the draft changes with the running rules and with the "
+            "draft, in the mapping process: the requests each would send, their diff and a summary",
+            _answer("preview", "RulePreview"), parameters=[DRAFT], body="RulePreviewRequest", refusals=("422",))},
+        "/rules/drafts/{draft_id}/publish": {"post": _rules_op(
+            "publish a draft that passes the check: every instance runs it within seconds",
+            _answer("the new version", "RuleVersion"), status="201", parameters=[DRAFT], body="RulePublishRequest",
+            refusals=("409", "422"))},
+    }
+
+
 def document() -> dict[str, Any]:
     return {
         "openapi": "3.1.0",
@@ -214,6 +333,7 @@ def document() -> dict[str, Any]:
                                                         _answer("new state", "DestinationPause"), parameters=[NAME])},
             "/outbox/stats": {"get": _op("messages per destination and state, oldest pending, pauses",
                                          _answer("stats", "OutboxStats"), errors=("401", "404", "503"))},
+            **rules_paths(),
             "/openapi.json": {"get": {"summary": "this document", "responses": {
                 "200": {"description": "OpenAPI 3.1", "content": {"application/json": {"schema": {"type": "object"}}}},
                 "401": ERRORS["401"], "404": ERRORS["404"]}}},

@@ -194,6 +194,47 @@ class SentPrint:
     fields: str
     digest: str
     sent_at: float
+# -- rule sets kept in the store ----------------------------------------------
+
+RULE_ORIGINS = ("folder", "publish", "rollback", "import")
+
+
+@dataclass(frozen=True)
+class RuleVersion:
+    """One published rule set. Versions count up from 1 and are never changed; the highest is the
+    one every instance runs. `files` (file name -> text) is empty in listings."""
+
+    version: int
+    created_at: float
+    author: str
+    message: str
+    origin: str  # one of RULE_ORIGINS: imported from the rules folder, published, rolled back, `bridge rules import`
+    digest: str  # names the files' texts (bridge.rules.files.digest)
+    based_on: int | None = None  # the version a draft started from, or the one a rollback restored
+    files: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class RuleDraft:
+    """A rule set being edited: not run anywhere until published. `files` is empty in listings."""
+
+    id: int
+    created_at: float
+    updated_at: float
+    author: str
+    base_version: int | None  # the published version it started from
+    files: dict[str, str] = field(default_factory=dict)
+
+
+class RuleAction(TypedDict):
+    """One entry of the rules' audit log: who did what, when, to which version or draft."""
+
+    at: float
+    actor: str
+    action: str  # draft.save, draft.delete, check, preview, publish, rollback, import, export
+    version: int | None
+    draft: int | None
+    detail: str
 
 
 # -- what operator writes return ----------------------------------------------
@@ -420,6 +461,55 @@ class Store(Protocol):
         count. Atomic per call."""
         ...
 
+    # -- rule sets --------------------------------------------------------------
+
+    async def rule_head(self, origin: str | None = None, digest: str | None = None) -> RuleVersion | None:
+        """The published rule set (the highest version), or with `origin` and/or `digest` the newest
+        version that has them; without its files. None when there is none. Cheap: every instance polls it."""
+        ...
+
+    async def rule_version(self, version: int) -> RuleVersion | None:
+        """One version with its files."""
+        ...
+
+    async def rule_history(self, limit: int, offset: int = 0) -> Page[RuleVersion]:
+        """Versions newest first, without their files."""
+        ...
+
+    async def publish_rules(self, version: RuleVersion) -> bool:
+        """Store `version` as published. It must be the head's number + 1 (1 for the first):
+        False, and nothing stored, when another publish took that number first."""
+        ...
+
+    async def save_rule_draft(self, draft_id: int | None, files: dict[str, str], base_version: int | None,
+                              author: str, now: float) -> RuleDraft | None:
+        """A new draft (no id), or the draft's files replaced; None when that draft does not exist."""
+        ...
+
+    async def rule_draft(self, draft_id: int) -> RuleDraft | None:
+        """One draft with its files."""
+        ...
+
+    async def rule_drafts(self, limit: int, offset: int = 0) -> Page[RuleDraft]:
+        """Drafts, most recently changed first, without their files."""
+        ...
+
+    async def delete_rule_draft(self, draft_id: int) -> bool:
+        ...
+
+    async def record_rule_action(self, entry: RuleAction) -> None:
+        """Append one entry to the rules' audit log."""
+        ...
+
+    async def rule_actions(self, limit: int, offset: int = 0) -> Page[RuleAction]:
+        """The rules' audit log, newest first."""
+        ...
+
+    async def latest_events(self, source: str, topics: Sequence[str], limit: int) -> list[Event]:
+        """The newest `limit` events of `source` with one of `topics` whose body is kept and valid JSON,
+        newest first (what a preview of a rule change runs on)."""
+        ...
+
     # -- retention ------------------------------------------------------------
 
     async def prune_delivered(self, before: float, limit: int) -> tuple[int, int]:
@@ -444,5 +534,6 @@ __all__ = [
     "AREAS", "EVENT_STATUSES", "ConsentRecord", "MESSAGE_STATES", "OPEN_STATES",
     "AttemptEntry", "AuditEntry", "AuditFilter", "DeadFilter", "DeadLetter", "Decision", "DestinationState",
     "DestinationStats", "EventDetail", "EventFilter", "EventSummary", "IngestResult", "Mapped", "MessageDetail",
-    "MigrationStatus", "Page", "PruneCutoffs", "PruneResult", "ReplaySummary", "SentPrint", "Store",
+    "MigrationStatus", "Page", "PruneCutoffs", "PruneResult", "RULE_ORIGINS", "ReplaySummary", "RuleAction",
+    "RuleDraft", "RuleVersion", "SentPrint", "Store",
 ]

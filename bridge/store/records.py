@@ -22,6 +22,9 @@ from bridge.store.base import (
     EventFilter,
     EventSummary,
     MessageDetail,
+    RuleAction,
+    RuleDraft,
+    RuleVersion,
 )
 from bridge.sources.shape import MAX_DEPTH, nests_deeper_than
 from bridge.store.sqlite.rows import Row, unpack_body
@@ -174,3 +177,36 @@ def outbox_stats(now: float, destinations: Sequence[str], counts: Iterable[Row],
         e["pause_reason"] = state["reason"] if state["paused"] else None
         e["paused_at"] = state["changed_at"] if state["paused"] else None
     return dict(sorted(stats.items()))
+
+
+# -- rule sets ----------------------------------------------------------------
+
+RULE_VERSION_COLUMNS = "version, created_at, author, message, origin, based_on, digest"
+RULE_DRAFT_COLUMNS = "id, created_at, updated_at, author, base_version"
+
+
+def rule_version(r: Row, with_files: bool = False) -> RuleVersion:
+    return RuleVersion(int(r["version"]), float(r["created_at"]), r["author"], r["message"], r["origin"], r["digest"],
+                       None if r["based_on"] is None else int(r["based_on"]),
+                       _files(r["files"]) if with_files else {})
+
+
+def rule_draft(r: Row, with_files: bool = False) -> RuleDraft:
+    return RuleDraft(int(r["id"]), float(r["created_at"]), float(r["updated_at"]), r["author"],
+                     None if r["base_version"] is None else int(r["base_version"]),
+                     _files(r["files"]) if with_files else {})
+
+
+def rule_action(r: Row) -> RuleAction:
+    return {"at": float(r["at"]), "actor": r["actor"], "action": r["action"],
+            "version": None if r["version"] is None else int(r["version"]),
+            "draft": None if r["draft"] is None else int(r["draft"]), "detail": r["detail"]}
+
+
+def files_text(files: Mapping[str, str]) -> str:
+    return json.dumps(dict(sorted(files.items())), ensure_ascii=False)
+
+
+def _files(text: str) -> dict[str, str]:
+    files = json.loads(text)
+    return {str(name): str(body) for name, body in files.items()}

@@ -1,4 +1,5 @@
-"""A restart with a broken rule file keeps forwarding with the last good rules (real process, real fakes)."""
+"""A restart with a broken rule file keeps forwarding: the published rules from the store, or with the rules
+kept in the folder only, the last good copy (real process, real fakes)."""
 
 from __future__ import annotations
 
@@ -22,11 +23,45 @@ def send_order(bridge: BridgeProcess, order_id: int) -> httpx.Response:
     return bridge.post("shopify", body, shopify_headers(body, SHOPIFY_SECRET, "orders/create", event_id=f"evt-{order_id}"))
 
 
-def test_a_restart_with_a_broken_file_runs_the_last_good_rules_until_it_is_fixed(tmp_path: Path, fakes: Fakes) -> None:
+def test_a_deploy_with_a_broken_file_keeps_the_published_rules_running(tmp_path: Path, fakes: Fakes) -> None:
     folder = tmp_path / "mappings"
     shutil.copytree(ROOT / "mappings", folder)
     token = "t" * 32
     bridge = BridgeProcess(tmp_path, bridge_env(fakes, BRIDGE_MAPPINGS_DIR=str(folder), BRIDGE_ADMIN_TOKEN=token))
+    bridge.start()
+    try:
+        assert send_order(bridge, 2001).status_code == 200
+        wait_until(lambda: len(ometria_records(fakes, "order")) == 1)
+        assert bridge.stop() == 0
+
+        original = (folder / "shopify-orders.yaml").read_text()
+        broken = original.replace('currency: "{{ currency }}"', 'currency: "{{ currency }}', 1)
+        (folder / "shopify-orders.yaml").write_text(broken)
+        bridge.start()
+
+        health = httpx.get(bridge.url + "/healthz", headers={"Authorization": f"Bearer {token}"}).json()["rules"]
+        assert health["loaded"] is True and health["published"]["version"] == 1
+        assert "shopify-orders.yaml:" in health["error"] and "published rules keep running" in health["error"]
+        assert health["published"]["folder_error"] is not None
+        assert httpx.get(bridge.url + "/readyz").status_code == 200
+
+        assert send_order(bridge, 2002).status_code == 200
+        wait_until(lambda: {e["properties"]["orderID"] for e in omnisend_events(fakes)} >= {"2001", "2002"})
+        assert "rules.folder_not_imported" in bridge.logs()
+
+        (folder / "shopify-orders.yaml").write_text(original)  # fixed: the files of version 1, nothing to import
+        wait_until(lambda: httpx.get(bridge.url + "/healthz").json()["rules"]["error"] is None, timeout=20)
+        assert httpx.get(bridge.url + "/healthz").json()["rules"]["published"]["version"] == 1
+    finally:
+        bridge.stop()
+
+
+def test_a_restart_with_a_broken_file_runs_the_last_good_rules_until_it_is_fixed(tmp_path: Path, fakes: Fakes) -> None:
+    folder = tmp_path / "mappings"
+    shutil.copytree(ROOT / "mappings", folder)
+    token = "t" * 32
+    bridge = BridgeProcess(tmp_path, bridge_env(fakes, BRIDGE_MAPPINGS_DIR=str(folder), BRIDGE_ADMIN_TOKEN=token,
+                                                BRIDGE_RULES_SOURCE="folder"))
     bridge.start()
     try:
         assert send_order(bridge, 1001).status_code == 200

@@ -31,10 +31,13 @@ from bridge.store.base import (
     PruneCutoffs,
     PruneResult,
     ReplaySummary,
+    RuleAction,
+    RuleDraft,
+    RuleVersion,
     SentPrint,
 )
 from bridge.store.migrations import unapplied_error
-from bridge.store.postgres import consent, echo, inbound, migrate, outbox, queries, replay, retention
+from bridge.store.postgres import consent, echo, inbound, migrate, outbox, queries, replay, retention, rules
 from bridge.settings import masked_url
 from bridge.store.postgres.connection import Conn, connect, in_transaction, make_pool
 from bridge.store.postgres.wakeups import EVENTS_CHANNEL, Wakeups
@@ -205,6 +208,42 @@ class PostgresStore:
     async def apply_mappings(self, mapped: Sequence[Mapped], now: float, *, force: bool,
                              dry_run: bool) -> ReplaySummary:
         return await self._run(replay.apply_mappings, mapped, now, force, dry_run)
+
+    # -- rule sets --------------------------------------------------------------
+
+    async def rule_head(self, origin: str | None = None, digest: str | None = None) -> RuleVersion | None:
+        return await self._run(rules.rule_head, origin, digest)
+
+    async def rule_version(self, version: int) -> RuleVersion | None:
+        return await self._run(rules.rule_version, version)
+
+    async def rule_history(self, limit: int, offset: int = 0) -> Page[RuleVersion]:
+        return await self._run(rules.rule_history, limit, offset)
+
+    async def publish_rules(self, version: RuleVersion) -> bool:
+        return await self._run(rules.publish_rules, version)
+
+    async def save_rule_draft(self, draft_id: int | None, files: dict[str, str], base_version: int | None,
+                              author: str, now: float) -> RuleDraft | None:
+        return await self._run(rules.save_rule_draft, draft_id, files, base_version, author, now)
+
+    async def rule_draft(self, draft_id: int) -> RuleDraft | None:
+        return await self._run(rules.rule_draft, draft_id)
+
+    async def rule_drafts(self, limit: int, offset: int = 0) -> Page[RuleDraft]:
+        return await self._run(rules.rule_drafts, limit, offset)
+
+    async def delete_rule_draft(self, draft_id: int) -> bool:
+        return await self._run(rules.delete_rule_draft, draft_id)
+
+    async def record_rule_action(self, entry: RuleAction) -> None:
+        await self._run(rules.record_rule_action, entry)
+
+    async def rule_actions(self, limit: int, offset: int = 0) -> Page[RuleAction]:
+        return await self._run(rules.rule_actions, limit, offset)
+
+    async def latest_events(self, source: str, topics: Sequence[str], limit: int) -> list[Event]:
+        return await self._run(rules.latest_events, source, list(topics), limit)
 
     # -- retention ------------------------------------------------------------
 

@@ -42,10 +42,13 @@ from bridge.store.base import (
     PruneCutoffs,
     PruneResult,
     ReplaySummary,
+    RuleAction,
+    RuleDraft,
+    RuleVersion,
     SentPrint,
 )
 from bridge.store.migrations import unapplied_error
-from bridge.store.sqlite import consent, echo, outbox, queries, replay, retention
+from bridge.store.sqlite import consent, echo, outbox, queries, replay, retention, rules
 from bridge.store.sqlite.ingest import EventRow, event_row, ingest_one
 from bridge.store.sqlite.migrate import created_at as schema_created_at
 from bridge.store.sqlite.migrate import migrate as apply_migrations
@@ -379,6 +382,42 @@ class SQLiteStore:
         if dry_run:  # counts only: a reader does, beside the writer
             return await self.aread(lambda conn: replay.apply_mappings(conn, mapped, now, force, True))
         return await self.awrite(replay.apply_mappings, mapped, now, force, False)
+
+    # -- rule sets --------------------------------------------------------------
+
+    async def rule_head(self, origin: str | None = None, digest: str | None = None) -> RuleVersion | None:
+        return await self.aread(lambda conn: rules.rule_head(conn, origin, digest))
+
+    async def rule_version(self, version: int) -> RuleVersion | None:
+        return await self.aread(lambda conn: rules.rule_version(conn, version))
+
+    async def rule_history(self, limit: int, offset: int = 0) -> Page[RuleVersion]:
+        return await self.aread(lambda conn: rules.rule_history(conn, limit, offset))
+
+    async def publish_rules(self, version: RuleVersion) -> bool:
+        return await self.awrite(rules.publish_rules, version)
+
+    async def save_rule_draft(self, draft_id: int | None, files: dict[str, str], base_version: int | None,
+                              author: str, now: float) -> RuleDraft | None:
+        return await self.awrite(rules.save_rule_draft, draft_id, files, base_version, author, now)
+
+    async def rule_draft(self, draft_id: int) -> RuleDraft | None:
+        return await self.aread(lambda conn: rules.rule_draft(conn, draft_id))
+
+    async def rule_drafts(self, limit: int, offset: int = 0) -> Page[RuleDraft]:
+        return await self.aread(lambda conn: rules.rule_drafts(conn, limit, offset))
+
+    async def delete_rule_draft(self, draft_id: int) -> bool:
+        return await self.awrite(rules.delete_rule_draft, draft_id)
+
+    async def record_rule_action(self, entry: RuleAction) -> None:
+        await self.awrite(rules.record_rule_action, entry)
+
+    async def rule_actions(self, limit: int, offset: int = 0) -> Page[RuleAction]:
+        return await self.aread(lambda conn: rules.rule_actions(conn, limit, offset))
+
+    async def latest_events(self, source: str, topics: Sequence[str], limit: int) -> list[Event]:
+        return await self.aread(lambda conn: rules.latest_events(conn, source, list(topics), limit))
 
     # -- retention ------------------------------------------------------------
 
