@@ -13,7 +13,7 @@ from typing import Any, Sequence
 from bridge.model import Event, Mapped
 from bridge.store.base import OPEN_STATES, EventFilter, ReplaySummary
 from bridge.store.postgres.connection import Conn
-from bridge.store.postgres.inbound import insert_messages, message_params
+from bridge.store.postgres.inbound import insert_messages, message_params, save_lookup
 from bridge.store.postgres.outbox import lock_lanes, refresh_lanes
 from bridge.store.postgres.queries import MARK, count
 from bridge.store.records import event_where
@@ -61,6 +61,7 @@ async def apply_mappings(conn: Conn, mapped: Sequence[Mapped], now: float, force
             await conn.execute("UPDATE events SET status = %s, rules = %s, errors = %s, mapped_at = %s WHERE id = %s",
                                (m.status, json.dumps(m.rules), json.dumps(m.errors) if m.errors else None, now,
                                 m.event_id))
+            await save_lookup(conn, [m])  # events mapped before lookups existed become searchable
         for msg, key in m.messages:
             # The key is made from the event's source and dedupe key: its messages are this event's.
             cur = await conn.execute("SELECT id, state, destination FROM messages WHERE event_id = %s"
