@@ -55,7 +55,7 @@ HEADERS = {
     "content-security-policy": CSP,
     "x-content-type-options": "nosniff",
     "x-frame-options": "DENY",
-    "referrer-policy": "no-referrer",
+    "referrer-policy": "same-origin",  # no-referrer would make the browser send `Origin: null` with forms
     "cache-control": "no-store",
     "cross-origin-opener-policy": "same-origin",
 }
@@ -251,7 +251,7 @@ class Console:
         error = getattr(holder, "error", None)
         return {"loaded": current is not None, "count": len(getattr(current, "rules", []) or []),
                 "loaded_at": getattr(holder, "loaded_at", None), "error": _no_folders(error),
-                "blocked": list(getattr(holder, "blocked", []) or []),
+                "blocked": [_no_folders(b) or "" for b in getattr(holder, "blocked", []) or []],
                 "saved_copy": getattr(holder, "running_saved", None) is not None}
 
     async def overview(self, request: Request) -> Response:
