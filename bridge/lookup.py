@@ -2,8 +2,8 @@
 addresses and order numbers in its payload.
 
 A fingerprint is `bridge.log.fingerprint` of the value (an e-mail lowercased, an order number without
-a leading '#'), the same `h:` hash the masked views show, so a viewer who sees `h:1a2b3c4d5e` in a
-masked payload can search by it. They are computed where the event is mapped (the mapping process,
+a leading '#'), and of the value as it is, which is the `h:` hash the masked views show: a viewer who
+sees `h:1a2b3c4d5e` in a masked payload can search by it. They are computed where the event is mapped (the mapping process,
 off the web event loop) and saved with its mapping (`Mapped.lookup`, table event_lookup).
 
 What a sender controls costs bounded time: at most MAX_NODES values of the payload are looked at, to
@@ -57,6 +57,7 @@ def fingerprints(payload: Any, topic: str = "") -> tuple[str, ...]:
             continue
         if isinstance(value, str) and len(value) <= MAX_VALUE and EMAIL.fullmatch(value.strip()):
             found.add(fingerprint(value.strip().lower()))
+            found.add(fingerprint(value))  # as a masked view shows it under a personal key
             continue
         top_level_id = is_order and depth == 1 and key == "id"
         shopify_name = key == "name" and isinstance(value, str) and value.startswith("#")
@@ -64,6 +65,7 @@ def fingerprints(payload: Any, topic: str = "") -> tuple[str, ...]:
             number = order_value(value)
             if number is not None:
                 found.add(fingerprint(number))
+                found.add(fingerprint(value))  # as a masked view shows it ("#1042" under `name`)
     return tuple(sorted(found))
 
 

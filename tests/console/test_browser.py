@@ -14,11 +14,11 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import pytest
+from e2e.conftest import Fakes, bridge_env, fakes  # noqa: F401  (the fixture)
+from e2e.harness import ROOT, SHOPIFY_SECRET, BridgeProcess, wait_until
 
 from bridge.sign import shopify_headers
 
-from e2e.conftest import Fakes, bridge_env, fakes  # noqa: F401  (the fixture)
-from e2e.harness import ROOT, SHOPIFY_SECRET, BridgeProcess, wait_until
 from .support import TOKENS, XSS_NAME
 
 CHROMIUM = os.environ.get("BRIDGE_TEST_CHROMIUM", "/usr/bin/chromium")

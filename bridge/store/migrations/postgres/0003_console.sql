@@ -25,3 +25,13 @@ CREATE INDEX event_lookup_event ON event_lookup (event_id);
 -- The overview's charts count delivered messages per destination and hour (messages_delivered has the
 -- time only).
 CREATE INDEX messages_delivered_by ON messages (updated_at, destination) WHERE state = 'delivered';
+
+-- Reads of the console that must stay fast on a store of millions of messages (bench/console.py):
+-- the events received per hour and source (covering, so the rows and their bodies are not read;
+-- it replaces events_received, which it serves as well), the oldest waiting message per destination,
+-- and the counts ("N of M") of a search by topic or by status.
+CREATE INDEX events_received_by ON events (received_at, source);
+DROP INDEX IF EXISTS events_received;
+CREATE INDEX messages_pending_age ON messages (destination, created_at) WHERE state = 'pending';
+CREATE INDEX events_topic ON events (topic, source);
+CREATE INDEX events_status ON events (status);
