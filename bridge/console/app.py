@@ -30,6 +30,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from bridge.access import Access, ConsoleToken, Permission, Principal
 from bridge.console import charts, session
+from bridge.console.activity import ActivityCache
 from bridge.console.jobs import Job, Jobs
 from bridge.errors import StoreUnavailable
 from bridge.lookup import search_fingerprint
@@ -38,12 +39,11 @@ from bridge.ops.admin import access_of, describe_filter
 from bridge.ops.replay import replay
 from bridge.ops.slowdown import FailedTries
 from bridge.ops.when import iso, parse_when
-from bridge.store.base import EVENT_STATUSES, ActivityBucket, DeadFilter, EventFilter, ReplaySummary
+from bridge.store.base import EVENT_STATUSES, DeadFilter, EventFilter, ReplaySummary
 
 log = structlog.get_logger("bridge.console")
 
 PAGE_SIZE = 50
-HOUR = 3600.0
 REFRESH_SECONDS = 5
 MAX_FORM_BYTES = 64 * 1024
 MAX_IDS = 1000
@@ -117,8 +117,7 @@ class Console:
         self.env = templates()
         self.failed_tries = FailedTries()
         self.jobs = Jobs()
-        self._hours: dict[float, ActivityBucket] = {}  # closed hours of the overview's charts, counted once
-        self._counting: asyncio.Task[None] | None = None
+        self.activity = ActivityCache(self.store)
 
     # -- plumbing -------------------------------------------------------------
 
@@ -216,12 +215,12 @@ class Console:
     async def overview_data(self) -> dict[str, Any]:
         now = time.time()
         names = sorted(self.bridge.destinations)
-        hour_start = now - now % HOUR
-        counts, oldest, states, (day, counting), last_hour = await asyncio.gather(
+        counts, oldest, states, activity = await asyncio.gather(
             self.store.open_counts(), self.store.oldest_pending(), self.store.destination_states(),
-            self.day(now), self.store.activity(now - HOUR, now, HOUR))
+            self.activity.read(now))
+        day = activity.day
         names = sorted(set(names) | {d for d, _ in counts})
-        delivered_hour = last_hour[0]["delivered"] if last_hour else {}
+        delivered_hour = activity.last_hour["delivered"]
         destinations = []
         for name in names:
             state = states.get(name)
@@ -236,43 +235,17 @@ class Console:
         starts = [b["start"] for b in day]
         sources = sorted(set(self.bridge.sources) | {s for b in day for s in b["received"]})
         seen = [{"name": s, "day": sum(b["received"].get(s, 0) for b in day),
-                 "hour": last_hour[0]["received"].get(s, 0) if last_hour else 0,
+                 "hour": activity.last_hour["received"].get(s, 0),
                  "last": next((b["start"] for b in reversed(day) if b["received"].get(s)), None)} for s in sources]
         return {
-            "now": now, "destinations": destinations, "sources": seen, "rules": self.rules_state(), "counting": counting,
+            "now": now, "destinations": destinations, "sources": seen, "rules": self.rules_state(),
+            "counting": activity.counting,
             "charts": [
                 charts.bars("Events received", starts, [sum(b["received"].values()) for b in day]),
                 charts.bars("Messages delivered", starts, [sum(b["delivered"].values()) for b in day]),
                 charts.bars("Messages dead", starts, [sum(b["dead"].values()) for b in day]),
             ],
         }
-
-    async def day(self, now: float) -> tuple[list[ActivityBucket], bool]:
-        """The last 24 hours by the hour, and whether earlier hours are still being counted.
-
-        A closed hour's counts do not change (a late delivery is counted in the hour it happened), so
-        each is counted once, in the background, and kept (`_hours`); only the current hour is read on
-        every refresh. With a million deliveries a day, counting a whole day takes seconds; an hour, a
-        few milliseconds (bench/console.py).
-        """
-        hour_start = now - now % HOUR
-        first = hour_start - 23 * HOUR
-        for start in [s for s in self._hours if s < first]:
-            del self._hours[start]
-        missing = [first + n * HOUR for n in range(23) if first + n * HOUR not in self._hours]
-        if missing and (self._counting is None or self._counting.done()):
-            self._counting = asyncio.create_task(self._count_hours(missing))
-        current = await self.store.activity(hour_start, now, HOUR)
-        closed = [self._hours.get(first + n * HOUR) or _empty(first + n * HOUR) for n in range(23)]
-        return closed + current, bool(missing)
-
-    async def _count_hours(self, starts: list[float]) -> None:
-        for start in reversed(starts):  # the most recent first: they are the likeliest to be looked at
-            try:
-                [bucket] = await self.store.activity(start, start + HOUR, HOUR)
-            except StoreUnavailable:
-                return  # counted again at the next refresh
-            self._hours[start] = bucket
 
     def rules_state(self) -> dict[str, Any]:
         holder = self.bridge.rules
@@ -519,10 +492,6 @@ async def _urlencoded(request: Request) -> list[tuple[str, str | UploadFile]]:
         return list(parse_qsl(body.decode(), keep_blank_values=True, max_num_fields=MAX_IDS + 20))
     except (UnicodeDecodeError, ValueError):
         raise Refused(400, "The form cannot be read.") from None
-
-
-def _empty(start: float) -> ActivityBucket:
-    return {"start": start, "received": {}, "delivered": {}, "dead": {}}
 
 
 def _can(who: Principal | None) -> dict[str, bool]:
