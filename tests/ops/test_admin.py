@@ -68,6 +68,7 @@ ROUTES = [
     ("get", "/admin/events"), ("get", "/admin/events/1"), ("get", "/admin/dead"), ("post", "/admin/dead/retry"),
     ("post", "/admin/replay"), ("post", "/admin/destinations/omnisend/pause"),
     ("post", "/admin/destinations/omnisend/resume"), ("get", "/admin/outbox/stats"), ("get", "/admin/openapi.json"),
+    ("get", "/admin/actions"),
 ]
 
 
@@ -94,6 +95,17 @@ def test_openapi_lists_every_route(client: TestClient) -> None:
         template = path.replace("/1", "/{event_id}").replace("/omnisend/", "/{name}/")
         assert (method, template) in documented
     assert len(documented) == len(ROUTES)
+
+
+def test_changes_are_in_the_actions_log_as_documented(client: TestClient) -> None:
+    doc = client.get("/admin/openapi.json", headers=AUTH).json()
+    assert client.post("/admin/destinations/omnisend/pause", json={"reason": "maintenance"}, headers=AUTH).status_code \
+        == 200
+    client.post("/admin/dead/retry", json={"all": True}, headers=AUTH)
+    log = client.get("/admin/actions", params={"limit": "1"}, headers=AUTH)
+    check_response(doc, "/actions", "get", 200, log.json())
+    assert log.json()["total"] == 2 and [(a["actor"], a["action"], a["target"]) for a in log.json()["actions"]] == [
+        ("admin", "retry_dead", "every dead letter")]
 
 
 def test_events_as_documented(client: TestClient) -> None:
