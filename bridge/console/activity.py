@@ -66,7 +66,7 @@ class ActivityCache:
         if missing_hours and (self._counting is None or self._counting.done()):
             self._counting = asyncio.create_task(self._count_hours(missing_hours))
 
-        slots = [keep_from + n * SLOT for n in range(int(round((slot_start - keep_from) / SLOT)))]
+        slots = [keep_from + n * SLOT for n in range(round((slot_start - keep_from) / SLOT))]
         missing = [s for s in slots if int(s) not in self._slots]
         if missing:
             for bucket in await self.store.activity(missing[0], missing[-1] + SLOT, SLOT):

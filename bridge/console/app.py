@@ -1,4 +1,4 @@
-"""The console: web pages under /console where operators run the bridge (bridge/console/README in docs).
+"""The console: web pages under /console where people run the bridge (docs/operations.md, "The console").
 
 Server-rendered Jinja2 templates (autoescaped: every stored value is shown as text) with one small
 script (static/console.js) that refreshes the live parts of a page from HTML fragments the server

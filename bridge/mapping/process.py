@@ -36,9 +36,9 @@ from typing import Any, Sequence
 import orjson
 import structlog
 
+from bridge.lookup import fingerprints
 from bridge.mapping import MapResult, RuleSet, budget
 from bridge.mapping.engine import CompiledRuleSet, over_budget
-from bridge.lookup import fingerprints
 from bridge.model import Event, Mapped
 
 log = structlog.get_logger("bridge.mapping")

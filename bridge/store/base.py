@@ -448,7 +448,7 @@ class Store(Protocol):
 
 __all__ = [
     "AREAS", "EVENT_STATUSES", "MESSAGE_STATES", "OPEN_STATES",
-    "ActivityBucket", "AttemptEntry", "ConsoleAction", "AuditEntry", "AuditFilter", "DeadFilter", "DeadLetter", "Decision", "DestinationState",
-    "DestinationStats", "EventDetail", "EventFilter", "EventSummary", "IngestResult", "Mapped", "MessageDetail",
-    "MigrationStatus", "Page", "PruneCutoffs", "PruneResult", "ReplaySummary", "Store",
+    "ActivityBucket", "AttemptEntry", "AuditEntry", "AuditFilter", "ConsoleAction", "DeadFilter", "DeadLetter",
+    "Decision", "DestinationState", "DestinationStats", "EventDetail", "EventFilter", "EventSummary", "IngestResult",
+    "Mapped", "MessageDetail", "MigrationStatus", "Page", "PruneCutoffs", "PruneResult", "ReplaySummary", "Store",
 ]

@@ -107,8 +107,8 @@ def test_the_earlier_hours_of_the_charts_are_counted_once_in_the_background(clie
     store = client.app.state.bridge.store  # type: ignore[attr-defined]
     now = time.time()
     for n, hours_ago in enumerate((5, 5, 30)):  # 30 hours ago: outside the charts
-        client.portal.call(lambda: store.ingest(Webhook("shopify", "orders/paid", f"old-{n}", b"{}"),  # type: ignore[attr-defined]
-                                                now=now - hours_ago * 3600))
+        webhook = Webhook("shopify", "orders/paid", f"old-{n}", b"{}")
+        client.portal.call(store.ingest, webhook, now - hours_ago * 3600)  # type: ignore[attr-defined]
     sign_in(client, "viewer")
     deadline = time.monotonic() + 30
     while (data := client.get("/console/overview.json").json())["counting"] and time.monotonic() < deadline:
@@ -116,7 +116,7 @@ def test_the_earlier_hours_of_the_charts_are_counted_once_in_the_background(clie
     received = next(c for c in data["charts"] if c["title"] == "Events received")
     assert not data["counting"] and received["total"] == 2 and received["hours"][23 - 5] == 2
     # counted once: an event stored now for an hour already counted does not change it
-    client.portal.call(lambda: store.ingest(Webhook("shopify", "orders/paid", "late", b"{}"),  # type: ignore[attr-defined]
-                                            now=now - 5 * 3600))
+    client.portal.call(store.ingest, Webhook("shopify", "orders/paid", "late", b"{}"),  # type: ignore[attr-defined]
+                       now - 5 * 3600)
     again = next(c for c in client.get("/console/overview.json").json()["charts"] if c["title"] == "Events received")
     assert again["hours"][23 - 5] == 2
