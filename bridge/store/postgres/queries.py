@@ -81,8 +81,12 @@ async def outbox_stats(conn: Conn, now: float, destinations: Sequence[str]) -> d
 
 
 async def open_counts(conn: Conn) -> dict[tuple[str, str], int]:
-    cur = await conn.execute("SELECT destination, state, count(*) AS n FROM messages"
-                             " WHERE state IN ('pending', 'inflight', 'submitted', 'dead') GROUP BY destination, state")
+    # One state a part, each read off its partial index: `state IN (...)` of all four matches none of
+    # them, and the planner reads the whole table (0.5 s with 1,000,000 delivered messages).
+    parts = " UNION ALL ".join(f"SELECT destination, '{state}' AS state, count(*) AS n FROM messages"
+                               f" WHERE state = '{state}' GROUP BY destination"
+                               for state in ("pending", "inflight", "submitted", "dead"))
+    cur = await conn.execute(parts)
     return {(r["destination"], r["state"]): r["n"] for r in await cur.fetchall()}
 
 
