@@ -269,8 +269,10 @@ class Console:
         return JSONResponse(data)
 
     async def pause_or_resume(self, request: Request) -> Response:
-        name = request.path_params["name"]
-        paused = request.path_params["change"] == "pause"
+        name, change = request.path_params["name"], request.path_params["change"]
+        paused = change == "pause"
+        if change not in ("pause", "resume"):
+            raise Refused(404, "Pause or resume: nothing else.")
         if name not in self.bridge.destinations:
             raise Refused(404, f"No destination named {name}.")
         form = await self.form(request)

@@ -37,6 +37,7 @@ def test_pause_and_resume_a_destination(client: TestClient) -> None:
     [omnisend] = [d for d in client.get("/console/overview.json").json()["destinations"] if d["name"] == "omnisend"]
     assert not omnisend["paused"]
     assert client.post("/console/destinations/nowhere/pause", data={"csrf": csrf}).status_code == 404
+    assert client.post("/console/destinations/omnisend/delete", data={"csrf": csrf}).status_code == 404
     log = client.get("/console/actions").text
     assert "pause" in log and "resume" in log and "maintenance" in log
 
