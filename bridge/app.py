@@ -16,6 +16,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from bridge.console.app import console_routes
 from bridge.destinations import Destination
 from bridge.ops.admin import admin_routes, has_admin_token
 from bridge.ops.health import readyz_route
@@ -272,6 +273,7 @@ def create_app(settings: Settings, *, run_worker: bool | None = None, **parts: A
             readyz_route(),
             metrics_route(),
             *admin_routes(bridge),
+            *console_routes(bridge),
         ],
         lifespan=lifespan,
     )

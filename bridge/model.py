@@ -146,6 +146,7 @@ class Mapped:
     rules: list[str]
     errors: list[str]
     messages: list[tuple[Outgoing, str]]  # (message, idempotency key)
+    lookup: tuple[str, ...] = ()  # fingerprints of the payload's e-mails and order numbers (bridge.lookup)
 
 
 @dataclass(frozen=True)

@@ -5,12 +5,15 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping
 from urllib.parse import urlsplit, urlunsplit
 
 from bridge import paas
 from bridge.errors import ConfigError
 from bridge.paas import Platform
+
+if TYPE_CHECKING:
+    from bridge.access import ConsoleToken
 
 
 @dataclass(frozen=True)
@@ -109,6 +112,8 @@ class Settings:
     # A destination's asynchronous batch (Omnisend /api/batches) is first checked this long after it was accepted.
     batch_follow_up_seconds: float = 5.0
     admin_token: Secret | None = None
+    # The console's and the admin API's tokens besides the admin token (bridge.access).
+    console_tokens: tuple[ConsoleToken, ...] = ()
     log_format: str = "auto"  # auto | json | console
     log_level: str = "info"
     run_worker: bool = True
@@ -159,6 +164,7 @@ class Settings:
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
         env = os.environ if environ is None else environ
+        from bridge.access import tokens_from_env
         from bridge.sources.config import sources_from_env
 
         # BRIDGE_DATABASE_URL wins over DATABASE_URL (what Heroku, Render and Railway set for their PostgreSQL).
@@ -188,6 +194,7 @@ class Settings:
             retry_cap_seconds=_float(env, "BRIDGE_RETRY_CAP_SECONDS", cls.retry_cap_seconds),
             batch_follow_up_seconds=_float(env, "BRIDGE_BATCH_FOLLOW_UP_SECONDS", cls.batch_follow_up_seconds),
             admin_token=Secret(env["BRIDGE_ADMIN_TOKEN"]) if env.get("BRIDGE_ADMIN_TOKEN") else None,
+            console_tokens=tokens_from_env(env.get("BRIDGE_CONSOLE_TOKENS")),
             log_format=env.get("BRIDGE_LOG_FORMAT", "auto"),
             log_level=env.get("BRIDGE_LOG_LEVEL", "info"),
             store_writer=_choice(env, "BRIDGE_STORE_WRITER", ("process", "thread"), "process"),

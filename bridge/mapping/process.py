@@ -34,8 +34,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
+import orjson
 import structlog
 
+from bridge.lookup import fingerprints
 from bridge.mapping import MapResult, RuleSet, budget
 from bridge.mapping.engine import CompiledRuleSet, over_budget
 from bridge.model import Event, Mapped
@@ -63,12 +65,21 @@ def map_events(rules: RuleSet, events: Sequence[Event], seconds: float = budget.
             except Exception as exc:  # a bug in a rule must not stop the others
                 result = MapResult(errors=[f"mapping failed: {type(exc).__name__}: {exc}"])
             messages = [(m, m.idempotency_key(event.source, event.dedupe_key)) for m in result.messages]
-            mapped.append(Mapped(event.id, result.status, result.rules, result.errors, messages))
+            mapped.append(Mapped(event.id, result.status, result.rules, result.errors, messages, lookup_of(event)))
             if result.over_budget:
                 break
     finally:
         budget.configure(previous)
     return mapped
+
+
+def lookup_of(event: Event) -> tuple[str, ...]:
+    """What the event is found by (bridge.lookup); nothing when its body is not a JSON document."""
+    try:
+        payload = orjson.loads(event.body)
+    except orjson.JSONDecodeError:
+        return ()
+    return fingerprints(payload, event.topic)
 
 
 def complete(events: Sequence[Event], mapped: Sequence[Mapped]) -> bool:

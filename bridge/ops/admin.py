@@ -1,9 +1,13 @@
 """The admin API: the operator commands over HTTP, under /admin.
 
-Off unless BRIDGE_ADMIN_TOKEN is set: then every /admin path answers 404, as
-if it did not exist. On, every request needs `Authorization: Bearer <token>`,
-compared in constant time. The guard wraps the whole mount, so unknown paths
-and wrong methods are refused the same way and reveal nothing.
+Off unless a token is set (BRIDGE_ADMIN_TOKEN, BRIDGE_CONSOLE_TOKENS): then every
+/admin path answers 404, as if it did not exist. On, every request needs
+`Authorization: Bearer <token>`, compared in constant time. The guard wraps the
+whole mount, so unknown paths and wrong methods are refused the same way and
+reveal nothing. What a token may do is its role's (bridge.access, shared with
+the console): reads need `view`, `reveal=true` needs `reveal`, changes need
+`operate` and are written to the actions log (bridge.ops.actions); a token
+without the permission gets 403.
 
 Bad parameters get a JSON 400 naming the parameter; a store that cannot
 answer gets 503. The OpenAPI document (bridge.ops.openapi) describes each
@@ -24,13 +28,14 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Mount, Route, Router
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from bridge.access import Access, Permission, Principal, Role
 from bridge.errors import StoreUnavailable
 from bridge.log import capped
-from bridge.ops import views
+from bridge.ops import actions, views
 from bridge.ops.openapi import MAX_ROW_ID, document
 from bridge.ops.replay import replay
 from bridge.ops.slowdown import FailedTries
-from bridge.ops.when import parse_when
+from bridge.ops.when import iso, parse_when
 from bridge.settings import Secret
 from bridge.store.base import EVENT_STATUSES, DeadFilter, EventFilter, Page
 
@@ -133,13 +138,19 @@ async def _body(request: Request, allowed: set[str]) -> dict[str, Any]:
 # -- the guard ----------------------------------------------------------------
 
 
+class Forbidden(Exception):
+    """The token's role lacks a permission: answered 403."""
+
+
 class AdminGuard:
-    """404 when the admin API is off, 401 without the right bearer token, else the admin routes."""
+    """404 when the admin API is off, 401 without a known bearer token, else the admin routes with the
+    token's holder in `request.state.principal`."""
 
     def __init__(self, bridge: Any, app: ASGIApp) -> None:
         self.bridge = bridge
         self.app = app
         self.failed_tries = FailedTries()
+        self.access = access_of(bridge.settings)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -152,16 +163,43 @@ class AdminGuard:
                 await asyncio.sleep(self.failed_tries.failed(request.client.host if request.client else ""))
             await refusal(scope, receive, send)
             return
+        holder = self.access.by_bearer(request.headers.get("authorization", ""))
+        assert holder is not None
+        scope.setdefault("state", {})["principal"] = holder.principal
         await self.app(scope, receive, send)
 
     def refuse(self, request: Request) -> Response | None:
-        token = getattr(self.bridge.settings, "admin_token", None)
-        if token is None or not token.value:
+        if not self.access.enabled:
             return error("not found", 404)
-        if not has_admin_token(token, request.headers.get("authorization", "")):
+        if self.access.by_bearer(request.headers.get("authorization", "")) is None:
             log.warning("admin.unauthorized", path=capped(request.url.path, SHOWN_PATH_CAP))
             return error("a valid admin token is required", 401, **{"WWW-Authenticate": 'Bearer realm="bridge-admin"'})
         return None
+
+
+def access_of(settings: Any) -> Access:
+    """The deployment's tokens (bridge.access): the console's and the admin token."""
+    return Access(getattr(settings, "console_tokens", ()), getattr(settings, "admin_token", None))
+
+
+def principal(request: Request) -> Principal:
+    who: Principal = request.state.principal
+    return who
+
+
+def require(request: Request, permission: Permission) -> Principal:
+    who = principal(request)
+    if not who.can(permission):
+        raise Forbidden(f"the {who.role.value} role may not {permission.value.replace('_', ' ')}")
+    return who
+
+
+def _reveal(request: Request) -> bool:
+    """`reveal=true` asks for personal data in clear: only a role that may reveal it."""
+    reveal = _flag("reveal", request.query_params.get("reveal"))
+    if reveal:
+        require(request, Permission.REVEAL)
+    return reveal
 
 
 def has_admin_token(token: Secret | None, authorization: str) -> bool:
@@ -172,10 +210,22 @@ def has_admin_token(token: Secret | None, authorization: str) -> bool:
     return scheme.lower() == "bearer" and hmac.compare_digest(supplied.strip().encode(), token.value.encode())
 
 
-def _endpoint(handler: Handler) -> Handler:
+def _actor(request: Request) -> str:
+    """Who asked, for the rules' audit log: the token's name; the admin token may name a person with
+    X-Bridge-Actor (automation publishing on someone's behalf)."""
+    from bridge.rules.api import named_actor
+
+    who = principal(request)
+    return named_actor(request) if who.role is Role.ADMIN else who.name
+
+
+def _endpoint(handler: Handler, permission: Permission = Permission.VIEW) -> Handler:
     async def endpoint(request: Request) -> Response:
         try:
+            require(request, permission)
             return await handler(request)
+        except Forbidden as exc:
+            return error(str(exc), 403)
         except BadRequest as exc:
             return error(str(exc), 400)
         except NotFound as exc:
@@ -202,13 +252,13 @@ def admin_app(bridge: Any) -> ASGIApp:
             raise BadRequest(f"status: one of {', '.join(EVENT_STATUSES)}")
         where = EventFilter(q.get("source") or None, q.get("topic") or None, status,
                             _when("since", q.get("since")), _when("until", q.get("until")))
-        limit, offset, reveal = _limit(q.get("limit"), 50), _offset(q.get("offset")), _flag("reveal", q.get("reveal"))
+        limit, offset, reveal = _limit(q.get("limit"), 50), _offset(q.get("offset")), _reveal(request)
         page = await store.list_events(where, limit, offset)
         return _page("events", page, [views.event_summary(r, reveal) for r in page.items])
 
     async def show_event(request: Request) -> Response:
         event_id = request.path_params["event_id"]
-        reveal = _flag("reveal", request.query_params.get("reveal"))
+        reveal = _reveal(request)
         if not _is_row_id(event_id):
             raise NotFound(f"no event with id {event_id}")
         detail = await store.event_detail(event_id)
@@ -219,7 +269,7 @@ def admin_app(bridge: Any) -> ASGIApp:
     async def list_dead(request: Request) -> Response:
         q = request.query_params
         where = DeadFilter(destination=q.get("destination") or None, since=_when("since", q.get("since")))
-        limit, offset, reveal = _limit(q.get("limit"), 100), _offset(q.get("offset")), _flag("reveal", q.get("reveal"))
+        limit, offset, reveal = _limit(q.get("limit"), 100), _offset(q.get("offset")), _reveal(request)
         page = await store.list_dead(where, limit, offset)
         return _page("dead", page, [views.dead_letter(r, reveal) for r in page.items])
 
@@ -235,6 +285,7 @@ def admin_app(bridge: Any) -> ASGIApp:
         now = time.time()
         count = await store.retry_dead(where, now)
         log.info("admin.dead_retried", messages=count)
+        await actions.record(store, principal(request), "retry_dead", _dead_target(where), f"{count} retried", now)
         return JSONResponse({"retried": count})
 
     async def replay_events(request: Request) -> Response:
@@ -250,6 +301,9 @@ def admin_app(bridge: Any) -> ASGIApp:
             return error("no valid rules are loaded; fix mappings/ first (see /healthz)", 503)
         summary = await replay(store, rules, where, time.time(), force=force, dry_run=dry_run)
         log.info("admin.replayed", **summary.as_dict())
+        if not dry_run:
+            await actions.record(store, principal(request), "replay", describe_filter(where),
+                                 f"{summary.events} events, {summary.queued} messages queued")
         return JSONResponse(summary.as_dict())
 
     def pause_or_resume(paused: bool) -> Handler:
@@ -265,6 +319,8 @@ def admin_app(bridge: Any) -> ASGIApp:
             if bridge.worker is not None:  # same process: take effect now rather than at the next refresh
                 await bridge.worker.refresh_pauses()
             log.info("admin.destination_paused" if paused else "admin.destination_resumed", destination=name)
+            await actions.record(store, principal(request), "pause" if paused else "resume", name,
+                                 reason if paused else "")
             return JSONResponse({"destination": name, "paused": paused, "reason": reason if paused else None})
 
         return handler
@@ -274,6 +330,11 @@ def admin_app(bridge: Any) -> ASGIApp:
         stats = await store.outbox_stats(now, list(bridge.destinations))
         return JSONResponse(views.outbox_stats(stats))
 
+    async def list_actions(request: Request) -> Response:
+        q = request.query_params
+        page = await store.list_actions(_limit(q.get("limit"), 100), _offset(q.get("offset")))
+        return _page("actions", page, [views.console_action(a) for a in page.items])
+
     async def openapi(request: Request) -> Response:
         return JSONResponse(document())
 
@@ -281,15 +342,38 @@ def admin_app(bridge: Any) -> ASGIApp:
         Route("/events", _endpoint(list_events), methods=["GET"]),
         Route("/events/{event_id:int}", _endpoint(show_event), methods=["GET"]),
         Route("/dead", _endpoint(list_dead), methods=["GET"]),
-        Route("/dead/retry", _endpoint(retry_dead), methods=["POST"]),
-        Route("/replay", _endpoint(replay_events), methods=["POST"]),
-        Route("/destinations/{name}/pause", _endpoint(pause_or_resume(True)), methods=["POST"]),
-        Route("/destinations/{name}/resume", _endpoint(pause_or_resume(False)), methods=["POST"]),
+        Route("/dead/retry", _endpoint(retry_dead, Permission.OPERATE), methods=["POST"]),
+        Route("/replay", _endpoint(replay_events, Permission.OPERATE), methods=["POST"]),
+        Route("/destinations/{name}/pause", _endpoint(pause_or_resume(True), Permission.OPERATE), methods=["POST"]),
+        Route("/destinations/{name}/resume", _endpoint(pause_or_resume(False), Permission.OPERATE), methods=["POST"]),
+        Route("/actions", _endpoint(list_actions, Permission.READ_ACTIONS), methods=["GET"]),
         Route("/outbox/stats", _endpoint(outbox_stats), methods=["GET"]),
         Route("/openapi.json", openapi, methods=["GET"]),
-        *rules_routes(bridge.rules_service(), _endpoint),
+        *rules_routes(bridge.rules_service(), _endpoint, lambda handler: _endpoint(handler, Permission.EDIT_RULES),
+                      actor=_actor),
     ]
     return AdminGuard(bridge, Router(routes=routes, default=_not_found))
+
+
+def _dead_target(where: DeadFilter) -> str:
+    """What a retry of dead letters was about, for the actions log."""
+    parts = []
+    if where.ids:
+        parts.append("messages " + ", ".join(str(i) for i in where.ids[:20]) + (" ..." if len(where.ids) > 20 else ""))
+    if where.destination:
+        parts.append(f"destination {where.destination}")
+    if where.since is not None:
+        parts.append(f"since {iso(where.since)}")
+    return "; ".join(parts) or "every dead letter"
+
+
+def describe_filter(where: EventFilter) -> str:
+    """A search as the actions log shows it (an e-mail or an order number only as its fingerprint)."""
+    parts = [f"{name} {value}" for name, value in (("event", where.event_id), ("source", where.source),
+                                                   ("topic", where.topic), ("status", where.status),
+                                                   ("matching", where.lookup)) if value]
+    parts += [f"{name} {iso(value)}" for name, value in (("since", where.since), ("until", where.until)) if value]
+    return "; ".join(parts) or "every event"
 
 
 async def _not_found(scope: Scope, receive: Receive, send: Send) -> None:

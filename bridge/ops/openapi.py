@@ -200,6 +200,16 @@ SCHEMAS: dict[str, Any] = {
     "RuleActionList": _object({"actions": {"type": "array", "items": _ref("RuleAction")}, **PAGE}),
     "Deleted": _object({"deleted": {"type": "boolean"}}),
     "OutboxStats": _object({"destinations": {"type": "object", "additionalProperties": _ref("DestinationStats")}}),
+    "Action": _object({
+        "id": INTEGER,
+        "at": TIME,
+        "actor": {**STRING, "description": "the token's name (BRIDGE_CONSOLE_TOKENS; `admin` for BRIDGE_ADMIN_TOKEN)"},
+        "role": {"type": "string", "enum": ["viewer", "operator", "rules_editor"]},
+        "action": STRING,
+        "target": STRING,
+        "detail": STRING,
+    }),
+    "ActionList": _object({"actions": {"type": "array", "items": _ref("Action")}, **PAGE}),
 }
 
 
@@ -214,7 +224,8 @@ def _answer(description: str, schema: str) -> dict[str, Any]:
 ERRORS = {
     "400": _answer("a parameter is wrong; `error` names it", "Error"),
     "401": _answer("missing or wrong bearer token", "Error"),
-    "404": _answer("not found, or the admin API is off (no BRIDGE_ADMIN_TOKEN)", "Error"),
+    "403": _answer("the token's role may not do this (reveal and changes need the operator role)", "Error"),
+    "404": _answer("not found, or the admin API is off (no BRIDGE_ADMIN_TOKEN nor BRIDGE_CONSOLE_TOKENS)", "Error"),
     "503": _answer("the store cannot answer now", "Error"),
 }
 SINCE = _param("since", "query", STRING, "ISO 8601 or relative (2h, 3d)")
@@ -226,7 +237,7 @@ NAME = _param("name", "path", STRING, "destination name (omnisend, ometria)", re
 
 
 def _op(summary: str, ok: dict[str, Any], *, parameters: Sequence[dict[str, Any]] = (), body: str | None = None,
-        errors: tuple[str, ...] = ("400", "401", "404", "503")) -> dict[str, Any]:
+        errors: tuple[str, ...] = ("400", "401", "403", "404", "503")) -> dict[str, Any]:
     op: dict[str, Any] = {"summary": summary, "parameters": list(parameters), "responses": {"200": ok}}
     op["responses"].update({code: ERRORS[code] for code in errors})
     if body is not None:
@@ -307,7 +318,9 @@ def document() -> dict[str, Any]:
             "title": "bridge admin API",
             "version": __version__,
             "description": "Inspect events, the outbox and dead letters; retry, replay, pause. "
-                           "Every route needs `Authorization: Bearer <BRIDGE_ADMIN_TOKEN>`.",
+                           "Every route needs `Authorization: Bearer <token>`: BRIDGE_ADMIN_TOKEN (an operator) or "
+                           "a token of BRIDGE_CONSOLE_TOKENS, within its role: any role reads, `reveal` and "
+                           "every change need the operator role, and every change is in the actions log.",
         },
         "servers": [{"url": "/admin"}],
         "security": [{"bearer": []}],
@@ -334,6 +347,8 @@ def document() -> dict[str, Any]:
             "/outbox/stats": {"get": _op("messages per destination and state, oldest pending, pauses",
                                          _answer("stats", "OutboxStats"), errors=("401", "404", "503"))},
             **rules_paths(),
+            "/actions": {"get": _op("the actions log: who changed what through the console or this API, newest first",
+                                    _answer("actions", "ActionList"), parameters=[LIMIT, OFFSET])},
             "/openapi.json": {"get": {"summary": "this document", "responses": {
                 "200": {"description": "OpenAPI 3.1", "content": {"application/json": {"schema": {"type": "object"}}}},
                 "401": ERRORS["401"], "404": ERRORS["404"]}}},

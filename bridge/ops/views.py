@@ -116,3 +116,8 @@ def outbox_stats(stats: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
             for name, s in stats.items()
         }
     }
+
+
+def console_action(row: Mapping[str, Any]) -> dict[str, Any]:
+    return {"id": row["id"], "at": iso(row["at"]), "actor": row["actor"], "role": row["role"],
+            "action": row["action"], "target": row["target"], "detail": row["detail"]}

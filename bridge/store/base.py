@@ -33,13 +33,16 @@ T = TypeVar("T")
 
 @dataclass(frozen=True)
 class EventFilter:
-    """Events by source, topic, status and when they were received (`since` <= received_at < `until`)."""
+    """Events by source, topic, status, when they were received (`since` <= received_at < `until`), and
+    by `lookup`: the fingerprint of an e-mail address or an order number in the payload (bridge.lookup)."""
 
     source: str | None = None
     topic: str | None = None
     status: str | None = None
     since: float | None = None
     until: float | None = None
+    lookup: str | None = None
+    event_id: int | None = None  # one event (a replay of it)
 
 
 @dataclass(frozen=True)
@@ -234,6 +237,28 @@ class RuleAction(TypedDict):
     action: str  # draft.save, draft.delete, check, preview, publish, rollback, import, export
     version: int | None
     draft: int | None
+    detail: str
+
+
+class ActivityBucket(TypedDict):
+    """What happened in [start, start + the bucket's length): events received per source, messages
+    delivered and messages that died per destination."""
+
+    start: float
+    received: dict[str, int]
+    delivered: dict[str, int]
+    dead: dict[str, int]
+
+
+class ConsoleAction(TypedDict):
+    """One change made through the console or the admin API: who, what, when."""
+
+    id: int
+    at: float
+    actor: str  # the token's name
+    role: str
+    action: str
+    target: str
     detail: str
 
 
@@ -432,6 +457,10 @@ class Store(Protocol):
         """destination -> created_at of its oldest pending message."""
         ...
 
+    async def activity(self, since: float, until: float, bucket_seconds: float) -> list[ActivityBucket]:
+        """Every bucket of `bucket_seconds` from `since` up to `until`, oldest first, empty ones included."""
+        ...
+
     async def list_dead(self, where: DeadFilter, limit: int, offset: int = 0) -> Page[DeadLetter]:
         """Most recently dead first."""
         ...
@@ -442,6 +471,14 @@ class Store(Protocol):
 
     async def audit(self, where: AuditFilter, limit: int, offset: int = 0) -> Page[AuditEntry]:
         """Newest first."""
+        ...
+
+    async def record_action(self, at: float, actor: str, role: str, action: str, target: str, detail: str) -> None:
+        """Add a change to the console's log of actions (committed before the call returns)."""
+        ...
+
+    async def list_actions(self, limit: int, offset: int = 0) -> Page[ConsoleAction]:
+        """The log of actions, newest first."""
         ...
 
     # -- replay ---------------------------------------------------------------
@@ -531,9 +568,9 @@ class Store(Protocol):
 
 
 __all__ = [
-    "AREAS", "EVENT_STATUSES", "ConsentRecord", "MESSAGE_STATES", "OPEN_STATES",
-    "AttemptEntry", "AuditEntry", "AuditFilter", "DeadFilter", "DeadLetter", "Decision", "DestinationState",
-    "DestinationStats", "EventDetail", "EventFilter", "EventSummary", "IngestResult", "Mapped", "MessageDetail",
-    "MigrationStatus", "Page", "PruneCutoffs", "PruneResult", "RULE_ORIGINS", "ReplaySummary", "RuleAction",
-    "RuleDraft", "RuleVersion", "SentPrint", "Store",
+    "AREAS", "EVENT_STATUSES", "MESSAGE_STATES", "OPEN_STATES",
+    "ActivityBucket", "AttemptEntry", "AuditEntry", "AuditFilter", "ConsentRecord", "ConsoleAction", "DeadFilter",
+    "DeadLetter", "Decision", "DestinationState", "DestinationStats", "EventDetail", "EventFilter", "EventSummary",
+    "IngestResult", "Mapped", "MessageDetail", "MigrationStatus", "Page", "PruneCutoffs", "PruneResult",
+    "RULE_ORIGINS", "ReplaySummary", "RuleAction", "RuleDraft", "RuleVersion", "SentPrint", "Store",
 ]

@@ -11,6 +11,8 @@ from typing import Any, Iterable, Mapping, Sequence
 
 from bridge.store.base import (
     MESSAGE_STATES,
+    ActivityBucket,
+    ConsoleAction,
     AttemptEntry,
     AuditEntry,
     AuditFilter,
@@ -64,6 +66,12 @@ def event_where(where: EventFilter, table: str = "e", mark: str = "?") -> tuple[
     if where.until is not None:
         clauses.append(f"{table}.received_at < {mark}")
         params.append(where.until)
+    if where.event_id is not None:
+        clauses.append(f"{table}.id = {mark}")
+        params.append(where.event_id)
+    if where.lookup is not None:
+        clauses.append(f"{table}.id IN (SELECT event_id FROM event_lookup WHERE fingerprint = {mark})")
+        params.append(where.lookup)
     return (" AND ".join(clauses) or "1 = 1"), params
 
 
@@ -210,3 +218,23 @@ def files_text(files: Mapping[str, str]) -> str:
 def _files(text: str) -> dict[str, str]:
     files = json.loads(text)
     return {str(name): str(body) for name, body in files.items()}
+
+
+def activity(since: float, until: float, bucket_seconds: float,
+             rows: Iterable[tuple[str, int, str, int]]) -> list[ActivityBucket]:
+    """Buckets from rows of (what: received | delivered | dead, bucket number, source or destination, count)."""
+    count = max(0, int((until - since + bucket_seconds - 1e-9) // bucket_seconds))
+    buckets: list[ActivityBucket] = [
+        {"start": since + n * bucket_seconds, "received": {}, "delivered": {}, "dead": {}} for n in range(count)]
+    for what, number, name, n in rows:
+        if 0 <= number < count:
+            bucket = buckets[number]
+            counts = bucket["received"] if what == "received" else bucket["delivered"] if what == "delivered" \
+                else bucket["dead"]
+            counts[name] = int(n)
+    return buckets
+
+
+def console_action(row: Row) -> ConsoleAction:
+    return {"id": int(row["id"]), "at": float(row["at"]), "actor": row["actor"], "role": row["role"],
+            "action": row["action"], "target": row["target"], "detail": row["detail"]}

@@ -79,6 +79,7 @@ ROUTES = [
     ("delete", "/admin/rules/drafts/1/files/a.yaml"), ("post", "/admin/rules/drafts/1/check"),
     ("post", "/admin/rules/drafts/1/examples"), ("post", "/admin/rules/drafts/1/preview"),
     ("post", "/admin/rules/drafts/1/publish"),
+    ("get", "/admin/actions"),
 ]
 
 
@@ -112,6 +113,17 @@ def test_openapi_lists_every_route(client: TestClient) -> None:
     for method, path in ROUTES:
         assert (method, template(path)) in documented
     assert len(documented) == len(ROUTES)
+
+
+def test_changes_are_in_the_actions_log_as_documented(client: TestClient) -> None:
+    doc = client.get("/admin/openapi.json", headers=AUTH).json()
+    assert client.post("/admin/destinations/omnisend/pause", json={"reason": "maintenance"}, headers=AUTH).status_code \
+        == 200
+    client.post("/admin/dead/retry", json={"all": True}, headers=AUTH)
+    log = client.get("/admin/actions", params={"limit": "1"}, headers=AUTH)
+    check_response(doc, "/actions", "get", 200, log.json())
+    assert log.json()["total"] == 2 and [(a["actor"], a["action"], a["target"]) for a in log.json()["actions"]] == [
+        ("admin", "retry_dead", "every dead letter")]
 
 
 def test_events_as_documented(client: TestClient) -> None:

@@ -87,6 +87,7 @@ async def save_mappings(conn: Conn, mapped: Sequence[Mapped], now: float, notify
         " WHERE e.id = u.id",
         (now, [m.event_id for m in mine], [m.status for m in mine], [json.dumps(m.rules) for m in mine],
          [json.dumps(m.errors) if m.errors else None for m in mine]))
+    await save_lookup(conn, mine)
     rows = [message_params(m.event_id, msg, key) for m in mine
             for msg, key in await consent.sift(conn, m.event_id, m.messages, now)]
     if rows:
@@ -115,3 +116,11 @@ async def insert_messages(conn: Conn, rows: Sequence[tuple[Any, ...]], now: floa
 def message_params(event_id: int, msg: Outgoing, idempotency_key: str) -> tuple[Any, ...]:
     return (event_id, storable(msg.destination), storable(msg.kind), storable(msg.action), storable(msg.rule),
             storable(msg.key), storable(idempotency_key), record_text(msg.record), ",".join(msg.areas))
+
+
+async def save_lookup(conn: Conn, mapped: Sequence[Mapped]) -> None:
+    """The fingerprints events are found by (their e-mails and order numbers)."""
+    pairs = [(f, m.event_id) for m in mapped for f in m.lookup]
+    if pairs:
+        await conn.execute("INSERT INTO event_lookup (fingerprint, event_id) SELECT * FROM unnest(%s::text[], %s::bigint[])"
+                           " ON CONFLICT DO NOTHING", ([p[0] for p in pairs], [p[1] for p in pairs]))

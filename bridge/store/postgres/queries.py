@@ -11,8 +11,10 @@ from typing import Any, Sequence
 
 from bridge.store import records
 from bridge.store.base import (
+    ActivityBucket,
     AuditEntry,
     AuditFilter,
+    ConsoleAction,
     DeadFilter,
     DeadLetter,
     DestinationStats,
@@ -79,8 +81,12 @@ async def outbox_stats(conn: Conn, now: float, destinations: Sequence[str]) -> d
 
 
 async def open_counts(conn: Conn) -> dict[tuple[str, str], int]:
-    cur = await conn.execute("SELECT destination, state, count(*) AS n FROM messages"
-                             " WHERE state IN ('pending', 'inflight', 'submitted', 'dead') GROUP BY destination, state")
+    # One state a part, each read off its partial index: `state IN (...)` of all four matches none of
+    # them, and the planner reads the whole table (0.5 s with 1,000,000 delivered messages).
+    parts = " UNION ALL ".join(f"SELECT destination, '{state}' AS state, count(*) AS n FROM messages"
+                               f" WHERE state = '{state}' GROUP BY destination"
+                               for state in ("pending", "inflight", "submitted", "dead"))
+    cur = await conn.execute(parts)
     return {(r["destination"], r["state"]): r["n"] for r in await cur.fetchall()}
 
 
@@ -126,3 +132,39 @@ async def audit(conn: Conn, where: AuditFilter, limit: int, offset: int) -> Page
                              " LIMIT %s OFFSET %s", (*params, limit, offset))
     items = [records.audit_entry(r) for r in await cur.fetchall()]
     return Page(items, await count(conn, joined, params), limit, offset)
+
+
+# -- the console --------------------------------------------------------------
+
+
+async def activity(conn: Conn, since: float, until: float, bucket_seconds: float) -> list[ActivityBucket]:
+    """Events received per source, messages delivered and dead per destination, per bucket."""
+    params = {"since": since, "until": until, "bucket": bucket_seconds}
+    cur = await conn.execute(
+        """
+        SELECT 'received' AS what, floor((received_at - %(since)s) / %(bucket)s)::int AS b, source AS name,
+               count(*) AS n
+          FROM events WHERE received_at >= %(since)s AND received_at < %(until)s GROUP BY 2, 3
+        UNION ALL
+        SELECT 'delivered', floor((updated_at - %(since)s) / %(bucket)s)::int, destination, count(*)
+          FROM messages WHERE state = 'delivered' AND updated_at >= %(since)s AND updated_at < %(until)s
+          GROUP BY 2, 3
+        UNION ALL
+        SELECT 'dead', floor((updated_at - %(since)s) / %(bucket)s)::int, destination, count(*)
+          FROM messages WHERE state = 'dead' AND updated_at >= %(since)s AND updated_at < %(until)s GROUP BY 2, 3
+        """, params)
+    rows = [(r["what"], int(r["b"]), r["name"], int(r["n"])) for r in await cur.fetchall()]
+    return records.activity(since, until, bucket_seconds, rows)
+
+
+async def record_action(conn: Conn, at: float, actor: str, role: str, action: str, target: str,
+                        detail: str) -> None:
+    await conn.execute("INSERT INTO console_actions (at, actor, role, action, target, detail)"
+                       " VALUES (%s, %s, %s, %s, %s, %s)", (at, actor, role, action, target, detail))
+
+
+async def list_actions(conn: Conn, limit: int, offset: int) -> Page[ConsoleAction]:
+    cur = await conn.execute("SELECT id, at, actor, role, action, target, detail FROM console_actions"
+                             " ORDER BY id DESC LIMIT %s OFFSET %s", (limit, offset))
+    rows = list(await cur.fetchall())
+    return Page([records.console_action(r) for r in rows], await count(conn, "console_actions", ()), limit, offset)

@@ -14,7 +14,7 @@ from bridge.model import Event, Mapped
 from bridge.store.base import OPEN_STATES, EventFilter, ReplaySummary
 from bridge.store.postgres import consent
 from bridge.store.postgres.connection import Conn
-from bridge.store.postgres.inbound import insert_messages, message_params
+from bridge.store.postgres.inbound import insert_messages, message_params, save_lookup
 from bridge.store.postgres.outbox import lock_lanes, refresh_lanes
 from bridge.store.postgres.queries import MARK, count
 from bridge.store.records import event_where
@@ -63,6 +63,7 @@ async def apply_mappings(conn: Conn, mapped: Sequence[Mapped], now: float, force
             await conn.execute("UPDATE events SET status = %s, rules = %s, errors = %s, mapped_at = %s WHERE id = %s",
                                (m.status, json.dumps(m.rules), json.dumps(m.errors) if m.errors else None, now,
                                 m.event_id))
+            await save_lookup(conn, [m])  # events mapped before lookups existed become searchable
         # A replayed consent decision goes only while no newer one is known (bridge/consent.py).
         for msg, key in await consent.sift(conn, m.event_id, m.messages, now, write=not dry_run):
             # The key is made from the event's source and dedupe key: its messages are this event's.

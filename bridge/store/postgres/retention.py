@@ -65,9 +65,11 @@ async def null_bodies(conn: Conn, before: float, limit: int) -> int:
 
 
 async def delete_dedupe(conn: Conn, before: float, limit: int) -> int:
-    cur = await conn.execute(f"DELETE FROM events WHERE id IN ({_DEDUPE} LIMIT %(limit)s)",
+    cur = await conn.execute(f"DELETE FROM events WHERE id IN ({_DEDUPE} LIMIT %(limit)s) RETURNING id",
                              {"before": before, "limit": limit})
-    return cur.rowcount
+    ids = [int(r["id"]) for r in await cur.fetchall()]
+    await conn.execute("DELETE FROM event_lookup WHERE event_id = ANY(%s)", (ids,))
+    return len(ids)
 
 
 async def _count(conn: Conn, select: str, **params: Any) -> int:

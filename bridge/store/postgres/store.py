@@ -17,8 +17,10 @@ from bridge.consent import ConsentRecord
 from bridge.errors import StoreUnavailable
 from bridge.model import Decision, Event, IngestResult, Mapped, Message, Outcome, Webhook
 from bridge.store.base import (
+    ActivityBucket,
     AuditEntry,
     AuditFilter,
+    ConsoleAction,
     DeadFilter,
     DeadLetter,
     DestinationState,
@@ -188,6 +190,9 @@ class PostgresStore:
     async def oldest_pending(self) -> dict[str, float]:
         return await self._run(queries.oldest_pending)
 
+    async def activity(self, since: float, until: float, bucket_seconds: float) -> list[ActivityBucket]:
+        return await self._run(queries.activity, since, until, bucket_seconds)
+
     async def list_dead(self, where: DeadFilter, limit: int, offset: int = 0) -> Page[DeadLetter]:
         return await self._run(queries.list_dead, where, limit, offset)
 
@@ -196,6 +201,12 @@ class PostgresStore:
 
     async def audit(self, where: AuditFilter, limit: int, offset: int = 0) -> Page[AuditEntry]:
         return await self._run(queries.audit, where, limit, offset)
+
+    async def record_action(self, at: float, actor: str, role: str, action: str, target: str, detail: str) -> None:
+        await self._run(queries.record_action, at, actor, role, action, target, detail)
+
+    async def list_actions(self, limit: int, offset: int = 0) -> Page[ConsoleAction]:
+        return await self._run(queries.list_actions, limit, offset)
 
     # -- replay ---------------------------------------------------------------
 

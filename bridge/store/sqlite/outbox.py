@@ -12,7 +12,14 @@ from typing import Sequence
 
 from bridge.model import Decision, Event, Mapped, Message, Outcome
 from bridge.store.sqlite.consent import sift
-from bridge.store.sqlite.rows import EVENT_COLUMNS, MESSAGE_COLUMNS, event_from_row, insert_message, message_from_row
+from bridge.store.sqlite.rows import (
+    EVENT_COLUMNS,
+    MESSAGE_COLUMNS,
+    event_from_row,
+    insert_message,
+    message_from_row,
+    save_lookup,
+)
 
 HOLDING_SCAN = 1_000  # submitted messages claim_batch looks at for one that holds back its key
 
@@ -37,10 +44,12 @@ def save_mapping(conn: sqlite3.Connection, m: Mapped, now: float) -> int:
     )
     if cur.rowcount == 0:
         return 0
+    save_lookup(conn, m)
     messages = sift(conn, m.event_id, m.messages, now)  # consent only when newer than any known
     for msg, key in messages:
         insert_message(conn, m.event_id, msg, key, now)
     return len(messages)
+
 
 
 def claim(conn: sqlite3.Connection, destination: str, limit: int, lease_until: float, now: float) -> list[Message]:

@@ -13,8 +13,10 @@ from typing import Any, Sequence
 
 from bridge.store import records
 from bridge.store.base import (
+    ActivityBucket,
     AuditEntry,
     AuditFilter,
+    ConsoleAction,
     DeadFilter,
     DeadLetter,
     DestinationState,
@@ -85,9 +87,9 @@ def open_counts(conn: sqlite3.Connection) -> dict[tuple[str, str], int]:
     cheap enough for every metrics scrape (delivered rows are counted by the delivery counter instead)."""
     counts: dict[tuple[str, str], int] = {}
     for state in ("pending", "inflight", "submitted", "dead"):
-        for r in conn.execute(
-            "SELECT destination, count(*) FROM messages WHERE state = ? GROUP BY destination", (state,)
-        ):
+        # The state as a literal: SQLite takes a partial index only for a condition it can see at prepare
+        # time (with `state = ?` it reads every row the index names: 0.17 s for 100,000 waiting messages).
+        for r in conn.execute(f"SELECT destination, count(*) FROM messages WHERE state = '{state}' GROUP BY destination"):
             counts[(r[0], state)] = r[1]
     return counts
 
@@ -177,3 +179,37 @@ def audit(conn: sqlite3.Connection, where: AuditFilter, limit: int, offset: int 
         (*params, limit, offset),
     ).fetchall()
     return Page([records.audit_entry(r) for r in rows], _count(conn, joined, params), limit, offset)
+
+
+# -- the console --------------------------------------------------------------
+
+
+def activity(conn: sqlite3.Connection, since: float, until: float, bucket_seconds: float) -> list[ActivityBucket]:
+    """Events received per source, messages delivered and dead per destination, per bucket (each count
+    read off an index on the time: events_received, messages_delivered, messages_dead)."""
+    params = {"since": since, "until": until, "bucket": bucket_seconds}
+    rows = conn.execute(
+        """
+        SELECT 'received', CAST((received_at - :since) / :bucket AS INTEGER) AS b, source, count(*)
+          FROM events WHERE received_at >= :since AND received_at < :until GROUP BY b, source
+        UNION ALL
+        SELECT 'delivered', CAST((updated_at - :since) / :bucket AS INTEGER) AS b, destination, count(*)
+          FROM messages WHERE state = 'delivered' AND updated_at >= :since AND updated_at < :until
+          GROUP BY b, destination
+        UNION ALL
+        SELECT 'dead', CAST((updated_at - :since) / :bucket AS INTEGER) AS b, destination, count(*)
+          FROM messages WHERE state = 'dead' AND updated_at >= :since AND updated_at < :until GROUP BY b, destination
+        """, params).fetchall()
+    return records.activity(since, until, bucket_seconds, [(r[0], r[1], r[2], r[3]) for r in rows])
+
+
+def record_action(conn: sqlite3.Connection, at: float, actor: str, role: str, action: str, target: str,
+                  detail: str) -> None:
+    conn.execute("INSERT INTO console_actions (at, actor, role, action, target, detail) VALUES (?, ?, ?, ?, ?, ?)",
+                 (at, actor, role, action, target, detail))
+
+
+def list_actions(conn: sqlite3.Connection, limit: int, offset: int = 0) -> Page[ConsoleAction]:
+    rows = conn.execute("SELECT id, at, actor, role, action, target, detail FROM console_actions"
+                        " ORDER BY id DESC LIMIT ? OFFSET ?", (limit, offset)).fetchall()
+    return Page([records.console_action(r) for r in rows], _count(conn, "console_actions", ()), limit, offset)

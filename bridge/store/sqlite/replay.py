@@ -14,7 +14,7 @@ from bridge.model import Event, Mapped
 from bridge.store.base import EventFilter, ReplaySummary
 from bridge.store.records import event_where
 from bridge.store.sqlite.consent import sift
-from bridge.store.sqlite.rows import EVENT_COLUMNS, event_from_row, insert_message, record_text
+from bridge.store.sqlite.rows import EVENT_COLUMNS, event_from_row, insert_message, record_text, save_lookup
 
 
 def _replayable(where: EventFilter) -> tuple[str, list[Any]]:
@@ -51,6 +51,7 @@ def apply_mappings(
                 "UPDATE events SET status = ?, rules = ?, errors = ?, mapped_at = ? WHERE id = ?",
                 (m.status, json.dumps(m.rules), json.dumps(m.errors) if m.errors else None, now, m.event_id),
             )
+            save_lookup(conn, m)  # events mapped before lookups existed become searchable
         # A replayed consent decision goes only while no newer one is known (bridge/consent.py).
         for msg, key in sift(conn, m.event_id, m.messages, now, write=not dry_run):
             # The key is made from the event's source and dedupe key: its messages are this event's.

@@ -48,9 +48,9 @@ def null_bodies(conn: sqlite3.Connection, before: float, limit: int) -> int:
 
 
 def delete_dedupe(conn: sqlite3.Connection, before: float, limit: int) -> int:
-    return conn.execute(
-        f"DELETE FROM events WHERE id IN ({_DEDUPE} LIMIT :limit)", {"before": before, "limit": limit}
-    ).rowcount
+    ids = [(r[0],) for r in conn.execute(f"{_DEDUPE} LIMIT :limit", {"before": before, "limit": limit})]
+    conn.executemany("DELETE FROM event_lookup WHERE event_id = ?", ids)
+    return conn.executemany("DELETE FROM events WHERE id = ?", ids).rowcount
 
 
 def _count(conn: sqlite3.Connection, select: str, **params: float) -> int:

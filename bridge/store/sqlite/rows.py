@@ -10,7 +10,7 @@ import lz4.block  # type: ignore[import-untyped]
 
 from bridge import jsoncodec
 from bridge.errors import StoreUnavailable
-from bridge.model import Event, Message, Outgoing
+from bridge.model import Event, Mapped, Message, Outgoing
 
 def pack_body(body: bytes) -> tuple[bytes, str | None]:
     """(stored bytes, codec): a body as the writer stores it.
@@ -97,3 +97,10 @@ def message_from_row(row: Row) -> Message:
     )
 
 
+
+
+def save_lookup(conn: sqlite3.Connection, m: Mapped) -> None:
+    """The fingerprints an event is found by (its e-mails and order numbers)."""
+    if m.lookup:
+        conn.executemany("INSERT OR IGNORE INTO event_lookup (fingerprint, event_id) VALUES (?, ?)",
+                         [(f, m.event_id) for f in m.lookup])

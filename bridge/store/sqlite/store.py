@@ -28,8 +28,10 @@ from bridge.consent import ConsentRecord
 from bridge.errors import StoreUnavailable
 from bridge.model import Decision, Event, IngestResult, Mapped, Message, Outcome, Webhook
 from bridge.store.base import (
+    ActivityBucket,
     AuditEntry,
     AuditFilter,
+    ConsoleAction,
     DeadFilter,
     DeadLetter,
     DestinationState,
@@ -360,6 +362,9 @@ class SQLiteStore:
     async def oldest_pending(self) -> dict[str, float]:
         return await self.aread(queries.oldest_pending)
 
+    async def activity(self, since: float, until: float, bucket_seconds: float) -> list[ActivityBucket]:
+        return await self.aread(lambda conn: queries.activity(conn, since, until, bucket_seconds))
+
     async def list_dead(self, where: DeadFilter, limit: int, offset: int = 0) -> Page[DeadLetter]:
         return await self.aread(lambda conn: queries.list_dead(conn, where, limit, offset))
 
@@ -368,6 +373,12 @@ class SQLiteStore:
 
     async def audit(self, where: AuditFilter, limit: int, offset: int = 0) -> Page[AuditEntry]:
         return await self.aread(lambda conn: queries.audit(conn, where, limit, offset))
+
+    async def record_action(self, at: float, actor: str, role: str, action: str, target: str, detail: str) -> None:
+        await self.awrite(queries.record_action, at, actor, role, action, target, detail)
+
+    async def list_actions(self, limit: int, offset: int = 0) -> Page[ConsoleAction]:
+        return await self.aread(lambda conn: queries.list_actions(conn, limit, offset))
 
     # -- replay ---------------------------------------------------------------
 
