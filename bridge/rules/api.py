@@ -1,6 +1,8 @@
-"""The rules' admin API, under /admin/rules (bridge.ops.admin: the same token, errors and OpenAPI document).
+"""The rules' admin API, under /admin/rules (bridge.ops.admin: the same tokens, permissions, errors and
+OpenAPI document). Reading needs the view permission, every change edit_rules, and a preview with personal
+data in clear reveal (bridge.access).
 
-Who did something is the admin token's holder; a client acting for a person (the console) names them in
+Who did something is the signed-in token's name; the admin token may name the person it acts for in
 the `X-Bridge-Actor` header, which the audit log records beside it.
 """
 
@@ -13,7 +15,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from bridge.ops.admin import BadRequest, NotFound, _body, _flag, _limit, _offset, _page, _whole
+from bridge.access import Permission
+from bridge.ops.admin import BadRequest, NotFound, _body, _flag, _limit, _offset, _page, _whole, require
 from bridge.ops.openapi import MAX_ROW_ID
 from bridge.rules.preview import DEFAULT_EVENTS, MAX_EVENTS
 from bridge.rules.service import Missing, Refused, RulesService, action_view, draft_view, version_view
@@ -148,7 +151,10 @@ def rules_routes(service: RulesService, read: Callable[[Handler], Handler],
         body = await _body(request, {"limit", "reveal"})
         raw = body.get("limit")
         limit = _whole("limit", None if raw is None else str(raw), DEFAULT_EVENTS, 1, MAX_EVENTS)
-        answer = await service.preview(actor(request), _id(request, "draft_id"), limit, _flag("reveal", body.get("reveal")))
+        reveal = _flag("reveal", body.get("reveal"))
+        if reveal:  # a rules editor previews without personal data; an operator or the admin may see it
+            require(request, Permission.REVEAL)
+        answer = await service.preview(actor(request), _id(request, "draft_id"), limit, reveal)
         return JSONResponse(answer)
 
     async def publish(request: Request) -> Response:
