@@ -33,5 +33,5 @@ CREATE INDEX messages_delivered_by ON messages (updated_at, destination) WHERE s
 CREATE INDEX events_received_by ON events (received_at, source);
 DROP INDEX IF EXISTS events_received;
 CREATE INDEX messages_pending_age ON messages (destination, created_at) WHERE state = 'pending';
-CREATE INDEX events_topic ON events (topic, source);
+CREATE INDEX events_by_topic ON events (topic, source);
 CREATE INDEX events_status ON events (status);

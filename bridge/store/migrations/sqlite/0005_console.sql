@@ -32,5 +32,5 @@ CREATE INDEX IF NOT EXISTS messages_delivered ON messages (updated_at, destinati
 CREATE INDEX IF NOT EXISTS events_received_by ON events (received_at, source);
 DROP INDEX IF EXISTS events_received;
 CREATE INDEX IF NOT EXISTS messages_pending_age ON messages (destination, created_at) WHERE state = 'pending';
-CREATE INDEX IF NOT EXISTS events_topic ON events (topic, source);
+CREATE INDEX IF NOT EXISTS events_by_topic ON events (topic, source);
 CREATE INDEX IF NOT EXISTS events_status ON events (status);
