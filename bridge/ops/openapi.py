@@ -204,7 +204,7 @@ SCHEMAS: dict[str, Any] = {
         "id": INTEGER,
         "at": TIME,
         "actor": {**STRING, "description": "the token's name (BRIDGE_CONSOLE_TOKENS; `admin` for BRIDGE_ADMIN_TOKEN)"},
-        "role": {"type": "string", "enum": ["viewer", "operator", "rules_editor"]},
+        "role": {"type": "string", "enum": ["viewer", "operator", "rules_editor", "admin"]},
         "action": STRING,
         "target": STRING,
         "detail": STRING,
