@@ -119,6 +119,12 @@ class Settings:
     # One event's mapping may take this long; the mapping process is stopped when it grows over the memory.
     mapping_timeout_seconds: float = 5.0
     mapping_memory_mb: int = 512
+    # An event that names a resource the bridge has not received (a Shopify refund before its order)
+    # waits this long for it, then is mapped without it: a mapping error that says so.
+    lookup_wait_seconds: float = 24 * 3600.0
+    # Resources kept for lookups (the latest state of each Shopify order) are forgotten this long after
+    # their latest event: a refund of an older order finds nothing.
+    lookup_days: float = 120.0
 
     @property
     def last_good_rules_dir(self) -> Path | None:
@@ -184,6 +190,8 @@ class Settings:
             platform=paas.detect(env),
             mapping_timeout_seconds=_float(env, "BRIDGE_MAPPING_TIMEOUT_SECONDS", cls.mapping_timeout_seconds),
             mapping_memory_mb=_int(env, "BRIDGE_MAPPING_MEMORY_MB", cls.mapping_memory_mb),
+            lookup_wait_seconds=_float(env, "BRIDGE_LOOKUP_WAIT_SECONDS", cls.lookup_wait_seconds),
+            lookup_days=_float(env, "BRIDGE_LOOKUP_DAYS", cls.lookup_days),
         )
         if settings.shutdown_seconds <= 0:
             raise ConfigError(f"BRIDGE_SHUTDOWN_SECONDS must be above 0, got {env['BRIDGE_SHUTDOWN_SECONDS']!r}")

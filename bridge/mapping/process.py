@@ -35,7 +35,7 @@ from typing import Any, Sequence
 
 import structlog
 
-from bridge.mapping import MapResult, RuleSet, budget
+from bridge.mapping import MapResult, RuleSet, budget, lookups
 from bridge.mapping.engine import CompiledRuleSet, over_budget
 from bridge.model import Event, Mapped
 
@@ -62,7 +62,8 @@ def map_events(rules: RuleSet, events: Sequence[Event], seconds: float = budget.
             except Exception as exc:  # a bug in a rule must not stop the others
                 result = MapResult(errors=[f"mapping failed: {type(exc).__name__}: {exc}"])
             messages = [(m, m.idempotency_key(event.source, event.dedupe_key)) for m in result.messages]
-            mapped.append(Mapped(event.id, result.status, result.rules, result.errors, messages))
+            mapped.append(Mapped(event.id, result.status, result.rules, result.errors, messages,
+                                 lookups.resource_of(event)))
             if result.over_budget:
                 break
     finally:

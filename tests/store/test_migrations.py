@@ -23,6 +23,8 @@ from bridge.store.sqlite.migrate import migrate
 from bridge.store.sqlite.writer import connect
 
 FIXTURES = Path(__file__).parent / "fixtures"
+SHIPPED = [(m.version, m.name) for m in migrations("sqlite")]
+SHIPPED_NAMES = [name for _, name in SHIPPED]
 
 
 def database_of_the_schema_before_migrations(path: Path) -> Path:
@@ -70,7 +72,7 @@ def test_a_database_made_before_migrations_upgrades_in_place_and_keeps_everythin
             await store.close()
 
     asyncio.run(go())
-    assert versions(path) == [("0001", "0001_initial")]
+    assert versions(path) == SHIPPED
     with sqlite3.connect(path) as conn:
         assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
 
@@ -79,10 +81,10 @@ def test_migrating_twice_applies_nothing_the_second_time(tmp_path: Path) -> None
     store = make_store(f"sqlite:///{tmp_path / 'b.db'}", migrate=False)
     first = asyncio.run(store.migrate())
     again = asyncio.run(store.migrate())
-    assert first.applied == ["0001_initial"] and first.current == "0001"
-    assert again.applied == [] and again.current == "0001"
+    assert first.applied == SHIPPED_NAMES and first.current == SHIPPED[-1][0]
+    assert again.applied == [] and again.current == SHIPPED[-1][0]
     assert first.created and not again.created  # the run that made the schema says the database is new
-    assert versions(tmp_path / "b.db") == [("0001", "0001_initial")]
+    assert versions(tmp_path / "b.db") == SHIPPED
 
 
 def test_a_database_made_before_migrations_is_adopted_not_new(tmp_path: Path) -> None:
@@ -91,7 +93,7 @@ def test_a_database_made_before_migrations_is_adopted_not_new(tmp_path: Path) ->
         adopted = migrate(conn)
     finally:
         conn.close()
-    assert adopted.applied == ["0001_initial"] and not adopted.created
+    assert adopted.applied == SHIPPED_NAMES and not adopted.created
 
 
 def _migrate_in_a_process(path: str, folder: str, start: Any, results: Any) -> None:
@@ -109,9 +111,9 @@ def _migrate_in_a_process(path: str, folder: str, start: Any, results: Any) -> N
 
 def test_two_processes_starting_at_once_apply_each_migration_once(tmp_path: Path) -> None:
     # ADD COLUMN fails when run twice: a migration applied by both processes would fail one of them
-    available = extra_migrations(tmp_path, ("0002_note.sql", "ALTER TABLE events ADD COLUMN note TEXT;\n"),
-                                 ("0003_note_index.sql", "CREATE INDEX events_note ON events (note);\n"))
-    assert [m.version for m in available] == ["0001", "0002", "0003"]
+    available = extra_migrations(tmp_path, ("0900_note.sql", "ALTER TABLE events ADD COLUMN note TEXT;\n"),
+                                 ("0901_note_index.sql", "CREATE INDEX events_note ON events (note);\n"))
+    assert [m.version for m in available] == [*(v for v, _ in SHIPPED), "0900", "0901"]
     context = multiprocessing.get_context("spawn")
     for round_ in range(3):
         path = tmp_path / f"race-{round_}.db"
@@ -126,27 +128,27 @@ def test_two_processes_starting_at_once_apply_each_migration_once(tmp_path: Path
             process.join(10)
         assert all(isinstance(run, tuple) for run in runs), runs
         applied = [run[0] for run in runs]
-        assert sorted(applied[0] + applied[1]) == ["0001_initial", "0002_note", "0003_note_index"]
+        assert sorted(applied[0] + applied[1]) == [*SHIPPED_NAMES, "0900_note", "0901_note_index"]
         assert sorted(run[1] for run in runs) == [False, True]  # one of them made the file's schema
-        assert [v for v, _ in versions(path)] == ["0001", "0002", "0003"]
+        assert [v for v, _ in versions(path)] == [*(v for v, _ in SHIPPED), "0900", "0901"]
 
 
 def test_a_failing_migration_leaves_the_database_at_the_last_good_one(tmp_path: Path) -> None:
-    available = extra_migrations(tmp_path, ("0002_broken.sql", "ALTER TABLE events ADD COLUMN a TEXT;\nTHIS IS NOT SQL;\n"))
+    available = extra_migrations(tmp_path, ("0900_broken.sql", "ALTER TABLE events ADD COLUMN a TEXT;\nTHIS IS NOT SQL;\n"))
     conn = connect(tmp_path / "b.db")
     try:
-        with pytest.raises(MigrationError, match="0002_broken"):
+        with pytest.raises(MigrationError, match="0900_broken"):
             migrate(conn, available)
         columns = {row[1] for row in conn.execute("PRAGMA table_info(events)")}
     finally:
         conn.close()
     assert "a" not in columns  # the migration's first statement was undone with it
-    assert versions(tmp_path / "b.db") == [("0001", "0001_initial")]
+    assert versions(tmp_path / "b.db") == SHIPPED
 
 
 def test_a_version_from_a_newer_bridge_is_left_alone(tmp_path: Path) -> None:
     """A rolling deploy: a newer instance migrated further; this one starts on the versions it knows."""
-    newer = extra_migrations(tmp_path, ("0002_newer.sql", "CREATE TABLE newer (x INTEGER);\n"))
+    newer = extra_migrations(tmp_path, ("0900_newer.sql", "CREATE TABLE newer (x INTEGER);\n"))
     conn = connect(tmp_path / "b.db")
     try:
         migrate(conn, newer)
@@ -155,7 +157,7 @@ def test_a_version_from_a_newer_bridge_is_left_alone(tmp_path: Path) -> None:
     with SQLiteStore(tmp_path / "b.db", migrate=False):
         pass
     status = asyncio.run(SQLiteStore(tmp_path / "b.db").migrate())
-    assert status.applied == [] and status.current == "0002"
+    assert status.applied == [] and status.current == "0900"
 
 
 def test_a_misnamed_migration_file_is_refused(tmp_path: Path) -> None:
@@ -181,7 +183,7 @@ def test_the_migrate_command(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, ca
     assert "0001_initial" in capsys.readouterr().out
     assert main(["migrate"]) == 0
     assert "nothing to apply" in capsys.readouterr().out
-    assert versions(path) == [("0001", "0001_initial")]
+    assert versions(path) == SHIPPED
 
 
 def test_a_worker_started_with_no_migrate_refuses_a_database_that_lacks_one(

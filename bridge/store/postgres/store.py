@@ -33,6 +33,7 @@ from bridge.store.base import (
 )
 from bridge.store.migrations import unapplied_error
 from bridge.store.postgres import inbound, migrate, outbox, queries, replay, retention
+from bridge.store.postgres import resources as kept
 from bridge.settings import masked_url
 from bridge.store.postgres.connection import Conn, connect, in_transaction, make_pool
 from bridge.store.postgres.wakeups import EVENTS_CHANNEL, Wakeups
@@ -120,6 +121,9 @@ class PostgresStore:
     async def save_mappings(self, mapped: Sequence[Mapped], now: float) -> int:
         return await self._run(inbound.save_mappings, mapped, now, self.notify)
 
+    async def resources(self, source: str, kind: str, refs: Sequence[str]) -> dict[str, bytes]:
+        return await self._run(kept.find, source, kind, refs) if refs else {}
+
     # -- delivery -------------------------------------------------------------
 
     async def claim(self, destination: str, limit: int, lease_seconds: float, now: float) -> list[Message]:
@@ -202,6 +206,9 @@ class PostgresStore:
 
     async def prune_dedupe(self, before: float, limit: int) -> int:
         return await self._run(retention.delete_dedupe, before, limit)
+
+    async def prune_resources(self, before: float, limit: int) -> int:
+        return await self._run(kept.prune, before, limit)
 
     async def prune_preview(self, cutoffs: PruneCutoffs) -> PruneResult:
         return await self._run(retention.preview, cutoffs)

@@ -11,6 +11,7 @@ import uuid
 from typing import Sequence
 
 from bridge.model import Decision, Event, Mapped, Message, Outcome
+from bridge.store.sqlite import resources
 from bridge.store.sqlite.rows import EVENT_COLUMNS, MESSAGE_COLUMNS, event_from_row, insert_message, message_from_row
 
 HOLDING_SCAN = 1_000  # submitted messages claim_batch looks at for one that holds back its key
@@ -36,6 +37,7 @@ def save_mapping(conn: sqlite3.Connection, m: Mapped, now: float) -> int:
     )
     if cur.rowcount == 0:
         return 0
+    resources.keep(conn, m)
     for msg, key in m.messages:
         insert_message(conn, m.event_id, msg, key, now)
     return len(m.messages)

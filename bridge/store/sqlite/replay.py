@@ -13,6 +13,7 @@ from typing import Any, Sequence
 from bridge.model import Event, Mapped
 from bridge.store.base import EventFilter, ReplaySummary
 from bridge.store.records import event_where
+from bridge.store.sqlite import resources
 from bridge.store.sqlite.rows import EVENT_COLUMNS, event_from_row, insert_message, record_text
 
 
@@ -50,6 +51,7 @@ def apply_mappings(
                 "UPDATE events SET status = ?, rules = ?, errors = ?, mapped_at = ? WHERE id = ?",
                 (m.status, json.dumps(m.rules), json.dumps(m.errors) if m.errors else None, now, m.event_id),
             )
+            resources.keep(conn, m)
         for msg, key in m.messages:
             # The key is made from the event's source and dedupe key: its messages are this event's.
             rows = conn.execute(

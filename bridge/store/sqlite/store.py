@@ -44,6 +44,7 @@ from bridge.store.base import (
 )
 from bridge.store.migrations import unapplied_error
 from bridge.store.sqlite import outbox, queries, replay, retention
+from bridge.store.sqlite import resources as kept
 from bridge.store.sqlite.ingest import EventRow, event_row, ingest_one
 from bridge.store.sqlite.migrate import created_at as schema_created_at
 from bridge.store.sqlite.migrate import migrate as apply_migrations
@@ -292,6 +293,9 @@ class SQLiteStore:
     async def save_mappings(self, mapped: Sequence[Mapped], now: float) -> int:
         return await self.awrite(outbox.save_mappings, mapped, now)
 
+    async def resources(self, source: str, kind: str, refs: Sequence[str]) -> dict[str, bytes]:
+        return await self.aread(lambda conn: kept.find(conn, source, kind, refs))
+
     # -- delivery -----------------------------------------------------------
 
     async def claim(self, destination: str, limit: int, lease_seconds: float, now: float) -> list[Message]:
@@ -376,6 +380,9 @@ class SQLiteStore:
 
     async def prune_dedupe(self, before: float, limit: int) -> int:
         return await self.awrite(retention.delete_dedupe, before, limit)
+
+    async def prune_resources(self, before: float, limit: int) -> int:
+        return await self.awrite(kept.prune, before, limit)
 
     async def prune_preview(self, cutoffs: PruneCutoffs) -> PruneResult:
         return await self.aread(lambda conn: retention.preview(conn, cutoffs))
