@@ -17,6 +17,7 @@ import phonenumbers
 from jinja2 import Undefined
 
 from bridge.log import quoted  # errors reach logs and operator views: a value is quoted by its shape only
+from bridge.mapping import budget
 from bridge.mapping.limits import MAX_INT_DIGITS, MAX_RECORD_CHARS
 
 
@@ -229,6 +230,62 @@ def pluck(value: Any, field: str) -> list[Any] | None:
     return [item for item in found if item is not None and item != ""]
 
 
+def _items(value: Any, name: str) -> list[Any] | None:
+    """A list a filter walks (each item spends a step of the event's loop budget); None for nothing."""
+    if _nothing(value) or value == "":
+        return None
+    if not isinstance(value, (list, tuple)):
+        raise FilterError(f"`{name}` needs a list, got {quoted(value)}")
+    budget.spend(len(value))
+    return list(value)
+
+
+def _same(a: Any, b: Any) -> bool:
+    """Equal, with an id and its text as one (5873920188416718053 and "5873920188416718053")."""
+    if a == b:
+        return True
+    return (isinstance(a, (int, str)) and isinstance(b, (int, str)) and not isinstance(a, bool)
+            and not isinstance(b, bool) and str(a) == str(b))
+
+
+def where(value: Any, field: str, equals: Any) -> list[Any] | None:
+    """`refund_line_items | where('line_item_id', item.id)`: the items whose `field` is `equals`."""
+    items = _items(value, "where")
+    if items is None:
+        return None
+    return [item for item in items if isinstance(item, Mapping) and _same(item.get(field), equals)]
+
+
+def total(value: Any, field: str | None = None) -> float | int | None:
+    """`transactions | total('amount')`: the sum of `field` over the items (numbers or money text), summed
+    exactly; a whole number when every value is one (`| total('quantity')`), else a decimal number; 0 for
+    an empty list. Without `field`, the sum of the items themselves."""
+    items = _items(value, "total")
+    if items is None:
+        return None
+    values = [item.get(field) if field is not None and isinstance(item, Mapping) else item for item in items]
+    amounts = [amount for v in values if (amount := _to_decimal(v, "total")) is not None]
+    result = sum(amounts, Decimal(0))
+    if all(isinstance(v, int) or _nothing(v) for v in values):
+        return int(result)
+    return float(result)
+
+
+def flatten(value: Any) -> list[Any] | None:
+    """`order.refunds | pluck('refund_line_items') | flatten`: a list of lists as one list."""
+    items = _items(value, "flatten")
+    if items is None:
+        return None
+    out: list[Any] = []
+    for item in items:
+        if isinstance(item, (list, tuple)):
+            budget.spend(len(item))
+            out.extend(item)
+        elif not _nothing(item):
+            out.append(item)
+    return out
+
+
 def meta(value: Any, key: str) -> Any:
     """`meta_data | meta('newsletter_optin')`: the value of WooCommerce's meta entry with that key."""
     if _nothing(value) or not isinstance(value, (list, tuple)):
@@ -303,6 +360,9 @@ FILTERS: dict[str, Callable[..., Any]] = {
     "split": split,
     "lookup": lookup,
     "pluck": pluck,
+    "where": where,
+    "total": total,
+    "flatten": flatten,
     "consent": consent,
     "meta": meta,
     "birthdate": birthdate,
