@@ -39,7 +39,8 @@ FOLLOW_UP_MAX_DELAY = 300.0
 # Giving claimed messages back at a stop waits this long for the store, then leaves them to their lease.
 RELEASE_SECONDS = 2.0
 # Events waiting for a resource they name (a refund's order, bridge/waiting.py) are read again this
-# often, and at once after this worker kept a resource (another worker's may come from anywhere).
+# often (a tenth of the wait when that is shorter), and at once after this worker kept a resource
+# (another worker's may come from anywhere).
 RECHECK_SECONDS = 30.0
 
 
@@ -274,7 +275,7 @@ class Worker:
 
     async def recheck_waiting(self, rules: RuleSet) -> int:
         """Map the waiting events whose resource came, or whose wait is over; how many were mapped."""
-        self._recheck_at = time.monotonic() + RECHECK_SECONDS
+        self._recheck_at = time.monotonic() + min(RECHECK_SECONDS, max(self.settings.lookup_wait_seconds / 10, 0.5))
         after, count = 0, 0
         while True:
             events = await self.store.replayable_events(EventFilter(status="waiting"), after, MAP_BATCH)

@@ -103,8 +103,8 @@ def context(event: Event, payload: Any) -> tuple[dict[str, Any], list[str]]:
     ref = ref_text(payload.get(lookup.ref_field)) if isinstance(payload, dict) else None
     where = f"{event.source} {event.topic}"
     if ref is None:
-        return {}, [f"{where}: `{lookup.ref_field}` is empty, so the {lookup.kind} cannot be looked up; "
-                    f"the rules ran without `{lookup.name}`"]
+        return {}, [f"{where}: `{lookup.ref_field}` names no {lookup.kind} (it is empty, or not an id), so the "
+                    f"{lookup.kind} cannot be looked up; the rules ran without `{lookup.name}`"]
     if body is None:
         return {}, [f"{where}: the {event.source} {lookup.kind} {ref} (its `{lookup.ref_field}`) never reached "
                     f"the bridge, or reached it longer ago than BRIDGE_LOOKUP_DAYS; the rules ran without "
