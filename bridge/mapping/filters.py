@@ -241,11 +241,13 @@ def _items(value: Any, name: str) -> list[Any] | None:
 
 
 def _same(a: Any, b: Any) -> bool:
-    """Equal, with an id and its text as one (5873920188416718053 and "5873920188416718053")."""
+    """Equal, with an id and its text as one (5873920188416718053 and "5873920188416718053"); true and
+    false equal only themselves (Python counts True as 1)."""
+    if isinstance(a, bool) or isinstance(b, bool):
+        return a is b
     if a == b:
         return True
-    return (isinstance(a, (int, str)) and isinstance(b, (int, str)) and not isinstance(a, bool)
-            and not isinstance(b, bool) and str(a) == str(b))
+    return isinstance(a, (int, str)) and isinstance(b, (int, str)) and str(a) == str(b)
 
 
 def where(value: Any, field: str, equals: Any) -> list[Any] | None:
