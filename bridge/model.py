@@ -149,6 +149,8 @@ class Mapped:
     # The resource this event carries whole, (kind, its id at the source): saved with the mapping as
     # the latest state of it, for the events that name it later (bridge/mapping/lookups.py).
     resource: tuple[str, str] | None = None
+    # Kept resources this event asks to erase, (kind, id) each (a Shopify customer's redaction).
+    forget: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)

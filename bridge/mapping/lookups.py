@@ -6,6 +6,9 @@ order can be made from it alone. The bridge keeps the latest state of every Shop
 receives (the body of the order's latest orders/* event, saved with that event's mapping as
 `Mapped.resource`), and a refund's rules read that order as `order`: `{{ order.email }}`.
 
+A Shopify `customers/redact` lists the customer's orders (`orders_to_redact`): their kept copies
+are deleted with that event's mapping, whatever the deletions area allows the destinations.
+
 What the rules see is the order as of the refund: when the kept state predates the refund (the
 order's own update has not come yet), the refund is added to its `refunds`.
 
@@ -31,6 +34,8 @@ class Lookup:
     carried_by: frozenset[str]  # topics whose payload is the resource itself, its id in `id`
     named_by: frozenset[str]  # topics whose events read it
     ref_field: str  # the field of those events that names it
+    forgotten_by: frozenset[str] = frozenset()  # topics whose events erase some (a customer's redaction)
+    forget_field: str = ""  # the field of those events that lists the ids to forget
 
 
 # Every topic whose body is a whole Shopify order (the REST Order resource).
@@ -42,10 +47,14 @@ ORDER = Lookup(
                           "orders/partially_fulfilled", "orders/cancelled"}),
     named_by=frozenset({"refunds/create"}),
     ref_field="order_id",
+    # Shopify's privacy webhook lists the customer's orders: the bridge forgets its copies of them.
+    forgotten_by=frozenset({"customers/redact"}),
+    forget_field="orders_to_redact",
 )
 LOOKUPS = (ORDER,)
 _CARRIED = {(lookup.source, topic): lookup for lookup in LOOKUPS for topic in lookup.carried_by}
 _NAMED = {(lookup.source, topic): lookup for lookup in LOOKUPS for topic in lookup.named_by}
+_FORGOTTEN = {(lookup.source, topic): lookup for lookup in LOOKUPS for topic in lookup.forgotten_by}
 
 
 def reads(source: str, topic: str) -> Lookup | None:
@@ -80,6 +89,17 @@ def resource_of(event: Event) -> tuple[str, str] | None:
     payload = _payload(event)
     ref = ref_text(payload.get("id")) if isinstance(payload, dict) else None
     return (lookup.kind, ref) if ref is not None else None
+
+
+def forgotten(event: Event) -> tuple[tuple[str, str], ...]:
+    """(kind, id) of every kept resource this event asks to erase (Shopify customers/redact)."""
+    lookup = _FORGOTTEN.get((event.source, event.topic))
+    if lookup is None:
+        return ()
+    payload = _payload(event)
+    listed = payload.get(lookup.forget_field) if isinstance(payload, dict) else None
+    refs = {ref for value in (listed if isinstance(listed, list) else []) if (ref := ref_text(value)) is not None}
+    return tuple((lookup.kind, ref) for ref in sorted(refs))
 
 
 def named_ref(event: Event) -> tuple[Lookup, str | None] | None:

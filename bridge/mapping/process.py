@@ -63,7 +63,7 @@ def map_events(rules: RuleSet, events: Sequence[Event], seconds: float = budget.
                 result = MapResult(errors=[f"mapping failed: {type(exc).__name__}: {exc}"])
             messages = [(m, m.idempotency_key(event.source, event.dedupe_key)) for m in result.messages]
             mapped.append(Mapped(event.id, result.status, result.rules, result.errors, messages,
-                                 lookups.resource_of(event)))
+                                 lookups.resource_of(event), lookups.forgotten(event)))
             if result.over_budget:
                 break
     finally:

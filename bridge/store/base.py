@@ -295,7 +295,8 @@ class Store(Protocol):
     async def save_mappings(self, mapped: Sequence[Mapped], now: float) -> int:
         """Record each event's mapping and queue its messages, unless another mapper did first;
         returns how many messages were queued. A mapping with a `resource` also keeps the event's
-        body as that resource's latest state, unless a later event of it is kept already."""
+        body as that resource's latest state, unless a later event of it is kept already; one with
+        `forget` deletes those kept resources (of the event's source)."""
         ...
 
     async def resources(self, source: str, kind: str, refs: Sequence[str]) -> dict[str, bytes]:

@@ -74,3 +74,13 @@ def test_context_gives_the_order_or_says_why_not() -> None:
     assert found == {} and "is not a JSON object" in errors[0]
     assert context(event("refunds/create", refund), refund) == ({}, [])  # nothing attached: nothing read
     assert context(event("orders/create", refund, order=b"{}"), refund) == ({}, [])
+
+
+def test_a_shopify_redaction_forgets_the_orders_it_lists() -> None:
+    from bridge.mapping.lookups import forgotten
+
+    redact = {"customer": {"id": 1}, "orders_to_redact": [5873920188416718053, "5873920188416718054", None, {}]}
+    assert forgotten(event("customers/redact", redact)) == (
+        ("order", "5873920188416718053"), ("order", "5873920188416718054"))
+    assert forgotten(event("customers/redact", {"orders_to_redact": "1"})) == ()
+    assert forgotten(event("orders/create", redact)) == ()

@@ -18,7 +18,15 @@ _PRUNABLE = "SELECT source, kind, ref FROM resources WHERE seen_at < %(before)s"
 
 
 async def keep(conn: Conn, mapped: Sequence[Mapped]) -> None:
-    """Each mapped event's body becomes its resource's latest state, unless a later event's is kept."""
+    """Each mapped event's body becomes its resource's latest state, unless a later event's is kept; the
+    resources an event asks to erase are deleted."""
+    erased = sorted((storable(kind), storable(ref), m.event_id) for m in mapped for kind, ref in m.forget)
+    if erased:
+        kinds, refs, ids = (list(column) for column in zip(*erased))
+        await conn.execute(
+            "DELETE FROM resources AS r USING unnest(%s::text[], %s::text[], %s::bigint[]) AS f(kind, ref, event_id)"
+            " JOIN events AS e ON e.id = f.event_id WHERE r.source = e.source AND r.kind = f.kind AND r.ref = f.ref",
+            (kinds, refs, ids))
     rows = sorted(((storable(m.resource[0]), storable(m.resource[1]), m.event_id) for m in mapped
                    if m.resource is not None), key=lambda row: (row[0], row[1], row[2]))
     if not rows:
