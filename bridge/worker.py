@@ -39,9 +39,11 @@ FOLLOW_UP_MAX_DELAY = 300.0
 # Giving claimed messages back at a stop waits this long for the store, then leaves them to their lease.
 RELEASE_SECONDS = 2.0
 # Events waiting for a resource they name (a refund's order, bridge/waiting.py) are read again this
-# often (a tenth of the wait when that is shorter), and at once after this worker kept a resource
-# (another worker's may come from anywhere).
+# often (a tenth of the wait when that is shorter), and soon after this worker kept a resource (another
+# worker's may come from anywhere), but not more than once a RECHECK_MIN_SECONDS: a steady stream of
+# orders does not read every waiting refund again for each one.
 RECHECK_SECONDS = 30.0
+RECHECK_MIN_SECONDS = 1.0
 
 
 class RulesSource(Protocol):
@@ -133,6 +135,7 @@ class Worker:
                          if self.settings.mapping == "process" else None)
         self.map_health = MapLoopHealth()
         self._recheck_at = 0.0  # monotonic time of the next look at waiting events; 0: at once
+        self._rechecked_at = -RECHECK_MIN_SECONDS  # monotonic time of the last
         METRICS.watch_mapping(lambda: self.map_health.stalled_seconds(time.monotonic()))
 
     # -- wake-ups from the app (same process) -------------------------------
@@ -275,7 +278,8 @@ class Worker:
 
     async def recheck_waiting(self, rules: RuleSet) -> int:
         """Map the waiting events whose resource came, or whose wait is over; how many were mapped."""
-        self._recheck_at = time.monotonic() + min(RECHECK_SECONDS, max(self.settings.lookup_wait_seconds / 10, 0.5))
+        self._rechecked_at = time.monotonic()
+        self._recheck_at = self._rechecked_at + min(RECHECK_SECONDS, max(self.settings.lookup_wait_seconds / 10, 0.5))
         after, count = 0, 0
         while True:
             events = await self.store.replayable_events(EventFilter(status="waiting"), after, MAP_BATCH)
@@ -307,8 +311,8 @@ class Worker:
     async def _save(self, mapped: Sequence[Mapped]) -> None:
         queued = await self.store.save_mappings(mapped, self.clock())
         self._log_mapped(mapped)
-        if any(m.resource is not None for m in mapped):
-            self._recheck_at = 0.0  # an event may be waiting for what was just kept
+        if any(m.resource is not None for m in mapped):  # an event may be waiting for what was just kept
+            self._recheck_at = min(self._recheck_at, self._rechecked_at + RECHECK_MIN_SECONDS)
         if queued:
             for event in self._messages_waiting.values():
                 event.set()

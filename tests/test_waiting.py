@@ -109,7 +109,9 @@ def test_an_order_earlier_in_the_same_batch_is_found(open_store: Opener) -> None
     run(open_store, go)
 
 
-def test_a_refund_waits_for_its_order_then_is_mapped_when_it_comes(open_store: Opener) -> None:
+def test_a_refund_waits_for_its_order_then_is_mapped_when_it_comes(open_store: Opener,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("bridge.worker.RECHECK_MIN_SECONDS", 0.0)  # no second between two looks
     async def go(store: Store) -> None:
         clock = [1_795_000_000.0]
         worker = make(store, clock)
