@@ -50,6 +50,9 @@ class Event:
     headers: Mapping[str, str]
     body: bytes
     status: str = "received"
+    # What the rules read besides the payload (bridge/mapping/lookups.py): name -> the body of the
+    # resource this event names (a refund's `order`), or None when it was looked for and not found.
+    lookups: Mapping[str, bytes | None] = field(default_factory=dict)
 
     def payload(self) -> Any:
         return json.loads(self.body)
@@ -147,6 +150,11 @@ class Mapped:
     errors: list[str]
     messages: list[tuple[Outgoing, str]]  # (message, idempotency key)
     lookup: tuple[str, ...] = ()  # fingerprints of the payload's e-mails and order numbers (bridge.lookup)
+    # The resource this event carries whole, (kind, its id at the source): saved with the mapping as
+    # the latest state of it, for the events that name it later (bridge/mapping/lookups.py).
+    resource: tuple[str, str] | None = None
+    # Kept resources this event asks to erase, (kind, id) each (a Shopify customer's redaction).
+    forget: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)

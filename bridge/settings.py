@@ -137,6 +137,12 @@ class Settings:
     rules_poll_seconds: float = 2.0
     # A preview of a rule change stops after this long (it maps up to 500 events twice).
     rules_preview_seconds: float = 30.0
+    # An event that names a resource the bridge has not received (a Shopify refund before its order)
+    # waits this long for it, then is mapped without it: a mapping error that says so.
+    lookup_wait_seconds: float = 24 * 3600.0
+    # Resources kept for lookups (the latest state of each Shopify order) are forgotten this long after
+    # their latest event: a refund of an older order finds nothing.
+    lookup_days: float = 120.0
 
     @property
     def last_good_rules_dir(self) -> Path | None:
@@ -207,6 +213,8 @@ class Settings:
             rules_source=_choice(env, "BRIDGE_RULES_SOURCE", ("store", "folder"), "store"),
             rules_poll_seconds=_float(env, "BRIDGE_RULES_POLL_SECONDS", cls.rules_poll_seconds),
             rules_preview_seconds=_float(env, "BRIDGE_RULES_PREVIEW_SECONDS", cls.rules_preview_seconds),
+            lookup_wait_seconds=_float(env, "BRIDGE_LOOKUP_WAIT_SECONDS", cls.lookup_wait_seconds),
+            lookup_days=_float(env, "BRIDGE_LOOKUP_DAYS", cls.lookup_days),
         )
         if settings.rules_poll_seconds <= 0 or settings.rules_preview_seconds <= 0:
             raise ConfigError("BRIDGE_RULES_POLL_SECONDS and BRIDGE_RULES_PREVIEW_SECONDS must be above 0")

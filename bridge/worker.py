@@ -27,7 +27,8 @@ from bridge.ops.metrics import METRICS
 from bridge.ops.prune import prune_daily
 from bridge.retry import RetryPolicy
 from bridge.settings import Settings
-from bridge.store.base import Store
+from bridge.store.base import EventFilter, Store
+from bridge.waiting import attach, reads_lookups
 
 log = structlog.get_logger("bridge.worker")
 
@@ -38,6 +39,12 @@ IDLE_POLL_SECONDS = 0.5
 FOLLOW_UP_MAX_DELAY = 300.0
 # Giving claimed messages back at a stop waits this long for the store, then leaves them to their lease.
 RELEASE_SECONDS = 2.0
+# Events waiting for a resource they name (a refund's order, bridge/waiting.py) are read again this
+# often (a tenth of the wait when that is shorter), and soon after this worker kept a resource (another
+# worker's may come from anywhere), but not more than once a RECHECK_MIN_SECONDS: a steady stream of
+# orders does not read every waiting refund again for each one.
+RECHECK_SECONDS = 30.0
+RECHECK_MIN_SECONDS = 1.0
 
 
 class RulesSource(Protocol):
@@ -129,6 +136,8 @@ class Worker:
                          if self.settings.mapping == "process" else None)
         self.map_health = MapLoopHealth()
         self.echo_guard = EchoGuard(self.settings, self.store, self.clock)  # Omneo's echo of our own writes
+        self._recheck_at = 0.0  # monotonic time of the next look at waiting events; 0: at once
+        self._rechecked_at = -RECHECK_MIN_SECONDS  # monotonic time of the last
         METRICS.watch_mapping(lambda: self.map_health.stalled_seconds(time.monotonic()))
 
     # -- wake-ups from the app (same process) -------------------------------
@@ -224,8 +233,13 @@ class Worker:
                         if after == 0 and saving is not None:  # from the start: the last batch saved first
                             done, saving = saving, None
                             await done
+                        if after == 0 and time.monotonic() >= self._recheck_at:
+                            await self.recheck_waiting(rules)
                         events = await self.store.waiting_events(MAP_BATCH, after)
-                        mapped = await self._map(rules, events) if events else []
+                        if saving is not None and reads_lookups(events):  # what they look up may be in it
+                            done, saving = saving, None
+                            await done
+                        mapped = await self._map_ready(rules, events) if events else []
                         if saving is not None:  # one save at a time, in order
                             done, saving = saving, None
                             await done
@@ -253,11 +267,41 @@ class Worker:
         rules = self.rules.current
         if rules is None:
             return 0
+        rechecked = await self.recheck_waiting(rules) if time.monotonic() >= self._recheck_at else 0
         events = await self.store.waiting_events(MAP_BATCH)
         if not events:
-            return 0
-        await self._save(await self._map(rules, events))
-        return len(events)
+            return rechecked
+        await self._save(await self._map_ready(rules, events))
+        return len(events) + rechecked
+
+    async def _map_ready(self, rules: RuleSet, events: Sequence[Event]) -> list[Mapped]:
+        """Map the events whose lookups are found (or given up on); the others' mappings say they wait."""
+        ready, waiting = await attach(self.store, events, self.clock(), self.settings.lookup_wait_seconds)
+        mapped = await self._map(rules, ready) if ready else []
+        return mapped + waiting
+
+    async def recheck_waiting(self, rules: RuleSet) -> int:
+        """Map the waiting events whose resource came, or whose wait is over; how many were mapped."""
+        self._rechecked_at = time.monotonic()
+        self._recheck_at = self._rechecked_at + min(RECHECK_SECONDS, max(self.settings.lookup_wait_seconds / 10, 0.5))
+        after, count = 0, 0
+        while True:
+            events = await self.store.replayable_events(EventFilter(status="waiting"), after, MAP_BATCH)
+            if not events:
+                return count
+            after = events[-1].id
+            ready, _ = await attach(self.store, events, self.clock(), self.settings.lookup_wait_seconds)
+            if ready:
+                mapped = await self._map(rules, ready)
+                # As a replay writes: a second worker doing the same at once queues nothing twice.
+                summary = await self.store.apply_mappings(mapped, self.clock(), force=False, dry_run=False)
+                self._log_mapped(mapped)
+                count += len(mapped)
+                if summary.queued:
+                    for waiting in self._messages_waiting.values():
+                        waiting.set()
+            if len(events) < MAP_BATCH:
+                return count
 
     async def _map(self, rules: RuleSet, events: Sequence[Event]) -> list[Mapped]:
         self.map_health.busy_since = time.monotonic()
@@ -280,15 +324,22 @@ class Worker:
 
     async def _save(self, mapped: Sequence[Mapped]) -> None:
         queued = await self.store.save_mappings(mapped, self.clock())
-        for m in mapped:
-            with structlog.contextvars.bound_contextvars(event_id=m.event_id):
-                if m.errors:
-                    log.warning("event.mapping_error", status=m.status, rules=m.rules, errors=m.errors)
-                else:
-                    log.info("event.mapped", status=m.status, rules=m.rules, messages=len(m.messages))
+        self._log_mapped(mapped)
+        if any(m.resource is not None for m in mapped):  # an event may be waiting for what was just kept
+            self._recheck_at = min(self._recheck_at, self._rechecked_at + RECHECK_MIN_SECONDS)
         if queued:
             for event in self._messages_waiting.values():
                 event.set()
+
+    def _log_mapped(self, mapped: Sequence[Mapped]) -> None:
+        for m in mapped:
+            with structlog.contextvars.bound_contextvars(event_id=m.event_id):
+                if m.status == "waiting":
+                    log.info("event.waiting", reason=m.errors[0] if m.errors else "")
+                elif m.errors:
+                    log.warning("event.mapping_error", status=m.status, rules=m.rules, errors=m.errors)
+                else:
+                    log.info("event.mapped", status=m.status, rules=m.rules, messages=len(m.messages))
 
     # -- delivery -----------------------------------------------------------
 

@@ -72,6 +72,7 @@ NUMBER_FIELDS: dict[tuple[str, str], tuple[str, ...]] = {
         "properties.totalPrice", "properties.subTotalPrice", "properties.totalDiscount", "properties.totalTax",
         "properties.shippingPrice", "properties.value", "properties.orderNumber", "properties.totalRefundedAmount",
         *(f"properties.lineItems[].{f}" for f in _EVENT_ITEM), *(f"properties.addedItem.{f}" for f in _EVENT_ITEM),
+        *(f"properties.refundedLineItems[].{f}" for f in _EVENT_ITEM),
         *(f"properties.product.{f}" for f in _EVENT_ITEM)),
     ("omnisend", "order"): ("orderSum", "subTotalSum", "discountSum", "taxSum", "shippingSum",
                             *(f"products[].{f}" for f in _V3_ITEM)),
@@ -81,7 +82,7 @@ NUMBER_FIELDS: dict[tuple[str, str], tuple[str, ...]] = {
     ("omneo", "profile"): ("birth_day", "birth_month", "birth_year"),
     ("ometria", "order"): ("grand_total", "subtotal", "discount", "shipping", "tax",
                            *(f"lineitems[].{f}" for f in ("quantity", "unit_price", "subtotal", "total", "tax",
-                                                          "discount"))),
+                                                          "discount", "quantity_refunded", "refunded"))),
 }
 # Of those, the money fields the destination takes in integer cents (apis.md 1.4, 1.5); its other
 # money fields are decimal major units. Counts are whole numbers.
@@ -90,7 +91,8 @@ CENTS_FIELDS: dict[tuple[str, str], tuple[str, ...]] = {
                             "products[].price", "products[].discount"),
     ("omnisend", "cart"): ("cartSum", "products[].price", "products[].discount"),
 }
-WHOLE_NUMBER_FIELDS = ("quantity", "productQuantity", "orderNumber", "birth_day", "birth_month", "birth_year")  # the last step of the path
+WHOLE_NUMBER_FIELDS = ("quantity", "productQuantity", "orderNumber", "quantity_refunded", "birth_day", "birth_month",
+                       "birth_year")  # the last step of the path
 OMETRIA_EVENT_TYPE_MAX = 32  # Ometria keeps the first 32 characters of a custom event's event_type (apis.md 2.5)
 # The recommended Omnisend events and their eventVersion (apis.md 1.2). Only these have a fixed
 # shape (NUMBER_FIELDS); a custom event's properties are its own, of any type.

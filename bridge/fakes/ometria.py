@@ -6,7 +6,8 @@ one `@type` (contact, order, product, custom_event), each with an `id` and at mo
 second -> 429. Records that pass those checks but miss fields Ometria validates later are counted
 as `rejected` in the `{"status": "OK", "request_id", "accepted", "rejected"}` answer and listed by
 `GET /v2/push/_errors`, like the real service. So are records with a value of the wrong form
-(`not a valid value`): order `timestamp` ISO 8601, `currency` ISO 4217, `is_valid` / `is_on_sale` /
+(`not a valid value`): order `timestamp` ISO 8601, `currency` ISO 4217, money and line item amounts
+numbers, a line's `quantity_refunded` a whole number, `is_valid` / `is_on_sale` /
 `@merge` / `@force_optin` booleans; contact `phone_number` E.164, `marketing_optin` and `gender`
 values, ISO 8601 `timestamp_*`; custom event `timestamp` ISO 8601 with an offset, `event_type` at
 most 32 characters, property values (strings at most 512 characters, dates with an offset); product
@@ -43,6 +44,9 @@ LATER_REQUIRED = {
     "contact": (("email", "customer_id"),),
     "product": (("title",),),
 }
+# Order money and line item amounts are numbers (apis.md 2.4); a line's `quantity_refunded` is a count.
+ORDER_NUMBERS = ("grand_total", "subtotal", "discount", "shipping", "tax")
+LINEITEM_NUMBERS = ("quantity", "unit_price", "subtotal", "tax", "total", "discount", "refunded")
 ERASURES_PER_MINUTE = 6  # the GDPR anonymisation API's own limit (apis.md 2.1)
 PERSONAL_FIELDS = ("email", "firstname", "lastname", "middlename", "prefix", "phone_number", "date_of_birth",
                    "customer_id")
@@ -114,10 +118,16 @@ def record_problems(record: dict[str, Any]) -> list[tuple[tuple[str, ...], str]]
         check(("timestamp",), record.get("timestamp"), formats.iso8601, "an ISO 8601 date and time")
         check(("currency",), record.get("currency"), formats.iso4217, "an ISO 4217 currency code")
         check(("is_valid",), record.get("is_valid"), formats.boolean, "true or false")
+        for name in ORDER_NUMBERS:
+            check((name,), record.get(name), formats.number, "a number")
         lineitems = record.get("lineitems")
         for i, item in enumerate(lineitems if isinstance(lineitems, list) else []):
             if isinstance(item, dict):
                 check(("lineitems", str(i), "is_on_sale"), item.get("is_on_sale"), formats.boolean, "true or false")
+                for name in LINEITEM_NUMBERS:
+                    check(("lineitems", str(i), name), item.get(name), formats.number, "a number")
+                check(("lineitems", str(i), "quantity_refunded"), item.get("quantity_refunded"), formats.integer,
+                      "a whole number")
     elif kind == "contact":
         check(("marketing_optin",), record.get("marketing_optin"), MARKETING_OPTIN.__contains__,
               " or ".join(MARKETING_OPTIN))

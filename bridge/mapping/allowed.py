@@ -29,14 +29,15 @@ _TEXT = "put the value in the text instead, like \"order-{{ id }}\", or join tex
 # Jinja's built-ins, with what to write instead.
 FILTER_FIXES: dict[str, str] = {
     "map": "to take one field of each item, use `| pluck('sku')`; to build each item, use `for each:`",
-    "selectattr": _KEEP_SOME, "rejectattr": _KEEP_SOME, "select": _KEEP_SOME, "reject": _KEEP_SOME,
+    "selectattr": "to keep the items whose field has a value, use `| where('kind', 'refund')`; " + _KEEP_SOME,
+    "rejectattr": _KEEP_SOME, "select": _KEEP_SOME, "reject": _KEEP_SOME,
     "batch": _AS_IS, "slice": _AS_IS, "reverse": _AS_IS, "sort": _AS_IS, "unique": _AS_IS, "groupby": _AS_IS,
     "dictsort": _AS_IS, "list": _AS_IS, "items": _AS_IS,
     "format": _TEXT, "center": _TEXT, "indent": _TEXT, "wordwrap": _TEXT, "truncate": _TEXT,
     "replace": _TEXT, "title": "write the text in the case you want, or use `| lower` / `| upper`",
     "capitalize": "use `| lower` or `| upper`",
     "round": "use `| decimal` (amounts keep their digits) or `| int`", "float": "use `| decimal`",
-    "abs": "use `| decimal`", "sum": "send the amount the webhook gives (`total_price | decimal`)",
+    "abs": "use `| decimal`", "sum": "use `| total('amount')` (the sum of one field over a list's items)",
     "min": "use `| first` or `| last`", "max": "use `| first` or `| last`",
     "length": "to send something only when a list has items, use `when: \"{{ line_items }}\"`",
     "count": "to send something only when a list has items, use `when: \"{{ line_items }}\"`",

@@ -16,6 +16,7 @@ from bridge.mapping.areas import Allowed, allowed_from_settings, setting_name
 from bridge.mapping.engine import MessageSpec, Rule
 from bridge.mapping.examples import first_sight, run_examples
 from bridge.mapping.loader import LoadedRules, load_rules
+from bridge.mapping.lookups import reads
 from bridge.mapping.reload import failed_load
 from bridge.model import Event, Message, Outgoing
 
@@ -64,6 +65,8 @@ def register(subparsers: Any) -> None:
     try_.add_argument("--dir", type=Path, default=None, help="rules directory (default mappings/)")
     try_.add_argument("--header", action="append", default=[], metavar="NAME:VALUE", help="a webhook header (repeatable)")
     try_.add_argument("--messages", action="store_true", help="print the mapped messages instead of HTTP requests")
+    try_.add_argument("--order", type=Path, default=None, metavar="ORDER.json",
+                      help="for a refund: the order's webhook body, which its rules read as `order`")
     try_.set_defaults(func=cmd_try)
 
 
@@ -183,8 +186,23 @@ def cmd_try(args: argparse.Namespace) -> int:
         print(f"{args.payload}: cannot read a JSON payload: {exc}", file=sys.stderr)
         return 1
     headers = dict(header.split(":", 1) for header in args.header if ":" in header)
+    attached: dict[str, bytes | None] = {}
+    lookup = reads(args.source, args.topic)
+    if args.order is not None:
+        if lookup is None or lookup.name != "order":
+            print(f"--order: {args.source} {args.topic} does not read an order", file=sys.stderr)
+            return 1
+        try:
+            attached["order"] = args.order.read_bytes()
+            json.loads(attached["order"] or b"")
+        except (OSError, ValueError) as exc:
+            print(f"{args.order}: cannot read a JSON order: {exc}", file=sys.stderr)
+            return 1
+    elif lookup is not None:
+        print(f"# note: {args.source} {args.topic} reads `{lookup.name}`; give it with --{lookup.name} FILE.json")
     event = Event(id=0, source=args.source, topic=args.topic, dedupe_key=f"try:{args.payload.name}",
-                  received_at=time.time(), headers={k.strip(): v.strip() for k, v in headers.items()}, body=body)
+                  received_at=time.time(), headers={k.strip(): v.strip() for k, v in headers.items()}, body=body,
+                  lookups=attached)
     result = rules.map(event)
     print(f"# {result.status}: rules {', '.join(result.rules) or '(none)'}")
     for error in result.errors:

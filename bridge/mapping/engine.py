@@ -22,7 +22,7 @@ from bridge.consent import ConsentDecision, contact_fingerprint, moment
 from bridge.destinations.catalog import (BOOLEAN_FIELDS, CENTS_FIELDS, NUMBER_FIELDS, OMETRIA_EVENT_TYPE_MAX,
                                         OMNISEND_RECOMMENDED_EVENTS, WHOLE_NUMBER_FIELDS, KindSpec)
 from bridge.log import quoted
-from bridge.mapping import MapResult, budget
+from bridge.mapping import MapResult, budget, lookups
 from bridge.mapping.areas import Allowed, areas_of, describe, not_allowed, setting_name, setting_that_allows
 from bridge.mapping.expressions import Compiled, new_scope
 from bridge.mapping.filters import yes_or_no
@@ -319,6 +319,9 @@ class CompiledRuleSet:
         root: dict[str, Any] = dict(payload) if isinstance(payload, dict) else {}
         root.setdefault("payload", payload)
         root["event"] = event_metadata(event)
+        found, missing = lookups.context(event, payload)
+        root.update(found)  # `order`: a refund's order, kept from its own webhooks
+        result.errors.extend(missing)
         ctx = new_scope(root)
         applied = False
         budget.start(event.id)

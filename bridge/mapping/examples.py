@@ -11,6 +11,7 @@ from typing import Any
 from bridge.consent import judge
 from bridge.mapping.engine import CompiledRuleSet
 from bridge.mapping.loader import TO_PATTERN, Example, LoadedRules
+from bridge.mapping.lookups import reads
 from bridge.model import Event, Outgoing
 
 
@@ -27,9 +28,16 @@ class ExampleOutcome:
 
 def example_event(example: Example) -> Event:
     received = datetime.fromisoformat(example.received_at.replace("Z", "+00:00")).timestamp()
+    # `order:` is attached as the worker attaches a kept order (bridge/waiting.py); an example without it
+    # is mapped as one whose order never came, when its topic looks one up.
+    lookup = reads(example.source, example.topic)
+    attached: dict[str, bytes | None] = {}
+    if lookup is not None:
+        found = example.lookups.get(lookup.name)
+        attached[lookup.name] = None if found is None else json.dumps(found).encode()
     return Event(id=0, source=example.source, topic=example.topic, dedupe_key=f"example:{example.name}",
                  received_at=received, headers=example.headers,
-                 body=json.dumps(example.payload).encode())
+                 body=json.dumps(example.payload).encode(), lookups=attached)
 
 
 def _as_expected(message: Outgoing, shape: dict[str, Any] | None) -> dict[str, Any]:

@@ -229,6 +229,63 @@ def pluck(value: Any, field: str) -> list[Any] | None:
     return [item for item in found if item is not None and item != ""]
 
 
+def _items(value: Any, name: str) -> list[Any] | None:
+    """A list a filter walks once (no more than the webhook's own size: like `pluck`, it spends no loop
+    steps, so the check can fold it over constants outside any event's budget); None for nothing."""
+    if _nothing(value) or value == "":
+        return None
+    if not isinstance(value, (list, tuple)):
+        raise FilterError(f"`{name}` needs a list, got {quoted(value)}")
+    return list(value)
+
+
+def _same(a: Any, b: Any) -> bool:
+    """Equal, with an id and its text as one (5873920188416718053 and "5873920188416718053"); true and
+    false equal only themselves (Python counts True as 1)."""
+    if isinstance(a, bool) or isinstance(b, bool):
+        return a is b
+    if a == b:
+        return True
+    return isinstance(a, (int, str)) and isinstance(b, (int, str)) and str(a) == str(b)
+
+
+def where(value: Any, field: str, equals: Any) -> list[Any] | None:
+    """`refund_line_items | where('line_item_id', item.id)`: the items whose `field` is `equals`."""
+    items = _items(value, "where")
+    if items is None:
+        return None
+    return [item for item in items if isinstance(item, Mapping) and _same(item.get(field), equals)]
+
+
+def total(value: Any, field: str | None = None) -> float | int | None:
+    """`transactions | total('amount')`: the sum of `field` over the items (numbers or money text), summed
+    exactly; a whole number when every value is one (`| total('quantity')`), else a decimal number; 0 for
+    an empty list. Without `field`, the sum of the items themselves."""
+    items = _items(value, "total")
+    if items is None:
+        return None
+    values = [item.get(field) if field is not None and isinstance(item, Mapping) else item for item in items]
+    amounts = [amount for v in values if (amount := _to_decimal(v, "total")) is not None]
+    result = sum(amounts, Decimal(0))
+    if all(isinstance(v, int) or _nothing(v) for v in values):
+        return int(result)
+    return float(result)
+
+
+def flatten(value: Any) -> list[Any] | None:
+    """`order.refunds | pluck('refund_line_items') | flatten`: a list of lists as one list."""
+    items = _items(value, "flatten")
+    if items is None:
+        return None
+    out: list[Any] = []
+    for item in items:
+        if isinstance(item, (list, tuple)):
+            out.extend(item)
+        elif not _nothing(item):
+            out.append(item)
+    return out
+
+
 def meta(value: Any, key: str) -> Any:
     """`meta_data | meta('newsletter_optin')`: the value of WooCommerce's meta entry with that key."""
     if _nothing(value) or not isinstance(value, (list, tuple)):
@@ -323,6 +380,9 @@ FILTERS: dict[str, Callable[..., Any]] = {
     "split": split,
     "lookup": lookup,
     "pluck": pluck,
+    "where": where,
+    "total": total,
+    "flatten": flatten,
     "consent": consent,
     "meta": meta,
     "birthdate": birthdate,

@@ -33,6 +33,7 @@ from bridge.mapping.engine import (
     Build, CompiledRuleSet, DecisionSpec, MessageSpec, Rule, condition, for_each, leaf, obj, seq,
 )
 from bridge.mapping.expressions import Compiled, ExpressionError, compile_condition, compile_field
+from bridge.mapping.lookups import LOOKUPS, reads
 from bridge.sources import topics as topic_catalog
 
 SCHEMA_LINE = "# yaml-language-server: $schema="
@@ -44,10 +45,12 @@ DECISION_KEYS = ("contact", "channel", "state", "at", "changed", "description")
 DECISION_EXAMPLE = ("decision: {contact: \"{{ email }}\", channel: email, state: \"{{ email_marketing_consent.state }}\", "
                     "at: \"{{ email_marketing_consent.consent_updated_at }}\"}")
 FOR_EACH_KEYS = ("for each", "item", "as", "when")
-EXAMPLE_KEYS = ("name", "on", "payload", "headers", "received_at", "expect", "errors", "description")
+# `order:` is what a refund's rules read as `order` (bridge/mapping/lookups.py): the order's webhook body.
+EXAMPLE_KEYS = ("name", "on", "payload", "order", "headers", "received_at", "expect", "errors", "description")
 EXPECT_KEYS = ("to", "action", "key", "fields")
 TO_PATTERN = re.compile(r"""^\s*([A-Za-z][\w-]*)\s+([A-Za-z][\w-]*)(?:\s+(?:"([^"]*)"|'([^']*)'))?\s*$""")
 NAMED_KINDS = {("omnisend", "event"): "eventName", ("ometria", "custom_event"): "event_type"}
+LOOKUP_NAMES = tuple(lookup.name for lookup in LOOKUPS)
 
 
 @dataclass
@@ -65,6 +68,7 @@ class Example:
     expect: list[dict[str, Any]]
     errors: list[str]
     rules: list[str] = field(default_factory=list)  # the names of the rules in the example's own file
+    lookups: dict[str, Any] = field(default_factory=dict)  # `order:` -> what the rules read as `order`
 
 
 def display_path(path: Path) -> str:
@@ -735,6 +739,13 @@ class FileLoader:
             return
         source, topics = on
         payload = self.example_payload(node, line, col)
+        found = {key: self.example_payload(node, line, col, key) for key in LOOKUP_NAMES if key in node}
+        for key in found:
+            if not any((lookup := reads(source, topic)) is not None and lookup.name == key for topic in topics):
+                kline, kcol = _position(node, key)
+                readers = ", ".join(f"{lookup.source} {' / '.join(sorted(lookup.named_by))}"
+                                    for lookup in LOOKUPS if lookup.name == key)
+                self.problem(kline, kcol, f"`{key}:` is read only by {readers}: this example's rules cannot read it")
         expect = node.get("expect", [])
         if not isinstance(expect, list):
             eline, ecol = _position(node, "expect")
@@ -751,18 +762,19 @@ class FileLoader:
         received = str(node.get("received_at", "2026-11-23T09:30:00Z"))
         for topic in topics:
             self.examples.append(Example(self.file, line, name, source, topic, payload, headers, received,
-                                         _plain(expect), errors))
+                                         _plain(expect), errors, lookups=found))
 
-    def example_payload(self, node: CommentedMap, line: int, col: int) -> Any:
+    def example_payload(self, node: CommentedMap, line: int, col: int, key: str = "payload") -> Any:
+        """The example's `payload:` (or `order:`): inline, or read from the JSON file it names."""
         import json
 
-        if "payload" not in node:
+        if key not in node:
             self.problem(line, col, "the example needs `payload:`: the webhook body inline, or a path to a JSON file")
             return None
-        value = node["payload"]
+        value = node[key]
         if isinstance(value, (dict, list)):
             return _plain(value)
-        pline, pcol = _position(node, "payload")
+        pline, pcol = _position(node, key)
         candidates = [self.path.parent / str(value), self.path.parent.parent / str(value),
                       *(root / str(value) for root in self.payload_roots)]
         for candidate in candidates:
@@ -783,7 +795,8 @@ def check_reads_against_examples(loader: FileLoader) -> None:
     """A payload path a rule reads that no example payload of its topic has, but a near name does:
     almost surely a typo, which would otherwise quietly leave the field out of every message."""
     for rule in loader.rules:
-        payloads = [e.payload for e in loader.examples
+        payloads = [{**e.payload, **{k: v for k, v in e.lookups.items() if v is not None}}
+                    if isinstance(e.payload, dict) else e.payload for e in loader.examples
                     if e.source == rule.source and e.topic in rule.topics and e.payload is not None]
         if not payloads:
             continue

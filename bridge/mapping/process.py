@@ -38,7 +38,7 @@ import orjson
 import structlog
 
 from bridge.lookup import fingerprints
-from bridge.mapping import MapResult, RuleSet, budget
+from bridge.mapping import MapResult, RuleSet, budget, lookups
 from bridge.mapping.engine import CompiledRuleSet, over_budget
 from bridge.model import Event, Mapped
 
@@ -65,7 +65,8 @@ def map_events(rules: RuleSet, events: Sequence[Event], seconds: float = budget.
             except Exception as exc:  # a bug in a rule must not stop the others
                 result = MapResult(errors=[f"mapping failed: {type(exc).__name__}: {exc}"])
             messages = [(m, m.idempotency_key(event.source, event.dedupe_key)) for m in result.messages]
-            mapped.append(Mapped(event.id, result.status, result.rules, result.errors, messages, lookup_of(event)))
+            mapped.append(Mapped(event.id, result.status, result.rules, result.errors, messages, lookup=lookup_of(event),
+                                 resource=lookups.resource_of(event), forget=lookups.forgotten(event)))
             if result.over_budget:
                 break
     finally:

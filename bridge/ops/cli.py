@@ -283,7 +283,8 @@ def cmd_prune(args: argparse.Namespace) -> int:
         dry_run=args.dry_run))
     verb = "would remove" if args.dry_run else "removed"
     print(f"{verb} {result.messages} delivered messages ({result.attempts} attempts), {result.bodies} event bodies,"
-          f" {result.dedupe_keys} dedupe keys older than {settings.dedupe_days:g} days")
+          f" {result.dedupe_keys} dedupe keys older than {settings.dedupe_days:g} days, {result.resources} orders kept"
+          f" for refunds older than {settings.lookup_days:g} days")
     return 0
 
 

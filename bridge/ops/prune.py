@@ -7,6 +7,8 @@
 - Event rows (whose unique key is the dedupe guard) once older than the
   dedupe window, their body already pruned and no message left; never
   sooner, or a provider's resend would be taken as new.
+- Resources kept for lookups (the latest state of each Shopify order, which
+  its refunds read) once their latest event is older than `lookup_days`.
 
 Each step runs in chunks of CHUNK rows, each its own store write: a writer that
 also commits webhooks must not be held by one long delete.
@@ -28,6 +30,7 @@ log = structlog.get_logger("bridge.ops.prune")
 DAY = 86400.0
 CHUNK = 1000
 DEFAULT_DAYS = 30.0
+DEFAULT_LOOKUP_DAYS = 120.0
 
 __all__ = ["CHUNK", "DEFAULT_DAYS", "PruneResult", "prune", "prune_daily", "prune_with_settings"]
 
@@ -39,6 +42,7 @@ async def prune(
     dedupe_days: float,
     delivered_days: float = DEFAULT_DAYS,
     bodies_days: float = DEFAULT_DAYS,
+    lookup_days: float = DEFAULT_LOOKUP_DAYS,
     min_dedupe_days: float = 0.0,
     dry_run: bool = False,
     stop: Callable[[], bool] = lambda: False,
@@ -53,6 +57,7 @@ async def prune(
         delivered_before=now - max(delivered_days, 0.0) * DAY,
         bodies_before=now - max(bodies_days, 0.0) * DAY,
         dedupe_before=now - max(dedupe_days, min_dedupe_days, 0.0) * DAY,
+        resources_before=now - max(lookup_days, 0.0) * DAY,
     )
     if dry_run:
         return await store.prune_preview(cutoffs)
@@ -67,10 +72,13 @@ async def prune(
         result.bodies += bodies
     while not stop() and (keys := await store.prune_dedupe(cutoffs.dedupe_before, CHUNK)) > 0:
         result.dedupe_keys += keys
+    while not stop() and (kept := await store.prune_resources(cutoffs.resources_before, CHUNK)) > 0:
+        result.resources += kept
     return result
 
 
 async def prune_with_settings(store: Store, settings: Settings, now: float, **days: Any) -> PruneResult:
+    days.setdefault("lookup_days", settings.lookup_days)
     return await prune(store, now, dedupe_days=settings.dedupe_days, min_dedupe_days=settings.dedupe_days, **days)
 
 

@@ -8,6 +8,9 @@ the outbox knows what was already done with it:
 - dead: the dead letter is brought back as pending with the new record;
 - never seen (a rule that did not match before): queued.
 
+An event that looks something up (a Shopify refund reads its order, bridge/mapping/lookups.py)
+reads it as the store has it now, and does not wait for it: without it, it is a mapping error.
+
 Events are read and mapped in batches; each batch's writes (event status,
 messages) are one store write (`Store.apply_mappings`), where the idempotency
 check runs, so a worker mapping the same event at the same time cannot make a
@@ -23,6 +26,7 @@ from bridge.mapping import RuleSet
 from bridge.mapping.process import complete, map_events
 from bridge.settings import Settings
 from bridge.store.base import EventFilter, ReplaySummary, Store
+from bridge.waiting import attach
 
 BATCH = 200
 Progress = Callable[[int, int], None]
@@ -60,7 +64,9 @@ async def replay(
         events = await store.replayable_events(where, after, BATCH)
         if not events:
             break
-        mapped = await asyncio.to_thread(map_events, rules, events)
+        # What the events look up (a refund's order) as the store has it now; a replay does not wait.
+        ready, _ = await attach(store, events, now, wait_seconds=0.0)
+        mapped = await asyncio.to_thread(map_events, rules, ready)
         # A batch ends at an event over its mapping budget: the events after it are read again.
         after = events[-1].id if complete(events, mapped) else mapped[-1].event_id
         summary.add(await store.apply_mappings(mapped, now, force=force, dry_run=dry_run))

@@ -22,7 +22,10 @@ from bridge.model import Decision, Event, IngestResult, Mapped, Message, Outcome
 MESSAGE_STATES = ("pending", "inflight", "submitted", "delivered", "dead")
 OPEN_STATES = ("pending", "inflight", "submitted")  # states that hold back later messages of their key
 # echo: an Omneo profile.updated carrying only what the bridge itself had just written (bridge.echo): not mapped
-EVENT_STATUSES = ("received", "invalid_json", "mapped", "partial", "mapping_error", "no_rule", "ignored", "echo")
+# waiting: mapped later, when a resource it names arrives (a refund's order), or when it gives up on it
+# (bridge/mapping/lookups.py)
+EVENT_STATUSES = ("received", "invalid_json", "mapped", "partial", "mapping_error", "no_rule", "ignored", "echo",
+                  "waiting")
 AREAS = ("events", "contacts", "consent", "orders", "carts", "products", "deletions")
 
 T = TypeVar("T")
@@ -290,6 +293,7 @@ class PruneResult:
     attempts: int = 0
     bodies: int = 0
     dedupe_keys: int = 0
+    resources: int = 0
     dry_run: bool = False
 
     def as_dict(self) -> dict[str, Any]:
@@ -302,12 +306,14 @@ class PruneCutoffs:
 
     - delivered messages (and their attempts) last updated before `delivered_before`;
     - bodies of events received before `bodies_before` that are mapped and have no open or dead message;
-    - event rows (the dedupe keys) received before `dedupe_before`, body gone, no message left.
+    - event rows (the dedupe keys) received before `dedupe_before`, body gone, no message left;
+    - resources kept for lookups whose latest event was received before `resources_before`.
     """
 
     delivered_before: float
     bodies_before: float
     dedupe_before: float
+    resources_before: float = float("-inf")
 
 
 @dataclass(frozen=True)
@@ -372,12 +378,19 @@ class Store(Protocol):
         """Record each event's mapping and queue its messages, unless another mapper did first;
         returns how many messages were queued. A message carrying a consent decision is queued only when
         `bridge.consent.judge` says so against the consent records, which are updated in the same
-        transaction (`remember`)."""
+        transaction (`remember`). A mapping with a `resource` also keeps the event's body as that
+        resource's latest state, unless a later event of it is kept already; one with `forget` deletes
+        those kept resources (of the event's source)."""
         ...
 
     async def consent_records(self, contact: str) -> list[ConsentRecord]:
         """What the store knows of one contact's consent (`contact` is `bridge.consent.contact_fingerprint`
         of the e-mail): one record per channel and source, by channel then source."""
+        ...
+
+    async def resources(self, source: str, kind: str, refs: Sequence[str]) -> dict[str, bytes]:
+        """ref -> the body of the latest event kept for the resource (`source`, `kind`, `ref`): what a
+        lookup reads (a refund's order). Refs never kept, or pruned, are absent."""
         ...
 
     # -- delivery -------------------------------------------------------------
@@ -494,8 +507,8 @@ class Store(Protocol):
     async def apply_mappings(self, mapped: Sequence[Mapped], now: float, *, force: bool,
                              dry_run: bool) -> ReplaySummary:
         """Record replayed mappings; queue what is neither delivered nor open (unless `force`), bring
-        dead letters back in place; a consent decision only as `save_mappings` would. With `dry_run`, only
-        count. Atomic per call."""
+        dead letters back in place; a consent decision only as `save_mappings` would, and resources kept
+        as it keeps them. With `dry_run`, only count. Atomic per call."""
         ...
 
     # -- rule sets --------------------------------------------------------------
@@ -560,6 +573,10 @@ class Store(Protocol):
 
     async def prune_dedupe(self, before: float, limit: int) -> int:
         """Delete up to `limit` event rows received before `before` with no body and no message."""
+        ...
+
+    async def prune_resources(self, before: float, limit: int) -> int:
+        """Forget up to `limit` resources whose latest event was received before `before`."""
         ...
 
     async def prune_preview(self, cutoffs: PruneCutoffs) -> PruneResult:

@@ -163,3 +163,20 @@ def gdpr_contract(client: httpx.Client, app: Any) -> None:
     # the seventh in a minute is refused, whatever the answers of the six before
     assert [a.status_code for a in answers] == [404, 404, 404, 429]
     assert int(answers[-1].headers["Retry-After"]) > 0 and "6 a minute" in answers[-1].json()["message"]
+
+
+def test_order_amounts_and_refunded_counts_must_be_numbers_and_a_merged_list_is_replaced_whole(
+        client: httpx.Client, app: Any) -> None:
+    lines = [{"product_id": "p1", "quantity": 2, "unit_price": 89.95}, {"product_id": "p2", "quantity": 1, "unit_price": 35}]
+    client.post("/v2/push", json=[{**ORDER, "lineitems": lines}], headers=AUTH)
+    refunded = [{**lines[0], "quantity_refunded": 1, "refunded": 89.95}]
+    client.post("/v2/push", json=[{"@type": "order", "id": "1", "@merge": True, "lineitems": refunded}], headers=AUTH)
+    assert app.state.fake.records[("order", "1")]["lineitems"] == refunded  # not merged item by item
+    for bad in ({"quantity_refunded": "1"}, {"quantity_refunded": 1.5}, {"refunded": "89.95"}, {"unit_price": "1"}):
+        answer = client.post("/v2/push", json=[{"@type": "order", "id": "1", "@merge": True,
+                                                "lineitems": [{**lines[0], **bad}]}], headers=AUTH).json()
+        assert answer["rejected"] == 1, bad
+        [field] = bad
+        assert app.state.fake.errors[-1]["error_path"] == f"root > lineitems > 0 > {field}"
+    answer = client.post("/v2/push", json=[{**ORDER, "grand_total": "221.35"}], headers=AUTH).json()
+    assert answer["rejected"] == 1 and app.state.fake.errors[-1]["error_path"] == "root > grand_total"

@@ -104,3 +104,20 @@ def test_examples_cover_every_destination() -> None:
 def test_example_requests_meet_the_destination_contracts(title: str, request_: PreparedRequest) -> None:
     """The examples' output as sent: times, phones, enums and versions the fakes (and the real APIs) take."""
     assert _fake_refuses(request_) in ([], {}), title
+
+
+def test_every_record_kind_and_every_rule_comes_from_a_shipped_example() -> None:
+    """Issue 25: each record type the destination code supports is made by a shipped rule from a real
+    payload (v3 orders and erasures behind their areas), and no shipped rule goes without an example."""
+    from bridge.destinations.catalog import KINDS
+
+    rules = load_rules(MAPPINGS, {"omnisend": AREAS, "ometria": AREAS})
+    ruleset = CompiledRuleSet(rules.rules)
+    made: set[tuple[str, str]] = set()
+    matched: set[str] = set()
+    for example in rules.examples:
+        result = ruleset.map(example_event(example))
+        made |= {(m.destination, m.kind) for m in result.messages}
+        matched |= set(result.rules)
+    assert set(KINDS) <= made, sorted(set(KINDS) - made)
+    assert {rule.name for rule in rules.rules} <= matched, sorted({rule.name for rule in rules.rules} - matched)

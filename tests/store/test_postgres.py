@@ -27,7 +27,6 @@ from bridge.store.migrations import migrations
 from bridge.store.postgres import PostgresStore
 from bridge.store.postgres.connection import libpq_url, mask_text, unavailable
 from bridge.store.postgres.migrate import migrate
-from bridge.store.migrations import migrations
 
 
 def hook(key: str) -> Webhook:

@@ -13,6 +13,7 @@ from typing import Any, Sequence
 from bridge.model import Event, Mapped
 from bridge.store.base import OPEN_STATES, EventFilter, ReplaySummary
 from bridge.store.postgres import consent
+from bridge.store.postgres import resources
 from bridge.store.postgres.connection import Conn
 from bridge.store.postgres.inbound import insert_messages, message_params, save_lookup
 from bridge.store.postgres.outbox import lock_lanes, refresh_lanes
@@ -91,5 +92,7 @@ async def apply_mappings(conn: Conn, mapped: Sequence[Mapped], now: float, force
                          dead))
             elif not dry_run:
                 await insert_messages(conn, [message_params(m.event_id, msg, key)], now)
+    if not dry_run:
+        await resources.keep(conn, mapped)
     await refresh_lanes(conn, lanes)
     return summary

@@ -10,12 +10,13 @@ from __future__ import annotations
 from typing import Any
 
 from bridge.store.base import PruneCutoffs, PruneResult
+from bridge.store.postgres import resources
 from bridge.store.postgres.connection import Conn
 from bridge.store.postgres.outbox import OPEN
 
 _DELIVERED = "SELECT id FROM messages WHERE state = 'delivered' AND updated_at < %(before)s"
 _BODIES = (
-    "SELECT id FROM events WHERE received_at < %(before)s AND body IS NOT NULL AND status <> 'received'"
+    "SELECT id FROM events WHERE received_at < %(before)s AND body IS NOT NULL AND status NOT IN ('received', 'waiting')"
     " AND NOT EXISTS (SELECT 1 FROM messages WHERE messages.event_id = events.id"
     "                 AND messages.state IN ('pending', 'inflight', 'submitted', 'dead'))"
 )
@@ -27,7 +28,7 @@ _DEDUPE = (
 # whose messages are all delivered ones this run deletes (a dry run cannot delete step by step).
 _DEDUPE_AFTER_RUN = (
     "SELECT id FROM events WHERE received_at < %(before)s"
-    " AND (body IS NULL OR (received_at < %(bodies_before)s AND status <> 'received'))"
+    " AND (body IS NULL OR (received_at < %(bodies_before)s AND status NOT IN ('received', 'waiting')))"
     " AND NOT EXISTS (SELECT 1 FROM messages WHERE messages.event_id = events.id"
     "                 AND NOT (messages.state = 'delivered' AND messages.updated_at < %(delivered_before)s))"
 )
@@ -87,5 +88,6 @@ async def preview(conn: Conn, cutoffs: PruneCutoffs) -> PruneResult:
         bodies=await _count(conn, _BODIES, before=cutoffs.bodies_before),
         dedupe_keys=await _count(conn, _DEDUPE_AFTER_RUN, before=cutoffs.dedupe_before,
                                  bodies_before=cutoffs.bodies_before, delivered_before=cutoffs.delivered_before),
+        resources=await resources.count_prunable(conn, cutoffs.resources_before),
         dry_run=True,
     )

@@ -40,6 +40,7 @@ from bridge.store.base import (
 )
 from bridge.store.migrations import unapplied_error
 from bridge.store.postgres import consent, echo, inbound, migrate, outbox, queries, replay, retention, rules
+from bridge.store.postgres import resources as kept
 from bridge.settings import masked_url
 from bridge.store.postgres.connection import Conn, connect, in_transaction, make_pool
 from bridge.store.postgres.wakeups import EVENTS_CHANNEL, Wakeups
@@ -129,6 +130,8 @@ class PostgresStore:
 
     async def consent_records(self, contact: str) -> list[ConsentRecord]:
         return await self._run(consent.records, contact, single=True)
+    async def resources(self, source: str, kind: str, refs: Sequence[str]) -> dict[str, bytes]:
+        return await self._run(kept.find, source, kind, refs) if refs else {}
 
     # -- delivery -------------------------------------------------------------
 
@@ -266,6 +269,9 @@ class PostgresStore:
 
     async def prune_dedupe(self, before: float, limit: int) -> int:
         return await self._run(retention.delete_dedupe, before, limit)
+
+    async def prune_resources(self, before: float, limit: int) -> int:
+        return await self._run(kept.prune, before, limit)
 
     async def prune_preview(self, cutoffs: PruneCutoffs) -> PruneResult:
         return await self._run(retention.preview, cutoffs)

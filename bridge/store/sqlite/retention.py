@@ -9,10 +9,11 @@ from __future__ import annotations
 import sqlite3
 
 from bridge.store.base import PruneCutoffs, PruneResult
+from bridge.store.sqlite import resources
 
 _DELIVERED = "SELECT id FROM messages WHERE state = 'delivered' AND updated_at < :before"
 _BODIES = (
-    "SELECT id FROM events WHERE received_at < :before AND body IS NOT NULL AND status != 'received'"
+    "SELECT id FROM events WHERE received_at < :before AND body IS NOT NULL AND status NOT IN ('received', 'waiting')"
     " AND NOT EXISTS (SELECT 1 FROM messages WHERE messages.event_id = events.id"
     "                 AND messages.state IN ('pending', 'inflight', 'submitted', 'dead'))"
 )
@@ -24,7 +25,7 @@ _DEDUPE = (
 # whose messages are all delivered ones this run deletes (a dry run cannot delete step by step).
 _DEDUPE_AFTER_RUN = (
     "SELECT id FROM events WHERE received_at < :before"
-    " AND (body IS NULL OR (received_at < :bodies_before AND status != 'received'))"
+    " AND (body IS NULL OR (received_at < :bodies_before AND status NOT IN ('received', 'waiting')))"
     " AND NOT EXISTS (SELECT 1 FROM messages WHERE messages.event_id = events.id"
     "                 AND NOT (messages.state = 'delivered' AND messages.updated_at < :delivered_before))"
 )
@@ -66,5 +67,6 @@ def preview(conn: sqlite3.Connection, cutoffs: PruneCutoffs) -> PruneResult:
         bodies=_count(conn, _BODIES, before=cutoffs.bodies_before),
         dedupe_keys=_count(conn, _DEDUPE_AFTER_RUN, before=cutoffs.dedupe_before,
                            bodies_before=cutoffs.bodies_before, delivered_before=cutoffs.delivered_before),
+        resources=resources.count_prunable(conn, cutoffs.resources_before),
         dry_run=True,
     )

@@ -51,6 +51,7 @@ from bridge.store.base import (
 )
 from bridge.store.migrations import unapplied_error
 from bridge.store.sqlite import consent, echo, outbox, queries, replay, retention, rules
+from bridge.store.sqlite import resources as kept
 from bridge.store.sqlite.ingest import EventRow, event_row, ingest_one
 from bridge.store.sqlite.migrate import created_at as schema_created_at
 from bridge.store.sqlite.migrate import migrate as apply_migrations
@@ -301,6 +302,8 @@ class SQLiteStore:
 
     async def consent_records(self, contact: str) -> list[ConsentRecord]:
         return await self.aread(lambda conn: consent.records(conn, contact))
+    async def resources(self, source: str, kind: str, refs: Sequence[str]) -> dict[str, bytes]:
+        return await self.aread(lambda conn: kept.find(conn, source, kind, refs))
 
     # -- delivery -----------------------------------------------------------
 
@@ -440,6 +443,9 @@ class SQLiteStore:
 
     async def prune_dedupe(self, before: float, limit: int) -> int:
         return await self.awrite(retention.delete_dedupe, before, limit)
+
+    async def prune_resources(self, before: float, limit: int) -> int:
+        return await self.awrite(kept.prune, before, limit)
 
     async def prune_preview(self, cutoffs: PruneCutoffs) -> PruneResult:
         return await self.aread(lambda conn: retention.preview(conn, cutoffs))
