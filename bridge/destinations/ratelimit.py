@@ -15,9 +15,11 @@ then: a stalled request cannot put `limit + 1` arrivals in the server's window. 
 to requests in order (even spacing keeps about one in flight).
 
 Several workers share one account's budget: `share(take, block)` adds, after this process's own
-schedule, a token from a bucket every worker takes from (the store's `take_budget`, refilled at
-`limit / (window + slack)`), so together they stay under the limit; a 429 one of them gets empties
-that bucket for the wait it names (`block_budget`), so the others wait too.
+schedule, a slot on a schedule every worker reserves from (the store's `take_budget`: slots
+`(window + shared slack) / limit` apart by the database's clock), and the request waits for its slot;
+so together they stay under the limit. A slot is reserved, not polled for, so no time is lost between
+workers taking turns. A 429 one of them gets moves that schedule past the wait it names
+(`block_budget`), so the others wait too.
 
 On top of our own schedule the limiter follows what the server says:
 - `X-Rate-Limit-Remaining: 0` with `X-Rate-Limit-Reset: <seconds>` -> wait for the reset;
@@ -38,7 +40,9 @@ from bridge.destinations.http import parse_retry_after
 
 Clock = Callable[[], float]
 Sleep = Callable[[float], Awaitable[None]]
-TakeShared = Callable[[float], Awaitable[float]]  # (requests per second) -> 0 when taken, else seconds to wait
+# (requests per second, most seconds to wait or None) -> seconds until the reserved slot (reserved only
+# when within the most)
+TakeShared = Callable[[float, float | None], Awaitable[float]]
 BlockShared = Callable[[float, float], Awaitable[None]]  # (requests per second, seconds): nobody sends for that long
 
 # Our clock reads before a request leaves, the server's when it has arrived: the slack absorbs the
@@ -46,6 +50,11 @@ BlockShared = Callable[[float, float], Awaitable[None]]  # (requests per second,
 # so 2% of the window (20 ms for Ometria's second, 0.25 s at most) is enough.
 SLACK_FRACTION = 0.02
 MAX_SLACK = 0.25
+# Requests of several workers reach the destination with more spread than one process's: each sleeps
+# to its slot on its own timer, and no answer-time correction spans processes. The shared schedule
+# leaves 3% of the window (at least the slack): two workers on a loaded 2-core machine came at most
+# SHARED_SPREAD_MEASURED closer than the schedule's spacing over `limit` requests (docs/benchmarks.md).
+SHARED_SLACK_FRACTION = 0.03
 
 
 class RateLimiter:
@@ -111,11 +120,9 @@ class RateLimiter:
 
     @property
     def shared_rate(self) -> float:
-        """Requests a second the shared bucket refills at: the limit spread over the window and a tenth of
-        it (at least the slack). Requests of several processes reach the destination with more jitter than
-        one process's (no answer-time correction across them): with only the slack, two workers on a busy
-        machine met 429s."""
-        return self.limit / (self.window + max(self.slack, 0.1 * self.window))
+        """Slots a second on the schedule every worker shares: the limit over the window and the shared
+        slack (SHARED_SLACK_FRACTION of the window, at least this limiter's own slack)."""
+        return self.limit / (self.window + max(self.slack, SHARED_SLACK_FRACTION * self.window))
 
     def wait_time(self) -> float:
         """Seconds until a request could be sent now (0 when free)."""
@@ -157,10 +164,13 @@ class RateLimiter:
             return True
 
     async def _take_shared(self, max_wait: float | None) -> bool:
+        """Reserve this request's slot on the shared schedule and wait for it (False: further than max_wait,
+        nothing reserved)."""
         assert self._shared is not None
-        while (wait := await self._shared(self.shared_rate)) > 0:
-            if max_wait is not None and wait > max_wait:
-                return False
+        wait = await self._shared(self.shared_rate, max_wait)
+        if max_wait is not None and wait > max_wait:
+            return False
+        if wait > 0:
             self.waited_seconds += wait
             await self._sleep(wait)
         return True

@@ -120,6 +120,9 @@ class PostgresStore:
     async def save_mappings(self, mapped: Sequence[Mapped], now: float) -> int:
         return await self._run(inbound.save_mappings, mapped, now, self.notify)
 
+    async def mapping_turn(self, holder: str, seconds: float, now: float) -> bool:
+        return await self._run(inbound.mapping_turn, holder, now + seconds, now, single=True)
+
     # -- delivery -------------------------------------------------------------
 
     async def claim(self, destination: str, limit: int, lease_seconds: float, now: float) -> list[Message]:
@@ -148,11 +151,12 @@ class PostgresStore:
     async def destination_states(self) -> dict[str, DestinationState]:
         return await self._run(outbox.destination_states)
 
-    async def take_budget(self, destination: str, per_second: float) -> float:
-        return await self._run(outbox.take_budget, destination, per_second)
+    async def take_budget(self, destination: str, per_second: float, max_wait: float | None = None) -> float:
+        # one statement, its own transaction (no BEGIN and COMMIT round trips)
+        return await self._run(outbox.take_budget, destination, per_second, max_wait, single=True)
 
     async def block_budget(self, destination: str, per_second: float, seconds: float) -> None:
-        await self._run(outbox.block_budget, destination, per_second, seconds)
+        await self._run(outbox.block_budget, destination, seconds, single=True)
 
     # -- what operators and metrics read --------------------------------------
 

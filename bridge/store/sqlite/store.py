@@ -292,6 +292,9 @@ class SQLiteStore:
     async def save_mappings(self, mapped: Sequence[Mapped], now: float) -> int:
         return await self.awrite(outbox.save_mappings, mapped, now)
 
+    async def mapping_turn(self, holder: str, seconds: float, now: float) -> bool:
+        return True  # one worker: its turn always
+
     # -- delivery -----------------------------------------------------------
 
     async def claim(self, destination: str, limit: int, lease_seconds: float, now: float) -> list[Message]:
@@ -320,7 +323,7 @@ class SQLiteStore:
     async def destination_states(self) -> dict[str, DestinationState]:
         return await self.aread(queries.destination_states)
 
-    async def take_budget(self, destination: str, per_second: float) -> float:
+    async def take_budget(self, destination: str, per_second: float, max_wait: float | None = None) -> float:
         return 0.0  # one worker: its own rate limiter is the whole budget
 
     async def block_budget(self, destination: str, per_second: float, seconds: float) -> None:
