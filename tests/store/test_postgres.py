@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import itertools
 import random
 import socket
 import subprocess
@@ -323,7 +324,7 @@ def test_the_shared_budget_reserves_slots_one_interval_apart_for_every_worker(pg
         async with opened(pg_url) as one, opened(pg_url) as two:
             waits = [await store.take_budget("ometria", 10.0) for store in (one, two, one, two)]
             assert waits[0] == pytest.approx(0.0, abs=0.02)
-            for earlier, later in zip(waits, waits[1:]):
+            for earlier, later in itertools.pairwise(waits):
                 assert later - earlier == pytest.approx(0.1, abs=0.02)
             far = await one.take_budget("ometria", 10.0, max_wait=0.05)
             assert far > 0.05, "the next slot is ~0.4 s away"
