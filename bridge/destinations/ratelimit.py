@@ -55,6 +55,7 @@ MAX_SLACK = 0.25
 # leaves 3% of the window (at least the slack): two workers on a loaded 2-core machine came at most
 # SHARED_SPREAD_MEASURED closer than the schedule's spacing over `limit` requests (docs/benchmarks.md).
 SHARED_SLACK_FRACTION = 0.03
+MISSED_SLOTS_IN_A_ROW = 2  # shared slots a request leaves unused for coming too late, before it takes one
 
 
 class RateLimiter:
@@ -99,6 +100,8 @@ class RateLimiter:
         self._blocking: set[asyncio.Task[None]] = set()
         self.acquired_total = 0
         self.throttled_total = 0  # 429s seen
+        self.slots_missed = 0  # shared slots left unused: this process came to them too late
+        self._shared_rtt_floor = math.inf  # the quickest answer of the shared schedule
         self.waited_seconds = 0.0
 
     @classmethod
@@ -123,6 +126,11 @@ class RateLimiter:
         """Slots a second on the schedule every worker shares: the limit over the window and the shared
         slack (SHARED_SLACK_FRACTION of the window, at least this limiter's own slack)."""
         return self.limit / (self.window + max(self.slack, SHARED_SLACK_FRACTION * self.window))
+
+    @property
+    def shared_late(self) -> float:
+        """How late after its shared slot a request may still go: a third of the shared slack."""
+        return max(self.slack, SHARED_SLACK_FRACTION * self.window) / 3
 
     def wait_time(self) -> float:
         """Seconds until a request could be sent now (0 when free)."""
@@ -165,14 +173,29 @@ class RateLimiter:
 
     async def _take_shared(self, max_wait: float | None) -> bool:
         """Reserve this request's slot on the shared schedule and wait for it (False: further than max_wait,
-        nothing reserved)."""
+        nothing reserved).
+
+        The request never goes before its slot: the wait counts from the answer, which came after the
+        database reserved it. Nor, as far as this process can tell, later than `shared_late` after it: a
+        round trip slower than the quickest seen, and a late wake-up, are how late it may be; past that the
+        slot is left unused and another one reserved (a process the machine did not run for a while would
+        otherwise send into a later worker's window). The third slot in a row is taken however late, so
+        a database that became slower to answer for good delays requests, never stops them."""
         assert self._shared is not None
-        wait = await self._shared(self.shared_rate, max_wait)
-        if max_wait is not None and wait > max_wait:
-            return False
-        if wait > 0:
-            self.waited_seconds += wait
-            await self._sleep(wait)
+        for attempt in range(MISSED_SLOTS_IN_A_ROW + 1):
+            asked = self._clock()
+            wait = await self._shared(self.shared_rate, max_wait)
+            answered = self._clock()
+            if max_wait is not None and wait > max_wait:
+                return False
+            self._shared_rtt_floor = min(self._shared_rtt_floor, answered - asked)
+            if wait > 0:
+                self.waited_seconds += wait
+                await self._sleep(wait)
+            late = (answered - asked - self._shared_rtt_floor) + (self._clock() - answered - wait)
+            if late <= self.shared_late or attempt == MISSED_SLOTS_IN_A_ROW:
+                break
+            self.slots_missed += 1
         return True
 
     def observe(self, status: int, headers: Mapping[str, str], body_retry_after: float | None = None) -> None:
@@ -229,6 +252,7 @@ class RateLimiter:
             "wait_seconds": round(self.wait_time(), 3),
             "acquired_total": self.acquired_total,
             "throttled_total": self.throttled_total,
+            "shared_slots_missed_total": self.slots_missed,
             "waited_seconds_total": round(self.waited_seconds, 3),
         }
 

@@ -218,3 +218,42 @@ def test_a_slow_answer_counts_from_when_the_request_may_have_arrived(requests: i
         return refused
 
     assert asyncio.run(run()) == 0
+
+
+class SharedSchedule:
+    """The store's shared schedule under the fake clock: slots `1 / rate` apart; `delays` are how long each
+    answer takes to come back (a slow round trip, or a process the machine did not run)."""
+
+    def __init__(self, clock: FakeClock, delays: list[float]) -> None:
+        self.clock, self.delays, self.next_at, self.slots = clock, delays, 0.0, []  # type: list[float]
+
+    async def take(self, rate: float, max_wait: float | None) -> float:
+        now = self.clock.now
+        slot = max(self.next_at, now)
+        self.next_at = slot + 1 / rate
+        self.slots.append(slot)
+        self.clock.now += self.delays.pop(0) if self.delays else 0.001
+        return slot - now
+
+    async def block(self, rate: float, seconds: float) -> None:
+        pass
+
+
+def test_a_shared_slot_is_never_used_early_nor_late_and_a_missed_one_is_left_unused() -> None:
+    rl, clock = limiter(8, 1.0)
+    shared = SharedSchedule(clock, [0.001, 0.001, 0.050, 0.001])  # the third answer comes 49 ms late
+    rl.share(shared.take, shared.block)
+    sent = asyncio.run(take(rl, clock, 3))
+    slots = [s - 1000.0 for s in shared.slots]
+    assert len(slots) == 4 and rl.slots_missed == 1, "the slot answered late was left unused"
+    kept = [slots[0], slots[1], slots[3]]
+    for at, slot in zip(sent, kept):
+        assert slot <= at <= slot + rl.shared_late, (at, slot)
+
+
+def test_a_database_that_stays_slow_delays_requests_and_never_stops_them() -> None:
+    rl, clock = limiter(8, 1.0)
+    shared = SharedSchedule(clock, [0.001] + [0.2] * 30)  # every answer after the first is slow for good
+    rl.share(shared.take, shared.block)
+    assert len(asyncio.run(take(rl, clock, 4))) == 4
+    assert rl.slots_missed <= 2 * 3
