@@ -36,7 +36,11 @@ import time
 from collections import deque
 from typing import Any, Awaitable, Callable, Mapping
 
+import structlog
+
 from bridge.destinations.http import parse_retry_after
+
+log = structlog.get_logger("bridge.ratelimit")
 
 Clock = Callable[[], float]
 Sleep = Callable[[float], Awaitable[None]]
@@ -55,7 +59,7 @@ MAX_SLACK = 0.25
 # leaves 3% of the window (at least the slack): two workers on a loaded 2-core machine came at most
 # SHARED_SPREAD_MEASURED closer than the schedule's spacing over `limit` requests (docs/benchmarks.md).
 SHARED_SLACK_FRACTION = 0.03
-MISSED_SLOTS_IN_A_ROW = 2  # shared slots a request leaves unused for coming too late, before it takes one
+MISSED_SLOTS_IN_A_ROW = 1  # shared slots a request leaves unused for coming too late, before it takes one
 
 
 class RateLimiter:
@@ -129,8 +133,9 @@ class RateLimiter:
 
     @property
     def shared_late(self) -> float:
-        """How late after its shared slot a request may still go: a third of the shared slack."""
-        return max(self.slack, SHARED_SLACK_FRACTION * self.window) / 3
+        """How late after its shared slot a request may still go: half the shared slack (the other half
+        is for the way from here to the destination)."""
+        return max(self.slack, SHARED_SLACK_FRACTION * self.window) / 2
 
     def wait_time(self) -> float:
         """Seconds until a request could be sent now (0 when free)."""
@@ -179,7 +184,7 @@ class RateLimiter:
         database reserved it. Nor, as far as this process can tell, later than `shared_late` after it: a
         round trip slower than the quickest seen, and a late wake-up, are how late it may be; past that the
         slot is left unused and another one reserved (a process the machine did not run for a while would
-        otherwise send into a later worker's window). The third slot in a row is taken however late, so
+        otherwise send into a later worker's window). The second slot in a row is taken however late, so
         a database that became slower to answer for good delays requests, never stops them."""
         assert self._shared is not None
         for attempt in range(MISSED_SLOTS_IN_A_ROW + 1):
@@ -196,6 +201,7 @@ class RateLimiter:
             if late <= self.shared_late or attempt == MISSED_SLOTS_IN_A_ROW:
                 break
             self.slots_missed += 1
+            log.info("rate_limit.slot_missed", late_ms=round(late * 1000, 1), limit=self.limit, window=self.window)
         return True
 
     def observe(self, status: int, headers: Mapping[str, str], body_retry_after: float | None = None) -> None:

@@ -256,4 +256,4 @@ def test_a_database_that_stays_slow_delays_requests_and_never_stops_them() -> No
     shared = SharedSchedule(clock, [0.001] + [0.2] * 30)  # every answer after the first is slow for good
     rl.share(shared.take, shared.block)
     assert len(asyncio.run(take(rl, clock, 4))) == 4
-    assert rl.slots_missed <= 2 * 3
+    assert rl.slots_missed <= 4, "one slot in a row at most"
