@@ -56,8 +56,9 @@ SLACK_FRACTION = 0.02
 MAX_SLACK = 0.25
 # Requests of several workers reach the destination with more spread than one process's: each sleeps
 # to its slot on its own timer, and no answer-time correction spans processes. The shared schedule
-# leaves 3% of the window (at least the slack): two workers on a loaded 2-core machine came at most
-# SHARED_SPREAD_MEASURED closer than the schedule's spacing over `limit` requests (docs/benchmarks.md).
+# leaves 3% of the window (at least the slack): on a 2-core machine loaded ~6 times over, two workers
+# sent Ometria's 9 requests 29 ms closer than the schedule's 1.03 s at worst (bench/NOTES.md), and a
+# request now goes at most half of that slack after its slot (_take_shared).
 SHARED_SLACK_FRACTION = 0.03
 MISSED_SLOTS_IN_A_ROW = 1  # shared slots a request leaves unused for coming too late, before it takes one
 

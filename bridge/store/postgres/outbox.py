@@ -234,7 +234,7 @@ async def probe(conn: Conn, now: float) -> None:
 
 
 # The schedule's statements commit without waiting for the disk (connection.NO_FLUSH): a flush puts
-# 1-15 ms of varying delay between a reserved slot and its request (docs/benchmarks.md), and a schedule
+# 1-15 ms of varying delay between a reserved slot and its request (bench/NOTES.md), and a schedule
 # lost in a crash costs at most a few milliseconds of spacing.
 _NOW = f"(SELECT extract(epoch FROM clock_timestamp()) AS now) AS t, {NO_FLUSH}"
 
