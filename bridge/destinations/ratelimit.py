@@ -48,6 +48,7 @@ Sleep = Callable[[float], Awaitable[None]]
 # when within the most)
 TakeShared = Callable[[float, float | None], Awaitable[float]]
 BlockShared = Callable[[float, float], Awaitable[None]]  # (requests per second, seconds): nobody sends for that long
+DelayShared = Callable[[float], Awaitable[None]]  # (seconds): every later slot that much later
 
 # Our clock reads before a request leaves, the server's when it has arrived: the slack absorbs the
 # difference in that delay between two requests `limit` apart. Even spacing keeps the delay steady,
@@ -57,10 +58,9 @@ MAX_SLACK = 0.25
 # Requests of several workers reach the destination with more spread than one process's: each sleeps
 # to its slot on its own timer, and no answer-time correction spans processes. The shared schedule
 # leaves 3% of the window (at least the slack): on a 2-core machine loaded ~6 times over, two workers
-# sent Ometria's 9 requests 29 ms closer than the schedule's 1.03 s at worst (bench/NOTES.md), and a
-# request now goes at most half of that slack after its slot (_take_shared).
+# sent Ometria's 9 requests 29 ms closer than the schedule's 1.03 s at worst (bench/NOTES.md). A request
+# later than half of that slack after its slot moves the later slots on by the rest (_take_shared).
 SHARED_SLACK_FRACTION = 0.03
-MISSED_SLOTS_IN_A_ROW = 1  # shared slots a request leaves unused for coming too late, before it takes one
 
 
 class RateLimiter:
@@ -102,10 +102,11 @@ class RateLimiter:
         self._lock = asyncio.Lock()
         self._shared: TakeShared | None = None
         self._shared_block: BlockShared | None = None
+        self._shared_delay: DelayShared | None = None
         self._blocking: set[asyncio.Task[None]] = set()
         self.acquired_total = 0
         self.throttled_total = 0  # 429s seen
-        self.slots_missed = 0  # shared slots left unused: this process came to them too late
+        self.late_sends = 0  # requests that came to their shared slot too late and moved the later ones
         self._shared_rtt_floor = math.inf  # the quickest answer of the shared schedule
         self.waited_seconds = 0.0
 
@@ -120,11 +121,12 @@ class RateLimiter:
             return cls(int(requests), 1.0, **kwargs)
         return cls(max(1, round(requests * 10)), 10.0, **kwargs)
 
-    def share(self, take: TakeShared, block: BlockShared) -> None:
+    def share(self, take: TakeShared, block: BlockShared, delay: DelayShared | None = None) -> None:
         """Also take each request from a budget shared with other processes, and block it for all of
         them on a 429 (see the module's docstring)."""
         self._shared = take
         self._shared_block = block
+        self._shared_delay = delay
 
     @property
     def shared_rate(self) -> float:
@@ -182,28 +184,37 @@ class RateLimiter:
         nothing reserved).
 
         The request never goes before its slot: the wait counts from the answer, which came after the
-        database reserved it. Nor, as far as this process can tell, later than `shared_late` after it: a
-        round trip slower than the quickest seen, and a late wake-up, are how late it may be; past that the
-        slot is left unused and another one reserved (a process the machine did not run for a while would
-        otherwise send into a later worker's window). The second slot in a row is taken however late, so
-        a database that became slower to answer for good delays requests, never stops them."""
+        database reserved it. It may go late: a round trip slower than the quickest seen, and a late
+        wake-up (a process the machine did not run for a while), are how late as far as this process
+        can tell. Up to `shared_late` is covered by the shared slack; beyond it, every later slot is
+        moved on by the rest, so that the request `limit` slots on is still a window and the slack after
+        this one."""
         assert self._shared is not None
-        for attempt in range(MISSED_SLOTS_IN_A_ROW + 1):
-            asked = self._clock()
-            wait = await self._shared(self.shared_rate, max_wait)
-            answered = self._clock()
-            if max_wait is not None and wait > max_wait:
-                return False
-            self._shared_rtt_floor = min(self._shared_rtt_floor, answered - asked)
-            if wait > 0:
-                self.waited_seconds += wait
-                await self._sleep(wait)
-            late = (answered - asked - self._shared_rtt_floor) + (self._clock() - answered - wait)
-            if late <= self.shared_late or attempt == MISSED_SLOTS_IN_A_ROW:
-                break
-            self.slots_missed += 1
-            log.info("rate_limit.slot_missed", late_ms=round(late * 1000, 1), limit=self.limit, window=self.window)
+        asked = self._clock()
+        wait = await self._shared(self.shared_rate, max_wait)
+        answered = self._clock()
+        if max_wait is not None and wait > max_wait:
+            return False
+        self._shared_rtt_floor = min(self._shared_rtt_floor, answered - asked)
+        if wait > 0:
+            self.waited_seconds += wait
+            await self._sleep(wait)
+        late = (answered - asked - self._shared_rtt_floor) + (self._clock() - answered - wait)
+        if late > self.shared_late and self._shared_delay is not None:
+            self.late_sends += 1
+            log.info("rate_limit.late", late_ms=round(late * 1000, 1), limit=self.limit, window=self.window)
+            self._background(self._shared_delay(late - self.shared_late))
         return True
+
+    def _background(self, call: Awaitable[None]) -> None:
+        """Run a call to the shared schedule without waiting for it (a courtesy: failing, it changes nothing)."""
+        async def run() -> None:
+            with contextlib.suppress(Exception):
+                await call
+
+        task = asyncio.get_running_loop().create_task(run())
+        self._blocking.add(task)
+        task.add_done_callback(self._blocking.discard)
 
     def observe(self, status: int, headers: Mapping[str, str], body_retry_after: float | None = None) -> None:
         """Learn from a response: rate-limit headers, and a 429 blocks everything until it may resume
@@ -229,14 +240,7 @@ class RateLimiter:
                 wait = self.default_block
             self.block(wait)
             if self._shared_block is not None:  # the other workers wait as well (a task: observe is not async)
-                task = asyncio.get_running_loop().create_task(self._block_shared(wait))
-                self._blocking.add(task)
-                task.add_done_callback(self._blocking.discard)
-
-    async def _block_shared(self, seconds: float) -> None:
-        assert self._shared_block is not None
-        with contextlib.suppress(Exception):  # the shared block is a courtesy: this process blocks anyway
-            await self._shared_block(self.shared_rate, seconds)
+                self._background(self._shared_block(self.shared_rate, wait))
 
     def block(self, seconds: float) -> None:
         """Send nothing for `seconds` (keeps the later of two blocks)."""
@@ -259,7 +263,7 @@ class RateLimiter:
             "wait_seconds": round(self.wait_time(), 3),
             "acquired_total": self.acquired_total,
             "throttled_total": self.throttled_total,
-            "shared_slots_missed_total": self.slots_missed,
+            "shared_late_total": self.late_sends,
             "waited_seconds_total": round(self.waited_seconds, 3),
         }
 

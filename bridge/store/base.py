@@ -349,6 +349,11 @@ class Store(Protocol):
         """No slot of `destination`'s budget for `seconds` from now (a worker got a 429 naming that wait)."""
         ...
 
+    async def delay_budget(self, destination: str, seconds: float) -> None:
+        """Every slot of `destination`'s budget not yet reserved `seconds` later (a request went that much
+        later than its slot allows). One worker (SQLite): nothing to move."""
+        ...
+
     # -- what operators and metrics read --------------------------------------
 
     async def list_events(self, where: EventFilter, limit: int, offset: int = 0) -> Page[EventSummary]:

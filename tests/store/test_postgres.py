@@ -302,7 +302,8 @@ def test_two_workers_rate_limiters_share_one_budget(pg_url: str) -> None:
             limiters = [RateLimiter(10, 1.0), RateLimiter(10, 1.0)]
             for limiter, store in zip(limiters, (one, two)):
                 limiter.share(functools.partial(store.take_budget, "ometria"),
-                              functools.partial(store.block_budget, "ometria"))
+                              functools.partial(store.block_budget, "ometria"),
+                              functools.partial(store.delay_budget, "ometria"))
 
             async def send(limiter: RateLimiter) -> None:
                 for _ in range(12):
@@ -331,7 +332,10 @@ def test_the_shared_budget_reserves_slots_one_interval_apart_for_every_worker(pg
             assert await two.take_budget("ometria", 10.0, max_wait=0.05) == pytest.approx(far, abs=0.02), \
                 "the slot refused above was not reserved"
             await one.block_budget("ometria", 10.0, 5.0)
-            assert await two.take_budget("ometria", 10.0, max_wait=1.0) > 4.5
+            blocked = await two.take_budget("ometria", 10.0, max_wait=1.0)
+            assert blocked > 4.5, "nothing reserved within a second"
+            await one.delay_budget("ometria", 2.0)
+            assert await two.take_budget("ometria", 10.0, max_wait=1.0) == pytest.approx(blocked + 2.0, abs=0.05)
             assert await two.take_budget("omnisend", 10.0) == 0.0, "each destination has its own schedule"
 
     asyncio.run(go())
@@ -494,7 +498,8 @@ def test_a_429_one_worker_gets_holds_back_the_other(pg_url: str) -> None:
             limiters = [RateLimiter(10, 1.0), RateLimiter(10, 1.0)]
             for limiter, store in zip(limiters, (one, two)):
                 limiter.share(functools.partial(store.take_budget, "omnisend"),
-                              functools.partial(store.block_budget, "omnisend"))
+                              functools.partial(store.block_budget, "omnisend"),
+                              functools.partial(store.delay_budget, "omnisend"))
             assert await limiters[0].acquire()
             limiters[0].observe(429, {"Retry-After": "2"})
             await asyncio.sleep(0.3)  # the block reaches the database

@@ -267,3 +267,9 @@ async def block_budget(conn: Conn, destination: str, seconds: float) -> None:
         f" SELECT %(d)s, 0, t.now, t.now + %(wait)s FROM {_NOW}"
         " ON CONFLICT (destination) DO UPDATE SET next_at = GREATEST(b.next_at, excluded.next_at)",
         {"d": destination, "wait": seconds})
+
+
+async def delay_budget(conn: Conn, destination: str, seconds: float) -> None:
+    """Every slot of the destination's schedule not yet reserved `seconds` later."""
+    await conn.execute(f"UPDATE rate_buckets SET next_at = next_at + %(s)s FROM {NO_FLUSH} WHERE destination = %(d)s",
+                       {"d": destination, "s": seconds})

@@ -158,6 +158,9 @@ class PostgresStore:
     async def block_budget(self, destination: str, per_second: float, seconds: float) -> None:
         await self._run(outbox.block_budget, destination, seconds, single=True)
 
+    async def delay_budget(self, destination: str, seconds: float) -> None:
+        await self._run(outbox.delay_budget, destination, seconds, single=True)
+
     # -- what operators and metrics read --------------------------------------
 
     async def list_events(self, where: EventFilter, limit: int, offset: int = 0) -> Page[EventSummary]:

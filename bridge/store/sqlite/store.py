@@ -329,6 +329,9 @@ class SQLiteStore:
     async def block_budget(self, destination: str, per_second: float, seconds: float) -> None:
         """One worker: its own rate limiter blocks itself."""
 
+    async def delay_budget(self, destination: str, seconds: float) -> None:
+        """One worker: its own rate limiter is the whole budget."""
+
     # -- what operators and metrics read --------------------------------------
 
     async def list_events(self, where: EventFilter, limit: int, offset: int = 0) -> Page[EventSummary]:
