@@ -215,6 +215,7 @@ def delivery(orders: int, deadline: float, workers: int, premapped: bool = False
                         break
                     time.sleep(0.5)
                 result["timed_out"] = time.monotonic() >= end
+                result["load_average_at_end"] = round(os.getloadavg()[0], 1)  # what else ran on the machine
                 if cpu_first is not None:  # from the first records received to the last: the drain's CPU
                     cpu_last = cpu_seconds(roots, database)
                     drained = (a + b - first_records) / 2
