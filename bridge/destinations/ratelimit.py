@@ -199,10 +199,12 @@ class RateLimiter:
         if wait > 0:
             self.waited_seconds += wait
             await self._sleep(wait)
-        late = (answered - asked - self._shared_rtt_floor) + (self._clock() - answered - wait)
+        slow_answer = answered - asked - self._shared_rtt_floor
+        late = slow_answer + (self._clock() - answered - wait)
         if late > self.shared_late and self._shared_delay is not None:
             self.late_sends += 1
-            log.info("rate_limit.late", late_ms=round(late * 1000, 1), limit=self.limit, window=self.window)
+            log.info("rate_limit.late", late_ms=round(late * 1000, 1), slow_answer_ms=round(slow_answer * 1000, 1),
+                     limit=self.limit, window=self.window)
             self._background(self._shared_delay(late - self.shared_late))
         return True
 
