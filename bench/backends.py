@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from bench.common import (OMETRIA_KEY, OMNISEND_KEY, PYTHON, ROOT, SHOPIFY_SECRET, WORK, Server, bridge_server,
-                          machine, order_body, save)
+                          cpu_seconds, machine, order_body, save)
 from bench.delivery import ometria_records, omnisend_records, preload, summarise_both
 from bench.ingest import write_request_files, wrk
 
@@ -148,12 +148,42 @@ def start_worker(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
                                 stderr=subprocess.STDOUT)
 
 
-def delivery(orders: int, deadline: float, workers: int) -> dict[str, Any]:
+async def map_all(url: str) -> float:
+    """Map every waiting event through the store as a worker does, before any worker starts; seconds taken."""
+    import structlog
+
+    from bridge.mapping.areas import allowed_from_settings
+    from bridge.mapping.loader import load_rules
+    from bridge.settings import Settings
+    from bridge.store import make_store
+    from bridge.worker import Worker
+
+    class Rules:
+        current = load_rules(ROOT / "mappings", allowed_from_settings(Settings.from_env({})))
+
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(40))  # the worker's info lines
+    store = make_store(url, process=False)
+    await store.open()
+    t0 = time.perf_counter()
+    try:
+        worker = Worker(Settings(mapping="thread"), store, Rules(), {})
+        while await worker.map_once():
+            pass
+    finally:
+        await store.close()
+    return time.perf_counter() - t0
+
+
+def delivery(orders: int, deadline: float, workers: int, premapped: bool = False) -> dict[str, Any]:
+    """Two workers drain `orders` preloaded events into the fakes; with `premapped` the events are mapped
+    before they start, so the drain measures the delivery path and the shared budget alone."""
     from bridge.fakes import create_ometria_app, create_omnisend_app, serve_in_thread
 
-    result: dict[str, Any] = {"orders": orders, "workers": workers, "backend": "postgres"}
+    result: dict[str, Any] = {"orders": orders, "workers": workers, "backend": "postgres", "premapped": premapped}
     with pg_database() as url:
         result["preload_seconds"] = round(asyncio.run(preload(url, orders)), 2)
+        if premapped:
+            result["premap_seconds"] = round(asyncio.run(map_all(url)), 2)
         omnisend = create_omnisend_app(OMNISEND_KEY)
         ometria = create_ometria_app(OMETRIA_KEY)
         with serve_in_thread(omnisend) as omnisend_url, serve_in_thread(ometria) as ometria_url:
@@ -165,18 +195,32 @@ def delivery(orders: int, deadline: float, workers: int) -> dict[str, Any]:
             server = web(url, "backends-delivery", 0)
             server.env.update(env)
             server.start()
-            procs = [start_worker(env, WORK / f"backends-delivery-worker{i}.log") for i in range(workers)]
+            logs = [WORK / f"backends-delivery-worker{i}.log" for i in range(workers)]
+            for log in logs:
+                log.unlink(missing_ok=True)
+            procs = [start_worker(env, log) for log in logs]
             timeline = []
+            roots = [p.pid for p in procs] + ([server.proc.pid] if server.proc else [])
+            database = url.rsplit("/", 1)[1]
+            cpu_first: dict[str, float] | None = None
             try:
                 end = t_start + deadline
                 while time.monotonic() < end:
                     a = len(set(omnisend_records(omnisend.state.fake)))
                     b = len(set(ometria_records(ometria.state.fake)))
                     timeline.append((round(time.monotonic() - t_start, 1), a, b))
+                    if cpu_first is None and a + b:
+                        cpu_first, first_records = cpu_seconds(roots, database), a + b
                     if a >= orders and b >= orders:
                         break
                     time.sleep(0.5)
                 result["timed_out"] = time.monotonic() >= end
+                result["load_average_at_end"] = round(os.getloadavg()[0], 1)  # what else ran on the machine
+                if cpu_first is not None:  # from the first records received to the last: the drain's CPU
+                    cpu_last = cpu_seconds(roots, database)
+                    drained = (a + b - first_records) / 2
+                    result["cpu_ms_per_order"] = {k: round((cpu_last[k] - cpu_first[k]) * 1000 / max(drained, 1), 3)
+                                                  for k in cpu_last}
                 settle = time.monotonic() + 60
                 while time.monotonic() < settle:
                     if rows(url, "SELECT count(*) FROM messages WHERE state IN ('pending', 'inflight', 'submitted')")[0][0] == 0:
@@ -188,10 +232,24 @@ def delivery(orders: int, deadline: float, workers: int) -> dict[str, Any]:
                 for proc in procs:
                     proc.wait(30)
                 server.stop()
+            result["shared_late_sends"] = late_sends(logs)
             result.update(summarise_both(omnisend, ometria, t_start, rows(
                 url, "SELECT destination, idempotency_key, state, record FROM messages")))
             result["timeline_s_omnisend_ometria"] = timeline[:: max(1, len(timeline) // 40)]
     return result
+
+
+def late_sends(logs: list[Path]) -> dict[str, int]:
+    """Requests that came to their shared slot late enough to move the later slots, by limit ("8/1.0 s":
+    Ometria)."""
+    missed: dict[str, int] = {}
+    for log in logs:
+        for line in log.read_text(errors="replace").splitlines():
+            if '"rate_limit.late"' in line:
+                entry = json.loads(line)
+                name = f"{entry['limit']}/{entry['window']} s"
+                missed[name] = missed.get(name, 0) + 1
+    return missed
 
 
 # -- growth ---------------------------------------------------------------------------------------
@@ -324,9 +382,11 @@ def main() -> None:
         save("backends-ingest", result)
         print(json.dumps(result, indent=1))
     if args.part in ("delivery", "all"):
-        result = when | delivery(args.orders, args.deadline, args.workers)
-        save("backends-delivery", result)
-        print(json.dumps({k: v for k, v in result.items() if k != "timeline_s_omnisend_ometria"}, indent=1))
+        # mapped during the drain (as one deployment works), and mapped before it (the delivery path alone)
+        for name, premapped in (("backends-delivery", False), ("backends-delivery-premapped", True)):
+            result = when | delivery(args.orders, args.deadline, args.workers, premapped)
+            save(name, result)
+            print(json.dumps({k: v for k, v in result.items() if k != "timeline_s_omnisend_ometria"}, indent=1))
     if args.part in ("growth", "all"):
         result = when | growth(args.seconds, args.rounds, args.connections, args.delivered, args.waiting)
         save("backends-growth", result)

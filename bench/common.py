@@ -222,3 +222,29 @@ def bench_db(label: str, source: Path | None, in_place: bool) -> Path:
     if source is not None:
         shutil.copyfile(source, db)
     return db
+
+
+def cpu_seconds(roots: list[int], database: str | None = None) -> dict[str, float]:
+    """CPU time (user + system) used so far by these processes and their children, and by the PostgreSQL
+    backends connected to `database`: what a figure cost, whatever else shares the machine."""
+    tick = os.sysconf("SC_CLK_TCK")
+    stats: dict[int, tuple[int, float, str]] = {}  # pid -> (parent, cpu seconds, command line)
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:  # it ended meanwhile
+            continue
+        stats[int(entry.name)] = (int(fields[1]), (int(fields[11]) + int(fields[12])) / tick, cmdline)
+    ours = set(roots)
+    grew = True
+    while grew:
+        more = {pid for pid, (parent, _, _) in stats.items() if parent in ours} - ours
+        ours |= more
+        grew = bool(more)
+    bridge = sum(stats[pid][1] for pid in ours if pid in stats)
+    postgres = sum(cpu for cpu_pid, (_, cpu, cmd) in stats.items()
+                   if database and cmd.startswith("postgres: ") and f" {database} " in cmd)
+    return {"bridge": round(bridge, 2), "postgres": round(postgres, 2)}

@@ -10,8 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import os
 import random
+import socket
 import time
+import uuid
 from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Mapping, Protocol, Sequence
 
@@ -45,6 +48,11 @@ RELEASE_SECONDS = 2.0
 # orders does not read every waiting refund again for each one.
 RECHECK_SECONDS = 30.0
 RECHECK_MIN_SECONDS = 1.0
+
+# Workers on one database map one at a time (Store.mapping_turn): the holder renews its turn every
+# round; a worker that dies loses it after this long, and the others ask again this often.
+MAP_TURN_SECONDS = 10.0
+MAP_TURN_POLL_SECONDS = 1.0
 
 
 class RulesSource(Protocol):
@@ -138,6 +146,8 @@ class Worker:
         self.echo_guard = EchoGuard(self.settings, self.store, self.clock)  # Omneo's echo of our own writes
         self._recheck_at = 0.0  # monotonic time of the next look at waiting events; 0: at once
         self._rechecked_at = -RECHECK_MIN_SECONDS  # monotonic time of the last
+        self.holder = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"  # this worker's mapping turn
+        self._turn = False
         METRICS.watch_mapping(lambda: self.map_health.stalled_seconds(time.monotonic()))
 
     # -- wake-ups from the app (same process) -------------------------------
@@ -222,6 +232,8 @@ class Worker:
         # messages keep the order of their events. Once a read comes back short (caught up),
         # the next one starts from the beginning again, after the last save: so an event
         # that stayed 'received' behind the cursor (its save failed) is mapped then.
+        # Workers on one database take turns (Store.mapping_turn): one maps while the others wait
+        # for its turn to end, instead of mapping the same events for one of them to keep.
         saving: asyncio.Task[None] | None = None
         after = 0
         try:
@@ -229,6 +241,14 @@ class Worker:
                 events: list[Event] = []
                 try:
                     rules = self.rules.current
+                    if rules is not None and not await self._take_turn():  # another worker maps now
+                        if saving is not None:
+                            done, saving = saving, None
+                            await done
+                        self.map_health.succeeded()
+                        after = 0
+                        await self._wait(self._stopping, MAP_TURN_POLL_SECONDS)
+                        continue
                     if rules is not None:  # no valid rule set ever loaded: events wait, nothing is lost
                         if after == 0 and saving is not None:  # from the start: the last batch saved first
                             done, saving = saving, None
@@ -261,6 +281,22 @@ class Worker:
                     self._events_waiting.clear()
         finally:  # stopped, or cancelled by stop(): the save under way is finished, not abandoned
             await _finish(saving)
+            await self._give_turn_back()
+
+    async def _take_turn(self) -> bool:
+        """Whether this worker maps now: it takes or renews the mapping turn (Store.mapping_turn)."""
+        self._turn = await self.store.mapping_turn(self.holder, MAP_TURN_SECONDS, self.clock())
+        return self._turn
+
+    async def _give_turn_back(self) -> None:
+        """At a stop: another worker maps at once, not when this one's turn runs out."""
+        if not self._turn:
+            return
+        self._turn = False
+        try:
+            await asyncio.wait_for(self.store.mapping_turn(self.holder, 0.0, self.clock()), RELEASE_SECONDS)
+        except Exception as exc:  # the store is away: the turn runs out by itself
+            log.warning("mapping.turn_not_given_back", error=type(exc).__name__)
 
     async def map_once(self) -> int:
         """Read, map and save one batch of waiting events; how many were read."""

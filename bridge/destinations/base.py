@@ -51,8 +51,9 @@ class Exchange:
 class BudgetStore(Protocol):
     """Where the account's request budget is kept for every worker (bridge.store.base.Store)."""
 
-    async def take_budget(self, destination: str, per_second: float) -> float: ...
+    async def take_budget(self, destination: str, per_second: float, max_wait: float | None = None) -> float: ...
     async def block_budget(self, destination: str, per_second: float, seconds: float) -> None: ...
+    async def delay_budget(self, destination: str, seconds: float) -> None: ...
 
 
 class HttpDestination:
@@ -74,7 +75,8 @@ class HttpDestination:
         self.limiter = limiter or self.make_limiter(settings, clock=clock, sleep=sleep)
         if budget is not None:  # the account's budget, shared with every worker on the database
             self.limiter.share(functools.partial(budget.take_budget, self.name),
-                               functools.partial(budget.block_budget, self.name))
+                               functools.partial(budget.block_budget, self.name),
+                               functools.partial(budget.delay_budget, self.name))
         self._clock = clock
         self._sleep = sleep
         self.max_wait = float(settings.options.get("max_wait_seconds", DEFAULT_MAX_WAIT))

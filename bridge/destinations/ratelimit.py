@@ -15,9 +15,11 @@ then: a stalled request cannot put `limit + 1` arrivals in the server's window. 
 to requests in order (even spacing keeps about one in flight).
 
 Several workers share one account's budget: `share(take, block)` adds, after this process's own
-schedule, a token from a bucket every worker takes from (the store's `take_budget`, refilled at
-`limit / (window + slack)`), so together they stay under the limit; a 429 one of them gets empties
-that bucket for the wait it names (`block_budget`), so the others wait too.
+schedule, a slot on a schedule every worker reserves from (the store's `take_budget`: slots
+`(window + shared slack) / limit` apart by the database's clock), and the request waits for its slot;
+so together they stay under the limit. A slot is reserved, not polled for, so no time is lost between
+workers taking turns. A 429 one of them gets moves that schedule past the wait it names
+(`block_budget`), so the others wait too.
 
 On top of our own schedule the limiter follows what the server says:
 - `X-Rate-Limit-Remaining: 0` with `X-Rate-Limit-Reset: <seconds>` -> wait for the reset;
@@ -34,18 +36,31 @@ import time
 from collections import deque
 from typing import Any, Awaitable, Callable, Mapping
 
+import structlog
+
 from bridge.destinations.http import parse_retry_after
+
+log = structlog.get_logger("bridge.ratelimit")
 
 Clock = Callable[[], float]
 Sleep = Callable[[float], Awaitable[None]]
-TakeShared = Callable[[float], Awaitable[float]]  # (requests per second) -> 0 when taken, else seconds to wait
+# (requests per second, most seconds to wait or None) -> seconds until the reserved slot (reserved only
+# when within the most)
+TakeShared = Callable[[float, float | None], Awaitable[float]]
 BlockShared = Callable[[float, float], Awaitable[None]]  # (requests per second, seconds): nobody sends for that long
+DelayShared = Callable[[float], Awaitable[None]]  # (seconds): every later slot that much later
 
 # Our clock reads before a request leaves, the server's when it has arrived: the slack absorbs the
 # difference in that delay between two requests `limit` apart. Even spacing keeps the delay steady,
 # so 2% of the window (20 ms for Ometria's second, 0.25 s at most) is enough.
 SLACK_FRACTION = 0.02
 MAX_SLACK = 0.25
+# Requests of several workers reach the destination with more spread than one process's: each sleeps
+# to its slot on its own timer, and no answer-time correction spans processes. The shared schedule
+# leaves 3% of the window (at least the slack): on a 2-core machine loaded ~6 times over, two workers
+# sent Ometria's 9 requests 29 ms closer than the schedule's 1.03 s at worst (bench/NOTES.md). A request
+# later than half of that slack after its slot moves the later slots on by the rest (_take_shared).
+SHARED_SLACK_FRACTION = 0.03
 
 
 class RateLimiter:
@@ -87,9 +102,12 @@ class RateLimiter:
         self._lock = asyncio.Lock()
         self._shared: TakeShared | None = None
         self._shared_block: BlockShared | None = None
+        self._shared_delay: DelayShared | None = None
         self._blocking: set[asyncio.Task[None]] = set()
         self.acquired_total = 0
         self.throttled_total = 0  # 429s seen
+        self.late_sends = 0  # requests that came to their shared slot too late and moved the later ones
+        self._shared_rtt_floor = math.inf  # the quickest answer of the shared schedule
         self.waited_seconds = 0.0
 
     @classmethod
@@ -103,19 +121,24 @@ class RateLimiter:
             return cls(int(requests), 1.0, **kwargs)
         return cls(max(1, round(requests * 10)), 10.0, **kwargs)
 
-    def share(self, take: TakeShared, block: BlockShared) -> None:
+    def share(self, take: TakeShared, block: BlockShared, delay: DelayShared | None = None) -> None:
         """Also take each request from a budget shared with other processes, and block it for all of
         them on a 429 (see the module's docstring)."""
         self._shared = take
         self._shared_block = block
+        self._shared_delay = delay
 
     @property
     def shared_rate(self) -> float:
-        """Requests a second the shared bucket refills at: the limit spread over the window and a tenth of
-        it (at least the slack). Requests of several processes reach the destination with more jitter than
-        one process's (no answer-time correction across them): with only the slack, two workers on a busy
-        machine met 429s."""
-        return self.limit / (self.window + max(self.slack, 0.1 * self.window))
+        """Slots a second on the schedule every worker shares: the limit over the window and the shared
+        slack (SHARED_SLACK_FRACTION of the window, at least this limiter's own slack)."""
+        return self.limit / (self.window + max(self.slack, SHARED_SLACK_FRACTION * self.window))
+
+    @property
+    def shared_late(self) -> float:
+        """How late after its shared slot a request may still go: half the shared slack (the other half
+        is for the way from here to the destination)."""
+        return max(self.slack, SHARED_SLACK_FRACTION * self.window) / 2
 
     def wait_time(self) -> float:
         """Seconds until a request could be sent now (0 when free)."""
@@ -157,13 +180,43 @@ class RateLimiter:
             return True
 
     async def _take_shared(self, max_wait: float | None) -> bool:
+        """Reserve this request's slot on the shared schedule and wait for it (False: further than max_wait,
+        nothing reserved).
+
+        The request never goes before its slot: the wait counts from the answer, which came after the
+        database reserved it. It may go late: a round trip slower than the quickest seen, and a late
+        wake-up (a process the machine did not run for a while), are how late as far as this process
+        can tell. Up to `shared_late` is covered by the shared slack; beyond it, every later slot is
+        moved on by the rest, so that the request `limit` slots on is still a window and the slack after
+        this one."""
         assert self._shared is not None
-        while (wait := await self._shared(self.shared_rate)) > 0:
-            if max_wait is not None and wait > max_wait:
-                return False
+        asked = self._clock()
+        wait = await self._shared(self.shared_rate, max_wait)
+        answered = self._clock()
+        if max_wait is not None and wait > max_wait:
+            return False
+        self._shared_rtt_floor = min(self._shared_rtt_floor, answered - asked)
+        if wait > 0:
             self.waited_seconds += wait
             await self._sleep(wait)
+        slow_answer = answered - asked - self._shared_rtt_floor
+        late = slow_answer + (self._clock() - answered - wait)
+        if late > self.shared_late and self._shared_delay is not None:
+            self.late_sends += 1
+            log.info("rate_limit.late", late_ms=round(late * 1000, 1), slow_answer_ms=round(slow_answer * 1000, 1),
+                     limit=self.limit, window=self.window)
+            self._background(self._shared_delay(late - self.shared_late))
         return True
+
+    def _background(self, call: Awaitable[None]) -> None:
+        """Run a call to the shared schedule without waiting for it (a courtesy: failing, it changes nothing)."""
+        async def run() -> None:
+            with contextlib.suppress(Exception):
+                await call
+
+        task = asyncio.get_running_loop().create_task(run())
+        self._blocking.add(task)
+        task.add_done_callback(self._blocking.discard)
 
     def observe(self, status: int, headers: Mapping[str, str], body_retry_after: float | None = None) -> None:
         """Learn from a response: rate-limit headers, and a 429 blocks everything until it may resume
@@ -189,14 +242,7 @@ class RateLimiter:
                 wait = self.default_block
             self.block(wait)
             if self._shared_block is not None:  # the other workers wait as well (a task: observe is not async)
-                task = asyncio.get_running_loop().create_task(self._block_shared(wait))
-                self._blocking.add(task)
-                task.add_done_callback(self._blocking.discard)
-
-    async def _block_shared(self, seconds: float) -> None:
-        assert self._shared_block is not None
-        with contextlib.suppress(Exception):  # the shared block is a courtesy: this process blocks anyway
-            await self._shared_block(self.shared_rate, seconds)
+                self._background(self._shared_block(self.shared_rate, wait))
 
     def block(self, seconds: float) -> None:
         """Send nothing for `seconds` (keeps the later of two blocks)."""
@@ -219,6 +265,7 @@ class RateLimiter:
             "wait_seconds": round(self.wait_time(), 3),
             "acquired_total": self.acquired_total,
             "throttled_total": self.throttled_total,
+            "shared_late_total": self.late_sends,
             "waited_seconds_total": round(self.waited_seconds, 3),
         }
 

@@ -393,6 +393,13 @@ class Store(Protocol):
         lookup reads (a refund's order). Refs never kept, or pruned, are absent."""
         ...
 
+    async def mapping_turn(self, holder: str, seconds: float, now: float) -> bool:
+        """Whether `holder` (one worker) maps now: it takes the turn when nobody holds it or the holder's
+        ran out, and renews it when it holds it, until now + `seconds` (0 gives it back). Workers on one
+        database map one at a time, so none maps events another is mapping (harmless, only wasted:
+        save_mappings keeps one mapping an event). A backend that runs one worker (SQLite) answers True."""
+        ...
+
     # -- delivery -------------------------------------------------------------
 
     async def claim(self, destination: str, limit: int, lease_seconds: float, now: float) -> list[Message]:
@@ -431,14 +438,21 @@ class Store(Protocol):
     async def destination_states(self) -> dict[str, DestinationState]:
         ...
 
-    async def take_budget(self, destination: str, per_second: float) -> float:
-        """Take one request from `destination`'s budget, which every worker on this database shares
-        (the account's rate limit): 0 when taken, else the seconds until one is free. A backend that
-        runs one worker (SQLite) has nothing to share and answers 0."""
+    async def take_budget(self, destination: str, per_second: float, max_wait: float | None = None) -> float:
+        """Reserve one request of `destination`'s budget, which every worker on this database shares (the
+        account's rate limit): slots `1 / per_second` apart on one schedule, the next free one reserved.
+        Returns the seconds until that slot (0: now); the caller sends then. A slot more than `max_wait`
+        away is not reserved (its wait is returned). A backend that runs one worker (SQLite) has nothing
+        to share and answers 0."""
         ...
 
     async def block_budget(self, destination: str, per_second: float, seconds: float) -> None:
-        """Nobody takes from `destination`'s budget for `seconds` (a worker got a 429 naming that wait)."""
+        """No slot of `destination`'s budget for `seconds` from now (a worker got a 429 naming that wait)."""
+        ...
+
+    async def delay_budget(self, destination: str, seconds: float) -> None:
+        """Every slot of `destination`'s budget not yet reserved `seconds` later (a request went that much
+        later than its slot allows). One worker (SQLite): nothing to move."""
         ...
 
     async def remember_sent(self, prints: Sequence[SentPrint]) -> None:

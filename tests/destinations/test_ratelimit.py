@@ -218,3 +218,45 @@ def test_a_slow_answer_counts_from_when_the_request_may_have_arrived(requests: i
         return refused
 
     assert asyncio.run(run()) == 0
+
+
+class SharedSchedule:
+    """The store's shared schedule under the fake clock: slots `1 / rate` apart; `delays` are how long each
+    answer takes to come back (a slow round trip, or a process the machine did not run)."""
+
+    def __init__(self, clock: FakeClock, delays: list[float]) -> None:
+        self.clock, self.delays, self.next_at = clock, delays, 0.0
+        self.slots: list[float] = []
+        self.moved: list[float] = []
+
+    async def take(self, rate: float, max_wait: float | None) -> float:
+        now = self.clock.now
+        slot = max(self.next_at, now)
+        self.next_at = slot + 1 / rate
+        self.slots.append(slot)
+        self.clock.now += self.delays.pop(0) if self.delays else 0.001
+        return slot - now
+
+    async def block(self, rate: float, seconds: float) -> None:
+        pass
+
+    async def delay(self, seconds: float) -> None:
+        self.moved.append(seconds)
+        self.next_at += seconds
+
+
+def test_a_shared_slot_is_never_used_early_and_a_late_request_moves_the_later_slots() -> None:
+    async def go() -> tuple[list[float], RateLimiter, SharedSchedule]:
+        rl, clock = limiter(8, 1.0)
+        shared = SharedSchedule(clock, [0.001, 0.001, 0.050, 0.001])  # the third answer comes 49 ms late
+        rl.share(shared.take, shared.block, shared.delay)
+        sent = await take(rl, clock, 4)
+        await asyncio.sleep(0)  # the move runs as a task
+        return sent, rl, shared
+
+    sent, rl, shared = asyncio.run(go())
+    slots = [s - 1000.0 for s in shared.slots]
+    assert all(slot <= at for at, slot in zip(sent, slots)), "never before its slot"
+    assert rl.late_sends == 1 and shared.moved == [pytest.approx(0.049 - rl.shared_late, abs=1e-6)]
+    assert slots[3] - slots[2] >= 1 / rl.shared_rate + shared.moved[0] - 1e-9, \
+        "the slot after the late one is later by what the late one took beyond the slack"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import itertools
 import random
 import socket
 import subprocess
@@ -303,7 +304,8 @@ def test_two_workers_rate_limiters_share_one_budget(pg_url: str) -> None:
             limiters = [RateLimiter(10, 1.0), RateLimiter(10, 1.0)]
             for limiter, store in zip(limiters, (one, two)):
                 limiter.share(functools.partial(store.take_budget, "ometria"),
-                              functools.partial(store.block_budget, "ometria"))
+                              functools.partial(store.block_budget, "ometria"),
+                              functools.partial(store.delay_budget, "ometria"))
 
             async def send(limiter: RateLimiter) -> None:
                 for _ in range(12):
@@ -318,6 +320,100 @@ def test_two_workers_rate_limiters_share_one_budget(pg_url: str) -> None:
     asyncio.run(go())
 
 
+def test_the_shared_budget_reserves_slots_one_interval_apart_for_every_worker(pg_url: str) -> None:
+    """Each take reserves the next slot of one schedule: two stores taking in turn at one a second get waits
+    a second apart (less what passed between the takes); a slot beyond max_wait is not reserved; a block
+    and a delay move the schedule."""
+    async def go() -> None:
+        async with opened(pg_url) as one, opened(pg_url) as two:
+            waits = [await store.take_budget("ometria", 1.0) for store in (one, two, one, two)]
+            assert waits[0] < 0.01
+            for earlier, later in itertools.pairwise(waits):
+                assert 0.5 < later - earlier <= 1.0 + 1e-6
+            far = await one.take_budget("ometria", 1.0, max_wait=0.5)
+            assert far > 0.5, "the next slot is ~4 s away"
+            after = await two.take_budget("ometria", 1.0)
+            assert far - 0.5 < after <= far + 1e-6, "the slot refused above was not reserved (else ~1 s later)"
+            await one.block_budget("ometria", 1.0, 50.0)
+            blocked = await two.take_budget("ometria", 1.0, max_wait=1.0)
+            assert blocked > 45, "nothing reserved within a second"
+            await one.delay_budget("ometria", 20.0)
+            moved = await two.take_budget("ometria", 1.0, max_wait=1.0)
+            assert blocked + 19 < moved <= blocked + 20 + 1e-6
+            assert await two.take_budget("omnisend", 1.0) == 0.0, "each destination has its own schedule"
+
+    asyncio.run(go())
+
+
+def test_workers_on_one_database_take_turns_to_map(pg_url: str) -> None:
+    """One holds the turn while it renews it; another takes it when it runs out (a worker died) or is given back."""
+    async def go() -> None:
+        async with opened(pg_url) as one, opened(pg_url) as two:
+            t = 1_795_000_000.0
+            assert await one.mapping_turn("a", 10.0, t)
+            assert not await two.mapping_turn("b", 10.0, t + 1)
+            assert await one.mapping_turn("a", 10.0, t + 5)
+            assert not await two.mapping_turn("b", 10.0, t + 12), "a renewed its turn until t + 15"
+            assert await two.mapping_turn("b", 10.0, t + 16), "a's turn ran out: a died"
+            assert not await one.mapping_turn("a", 10.0, t + 17)
+            await one.mapping_turn("a", 0.0, t + 18)  # not its turn to give back: nothing changes
+            assert not await one.mapping_turn("a", 10.0, t + 19)
+            await two.mapping_turn("b", 0.0, t + 20)
+            assert await one.mapping_turn("a", 10.0, t + 20.5), "b gave it back at its stop"
+
+    asyncio.run(go())
+
+
+def test_two_workers_map_each_event_once_and_the_other_maps_once_one_stops(pg_url: str) -> None:
+    from test_worker import Holder, ScriptedDestination
+
+    from bridge.worker import MAP_TURN_SECONDS, Worker
+
+    async def go() -> None:
+        async with opened(pg_url) as first_store, opened(pg_url) as second_store:
+            workers = [Worker(Settings(mapping="thread"), store, Holder(), {"omnisend": ScriptedDestination("omnisend")})
+                       for store in (first_store, second_store)]
+            mapped: dict[str, list[int]] = {w.holder: [] for w in workers}
+            for worker in workers:
+                original = worker._map
+
+                async def counting(rules: Any, events: Any, worker: Worker = worker, original: Any = original) -> Any:
+                    mapped[worker.holder].extend(e.id for e in events)
+                    return await original(rules, events)
+
+                worker._map = counting  # type: ignore[method-assign]
+
+            async def all_mapped(count: int) -> None:
+                deadline = time.monotonic() + 20
+                while (await first_store.list_events(EventFilter(status="received"), 1)).total or \
+                        (await first_store.list_events(EventFilter(), 1)).total < count:
+                    assert time.monotonic() < deadline, "events still waiting"
+                    await asyncio.sleep(0.1)
+
+            for n in range(300):
+                await first_store.ingest(hook(f"turn-{n}"))
+            for worker in workers:
+                await worker.start()
+            try:
+                await all_mapped(300)
+                every = [i for ids in mapped.values() for i in ids]
+                assert sorted(every) == sorted(set(every)) and len(every) == 300, "each event mapped once"
+                [holder] = [w for w in workers if mapped[w.holder]]
+                await holder.stop()
+                other = next(w for w in workers if w is not holder)
+                # the stopped worker's turn would run until ~10 s from now had it not been given back
+                assert await second_store.mapping_turn(other.holder, MAP_TURN_SECONDS, time.time())
+                for n in range(10):
+                    await first_store.ingest(hook(f"after-{n}"))
+                await all_mapped(310)
+                assert len(mapped[other.holder]) == 10
+            finally:
+                for worker in workers:
+                    await worker.stop()
+
+    asyncio.run(go())
+
+
 def test_bridge_migrate_on_postgres(pg_server: pgserver.Server, monkeypatch: pytest.MonkeyPatch,
                                     capsys: pytest.CaptureFixture[str]) -> None:
     from bridge.cli import main
@@ -327,7 +423,7 @@ def test_bridge_migrate_on_postgres(pg_server: pgserver.Server, monkeypatch: pyt
         monkeypatch.setenv("DATABASE_URL", url.replace("postgresql://", "postgres://"))  # as Heroku sets it
         monkeypatch.delenv("BRIDGE_DATABASE_URL", raising=False)
         assert main(["migrate"]) == 0
-        assert "0001_initial" in capsys.readouterr().out
+        assert ", ".join(m.name for m in migrations("postgres")) in capsys.readouterr().out
         assert main(["migrate"]) == 0
         assert f"nothing to apply; the database is at {migrations('postgres')[-1].version}" in capsys.readouterr().out
     finally:
@@ -406,7 +502,8 @@ def test_a_429_one_worker_gets_holds_back_the_other(pg_url: str) -> None:
             limiters = [RateLimiter(10, 1.0), RateLimiter(10, 1.0)]
             for limiter, store in zip(limiters, (one, two)):
                 limiter.share(functools.partial(store.take_budget, "omnisend"),
-                              functools.partial(store.block_budget, "omnisend"))
+                              functools.partial(store.block_budget, "omnisend"),
+                              functools.partial(store.delay_budget, "omnisend"))
             assert await limiters[0].acquire()
             limiters[0].observe(429, {"Retry-After": "2"})
             await asyncio.sleep(0.3)  # the block reaches the database

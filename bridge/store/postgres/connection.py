@@ -34,6 +34,12 @@ CONNECT_TIMEOUT = 3  # seconds libpq waits for the server
 MAX_LIFETIME = 1800.0  # below the idle timeouts of proxies and poolers
 
 
+# For the FROM of a statement whose commit need not wait for the disk: synchronous_commit off for its
+# own transaction only (the shared request schedule, the mapping turn). A crash may lose the last
+# few milliseconds of such writes, never an event or a message.
+NO_FLUSH = "(SELECT set_config('synchronous_commit', 'off', true) AS no_flush) AS no_flush"
+
+
 def libpq_url(url: str) -> str:
     """The URL libpq takes: `postgres://` (Heroku's) is `postgresql://`; anything that cannot be a
     PostgreSQL URL is a ConfigError that names what is wrong and never the password."""

@@ -18,9 +18,8 @@ import json
 from typing import Any, Sequence
 
 from bridge.model import Event, IngestResult, Mapped, Outgoing
-from bridge.store.postgres import consent
-from bridge.store.postgres.connection import Conn
-from bridge.store.postgres import resources
+from bridge.store.postgres import consent, resources
+from bridge.store.postgres.connection import NO_FLUSH, Conn
 from bridge.store.postgres.outbox import lock_lanes, refresh_lanes
 from bridge.store.postgres.text import storable
 from bridge.store.postgres.wakeups import MESSAGES_CHANNEL
@@ -61,6 +60,16 @@ async def mapping_horizon(conn: Conn) -> int:
                              " FROM events_id_seq")
     row = await cur.fetchone()
     return int(row["id"]) if row else 0
+
+
+async def mapping_turn(conn: Conn, holder: str, until: float, now: float) -> bool:
+    """Take the mapping turn for `holder` until `until` when it is free or ran out, or renew the holder's."""
+    cur = await conn.execute(
+        f"INSERT INTO mapping_turn AS m (id, holder, until) SELECT 1, %(holder)s, %(until)s FROM {NO_FLUSH}"
+        " ON CONFLICT (id) DO UPDATE SET holder = excluded.holder, until = excluded.until"
+        " WHERE m.holder = excluded.holder OR m.until < %(now)s RETURNING 1",
+        {"holder": holder, "until": until, "now": now})
+    return await cur.fetchone() is not None
 
 
 async def waiting_events(conn: Conn, limit: int, after: int, horizon: int) -> list[Event]:

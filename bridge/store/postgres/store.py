@@ -130,8 +130,12 @@ class PostgresStore:
 
     async def consent_records(self, contact: str) -> list[ConsentRecord]:
         return await self._run(consent.records, contact, single=True)
+
     async def resources(self, source: str, kind: str, refs: Sequence[str]) -> dict[str, bytes]:
         return await self._run(kept.find, source, kind, refs) if refs else {}
+
+    async def mapping_turn(self, holder: str, seconds: float, now: float) -> bool:
+        return await self._run(inbound.mapping_turn, holder, now + seconds, now, single=True)
 
     # -- delivery -------------------------------------------------------------
 
@@ -161,11 +165,15 @@ class PostgresStore:
     async def destination_states(self) -> dict[str, DestinationState]:
         return await self._run(outbox.destination_states)
 
-    async def take_budget(self, destination: str, per_second: float) -> float:
-        return await self._run(outbox.take_budget, destination, per_second)
+    async def take_budget(self, destination: str, per_second: float, max_wait: float | None = None) -> float:
+        # one statement, its own transaction (no BEGIN and COMMIT round trips)
+        return await self._run(outbox.take_budget, destination, per_second, max_wait, single=True)
 
     async def block_budget(self, destination: str, per_second: float, seconds: float) -> None:
-        await self._run(outbox.block_budget, destination, per_second, seconds)
+        await self._run(outbox.block_budget, destination, seconds, single=True)
+
+    async def delay_budget(self, destination: str, seconds: float) -> None:
+        await self._run(outbox.delay_budget, destination, seconds, single=True)
 
     async def remember_sent(self, prints: Sequence[SentPrint]) -> None:
         if prints:

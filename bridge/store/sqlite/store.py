@@ -302,8 +302,12 @@ class SQLiteStore:
 
     async def consent_records(self, contact: str) -> list[ConsentRecord]:
         return await self.aread(lambda conn: consent.records(conn, contact))
+
     async def resources(self, source: str, kind: str, refs: Sequence[str]) -> dict[str, bytes]:
         return await self.aread(lambda conn: kept.find(conn, source, kind, refs))
+
+    async def mapping_turn(self, holder: str, seconds: float, now: float) -> bool:
+        return True  # one worker: its turn always
 
     # -- delivery -----------------------------------------------------------
 
@@ -333,7 +337,7 @@ class SQLiteStore:
     async def destination_states(self) -> dict[str, DestinationState]:
         return await self.aread(queries.destination_states)
 
-    async def take_budget(self, destination: str, per_second: float) -> float:
+    async def take_budget(self, destination: str, per_second: float, max_wait: float | None = None) -> float:
         return 0.0  # one worker: its own rate limiter is the whole budget
 
     async def block_budget(self, destination: str, per_second: float, seconds: float) -> None:
@@ -347,6 +351,9 @@ class SQLiteStore:
         if not keys:
             return {}
         return await self.aread(lambda conn: echo.sent_prints(conn, keys))
+
+    async def delay_budget(self, destination: str, seconds: float) -> None:
+        """One worker: its own rate limiter is the whole budget."""
 
     # -- what operators and metrics read --------------------------------------
 

@@ -73,3 +73,11 @@ async def test_a_new_database_holds_no_event_until_the_first_and_knows_when_it_w
     assert made is not None and not await store.holds_events()
     await store.ingest(hook("first"), now=T0)
     assert await store.holds_events() and await store.created_at() == made
+
+
+async def test_a_worker_keeps_the_mapping_turn_it_renews_and_another_takes_it_once_given_back(store: Store) -> None:
+    assert await store.mapping_turn("worker-a", 10.0, T0)
+    assert await store.mapping_turn("worker-a", 10.0, T0 + 5), "its holder renews it"
+    await store.mapping_turn("worker-a", 0.0, T0 + 6)  # a stop gives it back
+    assert await store.mapping_turn("worker-b", 10.0, T0 + 7)
+    assert await store.mapping_turn("worker-b", 10.0, T0 + 30), "its own turn ran out, nobody took it: again"
