@@ -23,6 +23,7 @@ from bridge.ops.health import readyz_route
 from bridge.ops.metrics import METRICS, metrics_route
 from bridge.ops.when import iso
 from bridge.mapping.process import MappingProcess
+from bridge.mapping.reload import FixedRules, RunningRules
 from bridge.rules.service import RulesService
 from bridge.rules.sync import RulesSync
 from bridge.settings import Settings, masked_url
@@ -43,7 +44,7 @@ class Bridge:
     settings: Settings
     store: Store
     sources: Mapping[str, Source]
-    rules: Any  # bridge.mapping.reload.RulesHolder: .current, .error, .loaded_at, .watch()
+    rules: RunningRules
     destinations: Mapping[str, Destination]
     worker: Worker | None = None
     # The published rules from the store (bridge.rules.sync); None when the rules come from the folder only.
@@ -82,6 +83,8 @@ class Bridge:
             from bridge.sources import build_sources
 
             parts["sources"] = build_sources(settings)
+        if parts.get("rules", False) is None:  # no rules at all (tests)
+            parts["rules"] = FixedRules()
         if "rules" not in parts:
             from bridge.mapping.areas import allowed_from_settings
             from bridge.mapping.reload import RulesHolder
@@ -133,7 +136,7 @@ class Bridge:
     async def health(self, private: bool = False) -> dict[str, Any]:
         """What /healthz shows; filesystem paths only when `private` (asked with the admin token)."""
         paused = self.worker.paused if self.worker else {}
-        error = getattr(self.rules, "error", None)
+        error = self.rules.error
         if self.rules_sync is not None and self.rules_sync.folder_error is not None:  # a folder not imported
             error = "\n".join(e for e in (error, self.rules_sync.folder_error) if e)
         return {
@@ -147,16 +150,16 @@ class Bridge:
             },
             "sources": {name: {"configured": s.configured} for name, s in self.sources.items()},
             "rules": {
-                "loaded": getattr(self.rules, "current", None) is not None,
-                "loaded_at": getattr(self.rules, "loaded_at", None),
-                "loaded_at_utc": iso(getattr(self.rules, "loaded_at", None)),
+                "loaded": self.rules.current is not None,
+                "loaded_at": self.rules.loaded_at,
+                "loaded_at_utc": iso(self.rules.loaded_at),
                 # the files' texts and the areas allowed: instances that differ here run different rules
-                "hash": getattr(self.rules, "hash", None),
+                "hash": self.rules.hash,
                 "error": error if private or error is None else _FOLDERS.sub("", str(error)),
                 # set when a start found the rules broken and runs the last good copy (BRIDGE_LAST_GOOD_RULES_DIR)
-                "running_saved_copy": _saved_copy(getattr(self.rules, "running_saved", None), private),
+                "running_saved_copy": _saved_copy(self.rules.running_saved, private),
                 # messages this deployment refuses to send (areas not allowed), with the setting to change
-                "blocked": list(getattr(self.rules, "blocked", []) or []),
+                "blocked": self.rules.blocked,
                 # which published version runs here (bridge.rules.sync), or {"source": "folder"}
                 "published": self._published(private),
             },
@@ -239,12 +242,10 @@ def create_app(settings: Settings, *, run_worker: bool | None = None, **parts: A
         await bridge.store.open()
         METRICS.watch_store(bridge.store, bridge.destinations)
         rules_watch = await bridge.start_rules()
-        watch = None
-        if hasattr(bridge.rules, "watch"):
-            watch = asyncio.create_task(bridge.rules.watch())
-            # `kill -HUP` reloads the rules at once, as well as the polling watch.
-            with contextlib.suppress(ValueError, RuntimeError, NotImplementedError):  # not the main thread
-                asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, bridge.reload_rules_soon)
+        watch = asyncio.create_task(bridge.rules.watch())
+        # `kill -HUP` reloads the rules at once, as well as the polling watch.
+        with contextlib.suppress(ValueError, RuntimeError, NotImplementedError):  # not the main thread
+            asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, bridge.reload_rules_soon)
         for gap in settings.missing():
             log.warning("config.not_configured", what=gap)
         if with_worker:

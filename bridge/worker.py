@@ -9,7 +9,6 @@ had claimed becomes due again when its lease runs out.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import os
 import random
 import socket
@@ -107,13 +106,6 @@ async def _finish(saving: asyncio.Task[None] | None) -> None:
         log.exception("mapping.save_failed")
 
 
-def key_fingerprint(destination: Destination) -> str | None:
-    """Which credentials a pause was about, so that a changed key resumes delivery."""
-    settings = getattr(destination, "settings", None)
-    value = getattr(getattr(settings, "api_key", None), "value", None)
-    return hashlib.sha256(value.encode()).hexdigest()[:16] if value else None
-
-
 @dataclass
 class Worker:
     settings: Settings
@@ -177,7 +169,7 @@ class Worker:
         for name, destination in self.destinations.items():
             for n in range(self.concurrency):
                 self._tasks.append(asyncio.create_task(self._deliver_loop(destination), name=f"deliver-{name}-{n}"))
-            if hasattr(destination, "follow_up"):
+            if destination.follows_up:
                 self._tasks.append(asyncio.create_task(self._follow_up_loop(destination), name=f"follow-up-{name}"))
         for name in self.destinations:
             if not self.destinations[name].configured:
@@ -394,8 +386,7 @@ class Worker:
 
     async def _deliver_loop(self, destination: Destination) -> None:
         waiting = self._messages_waiting[destination.name]
-        options = getattr(getattr(destination, "settings", None), "options", {})
-        linger = float(options.get("batch_linger_seconds", 0.0))
+        linger = destination.batch_linger_seconds
         while not self._stopping.is_set():
             try:
                 count = await self.deliver_once(destination)
@@ -456,7 +447,7 @@ class Worker:
             return 0
         ref, messages = claimed
         try:
-            outcomes = await destination.follow_up(ref, messages)  # type: ignore[attr-defined]
+            outcomes = await destination.follow_up(ref, messages)
         except Exception:
             log.exception("delivery.follow_up_failed", destination=name, batch=ref)
             outcomes = None
@@ -525,7 +516,7 @@ class Worker:
 
     async def pause(self, destination: Destination, reason: str) -> None:
         self.paused[destination.name] = reason
-        await self.store.set_paused(destination.name, True, reason, key_fingerprint(destination), self.clock())
+        await self.store.set_paused(destination.name, True, reason, destination.key_fingerprint, self.clock())
         log.error("destination.paused", destination=destination.name, reason=reason)
 
     async def resume(self, name: str) -> None:
@@ -540,7 +531,7 @@ class Worker:
             destination = self.destinations.get(name)
             if destination is None or not state["paused"]:
                 continue
-            if state["key_fingerprint"] and state["key_fingerprint"] != key_fingerprint(destination):
+            if state["key_fingerprint"] and state["key_fingerprint"] != destination.key_fingerprint:
                 await self.resume(name)  # the credentials changed since the pause
             else:
                 self.paused[name] = state["reason"] or "paused"

@@ -11,6 +11,7 @@ from hypothesis import HealthCheck, given, settings as hsettings, strategies as 
 from starlette.testclient import TestClient
 
 from bridge.app import create_app
+from bridge.mapping.reload import FixedRules
 from bridge.settings import Secret, Settings, SourceSettings, secrets_from
 from bridge.sign import omneo_headers, shopify_headers, woocommerce_headers
 from bridge.store.sqlite.rows import unpack_body
@@ -19,10 +20,8 @@ from bridge.store.sqlite.writer import execute
 SECRET = "shpss_app_test"
 
 
-class NoRules:
-    current = None
-    error = None
-    loaded_at = None
+class NoRules(FixedRules):
+    """No rules loaded."""
 
 
 def make_settings(tmp_path: Path, **overrides: object) -> Settings:
@@ -253,16 +252,20 @@ def test_healthz_shows_paths_only_with_the_admin_token(tmp_path: Path) -> None:
     from bridge.mapping.saved import SavedCopy
 
     class BrokenRules(NoRules):
-        error = f"{tmp_path}/mappings/orders.yaml:3:5: unknown field"
-        running_saved = SavedCopy(tmp_path / "b.db.last-good-rules" / "0123456789abcdef", 1.0, str(tmp_path / "mappings"))
+        def __init__(self) -> None:
+            super().__init__()
+            self.error = f"{tmp_path}/mappings/orders.yaml:3:5: unknown field"
+            self.running_saved = SavedCopy(tmp_path / "b.db.last-good-rules" / "0123456789abcdef", 1.0,
+                                           str(tmp_path / "mappings"))
 
     token = "t" * 40
-    app = create_app(make_settings(tmp_path, admin_token=Secret(token)), run_worker=False, rules=BrokenRules())
+    broken = BrokenRules()
+    app = create_app(make_settings(tmp_path, admin_token=Secret(token)), run_worker=False, rules=broken)
     with TestClient(app) as c:
         public = c.get("/healthz").text
         wrong = c.get("/healthz", headers={"Authorization": "Bearer nope"}).text
         private = c.get("/healthz", headers={"Authorization": f"Bearer {token}"}).json()
     for shown in (public, wrong):
         assert str(tmp_path) not in shown and "orders.yaml:3:5: unknown field" in shown
-    assert private["rules"]["error"] == BrokenRules.error
+    assert private["rules"]["error"] == broken.error
     assert private["rules"]["running_saved_copy"]["copied_from"] == str(tmp_path / "mappings")

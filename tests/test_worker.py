@@ -12,6 +12,7 @@ from bridge.mapping import MapResult
 from bridge.model import Event, Message, Outcome, Outgoing, PreparedRequest, Webhook
 from bridge.settings import Settings
 from bridge.store import SQLiteStore
+from bridge.mapping.reload import FixedRules
 from bridge.worker import Worker
 from tests.mapping.test_rules import ORDER_HEAD
 
@@ -25,6 +26,12 @@ class ScriptedDestination:
     max_batch: int = 10
     configured: bool = True
     calls: list[list[int]] = field(default_factory=list)
+    key_fingerprint: str | None = None
+    batch_linger_seconds: float = 0.0
+    follows_up: bool = False
+
+    async def follow_up(self, ref: str, messages: Sequence[Message]) -> list[Outcome] | None:
+        raise NotImplementedError
 
     def prepare(self, messages: Sequence[Message]) -> list[PreparedRequest]:
         return []
@@ -55,9 +62,11 @@ class OneRule:
                          rules=["r"])
 
 
-@dataclass
-class Holder:
-    current: Any = field(default_factory=OneRule)
+class Holder(FixedRules):
+    """The running rules, which a test may swap (`holder.current = ...`)."""
+
+    def __init__(self, current: Any = None) -> None:
+        super().__init__(current if current is not None else OneRule())
 
 
 def make(store: SQLiteStore, dest: ScriptedDestination, clock: list[float], rules: OneRule | None = None) -> Worker:
@@ -160,6 +169,7 @@ class BatchingDestination(ScriptedDestination):
 
     ready: int = 1
     looks: int = 0
+    follows_up: bool = True
 
     async def deliver(self, messages: Sequence[Message]) -> list[Outcome]:
         self.calls.append([m.id for m in messages])

@@ -29,6 +29,23 @@ class Destination(Protocol):
     def state(self) -> dict[str, Any]:
         """Rate-limit state for stats and /healthz."""
 
+    @property
+    def key_fingerprint(self) -> str | None:
+        """Which credentials it sends with (a hash of the key; None without one): a pause for refused
+        credentials ends when they change."""
+
+    @property
+    def batch_linger_seconds(self) -> float:
+        """After a quiet spell, how long to let a burst gather into a fuller batch (0: at once)."""
+
+    @property
+    def follows_up(self) -> bool:
+        """Whether a batch the API accepted is read back later (`follow_up`) for each item's fate."""
+
+    async def follow_up(self, ref: str, messages: Sequence[Message]) -> list[Outcome] | None:
+        """The fates of `messages`, sent in the batch `ref`, once the API has processed it (one per
+        message, in order); None while it has not. Only called when `follows_up`."""
+
     async def aclose(self) -> None: ...
 
 from bridge.destinations.registry import build_destinations as build_destinations  # noqa: E402

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import hashlib
 import time
 from dataclasses import dataclass
 from typing import Any, Mapping, Protocol, Sequence
@@ -92,6 +93,22 @@ class HttpDestination:
     @property
     def configured(self) -> bool:
         return self.settings.configured
+
+    @property
+    def key_fingerprint(self) -> str | None:
+        key = self.settings.api_key.value if self.settings.api_key is not None else ""
+        return hashlib.sha256(key.encode()).hexdigest()[:16] if key else None
+
+    @property
+    def batch_linger_seconds(self) -> float:
+        return float(self.settings.options.get("batch_linger_seconds", 0.0))
+
+    @property
+    def follows_up(self) -> bool:
+        return False
+
+    async def follow_up(self, ref: str, messages: Sequence[Message]) -> list[Outcome] | None:
+        raise NotImplementedError(f"{self.name} sends no batch it reads back")
 
     def make_limiter(self, settings: DestinationSettings, *, clock: Clock, sleep: Sleep) -> RateLimiter:
         raise NotImplementedError

@@ -156,6 +156,10 @@ def event_for(message: Message) -> dict[str, Any]:
 class Omnisend(HttpDestination):
     max_batch = MAX_BATCH_ITEMS
 
+    @property
+    def follows_up(self) -> bool:
+        return True  # its batches are accepted first and processed later (/api/batches, /v3/batches)
+
     def __init__(self, settings: DestinationSettings, **kwargs: Any) -> None:
         super().__init__(settings, **kwargs)
         options = settings.options

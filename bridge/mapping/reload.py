@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING, Protocol
 
 import structlog
 
@@ -21,7 +22,68 @@ from bridge.ops.when import iso
 
 log = structlog.get_logger("bridge.mapping")
 
+if TYPE_CHECKING:
+    from bridge.mapping import RuleSet
+
 Snapshot = tuple[tuple[str, int, int], ...]
+
+
+class RunningRules(Protocol):
+    """What the web app, the worker and the operator tools ask of the rules a process runs: a
+    RulesHolder (a folder, reloaded when it changes), or FixedRules (a set given whole)."""
+
+    @property
+    def current(self) -> RuleSet | None:
+        """The rules running now; None until a set loads."""
+
+    @property
+    def error(self) -> str | None:
+        """Why the last load failed (the running set, if any, stays)."""
+
+    @property
+    def loaded_at(self) -> float | None: ...
+
+    @property
+    def running_saved(self) -> saved.SavedCopy | None:
+        """The last good copy, when a start found the rules broken and runs it."""
+
+    @property
+    def hash(self) -> str | None:
+        """Names the rules running: instances that show different hashes run different rules."""
+
+    @property
+    def blocked(self) -> list[str]:
+        """Messages the deployment's areas refuse, each with the setting that would allow it."""
+
+    async def watch(self, interval: float = 2.0) -> None:
+        """Reload when the rules change, until cancelled."""
+
+    def reload_soon(self) -> None:
+        """Reload now (SIGHUP), without holding up the event loop."""
+
+
+class FixedRules:
+    """A rule set given whole (or none): never reloaded, never broken."""
+
+    def __init__(self, current: RuleSet | None = None, loaded_at: float | None = None) -> None:
+        self.current = current
+        self.loaded_at = loaded_at if loaded_at is not None or current is None else time.time()
+        self.error: str | None = None
+        self.running_saved: saved.SavedCopy | None = None
+
+    @property
+    def hash(self) -> str | None:
+        return None
+
+    @property
+    def blocked(self) -> list[str]:
+        return []
+
+    async def watch(self, interval: float = 2.0) -> None:
+        return None
+
+    def reload_soon(self) -> None:
+        return None
 
 
 def failed_load(directory: Path, exc: BaseException) -> list[str]:

@@ -296,7 +296,7 @@ def admin_app(bridge: Any) -> ASGIApp:
         where = EventFilter(_text("source", body.get("source")), _text("topic", body.get("topic")), None,
                             since, _when("until", body.get("until")))
         force, dry_run = _flag("force", body.get("force")), _flag("dry_run", body.get("dry_run"))
-        rules = getattr(bridge.rules, "current", None)
+        rules = bridge.rules.current
         if rules is None:
             return error("no valid rules are loaded; fix mappings/ first (see /healthz)", 503)
         summary = await replay(store, rules, where, time.time(), force=force, dry_run=dry_run)

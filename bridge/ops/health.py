@@ -23,13 +23,18 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Any
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from bridge.store.base import Store
+
+if TYPE_CHECKING:
+    from bridge.destinations import Destination
+    from bridge.mapping.reload import RunningRules
 
 PROBE_TIMEOUT = 2.0
 PROBE_EVERY = 1.0
@@ -63,17 +68,16 @@ class CachedProbe:
             return self._answer
 
 
-def check_rules(rules: Any) -> dict[str, Any]:
-    loaded = getattr(rules, "current", None) is not None
-    result: dict[str, Any] = {"ok": loaded, "loaded_at": getattr(rules, "loaded_at", None)}
-    error = getattr(rules, "error", None)
+def check_rules(rules: RunningRules) -> dict[str, Any]:
+    result: dict[str, Any] = {"ok": rules.current is not None, "loaded_at": rules.loaded_at}
+    error = rules.error
     if error:
         result["error"] = str(error)
     return result
 
 
-def check_destinations(destinations: Any) -> dict[str, Any]:
-    configured = sorted(name for name, d in destinations.items() if getattr(d, "configured", False))
+def check_destinations(destinations: Mapping[str, Destination]) -> dict[str, Any]:
+    configured = sorted(name for name, d in destinations.items() if d.configured)
     missing = sorted(name for name in destinations if name not in configured)
     return {"ok": bool(configured), "configured": configured, "not_configured": missing}
 

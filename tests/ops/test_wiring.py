@@ -6,6 +6,7 @@ import pytest
 from starlette.testclient import TestClient
 
 from bridge.app import create_app
+from bridge.mapping.reload import FixedRules
 from bridge.ops.admin import admin_routes
 from bridge.ops.health import readyz_route
 from bridge.ops.metrics import Metrics, metrics_route
@@ -14,10 +15,8 @@ from bridge.settings import Secret, Settings, destinations_from_env
 from .support import Outbox
 
 
-class NoRules:
-    current = None
-    error = None
-    loaded_at = None
+class NoRules(FixedRules):
+    """No rules loaded."""
 
 
 def test_mounted_on_the_real_app(outbox: Outbox, monkeypatch: pytest.MonkeyPatch) -> None:
