@@ -177,6 +177,7 @@
 
     function changed() {
       checkedOk = false;
+      root.setAttribute("data-checked", "");
       updatePublish();
       saveState.textContent = "Editing…";
       clearTimeout(timer);
