@@ -25,8 +25,9 @@ from bridge.console import session
 from bridge.ops.admin import _endpoint
 from bridge.rules import files as ruleset
 from bridge.rules.api import rules_routes
-from bridge.rules.check import check_files
-from bridge.rules.service import Missing, Refused as NotDone, RulesService, diff_sets
+from bridge.rules.check import CheckResult, check_files
+from bridge.rules.service import Missing, RulesService, diff_sets
+from bridge.rules.service import Refused as NotDone
 
 if TYPE_CHECKING:
     from bridge.console.app import Console, Handler
@@ -42,6 +43,7 @@ class RulesPages:
     def __init__(self, console: Console) -> None:
         self.console = console
         self.bridge = console.bridge
+        self._check: tuple[str, CheckResult] | None = None
 
     @property
     def service(self) -> RulesService:
@@ -54,11 +56,7 @@ class RulesPages:
         current = getattr(self.bridge.rules, "current", None)
         blocked = [str(b) for b in getattr(current, "blocked", []) or []]
         published = await self.service.published()
-        check = None
-        if published is not None:
-            result, _ = await asyncio.to_thread(check_files, published.files, self.service.allowed,
-                                                self.service.payload_roots)
-            check = result
+        check = await self._checked(published.digest, published.files) if published is not None else None
         problems = [*(check.problems if check else []), *(check.example_problems if check else [])]
         listed = []
         for rule in getattr(current, "rules", []) or []:
@@ -81,6 +79,13 @@ class RulesPages:
             history=history.items if history else [], history_total=history.total if history else 0,
             drafts=drafts.items if drafts else [], store_source=self.service.sync is not None,
             just_published=_number(request.query_params.get("published", "")))
+
+    async def _checked(self, digest: str, files: dict[str, str]) -> CheckResult:
+        """The published set's check, made once per version (it loads the whole set, in a thread)."""
+        if self._check is None or self._check[0] != digest:
+            result, _ = await asyncio.to_thread(check_files, files, self.service.allowed, self.service.payload_roots)
+            self._check = (digest, result)
+        return self._check[1]
 
     # -- drafts -----------------------------------------------------------------------------------
 

@@ -204,6 +204,8 @@ def test_a_mistake_in_a_rule_shows_on_its_line_and_blocks_publishing(browser: An
     assert on_line.locator(".problem-marker").count() == 1
     assert "unknown filter `decimall`" in on_line.locator(".problem-widget").inner_text()
     assert page.locator("#publish").is_disabled()
+    page.evaluate("line => document.querySelector('.CodeMirror').CodeMirror.scrollIntoView({line: line - 1, ch: 0}, 200)",
+                  line)
     shot(page, "rule-error-on-its-line")
     page.keyboard.press("Backspace")  # fixed
     page.wait_for_selector("#draft[data-checked=ok]")

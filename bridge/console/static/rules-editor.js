@@ -123,7 +123,11 @@
       checkedOk = !!result.ok;
       (result.problems || []).forEach(function (p) { problemList.appendChild(problemItem(p, false)); markLine(p); });
       (result.example_problems || []).forEach(function (p) { problemList.appendChild(problemItem(p, true)); markLine(p); });
-      (result.notes || []).concat(result.blocked || []).forEach(function (n) { noteList.appendChild(el("li", null, n)); });
+      var notes = (result.notes || []).concat(result.blocked || []);
+      notes.forEach(function (n) { noteList.appendChild(el("li", null, n)); });
+      document.getElementById("notes-box").hidden = !notes.length;
+      document.getElementById("notes-count").textContent = notes.length + (notes.length === 1 ? " note" : " notes") +
+        " (messages this deployment's areas keep from being sent, and the like)";
       if (result.ok) {
         var extra = (result.example_problems || []).length ? ", " + result.example_problems.length +
           " examples do not fit" : "";
@@ -252,7 +256,8 @@
         var limit = parseInt(document.getElementById("preview-limit").value, 10) || 100;
         previewButton.disabled = true;
         say("Mapping the stored events with the running rules and with this draft…");
-        api("POST", base + "/preview", {limit: limit}).then(function (answer) {
+        var reveal = document.getElementById("preview-reveal");
+        api("POST", base + "/preview", {limit: limit, reveal: !!(reveal && reveal.checked)}).then(function (answer) {
           previewButton.disabled = false;
           var section = document.getElementById("preview-result");
           var events = document.getElementById("preview-events");
@@ -277,10 +282,13 @@
               (item.becomes_error ? "becomes an error" : item.changed ? "changes" : "unchanged");
             box.appendChild(el("summary", null, label));
             if (item.diff) { box.appendChild(diffBlock(item.diff)); }
+            var full = el("details", "full");
+            full.appendChild(el("summary", null, "The requests in full"));
             var sides = el("div", "sides");
             sides.appendChild(requestsBlock("Running rules", item.before));
             sides.appendChild(requestsBlock("This draft", item.after));
-            box.appendChild(sides);
+            full.appendChild(sides);
+            box.appendChild(full);
             events.appendChild(box);
           });
         }).catch(function () { previewButton.disabled = false; });
