@@ -83,8 +83,8 @@ def test_each_role_sees_and_may_do_what_it_is_given(browser: Any, console: Bridg
         assert page.locator(f"header [data-role={role}]").count() == 1
         pause_buttons = page.locator("table.destinations button").count()
         actions_link = page.locator("nav a[href='/console/actions']").count()
-        if role == "operator":
-            assert pause_buttons == 2 and actions_link == 1
+        if role == "operator":  # one per configured destination (Omnisend, Ometria, Omneo here)
+            assert pause_buttons == page.locator("table.destinations tbody tr").count() >= 2 and actions_link == 1
         else:
             assert pause_buttons == 0 and actions_link == 0
         page.goto(f"{console.url}/console/rules")
