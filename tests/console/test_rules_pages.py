@@ -83,3 +83,34 @@ def test_a_draft_with_a_script_shows_it_as_text(client: TestClient) -> None:
     client.put(f"/console/api/rules/drafts/{draft}/files/xss.yaml", json={"text": f"# {XSS_NAME}\n"}, headers=headers)
     page = client.get(f"/console/rules/drafts/{draft}?file=xss.yaml").text
     assert XSS_NAME not in page and "&lt;script&gt;" in page
+
+
+def test_every_change_of_the_rules_pages_needs_the_csrf_token(client: TestClient) -> None:
+    csrf = sign_in(client, "rules_editor")
+    draft = new_draft(client, csrf)
+    before = client.get(f"/console/api/rules/drafts/{draft}").json()["files"]
+    for path, data in ((f"/console/rules/drafts/{draft}/save", {"name": "shopify-orders.yaml", "text": "junk"}),
+                       (f"/console/rules/drafts/{draft}/delete", {}), ("/console/rules/rollback", {"version": "1"}),
+                       ("/console/rules/drafts", {})):
+        assert client.post(path, data={**data, "csrf": "0" * 40}).status_code == 403, path
+    assert client.get(f"/console/api/rules/drafts/{draft}").json()["files"] == before
+    assert client.get("/console/api/rules/versions").json()["total"] == 1
+    headers = {"X-CSRF-Token": "0" * 40}
+    for method, path in (("POST", f"/console/api/rules/drafts/{draft}/publish"), ("POST", "/console/api/rules/rollback"),
+                         ("DELETE", f"/console/api/rules/drafts/{draft}")):
+        assert client.request(method, path, json={"version": 1}, headers=headers).status_code == 403, path
+    assert client.get("/console/api/rules/versions").json()["total"] == 1
+
+
+def test_a_draft_saved_without_script_and_a_broken_publish_are_explained(client: TestClient) -> None:
+    csrf = sign_in(client, "rules_editor")
+    draft = new_draft(client, csrf)
+    saved = client.post(f"/console/rules/drafts/{draft}/save",
+                        data={"csrf": csrf, "name": "shopify-orders.yaml", "text": "rules:\n  - name: x\n"},
+                        follow_redirects=False)
+    assert saved.status_code == 303
+    assert "rules:\n  - name: x" in client.get(f"/console/rules/drafts/{draft}?file=shopify-orders.yaml").text
+    refused = client.post(f"/console/api/rules/drafts/{draft}/publish", json={}, headers={"X-CSRF-Token": csrf})
+    assert refused.status_code == 422
+    assert all(p["file"] and p["line"] for p in refused.json()["problems"])
+    assert client.get("/console/api/rules/versions").json()["total"] == 1

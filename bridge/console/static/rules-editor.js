@@ -201,7 +201,14 @@
         save().then(function () { window.location.assign(link.href); });
       });
     });
-    check();
+    if (canEdit) {
+      check();
+      window.addEventListener("beforeunload", function (e) {
+        if (timer !== null && saveState.textContent === "Editing…") { e.preventDefault(); e.returnValue = ""; }
+      });
+    } else {
+      checkState.textContent = "Read only: a rules editor checks and publishes drafts.";
+    }
 
     var examplesButton = document.getElementById("run-examples");
     if (examplesButton) {
