@@ -61,15 +61,18 @@ class RulesPages:
         listed = []
         for rule in getattr(current, "rules", []) or []:
             file = rule.file.rsplit("/", 1)[-1]
-            held = [b for b in blocked if rule.name in b]
-            state = "ignores" if rule.ignore else ("held back" if held and len(held) >= len(rule.messages)
-                                                   else "runs")
+            held = [m for m in rule.messages if any(_names_line(b, file, m.line) for b in blocked)]
+            state = "ignores" if rule.ignore else ("runs" if not held else
+                                                   "held back" if len(held) == len(rule.messages) else
+                                                   "partly held back")
             listed.append({"name": rule.name, "file": file, "line": rule.line, "source": rule.source,
                            "topics": list(rule.topics), "ignore": rule.ignore, "state": state,
                            "when": rule.when is not None,
                            "sends": [m.label for m in rule.messages],
                            "areas": sorted({a for m in rule.messages for a in m.areas}),
-                           "problems": [p for p in problems if p.file == file]})
+                           "problems": [p for p in problems if p.file == file],
+                           "held": [{"line": m.line, "why": b.split(": note: ", 1)[-1]} for m in held for b in blocked
+                                    if _names_line(b, file, m.line)]})
         files = {r["file"] for r in listed}
         history = await self.service.history(HISTORY_SHOWN) if self.service.sync is not None else None
         drafts = await self.service.drafts(50) if self.service.sync is not None else None
@@ -227,6 +230,12 @@ async def _bounded_body(request: Request) -> bool:
             return False
     request._body = bytes(body)  # starlette's Request.body() answers this from now on
     return True
+
+
+def _names_line(note: str, file: str, line: int) -> bool:
+    """Whether a loader note is about `file` at `line` (it starts with the file's path, line and column)."""
+    head = note.split(": ", 1)[0]
+    return head.rsplit("/", 1)[-1].startswith(f"{file}:{line}:")
 
 
 def diff_lines(diff: str) -> list[tuple[str, str]]:

@@ -24,6 +24,10 @@ def test_the_rules_page_lists_each_rule_with_its_state_and_the_history(client: T
     sign_in(client, "viewer")
     page = client.get("/console/rules").text
     assert "Shopify order placed" in page and 'data-state="runs"' in page
+    # consent is off by default: the rules that only write it are held back, with the setting that allows it
+    assert 'data-state="held back"' in page and 'data-state="ignores"' in page
+    assert re.search(r'class="held warn"><span class="where">line \d+</span> this message writes', page)
+    assert "to allow it set" in page
     assert "Version 1" in page and "Roll back" not in page and "new draft" not in page
 
 
