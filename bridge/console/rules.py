@@ -68,7 +68,7 @@ class RulesPages:
             listed.append({"name": rule.name, "file": file, "line": rule.line, "source": rule.source,
                            "topics": list(rule.topics), "ignore": rule.ignore, "state": state,
                            "when": rule.when is not None,
-                           "sends": [m.label for m in rule.messages],
+                           "sends": _counted([m.label for m in rule.messages]),
                            "areas": sorted({a for m in rule.messages for a in m.areas}),
                            "problems": [p for p in problems if p.file == file],
                            "held": [{"line": m.line, "why": b.split(": note: ", 1)[-1]} for m in held for b in blocked
@@ -230,6 +230,14 @@ async def _bounded_body(request: Request) -> bool:
             return False
     request._body = bytes(body)  # starlette's Request.body() answers this from now on
     return True
+
+
+def _counted(labels: list[str]) -> list[str]:
+    """Each label once, in order, with how many messages carry it when more than one."""
+    counts: dict[str, int] = {}
+    for label in labels:
+        counts[label] = counts.get(label, 0) + 1
+    return [f"{label} ×{n}" if n > 1 else label for label, n in counts.items()]
 
 
 def _names_line(note: str, file: str, line: int) -> bool:
