@@ -32,6 +32,7 @@ from bridge.access import Access, ConsoleToken, Permission, Principal
 from bridge.console import charts, session
 from bridge.console.activity import ActivityCache
 from bridge.console.jobs import Job, Jobs
+from bridge.console.rules import RulesPages
 from bridge.errors import StoreUnavailable
 from bridge.lookup import search_fingerprint
 from bridge.ops import actions, views
@@ -416,17 +417,7 @@ class Console:
         back = str(form.get("back", "")) or "/console/dead"
         return RedirectResponse(back if back.startswith("/console/") else "/console/dead", status_code=303)
 
-    # -- rules and actions ------------------------------------------------------
-
-    async def rules(self, request: Request) -> Response:
-        current = getattr(self.bridge.rules, "current", None)
-        listed = []
-        for rule in getattr(current, "rules", []) or []:
-            listed.append({"name": rule.name, "file": rule.file.rsplit("/", 1)[-1], "line": rule.line,
-                           "source": rule.source, "topics": list(rule.topics), "ignore": rule.ignore,
-                           "sends": [m.label for m in rule.messages],
-                           "areas": sorted({a for m in rule.messages for a in m.areas})})
-        return self.render(request, "rules.html", rules=listed, state=self.rules_state())
+    # -- actions ------------------------------------------------------
 
     async def actions_log(self, request: Request) -> Response:
         offset = _whole(request.query_params.get("offset"), 0)
@@ -458,7 +449,7 @@ class Console:
             Route("/jobs/{job_id:int}/fragment", g(self.job), methods=["GET"]),
             Route("/dead", g(self.dead), methods=["GET"]),
             Route("/dead/retry", g(self.retry_dead, op, change=True), methods=["POST"]),
-            Route("/rules", g(self.rules), methods=["GET"]),
+            *RulesPages(self).routes(),
             Route("/actions", g(self.actions_log, Permission.READ_ACTIONS), methods=["GET"]),
             Mount("/static", app=StaticFiles(packages=[("bridge.console", "static")])),
         ]

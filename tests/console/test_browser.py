@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 from pathlib import Path
 from typing import Any, Iterator
@@ -150,3 +151,115 @@ def test_a_script_in_a_customer_name_stays_text(browser: Any, console: BridgePro
     assert page.title() != "pwned" and alerts == []
     assert page.locator("pre.payload script, pre.payload img, pre.payload b").count() == 0
     shot(page, "xss-as-text")
+
+
+# -- the Rules pages ----------------------------------------------------------------------------------
+
+
+def open_draft(page: Any, bridge: BridgeProcess, file: str) -> Any:
+    """A new draft of the running rules, `file` open in the editor and checked."""
+    page.goto(f"{bridge.url}/console/rules")
+    page.click("text=Change the rules (new draft)")
+    page.wait_for_url(re.compile(r".*/console/rules/drafts/\d+$"))
+    page.click(f"nav.files a[data-name='{file}']")
+    page.wait_for_url(re.compile(rf".*/console/rules/drafts/\d+\?file={re.escape(file)}$"))
+    page.wait_for_selector(".CodeMirror")
+    page.wait_for_selector("#draft[data-checked=ok]")
+    return page
+
+
+def type_after(page: Any, needle: str, typed: str) -> int:
+    """Put the cursor right after the first `needle` in the editor and type; the 1-based line it is on."""
+    line = page.evaluate("""needle => {
+        const cm = document.querySelector('.CodeMirror').CodeMirror;
+        for (let i = 0; i < cm.lineCount(); i++) {
+            const at = cm.getLine(i).indexOf(needle);
+            if (at >= 0) { cm.focus(); cm.setCursor({line: i, ch: at + needle.length}); return i + 1; }
+        }
+        return 0;
+    }""", needle)
+    assert line, f"{needle!r} is not in the file"
+    page.keyboard.type(typed)
+    return int(line)
+
+
+def editor_line(page: Any, number: int) -> Any:
+    return page.locator(".CodeMirror-code > div",
+                        has=page.locator(".CodeMirror-linenumber", has_text=re.compile(rf"^{number}$")))
+
+
+def test_a_mistake_in_a_rule_shows_on_its_line_and_blocks_publishing(browser: Any, console: BridgeProcess) -> None:
+    problems: list[str] = []
+    page = signed_in(browser, console, "rules_editor")
+    page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)  # a CSP refusal shows here
+    open_draft(page, console, "shopify-orders.yaml")
+    assert page.locator("#publish").is_enabled()
+    line = type_after(page, "{{ total_price | decimal", "l")  # `decimall`: no such filter
+    page.wait_for_selector("#draft[data-checked=problems]")
+    problem = page.locator("#problems li.problem")
+    assert problem.count() == 1
+    assert problem.get_attribute("data-line") == str(line)
+    assert f"shopify-orders.yaml:{line}" in problem.inner_text()
+    assert "unknown filter `decimall`" in problem.inner_text() and "did you mean `decimal`?" in problem.inner_text()
+    on_line = editor_line(page, line)
+    assert on_line.locator(".problem-marker").count() == 1
+    assert "unknown filter `decimall`" in on_line.locator(".problem-widget").inner_text()
+    assert page.locator("#publish").is_disabled()
+    page.evaluate("line => document.querySelector('.CodeMirror').CodeMirror.scrollIntoView({line: line - 1, ch: 0}, 200)",
+                  line)
+    shot(page, "rule-error-on-its-line")
+    page.keyboard.press("Backspace")  # fixed
+    page.wait_for_selector("#draft[data-checked=ok]")
+    assert page.locator(".problem-marker").count() == 0 and page.locator("#publish").is_enabled()
+    page.click("#run-examples")
+    page.wait_for_selector("#example-list li")
+    assert page.locator("#example-list li[data-ok=yes]").count() >= 1
+    assert page.locator("#example-list li[data-ok=no]").count() == 0
+    assert "Every example passes." in page.locator("#action-state").inner_text()
+    assert problems == []
+    page.context.close()
+
+
+def test_preview_publish_see_the_new_rule_running_and_roll_back(browser: Any, console: BridgeProcess,
+                                                                 fakes: Fakes) -> None:  # noqa: F811
+    from e2e.received import omnisend_events
+
+    def notes() -> list[str]:
+        return [e["properties"].get("note") for e in omnisend_events(fakes) if e["eventName"] == "placed order"]
+
+    for n in (1, 2):
+        order(console, f"evt-stored-{n}", id=900 + n, order_number=900 + n)
+    wait_until(lambda: len(notes()) == 2, timeout=30, interval=0.2)
+    page = signed_in(browser, console, "rules_editor")
+    open_draft(page, console, "shopify-orders.yaml")
+    type_after(page, 'note: "{{ note', " | upper")
+    page.wait_for_selector("#draft[data-checked=ok]")
+    page.fill("#preview-limit", "50")
+    page.click("#preview")
+    page.wait_for_selector("#preview-summary[data-changed]", timeout=60_000)
+    summary = page.locator("#preview-summary").inner_text()
+    assert summary.startswith("2 events: 2 change, 0 unchanged, 0 become errors"), summary
+    changed = page.locator(".preview-event[data-changed=yes]")
+    assert changed.count() == 2
+    assert "PLEASE LEAVE AT THE DOOR" in changed.first.locator("pre.diff .add").inner_text()
+    assert "Please leave at the door" in changed.first.locator("pre.diff .del").inner_text()
+    shot(page, "rules-preview")
+    page.fill("#publish-message", "order notes in capitals")
+    page.click("#publish")
+    page.wait_for_url(re.compile(r".*/console/rules\?published=2$"))
+    assert "Version 2 is published" in page.locator("#published-note").inner_text()
+    order(console, "evt-after-publish", id=903, order_number=903)  # mapped by the new rule
+    wait_until(lambda: "PLEASE LEAVE AT THE DOOR" in notes(), timeout=30, interval=0.2)
+    page.click("a:has-text('Version 2')")
+    assert "order notes in capitals" in page.locator("dl.facts").inner_text()
+    assert "| upper" in page.locator("pre.diff .add").inner_text()
+    shot(page, "rules-version")
+    page.goto(f"{console.url}/console/rules")
+    page.locator("table.history tr", has_text="Version 1").locator("button", has_text="Roll back").click()
+    page.wait_for_url(re.compile(r".*/console/rules\?published=3$"))
+    assert page.locator("table.history tr", has_text="Version 3").locator(".badge", has_text="running").count() == 1
+    shot(page, "rules-history")
+    order(console, "evt-after-rollback", id=904, order_number=904)  # mapped by the first version again
+    wait_until(lambda: len(notes()) == 4, timeout=30, interval=0.2)
+    assert notes().count("Please leave at the door") == 3 and notes().count("PLEASE LEAVE AT THE DOOR") == 1
+    page.context.close()
