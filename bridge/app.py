@@ -7,8 +7,9 @@ import contextlib
 import re
 import signal
 import time
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any, AsyncIterator, Mapping
+from typing import Any
 
 import structlog
 from starlette.applications import Starlette

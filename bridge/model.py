@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal, Mapping, NamedTuple
+from typing import Any, Literal, NamedTuple
 
 # Namespace for idempotency keys (UUIDv5): stable across processes and replays.
 IDEMPOTENCY_NAMESPACE = uuid.UUID("6f1c4a8e-3b0e-5a57-9c2d-0b7a1e5c2f10")

@@ -22,7 +22,8 @@ Each answer is one of the outcomes counted by `bridge_webhooks_received_total`:
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, Any, Awaitable, Callable, MutableMapping, NamedTuple
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import orjson
 import structlog

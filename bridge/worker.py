@@ -12,8 +12,9 @@ import asyncio
 import hashlib
 import random
 import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any, Callable, Mapping, Protocol, Sequence
+from typing import Any, Protocol
 
 import structlog
 
@@ -120,7 +121,7 @@ class Worker:
         self._events_waiting = asyncio.Event()
         self._messages_waiting = {name: asyncio.Event() for name in self.destinations}
         self._inflight: dict[int, Message] = {}
-        self._idle: dict[str, bool] = {name: True for name in self.destinations}
+        self._idle: dict[str, bool] = dict.fromkeys(self.destinations, True)
         self.paused: dict[str, str] = {}
         self._tasks: list[asyncio.Task[None]] = []
         self._mapping = (MappingProcess(self.settings.log_format, self.settings.log_level,
@@ -459,5 +460,5 @@ class Worker:
         try:
             await asyncio.wait_for(event.wait(), timeout)
             return True
-        except asyncio.TimeoutError:
+        except TimeoutError:
             return False

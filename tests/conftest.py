@@ -1,11 +1,10 @@
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
-
-import pytest
 
 import pgserver
+import pytest
 
 from bridge.store import SQLiteStore
 
@@ -22,14 +21,14 @@ def store(tmp_path: Path) -> Iterator[SQLiteStore]:
 
 
 @pytest.fixture(scope="session")
-def pg_server() -> Iterator["pgserver.Server"]:
+def pg_server() -> Iterator[pgserver.Server]:
     server = pgserver.find_server()
     yield server
     server.stop()
 
 
 @pytest.fixture(scope="session")
-def pg_session_url(pg_server: "pgserver.Server") -> Iterator[str]:
+def pg_session_url(pg_server: pgserver.Server) -> Iterator[str]:
     """A database of this test session, with the schema, dropped at the end."""
     import asyncio
 

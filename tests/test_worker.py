@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from bridge.mapping import MapResult
 from bridge.model import Event, Message, Outcome, Outgoing, PreparedRequest, Webhook

@@ -8,8 +8,9 @@ from __future__ import annotations
 import asyncio
 import functools
 import time
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Mapping, Protocol, Sequence
+from typing import Any, Protocol
 
 import httpx
 
@@ -106,7 +107,7 @@ class HttpDestination:
         # added to it (median 5.8 -> 3.4 ms from limiter to the fake's clock in bench/delivery).
         try:
             body = None if request.body is None else jsoncodec.dumps(request.body, allow_nan=False)
-        except Exception as exc:  # noqa: BLE001 - a safety net: deliver() already made the records JSON
+        except Exception as exc:
             return Exchange(classify_exception(exc))  # cannot carry dead letters; exchange() never raises
         waited = limiter.waited_seconds
         if not await limiter.acquire(max_wait=self.max_wait):
@@ -123,7 +124,7 @@ class HttpDestination:
                 headers=self.auth_headers(request),
                 total_timeout=self.total_timeout,
             )
-        except Exception as exc:  # noqa: BLE001 - every transport failure becomes a retry Outcome
+        except Exception as exc:
             return Exchange(classify_exception(exc))
         limiter.observe(response.status_code, response.headers, retry_after_in_body(response))
         return Exchange(classify_response(response), response)
@@ -179,7 +180,7 @@ def cannot_send(message: Message) -> Outcome | None:
     """
     try:
         jsoncodec.dumps(message.record, allow_nan=False)
-    except Exception as exc:  # noqa: BLE001 - whatever the encoder refuses
+    except Exception as exc:
         return Outcome("dead", detail=excerpt(f"the record cannot be sent as JSON: {type(exc).__name__}: {exc}"))
     return None
 

@@ -32,7 +32,8 @@ import contextlib
 import math
 import time
 from collections import deque
-from typing import Any, Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
 
 from bridge.destinations.http import parse_retry_after
 

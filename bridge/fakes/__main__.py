@@ -11,7 +11,7 @@ same key. Inspect with `curl :9001/_fake/requests`; inject trouble with
 from __future__ import annotations
 
 import argparse
-from typing import Sequence
+from collections.abc import Sequence
 
 import uvicorn
 

@@ -45,4 +45,4 @@ class RuleSet(Protocol):
 from bridge.mapping.loader import load_rules  # noqa: E402
 from bridge.mapping.reload import RulesHolder  # noqa: E402
 
-__all__ = ["MapResult", "RuleSet", "load_rules", "RulesHolder"]
+__all__ = ["MapResult", "RuleSet", "RulesHolder", "load_rules"]

@@ -29,9 +29,10 @@ import multiprocessing
 import multiprocessing.sharedctypes
 import os
 import time
+from collections.abc import Sequence
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import structlog
 

@@ -14,8 +14,8 @@ from pathlib import Path
 import structlog
 
 from bridge.errors import RulesError
-from bridge.mapping.areas import Allowed
 from bridge.mapping import saved
+from bridge.mapping.areas import Allowed
 from bridge.mapping.loader import LoadedRules, load_rules, rule_files
 from bridge.ops.when import iso
 

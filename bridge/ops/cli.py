@@ -12,7 +12,8 @@ import asyncio
 import json
 import sys
 import time
-from typing import Any, Awaitable, Callable, Sequence, TypeVar
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, TypeVar
 
 from bridge.errors import BridgeError
 from bridge.ops import views
@@ -376,4 +377,4 @@ def main(argv: Sequence[str] | None = None) -> int:  # pragma: no cover - `bridg
     return bridge_main(argv if argv is not None else sys.argv[1:])
 
 
-__all__ = ["register", "iso"]
+__all__ = ["iso", "register"]

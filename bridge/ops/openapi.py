@@ -6,7 +6,8 @@ every answer the tests get validates against the schema given here.
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from bridge import __version__
 from bridge.store.base import EVENT_STATUSES, MESSAGE_STATES
@@ -138,7 +139,7 @@ SCHEMAS: dict[str, Any] = {
     "PauseRequest": _object({"reason": STRING}, required=[]),
     "DestinationPause": _object({"destination": STRING, "paused": {"type": "boolean"}, "reason": _nullable(STRING)}),
     "DestinationStats": _object({
-        "counts": _object({state: INTEGER for state in ("pending", "inflight", "submitted", "delivered", "dead")}),
+        "counts": _object(dict.fromkeys(("pending", "inflight", "submitted", "delivered", "dead"), INTEGER)),
         "oldest_pending_age_seconds": _nullable({"type": "number"}),
         "paused": {"type": "boolean"},
         "pause_reason": _nullable(STRING),

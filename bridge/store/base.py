@@ -13,8 +13,9 @@ fleet of processes agree on one clock per decision.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field, fields
-from typing import Any, Callable, Generic, Iterable, Protocol, Sequence, TypedDict, TypeVar
+from typing import Any, Generic, Protocol, TypedDict, TypeVar
 
 from bridge.model import Decision, Event, IngestResult, Mapped, Message, Outcome, Webhook
 

@@ -17,9 +17,9 @@ import pytest
 from bridge.mapping.loader import load_rules
 from bridge.mapping.process import MappingProcess, map_events
 from bridge.model import Event
+from bridge.settings import Secret, SourceSettings
 from bridge.sign import shopify_headers
 from bridge.sources.shopify import ShopifySource
-from bridge.settings import Secret, SourceSettings
 from tests.mapping.test_rules import ORDER_HEAD
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -11,8 +11,17 @@ from bridge.destinations.catalog import AREAS
 from bridge.destinations.ometria import Ometria
 from bridge.destinations.omnisend import Omnisend
 from bridge.fakes.ometria import record_problems
-from bridge.fakes.omnisend import (ORDER_PATCH_FIELDS, _enums, cart_errors, category_problems, contact_errors, contact_request_problems,
-                                   event_problems, order_errors, product_problems)
+from bridge.fakes.omnisend import (
+    ORDER_PATCH_FIELDS,
+    _enums,
+    cart_errors,
+    category_problems,
+    contact_errors,
+    contact_request_problems,
+    event_problems,
+    order_errors,
+    product_problems,
+)
 from bridge.mapping.engine import CompiledRuleSet
 from bridge.mapping.examples import example_event, run_examples
 from bridge.mapping.loader import load_rules, rule_files

@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from e2e.conftest import Fakes
 
 from .process import Bridge, reliability_env, wait_until

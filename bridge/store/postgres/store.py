@@ -8,13 +8,15 @@ queries.py (what operators read and write), migrate.py (the schema).
 from __future__ import annotations
 
 import time
-from typing import Any, Awaitable, Callable, Iterable, Sequence, TypeVar
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from typing import Any, TypeVar
 
 import structlog
 from psycopg_pool import AsyncConnectionPool
 
 from bridge.errors import StoreUnavailable
 from bridge.model import Decision, Event, IngestResult, Mapped, Message, Outcome, Webhook
+from bridge.settings import masked_url
 from bridge.store.base import (
     AuditEntry,
     AuditFilter,
@@ -33,7 +35,6 @@ from bridge.store.base import (
 )
 from bridge.store.migrations import unapplied_error
 from bridge.store.postgres import inbound, migrate, outbox, queries, replay, retention
-from bridge.settings import masked_url
 from bridge.store.postgres.connection import Conn, connect, in_transaction, make_pool
 from bridge.store.postgres.wakeups import EVENTS_CHANNEL, Wakeups
 from bridge.store.sqlite.ingest import event_row

@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import uuid
-from typing import Sequence
+from collections.abc import Sequence
 
 from bridge.model import Decision, Event, Mapped, Message, Outcome
 from bridge.store.sqlite.rows import EVENT_COLUMNS, MESSAGE_COLUMNS, event_from_row, insert_message, message_from_row
