@@ -9,6 +9,14 @@ import pytest
 from bridge.store import SQLiteStore
 
 ROOT = Path(__file__).resolve().parent.parent
+# Whole folders of tests that start real servers and processes: `pytest -m "not slow"` leaves them out.
+SLOW_FOLDERS = ("e2e", "reliability")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if Path(item.path).relative_to(ROOT / "tests").parts[0] in SLOW_FOLDERS:
+            item.add_marker(pytest.mark.slow)
 
 
 @pytest.fixture

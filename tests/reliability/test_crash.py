@@ -60,6 +60,6 @@ def test_sigkill_under_load_loses_nothing(workdir: Path, fakes: Fakes) -> None:
     run_crash(workdir, fakes, events=1500, kills=4, seed=SEED)
 
 
-@pytest.mark.slow
+@pytest.mark.long
 def test_sigkill_under_load_loses_nothing_long(workdir: Path, fakes: Fakes) -> None:
     run_crash(workdir, fakes, events=4000, kills=12, seed=SEED + 1)

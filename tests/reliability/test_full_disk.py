@@ -171,7 +171,7 @@ def run_with_page_cap(disk: Path, fakes: Fakes) -> None:
         scenario(url, stored, lambda: store.cap(100_000), lambda: True, "max_page_count, in-process")
 
 
-@pytest.mark.slow
+@pytest.mark.long
 def test_full_disk_fallback_with_page_cap(workdir: Path, fakes: Fakes) -> None:
     """The in-process fallback, run everywhere so it stays working where mounting is allowed too."""
     disk = workdir / "disk"

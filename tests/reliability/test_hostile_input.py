@@ -136,7 +136,7 @@ def test_random_requests_get_no_5xx_and_store_nothing(bridge: Bridge) -> None:
     fuzz(bridge, 300)
 
 
-@pytest.mark.slow
+@pytest.mark.long
 def test_random_requests_get_no_5xx_and_store_nothing_long(bridge: Bridge) -> None:
     fuzz(bridge, 3000)
 
