@@ -18,14 +18,14 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from bridge.destinations import Destination
+from bridge.metrics import METRICS, metrics_route
 from bridge.ops.admin import admin_routes, has_admin_token
 from bridge.ops.health import readyz_route
-from bridge.ops.metrics import METRICS, metrics_route
-from bridge.ops.when import iso
 from bridge.settings import Settings, masked_url
 from bridge.sources import Source
 from bridge.store import Store, make_store
 from bridge.webhooks import WebhookEndpoint
+from bridge.when import iso
 from bridge.worker import Worker
 
 log = structlog.get_logger("bridge.app")

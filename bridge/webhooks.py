@@ -30,8 +30,8 @@ import structlog
 
 from bridge.errors import PayloadTooLarge, RejectedWebhook, StoreUnavailable, UnknownSource
 from bridge.log import capped, emit
+from bridge.metrics import METRICS, Metrics
 from bridge.model import Ping
-from bridge.ops.metrics import METRICS, Metrics
 from bridge.sources.shape import check_depth_and_topic
 from bridge.sources.signature import LowerHeaders
 

@@ -22,8 +22,8 @@ from bridge.destinations import Destination
 from bridge.log import mask_text, mask_values_of
 from bridge.mapping import RuleSet
 from bridge.mapping.process import MappingProcess, complete, map_events
+from bridge.metrics import METRICS
 from bridge.model import Event, Mapped, Message, Outcome
-from bridge.ops.metrics import METRICS
 from bridge.ops.prune import prune_daily
 from bridge.retry import RetryPolicy
 from bridge.settings import Settings

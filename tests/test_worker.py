@@ -350,7 +350,7 @@ def test_a_failing_map_loop_is_a_metric_a_log_line_and_a_problem_for_healthz_and
 
     from bridge.app import Bridge
     from bridge.ops.health import readyz
-    from bridge.ops.metrics import METRICS
+    from bridge.metrics import METRICS
 
     def failures() -> float:
         return METRICS.registry.get_sample_value("bridge_mapping_loop_failures_total", {"cause": "TypeError"}) or 0.0

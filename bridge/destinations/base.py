@@ -26,8 +26,8 @@ from bridge.destinations.http import (
     send,
 )
 from bridge.destinations.ratelimit import Clock, RateLimiter, Sleep
+from bridge.metrics import METRICS
 from bridge.model import Message, Outcome, PreparedRequest
-from bridge.ops.metrics import METRICS
 from bridge.settings import DestinationSettings
 
 # deliver() waits for the rate limiter at most this long before handing the messages back as retries:

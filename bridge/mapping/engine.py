@@ -28,10 +28,11 @@ from bridge.destinations.catalog import (
     WHOLE_NUMBER_FIELDS,
     KindSpec,
 )
-from bridge.mapping import MapResult, budget
+from bridge.mapping import budget
 from bridge.mapping.areas import Allowed, areas_of, describe, not_allowed, setting_name, setting_that_allows
 from bridge.mapping.expressions import Compiled, new_scope
 from bridge.mapping.limits import unsendable
+from bridge.mapping.result import MapResult
 from bridge.model import IDEMPOTENCY_NAMESPACE, Event, Outgoing
 
 Build = Callable[[Context], Any]

@@ -36,8 +36,9 @@ from typing import Any
 
 import structlog
 
-from bridge.mapping import MapResult, RuleSet, budget
+from bridge.mapping import budget
 from bridge.mapping.engine import CompiledRuleSet, over_budget
+from bridge.mapping.result import MapResult, RuleSet
 from bridge.model import Event, Mapped
 
 log = structlog.get_logger("bridge.mapping")

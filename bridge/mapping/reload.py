@@ -17,7 +17,7 @@ from bridge.errors import RulesError
 from bridge.mapping import saved
 from bridge.mapping.areas import Allowed
 from bridge.mapping.loader import LoadedRules, load_rules, rule_files
-from bridge.ops.when import iso
+from bridge.when import iso
 
 log = structlog.get_logger("bridge.mapping")
 

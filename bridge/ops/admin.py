@@ -31,9 +31,9 @@ from bridge.ops import views
 from bridge.ops.openapi import MAX_ROW_ID, document
 from bridge.ops.replay import replay
 from bridge.ops.slowdown import FailedTries
-from bridge.ops.when import parse_when
 from bridge.settings import Secret
 from bridge.store.base import EVENT_STATUSES, DeadFilter, EventFilter, Page
+from bridge.when import parse_when
 
 log = structlog.get_logger("bridge.ops.admin")
 

@@ -21,10 +21,10 @@ from bridge.ops.progress import ProgressBar
 from bridge.ops.prune import DEFAULT_DAYS, prune_with_settings
 from bridge.ops.replay import load_current_rules, replay
 from bridge.ops.table import render
-from bridge.ops.when import age, iso, parse_when
 from bridge.settings import Settings
 from bridge.store import make_store
 from bridge.store.base import AREAS, EVENT_STATUSES, AuditFilter, DeadFilter, EventFilter, Page, Store
+from bridge.when import age, iso, parse_when
 
 T = TypeVar("T")
 

@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from bridge.ops.masking import mask_record, mask_text, mask_value
-from bridge.ops.when import iso
+from bridge.when import iso
 
 
 def _text(value: str | None, reveal: bool) -> str | None:

@@ -14,7 +14,7 @@ from starlette.testclient import TestClient
 
 from bridge.app import Bridge
 from bridge.model import Outcome
-from bridge.ops.metrics import ACK_BUCKETS, Metrics, metrics_route
+from bridge.metrics import ACK_BUCKETS, Metrics, metrics_route
 from bridge.settings import Settings, SourceSettings, secrets_from
 from bridge.sign import shopify_headers
 from bridge.store.sqlite.writer import execute

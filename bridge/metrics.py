@@ -34,7 +34,7 @@ from starlette.routing import Route
 from bridge.model import Outcome
 from bridge.store.base import Store
 
-log = structlog.get_logger("bridge.ops.metrics")
+log = structlog.get_logger("bridge.metrics")
 
 WEBHOOK_OUTCOMES = (
     "accepted", "duplicate", "ping", "rejected_signature", "too_large", "invalid_json", "unknown_source",
