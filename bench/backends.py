@@ -33,13 +33,26 @@ import sqlite3
 import subprocess
 import time
 import uuid
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
-from bench.common import (OMETRIA_KEY, OMNISEND_KEY, PYTHON, ROOT, SHOPIFY_SECRET, WORK, Server, bridge_server,
-                          cpu_seconds, machine, order_body, save)
+from bench.common import (
+    OMETRIA_KEY,
+    OMNISEND_KEY,
+    PYTHON,
+    ROOT,
+    SHOPIFY_SECRET,
+    WORK,
+    Server,
+    bridge_server,
+    cpu_seconds,
+    machine,
+    order_body,
+    save,
+)
 from bench.delivery import ometria_records, omnisend_records, preload, summarise_both
 from bench.ingest import write_request_files, wrk
 

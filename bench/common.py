@@ -7,15 +7,16 @@ import hashlib
 import hmac
 import json
 import os
+import platform
 import secrets
 import shutil
-import platform
 import signal
 import socket
 import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -33,8 +34,6 @@ OMETRIA_KEY = "ometria-bench-key"
 PAYLOAD = ROOT / "tests" / "payloads" / "shopify" / "orders_create.json"
 MIN_BODY_BYTES = 5_000
 
-
-from functools import lru_cache
 
 
 @lru_cache(maxsize=1)

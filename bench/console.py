@@ -91,11 +91,11 @@ PG_FILL = [
 
 
 def prepare_postgres(url: str, shape: str) -> None:
+    import asyncio
+
     import psycopg
 
     from bridge.store.postgres.migrate import migrate
-
-    import asyncio
 
     asyncio.run(migrate(url))
     now = time.time()

@@ -25,7 +25,7 @@ from typing import Any
 
 from bench.common import OMETRIA_KEY, OMNISEND_KEY, SHOPIFY_SECRET, WORK, bridge_server, order_body, save
 from bridge.fakes import create_ometria_app, create_omnisend_app, serve_in_thread
-from bridge.settings import SourceSettings, Secret
+from bridge.settings import Secret, SourceSettings
 from bridge.sign import shopify_headers
 from bridge.sources.shopify import ShopifySource
 from bridge.store import make_store

@@ -29,10 +29,8 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from bench.common import (BENCH, PYTHON, ROOT, SHOPIFY_SECRET, WORK, VariedOrders, bare_server, bench_db,
-                          bridge_server, save)
+from bench.common import BENCH, PYTHON, ROOT, SHOPIFY_SECRET, WORK, VariedOrders, bare_server, bench_db, bridge_server, save
 from bridge.sign import shopify_headers
-
 
 ORDERS = VariedOrders()
 IDS_LOCK = threading.Lock()
@@ -73,7 +71,7 @@ def wrk(url: str, seconds: float, connections: int, files: dict[str, str]) -> di
         out = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=seconds + 30, check=True).stdout
     finally:
         ids.unlink(missing_ok=True)
-    line = next(l for l in out.splitlines() if l.startswith("WRK_JSON "))
+    line = next(text for text in out.splitlines() if text.startswith("WRK_JSON "))
     r = json.loads(line[len("WRK_JSON "):])
     r["ok"] = r["requests"] - r["non_2xx"]
     r["rps"] = round(r["requests"] / (r["duration_us"] / 1e6), 1)
@@ -105,7 +103,7 @@ def paced(url: str, rate: float, seconds: float, connections: int) -> dict[str, 
     argv = [PYTHON, "-m", "bench.paced", url, "--rate", str(rate), "--seconds", str(seconds),
             "--connections", str(connections)]
     out = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=seconds + 60, check=True).stdout
-    line = next(l for l in out.splitlines() if l.startswith("PACED_JSON "))
+    line = next(text for text in out.splitlines() if text.startswith("PACED_JSON "))
     return json.loads(line[len("PACED_JSON "):])
 
 

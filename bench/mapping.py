@@ -173,9 +173,8 @@ def compare(rules_messages: list[Outgoing], hand_messages: list[Outgoing]) -> li
 
 async def store_mapping(db: Path, rules: Any, events: int) -> dict[str, Any]:
     """Worker.map_once over `events` freshly committed events: the store's read, map and save."""
-    from bridge.settings import Settings
+    from bridge.settings import Secret, Settings, SourceSettings
     from bridge.sources.shopify import ShopifySource
-    from bridge.settings import SourceSettings, Secret
     from bridge.store import SQLiteStore
     from bridge.worker import Worker
 
@@ -216,8 +215,9 @@ def main() -> None:
     parser.add_argument("--store-events", type=int, default=4000)
     parser.add_argument("--skip-pure", action="store_true")
     args = parser.parse_args()
-    import structlog
     import logging
+
+    import structlog
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
     from bridge.mapping.areas import allowed_from_settings
     from bridge.mapping.loader import load_rules

@@ -95,7 +95,7 @@ async def run(url: str, rate: float, seconds: float, connections: int, drain_tim
     send_end = time.perf_counter()
     for _ in workers:
         queue.put_nowait(None)
-    done, pending = await asyncio.wait(workers, timeout=drain_timeout)
+    _, pending = await asyncio.wait(workers, timeout=drain_timeout)
     for task in pending:
         task.cancel()
     elapsed = time.perf_counter() - t0

@@ -7,8 +7,9 @@ import contextlib
 import re
 import signal
 import time
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any, AsyncIterator, Mapping
+from typing import Any
 
 import structlog
 from starlette.applications import Starlette
@@ -18,18 +19,18 @@ from starlette.routing import Route
 
 from bridge.console.app import console_routes
 from bridge.destinations import Destination
-from bridge.ops.admin import admin_routes, has_admin_token
-from bridge.ops.health import readyz_route
-from bridge.ops.metrics import METRICS, metrics_route
-from bridge.ops.when import iso
 from bridge.mapping.process import MappingProcess
 from bridge.mapping.reload import FixedRules, RunningRules
+from bridge.metrics import METRICS, metrics_route
+from bridge.ops.admin import admin_routes, has_admin_token
+from bridge.ops.health import readyz_route
 from bridge.rules.service import RulesService
 from bridge.rules.sync import RulesSync
 from bridge.settings import Settings, masked_url
 from bridge.sources import Source
 from bridge.store import Store, make_store
 from bridge.webhooks import WebhookEndpoint
+from bridge.when import iso
 from bridge.worker import Worker
 
 log = structlog.get_logger("bridge.app")

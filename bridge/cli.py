@@ -6,8 +6,8 @@ import argparse
 import asyncio
 import signal
 import sys
+from collections.abc import Sequence
 from dataclasses import replace
-from typing import Sequence
 
 import structlog
 
@@ -15,7 +15,6 @@ from bridge import __version__
 from bridge.errors import BridgeError
 from bridge.log import configure
 from bridge.settings import Settings
-
 
 NO_MIGRATE = "do not apply pending migrations at start (as BRIDGE_MIGRATE=false): refuse to start until `bridge migrate` ran"
 
@@ -141,7 +140,6 @@ def build_parser() -> argparse.ArgumentParser:
 
     from bridge import ops
     from bridge.mapping import cli as mappings
-
     from bridge.rules import cli as rules
 
     mappings.register(commands)

@@ -19,9 +19,9 @@ cannot both send opposite decisions, and the messages keep the order of the deci
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
-from typing import Sequence
+from datetime import UTC, datetime
 
 CHANNELS = ("email", "sms")
 _NAMESPACE = "bridge-consent\x1f"
@@ -49,7 +49,7 @@ def moment(value: object) -> float | None:
         text = text[:-1] + "+00:00"
     parsed = datetime.fromisoformat(text)
     if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=timezone.utc)
+        parsed = parsed.replace(tzinfo=UTC)
     return parsed.timestamp()
 
 

@@ -19,12 +19,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-from typing import Any, Callable, Mapping, Protocol, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Protocol
 
 import structlog
 
+from bridge.metrics import METRICS
 from bridge.model import Event
-from bridge.ops.metrics import METRICS
 from bridge.settings import Settings
 from bridge.store.base import SentPrint
 

@@ -18,7 +18,8 @@ import sys
 import threading
 import time
 import weakref
-from typing import Any, MutableMapping, TextIO
+from collections.abc import MutableMapping
+from typing import Any, TextIO
 
 import orjson
 import structlog

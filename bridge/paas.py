@@ -16,9 +16,9 @@ SQLite file must be under one (any folder between the file and `/` that is a mou
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping
 
 
 @dataclass(frozen=True)

@@ -15,8 +15,8 @@ So a refund is never dropped: it is sent, waiting (shown as such), or a mapping 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import replace
-from typing import Sequence
 
 from bridge.mapping import lookups
 from bridge.model import Event, Mapped

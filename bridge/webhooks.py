@@ -22,15 +22,16 @@ Each answer is one of the outcomes counted by `bridge_webhooks_received_total`:
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, Any, Awaitable, Callable, MutableMapping, NamedTuple
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import orjson
 import structlog
 
 from bridge.errors import PayloadTooLarge, RejectedWebhook, StoreUnavailable, UnknownSource
 from bridge.log import capped, emit
+from bridge.metrics import METRICS, Metrics
 from bridge.model import Ping
-from bridge.ops.metrics import METRICS, Metrics
 from bridge.sources.shape import check_depth_and_topic
 from bridge.sources.signature import LowerHeaders
 

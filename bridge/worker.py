@@ -14,8 +14,9 @@ import random
 import socket
 import time
 import uuid
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any, Callable, Mapping, Protocol, Sequence
+from typing import Any, Protocol
 
 import structlog
 
@@ -24,8 +25,8 @@ from bridge.echo import EchoGuard
 from bridge.log import mask_text, mask_values_of
 from bridge.mapping import RuleSet
 from bridge.mapping.process import MappingProcess, complete, map_events
+from bridge.metrics import METRICS
 from bridge.model import Event, Mapped, Message, Outcome
-from bridge.ops.metrics import METRICS
 from bridge.ops.prune import prune_daily
 from bridge.retry import RetryPolicy
 from bridge.settings import Settings
@@ -128,7 +129,7 @@ class Worker:
         self._events_waiting = asyncio.Event()
         self._messages_waiting = {name: asyncio.Event() for name in self.destinations}
         self._inflight: dict[int, Message] = {}
-        self._idle: dict[str, bool] = {name: True for name in self.destinations}
+        self._idle: dict[str, bool] = dict.fromkeys(self.destinations, True)
         self.paused: dict[str, str] = {}
         self._tasks: list[asyncio.Task[None]] = []
         self._mapping = (MappingProcess(self.settings.log_format, self.settings.log_level,
@@ -551,5 +552,5 @@ class Worker:
         try:
             await asyncio.wait_for(event.wait(), timeout)
             return True
-        except asyncio.TimeoutError:
+        except TimeoutError:
             return False

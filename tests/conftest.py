@@ -1,15 +1,22 @@
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
-
-import pytest
 
 import pgserver
+import pytest
 
 from bridge.store import SQLiteStore
 
 ROOT = Path(__file__).resolve().parent.parent
+# Whole folders of tests that start real servers and processes: `pytest -m "not slow"` leaves them out.
+SLOW_FOLDERS = ("e2e", "reliability")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if Path(item.path).relative_to(ROOT / "tests").parts[0] in SLOW_FOLDERS:
+            item.add_marker(pytest.mark.slow)
 
 
 @pytest.fixture
@@ -22,14 +29,14 @@ def store(tmp_path: Path) -> Iterator[SQLiteStore]:
 
 
 @pytest.fixture(scope="session")
-def pg_server() -> Iterator["pgserver.Server"]:
+def pg_server() -> Iterator[pgserver.Server]:
     server = pgserver.find_server()
     yield server
     server.stop()
 
 
 @pytest.fixture(scope="session")
-def pg_session_url(pg_server: "pgserver.Server") -> Iterator[str]:
+def pg_session_url(pg_server: pgserver.Server) -> Iterator[str]:
     """A database of this test session, with the schema, dropped at the end."""
     import asyncio
 

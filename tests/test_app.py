@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pytest
-from hypothesis import HealthCheck, given, settings as hsettings, strategies as st
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
 from starlette.testclient import TestClient
 
 from bridge.app import create_app
@@ -204,6 +206,7 @@ def test_an_empty_database_from_an_earlier_start_is_still_new(tmp_path: Path) ->
         assert c.get("/healthz").json()["database"] == {"new": True, "created_at_utc": made}
 
 
+@pytest.mark.slow  # starts two bridge processes
 def test_healthz_names_the_rules_each_instance_runs(tmp_path: Path) -> None:
     """Two instances on the same files show the same hash; a changed file, or other areas allowed, another."""
     import shutil

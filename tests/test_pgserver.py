@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import socket
 
-import pytest
-
 import pgserver
+import pytest
 
 
 def refused_url() -> str:

@@ -6,8 +6,9 @@ import asyncio
 import os
 import signal
 import sqlite3
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any, Awaitable, Callable
+from typing import Any
 
 import pytest
 import uvloop

@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from bridge.mapping import MapResult
+from bridge.mapping.reload import FixedRules
 from bridge.model import Event, Message, Outcome, Outgoing, PreparedRequest, Webhook
 from bridge.settings import Settings
 from bridge.store import SQLiteStore
-from bridge.mapping.reload import FixedRules
 from bridge.worker import Worker
 from tests.mapping.test_rules import ORDER_HEAD
 
@@ -358,8 +359,8 @@ def test_a_failing_map_loop_is_a_metric_a_log_line_and_a_problem_for_healthz_and
     from structlog.testing import capture_logs
 
     from bridge.app import Bridge
+    from bridge.metrics import METRICS
     from bridge.ops.health import readyz
-    from bridge.ops.metrics import METRICS
 
     def failures() -> float:
         return METRICS.registry.get_sample_value("bridge_mapping_loop_failures_total", {"cause": "TypeError"}) or 0.0

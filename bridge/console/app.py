@@ -16,7 +16,8 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from typing import Any, Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
 import structlog
@@ -39,8 +40,8 @@ from bridge.ops import actions, views
 from bridge.ops.admin import access_of, describe_filter
 from bridge.ops.replay import replay
 from bridge.ops.slowdown import FailedTries
-from bridge.ops.when import iso, parse_when
 from bridge.store.base import EVENT_STATUSES, DeadFilter, EventFilter, ReplaySummary
+from bridge.when import iso, parse_when
 
 log = structlog.get_logger("bridge.console")
 

@@ -3,10 +3,10 @@ one bar per hour of the last 24, scaled to the tallest."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
-from bridge.ops.when import iso
+from bridge.when import iso
 
 WIDTH = 480
 HEIGHT = 96

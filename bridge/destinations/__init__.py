@@ -8,7 +8,8 @@ Outcome per message, in order.
 
 from __future__ import annotations
 
-from typing import Any, Protocol, Sequence
+from collections.abc import Sequence
+from typing import Any, Protocol
 
 from bridge.model import Message, Outcome, PreparedRequest
 

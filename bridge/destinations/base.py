@@ -9,8 +9,9 @@ import asyncio
 import functools
 import hashlib
 import time
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Mapping, Protocol, Sequence
+from typing import Any, Protocol
 
 import httpx
 
@@ -26,8 +27,8 @@ from bridge.destinations.http import (
     send,
 )
 from bridge.destinations.ratelimit import Clock, RateLimiter, Sleep
+from bridge.metrics import METRICS
 from bridge.model import Message, Outcome, PreparedRequest
-from bridge.ops.metrics import METRICS
 from bridge.settings import DestinationSettings
 
 # deliver() waits for the rate limiter at most this long before handing the messages back as retries:
@@ -125,7 +126,7 @@ class HttpDestination:
         # added to it (median 5.8 -> 3.4 ms from limiter to the fake's clock in bench/delivery).
         try:
             body = None if request.body is None else jsoncodec.dumps(request.body, allow_nan=False)
-        except Exception as exc:  # noqa: BLE001 - a safety net: deliver() already made the records JSON
+        except Exception as exc:
             return Exchange(classify_exception(exc))  # cannot carry dead letters; exchange() never raises
         waited = limiter.waited_seconds
         if not await limiter.acquire(max_wait=self.max_wait):
@@ -142,7 +143,7 @@ class HttpDestination:
                 headers=self.auth_headers(request),
                 total_timeout=self.total_timeout,
             )
-        except Exception as exc:  # noqa: BLE001 - every transport failure becomes a retry Outcome
+        except Exception as exc:
             return Exchange(classify_exception(exc))
         limiter.observe(response.status_code, response.headers, retry_after_in_body(response))
         return Exchange(classify_response(response), response)
@@ -198,7 +199,7 @@ def cannot_send(message: Message) -> Outcome | None:
     """
     try:
         jsoncodec.dumps(message.record, allow_nan=False)
-    except Exception as exc:  # noqa: BLE001 - whatever the encoder refuses
+    except Exception as exc:
         return Outcome("dead", detail=excerpt(f"the record cannot be sent as JSON: {type(exc).__name__}: {exc}"))
     return None
 

@@ -15,7 +15,7 @@ import email.utils
 import json
 import re
 import time
-from typing import Any, Mapping
+from collections.abc import Mapping
 
 import httpx
 

@@ -24,7 +24,8 @@ from __future__ import annotations
 
 import re
 import time
-from typing import Any, Protocol, Sequence
+from collections.abc import Sequence
+from typing import Any, Protocol
 
 import structlog
 
@@ -122,7 +123,7 @@ class Omneo(HttpDestination):
             prints = [p for profile in profiles for p in echo.sent_prints(profile.body, now)]
             try:
                 await self.sent_log.remember_sent(prints)
-            except Exception as exc:  # noqa: BLE001 - delivered all the same; only its echo may pass unrecognised
+            except Exception as exc:
                 log.warning("omneo.echo_not_remembered", profiles=len(profiles), error=type(exc).__name__)
         detail = f"queued in Omneo batch {batch_id}" if batch_id else "queued by Omneo (no batch_id in the answer)"
         return {p.message_id: Outcome("delivered", status, detail, ref=batch_id) for p in profiles}

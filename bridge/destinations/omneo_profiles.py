@@ -8,9 +8,10 @@ valid is refused on its own (a dead letter naming the field) instead of risking 
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 from bridge.destinations.catalog import (
     OMNEO_CONTROL_FIELDS,
@@ -187,7 +188,7 @@ def batches(profiles: Sequence[Profile], limit: int = OMNEO_MAX_PROFILES) -> lis
     for profile in profiles:
         email, mobile = profile.email, profile.mobile
         last = -1  # a profile never goes before a batch holding the same person
-        for n, (match, emails, mobiles) in enumerate(seen):
+        for n, (_match, emails, mobiles) in enumerate(seen):
             if (email and email in emails) or (mobile and mobile in mobiles):
                 last = n
         for n in range(last + 1, len(out)):

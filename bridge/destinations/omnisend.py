@@ -28,8 +28,9 @@ is matched to its message by its `request`: the contact's first identifier `id` 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Sequence
+from typing import Any
 from urllib.parse import quote
 
 import structlog

@@ -34,7 +34,8 @@ import contextlib
 import math
 import time
 from collections import deque
-from typing import Any, Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
 
 import structlog
 

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any, Callable, Mapping
+from collections.abc import Callable, Mapping
+from typing import Any
 
 from bridge.destinations import Destination
+from bridge.destinations.ometria import Ometria
 from bridge.destinations.omneo import Omneo, SentLog
 from bridge.destinations.omnisend import Omnisend
-from bridge.destinations.ometria import Ometria
 from bridge.errors import ConfigError
 from bridge.settings import DestinationSettings, Settings
 

@@ -13,12 +13,12 @@ profile webhooks at --webhook-url (the bridge's /webhooks/omneo) signed with --w
 from __future__ import annotations
 
 import argparse
-from typing import Sequence
+from collections.abc import Sequence
 
 import uvicorn
 
-from bridge.fakes.omneo import create_omneo_app
 from bridge.fakes.ometria import create_ometria_app
+from bridge.fakes.omneo import create_omneo_app
 from bridge.fakes.omnisend import create_omnisend_app
 
 

@@ -27,9 +27,10 @@ import json
 import re
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
-from typing import Any, Callable
+from datetime import UTC, datetime
+from typing import Any
 
 import httpx
 from starlette.applications import Starlette
@@ -154,7 +155,7 @@ class FakeOmneo(FakeApi):
     def apply(self, match: str, profiles: list[dict[str, Any]]) -> list[tuple[str, dict[str, Any]]]:
         """Create or update each profile; the webhooks that follow, as (event, profile context)."""
         fired = []
-        now = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
+        now = datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S")
         for given in profiles:
             found = self._match(match, given)
             with self.lock:

@@ -5,8 +5,9 @@ from __future__ import annotations
 import socket
 import threading
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any, Iterator, Literal
+from typing import Any, Literal
 
 import uvicorn
 
@@ -49,7 +50,7 @@ def serve_in_thread(
     def run() -> None:
         try:
             server.run(sockets=[sock])
-        except BaseException as exc:  # noqa: BLE001 - reported to the caller's thread below
+        except BaseException as exc:
             failure.append(exc)
 
     thread = threading.Thread(target=run, name=f"uvicorn:{bound_port}", daemon=True)

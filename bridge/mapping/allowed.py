@@ -8,11 +8,10 @@ refuses each with a way to do what it was probably meant for.
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from jinja2.tests import TESTS as JINJA_TESTS
-
-from bridge.mapping.filters import FILTERS
 
 # The tests of `is ...`; each one is bounded and returns true or false.
 TEST_NAMES = (

@@ -15,8 +15,9 @@ produced, as a backstop and for the store's audit column).
 
 from __future__ import annotations
 
-from functools import lru_cache
-from typing import Any, Collection, Iterable, Iterator, Mapping
+from collections.abc import Collection, Iterable, Iterator, Mapping
+from functools import cache
+from typing import Any
 
 from bridge.destinations.catalog import AREAS, KINDS
 from bridge.mapping.check import CONSENT_CONTAINERS, CONSENT_LEAVES
@@ -109,7 +110,7 @@ def written_by(destination: str, kind: str, action: str, paths: Iterable[Path],
     return {area: found[area] for area in order}
 
 
-@lru_cache(maxsize=None)
+@cache
 def _roots(destination: str, kind: str) -> frozenset[str]:
     """Top-level fields under which a path can add an area beyond the record type's own."""
     patterns = CONSENT_LEAVES.get((destination, kind), ()) + CONSENT_CONTAINERS.get((destination, kind), ())

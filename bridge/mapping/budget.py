@@ -15,8 +15,9 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 DEFAULT_SECONDS = 5.0
 MAX_LOOP_STEPS = 100_000  # items walked by all the loops of one event's rules

@@ -8,10 +8,11 @@ import json
 import os
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
-from bridge.errors import ConfigError, RulesError
+from bridge.errors import ConfigError
 from bridge.mapping.areas import Allowed, allowed_from_settings, setting_name
 from bridge.mapping.engine import MessageSpec, Rule
 from bridge.mapping.examples import first_sight, run_examples
@@ -178,7 +179,7 @@ def cmd_try(args: argparse.Namespace) -> int:
     loaded = _load_deployed(args.dir)
     if loaded is None:
         return 1
-    rules, allowed = loaded
+    rules, _ = loaded
     try:
         body = args.payload.read_bytes()
         json.loads(body)

@@ -12,21 +12,30 @@ budget (bridge.mapping.budget).
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
-from typing import Any, Callable
+from datetime import UTC, datetime
+from typing import Any
 
 from jinja2.runtime import Context
 
 from bridge.consent import ConsentDecision, contact_fingerprint, moment
-from bridge.destinations.catalog import (BOOLEAN_FIELDS, CENTS_FIELDS, NUMBER_FIELDS, OMETRIA_EVENT_TYPE_MAX,
-                                        OMNISEND_RECOMMENDED_EVENTS, WHOLE_NUMBER_FIELDS, KindSpec)
+from bridge.destinations.catalog import (
+    BOOLEAN_FIELDS,
+    CENTS_FIELDS,
+    NUMBER_FIELDS,
+    OMETRIA_EVENT_TYPE_MAX,
+    OMNISEND_RECOMMENDED_EVENTS,
+    WHOLE_NUMBER_FIELDS,
+    KindSpec,
+)
 from bridge.log import quoted
-from bridge.mapping import MapResult, budget, lookups
+from bridge.mapping import budget, lookups
 from bridge.mapping.areas import Allowed, areas_of, describe, not_allowed, setting_name, setting_that_allows
 from bridge.mapping.expressions import Compiled, new_scope
 from bridge.mapping.filters import yes_or_no
 from bridge.mapping.limits import unsendable
+from bridge.mapping.result import MapResult
 from bridge.model import IDEMPOTENCY_NAMESPACE, Event, Outgoing
 
 Build = Callable[[Context], Any]
@@ -254,7 +263,7 @@ def event_metadata(event: Event) -> dict[str, Any]:
         lowered = name.lower()
         headers[lowered] = value
         headers[lowered.replace("-", "_")] = value  # `event.headers.x_shopify_shop_domain` in a tag
-    received = datetime.fromtimestamp(event.received_at, tz=timezone.utc).isoformat().replace("+00:00", "Z")
+    received = datetime.fromtimestamp(event.received_at, tz=UTC).isoformat().replace("+00:00", "Z")
     return {
         "id": event.id,
         "source": event.source,

@@ -21,16 +21,17 @@ per field).
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import Any
 
 from jinja2 import ChainableUndefined, TemplateSyntaxError, Undefined, nodes
 from jinja2.exceptions import TemplateAssertionError
 from jinja2.nodes import EvalContext
 from jinja2.parser import Parser
 from jinja2.runtime import Context, new_context
-from jinja2.visitor import NodeTransformer
 from jinja2.sandbox import ImmutableSandboxedEnvironment
+from jinja2.visitor import NodeTransformer
 
 from bridge.mapping import budget, limits
 from bridge.mapping.allowed import FILTER_FIXES, TESTS, filter_refusal, test_refusal
@@ -427,9 +428,9 @@ def _fast_path(expr: nodes.Expr) -> Evaluator | None:
     while isinstance(node, nodes.Filter):
         if node.name not in FILTERS or node.dyn_args is not None or node.dyn_kwargs is not None:
             return None
-        if not all(isinstance(arg, nodes.Const) for arg in node.args):
-            if not all(_const_value(arg) is not _NOT_CONST for arg in node.args):
-                return None
+        if (not all(isinstance(arg, nodes.Const) for arg in node.args)
+                and not all(_const_value(arg) is not _NOT_CONST for arg in node.args)):
+            return None
         if not all(_const_value(kw.value) is not _NOT_CONST for kw in node.kwargs):
             return None
         args = tuple(_const_value(arg) for arg in node.args)

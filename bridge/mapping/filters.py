@@ -9,9 +9,10 @@ error naming the rule.
 
 from __future__ import annotations
 
-from datetime import date, datetime, timezone, tzinfo
+from collections.abc import Callable, Iterable, Mapping
+from datetime import UTC, date, datetime, tzinfo
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any
 
 import phonenumbers
 from jinja2 import Undefined
@@ -74,7 +75,7 @@ def rfc3339(value: Any, assume: str = "UTC") -> str | None:
     if isinstance(value, bool):
         raise FilterError(f"`rfc3339` needs a date, got {quoted(value)}")
     if isinstance(value, (int, float)):
-        moment = datetime.fromtimestamp(value, tz=timezone.utc)
+        moment = datetime.fromtimestamp(value, tz=UTC)
     elif isinstance(value, datetime):
         moment = value
     elif isinstance(value, date):
@@ -88,10 +89,10 @@ def rfc3339(value: Any, assume: str = "UTC") -> str | None:
     if moment.tzinfo is None:
         zone: tzinfo
         if assume.upper() in ("UTC", "Z"):
-            zone = timezone.utc
+            zone = UTC
         else:
             try:
-                zone = datetime.fromisoformat(f"2000-01-01T00:00:00{assume}").tzinfo or timezone.utc
+                zone = datetime.fromisoformat(f"2000-01-01T00:00:00{assume}").tzinfo or UTC
             except ValueError:
                 raise FilterError(f"`rfc3339` offset {assume!r} is not like '+10:00'") from None
         moment = moment.replace(tzinfo=zone)

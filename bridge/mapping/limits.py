@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import math
 import operator
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from jinja2 import Undefined
 
@@ -68,9 +69,9 @@ def _modulo(left: Any, right: Any) -> Any:
 
 
 def _add(left: Any, right: Any) -> Any:
-    if isinstance(left, (str, list, tuple)) and type(left) is type(right):
-        if size_of(left) + size_of(right) > MAX_RECORD_CHARS:
-            raise LimitError(f"`+` would make a value over {MAX_RECORD_CHARS:,} characters")
+    if (isinstance(left, (str, list, tuple)) and type(left) is type(right)
+            and size_of(left) + size_of(right) > MAX_RECORD_CHARS):
+        raise LimitError(f"`+` would make a value over {MAX_RECORD_CHARS:,} characters")
     return operator.add(left, right)
 
 

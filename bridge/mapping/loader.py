@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import difflib
 import hashlib
-
 import os
 import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
@@ -27,10 +27,25 @@ from bridge.errors import RulesError
 from bridge.mapping import limits
 from bridge.mapping.areas import Allowed, dotted, written_by
 from bridge.mapping.check import (
-    CONSENT_SOURCES, ConsentUse, consent_role, did_you_mean, find_kind, foreign_consent_reads, known_fields,
+    CONSENT_SOURCES,
+    ConsentUse,
+    consent_role,
+    did_you_mean,
+    find_kind,
+    foreign_consent_reads,
+    known_fields,
 )
 from bridge.mapping.engine import (
-    Build, CompiledRuleSet, DecisionSpec, MessageSpec, Rule, condition, for_each, leaf, obj, seq,
+    Build,
+    CompiledRuleSet,
+    DecisionSpec,
+    MessageSpec,
+    Rule,
+    condition,
+    for_each,
+    leaf,
+    obj,
+    seq,
 )
 from bridge.mapping.expressions import Compiled, ExpressionError, compile_condition, compile_field
 from bridge.mapping.lookups import LOOKUPS, reads

@@ -29,17 +29,19 @@ import multiprocessing
 import multiprocessing.sharedctypes
 import os
 import time
+from collections.abc import Sequence
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import orjson
 import structlog
 
 from bridge.lookup import fingerprints
-from bridge.mapping import MapResult, RuleSet, budget, lookups
+from bridge.mapping import budget, lookups
 from bridge.mapping.engine import CompiledRuleSet, over_budget
+from bridge.mapping.result import MapResult, RuleSet
 from bridge.model import Event, Mapped
 
 log = structlog.get_logger("bridge.mapping")

@@ -15,15 +15,15 @@ from typing import TYPE_CHECKING, Protocol
 import structlog
 
 from bridge.errors import RulesError
-from bridge.mapping.areas import Allowed
 from bridge.mapping import saved
+from bridge.mapping.areas import Allowed
 from bridge.mapping.loader import LoadedRules, load_rules, rule_files
-from bridge.ops.when import iso
+from bridge.when import iso
 
 log = structlog.get_logger("bridge.mapping")
 
 if TYPE_CHECKING:
-    from bridge.mapping import RuleSet
+    from bridge.mapping.result import RuleSet
 
 Snapshot = tuple[tuple[str, int, int], ...]
 

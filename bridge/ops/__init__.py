@@ -1,9 +1,9 @@
-"""Operations: the operator's commands, the admin API, metrics, readiness and retention.
+"""Operations: the operator's commands, the admin API, readiness and retention.
 
-`register` adds the commands to `bridge` (bridge/cli.py calls it when this
-package is present). The admin routes (`bridge.ops.admin`), metrics
-(`bridge.ops.metrics`) and readiness (`bridge.ops.health`) are mounted by
-bridge/app.py.
+`register` adds the commands to `bridge` (bridge/cli.py calls it). The admin
+routes (`bridge.ops.admin`) and readiness (`bridge.ops.health`) are mounted by
+bridge/app.py, beside the metrics (`bridge.metrics`), which the core records
+and so sit below it.
 """
 
 from __future__ import annotations

@@ -20,7 +20,8 @@ import asyncio
 import hmac
 import json
 import time
-from typing import Any, Awaitable, Callable
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 import structlog
 from starlette.requests import Request
@@ -35,9 +36,9 @@ from bridge.ops import actions, views
 from bridge.ops.openapi import MAX_ROW_ID, document
 from bridge.ops.replay import replay
 from bridge.ops.slowdown import FailedTries
-from bridge.ops.when import iso, parse_when
 from bridge.settings import Secret
 from bridge.store.base import EVENT_STATUSES, DeadFilter, EventFilter, Page
+from bridge.when import iso, parse_when
 
 log = structlog.get_logger("bridge.ops.admin")
 

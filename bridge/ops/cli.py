@@ -12,7 +12,8 @@ import asyncio
 import json
 import sys
 import time
-from typing import Any, Awaitable, Callable, Sequence, TypeVar
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, TypeVar
 
 from bridge.consent import contact_fingerprint
 from bridge.errors import BridgeError
@@ -22,10 +23,10 @@ from bridge.ops.progress import ProgressBar
 from bridge.ops.prune import DEFAULT_DAYS, prune_with_settings
 from bridge.ops.replay import load_current_rules, replay
 from bridge.ops.table import render
-from bridge.ops.when import age, iso, parse_when
 from bridge.settings import Settings
 from bridge.store import make_store
 from bridge.store.base import AREAS, EVENT_STATUSES, AuditFilter, DeadFilter, EventFilter, Page, Store
+from bridge.when import age, iso, parse_when
 
 T = TypeVar("T")
 
@@ -422,4 +423,4 @@ def main(argv: Sequence[str] | None = None) -> int:  # pragma: no cover - `bridg
     return bridge_main(argv if argv is not None else sys.argv[1:])
 
 
-__all__ = ["register", "iso"]
+__all__ = ["iso", "register"]

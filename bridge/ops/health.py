@@ -44,7 +44,7 @@ async def check_database(store: Store, timeout: float = PROBE_TIMEOUT) -> dict[s
     started = time.perf_counter()
     try:
         await asyncio.wait_for(store.probe(), timeout)
-    except asyncio.TimeoutError:
+    except TimeoutError:
         return {"ok": False, "error": f"no write committed within {timeout:g}s"}
     except Exception as exc:
         return {"ok": False, "error": f"{type(exc).__name__}: {exc}"}

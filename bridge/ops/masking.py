@@ -8,11 +8,12 @@ or phone numbers inside any other text are masked.
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from bridge.log import _redact, mask_text
 
-__all__ = ["mask_record", "mask_value", "mask_text"]
+__all__ = ["mask_record", "mask_text", "mask_value"]
 
 
 def mask_record(record: Mapping[str, Any]) -> dict[str, Any]:

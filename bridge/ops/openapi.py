@@ -6,7 +6,8 @@ every answer the tests get validates against the schema given here.
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from bridge import __version__
 from bridge.store.base import EVENT_STATUSES, MESSAGE_STATES, RULE_ORIGINS
@@ -140,7 +141,7 @@ SCHEMAS: dict[str, Any] = {
     "PauseRequest": _object({"reason": STRING}, required=[]),
     "DestinationPause": _object({"destination": STRING, "paused": {"type": "boolean"}, "reason": _nullable(STRING)}),
     "DestinationStats": _object({
-        "counts": _object({state: INTEGER for state in ("pending", "inflight", "submitted", "delivered", "dead")}),
+        "counts": _object(dict.fromkeys(("pending", "inflight", "submitted", "delivered", "dead"), INTEGER)),
         "oldest_pending_age_seconds": _nullable({"type": "number"}),
         "paused": {"type": "boolean"},
         "pause_reason": _nullable(STRING),
@@ -183,8 +184,7 @@ SCHEMAS: dict[str, Any] = {
         "limit": {"type": "integer", "minimum": 1, "maximum": 500, "description": "newest stored events (100)"},
         "reveal": {"type": "boolean"}}, required=[]),
     "RulePreview": _object({
-        "summary": _object({name: INTEGER for name in ("events", "previewed", "changed", "unchanged", "new_errors",
-                                                         "not_previewed")}),
+        "summary": _object(dict.fromkeys(("events", "previewed", "changed", "unchanged", "new_errors", "not_previewed"), INTEGER)),
         "events": {"type": "array", "items": {"type": "object", "description": "event_id, source, topic, changed, "
                    "becomes_error, before and after (status, rules, errors, requests), diff"}},
         "topics": {"type": "object", "additionalProperties": {"type": "array", "items": STRING}},

@@ -18,7 +18,8 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import structlog
 
@@ -96,7 +97,7 @@ async def prune_daily(
         try:
             await asyncio.wait_for(stopping.wait(), delay)
             return
-        except asyncio.TimeoutError:
+        except TimeoutError:
             pass
         try:
             result = await prune_with_settings(store, settings, clock(), stop=stopping.is_set)

@@ -20,7 +20,7 @@ duplicate.
 from __future__ import annotations
 
 import asyncio
-from typing import Callable
+from collections.abc import Callable
 
 from bridge.mapping import RuleSet
 from bridge.mapping.process import complete, map_events

@@ -10,7 +10,7 @@ webhook path never does.
 from __future__ import annotations
 
 import time
-from typing import Callable
+from collections.abc import Callable
 
 FREE_TRIES = 3
 FIRST_WAIT = 0.5
@@ -38,4 +38,4 @@ class FailedTries:
             del self._tries[next(iter(self._tries))]
         if count <= FREE_TRIES:
             return 0.0
-        return min(LONGEST_WAIT, FIRST_WAIT * 2 ** (count - FREE_TRIES - 1))
+        return min(LONGEST_WAIT, FIRST_WAIT * 2.0 ** (count - FREE_TRIES - 1))

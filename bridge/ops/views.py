@@ -5,10 +5,11 @@ Shared by the CLI (`--json` prints exactly these) and the admin API, so both sho
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from bridge.ops.masking import mask_record, mask_text, mask_value
-from bridge.ops.when import iso
+from bridge.when import iso
 
 
 def _text(value: str | None, reveal: bool) -> str | None:

@@ -17,13 +17,13 @@ from typing import Any
 
 from bridge.mapping.areas import allowed_from_settings
 from bridge.ops.cli import on_store
-from bridge.ops.when import iso
 from bridge.rules import files as ruleset
 from bridge.rules.check import check_files
 from bridge.rules.service import Missing, Refused, RulesService, diff_sets
 from bridge.rules.sync import action, publish
 from bridge.settings import Settings
 from bridge.store.base import Store
+from bridge.when import iso
 
 
 def register(subparsers: Any) -> None:

@@ -21,12 +21,12 @@ from bridge.destinations import Destination
 from bridge.mapping.areas import Allowed
 from bridge.mapping.loader import LoadedRules
 from bridge.mapping.process import MappingProcess, PreviewStopped
-from bridge.ops.when import iso
 from bridge.rules import files as ruleset
 from bridge.rules import preview as previews
 from bridge.rules.check import CheckResult, check_files, examples
 from bridge.rules.sync import RulesSync, action, publish
 from bridge.store.base import Page, RuleAction, RuleDraft, RuleVersion, Store
+from bridge.when import iso
 
 
 class Refused(Exception):

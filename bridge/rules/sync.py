@@ -30,10 +30,10 @@ from bridge.errors import StoreUnavailable
 from bridge.mapping.areas import Allowed
 from bridge.mapping.loader import LoadedRules, load_rules, rule_files
 from bridge.mapping.reload import RulesHolder, failed_load
-from bridge.ops.when import iso
 from bridge.rules import files as ruleset
 from bridge.rules.check import CheckResult, check_files
 from bridge.store.base import RuleAction, RuleVersion, Store
+from bridge.when import iso
 
 log = structlog.get_logger("bridge.rules")
 

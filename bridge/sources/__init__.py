@@ -7,7 +7,8 @@ it returns.
 
 from __future__ import annotations
 
-from typing import Mapping, Protocol
+from collections.abc import Mapping
+from typing import Protocol
 
 from bridge.model import Ping, Webhook
 

@@ -19,8 +19,9 @@ Every mistake in the file is a ConfigError naming the file, the line and the fix
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from ruamel.yaml import YAML
 from ruamel.yaml.error import YAMLError

@@ -8,7 +8,8 @@ carries a delivery id stable across resends.
 
 from __future__ import annotations
 
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from bridge.model import Ping, Webhook
 from bridge.settings import Secret, SourceSettings

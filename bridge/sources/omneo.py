@@ -11,7 +11,7 @@ trigger cannot have.
 
 from __future__ import annotations
 
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 from bridge.model import Ping, Webhook
 from bridge.settings import Secret, SourceSettings

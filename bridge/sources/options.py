@@ -7,8 +7,9 @@ sources file (config.py adds the file and line of the offending option).
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping
+from typing import Any
 
 from bridge.errors import ConfigError
 

@@ -11,7 +11,8 @@ and delivery ids are kept with the event's headers, for display.
 
 from __future__ import annotations
 
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from bridge.errors import SignatureError
 from bridge.log import capped
@@ -22,10 +23,10 @@ from bridge.sources.shape import check_shopify
 from bridge.sources.signature import (
     body_hash,
     dedupe_key,
+    is_json,
     kept,
     lower_headers,
     not_configured,
-    is_json,
     verify_header_hmac,
 )
 

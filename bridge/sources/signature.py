@@ -12,7 +12,8 @@ import binascii
 import hashlib
 import hmac
 import json
-from typing import Any, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
 
 import msgspec
 import orjson

@@ -19,7 +19,7 @@ import base64
 import binascii
 import re
 import time
-from typing import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import structlog
 from cryptography.exceptions import InvalidSignature

@@ -15,7 +15,7 @@ or delivery id is a duplicate (two webhooks on one topic deliver one event).
 from __future__ import annotations
 
 import re
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 from bridge.errors import SignatureError
 from bridge.model import Ping, Webhook

@@ -10,9 +10,9 @@ schemes in BACKENDS.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 from bridge.errors import ConfigError
 from bridge.model import Decision, IngestResult, Mapped

@@ -13,8 +13,9 @@ fleet of processes agree on one clock per decision.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field, fields
-from typing import Any, Callable, Generic, Iterable, Protocol, Sequence, TypedDict, TypeVar
+from typing import Any, Generic, Protocol, TypedDict, TypeVar
 
 from bridge.consent import ConsentRecord
 from bridge.model import Decision, Event, IngestResult, Mapped, Message, Outcome, Webhook
@@ -599,9 +600,36 @@ class Store(Protocol):
 
 
 __all__ = [
-    "AREAS", "EVENT_STATUSES", "MESSAGE_STATES", "OPEN_STATES",
-    "ActivityBucket", "AttemptEntry", "AuditEntry", "AuditFilter", "ConsentRecord", "ConsoleAction", "DeadFilter",
-    "DeadLetter", "Decision", "DestinationState", "DestinationStats", "EventDetail", "EventFilter", "EventSummary",
-    "IngestResult", "Mapped", "MessageDetail", "MigrationStatus", "Page", "PruneCutoffs", "PruneResult",
-    "RULE_ORIGINS", "ReplaySummary", "RuleAction", "RuleDraft", "RuleVersion", "SentPrint", "Store",
+    "AREAS",
+    "EVENT_STATUSES",
+    "MESSAGE_STATES",
+    "OPEN_STATES",
+    "RULE_ORIGINS",
+    "ActivityBucket",
+    "AttemptEntry",
+    "AuditEntry",
+    "AuditFilter",
+    "ConsentRecord",
+    "ConsoleAction",
+    "DeadFilter",
+    "DeadLetter",
+    "Decision",
+    "DestinationState",
+    "DestinationStats",
+    "EventDetail",
+    "EventFilter",
+    "EventSummary",
+    "IngestResult",
+    "Mapped",
+    "MessageDetail",
+    "MigrationStatus",
+    "Page",
+    "PruneCutoffs",
+    "PruneResult",
+    "ReplaySummary",
+    "RuleAction",
+    "RuleDraft",
+    "RuleVersion",
+    "SentPrint",
+    "Store",
 ]

@@ -7,15 +7,17 @@ A row is anything indexed by column name: sqlite3.Row, or a dict (PostgreSQL).
 from __future__ import annotations
 
 import json
-from typing import Any, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
 
+from bridge.sources.shape import MAX_DEPTH, nests_deeper_than
 from bridge.store.base import (
     MESSAGE_STATES,
     ActivityBucket,
-    ConsoleAction,
     AttemptEntry,
     AuditEntry,
     AuditFilter,
+    ConsoleAction,
     DeadFilter,
     DeadLetter,
     DestinationState,
@@ -28,7 +30,6 @@ from bridge.store.base import (
     RuleDraft,
     RuleVersion,
 )
-from bridge.sources.shape import MAX_DEPTH, nests_deeper_than
 from bridge.store.sqlite.rows import Row, unpack_body
 
 SUMMARY_COLUMNS = ("e.id, e.source, e.topic, e.dedupe_key, e.received_at, e.status, e.rules, e.errors, e.duplicates,"

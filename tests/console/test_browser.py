@@ -11,8 +11,9 @@ import json
 import os
 import re
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 from e2e.conftest import Fakes, bridge_env, fakes  # noqa: F401  (the fixture)

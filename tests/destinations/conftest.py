@@ -3,11 +3,12 @@ from __future__ import annotations
 import itertools
 import time
 import uuid
-from typing import Any, Callable, Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 
-from bridge.fakes import create_omneo_app, create_ometria_app, create_omnisend_app, serve_in_thread
+from bridge.fakes import create_ometria_app, create_omneo_app, create_omnisend_app, serve_in_thread
 from bridge.model import Message
 from bridge.settings import DestinationSettings, Secret
 

@@ -7,8 +7,7 @@ import email.utils
 import httpx
 import pytest
 
-from bridge.destinations.http import (classify_exception, classify_response, excerpt, parse_retry_after,
-                                     retry_after_in_body)
+from bridge.destinations.http import classify_exception, classify_response, excerpt, parse_retry_after, retry_after_in_body
 from bridge.log import fingerprint
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import random
 
 import pytest
@@ -41,7 +42,7 @@ async def take(rl: RateLimiter, clock: FakeClock, n: int) -> list[float]:
 def test_requests_are_spaced_evenly_not_burst() -> None:
     rl, clock = limiter(8, 1.0)
     times = asyncio.run(take(rl, clock, 25))
-    gaps = [b - a for a, b in zip(times, times[1:])]
+    gaps = [b - a for a, b in itertools.pairwise(times)]
     assert times[0] == 0.0
     assert gaps == pytest.approx([rl.interval] * 24)
     assert rl.interval == pytest.approx(1.02 / 8)  # the slack is 2% of the window
@@ -63,7 +64,7 @@ def test_concurrent_callers_share_one_schedule() -> None:
         return times
 
     times = sorted(asyncio.run(run()))
-    assert [b - a for a, b in zip(times, times[1:])] == pytest.approx([rl.interval] * 39)
+    assert [b - a for a, b in itertools.pairwise(times)] == pytest.approx([rl.interval] * 39)
 
 
 def test_late_wake_ups_do_not_slow_the_schedule() -> None:
@@ -78,7 +79,7 @@ def test_a_pause_is_not_paid_back_as_a_burst() -> None:
     asyncio.run(take(rl, clock, 3))
     clock.now += 30.0
     times = asyncio.run(take(rl, clock, 3))
-    assert [b - a for a, b in zip(times, times[1:])] == pytest.approx([rl.interval] * 2)
+    assert [b - a for a, b in itertools.pairwise(times)] == pytest.approx([rl.interval] * 2)
 
 
 def test_a_small_burst_when_asked_never_breaks_the_window() -> None:
@@ -151,7 +152,7 @@ def test_after_a_block_requests_resume_at_the_even_pace() -> None:
     rl.observe(429, {"Retry-After": "2"})
     times = asyncio.run(take(rl, clock, 4))
     assert times[0] == pytest.approx(rl.interval + 2.0)  # blocked from the moment of the 429
-    assert [b - a for a, b in zip(times, times[1:])] == pytest.approx([rl.interval] * 3)
+    assert [b - a for a, b in itertools.pairwise(times)] == pytest.approx([rl.interval] * 3)
 
 
 def test_server_remaining_zero_waits_for_reset() -> None:
@@ -169,7 +170,7 @@ def test_max_wait_gives_up_without_taking_a_slot() -> None:
 
 
 def test_max_wait_shorter_than_the_interval_gives_up() -> None:
-    rl, clock = limiter(1, 60.0)
+    rl, _ = limiter(1, 60.0)
     assert asyncio.run(rl.acquire(max_wait=10)) is True
     assert asyncio.run(rl.acquire(max_wait=10)) is False
     assert rl.wait_time() == pytest.approx(rl.interval)

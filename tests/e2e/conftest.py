@@ -1,15 +1,16 @@
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 from starlette.applications import Starlette
 
 from bridge.fakes import create_ometria_app, create_omnisend_app, serve_in_thread
 
-from .harness import (OMETRIA_KEY, OMNEO_SECRET, OMNISEND_KEY, SHOPIFY_SECRET, WOO_SECRET, BridgeProcess)
+from .harness import OMETRIA_KEY, OMNEO_SECRET, OMNISEND_KEY, SHOPIFY_SECRET, WOO_SECRET, BridgeProcess
 
 
 @dataclass

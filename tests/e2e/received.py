@@ -6,7 +6,8 @@ record Ometria's later validation rejected (counted `rejected` in a 2xx answer) 
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from bridge.fakes.ometria import record_problems
 from bridge.fakes.omnisend import contact_errors, event_problems

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 
-
 from bridge.sign import shopify_headers
 
 from .conftest import Fakes

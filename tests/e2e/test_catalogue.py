@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 
-
 from bridge.sign import shopify_headers, woocommerce_headers
 
 from .conftest import Fakes

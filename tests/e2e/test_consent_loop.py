@@ -8,9 +8,10 @@ Each test runs on SQLite and on PostgreSQL (skipped with the reason when no serv
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import psycopg
 import pytest

@@ -10,7 +10,7 @@ from bridge.sign import omneo_headers, shopify_headers, woocommerce_headers
 
 from .conftest import Fakes
 from .harness import OMNEO_SECRET, ROOT, SHOPIFY_SECRET, WOO_SECRET, BridgeProcess, wait_until
-from .received import omnisend_events, ometria_records
+from .received import ometria_records, omnisend_events
 
 PAYLOADS = ROOT / "tests" / "payloads"
 

@@ -9,8 +9,8 @@ import sys
 from pathlib import Path
 
 import httpx
-
 import pgserver
+
 from bridge.sign import shopify_headers
 
 from .conftest import Fakes, bridge_env

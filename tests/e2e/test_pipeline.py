@@ -13,8 +13,8 @@ import httpx
 from bridge.sign import omneo_headers, shopify_headers, standard_headers, standard_key_pair
 
 from .conftest import Fakes, bridge_env
-from .received import omnisend_events, ometria_records
-from .harness import OMETRIA_KEY, OMNISEND_KEY, OMNEO_SECRET, ROOT, SHOPIFY_SECRET, BridgeProcess, wait_until
+from .harness import OMETRIA_KEY, OMNEO_SECRET, OMNISEND_KEY, ROOT, SHOPIFY_SECRET, BridgeProcess, wait_until
+from .received import ometria_records, omnisend_events
 
 PAYLOADS = ROOT / "tests" / "payloads"
 
@@ -49,7 +49,7 @@ def test_shopify_order_reaches_omnisend_and_ometria(bridge: BridgeProcess, fakes
     push = fakes.ometria.accepted("/v2/push")[0]
     assert push.headers["x-ometria-auth"] == OMETRIA_KEY and isinstance(push.body, list)
     assert all(r["@type"] == "order" for r in push.body)
-    sent = [r for r in fakes.omnisend.accepted() if r.path.startswith("/api/")][0]
+    sent = next(r for r in fakes.omnisend.accepted() if r.path.startswith("/api/"))
     assert sent.headers["authorization"] == f"Omnisend-API-Key {OMNISEND_KEY}"
     assert sent.headers["omnisend-version"] == "2026-03-15"
 

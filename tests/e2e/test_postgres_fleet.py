@@ -8,14 +8,15 @@ import json
 import math
 import threading
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import httpx
+import pgserver
 import psycopg
 import pytest
 
-import pgserver
 from bridge.fakes import create_ometria_app, create_omnisend_app, serve_in_thread
 from bridge.sign import shopify_headers
 

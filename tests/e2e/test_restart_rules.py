@@ -13,7 +13,7 @@ from bridge.sign import shopify_headers
 
 from .conftest import Fakes, bridge_env
 from .harness import ROOT, SHOPIFY_SECRET, BridgeProcess, wait_until
-from .received import omnisend_events, ometria_records
+from .received import ometria_records, omnisend_events
 
 ORDER = (ROOT / "tests/payloads/shopify/orders_create.json").read_bytes()
 

@@ -38,8 +38,7 @@ def test_two_servers_side_by_side_then_port_is_released() -> None:
 
 def test_shuts_down_when_the_block_raises() -> None:
     threads_before = threading.active_count()
-    with pytest.raises(RuntimeError):
-        with serve_in_thread(hello_app()) as url:
-            assert httpx.get(url).status_code == 200
-            raise RuntimeError("boom")
+    with pytest.raises(RuntimeError), serve_in_thread(hello_app()) as url:
+        assert httpx.get(url).status_code == 200
+        raise RuntimeError("boom")
     assert threading.active_count() == threads_before

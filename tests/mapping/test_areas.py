@@ -341,7 +341,7 @@ rules:
           marketing_optin: {json.dumps(template)}
 """
     if refused:
-        with pytest.raises(RulesError, match="is consent, and .* states consent only in"):
+        with pytest.raises(RulesError, match=r"is consent, and .* states consent only in"):
             load_rules(write(tmp_path, body))
     else:
         load_rules(write(tmp_path, body))

@@ -65,14 +65,14 @@ def test_hostile_expressions_are_refused_with_their_place(tmp_path: Path, expres
 
 @pytest.mark.parametrize("name", sorted(set(JINJA_FILTERS) - set(FILTERS)))
 def test_every_jinja_filter_rules_do_not_have_is_refused_with_a_fix(tmp_path: Path, name: str) -> None:
-    (found,) = problems(tmp_path, with_note("{{ note | %s }}" % name))
+    (found,) = problems(tmp_path, with_note(f"{{{{ note | {name} }}}}"))
     assert LOCATED.match(found) and ":13:" in found
     assert f"`{name}` is not a filter rules can use; " in found and "mappings/README.md" in found, found
 
 
 @pytest.mark.parametrize("name", sorted(set(JINJA_TESTS) - set(TEST_NAMES)))
 def test_every_jinja_test_rules_do_not_have_is_refused(tmp_path: Path, name: str) -> None:
-    (found,) = problems(tmp_path, with_note("{{ note is %s }}" % name))
+    (found,) = problems(tmp_path, with_note(f"{{{{ note is {name} }}}}"))
     assert LOCATED.match(found) and ":13:" in found
     assert f"`is {name}` is not a test rules can use; the tests are defined, undefined, none" in found, found
 

@@ -11,8 +11,8 @@ from tests.mapping.test_rules import ORDER_RULE, problems
 
 
 def test_the_order_rule_itself_loads(tmp_path: Path) -> None:
-    from tests.mapping.test_rules import write
     from bridge.mapping import load_rules
+    from tests.mapping.test_rules import write
 
     assert len(load_rules(write(tmp_path, ORDER_RULE)).rules) == 1
 
@@ -36,8 +36,8 @@ def test_none_of_a_contact_group_is_set(tmp_path: Path) -> None:
 
 
 def test_a_whole_object_counts_as_setting_what_is_inside(tmp_path: Path) -> None:
-    from tests.mapping.test_rules import write
     from bridge.mapping import load_rules
+    from tests.mapping.test_rules import write
 
     body = ORDER_RULE.replace('          contact:\n            email: "{{ email | lower }}"\n',
                               '          contact: "{{ customer }}"\n')
@@ -59,14 +59,14 @@ def test_merge_tags_without_quotes(tmp_path: Path, line: str, fixed: str) -> Non
     ("now()", "`now(...)` cannot be called in rules; use a filter after `|`"),
 ])
 def test_functions_and_methods_are_refused(tmp_path: Path, expression: str, expected: str) -> None:
-    body = ORDER_RULE.replace("{{ total_price | decimal }}", "{{ %s }}" % expression)
+    body = ORDER_RULE.replace("{{ total_price | decimal }}", f"{{{{ {expression} }}}}")
     (found,) = problems(tmp_path, body)
     assert expected in found and "rules.yaml:" in found
 
 
 def test_hidden_files_are_skipped_and_near_misses_noted(tmp_path: Path) -> None:
-    from tests.mapping.test_rules import write
     from bridge.mapping import load_rules
+    from tests.mapping.test_rules import write
 
     write(tmp_path, ORDER_RULE)
     (tmp_path / "._rules.yaml").write_bytes(b"\x00\x05\x16\x07\xff\xfe macOS metadata")
@@ -128,8 +128,8 @@ def test_a_woocommerce_topic_that_can_never_arrive(tmp_path: Path) -> None:
 
 
 def test_an_unknown_shopify_topic_is_noted_with_the_close_one(tmp_path: Path) -> None:
-    from tests.mapping.test_rules import write
     from bridge.mapping import load_rules
+    from tests.mapping.test_rules import write
 
     loaded = load_rules(write(tmp_path, ORDER_RULE.replace("orders/create", "order/create")))
     assert any("`order/create` is not a topic shopify is known to send; did you mean `orders/create`?" in note
@@ -222,8 +222,8 @@ rules:
 def test_an_error_while_mapping_names_the_line_of_the_field_or_condition(tmp_path: Path, payload: dict[str, object],
                                                                         line: int, what: str) -> None:
     """Bad data for one field: the event's error points at that field's line, not at the message's `to:`."""
-    from tests.mapping.test_rules import event, write
     from bridge.mapping import load_rules
+    from tests.mapping.test_rules import event, write
 
     rules = load_rules(write(tmp_path, RUNTIME_RULE))
     (error,) = rules.map(event({"email": "a@example.com", **payload})).errors
@@ -245,8 +245,8 @@ rules:
 
 
 def test_an_ometria_event_type_longer_than_ometria_keeps(tmp_path: Path) -> None:
-    from tests.mapping.test_rules import write
     from bridge.mapping import load_rules
+    from tests.mapping.test_rules import write
 
     long_name = "omneo_reward_issued_to_a_vip_member"  # 35 characters
     (found,) = problems(tmp_path, CUSTOM_EVENT_RULE.replace("NAME", long_name))
@@ -257,8 +257,8 @@ def test_an_ometria_event_type_longer_than_ometria_keeps(tmp_path: Path) -> None
 
 def test_text_where_a_number_goes_is_a_mapping_error_on_the_fields_line_at_run_time(tmp_path: Path) -> None:
     """Data the examples did not cover: the message is not sent (Ometria would drop it out of sight)."""
-    from tests.mapping.test_rules import event, write
     from bridge.mapping import load_rules
+    from tests.mapping.test_rules import event, write
 
     body = """\
 rules:
@@ -322,8 +322,8 @@ rules:
 def test_run_time_type_errors_give_the_filter_that_fits_the_field(tmp_path: Path) -> None:
     """A custom Omnisend event's properties are its own; an order's money is in cents; a count is whole;
     an Ometria event name made from the data is held to Ometria's 32 characters too."""
-    from tests.mapping.test_rules import event, write
     from bridge.mapping import load_rules
+    from tests.mapping.test_rules import event, write
 
     rules = load_rules(write(tmp_path, TYPED_RULES))
     result = rules.map(event({"id": 7, "email": "a@example.com", "tier": "Gold", "kind": "gold",

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from tests.mapping.test_erasure import RULES, event, stored
-
 from bridge.fakes.ometria import record_problems
 from bridge.mapping.filters import e164
+from tests.mapping.test_erasure import RULES, event, stored
 
 
 def test_e164_reads_a_local_number_in_its_region_and_refuses_a_wrong_region() -> None:

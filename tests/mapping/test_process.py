@@ -17,9 +17,9 @@ import pytest
 from bridge.mapping.loader import load_rules
 from bridge.mapping.process import MappingProcess, map_events
 from bridge.model import Event
+from bridge.settings import Secret, SourceSettings
 from bridge.sign import shopify_headers
 from bridge.sources.shopify import ShopifySource
-from bridge.settings import Secret, SourceSettings
 from tests.mapping.test_rules import ORDER_HEAD
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -73,6 +73,7 @@ def test_the_child_maps_with_the_workers_rules_and_gives_the_same_messages(tmp_p
     asyncio.run(go())
 
 
+@pytest.mark.slow  # ~30 s: waits out a child that keeps other rules
 def test_a_child_holding_other_rules_leaves_the_batch_to_the_thread(tmp_path: Path) -> None:
     """The worker reloaded, and the file changed again (or broke) before the child read it: the child
     cannot load the worker's set, says so, and the thread maps with the worker's rules."""

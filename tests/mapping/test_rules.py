@@ -77,7 +77,7 @@ ORDER_RULE = ORDER_HEAD + """\
 def test_problem_messages(tmp_path: Path, body: str, expected: str) -> None:
     found = problems(tmp_path, body)
     assert any(expected in problem for problem in found), found
-    assert all(problem.startswith(str(tmp_path)) or problem.startswith("/") or ":" in problem for problem in found)
+    assert all(problem.startswith((str(tmp_path), "/")) or ":" in problem for problem in found)
 
 
 def test_every_problem_is_reported_at_once(tmp_path: Path) -> None:
@@ -134,7 +134,7 @@ def test_escapes_render_nothing_dangerous(tmp_path: Path, template: str) -> None
     result = rules.map(event({"email": "a@b.c", "id": 1, "line_items": []}))
     for message in result.messages:
         note = message.record["properties"].get("note")
-        assert note is None or isinstance(note, (str, int, float)) and "class" not in str(note), note
+        assert note is None or (isinstance(note, (str, int, float)) and "class" not in str(note)), note
 
 
 def test_missing_and_empty_fields_are_omitted(tmp_path: Path) -> None:

@@ -8,13 +8,22 @@ from typing import Any
 import pytest
 
 from bridge.destinations.catalog import AREAS
-from bridge.destinations.omneo import Omneo
 from bridge.destinations.ometria import Ometria
+from bridge.destinations.omneo import Omneo
 from bridge.destinations.omnisend import Omnisend
-from bridge.fakes.omneo import FakeOmneo
 from bridge.fakes.ometria import record_problems
-from bridge.fakes.omnisend import (ORDER_PATCH_FIELDS, _enums, cart_errors, category_problems, contact_errors, contact_request_problems,
-                                   event_problems, order_errors, product_problems)
+from bridge.fakes.omneo import FakeOmneo
+from bridge.fakes.omnisend import (
+    ORDER_PATCH_FIELDS,
+    _enums,
+    cart_errors,
+    category_problems,
+    contact_errors,
+    contact_request_problems,
+    event_problems,
+    order_errors,
+    product_problems,
+)
 from bridge.mapping.engine import CompiledRuleSet
 from bridge.mapping.examples import example_event, run_examples
 from bridge.mapping.loader import load_rules, rule_files

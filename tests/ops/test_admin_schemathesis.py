@@ -25,7 +25,7 @@ OPERATIONS = [(path, method) for path, item in document()["paths"].items() for m
 
 
 @pytest.fixture
-def admin_schema(filled: Outbox) -> Any:
+def admin_schema(filled: Outbox) -> Any:  # noqa: F811 (the fixture imported above)
     """The admin routes over a real store: test_admin's delivered message and dead letter, and a pending one."""
     c = filled.ingest("c", topic="customers/create")
     filled.map(c, [("ometria", idem("c"))])

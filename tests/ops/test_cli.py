@@ -9,6 +9,7 @@ import pytest
 
 from bridge.cli import main
 from bridge.model import Outgoing
+
 from .support import DAY, NOW, Outbox
 
 

@@ -13,12 +13,12 @@ from starlette.routing import Route
 from starlette.testclient import TestClient
 
 from bridge.app import Bridge
+from bridge.metrics import ACK_BUCKETS, Metrics, metrics_route
 from bridge.model import Outcome
-from bridge.ops.metrics import ACK_BUCKETS, Metrics, metrics_route
 from bridge.settings import Settings, SourceSettings, secrets_from
 from bridge.sign import shopify_headers
-from bridge.webhooks import WebhookEndpoint
 from bridge.store.sqlite.writer import execute
+from bridge.webhooks import WebhookEndpoint
 
 from .support import NOW, Outbox
 

@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 
 from bridge.cli import main
-from bridge.store.base import EventFilter
 from bridge.ops.replay import replay
+from bridge.store.base import EventFilter
 from bridge.store.sqlite.writer import execute
 
 from .support import DAY, NOW, FixedRules, Outbox, idem
@@ -99,7 +99,6 @@ def test_progress_bar_for_long_replays(outbox: Outbox, monkeypatch: pytest.Monke
 def test_an_event_over_its_mapping_budget_does_not_end_the_replay(outbox: Outbox, tmp_path: Any) -> None:
     """Mapping ends a batch at an event over its budget; the replay reads on from the next one."""
     from bridge.mapping import load_rules
-
     from tests.mapping.test_rules import ORDER_HEAD
 
     (tmp_path / "rules.yaml").write_text(ORDER_HEAD + """\

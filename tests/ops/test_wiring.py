@@ -7,9 +7,9 @@ from starlette.testclient import TestClient
 
 from bridge.app import create_app
 from bridge.mapping.reload import FixedRules
+from bridge.metrics import Metrics, metrics_route
 from bridge.ops.admin import admin_routes
 from bridge.ops.health import readyz_route
-from bridge.ops.metrics import Metrics, metrics_route
 from bridge.settings import Secret, Settings, destinations_from_env
 
 from .support import Outbox

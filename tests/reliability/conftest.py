@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pytest
+from e2e.conftest import Fakes
 
 from bridge.fakes import create_ometria_app, create_omnisend_app, serve_in_thread
-from e2e.conftest import Fakes
 
 from .process import OMETRIA_KEY, OMNISEND_KEY
 

@@ -14,10 +14,8 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-
 from e2e.conftest import Fakes, bridge_env
-from e2e.harness import (OMETRIA_KEY, OMNEO_SECRET, OMNISEND_KEY, SHOPIFY_SECRET, WOO_SECRET, BridgeProcess,
-                         wait_until)
+from e2e.harness import OMETRIA_KEY, OMNEO_SECRET, OMNISEND_KEY, SHOPIFY_SECRET, WOO_SECRET, BridgeProcess, wait_until
 
 __all__ = ["OMETRIA_KEY", "OMNEO_SECRET", "OMNISEND_KEY", "SHOPIFY_SECRET", "WOO_SECRET", "Bridge",
            "reliability_env", "wait_until"]

@@ -8,7 +8,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from e2e.conftest import Fakes
 
 from .process import Bridge, reliability_env
@@ -61,6 +60,6 @@ def test_sigkill_under_load_loses_nothing(workdir: Path, fakes: Fakes) -> None:
     run_crash(workdir, fakes, events=1500, kills=4, seed=SEED)
 
 
-@pytest.mark.slow
+@pytest.mark.long
 def test_sigkill_under_load_loses_nothing_long(workdir: Path, fakes: Fakes) -> None:
     run_crash(workdir, fakes, events=4000, kills=12, seed=SEED + 1)

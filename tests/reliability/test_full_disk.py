@@ -14,12 +14,14 @@ import contextlib
 import os
 import subprocess
 import time
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any
 
 import httpx
 import pytest
+from e2e.conftest import Fakes
 
 from bridge.app import create_app
 from bridge.fakes import serve_in_thread
@@ -27,7 +29,6 @@ from bridge.settings import Settings
 from bridge.sources.signature import body_hash, dedupe_key
 from bridge.store import SQLiteStore
 from bridge.store.sqlite.writer import execute
-from e2e.conftest import Fakes
 
 from .process import Bridge, reliability_env
 from .traffic import Outbound, order
@@ -170,7 +171,7 @@ def run_with_page_cap(disk: Path, fakes: Fakes) -> None:
         scenario(url, stored, lambda: store.cap(100_000), lambda: True, "max_page_count, in-process")
 
 
-@pytest.mark.slow
+@pytest.mark.long
 def test_full_disk_fallback_with_page_cap(workdir: Path, fakes: Fakes) -> None:
     """The in-process fallback, run everywhere so it stays working where mounting is allowed too."""
     disk = workdir / "disk"

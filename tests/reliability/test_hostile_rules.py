@@ -12,14 +12,15 @@ from __future__ import annotations
 import json
 import shutil
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
-
-from bridge.sign import shopify_headers
 from e2e.conftest import Fakes
 from e2e.harness import ROOT
+
+from bridge.sign import shopify_headers
 
 from .process import SHOPIFY_SECRET, Bridge, reliability_env, wait_until
 from .traffic import order, profile

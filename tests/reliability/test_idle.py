@@ -7,7 +7,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from e2e.conftest import Fakes
 
 from .process import Bridge, reliability_env

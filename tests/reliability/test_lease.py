@@ -9,14 +9,14 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pytest
+from e2e.conftest import Fakes
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from bridge.fakes import create_ometria_app, create_omnisend_app, serve_in_thread
-from e2e.conftest import Fakes
 
 from .conftest import FAST_OMETRIA_PER_SECOND, FAST_OMNISEND_PER_MINUTE
 from .process import OMETRIA_KEY, OMNISEND_KEY, Bridge, reliability_env, wait_until

@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from e2e.conftest import Fakes
 
 from .process import Bridge, reliability_env, wait_until
@@ -110,6 +109,6 @@ def test_ometria_outage_then_recovery(workdir: Path, fakes: Fakes) -> None:
     run_outage(workdir, fakes, down="ometria", phase=2.0, orders=45)
 
 
-@pytest.mark.slow
+@pytest.mark.long
 def test_omnisend_outage_then_recovery_long(workdir: Path, fakes: Fakes) -> None:
     run_outage(workdir, fakes, down="omnisend", phase=6.0, orders=150)

@@ -5,11 +5,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from bridge.sign import shopify_headers
 from e2e.conftest import Fakes
 
-from .process import (OMETRIA_KEY, OMNEO_SECRET, OMNISEND_KEY, SHOPIFY_SECRET, WOO_SECRET, Bridge, reliability_env,
-                      wait_until)
+from bridge.sign import shopify_headers
+
+from .process import OMETRIA_KEY, OMNEO_SECRET, OMNISEND_KEY, SHOPIFY_SECRET, WOO_SECRET, Bridge, reliability_env, wait_until
 from .traffic import Sender, order, person, profile
 
 

@@ -10,7 +10,6 @@ import sys
 import time
 from pathlib import Path
 
-
 from e2e.conftest import Fakes
 
 from .process import Bridge, reliability_env, wait_until

@@ -13,11 +13,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
-
-from bridge.sign import omneo_headers, shopify_headers
 from e2e.conftest import Fakes
 from e2e.harness import ROOT
-from e2e.received import omnisend_contacts, omnisend_events, ometria_records
+from e2e.received import ometria_records, omnisend_contacts, omnisend_events
+
+from bridge.sign import omneo_headers, shopify_headers
 
 from .process import OMNEO_SECRET, SHOPIFY_SECRET
 

@@ -11,8 +11,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from bridge.errors import MalformedWebhook
-from bridge.sources.shape import (MAX_DEPTH, check_depth_and_topic, check_omneo, check_shopify, check_woocommerce,
-                                  nests_deeper_than)
+from bridge.sources.shape import (
+    MAX_DEPTH,
+    check_depth_and_topic,
+    check_omneo,
+    check_shopify,
+    check_woocommerce,
+    nests_deeper_than,
+)
 
 PAYLOADS = Path(__file__).parent.parent / "payloads"
 

@@ -18,7 +18,7 @@ def test_example_file_loads_and_builds(tmp_path: Path) -> None:
     path = tmp_path / "sources.yaml"
     path.write_text(example.group(1))
     names = set(re.findall(r"\b([A-Z][A-Z0-9_]+_(?:SECRET|SECRET_OLD|SECRET_NEW))\b", example.group(1)))
-    env = {"BRIDGE_SOURCES_FILE": str(path)} | {name: "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw" for name in names}
+    env = {"BRIDGE_SOURCES_FILE": str(path)} | dict.fromkeys(names, "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")
     sources = sources_from_env(env)
     built = build_sources(Settings(sources=sources))
     assert {"shopify", "woo-outlet", "loyalty-events", "partner"} <= set(built)

@@ -6,7 +6,7 @@ import base64
 import hashlib
 import hmac
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 import standardwebhooks
@@ -55,7 +55,7 @@ def test_spec_test_vector() -> None:
 
 
 def test_agrees_with_the_reference_library() -> None:
-    now = datetime.now(tz=timezone.utc)
+    now = datetime.now(tz=UTC)
     body = '{"type": "contact.created", "data": {"id": 1}}'
     signature = standardwebhooks.Webhook(VECTOR_SECRET).sign("msg_1", now, body)
     h = headers(signature, "msg_1", int(now.timestamp()))

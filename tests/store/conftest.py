@@ -11,15 +11,16 @@ they skip with the reason (fail under CI=true).
 from __future__ import annotations
 
 import contextlib
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
-from typing import AsyncContextManager, AsyncIterator, Callable
 
 import pytest
 
 from bridge.store import SQLiteStore
 from bridge.store.base import Store
 
-StoreFactory = Callable[[Path], AsyncContextManager[Store]]
+StoreFactory = Callable[[Path], AbstractAsyncContextManager[Store]]
 
 
 @contextlib.asynccontextmanager
@@ -31,11 +32,11 @@ async def opened(store: Store) -> AsyncIterator[Store]:
         await store.close()
 
 
-def sqlite_thread(folder: Path) -> AsyncContextManager[Store]:
+def sqlite_thread(folder: Path) -> AbstractAsyncContextManager[Store]:
     return opened(SQLiteStore(folder / "bridge.db"))
 
 
-def sqlite_process(folder: Path) -> AsyncContextManager[Store]:
+def sqlite_process(folder: Path) -> AbstractAsyncContextManager[Store]:
     return opened(SQLiteStore(folder / "bridge.db", process=True))
 
 

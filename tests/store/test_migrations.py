@@ -169,7 +169,7 @@ def test_a_version_from_a_newer_bridge_is_left_alone(tmp_path: Path) -> None:
 def test_a_misnamed_migration_file_is_refused(tmp_path: Path) -> None:
     (tmp_path / "0001_initial.sql").write_text("SELECT 1;\n")
     (tmp_path / "2_more.sql").write_text("SELECT 1;\n")
-    with pytest.raises(MigrationError, match="2_more.sql"):
+    with pytest.raises(MigrationError, match=r"2_more\.sql"):
         migrations("sqlite", tmp_path)
 
 

@@ -14,10 +14,10 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
+import pgserver
 import psycopg
 import pytest
 
-import pgserver
 from bridge.destinations.ratelimit import RateLimiter
 from bridge.errors import ConfigError, StoreUnavailable
 from bridge.model import Decision, Mapped, Outcome, Outgoing, Webhook

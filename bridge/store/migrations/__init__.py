@@ -17,10 +17,10 @@ and the version checked again inside it; PostgreSQL: an advisory lock).
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Iterable, Sequence
 
 from bridge.errors import MigrationError
 from bridge.store.base import MigrationStatus

@@ -12,7 +12,8 @@ terminated the broken connections are replaced and the next call works, without 
 from __future__ import annotations
 
 import re
-from typing import Any, Awaitable, Callable, TypeVar
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 import psycopg

@@ -8,7 +8,8 @@ so within a contact's lane the messages keep the order of the decisions.
 
 from __future__ import annotations
 
-from typing import Any, Iterable, Sequence
+from collections.abc import Iterable, Sequence
+from typing import Any
 
 import structlog
 

@@ -15,7 +15,8 @@ saving messages of one key commit one after the other, so within a lane id order
 from __future__ import annotations
 
 import json
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from bridge.model import Event, IngestResult, Mapped, Outgoing
 from bridge.store.postgres import consent, resources

@@ -17,7 +17,8 @@ A claim token fences completions, as in SQLite: a late answer after the lease ra
 from __future__ import annotations
 
 import uuid
-from typing import Any, Iterable, Sequence
+from collections.abc import Iterable, Sequence
+from typing import Any
 
 from bridge.model import Decision, Message, Outcome
 from bridge.store.base import OPEN_STATES, DestinationState

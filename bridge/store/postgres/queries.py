@@ -7,7 +7,8 @@ lock their lanes first, as every change to a keyed message does (bridge/store/po
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from bridge.store import records
 from bridge.store.base import (

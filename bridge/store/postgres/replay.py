@@ -8,18 +8,18 @@ so no message is queued twice.
 from __future__ import annotations
 
 import json
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from bridge.model import Event, Mapped
 from bridge.store.base import OPEN_STATES, EventFilter, ReplaySummary
-from bridge.store.postgres import consent
-from bridge.store.postgres import resources
+from bridge.store.postgres import consent, resources
 from bridge.store.postgres.connection import Conn
 from bridge.store.postgres.inbound import insert_messages, message_params, save_lookup
 from bridge.store.postgres.outbox import lock_lanes, refresh_lanes
 from bridge.store.postgres.queries import MARK, count
-from bridge.store.records import event_where
 from bridge.store.postgres.text import storable
+from bridge.store.records import event_where
 from bridge.store.sqlite.rows import EVENT_COLUMNS, event_from_row, record_text
 
 

@@ -7,7 +7,7 @@ once both upsert the row; the later event (by id) wins whichever commits last.
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 from bridge.model import Mapped
 from bridge.store.postgres.connection import Conn

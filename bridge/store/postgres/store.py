@@ -8,7 +8,8 @@ queries.py (what operators read and write), migrate.py (the schema).
 from __future__ import annotations
 
 import time
-from typing import Any, Awaitable, Callable, Iterable, Sequence, TypeVar
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from typing import Any, TypeVar
 
 import structlog
 from psycopg_pool import AsyncConnectionPool
@@ -16,6 +17,7 @@ from psycopg_pool import AsyncConnectionPool
 from bridge.consent import ConsentRecord
 from bridge.errors import StoreUnavailable
 from bridge.model import Decision, Event, IngestResult, Mapped, Message, Outcome, Webhook
+from bridge.settings import masked_url
 from bridge.store.base import (
     ActivityBucket,
     AuditEntry,
@@ -41,7 +43,6 @@ from bridge.store.base import (
 from bridge.store.migrations import unapplied_error
 from bridge.store.postgres import consent, echo, inbound, migrate, outbox, queries, replay, retention, rules
 from bridge.store.postgres import resources as kept
-from bridge.settings import masked_url
 from bridge.store.postgres.connection import Conn, connect, in_transaction, make_pool
 from bridge.store.postgres.wakeups import EVENTS_CHANNEL, Wakeups
 from bridge.store.sqlite.ingest import event_row

@@ -6,7 +6,7 @@ The writer runs one transaction at a time, so the records read here cannot chang
 from __future__ import annotations
 
 import sqlite3
-from typing import Sequence
+from collections.abc import Sequence
 
 import structlog
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 import contextlib
 import sqlite3
 import time
-from typing import Callable
+from collections.abc import Callable
 
 from bridge.errors import MigrationError
 from bridge.store.base import MigrationStatus

@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import uuid
-from typing import Sequence
+from collections.abc import Sequence
 
 from bridge.model import Decision, Event, Mapped, Message, Outcome
 from bridge.store.sqlite import resources

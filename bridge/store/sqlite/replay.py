@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from bridge.model import Event, Mapped
 from bridge.store.base import EventFilter, ReplaySummary

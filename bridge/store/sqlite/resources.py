@@ -7,7 +7,7 @@ row in the same transaction as that event's mapping, so the copy is exactly what
 from __future__ import annotations
 
 import sqlite3
-from typing import Sequence
+from collections.abc import Sequence
 
 from bridge.model import Mapped
 from bridge.store.sqlite.rows import unpack_body

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import lz4.block  # type: ignore[import-untyped]
 
 from bridge import jsoncodec
 from bridge.errors import StoreUnavailable
 from bridge.model import Event, Mapped, Message, Outgoing
+
 
 def pack_body(body: bytes) -> tuple[bytes, str | None]:
     """(stored bytes, codec): a body as the writer stores it.
@@ -30,7 +32,8 @@ def unpack_body(stored: bytes | None, codec: str | None) -> bytes:
         return b""
     if codec == "lz4":
         try:
-            return lz4.block.decompress(stored)
+            body: bytes = lz4.block.decompress(stored)
+            return body
         except (lz4.block.LZ4BlockError, ValueError) as exc:  # a bad block, or a bad size before it
             raise StoreUnavailable(f"a stored body cannot be unpacked: {exc}") from exc
     if codec is not None:

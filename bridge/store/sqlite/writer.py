@@ -32,9 +32,10 @@ import asyncio
 import contextlib
 import sqlite3
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from bridge.errors import StoreUnavailable
 from bridge.store.sqlite.ingest import INGEST_ROWS_PER_STATEMENT, EventRow, ingest_many
@@ -186,10 +187,8 @@ def _settle(results: list[tuple[_Job, bool, Any]]) -> None:
         else:
             future.set_exception(value)
     for loop, items in by_loop.items():
-        try:
+        with contextlib.suppress(RuntimeError):  # that loop is closed: nobody waits any more
             loop.call_soon_threadsafe(_settle_in_loop, items)
-        except RuntimeError:  # that loop is closed: nobody waits any more
-            pass
 
 
 def _settle_in_loop(items: list[tuple[asyncio.Future[Any], bool, Any]]) -> None:
@@ -232,6 +231,6 @@ def _still_in_transaction(conn: sqlite3.Connection) -> None:
     """Called while handling a job's exception: re-raises it when SQLite rolled the whole transaction
     back (a full disk, an I/O error), so that every job of the group fails with that reason."""
     if not conn.in_transaction:
-        raise
+        raise  # noqa: PLE0704 (only ever called from an `except` block)
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 from bridge.model import Decision, Mapped, Message, Outcome, OutcomeKind, Outgoing, Webhook
 from bridge.store.base import Store

@@ -92,7 +92,7 @@ async def test_a_submitted_batch_holds_its_keys_until_its_result_is_read(store: 
     assert await store.claim_batch("omnisend", T0 + 4, T0 + 4 + LEASE) is None  # not due yet
     held = await store.claim_batch("omnisend", T0, T0 + LEASE, holding_due_before=T0 + 5)
     assert held is not None and held[0] == "batch-1"  # due early: a later message of its key waits for it
-    ref, messages = held
+    _, messages = held
     assert sorted(m.id for m in messages) == sorted(m.id for m in sent)
     assert all(m.submitted_at == T0 for m in messages)
     await record(store, messages, "delivered", T0 + 6, status=200)

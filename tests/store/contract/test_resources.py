@@ -71,7 +71,7 @@ async def test_a_replay_keeps_resources_and_a_dry_run_does_not(store: Store) -> 
 async def test_many_refs_are_found_in_one_call(store: Store) -> None:
     ids = [await ingest(store, f"o{n}", b'{"id": %d}' % n) for n in range(1200)]
     await store.save_mappings([keeping(event_id, str(n)) for n, event_id in enumerate(ids)], T0 + 1)
-    kept = await store.resources("shopify", "order", [str(n) for n in range(0, 1300)])
+    kept = await store.resources("shopify", "order", [str(n) for n in range(1300)])
     assert len(kept) == 1200 and kept["1199"] == b'{"id": 1199}'
 
 

@@ -19,8 +19,8 @@ from __future__ import annotations
 import asyncio
 import bisect
 import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Callable, Iterable, Iterator, Sequence
 
 import structlog
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, generate_latest
@@ -34,7 +34,7 @@ from starlette.routing import Route
 from bridge.model import Outcome
 from bridge.store.base import Store
 
-log = structlog.get_logger("bridge.ops.metrics")
+log = structlog.get_logger("bridge.metrics")
 
 WEBHOOK_OUTCOMES = (
     "accepted", "duplicate", "ping", "rejected_signature", "too_large", "invalid_json", "unknown_source",
