@@ -23,6 +23,7 @@ from bridge.sign import shopify_headers
 
 from .support import TOKENS, XSS_NAME
 
+pytestmark = pytest.mark.slow  # a real bridge process and a real browser
 CHROMIUM = os.environ.get("BRIDGE_TEST_CHROMIUM", "/usr/bin/chromium")
 ARTEFACTS = Path(os.environ.get("BRIDGE_TEST_ARTEFACTS", ROOT / "tmp" / "artefacts")) / "console"
 LIVE_WAIT_MS = 30_000  # the live parts refresh every 5 s
