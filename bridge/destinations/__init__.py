@@ -48,5 +48,3 @@ class Destination(Protocol):
         message, in order); None while it has not. Only called when `follows_up`."""
 
     async def aclose(self) -> None: ...
-
-from bridge.destinations.registry import build_destinations as build_destinations  # noqa: E402

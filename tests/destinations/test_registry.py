@@ -2,9 +2,9 @@ from __future__ import annotations
 
 import pytest
 
-from bridge.destinations import build_destinations
 from bridge.destinations.ometria import Ometria
 from bridge.destinations.omnisend import Omnisend
+from bridge.destinations.registry import build_destinations
 from bridge.errors import ConfigError
 from bridge.settings import DestinationSettings, Settings
 
