@@ -423,7 +423,8 @@ class Console:
     async def actions_log(self, request: Request) -> Response:
         offset = _whole(request.query_params.get("offset"), 0)
         page = await self.store.list_actions(PAGE_SIZE, offset)
-        return self.render(request, "actions.html", actions=page.items, page=page,
+        rule_changes = await self.store.rule_actions(PAGE_SIZE, 0)  # drafts, previews, publishes, rollbacks
+        return self.render(request, "actions.html", actions=page.items, page=page, rule_changes=rule_changes,
                            first=offset + 1 if page.items else 0, last=offset + len(page.items),
                            prev=offset - PAGE_SIZE if offset else None,
                            next=offset + PAGE_SIZE if offset + PAGE_SIZE < page.total else None)

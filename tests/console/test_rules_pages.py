@@ -64,6 +64,11 @@ def test_an_editor_drafts_checks_publishes_and_rolls_back(client: TestClient) ->
     assert back.status_code == 303 and back.headers["location"] == "/console/rules?published=3"
     assert "Shopify order placed (v2)" not in client.get("/console/rules").text.split("Running rules")[1] \
         .split("History")[0]
+    # operators see who changed the rules, beside the other actions
+    sign_in(client, "operator")
+    changes = client.get("/console/actions").text.split("Rule changes")[1]
+    rows = re.findall(r"<tr><td>[^<]+</td><td>([^<]+)</td><td>([^<]+)</td><td>([^<]*)</td>", changes)
+    assert ("ed", "rollback", "3") in rows and ("ed", "publish", "2") in rows, rows
 
 
 def test_a_viewer_reads_rules_but_changes_nothing(client: TestClient) -> None:
