@@ -11,8 +11,15 @@ the echo window (OMNEO_ECHO_WINDOW_SECONDS) is that echo: the worker records the
 nothing. A person's change in the window differs in some compared field and goes on as usual. No personal
 data is stored: keys and values are SHA-256 hashes.
 
-Compared: names, e-mail, mobile, gender, birth day/month/year and the e-mail/SMS promo flags. Not
-compared: what only Omneo changes (tier, points, balances), which a write of the bridge never carries.
+Compared: names, e-mail, mobile, gender, birth day/month/year, the e-mail/SMS promo flags and their
+`*_consent_updated_at`. Not compared: what only Omneo changes (tier, points, balances), which a write of
+the bridge never carries.
+
+A person's consent decision is never taken for an echo. When the bridge wrote no consent time for a
+channel (consent is not allowed for Omneo, or the write carried details only), a webhook whose
+`*_consent_updated_at` for it is later than the write, less CLOCK_SLACK for two clocks, is a decision made
+after the write (in Omneo's preference centre) and goes on to be mapped; the consent rules judge it
+(bridge/consent.py). A decision time from before the write is the profile's history and changes nothing.
 """
 
 from __future__ import annotations
@@ -23,6 +30,7 @@ from typing import Any, Callable, Mapping, Protocol, Sequence
 
 import structlog
 
+from bridge.consent import moment
 from bridge.model import Event
 from bridge.ops.metrics import METRICS
 from bridge.settings import Settings
@@ -32,6 +40,8 @@ log = structlog.get_logger("bridge.echo")
 
 ECHO_TOPIC = "profile.updated"
 DEFAULT_WINDOW = 3600.0
+CLOCK_SLACK = 300.0  # seconds by which Omneo's clock may run behind the bridge's
+CONSENT_TIMES = ("email_consent_updated_at", "sms_consent_updated_at")
 
 
 def _text(value: Any) -> Any:
@@ -47,6 +57,15 @@ def _number(value: Any) -> Any:
     if isinstance(value, str) and value.strip().isdigit():
         return int(value.strip())
     return value
+
+
+def _instant(value: Any) -> Any:
+    """A consent time as Unix seconds, whatever its form (the bridge sends RFC 3339, Omneo answers
+    `YYYY-MM-DD HH:MM:SS` in UTC); a value that is no time stays as it is."""
+    try:
+        return moment(value)
+    except (TypeError, ValueError):
+        return value
 
 
 def _get(*path: str) -> Callable[[Mapping[str, Any]], Any]:
@@ -75,6 +94,7 @@ COMPARED: dict[str, tuple[Callable[[Mapping[str, Any]], Any], Callable[[Mapping[
     "birth_year": (_get("birth_year"), _get("birth_year"), _number),
     "email_promo": (_get("comms_attributes", "email_promo"), _get("attributes", "comms", "email_promo"), _text),
     "sms_promo": (_get("comms_attributes", "sms_promo"), _get("attributes", "comms", "sms_promo"), _text),
+    **{name: (_get("comms_attributes", name), _get("attributes", "comms", name), _instant) for name in CONSENT_TIMES},
 }
 
 
@@ -120,7 +140,18 @@ def is_echo(payload: Any, remembered: Mapping[str, SentPrint], now: float, windo
             continue
         names = [name for name in sent.fields.split(",") if name in COMPARED]
         values = {name: COMPARED[name][2](COMPARED[name][1](payload)) for name in names}
-        if _digest(values) == sent.digest:
+        if _digest(values) == sent.digest and not _decided_since(payload, names, sent.sent_at):
+            return True
+    return False
+
+
+def _decided_since(payload: Mapping[str, Any], written: Sequence[str], sent_at: float) -> bool:
+    """Whether the webhook carries a consent time the bridge did not write, from after its write."""
+    for name in CONSENT_TIMES:
+        if name in written:
+            continue  # compared in the digest: the time the bridge wrote, or a change
+        at = _instant(COMPARED[name][1](payload))
+        if isinstance(at, float) and at >= sent_at - CLOCK_SLACK:
             return True
     return False
 
