@@ -40,7 +40,7 @@ import re
 import time
 import uuid
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any, Callable
 
 import httpx
@@ -66,11 +66,11 @@ CONSENT_TIMES = ("email_consent_updated_at", "sms_consent_updated_at")
 def omneo_time(value: str | datetime | None = None) -> str:
     """A time as Omneo writes it: `YYYY-MM-DD HH:MM:SS`, UTC, no zone (now when None; a time without a zone
     is taken as UTC)."""
-    moment = datetime.now(timezone.utc) if value is None else (
-        datetime.fromisoformat(value.replace("Z", "+00:00")) if isinstance(value, str) else value)
+    moment = datetime.now(UTC) if value is None else (
+        datetime.fromisoformat(value) if isinstance(value, str) else value)
     if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=timezone.utc)
-    return moment.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
+        moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S")
 
 
 @dataclass
@@ -153,7 +153,8 @@ class FakeOmneo(FakeApi):
                 if name in profile and profile[name] is not None and not formats.integer(profile[name]):
                     add(name, f"The {name.replace('_', ' ')} must be an integer.")
             comms = profile.get("comms_attributes")
-            for name in CONSENT_TIMES if isinstance(comms, dict) else ():
+            comms = comms if isinstance(comms, dict) else {}
+            for name in CONSENT_TIMES:
                 if comms.get(name) not in (None, "") and not _is_time(comms[name]):
                     add(f"comms_attributes.{name}", f"The {name.replace('_', ' ')} is not a valid date.")
             if isinstance(match, str) and match != "email" and self._identity(profile, match) is None:
@@ -183,7 +184,7 @@ class FakeOmneo(FakeApi):
 
     def _new_member(self, now: str) -> dict[str, Any]:
         """A profile as Omneo makes it (the caller holds the lock)."""
-        member = {"id": str(uuid.uuid4()), "first_name": "Unknown", "last_name": "Unknown",
+        member: dict[str, Any] = {"id": str(uuid.uuid4()), "first_name": "Unknown", "last_name": "Unknown",
                   "tier": dict(DEFAULT_TIER), "tier_handle": DEFAULT_TIER["handle"],
                   "point_balance": self.welcome_points, "reward_balance": 0.0, "identities": [],
                   "tags": [], "attributes": {"comms": dict(DEFAULT_COMMS)}, "created_at": now, "joined_at": now,
