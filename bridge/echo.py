@@ -7,8 +7,9 @@ the bridge, and the Omneo rules would send the shop's own change on to Omnisend 
 So for every profile it sends, the Omneo adapter keeps a fingerprint in the store: under a hash of the
 profile's e-mail (and of each identity), the names of the compared fields it sent and a hash of their
 values. A `profile.updated` whose compared fields, read from the webhook, hash to the same value within
-the echo window (OMNEO_ECHO_WINDOW_SECONDS) is that echo: the worker records the event as `echo` and maps
-nothing. A person's change in the window differs in some compared field and goes on as usual. No personal
+the echo window (OMNEO_ECHO_WINDOW_SECONDS) is that echo: the worker records the event as `echo`, maps
+nothing, and deletes the prints it matched in the same transaction, so each write is echoed once and a
+later change Omneo alone makes (points, tier) goes on as usual. A person's change in the window differs in some compared field and goes on as usual. No personal
 data is stored: keys and values are SHA-256 hashes.
 
 Compared: names, e-mail, mobile, gender, birth day/month/year, the e-mail/SMS promo flags and their
@@ -182,7 +183,9 @@ class EchoGuard:
         self.store = store
         self.clock = clock
 
-    async def echoes(self, events: Sequence[Event]) -> set[int]:
+    async def echoes(self, events: Sequence[Event]) -> dict[int, tuple[str, ...]]:
+        """The echoes among `events`, each with the keys of the prints it used up: one write is echoed
+        once, so a later change Omneo alone makes (points, tier) within the window is mapped."""
         payloads: dict[int, Any] = {}
         for event in events:
             if event.topic != ECHO_TOPIC or event.source not in self.sources:
@@ -192,12 +195,13 @@ class EchoGuard:
             except ValueError:  # not JSON: the mapping says so
                 continue
         if not payloads:
-            return set()
+            return {}
         remembered = await self.store.sent_prints(lookup_keys(list(payloads.values())))
         if not remembered:
-            return set()
+            return {}
         now = self.clock()
-        found = {event_id for event_id, payload in payloads.items() if is_echo(payload, remembered, now, self.window)}
+        found = {event_id: tuple(key for key in keys_of(payload) if key in remembered)
+                 for event_id, payload in payloads.items() if is_echo(payload, remembered, now, self.window)}
         for event_id in sorted(found):
             log.info("event.echo", event_id=event_id,
                      reason="carries only what the bridge wrote to this Omneo profile; not sent on")

@@ -138,6 +138,19 @@ class IngestResult(NamedTuple):  # a tuple: the writer makes one per webhook
 
 
 @dataclass(frozen=True)
+class OwnCopies:
+    """What the bridge itself keeps about a person, to delete with an event's mapping (bridge/erasure.py):
+    the consent records of `contacts` (bridge.consent.contact_fingerprint) and the Omneo sent prints
+    under `prints` (bridge.echo.keys_of)."""
+
+    contacts: tuple[str, ...] = ()
+    prints: tuple[str, ...] = ()
+
+    def __bool__(self) -> bool:
+        return bool(self.contacts or self.prints)
+
+
+@dataclass(frozen=True)
 class Mapped:
     """The mapping of one event, ready to be saved."""
 
@@ -147,6 +160,9 @@ class Mapped:
     errors: list[str]
     messages: list[tuple[Outgoing, str]]  # (message, idempotency key)
     lookup: tuple[str, ...] = ()  # fingerprints of the payload's e-mails and order numbers (bridge.lookup)
+    # Deleted in the transaction that saves the mapping: a person's erasure, or the sent prints an
+    # echo used up (bridge.echo).
+    forget_copies: OwnCopies = OwnCopies()
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,7 @@ from bridge.echo import EchoGuard
 from bridge.log import mask_text, mask_values_of
 from bridge.mapping import RuleSet
 from bridge.mapping.process import MappingProcess, complete, map_events
-from bridge.model import Event, Mapped, Message, Outcome
+from bridge.model import Event, Mapped, Message, Outcome, OwnCopies
 from bridge.ops.metrics import METRICS
 from bridge.ops.prune import prune_daily
 from bridge.retry import RetryPolicy
@@ -273,7 +273,8 @@ class Worker:
             if not echoes:
                 return mapped
             order = {event.id: n for n, event in enumerate(events)}
-            return sorted([*mapped, *(Mapped(event_id, "echo", [], [], []) for event_id in echoes)],
+            return sorted([*mapped, *(Mapped(event_id, "echo", [], [], [], forget_copies=OwnCopies(prints=keys))
+                                      for event_id, keys in echoes.items())],
                           key=lambda m: order[m.event_id])
         finally:
             self.map_health.busy_since = None

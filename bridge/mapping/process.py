@@ -37,6 +37,7 @@ from typing import Any, Sequence
 import orjson
 import structlog
 
+from bridge import erasure
 from bridge.lookup import fingerprints
 from bridge.mapping import MapResult, RuleSet, budget
 from bridge.mapping.engine import CompiledRuleSet, over_budget
@@ -65,7 +66,8 @@ def map_events(rules: RuleSet, events: Sequence[Event], seconds: float = budget.
             except Exception as exc:  # a bug in a rule must not stop the others
                 result = MapResult(errors=[f"mapping failed: {type(exc).__name__}: {exc}"])
             messages = [(m, m.idempotency_key(event.source, event.dedupe_key)) for m in result.messages]
-            mapped.append(Mapped(event.id, result.status, result.rules, result.errors, messages, lookup_of(event)))
+            mapped.append(Mapped(event.id, result.status, result.rules, result.errors, messages, lookup_of(event),
+                                 forget_copies=erasure.copies_of(event)))
             if result.over_budget:
                 break
     finally:

@@ -18,7 +18,7 @@ import json
 from typing import Any, Sequence
 
 from bridge.model import Event, IngestResult, Mapped, Outgoing
-from bridge.store.postgres import consent
+from bridge.store.postgres import consent, copies
 from bridge.store.postgres.connection import Conn
 from bridge.store.postgres.outbox import lock_lanes, refresh_lanes
 from bridge.store.postgres.text import storable
@@ -88,6 +88,7 @@ async def save_mappings(conn: Conn, mapped: Sequence[Mapped], now: float, notify
         (now, [m.event_id for m in mine], [m.status for m in mine], [json.dumps(m.rules) for m in mine],
          [json.dumps(m.errors) if m.errors else None for m in mine]))
     await save_lookup(conn, mine)
+    await copies.forget(conn, mine)  # an erasure's, or the prints an echo used up
     rows = [message_params(m.event_id, msg, key) for m in mine
             for msg, key in await consent.sift(conn, m.event_id, m.messages, now)]
     if rows:

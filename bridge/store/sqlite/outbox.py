@@ -11,6 +11,7 @@ import uuid
 from typing import Sequence
 
 from bridge.model import Decision, Event, Mapped, Message, Outcome
+from bridge.store.sqlite import copies
 from bridge.store.sqlite.consent import sift
 from bridge.store.sqlite.rows import (
     EVENT_COLUMNS,
@@ -45,6 +46,7 @@ def save_mapping(conn: sqlite3.Connection, m: Mapped, now: float) -> int:
     if cur.rowcount == 0:
         return 0
     save_lookup(conn, m)
+    copies.forget(conn, m.forget_copies)  # an erasure's, or the prints an echo used up
     messages = sift(conn, m.event_id, m.messages, now)  # consent only when newer than any known
     for msg, key in messages:
         insert_message(conn, m.event_id, msg, key, now)
