@@ -40,6 +40,7 @@ from bridge.store.base import SentPrint
 log = structlog.get_logger("bridge.echo")
 
 ECHO_TOPIC = "profile.updated"
+ECHO_TOPICS = frozenset({ECHO_TOPIC, "profile.created"})  # what a write of the bridge makes Omneo fire
 DEFAULT_WINDOW = 3600.0
 CLOCK_SLACK = 300.0  # seconds by which Omneo's clock may run behind the bridge's
 CONSENT_TIMES = ("email_consent_updated_at", "sms_consent_updated_at")
@@ -133,8 +134,14 @@ def sent_prints(profile: Mapping[str, Any], now: float) -> list[SentPrint]:
 def is_echo(payload: Any, remembered: Mapping[str, SentPrint], now: float, window: float) -> bool:
     """Whether a `profile.updated` payload carries exactly what the bridge wrote to that profile within
     `window` seconds (its fingerprint, under any of the profile's keys)."""
+    return bool(echoed_keys(payload, remembered, now, window))
+
+
+def echoed_keys(payload: Any, remembered: Mapping[str, SentPrint], now: float, window: float) -> tuple[str, ...]:
+    """The profile's keys whose fingerprint (kept within `window` seconds) the payload carries exactly."""
     if not isinstance(payload, Mapping):
-        return False
+        return ()
+    found = []
     for key in keys_of(payload):
         sent = remembered.get(key)
         if sent is None or now - sent.sent_at > window:
@@ -142,8 +149,8 @@ def is_echo(payload: Any, remembered: Mapping[str, SentPrint], now: float, windo
         names = [name for name in sent.fields.split(",") if name in COMPARED]
         values = {name: COMPARED[name][2](COMPARED[name][1](payload)) for name in names}
         if _digest(values) == sent.digest and not _decided_since(payload, names, sent.sent_at):
-            return True
-    return False
+            found.append(key)
+    return tuple(found)
 
 
 def _decided_since(payload: Mapping[str, Any], written: Sequence[str], sent_at: float) -> bool:
@@ -184,27 +191,33 @@ class EchoGuard:
         self.clock = clock
 
     async def echoes(self, events: Sequence[Event]) -> dict[int, tuple[str, ...]]:
-        """The echoes among `events`, each with the keys of the prints it used up: one write is echoed
-        once, so a later change Omneo alone makes (points, tier) within the window is mapped."""
+        """Every event among `events` that carries what the bridge wrote, with the keys of the prints it
+        uses up (one write is echoed once, so a later change Omneo alone makes, points or tier, within
+        the window is mapped). A `profile.updated` of them is an echo: recorded as such, not mapped. A
+        `profile.created` (the bridge's write made the member) is mapped as usual: it is the loop's news."""
         payloads: dict[int, Any] = {}
+        updates: set[int] = set()
         for event in events:
-            if event.topic != ECHO_TOPIC or event.source not in self.sources:
+            if event.topic not in ECHO_TOPICS or event.source not in self.sources:
                 continue
             try:
                 payloads[event.id] = event.payload()
             except ValueError:  # not JSON: the mapping says so
                 continue
+            if event.topic == ECHO_TOPIC:
+                updates.add(event.id)
         if not payloads:
             return {}
         remembered = await self.store.sent_prints(lookup_keys(list(payloads.values())))
         if not remembered:
             return {}
         now = self.clock()
-        found = {event_id: tuple(key for key in keys_of(payload) if key in remembered)
-                 for event_id, payload in payloads.items() if is_echo(payload, remembered, now, self.window)}
-        for event_id in sorted(found):
+        found = {event_id: keys for event_id, payload in payloads.items()
+                 if (keys := echoed_keys(payload, remembered, now, self.window))}
+        echoes = sorted(set(found) & updates)
+        for event_id in echoes:
             log.info("event.echo", event_id=event_id,
                      reason="carries only what the bridge wrote to this Omneo profile; not sent on")
-        if found:
-            METRICS.echo(len(found))
+        if echoes:
+            METRICS.echo(len(echoes))
         return found
