@@ -173,6 +173,12 @@ def lookup_keys(payloads: Sequence[Any]) -> list[str]:
     return list(found)
 
 
+def echo_window(settings: Settings) -> float:
+    """How long a sent print recognises an echo (OMNEO_ECHO_WINDOW_SECONDS), in seconds."""
+    config = settings.destinations.get("omneo")
+    return float(config.options.get("echo_window_seconds", DEFAULT_WINDOW)) if config else DEFAULT_WINDOW
+
+
 class SentPrints(Protocol):
     """Where the fingerprints are kept (bridge.store.base.Store)."""
 
@@ -185,8 +191,7 @@ class EchoGuard:
 
     def __init__(self, settings: Settings, store: SentPrints, clock: Callable[[], float]) -> None:
         self.sources = frozenset(name for name, source in settings.sources.items() if source.scheme == "omneo")
-        config = settings.destinations.get("omneo")
-        self.window = float(config.options.get("echo_window_seconds", DEFAULT_WINDOW)) if config else DEFAULT_WINDOW
+        self.window = echo_window(settings)
         self.store = store
         self.clock = clock
 

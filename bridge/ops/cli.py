@@ -19,6 +19,7 @@ from bridge.errors import BridgeError
 from bridge.mapping import RuleSet
 from bridge.ops import views
 from bridge.ops.progress import ProgressBar
+from bridge.echo import echo_window
 from bridge.ops.prune import DEFAULT_DAYS, prune_with_settings
 from bridge.ops.replay import load_current_rules, replay
 from bridge.ops.table import render
@@ -283,7 +284,8 @@ def cmd_prune(args: argparse.Namespace) -> int:
         dry_run=args.dry_run))
     verb = "would remove" if args.dry_run else "removed"
     print(f"{verb} {result.messages} delivered messages ({result.attempts} attempts), {result.bodies} event bodies,"
-          f" {result.dedupe_keys} dedupe keys older than {settings.dedupe_days:g} days")
+          f" {result.dedupe_keys} dedupe keys older than {settings.dedupe_days:g} days,"
+          f" {result.sent_prints} Omneo sent prints older than the echo window ({echo_window(settings):g} s)")
     return 0
 
 
@@ -409,7 +411,7 @@ def register(commands: Any) -> None:
     p = _command(destinations, "resume", cmd_resume, "deliver to a paused destination again")
     p.add_argument("name")
 
-    p = _command(commands, "prune", cmd_prune, "retention: delete old delivered messages, bodies and dedupe keys")
+    p = _command(commands, "prune", cmd_prune, "retention: delete old delivered messages, bodies, dedupe keys and Omneo sent prints")
     p.add_argument("--delivered-days", type=days, default=DEFAULT_DAYS)
     p.add_argument("--bodies-days", type=days, default=DEFAULT_DAYS)
     p.add_argument("--dry-run", action="store_true")

@@ -7,6 +7,12 @@
 - Event rows (whose unique key is the dedupe guard) once older than the
   dedupe window, their body already pruned and no message left; never
   sooner, or a provider's resend would be taken as new.
+- Omneo sent prints (what the bridge last wrote to each profile, bridge/echo.py)
+  once older than the echo window (OMNEO_ECHO_WINDOW_SECONDS): they can no
+  longer recognise an echo.
+
+Consent records are kept: they are the decisions newer ones are judged against
+(bridge/consent.py). A person's erasure deletes theirs (bridge/erasure.py).
 
 Each step runs in chunks of CHUNK rows, each its own store write: a writer that
 also commits webhooks must not be held by one long delete.
@@ -20,6 +26,7 @@ from typing import Any, Callable
 
 import structlog
 
+from bridge.echo import DEFAULT_WINDOW, echo_window
 from bridge.settings import Settings
 from bridge.store.base import PruneCutoffs, PruneResult, Store
 
@@ -40,6 +47,7 @@ async def prune(
     delivered_days: float = DEFAULT_DAYS,
     bodies_days: float = DEFAULT_DAYS,
     min_dedupe_days: float = 0.0,
+    echo_window_seconds: float = DEFAULT_WINDOW,
     dry_run: bool = False,
     stop: Callable[[], bool] = lambda: False,
 ) -> PruneResult:
@@ -53,6 +61,7 @@ async def prune(
         delivered_before=now - max(delivered_days, 0.0) * DAY,
         bodies_before=now - max(bodies_days, 0.0) * DAY,
         dedupe_before=now - max(dedupe_days, min_dedupe_days, 0.0) * DAY,
+        sent_prints_before=now - max(echo_window_seconds, 0.0),
     )
     if dry_run:
         return await store.prune_preview(cutoffs)
@@ -67,10 +76,13 @@ async def prune(
         result.bodies += bodies
     while not stop() and (keys := await store.prune_dedupe(cutoffs.dedupe_before, CHUNK)) > 0:
         result.dedupe_keys += keys
+    while not stop() and (prints := await store.prune_sent_prints(cutoffs.sent_prints_before, CHUNK)) > 0:
+        result.sent_prints += prints
     return result
 
 
 async def prune_with_settings(store: Store, settings: Settings, now: float, **days: Any) -> PruneResult:
+    days.setdefault("echo_window_seconds", echo_window(settings))
     return await prune(store, now, dedupe_days=settings.dedupe_days, min_dedupe_days=settings.dedupe_days, **days)
 
 

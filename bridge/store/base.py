@@ -290,6 +290,7 @@ class PruneResult:
     attempts: int = 0
     bodies: int = 0
     dedupe_keys: int = 0
+    sent_prints: int = 0
     dry_run: bool = False
 
     def as_dict(self) -> dict[str, Any]:
@@ -302,12 +303,17 @@ class PruneCutoffs:
 
     - delivered messages (and their attempts) last updated before `delivered_before`;
     - bodies of events received before `bodies_before` that are mapped and have no open or dead message;
-    - event rows (the dedupe keys) received before `dedupe_before`, body gone, no message left.
+    - event rows (the dedupe keys) received before `dedupe_before`, body gone, no message left;
+    - Omneo sent prints (bridge.echo) written before `sent_prints_before`: past the echo window, they can
+      no longer recognise an echo.
+
+    Consent records are never pruned: they are the decisions that later ones are judged against.
     """
 
     delivered_before: float
     bodies_before: float
     dedupe_before: float
+    sent_prints_before: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -560,6 +566,10 @@ class Store(Protocol):
 
     async def prune_dedupe(self, before: float, limit: int) -> int:
         """Delete up to `limit` event rows received before `before` with no body and no message."""
+        ...
+
+    async def prune_sent_prints(self, before: float, limit: int) -> int:
+        """Delete up to `limit` sent prints written before `before`."""
         ...
 
     async def prune_preview(self, cutoffs: PruneCutoffs) -> PruneResult:

@@ -267,5 +267,8 @@ class PostgresStore:
     async def prune_dedupe(self, before: float, limit: int) -> int:
         return await self._run(retention.delete_dedupe, before, limit)
 
+    async def prune_sent_prints(self, before: float, limit: int) -> int:
+        return await self._run(retention.delete_sent_prints, before, limit)
+
     async def prune_preview(self, cutoffs: PruneCutoffs) -> PruneResult:
         return await self._run(retention.preview, cutoffs)

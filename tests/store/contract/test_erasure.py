@@ -73,3 +73,23 @@ async def test_an_echo_uses_up_the_prints_it_matched(store: Store) -> None:
                                       forget_copies=OwnCopies(prints=("email:jane", "identity:jane")))], T0 + 1)
     assert set(await store.sent_prints(["email:jane", "identity:jane", "email:ari"])) == {"email:ari"}
     assert await queued(store, echo_id) == []
+
+
+async def test_retention_prunes_sent_prints_past_the_echo_window_and_keeps_consent(store: Store) -> None:
+    from bridge.ops.prune import prune
+    from bridge.store.base import PruneCutoffs
+
+    await decided(store, "j1", JANE)
+    window = 3600.0
+    await store.remember_sent([SentPrint("old-1", "email", "d", T0 - window - 10), SentPrint("old-2", "email", "d",
+                               T0 - window - 1), SentPrint("young", "email", "d", T0 - window + 10)])
+    cutoffs = PruneCutoffs(T0 - 30 * 86400, T0 - 30 * 86400, T0 - 7 * 86400, sent_prints_before=T0 - window)
+    assert (await store.prune_preview(cutoffs)).sent_prints == 2
+    assert await store.prune_sent_prints(cutoffs.sent_prints_before, 1) == 1  # one chunk of one
+    assert set(await store.sent_prints(["old-1", "old-2", "young"])) in ({"old-1", "young"}, {"old-2", "young"})
+    result = await prune(store, T0, dedupe_days=7, echo_window_seconds=window)  # the whole run, as `bridge prune`
+    assert result.sent_prints == 1
+    assert set(await store.sent_prints(["old-1", "old-2", "young"])) == {"young"}
+    # consent records are decisions: kept however old
+    later = await prune(store, T0 + 400 * 86400, dedupe_days=7, echo_window_seconds=window)
+    assert later.sent_prints == 1 and len(await store.consent_records(JANE)) == 1
