@@ -27,6 +27,8 @@ webhook was fired (every one of them fires, whatever `namespace_blocks` says: no
   `email_consent_updated_at` (the time they acted, now by default); fires `profile.updated`.
 - `POST /_fake/omneo/profiles/{id}/points` `{"points": int}`: points earned (a system change, no consent
   time); fires `profile.updated`.
+- `DELETE /_fake/omneo/profiles/{id}`: the profile is deleted (a member's erasure); fires `profile.deleted`
+  with the profile as it was, `profile_type` `deleted`.
 Failures as for every fake (`/_fake/fail`: 401, 422, 429 with `Retry-After`, 5xx, a hang).
 """
 
@@ -238,6 +240,13 @@ class FakeOmneo(FakeApi):
             member["updated_at"] = omneo_time()
             return "profile.updated", json.loads(json.dumps(member))
 
+    def delete(self, profile_id: str) -> tuple[str, dict[str, Any]]:
+        """The profile deleted: the `profile.deleted` to fire. KeyError for an unknown profile."""
+        with self.lock:
+            member = self.profiles.pop(profile_id)
+            member.update(profile_type="deleted", updated_at=omneo_time())
+            return "profile.deleted", json.loads(json.dumps(member))
+
     async def emit(self, fired: list[tuple[str, dict[str, Any]]], *, by_api: bool = True) -> None:
         """Fire the webhooks, in order; events the API token caused (`by_api`) are held back by a
         namespace that blocks them."""
@@ -329,7 +338,7 @@ def create_omneo_app(
     async def in_omneo(request: Request, change: Callable[[Any], tuple[str, dict[str, Any]]]) -> Response:
         """A change made in Omneo itself: applied, its webhook fired, then the profile answered."""
         try:
-            body = await request.json()
+            body = await request.json() if request.method == "POST" else {}
             fired = change(body if isinstance(body, dict) else {})
         except KeyError:
             return JSONResponse({"message": "No such profile or field."}, status_code=404)
@@ -350,12 +359,17 @@ def create_omneo_app(
         profile_id = request.path_params["profile_id"]
         return await in_omneo(request, lambda b: fake.earn(profile_id, int(b["points"])))
 
+    async def delete(request: Request) -> Response:
+        profile_id = request.path_params["profile_id"]
+        return await in_omneo(request, lambda _: fake.delete(profile_id))
+
     app = Starlette(routes=[
         Route("/api/v3/profiles/batch", batch, methods=["POST"]),
         Route("/api/v3/profiles/batch.json", batch, methods=["POST"]),
         Route("/_fake/omneo/members", join, methods=["POST"]),
         Route("/_fake/omneo/profiles/{profile_id}/comms", comms, methods=["POST"]),
         Route("/_fake/omneo/profiles/{profile_id}/points", points, methods=["POST"]),
+        Route("/_fake/omneo/profiles/{profile_id}", delete, methods=["DELETE"]),
         *fake.routes(),
     ])
     app.state.fake = fake

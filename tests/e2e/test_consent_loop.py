@@ -50,9 +50,11 @@ class Loop:
     def __init__(self, bridge: LoopBridge, omneo: Any, omneo_url: str, fakes: Fakes) -> None:
         self.bridge, self.omneo, self.omneo_url, self.fakes = bridge, omneo, omneo_url, fakes
 
-    def in_omneo(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
-        """A change made in Omneo itself; answered once its webhook reached the bridge. Waits for it to settle."""
-        response = httpx.post(f"{self.omneo_url}/_fake/omneo{path}", json=body, timeout=10)
+    def in_omneo(self, path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
+        """A change made in Omneo itself (POST with a body, DELETE without); answered once its webhook reached
+        the bridge. Waits for it to settle."""
+        response = httpx.request("POST" if body is not None else "DELETE", f"{self.omneo_url}/_fake/omneo{path}",
+                                 json=body, timeout=10)
         assert response.status_code == 200, response.text
         assert self.omneo.emitted[-1][2] == 200  # the bridge took the webhook
         wait_until(lambda: settled(self.bridge))
@@ -214,3 +216,28 @@ def test_a_profile_created_in_omneo_with_default_comms_sends_no_consent_anywhere
 def _records(bridge: BridgeProcess) -> list[tuple[Any, ...]]:
     return bridge.query("SELECT channel, source, subscribed, decided_at FROM consent WHERE contact = ?",
                         contact_fingerprint(EMAIL))
+
+
+@pytest.mark.parametrize("erasure", ["shopify customers/redact", "omneo profile.deleted"])
+def test_an_erasure_forgets_the_persons_consent_and_what_was_written_to_omneo(
+        start_loop: Callable[[str], Loop], erasure: str) -> None:
+    loop = start_loop("contacts,consent")
+    fakes, bridge = loop.fakes, loop.bridge
+    loop.omneo.emit_to(f"{bridge.url}/webhooks/omneo", OMNEO_SECRET, namespace_blocks=True)  # no echoes: the prints stay
+    raw = json.dumps(CUSTOMER).encode()
+    assert bridge.post("shopify", raw, shopify_headers(raw, SHOPIFY_SECRET, "customers/create")).status_code == 200
+    wait_until(lambda: email_status(fakes) == "subscribed" and len(loop.omneo.accepted("/api/v3/profiles/batch")) == 2)
+    wait_until(lambda: settled(bridge))
+    assert _records(bridge) and bridge.query("SELECT count(*) FROM sent_prints")[0][0] == 2  # e-mail, shopify_id
+    if erasure == "omneo profile.deleted":
+        profile = loop.omneo.by_email(EMAIL)
+        assert profile is not None
+        loop.in_omneo(f"/profiles/{profile['id']}")
+    else:
+        body = (ROOT / "tests" / "payloads" / "shopify" / "customers_redact.json").read_bytes()
+        assert bridge.post("shopify", body, shopify_headers(body, SHOPIFY_SECRET, "customers/redact")).status_code == 200
+        wait_until(lambda: settled(bridge) and bridge.query(
+            "SELECT count(*) FROM events WHERE topic = 'customers/redact' AND status != 'received'") == [(1,)])
+    assert _records(bridge) == []
+    assert bridge.query("SELECT count(*) FROM sent_prints")[0][0] == 0
+    assert EMAIL not in bridge.logs()

@@ -176,6 +176,11 @@ def test_changes_made_in_omneo_itself_fire_their_webhooks(app: Any) -> None:
         assert earned["attributes"]["comms"]["email_consent_updated_at"] == "2026-01-02 03:04:05"  # unchanged
         assert client.post("/_fake/omneo/profiles/nobody/points", json={"points": 1}).status_code == 404
         assert client.post(f"/_fake/omneo/profiles/{profile['id']}/comms", json={}).status_code == 404
+        deleted = client.delete(f"/_fake/omneo/profiles/{profile['id']}").json()
+        assert deleted["profile_type"] == "deleted" and deleted["email"] == "in.store@example.org"
+        assert app.state.fake.profiles == {}
+        assert client.delete(f"/_fake/omneo/profiles/{profile['id']}").status_code == 404
     # each answered once its webhook was fired
-    assert [event for event, _ in received] == ["profile.created", "profile.updated", "profile.updated"]
+    assert [event for event, _ in received] == ["profile.created", "profile.updated", "profile.updated",
+                                                "profile.deleted"]
     assert received[2][1]["point_balance"] == 120
