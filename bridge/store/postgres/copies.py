@@ -3,7 +3,7 @@ bridge/echo.py). The caller holds the consent locks of the contacts (consent.loc
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 from bridge.model import Mapped
 from bridge.store.postgres.connection import Conn
