@@ -7,12 +7,20 @@ the bridge, and the Omneo rules would send the shop's own change on to Omnisend 
 So for every profile it sends, the Omneo adapter keeps a fingerprint in the store: under a hash of the
 profile's e-mail (and of each identity), the names of the compared fields it sent and a hash of their
 values. A `profile.updated` whose compared fields, read from the webhook, hash to the same value within
-the echo window (OMNEO_ECHO_WINDOW_SECONDS) is that echo: the worker records the event as `echo` and maps
-nothing. A person's change in the window differs in some compared field and goes on as usual. No personal
+the echo window (OMNEO_ECHO_WINDOW_SECONDS) is that echo: the worker records the event as `echo`, maps
+nothing, and deletes the prints it matched in the same transaction, so each write is echoed once and a
+later change Omneo alone makes (points, tier) goes on as usual. A person's change in the window differs in some compared field and goes on as usual. No personal
 data is stored: keys and values are SHA-256 hashes.
 
-Compared: names, e-mail, mobile, gender, birth day/month/year and the e-mail/SMS promo flags. Not
-compared: what only Omneo changes (tier, points, balances), which a write of the bridge never carries.
+Compared: names, e-mail, mobile, gender, birth day/month/year, the e-mail/SMS promo flags and their
+`*_consent_updated_at`. Not compared: what only Omneo changes (tier, points, balances), which a write of
+the bridge never carries.
+
+A person's consent decision is never taken for an echo. When the bridge wrote no consent time for a
+channel (consent is not allowed for Omneo, or the write carried details only), a webhook whose
+`*_consent_updated_at` for it is later than the write, less CLOCK_SLACK for two clocks, is a decision made
+after the write (in Omneo's preference centre) and goes on to be mapped; the consent rules judge it
+(bridge/consent.py). A decision time from before the write is the profile's history and changes nothing.
 """
 
 from __future__ import annotations
@@ -24,6 +32,7 @@ from typing import Any, Protocol
 
 import structlog
 
+from bridge.consent import moment
 from bridge.metrics import METRICS
 from bridge.model import Event
 from bridge.settings import Settings
@@ -32,7 +41,10 @@ from bridge.store.base import SentPrint
 log = structlog.get_logger("bridge.echo")
 
 ECHO_TOPIC = "profile.updated"
+ECHO_TOPICS = frozenset({ECHO_TOPIC, "profile.created"})  # what a write of the bridge makes Omneo fire
 DEFAULT_WINDOW = 3600.0
+CLOCK_SLACK = 300.0  # seconds by which Omneo's clock may run behind the bridge's
+CONSENT_TIMES = ("email_consent_updated_at", "sms_consent_updated_at")
 
 
 def _text(value: Any) -> Any:
@@ -48,6 +60,15 @@ def _number(value: Any) -> Any:
     if isinstance(value, str) and value.strip().isdigit():
         return int(value.strip())
     return value
+
+
+def _instant(value: Any) -> Any:
+    """A consent time as Unix seconds, whatever its form (the bridge sends RFC 3339, Omneo answers
+    `YYYY-MM-DD HH:MM:SS` in UTC); a value that is no time stays as it is."""
+    try:
+        return moment(value)
+    except (TypeError, ValueError):
+        return value
 
 
 def _get(*path: str) -> Callable[[Mapping[str, Any]], Any]:
@@ -76,6 +97,7 @@ COMPARED: dict[str, tuple[Callable[[Mapping[str, Any]], Any], Callable[[Mapping[
     "birth_year": (_get("birth_year"), _get("birth_year"), _number),
     "email_promo": (_get("comms_attributes", "email_promo"), _get("attributes", "comms", "email_promo"), _text),
     "sms_promo": (_get("comms_attributes", "sms_promo"), _get("attributes", "comms", "sms_promo"), _text),
+    **{name: (_get("comms_attributes", name), _get("attributes", "comms", name), _instant) for name in CONSENT_TIMES},
 }
 
 
@@ -113,15 +135,32 @@ def sent_prints(profile: Mapping[str, Any], now: float) -> list[SentPrint]:
 def is_echo(payload: Any, remembered: Mapping[str, SentPrint], now: float, window: float) -> bool:
     """Whether a `profile.updated` payload carries exactly what the bridge wrote to that profile within
     `window` seconds (its fingerprint, under any of the profile's keys)."""
+    return bool(echoed_keys(payload, remembered, now, window))
+
+
+def echoed_keys(payload: Any, remembered: Mapping[str, SentPrint], now: float, window: float) -> tuple[str, ...]:
+    """The profile's keys whose fingerprint (kept within `window` seconds) the payload carries exactly."""
     if not isinstance(payload, Mapping):
-        return False
+        return ()
+    found = []
     for key in keys_of(payload):
         sent = remembered.get(key)
         if sent is None or now - sent.sent_at > window:
             continue
         names = [name for name in sent.fields.split(",") if name in COMPARED]
         values = {name: COMPARED[name][2](COMPARED[name][1](payload)) for name in names}
-        if _digest(values) == sent.digest:
+        if _digest(values) == sent.digest and not _decided_since(payload, names, sent.sent_at):
+            found.append(key)
+    return tuple(found)
+
+
+def _decided_since(payload: Mapping[str, Any], written: Sequence[str], sent_at: float) -> bool:
+    """Whether the webhook carries a consent time the bridge did not write, from after its write."""
+    for name in CONSENT_TIMES:
+        if name in written:
+            continue  # compared in the digest: the time the bridge wrote, or a change
+        at = _instant(COMPARED[name][1](payload))
+        if isinstance(at, float) and at >= sent_at - CLOCK_SLACK:
             return True
     return False
 
@@ -133,6 +172,12 @@ def lookup_keys(payloads: Sequence[Any]) -> list[str]:
         if isinstance(payload, Mapping):
             found.update(dict.fromkeys(keys_of(payload)))
     return list(found)
+
+
+def echo_window(settings: Settings) -> float:
+    """How long a sent print recognises an echo (OMNEO_ECHO_WINDOW_SECONDS), in seconds."""
+    config = settings.destinations.get("omneo")
+    return float(config.options.get("echo_window_seconds", DEFAULT_WINDOW)) if config else DEFAULT_WINDOW
 
 
 class SentPrints(Protocol):
@@ -147,30 +192,38 @@ class EchoGuard:
 
     def __init__(self, settings: Settings, store: SentPrints, clock: Callable[[], float]) -> None:
         self.sources = frozenset(name for name, source in settings.sources.items() if source.scheme == "omneo")
-        config = settings.destinations.get("omneo")
-        self.window = float(config.options.get("echo_window_seconds", DEFAULT_WINDOW)) if config else DEFAULT_WINDOW
+        self.window = echo_window(settings)
         self.store = store
         self.clock = clock
 
-    async def echoes(self, events: Sequence[Event]) -> set[int]:
+    async def echoes(self, events: Sequence[Event]) -> dict[int, tuple[str, ...]]:
+        """Every event among `events` that carries what the bridge wrote, with the keys of the prints it
+        uses up (one write is echoed once, so a later change Omneo alone makes, points or tier, within
+        the window is mapped). A `profile.updated` of them is an echo: recorded as such, not mapped. A
+        `profile.created` (the bridge's write made the member) is mapped as usual: it is the loop's news."""
         payloads: dict[int, Any] = {}
+        updates: set[int] = set()
         for event in events:
-            if event.topic != ECHO_TOPIC or event.source not in self.sources:
+            if event.topic not in ECHO_TOPICS or event.source not in self.sources:
                 continue
             try:
                 payloads[event.id] = event.payload()
             except ValueError:  # not JSON: the mapping says so
                 continue
+            if event.topic == ECHO_TOPIC:
+                updates.add(event.id)
         if not payloads:
-            return set()
+            return {}
         remembered = await self.store.sent_prints(lookup_keys(list(payloads.values())))
         if not remembered:
-            return set()
+            return {}
         now = self.clock()
-        found = {event_id for event_id, payload in payloads.items() if is_echo(payload, remembered, now, self.window)}
-        for event_id in sorted(found):
+        found = {event_id: keys for event_id, payload in payloads.items()
+                 if (keys := echoed_keys(payload, remembered, now, self.window))}
+        echoes = sorted(set(found) & updates)
+        for event_id in echoes:
             log.info("event.echo", event_id=event_id,
                      reason="carries only what the bridge wrote to this Omneo profile; not sent on")
-        if found:
-            METRICS.echo(len(found))
+        if echoes:
+            METRICS.echo(len(echoes))
         return found

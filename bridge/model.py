@@ -142,6 +142,19 @@ class IngestResult(NamedTuple):  # a tuple: the writer makes one per webhook
 
 
 @dataclass(frozen=True)
+class OwnCopies:
+    """What the bridge itself keeps about a person, to delete with an event's mapping (bridge/erasure.py):
+    the consent records of `contacts` (bridge.consent.contact_fingerprint) and the Omneo sent prints
+    under `prints` (bridge.echo.keys_of)."""
+
+    contacts: tuple[str, ...] = ()
+    prints: tuple[str, ...] = ()
+
+    def __bool__(self) -> bool:
+        return bool(self.contacts or self.prints)
+
+
+@dataclass(frozen=True)
 class Mapped:
     """The mapping of one event, ready to be saved."""
 
@@ -156,6 +169,9 @@ class Mapped:
     resource: tuple[str, str] | None = None
     # Kept resources this event asks to erase, (kind, id) each (a Shopify customer's redaction).
     forget: tuple[tuple[str, str], ...] = ()
+    # Deleted in the transaction that saves the mapping: a person's erasure, or the sent prints an
+    # echo used up (bridge.echo).
+    forget_copies: OwnCopies = OwnCopies()
 
 
 @dataclass(frozen=True)

@@ -21,12 +21,12 @@ from typing import Any, Protocol
 import structlog
 
 from bridge.destinations import Destination
-from bridge.echo import EchoGuard
+from bridge.echo import ECHO_TOPIC, EchoGuard
 from bridge.log import mask_text, mask_values_of
 from bridge.mapping import RuleSet
 from bridge.mapping.process import MappingProcess, complete, map_events
 from bridge.metrics import METRICS
-from bridge.model import Event, Mapped, Message, Outcome
+from bridge.model import Event, Mapped, Message, Outcome, OwnCopies
 from bridge.ops.prune import prune_daily
 from bridge.retry import RetryPolicy
 from bridge.settings import Settings
@@ -335,7 +335,8 @@ class Worker:
     async def _map(self, rules: RuleSet, events: Sequence[Event]) -> list[Mapped]:
         self.map_health.busy_since = time.monotonic()
         try:
-            echoes = await self.echo_guard.echoes(events)
+            matched = await self.echo_guard.echoes(events)  # each with the sent prints it uses up
+            echoes = {event.id for event in events if event.id in matched and event.topic == ECHO_TOPIC}
             others = [event for event in events if event.id not in echoes]
             if not others:
                 mapped: list[Mapped] = []
@@ -343,11 +344,15 @@ class Worker:
                 mapped = await self._mapping.map(rules, others)
             else:
                 mapped = await asyncio.to_thread(map_events, rules, others, self.settings.mapping_timeout_seconds)
-            if not echoes:
+            if not matched:
                 return mapped
+            mapped = [replace(m, forget_copies=OwnCopies(m.forget_copies.contacts,
+                                                         m.forget_copies.prints + matched[m.event_id]))
+                      if m.event_id in matched else m for m in mapped]
             order = {event.id: n for n, event in enumerate(events)}
-            return sorted([*mapped, *(Mapped(event_id, "echo", [], [], []) for event_id in echoes)],
-                          key=lambda m: order[m.event_id])
+            echoed = [Mapped(event_id, "echo", [], [], [], forget_copies=OwnCopies(prints=matched[event_id]))
+                      for event_id in echoes]
+            return sorted([*mapped, *echoed], key=lambda m: order[m.event_id])
         finally:
             self.map_health.busy_since = None
 

@@ -40,6 +40,36 @@ def test_a_change_a_person_made_is_not_an_echo() -> None:
     assert not echo.is_echo({**ECHOED, "mobile_phone": None, "mobile_phone_e164": None}, prints, 1010.0, 3600)
 
 
+def test_a_consent_decision_made_after_the_write_is_never_an_echo() -> None:
+    from datetime import UTC, datetime
+
+    def at(seconds: float) -> str:  # as Omneo writes its times
+        return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+    written = 1_790_000_000.0
+    prints = remembered(SENT, written)  # details only: no consent written
+    history = {"email_promo": True, "email_optout": False, "email_consent_updated_at": at(written - 86400)}
+    assert echo.is_echo({**ECHOED, "attributes": {"comms": history}}, prints, written + 5, 3600)
+    # the member unsubscribed in the preference centre after the write: a decision, mapped as one
+    chosen = {"email_promo": False, "email_optout": True, "email_consent_updated_at": at(written + 2)}
+    assert not echo.is_echo({**ECHOED, "attributes": {"comms": chosen}}, prints, written + 5, 3600)
+    # Omneo's clock a little behind the bridge's still counts as after
+    chosen_early = {**chosen, "email_consent_updated_at": at(written - 60)}
+    assert not echo.is_echo({**ECHOED, "attributes": {"comms": chosen_early}}, prints, written + 5, 3600)
+    assert not echo.is_echo({**ECHOED, "attributes": {"comms": {"sms_consent_updated_at": at(written)}}}, prints,
+                            written + 5, 3600)
+
+
+def test_the_consent_the_bridge_wrote_coming_back_is_an_echo_in_omneos_form() -> None:
+    sent = {"email": "jane.citizen@example.com",
+            "comms_attributes": {"email_promo": True, "email_consent_updated_at": "2025-03-02T09:14:21+11:00"}}
+    prints = remembered(sent, 1000.0)
+    comms = {"email_promo": True, "email_optout": False, "email_consent_updated_at": "2025-03-01 22:14:21"}
+    assert echo.is_echo({**ECHOED, "attributes": {"comms": comms}}, prints, 1010.0, 3600)
+    later = {**comms, "email_consent_updated_at": "2025-03-01 22:14:22"}  # another decision, the same flag
+    assert not echo.is_echo({**ECHOED, "attributes": {"comms": later}}, prints, 1010.0, 3600)
+
+
 def test_after_the_window_nothing_is_an_echo() -> None:
     assert not echo.is_echo(ECHOED, remembered(SENT, 1000.0), 1000.0 + 3601, 3600)
 

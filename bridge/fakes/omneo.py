@@ -13,8 +13,22 @@ and each profile is matched (by e-mail, or by the identity named by `match_crite
 
 Like Omneo, the fake then fires `profile.created` / `profile.updated` webhooks (`emit_to(url, secret)`):
 the profile context itself as the body, `X-Omneo-Event` and `X-Omneo-Hmac-SHA256` (lowercase hex HMAC-SHA256
-of the body). A new member gets the default tier and `welcome_points`. With `namespace_blocks`, events the
-API token caused are not sent back, as a webhook namespace matching the token does (apis.md 3.2).
+of the body). A new member gets the default tier, `welcome_points` and Omneo's default comms (every promo
+flag off, no `*_consent_updated_at`: nobody decided). A `*_consent_updated_at` the API writes is kept in
+Omneo's own form (`YYYY-MM-DD HH:MM:SS`, UTC). With `namespace_blocks`, events the API token caused are not
+sent back, as a webhook namespace matching the token does (apis.md 3.2).
+
+What happens in Omneo itself, outside the API, is driven through control routes, each answered once its
+webhook was fired (every one of them fires, whatever `namespace_blocks` says: no API token caused it):
+- `POST /_fake/omneo/members` `{"email", "first_name"?, "last_name"?}`: a member joins in Omneo (in store),
+  with default comms; fires `profile.created`. Answers the profile.
+- `POST /_fake/omneo/profiles/{id}/comms` `{"email_promo": bool, "at"?: ISO time}`: the member changes their
+  e-mail choice in the preference centre: `email_promo`, `email_optout` (its opposite) and
+  `email_consent_updated_at` (the time they acted, now by default); fires `profile.updated`.
+- `POST /_fake/omneo/profiles/{id}/points` `{"points": int}`: points earned (a system change, no consent
+  time); fires `profile.updated`.
+- `DELETE /_fake/omneo/profiles/{id}`: the profile is deleted (a member's erasure); fires `profile.deleted`
+  with the profile as it was, `profile_type` `deleted`.
 Failures as for every fake (`/_fake/fail`: 401, 422, 429 with `Retry-After`, 5xx, a hang).
 """
 
@@ -46,6 +60,20 @@ GENDERS = ("male", "female", "withheld", "other")
 BIRTH_FIELDS = ("birth_day", "birth_month", "birth_year")
 EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
 DEFAULT_TIER = {"id": 1, "name": "Bronze", "handle": "bronze", "rank": 0, "is_default": True}
+# A new profile's comms when nobody said anything: every promo flag off, and no `*_consent_updated_at`.
+DEFAULT_COMMS = {"email_promo": False, "email_optout": False, "email_bounced": False, "sms_promo": False,
+                 "sms_optout": False, "push_promo": False}
+CONSENT_TIMES = ("email_consent_updated_at", "sms_consent_updated_at")
+
+
+def omneo_time(value: str | datetime | None = None) -> str:
+    """A time as Omneo writes it: `YYYY-MM-DD HH:MM:SS`, UTC, no zone (now when None; a time without a zone
+    is taken as UTC)."""
+    moment = datetime.now(UTC) if value is None else (
+        datetime.fromisoformat(value) if isinstance(value, str) else value)
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S")
 
 
 @dataclass
@@ -127,6 +155,11 @@ class FakeOmneo(FakeApi):
             for name in BIRTH_FIELDS:
                 if name in profile and profile[name] is not None and not formats.integer(profile[name]):
                     add(name, f"The {name.replace('_', ' ')} must be an integer.")
+            comms = profile.get("comms_attributes")
+            comms = comms if isinstance(comms, dict) else {}
+            for name in CONSENT_TIMES:
+                if comms.get(name) not in (None, "") and not _is_time(comms[name]):
+                    add(f"comms_attributes.{name}", f"The {name.replace('_', ' ')} is not a valid date.")
             if isinstance(match, str) and match != "email" and self._identity(profile, match) is None:
                 add("identities", f"An identity with the handle {match} is required to match on it.")
         return errors
@@ -152,20 +185,25 @@ class FakeOmneo(FakeApi):
 
     # --- applying ---------------------------------------------------------------------------
 
+    def _new_member(self, now: str) -> dict[str, Any]:
+        """A profile as Omneo makes it (the caller holds the lock)."""
+        member: dict[str, Any] = {"id": str(uuid.uuid4()), "first_name": "Unknown", "last_name": "Unknown",
+                  "tier": dict(DEFAULT_TIER), "tier_handle": DEFAULT_TIER["handle"],
+                  "point_balance": self.welcome_points, "reward_balance": 0.0, "identities": [],
+                  "tags": [], "attributes": {"comms": dict(DEFAULT_COMMS)}, "created_at": now, "joined_at": now,
+                  "profile_type": "active"}
+        self.profiles[member["id"]] = member
+        return member
+
     def apply(self, match: str, profiles: list[dict[str, Any]]) -> list[tuple[str, dict[str, Any]]]:
         """Create or update each profile; the webhooks that follow, as (event, profile context)."""
         fired = []
-        now = datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S")
+        now = omneo_time()
         for given in profiles:
             found = self._match(match, given)
             with self.lock:
                 if found is None:
-                    found = {"id": str(uuid.uuid4()), "first_name": "Unknown", "last_name": "Unknown",
-                             "tier": dict(DEFAULT_TIER), "tier_handle": DEFAULT_TIER["handle"],
-                             "point_balance": self.welcome_points, "reward_balance": 0.0, "identities": [],
-                             "tags": [], "attributes": {"comms": {}}, "created_at": now, "joined_at": now,
-                             "profile_type": "active"}
-                    self.profiles[found["id"]] = found
+                    found = self._new_member(now)
                     event = "profile.created"
                 else:
                     event = "profile.updated"
@@ -174,9 +212,47 @@ class FakeOmneo(FakeApi):
                 fired.append((event, json.loads(json.dumps(found))))
         return fired
 
-    async def emit(self, fired: list[tuple[str, dict[str, Any]]]) -> None:
+    # --- what happens in Omneo itself ------------------------------------------------------
+
+    def join(self, email: str, first_name: str = "Unknown", last_name: str = "Unknown") -> tuple[str, dict[str, Any]]:
+        """A member joins in Omneo (in store), with default comms: the `profile.created` to fire."""
+        now = omneo_time()
         with self.lock:
-            url, secret, blocked = self.webhook_url, self.webhook_secret, self.namespace_blocks
+            member = self._new_member(now)
+            _merge(member, {"email": email, "first_name": first_name, "last_name": last_name})
+            member["updated_at"] = now
+            return "profile.created", json.loads(json.dumps(member))
+
+    def choose_email(self, profile_id: str, email_promo: bool, at: str | None = None) -> tuple[str, dict[str, Any]]:
+        """The member's e-mail choice in the preference centre, made at `at` (now by default): the
+        `profile.updated` to fire. KeyError for an unknown profile."""
+        with self.lock:
+            member = self.profiles[profile_id]
+            member["attributes"].setdefault("comms", {}).update(
+                email_promo=email_promo, email_optout=not email_promo, email_consent_updated_at=omneo_time(at))
+            member["updated_at"] = omneo_time()
+            return "profile.updated", json.loads(json.dumps(member))
+
+    def earn(self, profile_id: str, points: int) -> tuple[str, dict[str, Any]]:
+        """Points earned (a system change: no consent time): the `profile.updated` to fire."""
+        with self.lock:
+            member = self.profiles[profile_id]
+            member["point_balance"] = int(member.get("point_balance", 0)) + points
+            member["updated_at"] = omneo_time()
+            return "profile.updated", json.loads(json.dumps(member))
+
+    def delete(self, profile_id: str) -> tuple[str, dict[str, Any]]:
+        """The profile deleted: the `profile.deleted` to fire. KeyError for an unknown profile."""
+        with self.lock:
+            member = self.profiles.pop(profile_id)
+            member.update(profile_type="deleted", updated_at=omneo_time())
+            return "profile.deleted", json.loads(json.dumps(member))
+
+    async def emit(self, fired: list[tuple[str, dict[str, Any]]], *, by_api: bool = True) -> None:
+        """Fire the webhooks, in order; events the API token caused (`by_api`) are held back by a
+        namespace that blocks them."""
+        with self.lock:
+            url, secret, blocked = self.webhook_url, self.webhook_secret, self.namespace_blocks and by_api
         if url is None or blocked:
             return
         async with httpx.AsyncClient(timeout=10) as client:
@@ -194,11 +270,21 @@ class FakeOmneo(FakeApi):
                     self.emitted.append((event, context, status))
 
 
+def _is_time(value: Any) -> bool:
+    try:
+        omneo_time(value)
+    except (TypeError, ValueError, AttributeError):
+        return False
+    return isinstance(value, str)
+
+
 def _merge(stored: dict[str, Any], given: dict[str, Any]) -> None:
     """A profile of the batch written into the stored one, as Omneo keeps it."""
     for name, value in given.items():
         if name == "comms_attributes" and isinstance(value, dict):
-            stored.setdefault("attributes", {}).setdefault("comms", {}).update(value)
+            comms = {key: omneo_time(v) if key in CONSENT_TIMES and isinstance(v, str) and v else v
+                     for key, v in value.items()}
+            stored.setdefault("attributes", {}).setdefault("comms", {}).update(comms)
         elif name == "identities" and isinstance(value, list):
             known = {(i.get("handle"), str(i.get("identifier"))) for i in stored.get("identities", [])}
             stored["identities"] = stored.get("identities", []) + [
@@ -250,9 +336,41 @@ def create_omneo_app(
 
         return await fake.handle(request, checked)
 
+    async def in_omneo(request: Request, change: Callable[[Any], tuple[str, dict[str, Any]]]) -> Response:
+        """A change made in Omneo itself: applied, its webhook fired, then the profile answered."""
+        try:
+            body = await request.json() if request.method == "POST" else {}
+            fired = change(body if isinstance(body, dict) else {})
+        except KeyError:
+            return JSONResponse({"message": "No such profile or field."}, status_code=404)
+        except (ValueError, TypeError) as exc:
+            return JSONResponse({"message": f"Bad request: {exc}"}, status_code=400)
+        await fake.emit([fired], by_api=False)
+        return JSONResponse(fired[1])
+
+    async def join(request: Request) -> Response:
+        return await in_omneo(request, lambda b: fake.join(str(b["email"]), str(b.get("first_name", "Unknown")),
+                                                           str(b.get("last_name", "Unknown"))))
+
+    async def comms(request: Request) -> Response:
+        profile_id = request.path_params["profile_id"]
+        return await in_omneo(request, lambda b: fake.choose_email(profile_id, bool(b["email_promo"]), b.get("at")))
+
+    async def points(request: Request) -> Response:
+        profile_id = request.path_params["profile_id"]
+        return await in_omneo(request, lambda b: fake.earn(profile_id, int(b["points"])))
+
+    async def delete(request: Request) -> Response:
+        profile_id = request.path_params["profile_id"]
+        return await in_omneo(request, lambda _: fake.delete(profile_id))
+
     app = Starlette(routes=[
         Route("/api/v3/profiles/batch", batch, methods=["POST"]),
         Route("/api/v3/profiles/batch.json", batch, methods=["POST"]),
+        Route("/_fake/omneo/members", join, methods=["POST"]),
+        Route("/_fake/omneo/profiles/{profile_id}/comms", comms, methods=["POST"]),
+        Route("/_fake/omneo/profiles/{profile_id}/points", points, methods=["POST"]),
+        Route("/_fake/omneo/profiles/{profile_id}", delete, methods=["DELETE"]),
         *fake.routes(),
     ])
     app.state.fake = fake

@@ -38,6 +38,7 @@ from typing import Any
 import orjson
 import structlog
 
+from bridge import erasure
 from bridge.lookup import fingerprints
 from bridge.mapping import budget, lookups
 from bridge.mapping.engine import CompiledRuleSet, over_budget
@@ -68,7 +69,8 @@ def map_events(rules: RuleSet, events: Sequence[Event], seconds: float = budget.
                 result = MapResult(errors=[f"mapping failed: {type(exc).__name__}: {exc}"])
             messages = [(m, m.idempotency_key(event.source, event.dedupe_key)) for m in result.messages]
             mapped.append(Mapped(event.id, result.status, result.rules, result.errors, messages, lookup=lookup_of(event),
-                                 resource=lookups.resource_of(event), forget=lookups.forgotten(event)))
+                                 resource=lookups.resource_of(event), forget=lookups.forgotten(event),
+                                 forget_copies=erasure.copies_of(event)))
             if result.over_budget:
                 break
     finally:

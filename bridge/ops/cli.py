@@ -16,6 +16,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
 from bridge.consent import contact_fingerprint
+from bridge.echo import echo_window
 from bridge.errors import BridgeError
 from bridge.mapping import RuleSet
 from bridge.ops import views
@@ -285,7 +286,8 @@ def cmd_prune(args: argparse.Namespace) -> int:
     verb = "would remove" if args.dry_run else "removed"
     print(f"{verb} {result.messages} delivered messages ({result.attempts} attempts), {result.bodies} event bodies,"
           f" {result.dedupe_keys} dedupe keys older than {settings.dedupe_days:g} days, {result.resources} orders kept"
-          f" for refunds older than {settings.lookup_days:g} days")
+          f" for refunds older than {settings.lookup_days:g} days,"
+          f" {result.sent_prints} Omneo sent prints older than the echo window ({echo_window(settings):g} s)")
     return 0
 
 
@@ -411,7 +413,7 @@ def register(commands: Any) -> None:
     p = _command(destinations, "resume", cmd_resume, "deliver to a paused destination again")
     p.add_argument("name")
 
-    p = _command(commands, "prune", cmd_prune, "retention: delete old delivered messages, bodies and dedupe keys")
+    p = _command(commands, "prune", cmd_prune, "retention: delete old delivered messages, bodies, dedupe keys and Omneo sent prints")
     p.add_argument("--delivered-days", type=days, default=DEFAULT_DAYS)
     p.add_argument("--bodies-days", type=days, default=DEFAULT_DAYS)
     p.add_argument("--dry-run", action="store_true")

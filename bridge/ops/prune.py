@@ -9,6 +9,12 @@
   sooner, or a provider's resend would be taken as new.
 - Resources kept for lookups (the latest state of each Shopify order, which
   its refunds read) once their latest event is older than `lookup_days`.
+- Omneo sent prints (what the bridge last wrote to each profile, bridge/echo.py)
+  once older than the echo window (OMNEO_ECHO_WINDOW_SECONDS): they can no
+  longer recognise an echo.
+
+Consent records are kept: they are the decisions newer ones are judged against
+(bridge/consent.py). A person's erasure deletes theirs (bridge/erasure.py).
 
 Each step runs in chunks of CHUNK rows, each its own store write: a writer that
 also commits webhooks must not be held by one long delete.
@@ -23,6 +29,7 @@ from typing import Any
 
 import structlog
 
+from bridge.echo import DEFAULT_WINDOW, echo_window
 from bridge.settings import Settings
 from bridge.store.base import PruneCutoffs, PruneResult, Store
 
@@ -45,6 +52,7 @@ async def prune(
     bodies_days: float = DEFAULT_DAYS,
     lookup_days: float = DEFAULT_LOOKUP_DAYS,
     min_dedupe_days: float = 0.0,
+    echo_window_seconds: float = DEFAULT_WINDOW,
     dry_run: bool = False,
     stop: Callable[[], bool] = lambda: False,
 ) -> PruneResult:
@@ -59,6 +67,7 @@ async def prune(
         bodies_before=now - max(bodies_days, 0.0) * DAY,
         dedupe_before=now - max(dedupe_days, min_dedupe_days, 0.0) * DAY,
         resources_before=now - max(lookup_days, 0.0) * DAY,
+        sent_prints_before=now - max(echo_window_seconds, 0.0),
     )
     if dry_run:
         return await store.prune_preview(cutoffs)
@@ -75,11 +84,14 @@ async def prune(
         result.dedupe_keys += keys
     while not stop() and (kept := await store.prune_resources(cutoffs.resources_before, CHUNK)) > 0:
         result.resources += kept
+    while not stop() and (prints := await store.prune_sent_prints(cutoffs.sent_prints_before, CHUNK)) > 0:
+        result.sent_prints += prints
     return result
 
 
 async def prune_with_settings(store: Store, settings: Settings, now: float, **days: Any) -> PruneResult:
     days.setdefault("lookup_days", settings.lookup_days)
+    days.setdefault("echo_window_seconds", echo_window(settings))
     return await prune(store, now, dedupe_days=settings.dedupe_days, min_dedupe_days=settings.dedupe_days, **days)
 
 

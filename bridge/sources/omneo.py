@@ -2,8 +2,12 @@
 
 Omneo sends no delivery id and no timestamp (apis.md 3.4), and the body is
 the event context itself (a profile, a transaction) without an envelope, so
-the dedupe key is the trigger name plus the context's `id` and `updated_at`,
-or a hash of the body when either is missing. X-Omneo-Event is not signed: the
+the dedupe key is the trigger name plus the context's `id`, its `updated_at`
+and a hash of the body, or the trigger and the hash when either is missing.
+`updated_at` counts whole seconds: two changes of one profile in one second (a
+member's choice in the preference centre just as the bridge's own write comes
+back, points and a tier at once) are two webhooks with different bodies, and
+both are kept; the same delivery again is the same bytes. X-Omneo-Event is not signed: the
 key's other parts come from the signed body, so a captured body sent again under
 the same trigger is a duplicate, and bridge.sources.shape refuses a body the
 trigger cannot have.
@@ -57,7 +61,7 @@ class OmneoSource:
             check_omneo(topic, payload)
         record_id, updated_at = field(payload, "id"), field(payload, "updated_at")
         if record_id is not None and updated_at is not None:
-            key = dedupe_key(topic, record_id, updated_at)
+            key = dedupe_key(topic, record_id, updated_at, body_hash(body))
         else:
             key = dedupe_key(topic, body_hash(body))
         return Webhook(

@@ -295,6 +295,7 @@ class PruneResult:
     bodies: int = 0
     dedupe_keys: int = 0
     resources: int = 0
+    sent_prints: int = 0
     dry_run: bool = False
 
     def as_dict(self) -> dict[str, Any]:
@@ -309,12 +310,17 @@ class PruneCutoffs:
     - bodies of events received before `bodies_before` that are mapped and have no open or dead message;
     - event rows (the dedupe keys) received before `dedupe_before`, body gone, no message left;
     - resources kept for lookups whose latest event was received before `resources_before`.
+    - Omneo sent prints (bridge.echo) written before `sent_prints_before`: past the echo window, they can
+      no longer recognise an echo.
+
+    Consent records are never pruned: they are the decisions that later ones are judged against.
     """
 
     delivered_before: float
     bodies_before: float
     dedupe_before: float
     resources_before: float = float("-inf")
+    sent_prints_before: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -592,6 +598,10 @@ class Store(Protocol):
 
     async def prune_resources(self, before: float, limit: int) -> int:
         """Forget up to `limit` resources whose latest event was received before `before`."""
+        ...
+
+    async def prune_sent_prints(self, before: float, limit: int) -> int:
+        """Delete up to `limit` sent prints written before `before`."""
         ...
 
     async def prune_preview(self, cutoffs: PruneCutoffs) -> PruneResult:

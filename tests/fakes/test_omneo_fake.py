@@ -114,7 +114,9 @@ def test_the_profile_webhooks_come_back_signed(app: Any) -> None:
     receiver = Starlette(routes=[Route("/webhooks/omneo", hook, methods=["POST"])])
     with serve_in_thread(receiver) as hook_url, serve_in_thread(app) as url, httpx.Client(base_url=url) as client:
         app.state.fake.emit_to(hook_url + "/webhooks/omneo", "s3cret")
-        client.post(PATH, json=batch(member(1, comms_attributes={"email_promo": True})), headers=AUTH)
+        client.post(PATH, json=batch(member(1, comms_attributes={"email_promo": True,
+                                                                 "email_consent_updated_at": "2025-03-02T09:14:21+11:00"})),
+                    headers=AUTH)
         client.post(PATH, json=batch(member(1, last_name="Lee")), headers=AUTH)
         deadline = time.monotonic() + 10
         while len(received) < 2 and time.monotonic() < deadline:
@@ -125,7 +127,10 @@ def test_the_profile_webhooks_come_back_signed(app: Any) -> None:
     import json
     created = json.loads(received[0][1])
     assert created["id"] and created["tier"]["name"] == "Bronze" and created["point_balance"] == 100
-    assert created["attributes"]["comms"] == {"email_promo": True}
+    # Omneo's default comms, then what the API wrote, its decision time in Omneo's own form (UTC)
+    assert created["attributes"]["comms"] == {"email_promo": True, "email_optout": False, "email_bounced": False,
+                                              "sms_promo": False, "sms_optout": False, "push_promo": False,
+                                              "email_consent_updated_at": "2025-03-01 22:14:21"}
     assert json.loads(received[1][1])["last_name"] == "Lee"
 
 
@@ -135,3 +140,48 @@ def test_a_namespace_matching_the_token_sends_nothing_back(app: Any) -> None:
         client.post(PATH, json=batch(member()), headers=AUTH)
         time.sleep(0.2)
     assert app.state.fake.emitted == []
+
+
+def test_a_consent_time_that_is_not_a_date_is_refused(app: Any) -> None:
+    with serve_in_thread(app) as url, httpx.Client(base_url=url) as client:
+        response = client.post(PATH, json=batch(member(1, comms_attributes={"email_consent_updated_at": "soon"})),
+                               headers=AUTH)
+    assert response.status_code == 422
+    assert list(response.json()["errors"]) == ["profiles.0.comms_attributes.email_consent_updated_at"]
+
+
+def test_changes_made_in_omneo_itself_fire_their_webhooks(app: Any) -> None:
+    received: list[tuple[str, dict[str, Any]]] = []
+
+    async def hook(request: Request) -> Response:
+        import json
+        received.append((request.headers["x-omneo-event"], json.loads(await request.body())))
+        return Response(status_code=200)
+
+    receiver = Starlette(routes=[Route("/webhooks/omneo", hook, methods=["POST"])])
+    with serve_in_thread(receiver) as hook_url, serve_in_thread(app) as url, httpx.Client(base_url=url) as client:
+        # a namespace holds back only what the API token caused: a member's own changes still come
+        app.state.fake.emit_to(hook_url + "/webhooks/omneo", "s3cret", namespace_blocks=True)
+        joined = client.post("/_fake/omneo/members", json={"email": "in.store@example.org", "first_name": "Ari"})
+        assert joined.status_code == 200
+        profile = joined.json()
+        assert profile["attributes"]["comms"]["email_promo"] is False
+        assert "email_consent_updated_at" not in profile["attributes"]["comms"]  # a default: nobody decided
+        chosen = client.post(f"/_fake/omneo/profiles/{profile['id']}/comms",
+                             json={"email_promo": True, "at": "2026-01-02T03:04:05Z"}).json()
+        assert chosen["attributes"]["comms"]["email_promo"] is True
+        assert chosen["attributes"]["comms"]["email_optout"] is False
+        assert chosen["attributes"]["comms"]["email_consent_updated_at"] == "2026-01-02 03:04:05"
+        earned = client.post(f"/_fake/omneo/profiles/{profile['id']}/points", json={"points": 20}).json()
+        assert earned["point_balance"] == 120
+        assert earned["attributes"]["comms"]["email_consent_updated_at"] == "2026-01-02 03:04:05"  # unchanged
+        assert client.post("/_fake/omneo/profiles/nobody/points", json={"points": 1}).status_code == 404
+        assert client.post(f"/_fake/omneo/profiles/{profile['id']}/comms", json={}).status_code == 404
+        deleted = client.delete(f"/_fake/omneo/profiles/{profile['id']}").json()
+        assert deleted["profile_type"] == "deleted" and deleted["email"] == "in.store@example.org"
+        assert app.state.fake.profiles == {}
+        assert client.delete(f"/_fake/omneo/profiles/{profile['id']}").status_code == 404
+    # each answered once its webhook was fired
+    assert [event for event, _ in received] == ["profile.created", "profile.updated", "profile.updated",
+                                                "profile.deleted"]
+    assert received[2][1]["point_balance"] == 120

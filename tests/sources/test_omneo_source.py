@@ -37,7 +37,8 @@ def test_valid_delivery() -> None:
     hook = source().verify(headers(), BODY)
     assert isinstance(hook, Webhook)
     assert hook.topic == "profile.updated"
-    assert hook.dedupe_key == f"profile.updated|{PROFILE['id']}|2026-11-23 10:00:00"
+    assert hook.dedupe_key == (f"profile.updated|{PROFILE['id']}|2026-11-23 10:00:00|"
+                               f"sha256:{hashlib.sha256(BODY).hexdigest()}")
     assert hook.headers == {"x-omneo-event": "profile.updated"}
     assert hook.secret_index == 0
 
@@ -74,10 +75,13 @@ def test_dedupe() -> None:
     tier = s.verify(headers(event="tier.achieved"), BODY)
     newer_body = json.dumps(dict(PROFILE, updated_at="2026-11-23 10:01:00")).encode()
     newer = s.verify(headers(newer_body), newer_body)
-    keys = [h.dedupe_key for h in (first, again, tier, newer) if isinstance(h, Webhook)]
-    assert len(keys) == 4
+    # another change in the same second (updated_at counts whole seconds): another webhook, kept
+    same_second_body = json.dumps(dict(PROFILE, point_balance=999)).encode()
+    same_second = s.verify(headers(same_second_body), same_second_body)
+    keys = [h.dedupe_key for h in (first, again, tier, newer, same_second) if isinstance(h, Webhook)]
+    assert len(keys) == 5
     assert keys[0] == keys[1]
-    assert len({keys[0], keys[2], keys[3]}) == 3
+    assert len({keys[0], keys[2], keys[3], keys[4]}) == 4
 
 
 def test_dedupe_falls_back_to_body_hash() -> None:

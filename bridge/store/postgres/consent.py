@@ -13,7 +13,7 @@ from typing import Any
 
 import structlog
 
-from bridge.consent import ConsentDecision, ConsentRecord, judge, lock_key, remember
+from bridge.consent import CHANNELS, ConsentDecision, ConsentRecord, judge, lock_key, remember
 from bridge.model import Mapped, Outgoing
 from bridge.store.postgres.connection import Conn
 
@@ -38,9 +38,12 @@ async def records(conn: Conn, contact: str, channel: str | None = None) -> list[
 
 
 async def lock(conn: Conn, mapped: Iterable[Mapped]) -> None:
-    """Take the locks of every (contact, channel) these mappings judge, in one global order."""
+    """Take the locks of every (contact, channel) these mappings judge or erase, in one global order."""
+    mapped = list(mapped)
     keys = sorted({lock_key(msg.decision.contact, msg.decision.channel)
-                   for m in mapped for msg, _ in m.messages if msg.decision is not None})
+                   for m in mapped for msg, _ in m.messages if msg.decision is not None}
+                  | {lock_key(contact, channel) for m in mapped for contact in m.forget_copies.contacts
+                     for channel in CHANNELS})  # an erasure deletes every channel's records
     if keys:
         await conn.execute("SELECT count(pg_advisory_xact_lock(k)) FROM (SELECT k FROM unnest(%s::bigint[]) AS u(k)"
                            " ORDER BY k) AS ordered", (keys,))

@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from bridge.model import Event, IngestResult, Mapped, Outgoing
-from bridge.store.postgres import consent, resources
+from bridge.store.postgres import consent, copies, resources
 from bridge.store.postgres.connection import NO_FLUSH, Conn
 from bridge.store.postgres.outbox import lock_lanes, refresh_lanes
 from bridge.store.postgres.text import storable
@@ -100,6 +100,7 @@ async def save_mappings(conn: Conn, mapped: Sequence[Mapped], now: float, notify
          [json.dumps(m.errors) if m.errors else None for m in mine]))
     await save_lookup(conn, mine)
     await resources.keep(conn, mine)
+    await copies.forget(conn, mine)  # an erasure's, or the prints an echo used up
     rows = [message_params(m.event_id, msg, key) for m in mine
             for msg, key in await consent.sift(conn, m.event_id, m.messages, now)]
     if rows:

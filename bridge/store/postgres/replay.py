@@ -13,7 +13,7 @@ from typing import Any
 
 from bridge.model import Event, Mapped
 from bridge.store.base import OPEN_STATES, EventFilter, ReplaySummary
-from bridge.store.postgres import consent, resources
+from bridge.store.postgres import consent, copies, resources
 from bridge.store.postgres.connection import Conn
 from bridge.store.postgres.inbound import insert_messages, message_params, save_lookup
 from bridge.store.postgres.outbox import lock_lanes, refresh_lanes
@@ -65,6 +65,7 @@ async def apply_mappings(conn: Conn, mapped: Sequence[Mapped], now: float, force
                                (m.status, json.dumps(m.rules), json.dumps(m.errors) if m.errors else None, now,
                                 m.event_id))
             await save_lookup(conn, [m])  # events mapped before lookups existed become searchable
+            await copies.forget(conn, [m])  # a replayed erasure forgets again
         # A replayed consent decision goes only while no newer one is known (bridge/consent.py).
         for msg, key in await consent.sift(conn, m.event_id, m.messages, now, write=not dry_run):
             # The key is made from the event's source and dedupe key: its messages are this event's.

@@ -20,6 +20,7 @@ _BODIES = (
     " AND NOT EXISTS (SELECT 1 FROM messages WHERE messages.event_id = events.id"
     "                 AND messages.state IN ('pending', 'inflight', 'submitted', 'dead'))"
 )
+_SENT_PRINTS = "SELECT key FROM sent_prints WHERE sent_at < %(before)s"
 _DEDUPE = (
     "SELECT id FROM events WHERE received_at < %(before)s AND body IS NULL"
     " AND NOT EXISTS (SELECT 1 FROM messages WHERE messages.event_id = events.id)"
@@ -73,6 +74,13 @@ async def delete_dedupe(conn: Conn, before: float, limit: int) -> int:
     return len(ids)
 
 
+async def delete_sent_prints(conn: Conn, before: float, limit: int) -> int:
+    # SKIP LOCKED: a print a delivery is rewriting is left for the next run
+    cur = await conn.execute(f"DELETE FROM sent_prints WHERE key IN ({_SENT_PRINTS} LIMIT %(limit)s"
+                             " FOR UPDATE SKIP LOCKED) AND sent_at < %(before)s", {"before": before, "limit": limit})
+    return cur.rowcount
+
+
 async def _count(conn: Conn, select: str, **params: Any) -> int:
     cur = await conn.execute(f"SELECT count(*) AS n FROM ({select}) AS s", params)
     row = await cur.fetchone()
@@ -89,5 +97,6 @@ async def preview(conn: Conn, cutoffs: PruneCutoffs) -> PruneResult:
         dedupe_keys=await _count(conn, _DEDUPE_AFTER_RUN, before=cutoffs.dedupe_before,
                                  bodies_before=cutoffs.bodies_before, delivered_before=cutoffs.delivered_before),
         resources=await resources.count_prunable(conn, cutoffs.resources_before),
+        sent_prints=await _count(conn, _SENT_PRINTS, before=cutoffs.sent_prints_before),
         dry_run=True,
     )

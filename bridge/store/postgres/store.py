@@ -282,5 +282,8 @@ class PostgresStore:
     async def prune_resources(self, before: float, limit: int) -> int:
         return await self._run(kept.prune, before, limit)
 
+    async def prune_sent_prints(self, before: float, limit: int) -> int:
+        return await self._run(retention.delete_sent_prints, before, limit)
+
     async def prune_preview(self, cutoffs: PruneCutoffs) -> PruneResult:
         return await self._run(retention.preview, cutoffs)

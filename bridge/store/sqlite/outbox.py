@@ -11,7 +11,7 @@ import uuid
 from collections.abc import Sequence
 
 from bridge.model import Decision, Event, Mapped, Message, Outcome
-from bridge.store.sqlite import resources
+from bridge.store.sqlite import copies, resources
 from bridge.store.sqlite.consent import sift
 from bridge.store.sqlite.rows import (
     EVENT_COLUMNS,
@@ -47,6 +47,7 @@ def save_mapping(conn: sqlite3.Connection, m: Mapped, now: float) -> int:
         return 0
     save_lookup(conn, m)
     resources.keep(conn, m)
+    copies.forget(conn, m.forget_copies)  # an erasure's, or the prints an echo used up
     messages = sift(conn, m.event_id, m.messages, now)  # consent only when newer than any known
     for msg, key in messages:
         insert_message(conn, m.event_id, msg, key, now)

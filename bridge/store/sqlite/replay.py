@@ -14,7 +14,7 @@ from typing import Any
 from bridge.model import Event, Mapped
 from bridge.store.base import EventFilter, ReplaySummary
 from bridge.store.records import event_where
-from bridge.store.sqlite import resources
+from bridge.store.sqlite import copies, resources
 from bridge.store.sqlite.consent import sift
 from bridge.store.sqlite.rows import EVENT_COLUMNS, event_from_row, insert_message, record_text, save_lookup
 
@@ -55,6 +55,7 @@ def apply_mappings(
             )
             save_lookup(conn, m)  # events mapped before lookups existed become searchable
             resources.keep(conn, m)
+            copies.forget(conn, m.forget_copies)  # a replayed erasure forgets again
         # A replayed consent decision goes only while no newer one is known (bridge/consent.py).
         for msg, key in sift(conn, m.event_id, m.messages, now, write=not dry_run):
             # The key is made from the event's source and dedupe key: its messages are this event's.

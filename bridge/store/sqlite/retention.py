@@ -17,6 +17,7 @@ _BODIES = (
     " AND NOT EXISTS (SELECT 1 FROM messages WHERE messages.event_id = events.id"
     "                 AND messages.state IN ('pending', 'inflight', 'submitted', 'dead'))"
 )
+_SENT_PRINTS = "SELECT key FROM sent_prints WHERE sent_at < :before"
 _DEDUPE = (
     "SELECT id FROM events WHERE received_at < :before AND body IS NULL"
     " AND NOT EXISTS (SELECT 1 FROM messages WHERE messages.event_id = events.id)"
@@ -54,6 +55,11 @@ def delete_dedupe(conn: sqlite3.Connection, before: float, limit: int) -> int:
     return conn.executemany("DELETE FROM events WHERE id = ?", ids).rowcount
 
 
+def delete_sent_prints(conn: sqlite3.Connection, before: float, limit: int) -> int:
+    return conn.execute(f"DELETE FROM sent_prints WHERE key IN ({_SENT_PRINTS} LIMIT :limit)",
+                        {"before": before, "limit": limit}).rowcount
+
+
 def _count(conn: sqlite3.Connection, select: str, **params: float) -> int:
     return int(conn.execute(f"SELECT count(*) FROM ({select})", params).fetchone()[0])
 
@@ -68,5 +74,6 @@ def preview(conn: sqlite3.Connection, cutoffs: PruneCutoffs) -> PruneResult:
         dedupe_keys=_count(conn, _DEDUPE_AFTER_RUN, before=cutoffs.dedupe_before,
                            bodies_before=cutoffs.bodies_before, delivered_before=cutoffs.delivered_before),
         resources=resources.count_prunable(conn, cutoffs.resources_before),
+        sent_prints=_count(conn, _SENT_PRINTS, before=cutoffs.sent_prints_before),
         dry_run=True,
     )

@@ -455,6 +455,9 @@ class SQLiteStore:
     async def prune_resources(self, before: float, limit: int) -> int:
         return await self.awrite(kept.prune, before, limit)
 
+    async def prune_sent_prints(self, before: float, limit: int) -> int:
+        return await self.awrite(retention.delete_sent_prints, before, limit)
+
     async def prune_preview(self, cutoffs: PruneCutoffs) -> PruneResult:
         return await self.aread(lambda conn: retention.preview(conn, cutoffs))
 
