@@ -168,6 +168,13 @@ class AuditEntry(TypedDict):
     topic: str
 
 
+class Unmapped(TypedDict):
+    """Events stored and not mapped yet: the part of a backlog that has no messages yet."""
+
+    count: int
+    oldest_received_at: float | None  # None when there is none
+
+
 class DestinationStats(TypedDict):
     counts: dict[str, int]  # every one of MESSAGE_STATES
     oldest_pending_age_seconds: float | None
@@ -389,6 +396,11 @@ class Store(Protocol):
 
     async def oldest_pending(self) -> dict[str, float]:
         """destination -> created_at of its oldest pending message."""
+        ...
+
+    async def unmapped(self) -> Unmapped:
+        """Events waiting to be mapped: how many, and when the oldest arrived (off the index of waiting
+        events: cheap enough for every scrape)."""
         ...
 
     async def list_dead(self, where: DeadFilter, limit: int, offset: int = 0) -> Page[DeadLetter]:

@@ -32,6 +32,7 @@ from bridge.store.base import (
     PruneResult,
     ReplaySummary,
     SentPrint,
+    Unmapped,
 )
 from bridge.store.migrations import unapplied_error
 from bridge.store.postgres import consent, echo, inbound, migrate, outbox, queries, replay, retention
@@ -184,6 +185,9 @@ class PostgresStore:
 
     async def oldest_pending(self) -> dict[str, float]:
         return await self._run(queries.oldest_pending)
+
+    async def unmapped(self) -> Unmapped:
+        return await self._run(queries.unmapped)
 
     async def list_dead(self, where: DeadFilter, limit: int, offset: int = 0) -> Page[DeadLetter]:
         return await self._run(queries.list_dead, where, limit, offset)

@@ -43,6 +43,7 @@ from bridge.store.base import (
     PruneResult,
     ReplaySummary,
     SentPrint,
+    Unmapped,
 )
 from bridge.store.migrations import unapplied_error
 from bridge.store.sqlite import consent, echo, outbox, queries, replay, retention
@@ -356,6 +357,9 @@ class SQLiteStore:
 
     async def oldest_pending(self) -> dict[str, float]:
         return await self.aread(queries.oldest_pending)
+
+    async def unmapped(self) -> Unmapped:
+        return await self.aread(queries.unmapped)
 
     async def list_dead(self, where: DeadFilter, limit: int, offset: int = 0) -> Page[DeadLetter]:
         return await self.aread(lambda conn: queries.list_dead(conn, where, limit, offset))
