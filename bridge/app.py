@@ -21,6 +21,7 @@ from bridge.ops.admin import admin_routes, has_admin_token
 from bridge.ops.health import readyz_route
 from bridge.ops.metrics import METRICS, metrics_route
 from bridge.ops.when import iso
+from bridge.pressure import Pressure
 from bridge.settings import Settings, masked_url
 from bridge.sources import Source
 from bridge.store import Store, make_store
@@ -45,6 +46,8 @@ class Bridge:
     started_at: float = field(default_factory=time.time)
     _database: dict[str, Any] | None = None  # what /healthz last read of the database, kept once it holds events
     stop_by: float | None = None  # time.monotonic() by which a stop signal wants the process gone
+    # The event loop's lag and the last webhook: the worker of this process yields to the webhooks.
+    pressure: Pressure = field(default_factory=Pressure)
 
     def stop_soon(self) -> None:
         """A stop signal: the process exits within settings.shutdown_seconds from now, and the worker
@@ -189,8 +192,12 @@ def create_app(settings: Settings, *, run_worker: bool | None = None, **parts: A
                 asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, bridge.rules.reload_soon)
         for gap in settings.missing():
             log.warning("config.not_configured", what=gap)
+        bridge.pressure.lag_limit = settings.yield_lag_ms / 1000
+        lag = asyncio.create_task(bridge.pressure.watch())
+        METRICS.watch_loop_lag(lambda: bridge.pressure.lag)
         if with_worker:
-            bridge.worker = Worker(settings, bridge.store, bridge.rules, bridge.destinations)
+            bridge.worker = Worker(settings, bridge.store, bridge.rules, bridge.destinations,
+                                   pressure=bridge.pressure if settings.yield_lag_ms > 0 else None)
             await bridge.worker.start()
         log.info("bridge.started", worker=with_worker, database=masked_url(settings.store_url),
                  mappings=str(settings.mappings_dir))
@@ -198,6 +205,7 @@ def create_app(settings: Settings, *, run_worker: bool | None = None, **parts: A
             yield
         finally:
             await bridge.stop_worker()
+            lag.cancel()
             if watch is not None:
                 watch.cancel()
             for destination in bridge.destinations.values():

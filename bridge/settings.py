@@ -125,6 +125,13 @@ class Settings:
     # One event's mapping may take this long; the mapping process is stopped when it grows over the memory.
     mapping_timeout_seconds: float = 5.0
     mapping_memory_mb: int = 512
+    # OS priorities (nice increments, 0-19) that leave the CPU to the acknowledgements when a burst
+    # needs it: the mapping process's, and `bridge worker`'s (which its mapping process adds to).
+    mapping_nice: int = 10
+    worker_nice: int = 10
+    # In `bridge serve`, the map and delivery loops wait while webhooks arrive and the event loop runs
+    # this many milliseconds late (bridge.pressure); 0: they never wait.
+    yield_lag_ms: float = 5.0
 
     @property
     def last_good_rules_dir(self) -> Path | None:
@@ -190,7 +197,16 @@ class Settings:
             platform=paas.detect(env),
             mapping_timeout_seconds=_float(env, "BRIDGE_MAPPING_TIMEOUT_SECONDS", cls.mapping_timeout_seconds),
             mapping_memory_mb=_int(env, "BRIDGE_MAPPING_MEMORY_MB", cls.mapping_memory_mb),
+            mapping_nice=_int(env, "BRIDGE_MAPPING_NICE", cls.mapping_nice),
+            worker_nice=_int(env, "BRIDGE_WORKER_NICE", cls.worker_nice),
+            yield_lag_ms=_float(env, "BRIDGE_YIELD_LAG_MS", cls.yield_lag_ms),
         )
+        if settings.yield_lag_ms < 0:
+            raise ConfigError(f"BRIDGE_YIELD_LAG_MS must be 0 (never yield) or more, got {settings.yield_lag_ms:g}")
+        for name in ("mapping_nice", "worker_nice"):
+            if not 0 <= getattr(settings, name) <= 19:
+                raise ConfigError(f"BRIDGE_{name.upper()} must be from 0 (as important as the web side) to 19 "
+                                  f"(the lowest priority), got {getattr(settings, name)}")
         if settings.shutdown_seconds <= 0:
             raise ConfigError(f"BRIDGE_SHUTDOWN_SECONDS must be above 0, got {env['BRIDGE_SHUTDOWN_SECONDS']!r}")
         if settings.production:

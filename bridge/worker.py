@@ -25,6 +25,7 @@ from bridge.mapping.process import MappingProcess, complete, map_events
 from bridge.model import Event, Mapped, Message, Outcome
 from bridge.ops.metrics import METRICS
 from bridge.ops.prune import prune_daily
+from bridge.pressure import Pressure
 from bridge.retry import RetryPolicy
 from bridge.settings import Settings
 from bridge.store.base import Store
@@ -108,6 +109,8 @@ class Worker:
     clock: Callable[[], float] = time.time
     concurrency: int = 2
     rng: random.Random = field(default_factory=random.Random)
+    # The web side's load in this process (`bridge serve`): mapping and delivery rounds wait while it is busy.
+    pressure: Pressure | None = None
 
     def __post_init__(self) -> None:
         self.policy = RetryPolicy(
@@ -125,7 +128,8 @@ class Worker:
         self.paused: dict[str, str] = {}
         self._tasks: list[asyncio.Task[None]] = []
         self._mapping = (MappingProcess(self.settings.log_format, self.settings.log_level,
-                                        self.settings.mapping_timeout_seconds, self.settings.mapping_memory_mb)
+                                        self.settings.mapping_timeout_seconds, self.settings.mapping_memory_mb,
+                                        self.settings.mapping_nice)
                          if self.settings.mapping == "process" else None)
         self.map_health = MapLoopHealth()
         self.echo_guard = EchoGuard(self.settings, self.store, self.clock)  # Omneo's echo of our own writes
@@ -218,6 +222,7 @@ class Worker:
         try:
             while not self._stopping.is_set():
                 events: list[Event] = []
+                await self._yield()
                 try:
                     rules = self.rules.current
                     if rules is not None:  # no valid rule set ever loaded: events wait, nothing is lost
@@ -310,6 +315,7 @@ class Worker:
         options = getattr(getattr(destination, "settings", None), "options", {})
         linger = float(options.get("batch_linger_seconds", 0.0))
         while not self._stopping.is_set():
+            await self._yield()
             try:
                 count = await self.deliver_once(destination)
             except Exception:
@@ -347,6 +353,7 @@ class Worker:
 
     async def _follow_up_loop(self, destination: Destination) -> None:
         while not self._stopping.is_set():
+            await self._yield()
             try:
                 count = await self.follow_up_once(destination)
             except Exception:
@@ -468,6 +475,11 @@ class Worker:
                 self.paused[name] = state["reason"] or "paused"
             elif self.paused.pop(name, None) is not None:
                 self._messages_waiting[name].set()
+
+    async def _yield(self) -> None:
+        """Before a round: wait while the webhooks of this process need the event loop (bridge.pressure)."""
+        if self.pressure is not None:
+            METRICS.worker_yielded(await self.pressure.yield_to_webhooks(self._stopping))
 
     async def _wait(self, event: asyncio.Event, timeout: float) -> bool:
         try:

@@ -72,6 +72,10 @@ class Metrics:
                                      "mapping one batch (0 while it keeps up)", registry=r)
         self.echoes = Counter("bridge_omneo_echoes", "Omneo profile.updated webhooks recognised as the echo of the "
                               "bridge's own write (recorded, not mapped)", registry=r)
+        self.worker_yield_seconds = Counter("bridge_worker_yield_seconds", "Time the map and delivery loops waited "
+                                            "for the webhooks of their process (the event loop ran late)", registry=r)
+        self.loop_lag = Gauge("bridge_event_loop_lag_seconds", "How late the event loop runs a timer, at its "
+                              "recent peak (webhooks wait as long before they are read)", registry=r)
         self._outbox: OutboxCollector | None = None
 
     # -- called by the app ----------------------------------------------------
@@ -111,6 +115,14 @@ class Metrics:
     def watch_mapping(self, stalled_seconds: Callable[[], float]) -> None:
         """Read the map loop's stall at scrape time (the worker of this process)."""
         self.mapping_stalled.set_function(stalled_seconds)
+
+    def worker_yielded(self, seconds: float) -> None:
+        if seconds > 0:
+            self.worker_yield_seconds.inc(seconds)
+
+    def watch_loop_lag(self, lag: Callable[[], float]) -> None:
+        """Read the event loop's lag at scrape time (bridge.pressure)."""
+        self.loop_lag.set_function(lag)
 
     def rate_limit_wait(self, destination: str, seconds: float) -> None:
         if seconds > 0:
