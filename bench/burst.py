@@ -32,9 +32,24 @@ from typing import Any, Iterator
 
 import httpx
 
-from bench.common import OMETRIA_KEY, OMNISEND_KEY, PYTHON, ROOT, SHOPIFY_SECRET, WORK, Server, bridge_server, \
-    machine, save
-from bench.delivery import OMETRIA_PER_S, OMNISEND_PER_MIN, RECORDS_PER_REQUEST, ometria_records, omnisend_records
+from bench.common import (
+    OMETRIA_KEY,
+    OMNISEND_KEY,
+    PYTHON,
+    ROOT,
+    WORK,
+    Server,
+    bridge_server,
+    machine,
+    save,
+)
+from bench.delivery import (
+    OMETRIA_PER_S,
+    OMNISEND_PER_MIN,
+    RECORDS_PER_REQUEST,
+    ometria_records,
+    omnisend_records,
+)
 
 LAYOUTS = {"serve": ("sqlite", False), "split": ("sqlite", True), "serve-pg": ("postgres", False),
            "split-pg": ("postgres", True)}
@@ -106,7 +121,6 @@ def one(layout: str, rate: int, seconds: int, deadline: float, extra: dict[str, 
 
     backend, split = LAYOUTS[layout]
     label = f"burst-{layout}-{rate}"
-    total = rate * seconds
     result: dict[str, Any] = {"layout": layout, "backend": backend, "split": split, "rate": rate, "seconds": seconds}
     omnisend, ometria = create_omnisend_app(OMNISEND_KEY), create_ometria_app(OMETRIA_KEY)
     with database(backend, label) as db, serve_in_thread(omnisend) as omnisend_url, \
@@ -131,7 +145,7 @@ def one(layout: str, rate: int, seconds: int, deadline: float, extra: dict[str, 
             cpu0 = {k: v for p in procs for k, v in cpu_seconds(p.proc.pid).items()}  # type: ignore[union-attr]
             t0 = time.monotonic()
             paced = subprocess.run([PYTHON, "-m", "bench.paced", web.url, "--rate", str(rate), "--seconds",
-                                    str(seconds), "--connections", "64"], cwd=ROOT, capture_output=True, text=True,
+                                    str(seconds), "--connections", "64"], cwd=ROOT, capture_output=True, text=True, check=False,
                                    timeout=seconds + 120)
             burst_end = time.monotonic()
             cpu1 = {k: v for p in procs for k, v in cpu_seconds(p.proc.pid).items()}  # type: ignore[union-attr]

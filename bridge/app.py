@@ -18,6 +18,7 @@ from starlette.routing import Route
 
 from bridge.destinations import Destination
 from bridge.ops.admin import admin_routes, has_admin_token
+from bridge.ops.backlog import read_backlog
 from bridge.ops.health import readyz_route
 from bridge.ops.metrics import METRICS, metrics_route
 from bridge.ops.when import iso
@@ -31,6 +32,12 @@ from bridge.worker import Worker
 log = structlog.get_logger("bridge.app")
 
 HEALTH_READ_SECONDS = 2.0
+BACKLOG_READ_EVERY = 1.0
+
+
+def ceilings(destinations: Mapping[str, Destination]) -> dict[str, float]:
+    """Records a second each destination delivers at most; 0 for one that is not configured (it does not drain)."""
+    return {name: d.ceiling if d.configured else 0.0 for name, d in destinations.items()}
 
 
 @dataclass
@@ -45,6 +52,7 @@ class Bridge:
     worker: Worker | None = None
     started_at: float = field(default_factory=time.time)
     _database: dict[str, Any] | None = None  # what /healthz last read of the database, kept once it holds events
+    _backlog: tuple[float, dict[str, Any]] | None = None  # (time.monotonic(), what /healthz last read of the backlog)
     stop_by: float | None = None  # time.monotonic() by which a stop signal wants the process gone
     # The event loop's lag and the last webhook: the worker of this process yields to the webhooks.
     pressure: Pressure = field(default_factory=Pressure)
@@ -116,7 +124,22 @@ class Bridge:
             },
             # whether the map loop keeps up (None when this process runs no worker)
             "mapping": self.worker.map_health.report(time.monotonic()) if self.worker else None,
+            # what was acknowledged and is not delivered yet, its age and the expected time to drain
+            "backlog": await self.backlog(),
         }
+
+    async def backlog(self) -> dict[str, Any]:
+        """The backlog (bridge/ops/backlog.py), read at most once every BACKLOG_READ_EVERY seconds: /healthz
+        is unauthenticated and each reading counts the waiting rows."""
+        if self._backlog is not None and time.monotonic() - self._backlog[0] < BACKLOG_READ_EVERY:
+            return self._backlog[1]
+        try:
+            found = await asyncio.wait_for(read_backlog(self.store, ceilings(self.destinations), time.time()),
+                                           HEALTH_READ_SECONDS)
+        except Exception as exc:  # /healthz answers all the same; /readyz tells whether the store works
+            return {"error": type(exc).__name__}
+        self._backlog = (time.monotonic(), found.as_dict())
+        return self._backlog[1]
 
     async def database(self) -> dict[str, Any]:
         """Whether the database is new (holds no event yet), and when its schema was made: a platform
@@ -183,7 +206,7 @@ def create_app(settings: Settings, *, run_worker: bool | None = None, **parts: A
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await bridge.store.open()
-        METRICS.watch_store(bridge.store, bridge.destinations)
+        METRICS.watch_store(bridge.store, bridge.destinations, ceilings(bridge.destinations))
         watch = None
         if hasattr(bridge.rules, "watch"):
             watch = asyncio.create_task(bridge.rules.watch())

@@ -21,6 +21,7 @@ wait; that process yields the CPU to the web process by its OS priority instead 
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from dataclasses import dataclass, field
 from typing import Callable
@@ -52,13 +53,13 @@ class Pressure:
     def record_lag(self, lag: float) -> None:
         """A timer ran `lag` seconds late: the held peak, decayed since the last sample, or this one."""
         now = self.clock()
-        decayed = self._lag * 0.5 ** ((now - self._lag_at) / HALF_LIFE_SECONDS)
+        decayed = self._lag * math.pow(0.5, (now - self._lag_at) / HALF_LIFE_SECONDS)
         self._lag, self._lag_at = max(lag, decayed), now
 
     @property
     def lag(self) -> float:
         """The loop's recent lag in seconds: its peak, halved every HALF_LIFE_SECONDS since."""
-        return self._lag * 0.5 ** ((self.clock() - self._lag_at) / HALF_LIFE_SECONDS)
+        return self._lag * math.pow(0.5, (self.clock() - self._lag_at) / HALF_LIFE_SECONDS)
 
     def busy(self) -> bool:
         """Whether webhooks are arriving and the loop runs late: the worker's rounds should wait."""

@@ -91,6 +91,10 @@ class HttpDestination:
     def configured(self) -> bool:
         return self.settings.configured
 
+    @property
+    def ceiling(self) -> float:
+        return self.limiter.limit / self.limiter.window * self.max_batch
+
     def make_limiter(self, settings: DestinationSettings, *, clock: Clock, sleep: Sleep) -> RateLimiter:
         raise NotImplementedError
 

@@ -20,11 +20,22 @@ import asyncio
 import bisect
 import time
 from dataclasses import dataclass
-from typing import Callable, Iterable, Iterator, Sequence
+from typing import Callable, Iterable, Iterator, Mapping, Sequence
 
 import structlog
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    generate_latest,
+)
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
 from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 from starlette.requests import Request
@@ -32,7 +43,8 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from bridge.model import Outcome
-from bridge.store.base import Store
+from bridge.ops.backlog import backlog
+from bridge.store.base import Store, Unmapped
 
 log = structlog.get_logger("bridge.ops.metrics")
 
@@ -131,11 +143,13 @@ class Metrics:
 
     # -- the outbox, read at scrape time ---------------------------------------
 
-    def watch_store(self, store: Store, destinations: Iterable[str] = ()) -> None:
-        """Report the outbox of `store`; again replaces the previous one."""
+    def watch_store(self, store: Store, destinations: Iterable[str] = (),
+                    ceilings: Mapping[str, float] | None = None) -> None:
+        """Report the outbox of `store`; again replaces the previous one. `ceilings`: records a second each
+        destination delivers at most (0 for one that is not configured), for the expected time to drain."""
         if self._outbox is not None:
             self.registry.unregister(self._outbox)
-        self._outbox = OutboxCollector(store, tuple(destinations))
+        self._outbox = OutboxCollector(store, tuple(destinations), dict(ceilings or {}))
         self.registry.register(self._outbox)
 
     def exposition(self) -> bytes:
@@ -206,15 +220,18 @@ class OutboxReading:
     counts: dict[tuple[str, str], int]
     oldest: dict[str, float]
     paused: set[str]
+    unmapped: Unmapped
 
 
 class OutboxCollector(Collector):
     """The outbox gauges. `read` (async, on the loop that owns the store) takes the reading;
     `collect` (prometheus_client, in any thread) shows it."""
 
-    def __init__(self, store: Store, destinations: Sequence[str] = (), clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, store: Store, destinations: Sequence[str] = (), ceilings: Mapping[str, float] | None = None,
+                 clock: Callable[[], float] = time.time) -> None:
         self.store = store
         self.destinations = tuple(destinations)
+        self.ceilings = dict(ceilings or {})
         self.clock = clock
         self.reading: OutboxReading | None = None
 
@@ -222,7 +239,8 @@ class OutboxCollector(Collector):
         try:
             states = await self.store.destination_states()
             self.reading = OutboxReading(await self.store.open_counts(), await self.store.oldest_pending(),
-                                         {name for name, state in states.items() if state["paused"]})
+                                         {name for name, state in states.items() if state["paused"]},
+                                         await self.store.unmapped())
         except Exception as exc:  # a scrape must answer even when the store does not
             log.warning("metrics.outbox_unreadable", reason=str(exc))
             self.reading = None
@@ -256,6 +274,24 @@ class OutboxCollector(Collector):
             age.add_metric([name], max(now - oldest[name], 0.0) if name in oldest else 0.0)
             pause.add_metric([name], 1 if name in paused else 0)
         yield from (messages, depth, age, pause)
+        yield from self._backlog(reading, now)
+
+    def _backlog(self, reading: OutboxReading, now: float) -> Iterator[Metric]:
+        """The backlog's part that has no messages yet, and the expected time to drain (bridge/ops/backlog.py)."""
+        ceilings = {name: self.ceilings.get(name, 0.0) for name in {*self.destinations, *self.ceilings}}
+        found = backlog(now, reading.unmapped, reading.counts, reading.oldest, ceilings, reading.paused)
+        waiting = GaugeMetricFamily("bridge_events_unmapped", "Events acknowledged and waiting to be mapped")
+        waiting.add_metric([], found.events_waiting)
+        oldest = GaugeMetricFamily("bridge_events_unmapped_oldest_age_seconds",
+                                   "Age of the oldest event waiting to be mapped (0 when none)")
+        oldest.add_metric([], found.oldest_event_age_seconds or 0.0)
+        drain = GaugeMetricFamily("bridge_backlog_drain_seconds", "Expected seconds until the destination has "
+                                  "delivered its waiting messages and the events still to map, at its rate limit "
+                                  "(absent while paused or not configured)", labels=["destination"])
+        for name, d in found.destinations.items():
+            if d.drain_seconds is not None:
+                drain.add_metric([name], d.drain_seconds)
+        yield from (waiting, oldest, drain)
 
 
 METRICS = Metrics()
