@@ -70,9 +70,11 @@ def cpu_seconds(pid: int) -> dict[str, float]:
         fields = stat.rsplit(")", 1)[1].split()
         name = " ".join(a.decode() for a in cmd[1:4] if a)
         if "spawn_main" in name or "multiprocessing" in name:
-            name = "mapping child"
+            name = "mapping" if "spawn_main" in name else "resource tracker"
         elif "bridge.store" in name:
             name = "writer"
+        elif "bridge serve" in name or "bridge worker" in name:
+            name = name.split("-m ", 1)[-1]
         out[f"{p}:{name}"] = (int(fields[11]) + int(fields[12])) / tick
         for task in Path(f"/proc/{p}/task").iterdir():
             with contextlib.suppress(OSError):
