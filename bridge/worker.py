@@ -33,6 +33,9 @@ from bridge.store.base import Store
 log = structlog.get_logger("bridge.worker")
 
 MAP_BATCH = 200
+# While the webhooks of this process are busy (bridge.pressure), a batch's save holds the store's writer,
+# and the acknowledgements behind it, for a quarter of the time: ~5 ms instead of ~20 ms on SQLite.
+MAP_BATCH_BUSY = 50
 IDLE_POLL_SECONDS = 0.5
 # While a burst is being sent, the request budget goes to sending and batch
 # results wait; a result is read at the latest this long after it was due.
@@ -223,13 +226,14 @@ class Worker:
             while not self._stopping.is_set():
                 events: list[Event] = []
                 await self._yield()
+                limit = MAP_BATCH_BUSY if self.pressure is not None and self.pressure.busy() else MAP_BATCH
                 try:
                     rules = self.rules.current
                     if rules is not None:  # no valid rule set ever loaded: events wait, nothing is lost
                         if after == 0 and saving is not None:  # from the start: the last batch saved first
                             done, saving = saving, None
                             await done
-                        events = await self.store.waiting_events(MAP_BATCH, after)
+                        events = await self.store.waiting_events(limit, after)
                         mapped = await self._map(rules, events) if events else []
                         if saving is not None:  # one save at a time, in order
                             done, saving = saving, None
@@ -240,7 +244,7 @@ class Worker:
                     if events and not complete(events, mapped):  # ended at an event over its budget: the rest again
                         after = 0
                         continue
-                    after = events[-1].id if len(events) == MAP_BATCH else 0
+                    after = events[-1].id if len(events) == limit else 0
                 except Exception as exc:
                     cause = f"{type(exc).__name__}: {mask_text(str(exc)[:2000])[:300]}"  # capped before masking
                     self.map_health.failed(cause, time.monotonic())
