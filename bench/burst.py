@@ -210,6 +210,7 @@ def main() -> None:
                         "several --env sets separated by ';' in one value are run in turns (a comparison)")
     args = parser.parse_args()
     WORK.mkdir(parents=True, exist_ok=True)
+    started_load = " ".join(f"{x:.1f}" for x in os.getloadavg())  # others' work on the machine shows here
     runs = []
     for layout in args.layouts.split(","):
         for burst in args.bursts.split(","):
@@ -221,7 +222,8 @@ def main() -> None:
                 r["env"] = extra
                 runs.append(r)
                 report(r)
-    save(args.label, {"machine": machine(), "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "runs": runs})
+    save(args.label, {"machine": machine(), "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+                      "load": started_load, "runs": runs})
 
 
 def report(r: dict[str, Any]) -> None:

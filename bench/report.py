@@ -333,12 +333,17 @@ BURST_LAYOUTS = {"serve": "`bridge serve` (web and worker in one process), SQLit
 BURST_TARGET_MS = {1000: 100, 2000: 250}
 
 
-def burst_section(r: dict[str, Any] | None) -> list[str]:
-    if not r:
+def burst_section(*parts: dict[str, Any] | None) -> list[str]:
+    """The burst runs of one or more `bench.burst` results (SQLite and PostgreSQL may be measured apart)."""
+    found = [p for p in parts if p]
+    if not found:
         return ["Not run (`bench/run burst`)."]
-    m = r["machine"]
+    m = found[0]["machine"]
+    r = {"runs": [run | {"date": p["date"], "load": p.get("load")} for p in found for run in p["runs"]]}
+    when = "; ".join(f"{p['date']} ({', '.join(sorted({x['layout'] for x in p['runs']}))}"
+                     + (f", load average {p['load']}" if p.get("load") else "") + ")" for p in found)
     out = [
-        f"Measured by `python -m bench.burst` on {r['date']} ({m['cpu']}, {m['cores']} cores). A fresh database "
+        f"Measured by `python -m bench.burst` on {when}, {m['cpu']}, {m['cores']} cores. A fresh database "
         "for every row; the fakes at their default limits (Omnisend 400 requests/min, Ometria 8/s, 100 records a "
         "request); the open-loop paced sender (`bench/paced.py`, a process of its own, 64 connections) sends signed "
         "7 KB Shopify orders, a new body each, and counts each answer's latency from its due time. Then the "
@@ -420,7 +425,7 @@ def main() -> None:
         *LIMITS["growth"], "",
         "## 5. PostgreSQL beside SQLite", "", *backends_section(load("backends-ingest"), load("backends-delivery"), load("backends-growth")), "",
         *LIMITS["backends"], "",
-        "## 6. Bursts: acknowledgements while mapping and delivery run", "", *burst_section(load("burst")), "",
+        "## 6. Bursts: acknowledgements while mapping and delivery run", "", *burst_section(load("burst"), load("burst-pg")), "",
         *LIMITS["burst"], "",
     ]
     DOC.parent.mkdir(parents=True, exist_ok=True)
