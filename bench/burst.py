@@ -51,8 +51,10 @@ from bench.delivery import (
     omnisend_records,
 )
 
-LAYOUTS = {"serve": ("sqlite", False), "split": ("sqlite", True), "serve-pg": ("postgres", False),
-           "split-pg": ("postgres", True)}
+# layout -> (backend, web and worker apart, a worker at all): "web" and "web-pg" measure acknowledgements
+# alone (nothing is delivered), for comparison.
+LAYOUTS = {"serve": ("sqlite", False, True), "split": ("sqlite", True, True), "serve-pg": ("postgres", False, True),
+           "split-pg": ("postgres", True, True), "web": ("sqlite", True, False), "web-pg": ("postgres", True, False)}
 CEILING = {"omnisend": OMNISEND_PER_MIN / 60 * RECORDS_PER_REQUEST, "ometria": OMETRIA_PER_S * RECORDS_PER_REQUEST}
 
 
@@ -121,7 +123,7 @@ def stored(url: str) -> int:
 def one(layout: str, rate: int, seconds: int, deadline: float, extra: dict[str, str] | None = None) -> dict[str, Any]:
     from bridge.fakes import create_ometria_app, create_omnisend_app, serve_in_thread
 
-    backend, split = LAYOUTS[layout]
+    backend, split, with_worker = LAYOUTS[layout]
     label = f"burst-{layout}-{rate}"
     result: dict[str, Any] = {"layout": layout, "backend": backend, "split": split, "rate": rate, "seconds": seconds}
     omnisend, ometria = create_omnisend_app(OMNISEND_KEY), create_ometria_app(OMETRIA_KEY)
@@ -133,7 +135,7 @@ def one(layout: str, rate: int, seconds: int, deadline: float, extra: dict[str, 
         logs.unlink(missing_ok=True)
         web = bridge_server(db, logs, worker=not split, env=env).start()
         procs: list[Server] = [web]
-        if split:
+        if split and with_worker:
             worker = Server([PYTHON, "-m", "bridge", "worker", "--no-migrate"], dict(web.env), WORK / f"{label}-worker.log")
             worker.log.unlink(missing_ok=True)
             worker.proc = subprocess.Popen(worker.argv, cwd=ROOT, stdout=worker.log.open("ab"),
@@ -163,15 +165,15 @@ def one(layout: str, rate: int, seconds: int, deadline: float, extra: dict[str, 
             timeline = []
             end = burst_end + deadline
             accepted = result["paced"]["statuses"].get("200", 0) + result["paced"]["statuses"].get("202", 0)
-            while time.monotonic() < end:
+            while with_worker and time.monotonic() < end:
                 a, b = len(set(omnisend_records(omnisend.state.fake))), len(set(ometria_records(ometria.state.fake)))
                 timeline.append((round(time.monotonic() - t0, 1), a, b))
                 if a >= accepted and b >= accepted:
                     break
                 time.sleep(1.0)
-            result["drain_timed_out"] = time.monotonic() >= end
+            result["drain_timed_out"] = with_worker and time.monotonic() >= end
             result["timeline_s_omnisend_ometria"] = timeline[:: max(1, len(timeline) // 30)]
-            result["drain"] = {name: drain(fake.state.fake, records, burst_end, at_end[name], name)
+            result["drain"] = {} if not with_worker else {name: drain(fake.state.fake, records, burst_end, at_end[name], name)
                                for name, fake, records in (("omnisend", omnisend, omnisend_records),
                                                           ("ometria", ometria, ometria_records))}
             result["events_stored"] = stored(db)
@@ -202,7 +204,7 @@ def drain(fake: Any, records: Any, burst_end: float, before: int, name: str) -> 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--layouts", default="serve,split,split-pg")
+    parser.add_argument("--layouts", default="web,serve,split", help=", ".join(LAYOUTS))
     parser.add_argument("--bursts", default="1000x60,2000x30")
     parser.add_argument("--deadline", type=float, default=240.0, help="seconds the drain may take after a burst")
     parser.add_argument("--label", default="burst")
@@ -232,6 +234,7 @@ def report(r: dict[str, Any]) -> None:
                       "p99": p["p99_ms"], "max": p["max_ms"], "statuses": p["statuses"], "errors": p["errors"],
                       "cpu": r["cpu_cores_during_burst"], "backlog": r["backlog_at_burst_end"],
                       "drain": {k: (v["fraction_of_ceiling"], v["duplicates"], v["records"]) for k, v in r["drain"].items()},
+                      "drain_timed_out": r["drain_timed_out"],
                       "lost": r["lost_acknowledged"]}), flush=True)
 
 

@@ -326,7 +326,9 @@ def backends_section(i: dict[str, Any] | None, d: dict[str, Any] | None, g: dict
     return out
 
 
-BURST_LAYOUTS = {"serve": "`bridge serve` (web and worker in one process), SQLite",
+BURST_LAYOUTS = {"web": "`bridge serve --no-worker` alone (nothing mapped or sent: the floor), SQLite",
+                 "web-pg": "`bridge serve --no-worker` alone (nothing mapped or sent: the floor), PostgreSQL",
+                 "serve": "`bridge serve` (web and worker in one process), SQLite",
                  "split": "`bridge serve --no-worker` + `bridge worker`, SQLite",
                  "serve-pg": "`bridge serve` (web and worker in one process), PostgreSQL",
                  "split-pg": "`bridge serve --no-worker` + `bridge worker`, PostgreSQL"}
@@ -361,15 +363,15 @@ def burst_section(*parts: dict[str, Any] | None) -> list[str]:
         missing = sum(max(0, run["accepted"] - x["records"]) for x in d.values())
         layout = BURST_LAYOUTS.get(run["layout"], run["layout"]) + (f" ({run['env']})" if run.get("env") else "")
         answered = p["statuses"].get("200", 0) + p["statuses"].get("202", 0)
+        drains = [f"{d[name]['fraction_of_ceiling']:.2f} ({d[name]['records_per_second']:,.0f}/s)" if name in d else "-"
+                  for name in ("omnisend", "ometria")]
         out.append(
             f"| {layout} | {run['rate']:,}/s × {run['seconds']} s | {answered:,} of {p['sent']:,} | "
             f"{p['p50_ms']:,.1f} ms | {p['p99_ms']:,.1f} ms | {p['max_ms']:,.0f} ms | "
             f"{backlog.get('events_waiting', '?'):,} events to map, {backlog.get('drain_seconds', '?')} s to drain | "
-            f"{d['omnisend']['fraction_of_ceiling']:.2f} ({d['omnisend']['records_per_second']:,.0f}/s) | "
-            f"{d['ometria']['fraction_of_ceiling']:.2f} ({d['ometria']['records_per_second']:,.0f}/s) | "
-            f"{run['lost_acknowledged']} | {duplicated} | {missing} |")
+            f"{drains[0]} | {drains[1]} | {run['lost_acknowledged']} | {duplicated if d else '-'} | {missing if d else '-'} |")
         target = BURST_TARGET_MS.get(run["rate"])
-        if target is not None:
+        if target is not None and d:
             drained = min(x["fraction_of_ceiling"] for x in d.values())
             verdicts.append(
                 f"- {layout}, {run['rate']:,}/s: "
