@@ -456,5 +456,5 @@ __all__ = [
     "AREAS", "EVENT_STATUSES", "ConsentRecord", "MESSAGE_STATES", "OPEN_STATES",
     "AttemptEntry", "AuditEntry", "AuditFilter", "DeadFilter", "DeadLetter", "Decision", "DestinationState",
     "DestinationStats", "EventDetail", "EventFilter", "EventSummary", "IngestResult", "Mapped", "MessageDetail",
-    "MigrationStatus", "Page", "PruneCutoffs", "PruneResult", "ReplaySummary", "SentPrint", "Store",
+    "MigrationStatus", "Page", "PruneCutoffs", "PruneResult", "ReplaySummary", "SentPrint", "Store", "Unmapped",
 ]
