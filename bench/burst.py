@@ -213,6 +213,7 @@ def main() -> None:
     args = parser.parse_args()
     WORK.mkdir(parents=True, exist_ok=True)
     started_load = " ".join(f"{x:.1f}" for x in os.getloadavg())  # others' work on the machine shows here
+    date = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     runs = []
     for layout in args.layouts.split(","):
         for burst in args.bursts.split(","):
@@ -224,8 +225,8 @@ def main() -> None:
                 r["env"] = extra
                 runs.append(r)
                 report(r)
-    save(args.label, {"machine": machine(), "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-                      "load": started_load, "runs": runs})
+                # after every run: a part cut short keeps what it measured
+                save(args.label, {"machine": machine(), "date": date, "load": started_load, "runs": runs})
 
 
 def report(r: dict[str, Any]) -> None:
