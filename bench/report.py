@@ -42,8 +42,13 @@ LIMITS = {
         "process compete for them; the mapping process runs at a lower OS priority (`BRIDGE_MAPPING_NICE`), "
         "`bridge worker` too (`BRIDGE_WORKER_NICE`), and in `bridge serve` the map and delivery loops wait while "
         "webhooks arrive and the event loop runs late (`BRIDGE_YIELD_LAG_MS`), so the backlog grows durably "
-        "instead of the answers slowing down, and drains once the burst ends. On PostgreSQL each webhook is a "
-        "transaction of its own: one web process acknowledges fewer than SQLite's (section 5).",
+        "instead of the answers slowing down, and drains once the burst ends. The rows were measured while other "
+        "work ran on the machine (the load averages above): the web process alone, the floor, shows what that "
+        "costs. Web and worker apart at 2,000/s: two store writers take turns at one SQLite file, and SQLite's "
+        "busy handler sleeps up to 100 ms a try (the suspect, not yet confirmed). The drain is held by mapping "
+        "when the mapping process's lower priority meets other work on the machine (both destinations advance "
+        "in step). On PostgreSQL each webhook is a transaction of its own: one web process acknowledges ~650/s "
+        "here, below both bursts, with or without a worker (section 5).",
     ],
     "growth": [
         "**What limits it:** the disk. Store-bound figures move with single fsync stalls, so each is a median of "
