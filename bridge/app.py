@@ -23,7 +23,9 @@ from bridge.mapping.process import MappingProcess
 from bridge.mapping.reload import FixedRules, RunningRules
 from bridge.metrics import METRICS, metrics_route
 from bridge.ops.admin import admin_routes, has_admin_token
+from bridge.ops.backlog import read_backlog
 from bridge.ops.health import readyz_route
+from bridge.pressure import Pressure
 from bridge.rules.service import RulesService
 from bridge.rules.sync import RulesSync
 from bridge.settings import Settings, masked_url
@@ -36,6 +38,12 @@ from bridge.worker import Worker
 log = structlog.get_logger("bridge.app")
 
 HEALTH_READ_SECONDS = 2.0
+BACKLOG_READ_EVERY = 1.0
+
+
+def ceilings(destinations: Mapping[str, Destination]) -> dict[str, float]:
+    """Records a second each destination delivers at most; 0 for one that is not configured (it does not drain)."""
+    return {name: d.ceiling if d.configured else 0.0 for name, d in destinations.items()}
 
 
 @dataclass
@@ -55,7 +63,10 @@ class Bridge:
     _rules_service: RulesService | None = None
     _tasks: set[asyncio.Task[None]] = field(default_factory=set)  # SIGHUP's, held until done
     _preview_process: MappingProcess | None = None  # the mapping process previews run in, once one ran
+    _backlog: tuple[float, dict[str, Any]] | None = None  # (time.monotonic(), what /healthz last read of the backlog)
     stop_by: float | None = None  # time.monotonic() by which a stop signal wants the process gone
+    # The event loop's lag and the last webhook: the worker of this process yields to the webhooks.
+    pressure: Pressure = field(default_factory=Pressure)
 
     def stop_soon(self) -> None:
         """A stop signal: the process exits within settings.shutdown_seconds from now, and the worker
@@ -166,6 +177,8 @@ class Bridge:
             },
             # whether the map loop keeps up (None when this process runs no worker)
             "mapping": self.worker.map_health.report(time.monotonic()) if self.worker else None,
+            # what was acknowledged and is not delivered yet, its age and the expected time to drain
+            "backlog": await self.backlog(),
         }
 
     def _published(self, private: bool) -> dict[str, Any]:
@@ -175,6 +188,19 @@ class Bridge:
         if not private and state["folder_error"] is not None:
             state["folder_error"] = _FOLDERS.sub("", state["folder_error"])
         return state
+
+    async def backlog(self) -> dict[str, Any]:
+        """The backlog (bridge/ops/backlog.py), read at most once every BACKLOG_READ_EVERY seconds: /healthz
+        is unauthenticated and each reading counts the waiting rows."""
+        if self._backlog is not None and time.monotonic() - self._backlog[0] < BACKLOG_READ_EVERY:
+            return self._backlog[1]
+        try:
+            found = await asyncio.wait_for(read_backlog(self.store, ceilings(self.destinations), time.time()),
+                                           HEALTH_READ_SECONDS)
+        except Exception as exc:  # /healthz answers all the same; /readyz tells whether the store works
+            return {"error": type(exc).__name__}
+        self._backlog = (time.monotonic(), found.as_dict())
+        return self._backlog[1]
 
     async def database(self) -> dict[str, Any]:
         """Whether the database is new (holds no event yet), and when its schema was made: a platform
@@ -241,7 +267,7 @@ def create_app(settings: Settings, *, run_worker: bool | None = None, **parts: A
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await bridge.store.open()
-        METRICS.watch_store(bridge.store, bridge.destinations)
+        METRICS.watch_store(bridge.store, bridge.destinations, ceilings(bridge.destinations))
         rules_watch = await bridge.start_rules()
         watch = asyncio.create_task(bridge.rules.watch())
         # `kill -HUP` reloads the rules at once, as well as the polling watch.
@@ -249,8 +275,12 @@ def create_app(settings: Settings, *, run_worker: bool | None = None, **parts: A
             asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, bridge.reload_rules_soon)
         for gap in settings.missing():
             log.warning("config.not_configured", what=gap)
+        bridge.pressure.lag_limit = settings.yield_lag_ms / 1000
+        lag = asyncio.create_task(bridge.pressure.watch())
+        METRICS.watch_loop_lag(lambda: bridge.pressure.lag)
         if with_worker:
-            bridge.worker = Worker(settings, bridge.store, bridge.rules, bridge.destinations)
+            bridge.worker = Worker(settings, bridge.store, bridge.rules, bridge.destinations,
+                                   pressure=bridge.pressure if settings.yield_lag_ms > 0 else None)
             await bridge.worker.start()
         log.info("bridge.started", worker=with_worker, database=masked_url(settings.store_url),
                  mappings=str(settings.mappings_dir))
@@ -258,6 +288,7 @@ def create_app(settings: Settings, *, run_worker: bool | None = None, **parts: A
             yield
         finally:
             await bridge.stop_worker()
+            lag.cancel()
             if bridge._preview_process is not None:
                 bridge._preview_process.close()
             for task in (watch, rules_watch):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import signal
 import sys
 from collections.abc import Sequence
@@ -75,6 +76,16 @@ async def _check_database(settings: Settings) -> None:
     await store.close()
 
 
+def lower_priority(increment: int) -> None:
+    """Run this process (and the processes it starts from now on) at a lower OS priority: on a machine it
+    shares with `bridge serve --no-worker`, the acknowledgements take the CPU first during a burst."""
+    if increment > 0:
+        try:
+            os.nice(increment)
+        except OSError as exc:  # not allowed here (a container without the capability): run as is
+            structlog.get_logger("bridge").warning("worker.priority_unchanged", reason=str(exc))
+
+
 def cmd_worker(args: argparse.Namespace) -> int:
     settings = Settings.from_env()
     if args.no_migrate:
@@ -89,6 +100,9 @@ async def _run_worker(settings: Settings) -> int:
 
     bridge = Bridge.build(settings)
     await bridge.store.open()
+    # After the store's writer process started (it keeps the web side's priority: a writer holding
+    # the database's lock at a low priority would hold up the web side's commits).
+    lower_priority(settings.worker_nice)
     rules_watch = await bridge.start_rules()
     bridge.worker = Worker(settings, bridge.store, bridge.rules, bridge.destinations)
     stop = asyncio.Event()

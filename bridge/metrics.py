@@ -19,12 +19,23 @@ from __future__ import annotations
 import asyncio
 import bisect
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 import structlog
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    generate_latest,
+)
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
 from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 from starlette.requests import Request
@@ -32,7 +43,8 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from bridge.model import Outcome
-from bridge.store.base import Store
+from bridge.ops.backlog import backlog
+from bridge.store.base import Store, Unmapped
 
 log = structlog.get_logger("bridge.metrics")
 
@@ -72,6 +84,10 @@ class Metrics:
                                      "mapping one batch (0 while it keeps up)", registry=r)
         self.echoes = Counter("bridge_omneo_echoes", "Omneo profile.updated webhooks recognised as the echo of the "
                               "bridge's own write (recorded, not mapped)", registry=r)
+        self.worker_yield_seconds = Counter("bridge_worker_yield_seconds", "Time the map and delivery loops waited "
+                                            "for the webhooks of their process (the event loop ran late)", registry=r)
+        self.loop_lag = Gauge("bridge_event_loop_lag_seconds", "How late the event loop runs a timer, at its "
+                              "recent peak (webhooks wait as long before they are read)", registry=r)
         self._outbox: OutboxCollector | None = None
 
     # -- called by the app ----------------------------------------------------
@@ -112,6 +128,14 @@ class Metrics:
         """Read the map loop's stall at scrape time (the worker of this process)."""
         self.mapping_stalled.set_function(stalled_seconds)
 
+    def worker_yielded(self, seconds: float) -> None:
+        if seconds > 0:
+            self.worker_yield_seconds.inc(seconds)
+
+    def watch_loop_lag(self, lag: Callable[[], float]) -> None:
+        """Read the event loop's lag at scrape time (bridge.pressure)."""
+        self.loop_lag.set_function(lag)
+
     def rate_limit_wait(self, destination: str, seconds: float) -> None:
         if seconds > 0:
             self.rate_limit_waits.labels(destination).inc()
@@ -119,11 +143,13 @@ class Metrics:
 
     # -- the outbox, read at scrape time ---------------------------------------
 
-    def watch_store(self, store: Store, destinations: Iterable[str] = ()) -> None:
-        """Report the outbox of `store`; again replaces the previous one."""
+    def watch_store(self, store: Store, destinations: Iterable[str] = (),
+                    ceilings: Mapping[str, float] | None = None) -> None:
+        """Report the outbox of `store`; again replaces the previous one. `ceilings`: records a second each
+        destination delivers at most (0 for one that is not configured), for the expected time to drain."""
         if self._outbox is not None:
             self.registry.unregister(self._outbox)
-        self._outbox = OutboxCollector(store, tuple(destinations))
+        self._outbox = OutboxCollector(store, tuple(destinations), dict(ceilings or {}))
         self.registry.register(self._outbox)
 
     def exposition(self) -> bytes:
@@ -194,15 +220,18 @@ class OutboxReading:
     counts: dict[tuple[str, str], int]
     oldest: dict[str, float]
     paused: set[str]
+    unmapped: Unmapped
 
 
 class OutboxCollector(Collector):
     """The outbox gauges. `read` (async, on the loop that owns the store) takes the reading;
     `collect` (prometheus_client, in any thread) shows it."""
 
-    def __init__(self, store: Store, destinations: Sequence[str] = (), clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, store: Store, destinations: Sequence[str] = (), ceilings: Mapping[str, float] | None = None,
+                 clock: Callable[[], float] = time.time) -> None:
         self.store = store
         self.destinations = tuple(destinations)
+        self.ceilings = dict(ceilings or {})
         self.clock = clock
         self.reading: OutboxReading | None = None
 
@@ -210,7 +239,8 @@ class OutboxCollector(Collector):
         try:
             states = await self.store.destination_states()
             self.reading = OutboxReading(await self.store.open_counts(), await self.store.oldest_pending(),
-                                         {name for name, state in states.items() if state["paused"]})
+                                         {name for name, state in states.items() if state["paused"]},
+                                         await self.store.unmapped())
         except Exception as exc:  # a scrape must answer even when the store does not
             log.warning("metrics.outbox_unreadable", reason=str(exc))
             self.reading = None
@@ -244,6 +274,24 @@ class OutboxCollector(Collector):
             age.add_metric([name], max(now - oldest[name], 0.0) if name in oldest else 0.0)
             pause.add_metric([name], 1 if name in paused else 0)
         yield from (messages, depth, age, pause)
+        yield from self._backlog(reading, now)
+
+    def _backlog(self, reading: OutboxReading, now: float) -> Iterator[Metric]:
+        """The backlog's part that has no messages yet, and the expected time to drain (bridge/ops/backlog.py)."""
+        ceilings = {name: self.ceilings.get(name, 0.0) for name in {*self.destinations, *self.ceilings}}
+        found = backlog(now, reading.unmapped, reading.counts, reading.oldest, ceilings, reading.paused)
+        waiting = GaugeMetricFamily("bridge_events_unmapped", "Events acknowledged and waiting to be mapped")
+        waiting.add_metric([], found.events_waiting)
+        oldest = GaugeMetricFamily("bridge_events_unmapped_oldest_age_seconds",
+                                   "Age of the oldest event waiting to be mapped (0 when none)")
+        oldest.add_metric([], found.oldest_event_age_seconds or 0.0)
+        drain = GaugeMetricFamily("bridge_backlog_drain_seconds", "Expected seconds until the destination has "
+                                  "delivered its waiting messages and the events still to map, at its rate limit "
+                                  "(absent while paused or not configured)", labels=["destination"])
+        for name, d in found.destinations.items():
+            if d.drain_seconds is not None:
+                drain.add_metric([name], d.drain_seconds)
+        yield from (waiting, oldest, drain)
 
 
 METRICS = Metrics()

@@ -144,6 +144,13 @@ class Settings:
     # Resources kept for lookups (the latest state of each Shopify order) are forgotten this long after
     # their latest event: a refund of an older order finds nothing.
     lookup_days: float = 120.0
+    # OS priorities (nice increments, 0-19) that leave the CPU to the acknowledgements when a burst
+    # needs it: the mapping process's, and `bridge worker`'s (which its mapping process adds to).
+    mapping_nice: int = 10
+    worker_nice: int = 10
+    # In `bridge serve`, the map and delivery loops wait while webhooks arrive and the event loop runs
+    # this many milliseconds late (bridge.pressure); 0: they never wait.
+    yield_lag_ms: float = 5.0
 
     @property
     def last_good_rules_dir(self) -> Path | None:
@@ -216,9 +223,18 @@ class Settings:
             rules_preview_seconds=_float(env, "BRIDGE_RULES_PREVIEW_SECONDS", cls.rules_preview_seconds),
             lookup_wait_seconds=_float(env, "BRIDGE_LOOKUP_WAIT_SECONDS", cls.lookup_wait_seconds),
             lookup_days=_float(env, "BRIDGE_LOOKUP_DAYS", cls.lookup_days),
+            mapping_nice=_int(env, "BRIDGE_MAPPING_NICE", cls.mapping_nice),
+            worker_nice=_int(env, "BRIDGE_WORKER_NICE", cls.worker_nice),
+            yield_lag_ms=_float(env, "BRIDGE_YIELD_LAG_MS", cls.yield_lag_ms),
         )
         if settings.rules_poll_seconds <= 0 or settings.rules_preview_seconds <= 0:
             raise ConfigError("BRIDGE_RULES_POLL_SECONDS and BRIDGE_RULES_PREVIEW_SECONDS must be above 0")
+        if settings.yield_lag_ms < 0:
+            raise ConfigError(f"BRIDGE_YIELD_LAG_MS must be 0 (never yield) or more, got {settings.yield_lag_ms:g}")
+        for name in ("mapping_nice", "worker_nice"):
+            if not 0 <= getattr(settings, name) <= 19:
+                raise ConfigError(f"BRIDGE_{name.upper()} must be from 0 (as important as the web side) to 19 "
+                                  f"(the lowest priority), got {getattr(settings, name)}")
         if settings.shutdown_seconds <= 0:
             raise ConfigError(f"BRIDGE_SHUTDOWN_SECONDS must be above 0, got {env['BRIDGE_SHUTDOWN_SECONDS']!r}")
         if settings.production:

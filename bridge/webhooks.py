@@ -89,6 +89,7 @@ class WebhookEndpoint:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         started = time.perf_counter()
+        self.bridge.pressure.webhook()
         name = scope["path_params"]["source"]
         try:
             answer = await self.answer(name, scope, receive)

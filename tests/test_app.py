@@ -142,6 +142,31 @@ def test_healthz_names_what_is_not_configured(client: TestClient) -> None:
     assert health["rules"]["loaded"] is False
 
 
+def test_healthz_shows_the_backlog_of_acknowledged_webhooks(tmp_path: Path) -> None:
+    """Stored and not yet mapped (no worker here): the backlog, its age and, per configured destination, the
+    expected time to drain at its rate limit."""
+    from bridge.destinations.registry import build_destinations
+    from bridge.settings import DestinationSettings
+
+    settings = make_settings(tmp_path)
+    destinations = build_destinations({"omnisend": DestinationSettings("omnisend", "http://127.0.0.1:9", Secret("k")),
+                                       "ometria": DestinationSettings("ometria", "http://127.0.0.1:9")})
+    app = create_app(settings, run_worker=False, rules=NoRules(), destinations=destinations)
+    with TestClient(app) as c:
+        assert c.get("/healthz").json()["backlog"]["events_waiting"] == 0
+        for n in range(3):
+            body = json.dumps({"id": n, "email": "jane@example.com"}).encode()
+            assert c.post("/webhooks/shopify", content=body,
+                          headers=shopify_headers(body, SECRET, "orders/create", event_id=f"evt-{n}")).status_code == 200
+        c.app.state.bridge._backlog = None  # type: ignore[attr-defined]  # read again now, not a second later
+        backlog = c.get("/healthz").json()["backlog"]
+    assert backlog["events_waiting"] == 3 and backlog["oldest_event_age_seconds"] >= 0
+    omnisend, ometria = backlog["destinations"]["omnisend"], backlog["destinations"]["ometria"]
+    assert omnisend["ceiling_per_second"] > 0 and omnisend["drain_seconds"] == round(3 / omnisend["ceiling_per_second"], 1)
+    assert ometria["drain_seconds"] is None  # no API key: its messages would wait
+    assert backlog["drain_seconds"] == omnisend["drain_seconds"]
+
+
 header_names = st.sampled_from([
     "X-Shopify-Hmac-Sha256", "X-Shopify-Topic", "X-Shopify-Event-Id", "X-Omneo-Hmac-SHA256", "X-Omneo-Event",
     "X-WC-Webhook-Signature", "X-WC-Webhook-Topic", "webhook-id", "webhook-timestamp", "webhook-signature",

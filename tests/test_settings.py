@@ -139,3 +139,13 @@ def test_omneo_half_configured_is_refused_with_what_to_set(tmp_path: Path) -> No
 def test_receiving_from_omneo_does_not_configure_it_as_a_destination(tmp_path: Path) -> None:
     settings = Settings.from_env(production(tmp_path, OMNEO_WEBHOOK_SECRET="s", OMNISEND_API_KEY="k"))
     assert not settings.destinations["omneo"].configured and settings.destinations["omneo"].named_by == ()
+
+
+def test_the_burst_settings_have_defaults_and_refuse_what_the_os_would() -> None:
+    settings = Settings.from_env({})
+    assert (settings.mapping_nice, settings.worker_nice, settings.yield_lag_ms) == (10, 10, 5.0)
+    assert Settings.from_env({"BRIDGE_YIELD_LAG_MS": "0", "BRIDGE_WORKER_NICE": "0"}).yield_lag_ms == 0
+    for name, value in (("BRIDGE_MAPPING_NICE", "20"), ("BRIDGE_WORKER_NICE", "-1"), ("BRIDGE_YIELD_LAG_MS", "-5")):
+        with pytest.raises(ConfigError) as refused:
+            Settings.from_env({name: value})
+        assert name in str(refused.value)

@@ -33,6 +33,7 @@ class ScriptedDestination:
 
     async def follow_up(self, ref: str, messages: Sequence[Message]) -> list[Outcome] | None:
         raise NotImplementedError
+    ceiling: float = 100.0
 
     def prepare(self, messages: Sequence[Message]) -> list[PreparedRequest]:
         return []
@@ -431,5 +432,37 @@ def test_a_value_that_cannot_be_saved_is_an_error_of_its_event_not_of_the_batch(
         rows = store.reader().execute("SELECT source, status, errors FROM events ORDER BY id").fetchall()
         assert [(r[0], r[1]) for r in rows] == [("shopify", "mapping_error"), ("omneo", "mapped")]
         assert "rules.yaml:10 rule 'Order'" in rows[0][2] and "properties.tags.0" in rows[0][2]
+
+    asyncio.run(go())
+
+
+def test_mapping_and_delivery_wait_while_the_webhooks_of_their_process_are_busy(store: SQLiteStore) -> None:
+    """While webhooks arrive and the event loop runs late, no round starts (up to max_wait, here longer than the
+    test); once they stop, the backlog is mapped and delivered."""
+    from bridge.pressure import BUSY_WINDOW_SECONDS, Pressure
+
+    async def go() -> None:
+        now = [100.0]
+        pressure = Pressure(lag_limit=0.005, max_wait=3600.0, clock=lambda: now[0])
+        pressure.webhook()
+        pressure.record_lag(1.0)  # the clock stands still: busy until it moves
+        for n in range(5):
+            await ingest(store, n)
+        dest = ScriptedDestination("omnisend")
+        worker = make(store, dest, [0.0], OneRule(one_key=False))
+        worker.pressure = pressure
+        await worker.start()
+        try:
+            await asyncio.sleep(0.5)
+            assert states(store) == [] and dest.calls == []  # nothing mapped, nothing sent
+            now[0] += BUSY_WINDOW_SECONDS + 1  # the webhooks stopped
+            for _ in range(200):
+                if len(states(store)) == 5 and all(s == "delivered" for s, _ in states(store)):
+                    break
+                await asyncio.sleep(0.05)
+        finally:
+            await worker.stop()
+        assert states(store) == [("delivered", 1)] * 5
+        assert pressure.yielded_seconds > 0
 
     asyncio.run(go())

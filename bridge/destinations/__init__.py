@@ -21,6 +21,11 @@ class Destination(Protocol):
     @property
     def configured(self) -> bool: ...
 
+    @property
+    def ceiling(self) -> float:
+        """Records a second its rate limit lets through at most (requests a second times `max_batch`): the
+        pace a backlog drains at (bridge/ops/backlog.py)."""
+
     def prepare(self, messages: Sequence[Message]) -> list[PreparedRequest]:
         """The exact requests `deliver` would send (pure: used by `mappings try`)."""
 

@@ -96,6 +96,10 @@ class HttpDestination:
         return self.settings.configured
 
     @property
+    def ceiling(self) -> float:
+        return self.limiter.limit / self.limiter.window * self.max_batch
+
+    @property
     def key_fingerprint(self) -> str | None:
         key = self.settings.api_key.value if self.settings.api_key is not None else ""
         return hashlib.sha256(key.encode()).hexdigest()[:16] if key else None

@@ -97,8 +97,9 @@ class MappingProcess:
     """One child process that maps batches with the worker's current rules, when it holds them."""
 
     def __init__(self, log_format: str = "json", log_level: str = "info",
-                 seconds: float = budget.DEFAULT_SECONDS, memory_mb: int = 512) -> None:
+                 seconds: float = budget.DEFAULT_SECONDS, memory_mb: int = 512, nice: int = 0) -> None:
         self._logging = (log_format, log_level)
+        self.nice = nice
         self.seconds = seconds
         self.memory_bytes = memory_mb * 1024 * 1024
         self._pool: concurrent.futures.ProcessPoolExecutor | None = None
@@ -137,7 +138,7 @@ class MappingProcess:
         self._progress = multiprocessing.sharedctypes.RawArray("d", 4)
         self._pool = concurrent.futures.ProcessPoolExecutor(
             1, mp_context=context, initializer=_start_child,
-            initargs=(*self._logging, os.getpid(), self._progress))
+            initargs=(*self._logging, os.getpid(), self._progress, self.nice))
         return self._pool
 
     async def compare(self, running: Path, draft: Path, allowed: Any, events: Sequence[Event],
@@ -291,11 +292,17 @@ def _report(event_id: int, position: int) -> None:
         _progress[2] = time.monotonic()
 
 
-def _start_child(log_format: str, log_level: str, parent: int, progress: Any) -> None:
+def _start_child(log_format: str, log_level: str, parent: int, progress: Any, nice: int = 0) -> None:
     import signal
     import threading
 
     from bridge.log import configure
+
+    # Mapping can wait and acknowledgements cannot: at a lower OS priority the child takes the CPU the
+    # web process and the store's writer leave (a burst at 1,000/s otherwise queues the answers behind it).
+    if nice > 0:
+        with contextlib.suppress(OSError):
+            os.nice(nice)
 
     # A PaaS sends SIGTERM to the whole process group: the parent's shutdown stops the child.
     signal.signal(signal.SIGINT, signal.SIG_IGN)

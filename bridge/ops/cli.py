@@ -20,13 +20,23 @@ from bridge.echo import echo_window
 from bridge.errors import BridgeError
 from bridge.mapping import RuleSet
 from bridge.ops import views
+from bridge.ops.backlog import Backlog, read_backlog
 from bridge.ops.progress import ProgressBar
 from bridge.ops.prune import DEFAULT_DAYS, prune_with_settings
 from bridge.ops.replay import load_current_rules, replay
 from bridge.ops.table import render
 from bridge.settings import Settings
 from bridge.store import make_store
-from bridge.store.base import AREAS, EVENT_STATUSES, AuditFilter, DeadFilter, EventFilter, Page, Store
+from bridge.store.base import (
+    AREAS,
+    EVENT_STATUSES,
+    AuditFilter,
+    DeadFilter,
+    DestinationStats,
+    EventFilter,
+    Page,
+    Store,
+)
 from bridge.when import age, iso, parse_when
 
 T = TypeVar("T")
@@ -170,8 +180,22 @@ def cmd_events_show(args: argparse.Namespace) -> int:
 
 def cmd_outbox_stats(args: argparse.Namespace) -> int:
     settings = Settings.from_env()
-    stats = on_store(settings, lambda store: store.outbox_stats(time.time(), list(settings.destinations)))
-    view = views.outbox_stats(stats)
+
+    async def read(store: Store) -> tuple[dict[str, DestinationStats], Backlog]:
+        from bridge.app import ceilings
+        from bridge.destinations.registry import build_destinations
+
+        destinations = build_destinations(settings)
+        try:
+            limits = ceilings(destinations)
+        finally:
+            for destination in destinations.values():
+                await destination.aclose()
+        now = time.time()
+        return await store.outbox_stats(now, list(settings.destinations)), await read_backlog(store, limits, now)
+
+    stats, backlog = on_store(settings, read)
+    view = views.outbox_stats(stats) | {"backlog": backlog.as_dict()}
     if args.json:
         emit_json(view)
         return 0
@@ -183,7 +207,21 @@ def cmd_outbox_stats(args: argparse.Namespace) -> int:
           f"yes since {s['paused_at']}: {s['pause_reason']}" if s["paused"] else "no"]
          for name, s in view["destinations"].items()],
     ))
+    print(backlog_lines(backlog))
     return 0
+
+
+def backlog_lines(backlog: Backlog) -> str:
+    """The backlog under the table: events still to map, and when each destination will have delivered."""
+    lines = [f"events waiting to be mapped: {backlog.events_waiting}"
+             + (f", the oldest {age(backlog.oldest_event_age_seconds)} old" if backlog.oldest_event_age_seconds else "")]
+    for name, d in backlog.destinations.items():
+        if d.drain_seconds is None:
+            lines.append(f"{name}: {d.messages} waiting; not delivering (paused or not configured)")
+        else:
+            lines.append(f"{name}: {d.messages} waiting; drained in about {age(d.drain_seconds)} at its limit "
+                         f"of {d.ceiling_per_second:,.0f} records a second")
+    return "\n".join(lines)
 
 
 # -- dead letters -------------------------------------------------------------

@@ -175,6 +175,13 @@ class AuditEntry(TypedDict):
     topic: str
 
 
+class Unmapped(TypedDict):
+    """Events stored and not mapped yet: the part of a backlog that has no messages yet."""
+
+    count: int
+    oldest_received_at: float | None  # None when there is none
+
+
 class DestinationStats(TypedDict):
     counts: dict[str, int]  # every one of MESSAGE_STATES
     oldest_pending_age_seconds: float | None
@@ -495,6 +502,11 @@ class Store(Protocol):
         """Every bucket of `bucket_seconds` from `since` up to `until`, oldest first, empty ones included."""
         ...
 
+    async def unmapped(self) -> Unmapped:
+        """Events waiting to be mapped: how many, and when the oldest arrived (off the index of waiting
+        events: cheap enough for every scrape)."""
+        ...
+
     async def list_dead(self, where: DeadFilter, limit: int, offset: int = 0) -> Page[DeadLetter]:
         """Most recently dead first."""
         ...
@@ -642,4 +654,5 @@ __all__ = [
     "RuleVersion",
     "SentPrint",
     "Store",
+    "Unmapped",
 ]

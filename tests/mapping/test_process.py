@@ -275,3 +275,27 @@ def test_a_child_whose_parent_is_killed_while_it_starts_goes_too(tmp_path: Path)
     while Path(f"/proc/{child}").exists() and time.monotonic() < deadline:
         time.sleep(0.2)
     assert not Path(f"/proc/{child}").exists(), "the mapping child outlived its parent"
+
+
+def test_the_child_runs_at_a_lower_os_priority_than_the_worker() -> None:
+    """Mapping can wait and acknowledgements cannot: the child leaves the CPU to the web process in a burst."""
+    rules = load_rules(ROOT / "mappings")
+
+    async def go() -> None:
+        process = MappingProcess(nice=7)
+        try:
+            await map_until_in_child(process, rules, events(1))
+            child = int(process._progress[3])
+            assert os.getpriority(os.PRIO_PROCESS, child) == min(os.getpriority(os.PRIO_PROCESS, 0) + 7, 19)
+        finally:
+            process.close()
+
+    asyncio.run(go())
+
+
+def test_bridge_worker_lowers_its_own_priority_and_not_below_the_lowest() -> None:
+    script = ("import os; from bridge.cli import lower_priority; before = os.getpriority(os.PRIO_PROCESS, 0); "
+              "lower_priority(5); print(os.getpriority(os.PRIO_PROCESS, 0) - before); lower_priority(0)")
+    before = os.getpriority(os.PRIO_PROCESS, 0)
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True, cwd=ROOT).stdout
+    assert int(out) == min(5, 19 - before)

@@ -256,3 +256,23 @@ def test_consent_show_says_per_channel_and_source_which_decision_is_current(
     code, out, _ = run(capsys, "consent", "show", "jane@example.com")
     assert code == 0 and "CURRENT" in out and "jane" not in out
     assert run(capsys, "consent", "show", "nobody@example.com")[1].strip() == "no consent decision known for that e-mail"
+
+
+def test_outbox_stats_shows_the_backlog_and_the_time_to_drain_it(
+        outbox: Outbox, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("OMNISEND_API_KEY", "omnisend-key")  # 400 requests a minute of 100: 666.7 records a second
+    monkeypatch.delenv("OMETRIA_API_KEY", raising=False)
+    for n in range(3):
+        outbox.map(outbox.ingest(f"mapped-{n}", at=NOW - 300), [("omnisend", f"idem-{n}")], at=NOW - 300)
+    outbox.ingest("waiting-1", at=NOW - 60)
+    outbox.ingest("waiting-2", at=NOW)
+    backlog = run_json(capsys, "outbox", "stats")["backlog"]
+    assert backlog["events_waiting"] == 2 and backlog["oldest_event_age_seconds"] >= 60
+    omnisend = backlog["destinations"]["omnisend"]
+    assert omnisend["messages"] == 3 and omnisend["ceiling_per_second"] == pytest.approx(666.7)
+    assert omnisend["drain_seconds"] == pytest.approx(5 / 666.7, abs=0.1)  # its 3 messages and the 2 events to map
+    assert backlog["destinations"]["ometria"]["drain_seconds"] is None  # not configured: it does not drain
+    code, out, _ = run(capsys, "outbox", "stats")
+    assert code == 0 and "events waiting to be mapped: 2" in out
+    assert "omnisend: 3 waiting; drained in about 0s at its limit of 667 records a second" in out
+    assert "ometria: 0 waiting; not delivering (paused or not configured)" in out

@@ -158,3 +158,26 @@ def test_every_answer_of_the_webhook_endpoint_is_counted(tmp_path: Path) -> None
     assert counted["unknown_source"]["source"] == "_unknown"
     assert value(m, "bridge_webhook_ack_seconds_count", source="shopify") == 3  # accepted, duplicate, invalid_json
     assert "jane" not in scraped.text and "forged" not in scraped.text
+
+
+def test_backlog_gauges_count_the_events_to_map_and_the_time_to_drain(outbox: Outbox) -> None:
+    for n in range(4):
+        outbox.map(outbox.ingest(f"m{n}", at=NOW - 50), [("omnisend", f"k{n}")], at=NOW - 50)
+    outbox.ingest("w1", at=NOW - 30)
+    outbox.ingest("w2", at=NOW - 10)
+    m = Metrics()
+    m.watch_store(outbox.store, ["omnisend", "ometria"], {"omnisend": 2.0, "ometria": 0.0})
+    m._outbox.clock = lambda: NOW  # type: ignore[union-attr]
+    assert value(m, "bridge_events_unmapped") == 2
+    assert value(m, "bridge_events_unmapped_oldest_age_seconds") == 30
+    assert value(m, "bridge_backlog_drain_seconds", destination="omnisend") == 3.0  # (4 messages + 2 events) / 2 a second
+    assert value(m, "bridge_backlog_drain_seconds", destination="ometria") is None  # not configured: no estimate
+
+
+def test_the_event_loop_lag_and_the_workers_yield_are_exported() -> None:
+    m = Metrics()
+    m.watch_loop_lag(lambda: 0.012)
+    m.worker_yielded(0.5)
+    m.worker_yielded(0.0)
+    assert value(m, "bridge_event_loop_lag_seconds") == 0.012
+    assert value(m, "bridge_worker_yield_seconds_total") == 0.5

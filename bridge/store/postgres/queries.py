@@ -23,6 +23,7 @@ from bridge.store.base import (
     EventFilter,
     EventSummary,
     Page,
+    Unmapped,
 )
 from bridge.store.postgres.connection import Conn
 from bridge.store.postgres.outbox import destination_states, lock_lanes, refresh_lanes
@@ -44,6 +45,14 @@ async def holds_events(conn: Conn) -> bool:
     cur = await conn.execute("SELECT EXISTS (SELECT 1 FROM events) AS held")
     row = await cur.fetchone()
     return bool(row and row["held"])
+
+
+async def unmapped(conn: Conn) -> Unmapped:
+    cur = await conn.execute("SELECT count(*) AS n FROM events WHERE status = 'received'")
+    row = await cur.fetchone()
+    cur = await conn.execute("SELECT received_at FROM events WHERE status = 'received' ORDER BY id LIMIT 1")
+    oldest = await cur.fetchone()
+    return Unmapped(count=int(row["n"]) if row else 0, oldest_received_at=oldest["received_at"] if oldest else None)
 
 
 async def list_events(conn: Conn, where: EventFilter, limit: int, offset: int) -> Page[EventSummary]:

@@ -39,6 +39,7 @@ from bridge.store.base import (
     RuleDraft,
     RuleVersion,
     SentPrint,
+    Unmapped,
 )
 from bridge.store.migrations import unapplied_error
 from bridge.store.postgres import consent, echo, inbound, migrate, outbox, queries, replay, retention, rules
@@ -204,6 +205,9 @@ class PostgresStore:
 
     async def activity(self, since: float, until: float, bucket_seconds: float) -> list[ActivityBucket]:
         return await self._run(queries.activity, since, until, bucket_seconds)
+
+    async def unmapped(self) -> Unmapped:
+        return await self._run(queries.unmapped)
 
     async def list_dead(self, where: DeadFilter, limit: int, offset: int = 0) -> Page[DeadLetter]:
         return await self._run(queries.list_dead, where, limit, offset)

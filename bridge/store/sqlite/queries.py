@@ -26,6 +26,7 @@ from bridge.store.base import (
     EventFilter,
     EventSummary,
     Page,
+    Unmapped,
 )
 from bridge.store.records import dead_where, event_where
 
@@ -39,6 +40,12 @@ def _count(conn: sqlite3.Connection, sql: str, params: Sequence[Any]) -> int:
 
 def holds_events(conn: sqlite3.Connection) -> bool:
     return bool(conn.execute("SELECT EXISTS (SELECT 1 FROM events)").fetchone()[0])
+
+
+def unmapped(conn: sqlite3.Connection) -> Unmapped:
+    count = conn.execute("SELECT count(*) FROM events WHERE status = 'received'").fetchone()[0]
+    oldest = conn.execute("SELECT received_at FROM events WHERE status = 'received' ORDER BY id LIMIT 1").fetchone()
+    return Unmapped(count=int(count), oldest_received_at=oldest[0] if oldest else None)
 
 
 def list_events(conn: sqlite3.Connection, where: EventFilter, limit: int, offset: int = 0) -> Page[EventSummary]:

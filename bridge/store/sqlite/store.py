@@ -49,6 +49,7 @@ from bridge.store.base import (
     RuleDraft,
     RuleVersion,
     SentPrint,
+    Unmapped,
 )
 from bridge.store.migrations import unapplied_error
 from bridge.store.sqlite import consent, echo, outbox, queries, replay, retention, rules
@@ -375,6 +376,9 @@ class SQLiteStore:
 
     async def activity(self, since: float, until: float, bucket_seconds: float) -> list[ActivityBucket]:
         return await self.aread(lambda conn: queries.activity(conn, since, until, bucket_seconds))
+
+    async def unmapped(self) -> Unmapped:
+        return await self.aread(queries.unmapped)
 
     async def list_dead(self, where: DeadFilter, limit: int, offset: int = 0) -> Page[DeadLetter]:
         return await self.aread(lambda conn: queries.list_dead(conn, where, limit, offset))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from bridge.model import Mapped
 from bridge.store.base import AuditFilter, DeadFilter, EventFilter, Store
 
 from .support import LEASE, T0, event_with, hook, outgoing, record
@@ -107,3 +108,15 @@ async def test_the_audit_lists_what_was_written_by_area_newest_first(store: Stor
     assert (await store.audit(AuditFilter(destination="omnisend", since=T0 + 5), 10)).total == 0
     second = await store.audit(AuditFilter(), 1, offset=1)
     assert second.total == 2 and [a["destination"] for a in second.items] == ["ometria"]
+
+
+async def test_unmapped_counts_the_events_waiting_to_be_mapped_and_when_the_oldest_arrived(store: Store) -> None:
+    assert await store.unmapped() == {"count": 0, "oldest_received_at": None}
+    first = await event_with(store, "mapped-first", [outgoing("omnisend", "order:1")], now=T0)
+    for n in range(3):
+        await store.ingest(hook(f"waiting-{n}"), now=T0 + 10 + n)
+    assert await store.unmapped() == {"count": 3, "oldest_received_at": T0 + 10}
+    waiting = await store.waiting_events(10)
+    assert first not in [e.id for e in waiting]
+    await store.save_mappings([Mapped(waiting[0].id, "no_rule", [], [], [])], T0 + 20)
+    assert await store.unmapped() == {"count": 2, "oldest_received_at": T0 + 11}

@@ -1,0 +1,86 @@
+"""Acknowledgements first: the worker's loops yield while the event loop is busy answering webhooks.
+
+In `bridge serve` the worker shares one event loop with the webhooks it maps and delivers. Each of
+its rounds (a batch read, handed to the mapping process and saved; a claim, a request, its
+completion) holds the loop for milliseconds, and during a burst they queue the acknowledgements
+behind them: a profile of `bridge serve` at 800 webhooks/s spent more of its loop on delivery and
+mapping than on the webhooks (bench/NOTES.md, Bursts).
+
+`Pressure` measures what the acknowledgements meet: how late the loop runs a timer set every
+TICK_SECONDS (its lag, held at its recent peak and halved every HALF_LIFE_SECONDS), while webhooks
+have arrived in the last BUSY_WINDOW_SECONDS. While both hold, the map loop and the delivery loops
+wait before their next round (`yield_to_webhooks`), at most MAX_WAIT_SECONDS at a time: under any
+load each loop still takes one round a second, so a burst that never ends (or a loop slowed by
+something other than webhooks) slows mapping and delivery without stopping them. Once the
+webhooks stop, nothing waits: the backlog drains at the destinations' pace.
+
+Without webhooks (`bridge worker`) the loop's lag is the worker's own work and is not a reason to
+wait; that process yields the CPU to the web process by its OS priority instead (bridge/cli.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+TICK_SECONDS = 0.01
+LAG_LIMIT_SECONDS = 0.005
+HALF_LIFE_SECONDS = 0.1
+BUSY_WINDOW_SECONDS = 1.0
+MAX_WAIT_SECONDS = 1.0
+POLL_SECONDS = 0.02
+
+
+@dataclass
+class Pressure:
+    """The event loop's recent lag and the last webhook's time, and the wait they ask of the worker."""
+
+    lag_limit: float = LAG_LIMIT_SECONDS
+    max_wait: float = MAX_WAIT_SECONDS
+    clock: Callable[[], float] = time.monotonic
+    last_webhook: float = -1e9
+    yielded_seconds: float = 0.0  # in all, for the metrics
+    _lag: float = 0.0
+    _lag_at: float = field(default=0.0)
+
+    def webhook(self) -> None:
+        """A webhook arrived (the endpoint calls this for each)."""
+        self.last_webhook = self.clock()
+
+    def record_lag(self, lag: float) -> None:
+        """A timer ran `lag` seconds late: the held peak, decayed since the last sample, or this one."""
+        now = self.clock()
+        decayed = self._lag * math.pow(0.5, (now - self._lag_at) / HALF_LIFE_SECONDS)
+        self._lag, self._lag_at = max(lag, decayed), now
+
+    @property
+    def lag(self) -> float:
+        """The loop's recent lag in seconds: its peak, halved every HALF_LIFE_SECONDS since."""
+        return self._lag * math.pow(0.5, (self.clock() - self._lag_at) / HALF_LIFE_SECONDS)
+
+    def busy(self) -> bool:
+        """Whether webhooks are arriving and the loop runs late: the worker's rounds should wait."""
+        return self.clock() - self.last_webhook < BUSY_WINDOW_SECONDS and self.lag > self.lag_limit
+
+    async def watch(self) -> None:
+        """Sample the loop's lag for ever (a task of the process that runs the loop)."""
+        while True:
+            started = time.monotonic()
+            await asyncio.sleep(TICK_SECONDS)
+            self.record_lag(max(time.monotonic() - started - TICK_SECONDS, 0.0))
+
+    async def yield_to_webhooks(self, stopping: asyncio.Event | None = None) -> float:
+        """Wait while busy, at most `max_wait` seconds (or until `stopping` is set); the seconds waited."""
+        if not self.busy():
+            return 0.0
+        started = self.clock()
+        while self.busy() and self.clock() - started < self.max_wait:
+            if stopping is not None and stopping.is_set():
+                break
+            await asyncio.sleep(POLL_SECONDS)
+        waited = self.clock() - started
+        self.yielded_seconds += waited
+        return waited

@@ -1,0 +1,93 @@
+"""The worker's yield to the webhooks of its process (bridge.pressure): when it waits, and for how long at most."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from bridge.pressure import BUSY_WINDOW_SECONDS, HALF_LIFE_SECONDS, Pressure
+
+
+class Clock:
+    """A clock the test moves."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_busy_only_while_webhooks_arrive_and_the_loop_runs_late() -> None:
+    clock = Clock()
+    pressure = Pressure(lag_limit=0.005, clock=clock)
+    pressure.record_lag(0.050)
+    assert not pressure.busy()  # late, but no webhook: the worker's own work, not a reason to wait
+    pressure.webhook()
+    assert pressure.busy()
+    clock.now += BUSY_WINDOW_SECONDS + 0.01
+    pressure.record_lag(0.050)
+    assert not pressure.busy()  # the last webhook is a while ago
+
+
+def test_the_lag_is_held_at_its_peak_and_halves_every_half_life() -> None:
+    clock = Clock()
+    pressure = Pressure(lag_limit=0.005, clock=clock)
+    pressure.webhook()
+    pressure.record_lag(0.040)
+    pressure.record_lag(0.001)  # a prompt timer right after does not hide the stall
+    assert pressure.lag == 0.040
+    clock.now += HALF_LIFE_SECONDS
+    assert abs(pressure.lag - 0.020) < 1e-9
+    clock.now += 3 * HALF_LIFE_SECONDS  # 2.5 ms: under the limit again
+    pressure.webhook()
+    assert not pressure.busy()
+
+
+def test_a_round_waits_while_busy_but_never_longer_than_max_wait() -> None:
+    pressure = Pressure(lag_limit=0.005, max_wait=0.3)  # the real clock
+
+    async def run() -> float:
+        async def keeps_busy() -> None:  # webhooks keep coming and the loop keeps running late
+            while True:
+                pressure.webhook()
+                pressure.record_lag(0.030)
+                await asyncio.sleep(0.005)
+
+        pressure.webhook()
+        pressure.record_lag(0.030)
+        busy = asyncio.create_task(keeps_busy())
+        try:
+            return await pressure.yield_to_webhooks()
+        finally:
+            busy.cancel()
+
+    waited = asyncio.run(run())
+    assert 0.3 <= waited < 10  # it ends: a burst that never stops slows the worker without stopping it
+    assert pressure.yielded_seconds == waited
+
+
+def test_a_calm_loop_or_a_stop_does_not_wait() -> None:
+    clock = Clock()
+    pressure = Pressure(lag_limit=0.005, clock=clock)
+    pressure.webhook()
+    pressure.record_lag(0.001)
+    assert asyncio.run(pressure.yield_to_webhooks()) == 0.0
+    pressure.record_lag(0.050)
+    stopping = asyncio.Event()
+    stopping.set()
+    assert asyncio.run(pressure.yield_to_webhooks(stopping)) == 0.0
+
+
+def test_the_watch_measures_a_stalled_loop() -> None:
+    pressure = Pressure()
+
+    async def run() -> None:
+        watch = asyncio.create_task(pressure.watch())
+        await asyncio.sleep(0.03)
+        time.sleep(0.06)
+        await asyncio.sleep(0.02)
+        watch.cancel()
+
+    asyncio.run(run())
+    assert pressure.lag > 0.02
