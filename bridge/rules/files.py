@@ -84,18 +84,26 @@ def materialize(files: Mapping[str, str], base: Path) -> Path:
     mapping process to read. Made in a staging folder and renamed, so a reader never sees half of one;
     instances sharing `base` share the folder."""
     target = base / digest(files)
-    if target.is_dir() and digests(read_folder(target)) == digests(files):
+    if target.is_dir() and _holds(target, files):
         return target
     base.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=base))
     for name, text in files.items():
         (staging / name).write_bytes(text.encode("utf-8"))
-    shutil.rmtree(target, ignore_errors=True)
+    if target.is_dir() and not _holds(target, files):  # a damaged copy; one made meanwhile is kept
+        shutil.rmtree(target, ignore_errors=True)
     try:
         os.replace(staging, target)
-    except OSError:  # made meanwhile by another instance
+    except OSError:  # made meanwhile by another instance (a folder that is there is never replaced)
         shutil.rmtree(staging, ignore_errors=True)
     return target
+
+
+def _holds(folder: Path, files: Mapping[str, str]) -> bool:
+    try:
+        return digests(read_folder(folder)) == digests(files)
+    except (OSError, ValueError):
+        return False
 
 
 KEEP_UNUSED_SECONDS = 7 * 86400.0  # a version's folder no instance touched for this long is removed
