@@ -83,8 +83,7 @@ def check_files(files: Mapping[str, str], allowed: Allowed | None,
         return result, None
     with tempfile.TemporaryDirectory(prefix="bridge-check-") as tmp:
         folder = Path(tmp)
-        for name, text in files.items():
-            (folder / name).write_text(text, encoding="utf-8")
+        ruleset.export(files, folder)
         try:
             loaded = load_rules(folder, allowed, payload_roots)
         except Exception as exc:  # a RulesError lists the problems; anything else is one located line
@@ -102,8 +101,7 @@ def examples(files: Mapping[str, str], allowed: Allowed | None, file: str | None
     """Run the examples of every file, or of one: each with ok and, when it fails, the diff."""
     with tempfile.TemporaryDirectory(prefix="bridge-examples-") as tmp:
         folder = Path(tmp)
-        for name, text in files.items():
-            (folder / name).write_text(text, encoding="utf-8")
+        ruleset.export(files, folder)
         try:
             loaded = load_rules(folder, allowed, payload_roots)
         except Exception as exc:
