@@ -2,7 +2,7 @@
 
 Each method is one short transaction on a pooled connection (bridge/store/postgres/connection.py);
 the SQL lives beside it: inbound.py (ingest, mapping), outbox.py (claims, leases, completions),
-queries.py (what operators read and write), migrate.py (the schema).
+queries.py (what operators read and write), jobs.py (the console's replay jobs), migrate.py (the schema).
 """
 
 from __future__ import annotations

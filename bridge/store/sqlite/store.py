@@ -4,8 +4,8 @@
 with `process=True` in a process of its own (bridge/store/sqlite/process.py). Each
 method hands a function of a connection to the writer (`awrite`) or runs it on a
 reader in a thread (`aread`); the SQL is in the modules beside this one, one idea each:
-ingest, outbox (mapping and delivery), queries (what operators read), replay,
-retention, migrate.
+ingest, outbox (mapping and delivery), queries (what operators read), replay, jobs
+(the console's replay jobs), retention, migrate.
 
 `write`, `write_sync`, `awrite`, `aread` and `reader` are SQLite's own: tests and
 benchmarks of this backend use them, the rest of the bridge uses only `Store`.
