@@ -385,6 +385,11 @@ class Console:
         await self.record(request, "replay", what, f"job {job_id}")
         return RedirectResponse(f"/console/jobs/{job_id}", status_code=303)
 
+    async def job_list(self, request: Request) -> Response:
+        page = await self.jobs.recent()
+        rows = [{"job": job, "state": self.jobs.state(job), "percent": percent(job)} for job in page.items]
+        return self.render(request, "jobs.html", rows=rows, total=page.total, keep=KEEP_JOBS)
+
     async def job(self, request: Request) -> Response:
         job_id = request.path_params["job_id"]
         job = await self.jobs.get(job_id) if 0 < job_id < 2**63 else None
@@ -450,6 +455,7 @@ class Console:
             Route("/events/{event_id:int}", g(self.event), methods=["GET"]),
             Route("/events/{event_id:int}/replay", g(self.replay_event, op, change=True), methods=["POST"]),
             Route("/replay", g(self.replay_search, op, change=True), methods=["POST"]),
+            Route("/jobs", g(self.job_list), methods=["GET"]),
             Route("/jobs/{job_id:int}", g(self.job), methods=["GET"]),
             Route("/jobs/{job_id:int}/fragment", g(self.job), methods=["GET"]),
             Route("/dead", g(self.dead), methods=["GET"]),

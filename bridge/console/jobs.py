@@ -23,7 +23,7 @@ import structlog
 from bridge.errors import StoreUnavailable
 from bridge.log import capped, mask_text
 from bridge.ops.replay import Progress
-from bridge.store.base import ConsoleJob, ReplaySummary, Store
+from bridge.store.base import ConsoleJob, Page, ReplaySummary, Store
 
 log = structlog.get_logger("bridge.console")
 
@@ -75,6 +75,10 @@ class Jobs:
 
     async def get(self, job_id: int) -> ConsoleJob | None:
         return await self.store.job(job_id)
+
+    async def recent(self) -> Page[ConsoleJob]:
+        """The newest KEEP_JOBS, newest first."""
+        return await self.store.list_jobs(KEEP_JOBS)
 
     def state(self, job: ConsoleJob) -> str:
         return state(job, self.clock())

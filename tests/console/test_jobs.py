@@ -185,6 +185,10 @@ def test_a_job_started_on_one_instance_is_shown_by_another_and_after_a_restart(t
     assert again.status_code == 303 and again.headers["location"] != job  # the store's ids: one per job
     assert "Finished: 3 events replayed" in fragment_when_ended(one, again.headers["location"])
 
+    listed = one.get("/console/jobs").text
+    assert "2 of 2 replays" in listed and listed.count("<td>finished</td>") == 2
+    assert f'href="{job}"' in listed and f'href="{again.headers["location"]}"' in listed
+
     with app_client(one.app.state.bridge.settings) as restarted:  # type: ignore[attr-defined]
         restarted.cookies.update(one.cookies)
         assert "Finished: 3 events replayed" in restarted.get(job).text  # a restart forgets no job
@@ -209,3 +213,5 @@ def test_a_job_whose_instance_went_away_says_so_and_that_running_it_again_is_saf
     assert "data-live" not in page
     running = client.get(f"/console/jobs/{live}").text
     assert "Running…" in running and f'data-live="/console/jobs/{live}/fragment"' in running
+    listed = client.get("/console/jobs").text
+    assert "<td>stopped</td>" in listed and "<td>running</td>" in listed and "200 of 1000 (20%)" in listed
