@@ -28,7 +28,7 @@ from bridge.destinations.http import (
 )
 from bridge.destinations.ratelimit import Clock, RateLimiter, Sleep
 from bridge.metrics import METRICS
-from bridge.model import Message, Outcome, PreparedRequest
+from bridge.model import BudgetSlot, Message, Outcome, PreparedRequest
 from bridge.settings import DestinationSettings
 
 # deliver() waits for the rate limiter at most this long before handing the messages back as retries:
@@ -53,7 +53,7 @@ class Exchange:
 class BudgetStore(Protocol):
     """Where the account's request budget is kept for every worker (bridge.store.base.Store)."""
 
-    async def take_budget(self, destination: str, per_second: float, max_wait: float | None = None) -> float: ...
+    async def take_budget(self, destination: str, per_second: float, max_wait: float | None = None) -> BudgetSlot: ...
     async def block_budget(self, destination: str, per_second: float, seconds: float) -> None: ...
     async def delay_budget(self, destination: str, seconds: float) -> None: ...
 

@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Generic, Protocol, TypedDict, TypeVar
 
 from bridge.consent import ConsentRecord
-from bridge.model import Decision, Event, IngestResult, Mapped, Message, Outcome, Webhook
+from bridge.model import BudgetSlot, Decision, Event, IngestResult, Mapped, Message, Outcome, Webhook
 
 MESSAGE_STATES = ("pending", "inflight", "submitted", "delivered", "dead")
 OPEN_STATES = ("pending", "inflight", "submitted")  # states that hold back later messages of their key
@@ -452,12 +452,12 @@ class Store(Protocol):
     async def destination_states(self) -> dict[str, DestinationState]:
         ...
 
-    async def take_budget(self, destination: str, per_second: float, max_wait: float | None = None) -> float:
+    async def take_budget(self, destination: str, per_second: float, max_wait: float | None = None) -> BudgetSlot:
         """Reserve one request of `destination`'s budget, which every worker on this database shares (the
         account's rate limit): slots `1 / per_second` apart on one schedule, the next free one reserved.
-        Returns the seconds until that slot (0: now); the caller sends then. A slot more than `max_wait`
-        away is not reserved (its wait is returned). A backend that runs one worker (SQLite) has nothing
-        to share and answers 0."""
+        Returns the seconds until that slot (0: now) and the slot on the database's clock; the caller
+        sends then. A slot more than `max_wait` away is not reserved (its wait is returned). A backend
+        that runs one worker (SQLite) has nothing to share and answers a wait of 0 and no slot."""
         ...
 
     async def block_budget(self, destination: str, per_second: float, seconds: float) -> None:

@@ -326,21 +326,25 @@ def test_the_shared_budget_reserves_slots_one_interval_apart_for_every_worker(pg
     and a delay move the schedule."""
     async def go() -> None:
         async with opened(pg_url) as one, opened(pg_url) as two:
-            waits = [await store.take_budget("ometria", 1.0) for store in (one, two, one, two)]
+            slots = [await store.take_budget("ometria", 1.0) for store in (one, two, one, two)]
+            waits = [slot.wait for slot in slots]
             assert waits[0] < 0.01
             for earlier, later in itertools.pairwise(waits):
                 assert 0.5 < later - earlier <= 1.0 + 1e-6
-            far = await one.take_budget("ometria", 1.0, max_wait=0.5)
+            for earlier_slot, later_slot in itertools.pairwise(slots):
+                assert later_slot.at is not None and earlier_slot.at is not None
+                assert later_slot.at - earlier_slot.at == pytest.approx(1.0), "on the database's clock"
+            far = (await one.take_budget("ometria", 1.0, max_wait=0.5)).wait
             assert far > 0.5, "the next slot is ~4 s away"
-            after = await two.take_budget("ometria", 1.0)
+            after = (await two.take_budget("ometria", 1.0)).wait
             assert far - 0.5 < after <= far + 1e-6, "the slot refused above was not reserved (else ~1 s later)"
             await one.block_budget("ometria", 1.0, 50.0)
-            blocked = await two.take_budget("ometria", 1.0, max_wait=1.0)
+            blocked = (await two.take_budget("ometria", 1.0, max_wait=1.0)).wait
             assert blocked > 45, "nothing reserved within a second"
             await one.delay_budget("ometria", 20.0)
-            moved = await two.take_budget("ometria", 1.0, max_wait=1.0)
+            moved = (await two.take_budget("ometria", 1.0, max_wait=1.0)).wait
             assert blocked + 19 < moved <= blocked + 20 + 1e-6
-            assert await two.take_budget("omnisend", 1.0) == 0.0, "each destination has its own schedule"
+            assert (await two.take_budget("omnisend", 1.0)).wait == 0.0, "each destination has its own schedule"
 
     asyncio.run(go())
 

@@ -20,7 +20,7 @@ import uuid
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from bridge.model import Decision, Message, Outcome
+from bridge.model import BudgetSlot, Decision, Message, Outcome
 from bridge.store.base import OPEN_STATES, DestinationState
 from bridge.store.postgres.connection import NO_FLUSH, Conn
 from bridge.store.postgres.text import storable
@@ -240,25 +240,27 @@ async def probe(conn: Conn, now: float) -> None:
 _NOW = f"(SELECT extract(epoch FROM clock_timestamp()) AS now) AS t, {NO_FLUSH}"
 
 
-async def take_budget(conn: Conn, destination: str, per_second: float, max_wait: float | None) -> float:
+async def take_budget(conn: Conn, destination: str, per_second: float, max_wait: float | None) -> BudgetSlot:
     """Reserve the destination's next request slot on the schedule every worker shares (the database's
-    clock): the seconds until it, 0 when it is now. A slot further away than `max_wait` is not
-    reserved; its wait is returned all the same."""
+    clock): the seconds until it (0 when it is now) and the slot. A slot further away than `max_wait`
+    is not reserved; its wait is returned all the same."""
     cur = await conn.execute(
         "INSERT INTO rate_buckets AS b (destination, tokens, refreshed_at, next_at)"
         f" SELECT %(d)s, 0, t.now, t.now + 1.0 / %(rate)s FROM {_NOW}"
         " ON CONFLICT (destination) DO UPDATE"
         " SET next_at = GREATEST(b.next_at, excluded.refreshed_at) + 1.0 / %(rate)s, refreshed_at = excluded.refreshed_at"
         " WHERE %(max)s::float8 IS NULL OR b.next_at - excluded.refreshed_at <= %(max)s::float8"
-        " RETURNING GREATEST(b.next_at - 1.0 / %(rate)s - b.refreshed_at, 0) AS wait",
+        " RETURNING b.next_at - 1.0 / %(rate)s AS at, b.refreshed_at AS now",
         {"d": destination, "rate": per_second, "max": max_wait})
     row = await cur.fetchone()
     if row is not None:
-        return float(row["wait"])
-    cur = await conn.execute("SELECT next_at - extract(epoch FROM clock_timestamp()) AS wait FROM rate_buckets"
+        return BudgetSlot(max(float(row["at"]) - float(row["now"]), 0.0), float(row["at"]))
+    cur = await conn.execute("SELECT next_at, extract(epoch FROM clock_timestamp()) AS now FROM rate_buckets"
                              " WHERE destination = %s", (destination,))
     row = await cur.fetchone()
-    return max(float(row["wait"]), 0.0) if row else 0.0
+    if row is None:
+        return BudgetSlot(0.0, None)
+    return BudgetSlot(max(float(row["next_at"]) - float(row["now"]), 0.0), float(row["next_at"]))
 
 
 async def block_budget(conn: Conn, destination: str, seconds: float) -> None:
