@@ -187,12 +187,14 @@ async def map_all(url: str) -> float:
     return time.perf_counter() - t0
 
 
-def delivery(orders: int, deadline: float, workers: int, premapped: bool = False) -> dict[str, Any]:
+def delivery(orders: int, deadline: float, workers: int, premapped: bool = False, nice: int | None = None) -> dict[str, Any]:
     """Two workers drain `orders` preloaded events into the fakes; with `premapped` the events are mapped
-    before they start, so the drain measures the delivery path and the shared budget alone."""
+    before they start, so the drain measures the delivery path and the shared budget alone. `nice`: the
+    workers' and their mapping processes' OS priority instead of the default."""
     from bridge.fakes import create_ometria_app, create_omnisend_app, serve_in_thread
 
-    result: dict[str, Any] = {"orders": orders, "workers": workers, "backend": "postgres", "premapped": premapped}
+    result: dict[str, Any] = {"orders": orders, "workers": workers, "backend": "postgres", "premapped": premapped,
+                              "worker_nice": nice}
     with pg_database() as url:
         result["preload_seconds"] = round(asyncio.run(preload(url, orders)), 2)
         if premapped:
@@ -204,6 +206,8 @@ def delivery(orders: int, deadline: float, workers: int, premapped: bool = False
                    "OMETRIA_API_KEY": OMETRIA_KEY, "OMETRIA_BASE_URL": ometria_url,
                    "SHOPIFY_WEBHOOK_SECRET": SHOPIFY_SECRET, "BRIDGE_DATABASE_URL": url,
                    "BRIDGE_MAPPINGS_DIR": str(ROOT / "mappings"), "BRIDGE_LOG_FORMAT": "json"}
+            if nice is not None:
+                env |= {"BRIDGE_WORKER_NICE": str(nice), "BRIDGE_MAPPING_NICE": str(nice)}
             t_start = time.monotonic()
             server = web(url, "backends-delivery", 0)
             server.env.update(env)
@@ -385,6 +389,10 @@ def main() -> None:
     parser.add_argument("--orders", type=int, default=10_000)
     parser.add_argument("--deadline", type=float, default=150.0)
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--mapped", choices=["during", "before", "both"], default="both",
+                        help="delivery: events mapped during the drain, before it, or both runs")
+    parser.add_argument("--nice", type=int, default=None,
+                        help="delivery: the workers' OS priority (default: the bridge's own, 10)")
     parser.add_argument("--delivered", type=int, default=1_000_000)
     parser.add_argument("--waiting", type=int, default=100_000)
     args = parser.parse_args()
@@ -397,7 +405,9 @@ def main() -> None:
     if args.part in ("delivery", "all"):
         # mapped during the drain (as one deployment works), and mapped before it (the delivery path alone)
         for name, premapped in (("backends-delivery", False), ("backends-delivery-premapped", True)):
-            result = when | delivery(args.orders, args.deadline, args.workers, premapped)
+            if args.mapped != "both" and premapped != (args.mapped == "before"):
+                continue
+            result = when | delivery(args.orders, args.deadline, args.workers, premapped, args.nice)
             save(name, result)
             print(json.dumps({k: v for k, v in result.items() if k != "timeline_s_omnisend_ometria"}, indent=1))
     if args.part in ("growth", "all"):
