@@ -146,6 +146,7 @@ class BudgetSlot(NamedTuple):
 
     wait: float  # seconds from when the store answered until the slot (0: now)
     at: float | None  # the slot on the store's clock (seconds); None: nothing is shared (one worker)
+    number: int = 0  # the slots' count so far, this one included
 
 
 @dataclass(frozen=True)

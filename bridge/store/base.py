@@ -455,8 +455,8 @@ class Store(Protocol):
     async def take_budget(self, destination: str, per_second: float, max_wait: float | None = None) -> BudgetSlot:
         """Reserve one request of `destination`'s budget, which every worker on this database shares (the
         account's rate limit): slots `1 / per_second` apart on one schedule, the next free one reserved.
-        Returns the seconds until that slot (0: now) and the slot on the database's clock; the caller
-        sends then. A slot more than `max_wait` away is not reserved (its wait is returned). A backend
+        Returns the seconds until that slot (0: now), the slot on the database's clock and its number;
+        the caller sends then. A slot more than `max_wait` away is not reserved (its wait is returned). A backend
         that runs one worker (SQLite) has nothing to share and answers a wait of 0 and no slot."""
         ...
 
@@ -464,9 +464,11 @@ class Store(Protocol):
         """No slot of `destination`'s budget for `seconds` from now (a worker got a 429 naming that wait)."""
         ...
 
-    async def delay_budget(self, destination: str, seconds: float) -> None:
-        """Every slot of `destination`'s budget not yet reserved `seconds` later (a request went that much
-        later than its slot allows). One worker (SQLite): nothing to move."""
+    async def hold_budget(self, destination: str, number: int, not_before: float) -> None:
+        """`destination`'s slot numbered `number` (BudgetSlot.number) no earlier than `not_before` on the
+        database's clock (a request reached the destination late, and the one `limit` slots after it must
+        still be a window later); the slots after it follow. Nothing changes when that slot is reserved
+        already. One worker (SQLite): nothing to hold."""
         ...
 
     async def remember_sent(self, prints: Sequence[SentPrint]) -> None:

@@ -174,8 +174,8 @@ class PostgresStore:
     async def block_budget(self, destination: str, per_second: float, seconds: float) -> None:
         await self._run(outbox.block_budget, destination, seconds, single=True)
 
-    async def delay_budget(self, destination: str, seconds: float) -> None:
-        await self._run(outbox.delay_budget, destination, seconds, single=True)
+    async def hold_budget(self, destination: str, number: int, not_before: float) -> None:
+        await self._run(outbox.hold_budget, destination, number, not_before, single=True)
 
     async def remember_sent(self, prints: Sequence[SentPrint]) -> None:
         if prints:

@@ -354,7 +354,7 @@ class SQLiteStore:
             return {}
         return await self.aread(lambda conn: echo.sent_prints(conn, keys))
 
-    async def delay_budget(self, destination: str, seconds: float) -> None:
+    async def hold_budget(self, destination: str, number: int, not_before: float) -> None:
         """One worker: its own rate limiter is the whole budget."""
 
     # -- what operators and metrics read --------------------------------------
