@@ -53,7 +53,7 @@ from bench.common import (
     order_body,
     save,
 )
-from bench.delivery import ometria_records, omnisend_records, preload, summarise_both
+from bench.delivery import OMETRIA_PER_S, OMNISEND_PER_MIN, ometria_records, omnisend_records, preload, summarise_both
 from bench.ingest import write_request_files, wrk
 
 PG_SERVER = os.environ.get("BENCH_PG_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
@@ -252,21 +252,39 @@ def delivery(orders: int, deadline: float, workers: int, premapped: bool = False
             result["shared_late_sends"] = late_sends(logs)
             result.update(summarise_both(omnisend, ometria, t_start, rows(
                 url, "SELECT destination, idempotency_key, state, record FROM messages")))
+            for name, fake, limit, window in (("omnisend", omnisend, OMNISEND_PER_MIN, 60.0),
+                                              ("ometria", ometria, OMETRIA_PER_S, 1.0)):
+                result[name]["time_split"] = where_time_went(fake.state.fake, limit, window)
             result["timeline_s_omnisend_ometria"] = timeline[:: max(1, len(timeline) // 40)]
     return result
 
 
 def late_sends(logs: list[Path]) -> dict[str, int]:
-    """Requests that came to their shared slot late enough to move the later slots, by limit ("8/1.0 s":
-    Ometria)."""
-    missed: dict[str, int] = {}
+    """Requests late enough to their shared slot to hold a later slot back, by limit ("8/1.0 s": Ometria)."""
+    late: dict[str, int] = {}
     for log in logs:
         for line in log.read_text(errors="replace").splitlines():
             if '"rate_limit.late"' in line:
                 entry = json.loads(line)
                 name = f"{entry['limit']}/{entry['window']} s"
-                missed[name] = missed.get(name, 0) + 1
-    return missed
+                late[name] = late.get(name, 0) + 1
+    return late
+
+
+def where_time_went(fake: Any, limit: int, window: float) -> dict[str, float]:
+    """From a destination's first request to its last: the time the shared schedule's spacing accounts for
+    (its slack included), and the rest: slots held back after late requests, and slots no worker was
+    ready to take (CPU, or the work between two requests)."""
+    from bridge.destinations.ratelimit import RateLimiter
+
+    with fake.lock:
+        times = sorted(q.at for q in fake.requests if not q.path.startswith("/_fake"))
+    if len(times) < 2:
+        return {}
+    rate = RateLimiter(limit, window).shared_rate
+    span, schedule = times[-1] - times[0], (len(times) - 1) / rate
+    return {"span_s": round(span, 3), "schedule_s": round(schedule, 3), "beyond_schedule_s": round(span - schedule, 3),
+            "schedule_fraction_of_limit": round(rate * window / limit, 3)}
 
 
 # -- growth ---------------------------------------------------------------------------------------
