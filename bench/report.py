@@ -300,12 +300,19 @@ def backends_section(i: dict[str, Any] | None, d: dict[str, Any] | None, g: dict
             f"Delivery on PostgreSQL with {first_drain['workers']} `bridge worker` processes sharing each destination's "
             f"budget: {first_drain['orders']:,} orders preloaded through the store interface, then drained into the "
             "fakes at their default limits (as section 2); the events mapped by the workers during the drain, and "
-            "mapped before it (the delivery path and the shared budget alone). CPU is what the bridge's processes and "
-            "the database's backends used from the first record received to the last, per order (two messages).",
+            "mapped before it (the delivery path and the shared budget alone)"
+            + (f"; the workers and their mapping processes at nice {first_drain['worker_nice']} (the bridge's default, "
+               "10, leaves the CPU to its web process, idle here, and on this shared machine to everything else)"
+               if first_drain.get("worker_nice") is not None else "")
+            + ". The schedule is the shared budget's spacing (the limit over the window and its slack); the time "
+            "beyond it, from a destination's first request to its last, went to slots held back after late requests "
+            "and to slots no worker was ready to take. CPU is what the bridge's processes and the database's backends "
+            "used from the first record received to the last, per order (two messages).",
             "",
             "| events mapped | destination | records/s | fraction of ceiling | sustained fraction | 429s | "
-            "most requests in a window | limit + 1 requests spanned at least | lost | duplicated | CPU per order |",
-            "|---|---|---|---|---|---|---|---|---|---|---|",
+            "most requests in a window | limit + 1 requests spanned at least | schedule allows | time beyond the schedule "
+            "| lost | duplicated | CPU per order |",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
         ]
         for r, when in drains:
             cpu = r.get("cpu_ms_per_order")
@@ -314,10 +321,13 @@ def backends_section(i: dict[str, Any] | None, d: dict[str, Any] | None, g: dict
                 x = r[name]
                 span = x.get("span_of_limit_plus_one_requests")
                 spanned = f"{span['min_s']:.3f} s" if span else "fewer requests"
+                split = x.get("time_split") or {}
+                allows = f"{split['schedule_fraction_of_limit']:.3f}" if split else "—"
+                beyond = (f"{split['beyond_schedule_s']:.1f} of {split['span_s']:.1f} s" if split else "—")
                 out.append(
                     f"| {when} | {name} | {x['records_per_second']:,.0f} | {x['fraction_of_ceiling']:.2f} | "
                     f"{x['sustained_fraction_of_ceiling']:.2f} | {x['status_429']} | {x['max_requests_in_any_window']} "
-                    f"in {unit} (limit {x['window_limit']}) | {spanned} | "
+                    f"in {unit} (limit {x['window_limit']}) | {spanned} | {allows} | {beyond} | "
                     f"{x['lost']} | {x['duplicates']} | {cost} |")
         loads = [f"{r['load_average_at_end']:.1f} (mapped {when})" for r, when in drains if "load_average_at_end" in r]
         if loads:
