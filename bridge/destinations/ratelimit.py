@@ -24,9 +24,9 @@ grow with the window. A request may be later than half of it (a process the mach
 a while, a busy event loop, a slow way to the server): how late is counted when it leaves (after its
 slot) and again when its answer comes (slower than the quickest answer: the most it can have arrived
 later still). Beyond half the slack, the slot `limit` numbers on is held back to a window and half
-the slack after the request (`hold`), and the next free slot moves on just enough for that: a late
-request never narrows the spacing, and several late requests within a window cost the budget the
-lateness of the latest, not their sum. A 429 one of them gets moves that schedule past the wait it
+the slack after the request (`hold`), and the slots between keep their place: a late request never
+narrows the spacing, and several late requests within a window cost the budget the lateness of the
+latest, not their sum. A 429 one of them gets moves that schedule past the wait it
 names (`block`), so the others wait too.
 
 On top of our own schedule the limiter follows what the server says:
@@ -71,13 +71,14 @@ class _Sent:
     slot: BudgetSlot | None = None  # its slot on the shared schedule
     late: float = 0.0  # how late after that slot it may have left
 
+
 # Our clock reads before a request leaves, the server's when it has arrived: the slack absorbs the
 # difference in that delay between two requests `limit` apart. Even spacing keeps the delay steady,
 # so 2% of the window (20 ms for Ometria's second, 0.25 s at most) is enough.
 SLACK_FRACTION = 0.02
 MAX_SLACK = 0.25
 # The shared schedule's slack (at least the limiter's own): half of it is how late a request may reach
-# the destination after its slot without moving the later slots, the other half what no clock here
+# the destination after its slot without holding a later slot back, the other half what no clock here
 # sees. 30 ms is 3% of Ometria's second and 0.05% of Omnisend's minute (whose own slack, 0.25 s, is
 # larger); 10% of the window, 6 s a minute on Omnisend, capped two workers at 0.91 of the ceiling
 # (bench/NOTES.md).

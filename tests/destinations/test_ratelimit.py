@@ -356,7 +356,7 @@ def test_late_requests_within_a_window_cost_the_latest_lateness_not_their_sum() 
 def test_two_workers_sharing_the_budget_never_overrun_the_window_when_either_runs_late() -> None:
     """Two limiters take turns on one shared schedule; requests reach the server's exact window 1-11 ms
     after they leave, and one in ten is held up 20-150 ms on its way (a process not run, a busy loop),
-    one in ten wakes up to its slot 20-150 ms late. No 429, and the budget loses only the lateness."""
+    one in ten wakes up to its slot 20-150 ms late. No 429, and at least 0.9 of the rate (simulated time)."""
     clock = FakeClock()
     shared = SharedSchedule(clock, [])
     workers = [RateLimiter(8, 1.0, clock=clock, sleep=clock.sleep) for _ in range(2)]
@@ -383,4 +383,4 @@ def test_two_workers_sharing_the_budget_never_overrun_the_window_when_either_run
 
     refused, arrivals = asyncio.run(run())
     assert refused == 0
-    assert (len(arrivals) - 1) / (arrivals[-1] - arrivals[0]) / 8 >= 0.85
+    assert (len(arrivals) - 1) / (arrivals[-1] - arrivals[0]) / 8 >= 0.9
