@@ -53,7 +53,7 @@ from bench.common import (
     order_body,
     save,
 )
-from bench.delivery import ometria_records, omnisend_records, preload, summarise_both
+from bench.delivery import OMETRIA_PER_S, OMNISEND_PER_MIN, ometria_records, omnisend_records, preload, summarise_both
 from bench.ingest import write_request_files, wrk
 
 PG_SERVER = os.environ.get("BENCH_PG_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
@@ -187,12 +187,14 @@ async def map_all(url: str) -> float:
     return time.perf_counter() - t0
 
 
-def delivery(orders: int, deadline: float, workers: int, premapped: bool = False) -> dict[str, Any]:
+def delivery(orders: int, deadline: float, workers: int, premapped: bool = False, nice: int | None = None) -> dict[str, Any]:
     """Two workers drain `orders` preloaded events into the fakes; with `premapped` the events are mapped
-    before they start, so the drain measures the delivery path and the shared budget alone."""
+    before they start, so the drain measures the delivery path and the shared budget alone. `nice`: the
+    workers' and their mapping processes' OS priority instead of the default."""
     from bridge.fakes import create_ometria_app, create_omnisend_app, serve_in_thread
 
-    result: dict[str, Any] = {"orders": orders, "workers": workers, "backend": "postgres", "premapped": premapped}
+    result: dict[str, Any] = {"orders": orders, "workers": workers, "backend": "postgres", "premapped": premapped,
+                              "worker_nice": nice}
     with pg_database() as url:
         result["preload_seconds"] = round(asyncio.run(preload(url, orders)), 2)
         if premapped:
@@ -204,6 +206,8 @@ def delivery(orders: int, deadline: float, workers: int, premapped: bool = False
                    "OMETRIA_API_KEY": OMETRIA_KEY, "OMETRIA_BASE_URL": ometria_url,
                    "SHOPIFY_WEBHOOK_SECRET": SHOPIFY_SECRET, "BRIDGE_DATABASE_URL": url,
                    "BRIDGE_MAPPINGS_DIR": str(ROOT / "mappings"), "BRIDGE_LOG_FORMAT": "json"}
+            if nice is not None:
+                env |= {"BRIDGE_WORKER_NICE": str(nice), "BRIDGE_MAPPING_NICE": str(nice)}
             t_start = time.monotonic()
             server = web(url, "backends-delivery", 0)
             server.env.update(env)
@@ -248,21 +252,39 @@ def delivery(orders: int, deadline: float, workers: int, premapped: bool = False
             result["shared_late_sends"] = late_sends(logs)
             result.update(summarise_both(omnisend, ometria, t_start, rows(
                 url, "SELECT destination, idempotency_key, state, record FROM messages")))
+            for name, fake, limit, window in (("omnisend", omnisend, OMNISEND_PER_MIN, 60.0),
+                                              ("ometria", ometria, OMETRIA_PER_S, 1.0)):
+                result[name]["time_split"] = where_time_went(fake.state.fake, limit, window)
             result["timeline_s_omnisend_ometria"] = timeline[:: max(1, len(timeline) // 40)]
     return result
 
 
 def late_sends(logs: list[Path]) -> dict[str, int]:
-    """Requests that came to their shared slot late enough to move the later slots, by limit ("8/1.0 s":
-    Ometria)."""
-    missed: dict[str, int] = {}
+    """Requests late enough to their shared slot to hold a later slot back, by limit ("8/1.0 s": Ometria)."""
+    late: dict[str, int] = {}
     for log in logs:
         for line in log.read_text(errors="replace").splitlines():
             if '"rate_limit.late"' in line:
                 entry = json.loads(line)
                 name = f"{entry['limit']}/{entry['window']} s"
-                missed[name] = missed.get(name, 0) + 1
-    return missed
+                late[name] = late.get(name, 0) + 1
+    return late
+
+
+def where_time_went(fake: Any, limit: int, window: float) -> dict[str, float]:
+    """From a destination's first request to its last: the time the shared schedule's spacing accounts for
+    (its slack included), and the rest: slots held back after late requests, and slots no worker was
+    ready to take (CPU, or the work between two requests)."""
+    from bridge.destinations.ratelimit import RateLimiter
+
+    with fake.lock:
+        times = sorted(q.at for q in fake.requests if not q.path.startswith("/_fake"))
+    if len(times) < 2:
+        return {}
+    rate = RateLimiter(limit, window).shared_rate
+    span, schedule = times[-1] - times[0], (len(times) - 1) / rate
+    return {"span_s": round(span, 3), "schedule_s": round(schedule, 3), "beyond_schedule_s": round(span - schedule, 3),
+            "schedule_fraction_of_limit": round(rate * window / limit, 3)}
 
 
 # -- growth ---------------------------------------------------------------------------------------
@@ -385,6 +407,11 @@ def main() -> None:
     parser.add_argument("--orders", type=int, default=10_000)
     parser.add_argument("--deadline", type=float, default=150.0)
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--mapped", choices=["during", "before", "both"], default="both",
+                        help="delivery: events mapped during the drain, before it, or both runs")
+    # The bridge's default (10) leaves the CPU to its web process, which is idle in these drains; on a
+    # machine shared with other work it also leaves the CPU to that work, which is not what is measured.
+    parser.add_argument("--nice", type=int, default=0, help="delivery: the workers' OS priority (the bridge's default: 10)")
     parser.add_argument("--delivered", type=int, default=1_000_000)
     parser.add_argument("--waiting", type=int, default=100_000)
     args = parser.parse_args()
@@ -397,7 +424,9 @@ def main() -> None:
     if args.part in ("delivery", "all"):
         # mapped during the drain (as one deployment works), and mapped before it (the delivery path alone)
         for name, premapped in (("backends-delivery", False), ("backends-delivery-premapped", True)):
-            result = when | delivery(args.orders, args.deadline, args.workers, premapped)
+            if args.mapped != "both" and premapped != (args.mapped == "before"):
+                continue
+            result = when | delivery(args.orders, args.deadline, args.workers, premapped, args.nice)
             save(name, result)
             print(json.dumps({k: v for k, v in result.items() if k != "timeline_s_omnisend_ometria"}, indent=1))
     if args.part in ("growth", "all"):

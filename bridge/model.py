@@ -141,6 +141,14 @@ class IngestResult(NamedTuple):  # a tuple: the writer makes one per webhook
     duplicate: bool
 
 
+class BudgetSlot(NamedTuple):
+    """A request's slot on the rate budget every worker shares (Store.take_budget)."""
+
+    wait: float  # seconds from when the store answered until the slot (0: now)
+    at: float | None  # the slot on the store's clock (seconds); None: nothing is shared (one worker)
+    number: int = 0  # the slots' count so far, this one included
+
+
 @dataclass(frozen=True)
 class OwnCopies:
     """What the bridge itself keeps about a person, to delete with an event's mapping (bridge/erasure.py):

@@ -28,7 +28,7 @@ from bridge.destinations.http import (
 )
 from bridge.destinations.ratelimit import Clock, RateLimiter, Sleep
 from bridge.metrics import METRICS
-from bridge.model import Message, Outcome, PreparedRequest
+from bridge.model import BudgetSlot, Message, Outcome, PreparedRequest
 from bridge.settings import DestinationSettings
 
 # deliver() waits for the rate limiter at most this long before handing the messages back as retries:
@@ -53,9 +53,9 @@ class Exchange:
 class BudgetStore(Protocol):
     """Where the account's request budget is kept for every worker (bridge.store.base.Store)."""
 
-    async def take_budget(self, destination: str, per_second: float, max_wait: float | None = None) -> float: ...
+    async def take_budget(self, destination: str, per_second: float, max_wait: float | None = None) -> BudgetSlot: ...
     async def block_budget(self, destination: str, per_second: float, seconds: float) -> None: ...
-    async def delay_budget(self, destination: str, seconds: float) -> None: ...
+    async def hold_budget(self, destination: str, number: int, not_before: float) -> None: ...
 
 
 class HttpDestination:
@@ -78,7 +78,7 @@ class HttpDestination:
         if budget is not None:  # the account's budget, shared with every worker on the database
             self.limiter.share(functools.partial(budget.take_budget, self.name),
                                functools.partial(budget.block_budget, self.name),
-                               functools.partial(budget.delay_budget, self.name))
+                               functools.partial(budget.hold_budget, self.name))
         self._clock = clock
         self._sleep = sleep
         self.max_wait = float(settings.options.get("max_wait_seconds", DEFAULT_MAX_WAIT))

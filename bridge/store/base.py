@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Generic, Protocol, TypedDict, TypeVar
 
 from bridge.consent import ConsentRecord
-from bridge.model import Decision, Event, IngestResult, Mapped, Message, Outcome, Webhook
+from bridge.model import BudgetSlot, Decision, Event, IngestResult, Mapped, Message, Outcome, Webhook
 
 MESSAGE_STATES = ("pending", "inflight", "submitted", "delivered", "dead")
 OPEN_STATES = ("pending", "inflight", "submitted")  # states that hold back later messages of their key
@@ -471,21 +471,23 @@ class Store(Protocol):
     async def destination_states(self) -> dict[str, DestinationState]:
         ...
 
-    async def take_budget(self, destination: str, per_second: float, max_wait: float | None = None) -> float:
+    async def take_budget(self, destination: str, per_second: float, max_wait: float | None = None) -> BudgetSlot:
         """Reserve one request of `destination`'s budget, which every worker on this database shares (the
         account's rate limit): slots `1 / per_second` apart on one schedule, the next free one reserved.
-        Returns the seconds until that slot (0: now); the caller sends then. A slot more than `max_wait`
-        away is not reserved (its wait is returned). A backend that runs one worker (SQLite) has nothing
-        to share and answers 0."""
+        Returns the seconds until that slot (0: now), the slot on the database's clock and its number;
+        the caller sends then. A slot more than `max_wait` away is not reserved (its wait is returned). A backend
+        that runs one worker (SQLite) has nothing to share and answers a wait of 0 and no slot."""
         ...
 
     async def block_budget(self, destination: str, per_second: float, seconds: float) -> None:
         """No slot of `destination`'s budget for `seconds` from now (a worker got a 429 naming that wait)."""
         ...
 
-    async def delay_budget(self, destination: str, seconds: float) -> None:
-        """Every slot of `destination`'s budget not yet reserved `seconds` later (a request went that much
-        later than its slot allows). One worker (SQLite): nothing to move."""
+    async def hold_budget(self, destination: str, number: int, not_before: float) -> None:
+        """`destination`'s slot numbered `number` (BudgetSlot.number) no earlier than `not_before` on the
+        database's clock (a request reached the destination late, and the one `limit` slots after it must
+        still be a window later); the slots after it follow. Nothing changes when that slot is reserved
+        already. One worker (SQLite): nothing to hold."""
         ...
 
     async def remember_sent(self, prints: Sequence[SentPrint]) -> None:

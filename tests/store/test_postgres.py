@@ -305,7 +305,7 @@ def test_two_workers_rate_limiters_share_one_budget(pg_url: str) -> None:
             for limiter, store in zip(limiters, (one, two)):
                 limiter.share(functools.partial(store.take_budget, "ometria"),
                               functools.partial(store.block_budget, "ometria"),
-                              functools.partial(store.delay_budget, "ometria"))
+                              functools.partial(store.hold_budget, "ometria"))
 
             async def send(limiter: RateLimiter) -> None:
                 for _ in range(12):
@@ -323,24 +323,28 @@ def test_two_workers_rate_limiters_share_one_budget(pg_url: str) -> None:
 def test_the_shared_budget_reserves_slots_one_interval_apart_for_every_worker(pg_url: str) -> None:
     """Each take reserves the next slot of one schedule: two stores taking in turn at one a second get waits
     a second apart (less what passed between the takes); a slot beyond max_wait is not reserved; a block
-    and a delay move the schedule."""
+    and a hold move the schedule."""
     async def go() -> None:
         async with opened(pg_url) as one, opened(pg_url) as two:
-            waits = [await store.take_budget("ometria", 1.0) for store in (one, two, one, two)]
+            slots = [await store.take_budget("ometria", 1.0) for store in (one, two, one, two)]
+            waits = [slot.wait for slot in slots]
             assert waits[0] < 0.01
             for earlier, later in itertools.pairwise(waits):
                 assert 0.5 < later - earlier <= 1.0 + 1e-6
-            far = await one.take_budget("ometria", 1.0, max_wait=0.5)
+            for earlier_slot, later_slot in itertools.pairwise(slots):
+                assert later_slot.at is not None and earlier_slot.at is not None
+                assert later_slot.at - earlier_slot.at == pytest.approx(1.0), "on the database's clock"
+            far = (await one.take_budget("ometria", 1.0, max_wait=0.5)).wait
             assert far > 0.5, "the next slot is ~4 s away"
-            after = await two.take_budget("ometria", 1.0)
+            after = (await two.take_budget("ometria", 1.0)).wait
             assert far - 0.5 < after <= far + 1e-6, "the slot refused above was not reserved (else ~1 s later)"
             await one.block_budget("ometria", 1.0, 50.0)
             blocked = await two.take_budget("ometria", 1.0, max_wait=1.0)
-            assert blocked > 45, "nothing reserved within a second"
-            await one.delay_budget("ometria", 20.0)
-            moved = await two.take_budget("ometria", 1.0, max_wait=1.0)
-            assert blocked + 19 < moved <= blocked + 20 + 1e-6
-            assert await two.take_budget("omnisend", 1.0) == 0.0, "each destination has its own schedule"
+            assert blocked.wait > 45 and blocked.at is not None, "nothing reserved within a second"
+            await one.hold_budget("ometria", blocked.number, blocked.at + 20.0)
+            held = await two.take_budget("ometria", 1.0, max_wait=1.0)
+            assert blocked.wait + 19 < held.wait <= blocked.wait + 20 + 1e-6 and held.number == blocked.number
+            assert (await two.take_budget("omnisend", 1.0)).wait == 0.0, "each destination has its own schedule"
 
     asyncio.run(go())
 
@@ -503,7 +507,7 @@ def test_a_429_one_worker_gets_holds_back_the_other(pg_url: str) -> None:
             for limiter, store in zip(limiters, (one, two)):
                 limiter.share(functools.partial(store.take_budget, "omnisend"),
                               functools.partial(store.block_budget, "omnisend"),
-                              functools.partial(store.delay_budget, "omnisend"))
+                              functools.partial(store.hold_budget, "omnisend"))
             assert await limiters[0].acquire()
             limiters[0].observe(429, {"Retry-After": "2"})
             await asyncio.sleep(0.3)  # the block reaches the database

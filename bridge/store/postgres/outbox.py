@@ -20,7 +20,7 @@ import uuid
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from bridge.model import Decision, Message, Outcome
+from bridge.model import BudgetSlot, Decision, Message, Outcome
 from bridge.store.base import OPEN_STATES, DestinationState
 from bridge.store.postgres.connection import NO_FLUSH, Conn
 from bridge.store.postgres.text import storable
@@ -240,25 +240,34 @@ async def probe(conn: Conn, now: float) -> None:
 _NOW = f"(SELECT extract(epoch FROM clock_timestamp()) AS now) AS t, {NO_FLUSH}"
 
 
-async def take_budget(conn: Conn, destination: str, per_second: float, max_wait: float | None) -> float:
+# The next slot: the schedule's, or later where a worker holds its number back (rate_holds).
+_NEXT = ("GREATEST(b.next_at, (SELECT h.not_before FROM rate_holds AS h"
+         " WHERE h.destination = b.destination AND h.number = b.taken + 1))")
+
+
+async def take_budget(conn: Conn, destination: str, per_second: float, max_wait: float | None) -> BudgetSlot:
     """Reserve the destination's next request slot on the schedule every worker shares (the database's
-    clock): the seconds until it, 0 when it is now. A slot further away than `max_wait` is not
-    reserved; its wait is returned all the same."""
+    clock): the seconds until it (0 when it is now), the slot and its number. A slot further away than
+    `max_wait` is not reserved; its wait is returned all the same."""
     cur = await conn.execute(
-        "INSERT INTO rate_buckets AS b (destination, tokens, refreshed_at, next_at)"
-        f" SELECT %(d)s, 0, t.now, t.now + 1.0 / %(rate)s FROM {_NOW}"
+        "INSERT INTO rate_buckets AS b (destination, tokens, refreshed_at, next_at, taken)"
+        f" SELECT %(d)s, 0, t.now, t.now + 1.0 / %(rate)s, 1 FROM {_NOW}"
         " ON CONFLICT (destination) DO UPDATE"
-        " SET next_at = GREATEST(b.next_at, excluded.refreshed_at) + 1.0 / %(rate)s, refreshed_at = excluded.refreshed_at"
-        " WHERE %(max)s::float8 IS NULL OR b.next_at - excluded.refreshed_at <= %(max)s::float8"
-        " RETURNING GREATEST(b.next_at - 1.0 / %(rate)s - b.refreshed_at, 0) AS wait",
+        f" SET next_at = GREATEST({_NEXT}, excluded.refreshed_at) + 1.0 / %(rate)s,"
+        " refreshed_at = excluded.refreshed_at, taken = b.taken + 1"
+        f" WHERE %(max)s::float8 IS NULL OR {_NEXT} - excluded.refreshed_at <= %(max)s::float8"
+        " RETURNING b.next_at - 1.0 / %(rate)s AS at, b.refreshed_at AS now, b.taken",
         {"d": destination, "rate": per_second, "max": max_wait})
     row = await cur.fetchone()
     if row is not None:
-        return float(row["wait"])
-    cur = await conn.execute("SELECT next_at - extract(epoch FROM clock_timestamp()) AS wait FROM rate_buckets"
-                             " WHERE destination = %s", (destination,))
+        return BudgetSlot(max(float(row["at"]) - float(row["now"]), 0.0), float(row["at"]), int(row["taken"]))
+    cur = await conn.execute(f"SELECT {_NEXT} AS at, b.taken + 1 AS number,"
+                             " extract(epoch FROM clock_timestamp()) AS now FROM rate_buckets AS b"
+                             " WHERE b.destination = %s", (destination,))
     row = await cur.fetchone()
-    return max(float(row["wait"]), 0.0) if row else 0.0
+    if row is None:
+        return BudgetSlot(0.0, None)
+    return BudgetSlot(max(float(row["at"]) - float(row["now"]), 0.0), float(row["at"]), int(row["number"]))
 
 
 async def block_budget(conn: Conn, destination: str, seconds: float) -> None:
@@ -270,7 +279,14 @@ async def block_budget(conn: Conn, destination: str, seconds: float) -> None:
         {"d": destination, "wait": seconds})
 
 
-async def delay_budget(conn: Conn, destination: str, seconds: float) -> None:
-    """Every slot of the destination's schedule not yet reserved `seconds` later."""
-    await conn.execute(f"UPDATE rate_buckets SET next_at = next_at + %(s)s FROM {NO_FLUSH} WHERE destination = %(d)s",
-                       {"d": destination, "s": seconds})
+async def hold_budget(conn: Conn, destination: str, number: int, not_before: float) -> None:
+    """The destination's slot numbered `number` no earlier than `not_before` (the database's clock; the
+    later of two holds of one number), unless that slot is reserved already. Holds of slots reserved
+    since go."""
+    await conn.execute(
+        "WITH gone AS (DELETE FROM rate_holds WHERE destination = %(d)s"
+        "   AND number <= (SELECT taken FROM rate_buckets WHERE destination = %(d)s))"
+        " INSERT INTO rate_holds AS h (destination, number, not_before)"
+        f" SELECT %(d)s, %(n)s, %(at)s FROM rate_buckets AS b, {NO_FLUSH} WHERE b.destination = %(d)s AND b.taken < %(n)s"
+        " ON CONFLICT (destination, number) DO UPDATE SET not_before = GREATEST(h.not_before, excluded.not_before)",
+        {"d": destination, "n": number, "at": not_before})

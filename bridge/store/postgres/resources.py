@@ -34,17 +34,15 @@ async def keep(conn: Conn, mapped: Sequence[Mapped]) -> None:
     kinds, refs, ids = (list(column) for column in zip(*rows))
     await conn.execute(
         "INSERT INTO resources (source, kind, ref, event_id, seen_at, body, body_codec)"
-        " SELECT e.source, r.kind, r.ref, e.id, e.received_at, e.body, e.body_codec"
-        " FROM unnest(%s::text[], %s::text[], %s::bigint[]) AS r(kind, ref, event_id)"
+        # one row per resource in one statement (ON CONFLICT cannot touch a row twice): the latest event's,
+        # in the order of the resources' keys
+        " SELECT DISTINCT ON (e.source, r.kind, r.ref) e.source, r.kind, r.ref, e.id, e.received_at, e.body,"
+        " e.body_codec FROM unnest(%s::text[], %s::text[], %s::bigint[]) AS r(kind, ref, event_id)"
         " JOIN events AS e ON e.id = r.event_id AND e.body IS NOT NULL"
-        # one row per resource in one statement (ON CONFLICT cannot touch a row twice): the latest event's
-        " WHERE NOT EXISTS (SELECT 1 FROM unnest(%s::text[], %s::text[], %s::bigint[]) AS o(kind, ref, event_id)"
-        "                   JOIN events AS later ON later.id = o.event_id AND later.body IS NOT NULL"
-        "                   WHERE o.kind = r.kind AND o.ref = r.ref AND later.source = e.source"
-        "                     AND o.event_id > r.event_id)"
+        " ORDER BY e.source, r.kind, r.ref, e.id DESC"
         " ON CONFLICT (source, kind, ref) DO UPDATE SET event_id = excluded.event_id, seen_at = excluded.seen_at,"
         " body = excluded.body, body_codec = excluded.body_codec WHERE excluded.event_id > resources.event_id",
-        (kinds, refs, ids, kinds, refs, ids))
+        (kinds, refs, ids))
 
 
 async def find(conn: Conn, source: str, kind: str, refs: Sequence[str]) -> dict[str, bytes]:

@@ -16,7 +16,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from bridge.consent import ConsentRecord
 from bridge.errors import StoreUnavailable
-from bridge.model import Decision, Event, IngestResult, Mapped, Message, Outcome, Webhook
+from bridge.model import BudgetSlot, Decision, Event, IngestResult, Mapped, Message, Outcome, Webhook
 from bridge.settings import masked_url
 from bridge.store.base import (
     ActivityBucket,
@@ -169,15 +169,15 @@ class PostgresStore:
     async def destination_states(self) -> dict[str, DestinationState]:
         return await self._run(outbox.destination_states)
 
-    async def take_budget(self, destination: str, per_second: float, max_wait: float | None = None) -> float:
+    async def take_budget(self, destination: str, per_second: float, max_wait: float | None = None) -> BudgetSlot:
         # one statement, its own transaction (no BEGIN and COMMIT round trips)
         return await self._run(outbox.take_budget, destination, per_second, max_wait, single=True)
 
     async def block_budget(self, destination: str, per_second: float, seconds: float) -> None:
         await self._run(outbox.block_budget, destination, seconds, single=True)
 
-    async def delay_budget(self, destination: str, seconds: float) -> None:
-        await self._run(outbox.delay_budget, destination, seconds, single=True)
+    async def hold_budget(self, destination: str, number: int, not_before: float) -> None:
+        await self._run(outbox.hold_budget, destination, number, not_before, single=True)
 
     async def remember_sent(self, prints: Sequence[SentPrint]) -> None:
         if prints:

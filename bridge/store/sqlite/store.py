@@ -27,7 +27,7 @@ import structlog
 
 from bridge.consent import ConsentRecord
 from bridge.errors import StoreUnavailable
-from bridge.model import Decision, Event, IngestResult, Mapped, Message, Outcome, Webhook
+from bridge.model import BudgetSlot, Decision, Event, IngestResult, Mapped, Message, Outcome, Webhook
 from bridge.store.base import (
     ActivityBucket,
     AuditEntry,
@@ -341,8 +341,8 @@ class SQLiteStore:
     async def destination_states(self) -> dict[str, DestinationState]:
         return await self.aread(queries.destination_states)
 
-    async def take_budget(self, destination: str, per_second: float, max_wait: float | None = None) -> float:
-        return 0.0  # one worker: its own rate limiter is the whole budget
+    async def take_budget(self, destination: str, per_second: float, max_wait: float | None = None) -> BudgetSlot:
+        return BudgetSlot(0.0, None)  # one worker: its own rate limiter is the whole budget
 
     async def block_budget(self, destination: str, per_second: float, seconds: float) -> None:
         """One worker: its own rate limiter blocks itself."""
@@ -356,7 +356,7 @@ class SQLiteStore:
             return {}
         return await self.aread(lambda conn: echo.sent_prints(conn, keys))
 
-    async def delay_budget(self, destination: str, seconds: float) -> None:
+    async def hold_budget(self, destination: str, number: int, not_before: float) -> None:
         """One worker: its own rate limiter is the whole budget."""
 
     # -- what operators and metrics read --------------------------------------

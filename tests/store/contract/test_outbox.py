@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 
 from bridge.store.base import Store
@@ -122,3 +124,21 @@ async def test_pauses_are_shared_and_say_which_key_was_refused(store: Store) -> 
     stats = await store.outbox_stats(T0 + 3, ["omnisend", "ometria"])
     assert stats["omnisend"]["paused"] and stats["omnisend"]["pause_reason"] == "credentials refused (401)"
     assert not stats["ometria"]["paused"] and stats["ometria"]["pause_reason"] is None
+
+
+async def test_budget_slots_are_numbered_one_interval_apart_on_the_stores_clock_or_none_where_nothing_is_shared(
+        store: Store) -> None:
+    """The account's budget: each take reserves the next slot of one schedule and answers the wait until
+    it; a held slot goes no earlier than its hold, the ones before it keep their place and the ones after
+    follow it. A backend for one worker has nothing to share."""
+    slots = [await store.take_budget("ometria", 10.0) for _ in range(3)]
+    last = slots[-1]
+    await store.hold_budget("ometria", last.number + 2, (last.at or 0.0) + 5.0)
+    after = [await store.take_budget("ometria", 10.0) for _ in range(3)]
+    if last.at is None:
+        assert [*slots, *after] == [(0.0, None, 0)] * 6
+        return
+    assert [slot.number for slot in (*slots, *after)] == [slots[0].number + n for n in range(6)]
+    ats = [slot.at for slot in (*slots, *after) if slot.at is not None]
+    assert [b - a for a, b in itertools.pairwise(ats)] == pytest.approx([0.1, 0.1, 0.1, 4.9, 0.1])
+    assert slots[0].wait < 0.05 and 0.1 < last.wait <= 0.2 + 1e-6 and 5.0 < after[1].wait <= 5.3
