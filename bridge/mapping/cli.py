@@ -14,11 +14,11 @@ from typing import Any
 
 from bridge.errors import ConfigError
 from bridge.mapping.areas import Allowed, allowed_from_settings, setting_name
-from bridge.mapping.engine import MessageSpec, Rule
 from bridge.mapping.examples import first_sight, run_examples
 from bridge.mapping.loader import LoadedRules, load_rules
 from bridge.mapping.lookups import reads
 from bridge.mapping.reload import failed_load
+from bridge.mapping.rule import MessageSpec, Rule
 from bridge.model import Event, Message, Outgoing
 
 

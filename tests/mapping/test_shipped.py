@@ -26,7 +26,8 @@ from bridge.fakes.omnisend import (
 )
 from bridge.mapping.engine import CompiledRuleSet
 from bridge.mapping.examples import example_event, run_examples
-from bridge.mapping.loader import load_rules, rule_files
+from bridge.mapping.loader import load_rules
+from bridge.mapping.rulefile import rule_files
 from bridge.model import Message, PreparedRequest
 from bridge.settings import DestinationSettings, Secret
 
