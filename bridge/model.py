@@ -163,7 +163,7 @@ class Mapped:
     rules: list[str]
     errors: list[str]
     messages: list[tuple[Outgoing, str]]  # (message, idempotency key)
-    lookup: tuple[str, ...] = ()  # fingerprints of the payload's e-mails and order numbers (bridge.lookup)
+    search_keys: tuple[str, ...] = ()  # fingerprints of the payload's e-mails and order numbers (bridge.search)
     # The resource this event carries whole, (kind, its id at the source): saved with the mapping as
     # the latest state of it, for the events that name it later (bridge/mapping/lookups.py).
     resource: tuple[str, str] | None = None

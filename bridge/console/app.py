@@ -35,11 +35,11 @@ from bridge.console.activity import ActivityCache
 from bridge.console.jobs import Job, Jobs
 from bridge.console.rules import RulesPages
 from bridge.errors import StoreUnavailable
-from bridge.lookup import search_fingerprint
 from bridge.ops import actions, views
 from bridge.ops.admin import access_of, describe_filter
 from bridge.ops.replay import replay
 from bridge.ops.slowdown import FailedTries
+from bridge.search import search_fingerprint
 from bridge.store.base import EVENT_STATUSES, DeadFilter, EventFilter, ReplaySummary
 from bridge.when import iso, parse_when
 
@@ -307,11 +307,11 @@ class Console:
             except ValueError as exc:
                 problems.append(f"{name}: {exc}")
                 times[name] = None
-        lookup = search_fingerprint(fields["q"]) if fields["q"] else None
-        if fields["q"] and lookup is None:
+        search_key = search_fingerprint(fields["q"]) if fields["q"] else None
+        if fields["q"] and search_key is None:
             problems.append("order number or e-mail: not one")
         where = EventFilter(fields["source"] or None, fields["topic"] or None, status, times["since"], times["until"],
-                            lookup)
+                            search_key)
         return where, fields, problems
 
     def reveal(self, request: Request) -> bool:

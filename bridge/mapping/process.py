@@ -39,13 +39,13 @@ import orjson
 import structlog
 
 from bridge import erasure
-from bridge.lookup import fingerprints
 from bridge.mapping import budget, lookups
 from bridge.mapping.areas import Allowed
 from bridge.mapping.engine import over_budget
 from bridge.mapping.loader import LoadedRules, load_rules
 from bridge.mapping.result import MapResult, RuleSet
 from bridge.model import Event, Mapped
+from bridge.search import fingerprints
 
 log = structlog.get_logger("bridge.mapping")
 
@@ -70,7 +70,7 @@ def map_events(rules: RuleSet, events: Sequence[Event], seconds: float = budget.
             except Exception as exc:  # a bug in a rule must not stop the others
                 result = MapResult(errors=[f"mapping failed: {type(exc).__name__}: {exc}"])
             messages = [(m, m.idempotency_key(event.source, event.dedupe_key)) for m in result.messages]
-            mapped.append(Mapped(event.id, result.status, result.rules, result.errors, messages, lookup=lookup_of(event),
+            mapped.append(Mapped(event.id, result.status, result.rules, result.errors, messages, search_keys=search_keys_of(event),
                                  resource=lookups.resource_of(event), forget=lookups.forgotten(event),
                                  forget_copies=erasure.copies_of(event)))
             if result.over_budget:
@@ -80,8 +80,8 @@ def map_events(rules: RuleSet, events: Sequence[Event], seconds: float = budget.
     return mapped
 
 
-def lookup_of(event: Event) -> tuple[str, ...]:
-    """What the event is found by (bridge.lookup); nothing when its body is not a JSON document."""
+def search_keys_of(event: Event) -> tuple[str, ...]:
+    """What the event is found by (bridge.search); nothing when its body is not a JSON document."""
     try:
         payload = orjson.loads(event.body)
     except orjson.JSONDecodeError:

@@ -375,7 +375,7 @@ def describe_filter(where: EventFilter) -> str:
     """A search as the actions log shows it (an e-mail or an order number only as its fingerprint)."""
     parts = [f"{name} {value}" for name, value in (("event", where.event_id), ("source", where.source),
                                                    ("topic", where.topic), ("status", where.status),
-                                                   ("matching", where.lookup)) if value]
+                                                   ("matching", where.search_key)) if value]
     parts += [f"{name} {iso(value)}" for name, value in (("since", where.since), ("until", where.until)) if value]
     return "; ".join(parts) or "every event"
 
