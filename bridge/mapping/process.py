@@ -71,7 +71,7 @@ def map_events(rules: RuleSet, events: Sequence[Event], seconds: float = budget.
                 result = MapResult(errors=[f"mapping failed: {type(exc).__name__}: {exc}"])
             messages = [(m, m.idempotency_key(event.source, event.dedupe_key)) for m in result.messages]
             mapped.append(Mapped(event.id, result.status, result.rules, result.errors, messages, search_keys=search_keys_of(event),
-                                 resource=lookups.resource_of(event), forget=lookups.forgotten(event),
+                                 resource=lookups.resource_of(event), forget_resources=lookups.forgotten(event),
                                  forget_copies=erasure.copies_of(event)))
             if result.over_budget:
                 break
