@@ -107,7 +107,7 @@ class MappingProcess:
         self._pool: concurrent.futures.ProcessPoolExecutor | None = None
         # What the child maps: [event id, rule position, monotonic time the event started (0: none), its pid].
         self._progress: Any = None
-        self._ready: asyncio.Future[Any] | None = None
+        self._ready: asyncio.Future[bool] | None = None
         self._not_before = 0.0
         # The worker's set the child could not load (the directory holds other files now), and
         # until when it is not asked again: loading a directory costs the child ~0.5 s.

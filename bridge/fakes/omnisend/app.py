@@ -5,7 +5,7 @@ that keeps what was accepted (account.py)."""
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from starlette.applications import Starlette
@@ -39,7 +39,7 @@ def create_omnisend_app(
         processing_seconds=processing_seconds, retry_after_header=retry_after_header,
     )
 
-    def api(handler: Handler) -> Callable[[Request], Any]:
+    def api(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
         async def endpoint(request: Request) -> Response:
             async def checked(request: Request, body: Any) -> Response:
                 if request.headers.get("Authorization") != f"Omnisend-API-Key {fake.api_key}":
@@ -54,7 +54,7 @@ def create_omnisend_app(
 
         return endpoint
 
-    def v3(handler: Handler) -> Callable[[Request], Any]:
+    def v3(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
         async def endpoint(request: Request) -> Response:
             async def checked(request: Request, body: Any) -> Response:
                 if request.headers.get("X-API-KEY") != fake.api_key:

@@ -40,7 +40,7 @@ def post_api_batch(fake: FakeOmnisend) -> Handler:
         for item in items:
             item_errors = event_problems(item) if body["endpoint"] == "events" else []
             if item_errors:
-                response: Any = {"type": "https://problems.omnisend.com/validation", "status": 400,
+                response: dict[str, Any] = {"type": "https://problems.omnisend.com/validation", "status": 400,
                                  "title": "Validation failed", "errors": item_errors}
                 code = 400
             else:
@@ -58,7 +58,7 @@ def post_api_batch(fake: FakeOmnisend) -> Handler:
     return handler
 
 
-def _v3_item(fake: FakeOmnisend, endpoint: str, item: Any) -> tuple[int, Any]:
+def _v3_item(fake: FakeOmnisend, endpoint: str, item: Any) -> tuple[int, dict[str, Any]]:
     """One v3 batch item, checked and stored like the single-resource route would."""
     if not isinstance(item, dict):
         return 400, {"error": "item must be a JSON object", "fields": {}}
