@@ -46,7 +46,7 @@ TO_PATTERN = re.compile(r"""^\s*([A-Za-z][\w-]*)\s+([A-Za-z][\w-]*)(?:\s+(?:"([^
 NAMED_KINDS = {("omnisend", "event"): "eventName", ("ometria", "custom_event"): "event_type"}
 
 UNQUOTED_TAG = ("put the value in quotes: `{key}: \"{{{{ ... }}}}\"`. Without them YAML reads `{{{{ ... }}}}` "
-                 "as a list of settings, not as text to fill in")
+                "as a list of settings, not as text to fill in")
 
 
 def unquoted_merge_tag(value: Any) -> bool:
@@ -107,13 +107,14 @@ def read_on(rulefile: RuleFile, node: CommentedMap, line: int, col: int) -> tupl
     check_topics(rulefile, source, topics, oline, ocol)
     return source, tuple(dict.fromkeys(topics))
 
+
 def check_topics(rulefile: RuleFile, source: str, topics: list[str], line: int, col: int) -> None:
     """A misspelt source or topic would make the rule never run: refuse what cannot arrive, note the rest."""
     if source not in topic_catalog.KNOWN:
         close = did_you_mean(source, tuple(topic_catalog.KNOWN))
         if close:  # a note: BRIDGE_SOURCES_FILE may name a source `shopify2` or `bigcommerce`
             rulefile.notes.append(f"{rulefile.file}:{line}: note: `{source}` is not a built-in source{close} The rule "
-                              f"only runs if a source of this name is set up (BRIDGE_SOURCES_FILE)")
+                                  f"only runs if a source of this name is set up (BRIDGE_SOURCES_FILE)")
         return
     for topic in topics:
         if topic_catalog.known(source, topic):
@@ -123,7 +124,7 @@ def check_topics(rulefile: RuleFile, source: str, topics: list[str], line: int, 
             rulefile.problem(line, col, f"{source} never sends `{topic}`{hint or '; its topics are like `order.created`'}")
         else:
             rulefile.notes.append(f"{rulefile.file}:{line}: note: `{topic}` is not a topic {source} is known to send"
-                              f"{hint or ''}; the rule only runs if {source} sends exactly this name")
+                                  f"{hint or ''}; the rule only runs if {source} sends exactly this name")
 
 
 class RuleCompiler:
@@ -256,18 +257,18 @@ class RuleCompiler:
         if action == "replace":
             aline, acol = places["action: replace"] = position(node, "action")
             self.rulefile.notes.append(f"{self.rulefile.file}:{aline}: note: rule '{rule}' replaces the whole {destination} {kind} "
-                              f"(PUT: every field this record leaves out is erased); the rule must build the complete "
-                              f"record from this event. This is the deletions area; `action: update` changes only "
-                              f"the fields sent")
+                                       f"(PUT: every field this record leaves out is erased); the rule must build the complete "
+                                       f"record from this event. This is the deletions area; `action: update` changes only "
+                                       f"the fields sent")
         decision = self.decision(node, rule, target) if "decision" in node else None
         if "consent" in writes and decision is None and "decision" not in node:
             cline = places.get(writes["consent"][0], (line, col))[0]
             self.rulefile.notes.append(f"{self.rulefile.file}:{cline}: note: rule '{rule}' writes consent ({', '.join(writes['consent'])}) "
-                              f"to {destination} with no `decision:`, so it sends what the webhook says even when "
-                              "nobody decided it (a platform's default) and even when it is older than a decision "
-                              "the bridge knows; add `decision:` with whose it is, the channel, the state and when "
-                              f"it was decided, like `{DECISION_EXAMPLE}` (mappings/README.md, \"Consent is a "
-                              "decision\")")
+                                       f"to {destination} with no `decision:`, so it sends what the webhook says even when "
+                                       "nobody decided it (a platform's default) and even when it is older than a decision "
+                                       "the bridge knows; add `decision:` with whose it is, the channel, the state and when "
+                                       f"it was decided, like `{DECISION_EXAMPLE}` (mappings/README.md, \"Consent is a "
+                                       "decision\")")
         elif "decision" in node and "consent" not in writes:
             dline, dcol = position(node, "decision", value=False)
             self.problem(dline, dcol, "`decision:` belongs to a message that writes consent, and this one writes none; "
@@ -346,8 +347,9 @@ class RuleCompiler:
                                     f"whose `when:` stops it), add `{LOOP_KEY}: true` to this message")
             return
         self.rulefile.notes.append(f"{self.rulefile.file}:{line}: warning: rule '{rule}' sends Omneo's own webhooks back to Omneo "
-                          f"(`{LOOP_KEY}: true`): make sure its `when:` stops the loop, and that Omneo's webhook "
-                          "namespace matches the bridge's API token (docs/sources.md)")
+                                   f"(`{LOOP_KEY}: true`): make sure its `when:` stops the loop, and that Omneo's webhook "
+                                   "namespace matches the bridge's API token (docs/sources.md)")
+
     def clear(self, node: CommentedMap, spec: KindSpec, rule: str) -> tuple[str, ...]:
         if "clear" not in node:
             return ()
@@ -362,7 +364,7 @@ class RuleCompiler:
         if spec.destination == "omnisend":
             self.problem(line, col, "`clear:` sends null, which only Ometria understands; Omnisend keeps fields you leave out")
         self.rulefile.notes.append(f"{self.rulefile.file}:{line}: note: rule '{rule}' clears {', '.join(map(str, paths))} on "
-                          f"{spec.destination} {spec.kind} (sends null, erasing the stored value; deletions area)")
+                                   f"{spec.destination} {spec.kind} (sends null, erasing the stored value; deletions area)")
         return tuple(str(path) for path in paths)
 
     # --- fields -------------------------------------------------------------

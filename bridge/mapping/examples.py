@@ -122,7 +122,6 @@ class ExampleReader:
         return None
 
 
-
 def check_reads_against_examples(rulefile: RuleFile, rules: list[Rule], examples: list[Example],
                                  reads: dict[str, list[tuple[str, str, int, int]]]) -> None:
     """A payload path a rule reads that no example payload of its topic has, but a near name does:
@@ -176,7 +175,6 @@ def missing_step(payload: Any, path: str) -> tuple[str, list[str]] | None:
         if not nodes:
             return None
     return None
-
 
 
 @dataclass(frozen=True)

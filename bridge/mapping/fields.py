@@ -18,6 +18,7 @@ from bridge.mapping.expressions import Compiled
 
 Build = Callable[[Context], Any]
 
+
 class FieldError(Exception):
     """A field could not be computed; `path` is where in the record, `line` where in its file (0: unknown)."""
 
@@ -26,7 +27,6 @@ class FieldError(Exception):
         self.path = path
         self.message = message
         self.line = line
-
 
 
 def empty(value: Any) -> bool:

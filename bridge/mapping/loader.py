@@ -39,7 +39,6 @@ class LoadedRules(CompiledRuleSet):
     digests: dict[str, str]  # file name -> sha256 of the text it was read from
 
 
-
 @dataclass
 class _FileRules:
     """What one file gave: its rules, the payload paths they read, its examples and consent fields."""

@@ -41,7 +41,7 @@ def post_api_batch(fake: FakeOmnisend) -> Handler:
             item_errors = event_problems(item) if body["endpoint"] == "events" else []
             if item_errors:
                 response: dict[str, Any] = {"type": "https://problems.omnisend.com/validation", "status": 400,
-                                 "title": "Validation failed", "errors": item_errors}
+                                            "title": "Validation failed", "errors": item_errors}
                 code = 400
             else:
                 response, code = {}, 202
