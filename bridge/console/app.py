@@ -32,12 +32,12 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from bridge.access import Access, ConsoleToken, Permission, Principal
 from bridge.console import charts, session
 from bridge.console.activity import ActivityCache
-from bridge.console.jobs import Job, Jobs
+from bridge.console.jobs import KEEP_JOBS, Jobs, percent
 from bridge.console.rules import RulesPages
 from bridge.errors import StoreUnavailable
 from bridge.ops import actions, views
 from bridge.ops.admin import access_of, describe_filter
-from bridge.ops.replay import replay
+from bridge.ops.replay import Progress, replay
 from bridge.ops.slowdown import FailedTries
 from bridge.search import search_fingerprint
 from bridge.store.base import EVENT_STATUSES, DeadFilter, EventFilter, ReplaySummary
@@ -122,7 +122,7 @@ class Console:
         self.access: Access = access_of(bridge.settings)
         self.env = templates()
         self.failed_tries = FailedTries()
-        self.jobs = Jobs()
+        self.jobs = Jobs(self.store)
         self.activity = ActivityCache(self.store)
 
     # -- plumbing -------------------------------------------------------------
@@ -379,21 +379,29 @@ class Console:
         who: Principal = request.state.holder.principal
         what = describe_filter(where)
 
-        async def work(job: Job) -> ReplaySummary:
-            summary = await replay(self.store, rules, where, time.time(), progress=job.progress)
+        async def work(progress: Progress) -> ReplaySummary:
+            summary = await replay(self.store, rules, where, time.time(), progress=progress)
             await actions.record(self.store, who, "replay_finished", what, _summary(summary))
             return summary
 
-        job = self.jobs.start(who.name, what, work)
-        await self.record(request, "replay", what, f"job {job.id}")
-        return RedirectResponse(f"/console/jobs/{job.id}", status_code=303)
+        job_id = await self.jobs.start(who.name, what, work)
+        await self.record(request, "replay", what, f"job {job_id}")
+        return RedirectResponse(f"/console/jobs/{job_id}", status_code=303)
+
+    async def job_list(self, request: Request) -> Response:
+        page = await self.jobs.recent()
+        rows = [{"job": job, "state": self.jobs.state(job), "percent": percent(job)} for job in page.items]
+        return self.render(request, "jobs.html", rows=rows, total=page.total, keep=KEEP_JOBS)
 
     async def job(self, request: Request) -> Response:
-        job = self.jobs.get(request.path_params["job_id"])
+        job_id = request.path_params["job_id"]
+        job = await self.jobs.get(job_id) if 0 < job_id < 2**63 else None
         if job is None:
-            raise Refused(404, "No such job on this instance (jobs are kept while the process runs).")
+            raise Refused(404, f"No replay job {job_id}: the console keeps the latest {KEEP_JOBS} and every one "
+                               "still running.")
         template = "_job.html" if request.url.path.endswith("/fragment") else "job.html"
-        return self.render(request, template, job=job, summary=_summary(job.summary) if job.summary else "")
+        return self.render(request, template, job=job, state=self.jobs.state(job), percent=percent(job),
+                           summary=_summary(job.summary))
 
     # -- dead letters -----------------------------------------------------------
 
@@ -450,6 +458,7 @@ class Console:
             Route("/events/{event_id:int}", g(self.event), methods=["GET"]),
             Route("/events/{event_id:int}/replay", g(self.replay_event, op, change=True), methods=["POST"]),
             Route("/replay", g(self.replay_search, op, change=True), methods=["POST"]),
+            Route("/jobs", g(self.job_list), methods=["GET"]),
             Route("/jobs/{job_id:int}", g(self.job), methods=["GET"]),
             Route("/jobs/{job_id:int}/fragment", g(self.job), methods=["GET"]),
             Route("/dead", g(self.dead), methods=["GET"]),

@@ -69,15 +69,21 @@ def map_events(rules: RuleSet, events: Sequence[Event], seconds: float = budget.
                 result = rules.map(event)
             except Exception as exc:  # a bug in a rule must not stop the others
                 result = MapResult(errors=[f"mapping failed: {type(exc).__name__}: {exc}"])
-            messages = [(m, m.idempotency_key(event.source, event.dedupe_key)) for m in result.messages]
-            mapped.append(Mapped(event.id, result.status, result.rules, result.errors, messages, search_keys=search_keys_of(event),
-                                 resource=lookups.resource_of(event), forget_resources=lookups.forgotten(event),
-                                 forget_copies=erasure.copies_of(event)))
+            mapped.append(mapped_of(event, result))
             if result.over_budget:
                 break
     finally:
         budget.configure(previous)
     return mapped
+
+
+def mapped_of(event: Event, result: MapResult) -> Mapped:
+    """What saving an event's mapping writes: its result, and beside it what the store keeps or forgets
+    because of the event itself (its search keys, a kept order, a person's erasure), whatever its rules made."""
+    messages = [(m, m.idempotency_key(event.source, event.dedupe_key)) for m in result.messages]
+    return Mapped(event.id, result.status, result.rules, result.errors, messages, search_keys=search_keys_of(event),
+                  resource=lookups.resource_of(event), forget_resources=lookups.forgotten(event),
+                  forget_copies=erasure.copies_of(event))
 
 
 def search_keys_of(event: Event) -> tuple[str, ...]:
@@ -191,7 +197,7 @@ class MappingProcess:
             self._progress[2] = 0.0
             future = loop.run_in_executor(self._pool, _map, str(rules.directory), rules.allowed_areas,
                                           fingerprint, list(events), self.seconds)
-            mapped = await self._watch(future, rules)
+            mapped = await self._watch(future, rules, events)
             if mapped is None:
                 if self._declined is None or self._declined[0] != fingerprint:
                     log.info("mapping.process_other_rules", hint="the rules on disk are not the ones the worker runs "
@@ -207,7 +213,8 @@ class MappingProcess:
         self._not_before = time.monotonic() + RESTART_AFTER_SECONDS
         return None
 
-    async def _watch(self, future: asyncio.Future[list[Mapped] | None], rules: LoadedRules) -> list[Mapped] | None:
+    async def _watch(self, future: asyncio.Future[list[Mapped] | None], rules: LoadedRules,
+                     events: Sequence[Event]) -> list[Mapped] | None:
         """The child's answer; or, when it went over an event's budget, that event's mapping error
         (the child is killed and a new one started)."""
         asked = time.monotonic()
@@ -233,7 +240,8 @@ class MappingProcess:
             if not started:
                 self._not_before = time.monotonic() + RESTART_AFTER_SECONDS
                 return None
-            return [_over_budget(rules, int(event_id), position, why)]
+            event = next((e for e in events if e.id == int(event_id)), None)
+            return [_over_budget(rules, int(event_id), event, position, why)]
 
     def close(self) -> None:
         """Stop the child now. A batch it was mapping is not saved: its events stay waiting."""
@@ -260,13 +268,16 @@ class Compared:
     after: Mapped
 
 
-def _over_budget(rules: RuleSet, event_id: int, position: int, why: str) -> Mapped:
-    """The mapping error of the event a killed child was mapping, naming its rule when known."""
+def _over_budget(rules: RuleSet, event_id: int, event: Event | None, position: int, why: str) -> Mapped:
+    """The mapping error of the event a killed child was mapping, naming its rule when known. What the
+    event itself asks of the store (an erasure, say) is kept: a rule over its budget must not undo it."""
     if 0 <= position < len(rules.rules):
         result = over_budget(rules.rules[position], why)
     else:
         result = MapResult(errors=[f"mapping this event stopped: {why}, the mapping budget of one event"])
-    return Mapped(event_id, result.status, result.rules, result.errors, [])
+    if event is None:
+        return Mapped(event_id, result.status, result.rules, result.errors, [])
+    return mapped_of(event, result)
 
 
 def _resident_bytes(pid: int) -> int:

@@ -293,11 +293,14 @@ def admin_app(bridge: Bridge) -> ASGIApp:
         return JSONResponse({"retried": count})
 
     async def replay_events(request: Request) -> Response:
-        body = await _body(request, {"since", "until", "source", "topic", "dry_run", "force"})
+        body = await _body(request, {"since", "until", "source", "topic", "status", "dry_run", "force"})
         since = _when("since", body.get("since"))
         if since is None:
             raise BadRequest("since: required (ISO 8601 or 2h, 3d)")
-        where = EventFilter(_text("source", body.get("source")), _text("topic", body.get("topic")), None,
+        status = _text("status", body.get("status"))
+        if status is not None and status not in EVENT_STATUSES:
+            raise BadRequest(f"status: one of {', '.join(EVENT_STATUSES)}")
+        where = EventFilter(_text("source", body.get("source")), _text("topic", body.get("topic")), status,
                             since, _when("until", body.get("until")))
         force, dry_run = _flag("force", body.get("force")), _flag("dry_run", body.get("dry_run"))
         rules = bridge.rules.current

@@ -271,7 +271,7 @@ def running_rules(settings: Settings) -> RuleSet:
 def cmd_replay(args: argparse.Namespace) -> int:
     settings = Settings.from_env()
     rules = running_rules(settings)
-    where = EventFilter(args.source, args.topic, None, args.since, args.until)
+    where = EventFilter(args.source, args.topic, args.status, args.since, args.until)
     bar = ProgressBar("replay")
     try:
         summary = on_store(settings, lambda store: replay(store, rules, where, time.time(), force=args.force,
@@ -433,6 +433,8 @@ def register(commands: Any) -> None:
     p.add_argument("--until", type=when, metavar="WHEN")
     p.add_argument("--source")
     p.add_argument("--topic")
+    p.add_argument("--status", choices=EVENT_STATUSES,
+                   help="only events in this status (mapping_error: those a rule failed on, once it is fixed)")
     p.add_argument("--dry-run", action="store_true", help="count what would be queued; change nothing")
     p.add_argument("--force", action="store_true",
                    help="queue messages again even when delivered or waiting (a forced Omnisend event arrives twice)")

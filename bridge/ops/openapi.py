@@ -126,6 +126,7 @@ SCHEMAS: dict[str, Any] = {
         "until": STRING,
         "source": STRING,
         "topic": STRING,
+        "status": {**EVENT_STATUS, "description": "only events in this status (mapping_error: once the rule is fixed)"},
         "dry_run": {"type": "boolean"},
         "force": {"type": "boolean", "description": "queue again even what was delivered or is waiting"},
     }, required=["since"]),

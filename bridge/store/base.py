@@ -295,6 +295,25 @@ class ReplaySummary:
         return asdict(self)
 
 
+@dataclass(frozen=True)
+class ConsoleJob:
+    """A replay of a search that the console runs in the background of one instance (bridge.console.jobs).
+    That instance writes `done` of `total` events as it goes, each write its heartbeat (`heartbeat_at`),
+    and at the end when it finished, with the replay's summary or why it failed (`error`)."""
+
+    id: int
+    actor: str  # the token's name
+    what: str  # the search replayed, as the actions log describes it
+    instance: str  # the process that runs it
+    started_at: float
+    heartbeat_at: float
+    done: int = 0
+    total: int = 0
+    finished_at: float | None = None
+    summary: ReplaySummary | None = None
+    error: str | None = None
+
+
 @dataclass
 class PruneResult:
     messages: int = 0
@@ -527,6 +546,33 @@ class Store(Protocol):
         """The log of actions, newest first."""
         ...
 
+    # -- the console's replay jobs --------------------------------------------
+
+    async def start_job(self, actor: str, what: str, instance: str, now: float) -> int:
+        """Record a job that `instance` starts running now; its id, never one an earlier job had."""
+        ...
+
+    async def job_progress(self, job_id: int, done: int, total: int, now: float) -> None:
+        """Record how far a job got; `now` is its heartbeat."""
+        ...
+
+    async def finish_job(self, job_id: int, done: int, total: int, now: float, summary: ReplaySummary | None,
+                         error: str | None) -> None:
+        """Record that a job ended now, with its replay's summary or why it failed."""
+        ...
+
+    async def job(self, job_id: int) -> ConsoleJob | None:
+        ...
+
+    async def list_jobs(self, limit: int, offset: int = 0) -> Page[ConsoleJob]:
+        """Jobs, newest first."""
+        ...
+
+    async def prune_jobs(self, keep: int, stale_before: float) -> int:
+        """Delete the jobs older than the newest `keep` that ended, or whose heartbeat is older than
+        `stale_before` (their instance went away); a job still running is kept. Returns how many."""
+        ...
+
     # -- replay ---------------------------------------------------------------
 
     async def count_replayable(self, where: EventFilter) -> int:
@@ -633,6 +679,7 @@ __all__ = [
     "AuditFilter",
     "ConsentRecord",
     "ConsoleAction",
+    "ConsoleJob",
     "DeadFilter",
     "DeadLetter",
     "Decision",

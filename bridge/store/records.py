@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import fields
 from typing import Any
 
 from bridge.sources.shape import MAX_DEPTH, nests_deeper_than
@@ -18,6 +19,7 @@ from bridge.store.base import (
     AuditEntry,
     AuditFilter,
     ConsoleAction,
+    ConsoleJob,
     DeadFilter,
     DeadLetter,
     DestinationState,
@@ -26,6 +28,7 @@ from bridge.store.base import (
     EventFilter,
     EventSummary,
     MessageDetail,
+    ReplaySummary,
     RuleAction,
     RuleDraft,
     RuleVersion,
@@ -43,6 +46,7 @@ DEAD_COLUMNS = ("id, event_id, destination, kind, rule, idempotency_key, attempt
                 " last_detail")
 AUDIT_COLUMNS = ("a.at, a.outcome, a.status, a.detail, m.id AS message_id, m.event_id, m.destination, m.kind,"
                  " m.action, m.rule, m.areas, m.record, e.source, e.topic")
+JOB_COLUMNS = "id, actor, what, instance, started_at, heartbeat_at, done, total, finished_at, summary, error"
 AUDIT_JOIN = "attempts AS a JOIN messages AS m ON m.id = a.message_id JOIN events AS e ON e.id = m.event_id"
 
 
@@ -239,3 +243,18 @@ def activity(since: float, until: float, bucket_seconds: float,
 def console_action(row: Row) -> ConsoleAction:
     return {"id": int(row["id"]), "at": float(row["at"]), "actor": row["actor"], "role": row["role"],
             "action": row["action"], "target": row["target"], "detail": row["detail"]}
+
+
+def summary_text(summary: ReplaySummary | None) -> str | None:
+    """A job's replay summary as stored (JSON)."""
+    return None if summary is None else json.dumps(summary.as_dict(), sort_keys=True)
+
+
+def console_job(row: Row) -> ConsoleJob:
+    summary = None
+    if row["summary"]:
+        known = {f.name for f in fields(ReplaySummary)}  # a field a newer version adds is left out
+        summary = ReplaySummary(**{k: v for k, v in json.loads(row["summary"]).items() if k in known})
+    return ConsoleJob(int(row["id"]), row["actor"], row["what"], row["instance"], float(row["started_at"]),
+                      float(row["heartbeat_at"]), int(row["done"]), int(row["total"]),
+                      None if row["finished_at"] is None else float(row["finished_at"]), summary, row["error"])

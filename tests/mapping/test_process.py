@@ -15,7 +15,8 @@ from typing import Any
 import pytest
 
 from bridge.mapping.loader import load_rules
-from bridge.mapping.process import MappingProcess, map_events
+from bridge.mapping.process import MappingProcess, map_events, mapped_of
+from bridge.mapping.result import MapResult
 from bridge.model import Event
 from bridge.settings import Secret, SourceSettings
 from bridge.sign import shopify_headers
@@ -191,7 +192,13 @@ def test_a_child_over_its_budget_is_killed_its_event_names_the_rule_and_a_new_on
             assert mapped.status == "mapping_error" and not mapped.messages
             (error,) = mapped.errors
             assert f"orders.yaml:2 rule 'Order': mapping this event stopped: {expected}" in error
-            assert mapped.event_id in {event.id for event in batch}
+            (event,) = [event for event in batch if event.id == mapped.event_id]
+            # What the event itself asks of the store is kept (its search keys, the kept order; an
+            # erasure's deletions the same way): a rule over its budget does not undo them.
+            itself = mapped_of(event, MapResult())
+            assert mapped.search_keys and mapped.resource is not None
+            assert (mapped.search_keys, mapped.resource, mapped.forget_resources, mapped.forget_copies) == \
+                (itself.search_keys, itself.resource, itself.forget_resources, itself.forget_copies)
             assert stopped(int(child))
             await process.map(rules, batch[:1])
             assert process._pool is not None  # and a new one started

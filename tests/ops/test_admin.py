@@ -188,6 +188,12 @@ def test_replay(client: TestClient) -> None:
     # a: delivered, skipped; b: its rule now sends to omnisend, a new message
     assert dry.json() | {"dry_run": None} == {"events": 2, "queued": 1, "requeued_dead": 0, "skipped_delivered": 1,
                                               "skipped_open": 0, "events_with_errors": 0, "dry_run": None}
+    # only the events in one status: both are mapped, none had a mapping error
+    for status, events in (("mapped", 2), ("mapping_error", 0)):
+        only = client.post("/admin/replay", json={"since": since, "status": status, "dry_run": True}, headers=AUTH)
+        assert only.json()["events"] == events
+    wrong = client.post("/admin/replay", json={"since": since, "status": "lost"}, headers=AUTH)
+    assert wrong.status_code == 400 and "status: one of" in wrong.json()["error"]
 
 
 def test_replay_without_rules_is_503(filled: Outbox) -> None:

@@ -80,6 +80,19 @@ def test_replay_command(history: Outbox, monkeypatch: pytest.MonkeyPatch, capsys
     assert json.loads(capsys.readouterr().out)["skipped_delivered"] == 1
 
 
+def test_replay_of_one_status(history: Outbox, monkeypatch: pytest.MonkeyPatch,
+                              capsys: pytest.CaptureFixture[str]) -> None:
+    """`--status no_rule` replays b alone (no rule matched it at the time); the others are not read."""
+    summary = asyncio.run(replay(history.store, RULES, EventFilter(status="no_rule", since=NOW - 3 * DAY), NOW))
+    assert (summary.events, summary.queued) == (1, 1)
+    assert states(history)[-1] == (2, "ometria", "pending") and len(states(history)) == 3
+    monkeypatch.setattr("bridge.ops.cli.load_current_rules", lambda settings: RULES)
+    assert main(["replay", "--since", "2026-11-01", "--status", "mapping_error", "--dry-run"]) == 0
+    assert capsys.readouterr().out.startswith("0 events replayed")
+    with pytest.raises(SystemExit):
+        main(["replay", "--since", "2026-11-01", "--status", "lost"])
+
+
 def test_replay_requires_since(history: Outbox) -> None:
     with pytest.raises(SystemExit):
         main(["replay"])

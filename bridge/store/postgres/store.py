@@ -2,7 +2,7 @@
 
 Each method is one short transaction on a pooled connection (bridge/store/postgres/connection.py);
 the SQL lives beside it: inbound.py (ingest, mapping), outbox.py (claims, leases, completions),
-queries.py (what operators read and write), migrate.py (the schema).
+queries.py (what operators read and write), jobs.py (the console's replay jobs), migrate.py (the schema).
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from bridge.store.base import (
     AuditEntry,
     AuditFilter,
     ConsoleAction,
+    ConsoleJob,
     DeadFilter,
     DeadLetter,
     DestinationState,
@@ -42,10 +43,11 @@ from bridge.store.base import (
     Unmapped,
 )
 from bridge.store.migrations import unapplied_error
-from bridge.store.postgres import consent, echo, inbound, migrate, outbox, queries, replay, retention, rules
+from bridge.store.postgres import consent, echo, inbound, jobs, migrate, outbox, queries, replay, retention, rules
 from bridge.store.postgres import resources as kept
 from bridge.store.postgres.connection import Conn, connect, in_transaction, make_pool
 from bridge.store.postgres.wakeups import EVENTS_CHANNEL, Wakeups
+from bridge.store.records import summary_text
 from bridge.store.sqlite.ingest import event_row
 
 T = TypeVar("T")
@@ -223,6 +225,27 @@ class PostgresStore:
 
     async def list_actions(self, limit: int, offset: int = 0) -> Page[ConsoleAction]:
         return await self._run(queries.list_actions, limit, offset)
+
+    # -- the console's replay jobs --------------------------------------------
+
+    async def start_job(self, actor: str, what: str, instance: str, now: float) -> int:
+        return await self._run(jobs.start_job, actor, what, instance, now, single=True)
+
+    async def job_progress(self, job_id: int, done: int, total: int, now: float) -> None:
+        await self._run(jobs.job_progress, job_id, done, total, now, single=True)
+
+    async def finish_job(self, job_id: int, done: int, total: int, now: float, summary: ReplaySummary | None,
+                         error: str | None) -> None:
+        await self._run(jobs.finish_job, job_id, done, total, now, summary_text(summary), error, single=True)
+
+    async def job(self, job_id: int) -> ConsoleJob | None:
+        return await self._run(jobs.job, job_id, single=True)
+
+    async def list_jobs(self, limit: int, offset: int = 0) -> Page[ConsoleJob]:
+        return await self._run(jobs.list_jobs, limit, offset)
+
+    async def prune_jobs(self, keep: int, stale_before: float) -> int:
+        return await self._run(jobs.prune_jobs, keep, stale_before, single=True)
 
     # -- replay ---------------------------------------------------------------
 

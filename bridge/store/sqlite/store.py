@@ -4,8 +4,8 @@
 with `process=True` in a process of its own (bridge/store/sqlite/process.py). Each
 method hands a function of a connection to the writer (`awrite`) or runs it on a
 reader in a thread (`aread`); the SQL is in the modules beside this one, one idea each:
-ingest, outbox (mapping and delivery), queries (what operators read), replay,
-retention, migrate.
+ingest, outbox (mapping and delivery), queries (what operators read), replay, jobs
+(the console's replay jobs), retention, migrate.
 
 `write`, `write_sync`, `awrite`, `aread` and `reader` are SQLite's own: tests and
 benchmarks of this backend use them, the rest of the bridge uses only `Store`.
@@ -33,6 +33,7 @@ from bridge.store.base import (
     AuditEntry,
     AuditFilter,
     ConsoleAction,
+    ConsoleJob,
     DeadFilter,
     DeadLetter,
     DestinationState,
@@ -52,7 +53,8 @@ from bridge.store.base import (
     Unmapped,
 )
 from bridge.store.migrations import unapplied_error
-from bridge.store.sqlite import consent, echo, outbox, queries, replay, retention, rules
+from bridge.store.records import summary_text
+from bridge.store.sqlite import consent, echo, jobs, outbox, queries, replay, retention, rules
 from bridge.store.sqlite import resources as kept
 from bridge.store.sqlite.ingest import EventRow, event_row, ingest_one
 from bridge.store.sqlite.migrate import created_at as schema_created_at
@@ -394,6 +396,27 @@ class SQLiteStore:
 
     async def list_actions(self, limit: int, offset: int = 0) -> Page[ConsoleAction]:
         return await self.aread(lambda conn: queries.list_actions(conn, limit, offset))
+
+    # -- the console's replay jobs --------------------------------------------
+
+    async def start_job(self, actor: str, what: str, instance: str, now: float) -> int:
+        return await self.awrite(jobs.start_job, actor, what, instance, now)
+
+    async def job_progress(self, job_id: int, done: int, total: int, now: float) -> None:
+        await self.awrite(jobs.job_progress, job_id, done, total, now)
+
+    async def finish_job(self, job_id: int, done: int, total: int, now: float, summary: ReplaySummary | None,
+                         error: str | None) -> None:
+        await self.awrite(jobs.finish_job, job_id, done, total, now, summary_text(summary), error)
+
+    async def job(self, job_id: int) -> ConsoleJob | None:
+        return await self.aread(lambda conn: jobs.job(conn, job_id))
+
+    async def list_jobs(self, limit: int, offset: int = 0) -> Page[ConsoleJob]:
+        return await self.aread(lambda conn: jobs.list_jobs(conn, limit, offset))
+
+    async def prune_jobs(self, keep: int, stale_before: float) -> int:
+        return await self.awrite(jobs.prune_jobs, keep, stale_before)
 
     # -- replay ---------------------------------------------------------------
 
