@@ -171,14 +171,15 @@ class Mapped:
     rules: list[str]
     errors: list[str]
     messages: list[tuple[Outgoing, str]]  # (message, idempotency key)
-    lookup: tuple[str, ...] = ()  # fingerprints of the payload's e-mails and order numbers (bridge.lookup)
+    search_keys: tuple[str, ...] = ()  # fingerprints of the payload's e-mails and order numbers (bridge.search)
     # The resource this event carries whole, (kind, its id at the source): saved with the mapping as
     # the latest state of it, for the events that name it later (bridge/mapping/lookups.py).
     resource: tuple[str, str] | None = None
-    # Kept resources this event asks to erase, (kind, id) each (a Shopify customer's redaction).
-    forget: tuple[tuple[str, str], ...] = ()
-    # Deleted in the transaction that saves the mapping: a person's erasure, or the sent prints an
-    # echo used up (bridge.echo).
+    # Deleted in the transaction that saves the mapping: the kept resources this event asks to erase,
+    # (kind, id) each (the orders a Shopify customer's redaction lists, bridge/mapping/lookups.py) ...
+    forget_resources: tuple[tuple[str, str], ...] = ()
+    # ... and the consent records and sent prints of a person's erasure (bridge/erasure.py), or the sent
+    # prints an echo used up (bridge.echo).
     forget_copies: OwnCopies = OwnCopies()
 
 

@@ -17,7 +17,7 @@ import asyncio
 import json
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlencode
 
 import structlog
@@ -35,13 +35,17 @@ from bridge.console.activity import ActivityCache
 from bridge.console.jobs import KEEP_JOBS, Jobs, percent
 from bridge.console.rules import RulesPages
 from bridge.errors import StoreUnavailable
-from bridge.lookup import search_fingerprint
 from bridge.ops import actions, views
 from bridge.ops.admin import access_of, describe_filter
 from bridge.ops.replay import Progress, replay
 from bridge.ops.slowdown import FailedTries
+from bridge.search import search_fingerprint
 from bridge.store.base import EVENT_STATUSES, DeadFilter, EventFilter, ReplaySummary
 from bridge.when import iso, parse_when
+
+if TYPE_CHECKING:
+    from bridge.app import Bridge
+    from bridge.mapping.result import RuleSet
 
 log = structlog.get_logger("bridge.console")
 
@@ -112,7 +116,7 @@ class SecurityHeaders:
 class Console:
     """The console's routes and what they share: the tokens, the templates, failed sign-ins, jobs."""
 
-    def __init__(self, bridge: Any) -> None:
+    def __init__(self, bridge: Bridge) -> None:
         self.bridge = bridge
         self.store = bridge.store
         self.access: Access = access_of(bridge.settings)
@@ -127,7 +131,7 @@ class Console:
         return session.read(self.access, request.cookies.get(session.COOKIE, ""), time.time())
 
     def render(self, request: Request, name: str, status: int = 200, **context: Any) -> HTMLResponse:
-        token: ConsoleToken | None = request.state.holder if hasattr(request.state, "holder") else None
+        token: ConsoleToken | None = request.state.holder
         who = token.principal if token else None
         cookie = request.cookies.get(session.COOKIE, "")
         html = self.env.get_template(name).render(
@@ -164,7 +168,7 @@ class Console:
         return endpoint
 
     async def form(self, request: Request) -> FormData:
-        if not hasattr(request.state, "form"):
+        if request.state.form is None:
             length = int(request.headers.get("content-length") or 0)
             if length > MAX_FORM_BYTES:
                 raise Refused(413, "The form is too large.")
@@ -251,12 +255,11 @@ class Console:
 
     def rules_state(self) -> dict[str, Any]:
         holder = self.bridge.rules
-        current = getattr(holder, "current", None)
-        error = getattr(holder, "error", None)
-        return {"loaded": current is not None, "count": len(getattr(current, "rules", []) or []),
-                "loaded_at": getattr(holder, "loaded_at", None), "error": _no_folders(error),
-                "blocked": [_no_folders(b) or "" for b in getattr(holder, "blocked", []) or []],
-                "saved_copy": getattr(holder, "running_saved", None) is not None}
+        current = holder.current
+        return {"loaded": current is not None, "count": len(current.rules) if current is not None else 0,
+                "loaded_at": holder.loaded_at, "error": _no_folders(holder.error),
+                "blocked": [_no_folders(b) or "" for b in holder.blocked],
+                "saved_copy": holder.running_saved is not None}
 
     async def overview(self, request: Request) -> Response:
         return self.render(request, "overview.html", **await self.overview_data())
@@ -304,11 +307,11 @@ class Console:
             except ValueError as exc:
                 problems.append(f"{name}: {exc}")
                 times[name] = None
-        lookup = search_fingerprint(fields["q"]) if fields["q"] else None
-        if fields["q"] and lookup is None:
+        search_key = search_fingerprint(fields["q"]) if fields["q"] else None
+        if fields["q"] and search_key is None:
             problems.append("order number or e-mail: not one")
         where = EventFilter(fields["source"] or None, fields["topic"] or None, status, times["since"], times["until"],
-                            lookup)
+                            search_key)
         return where, fields, problems
 
     def reveal(self, request: Request) -> bool:
@@ -358,8 +361,8 @@ class Console:
         return self.render(request, "message.html", title=f"Event {event_id} replayed", message=_summary(summary),
                            back=f"/console/events/{event_id}")
 
-    def running_rules(self) -> Any:
-        rules = getattr(self.bridge.rules, "current", None)
+    def running_rules(self) -> RuleSet:
+        rules = self.bridge.rules.current
         if rules is None:
             raise Refused(503, "No valid rules are loaded: fix the rules first (see the Rules page).")
         return rules
@@ -470,7 +473,8 @@ class Console:
 
 
 class ConsoleGate:
-    """404 for the whole console while no token is set (as the admin API)."""
+    """404 for the whole console while no token is set (as the admin API); else the request's state
+    starts with no token holder and no form read."""
 
     def __init__(self, console: Console, app: ASGIApp) -> None:
         self.console = console
@@ -480,6 +484,12 @@ class ConsoleGate:
         if scope["type"] == "http" and not self.console.access.enabled:
             await Response("not found", status_code=404, media_type="text/plain")(scope, receive, send)
             return
+        if scope["type"] == "http":
+            # What a request's handling learns, on request.state: the signed-in token once `guarded`
+            # has read it, and the form once `Console.form` has read it (a body is read once).
+            state = scope.setdefault("state", {})
+            state["holder"] = None
+            state["form"] = None
         await self.app(scope, receive, send)
 
 
@@ -535,7 +545,7 @@ def _no_folders(error: object) -> str | None:
     return _FOLDERS.sub("", str(error))
 
 
-def console_routes(bridge: Any) -> list[BaseRoute]:
+def console_routes(bridge: Bridge) -> list[BaseRoute]:
     """The console to add to the app's routes; `/console` itself leads to `/console/`."""
     console = Console(bridge)
 

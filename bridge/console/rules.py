@@ -12,8 +12,8 @@ audit log (bridge.rules.service).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, TypeVar
 
 import structlog
 from starlette.requests import Request
@@ -34,6 +34,8 @@ if TYPE_CHECKING:
 
 log = structlog.get_logger("bridge.console")
 
+T = TypeVar("T")
+
 CSRF_HEADER = "x-csrf-token"
 MAX_API_BODY = 2 * ruleset.MAX_SET_BYTES + 64 * 1024  # a whole set as JSON, escapes included
 HISTORY_SHOWN = 20
@@ -53,13 +55,13 @@ class RulesPages:
     # -- the list ---------------------------------------------------------------------------------
 
     async def listing(self, request: Request) -> Response:
-        current = getattr(self.bridge.rules, "current", None)
-        blocked = [str(b) for b in getattr(current, "blocked", []) or []]
+        current = self.bridge.rules.current
+        blocked = self.bridge.rules.blocked
         published = await self.service.published()
         check = await self._checked(published.digest, published.files) if published is not None else None
         problems = [*(check.problems if check else []), *(check.example_problems if check else [])]
         listed = []
-        for rule in getattr(current, "rules", []) or []:
+        for rule in current.rules if current is not None else []:
             file = rule.file.rsplit("/", 1)[-1]
             held = [m for m in rule.messages if any(_names_line(b, file, m.line) for b in blocked)]
             state = "ignores" if rule.ignore else ("runs" if not held else
@@ -148,7 +150,7 @@ class RulesPages:
             raise Refused(404, f"No {name.replace('_', ' ')} {value}.")
         return value
 
-    async def _do(self, work: Any) -> Any:
+    async def _do(self, work: Awaitable[T]) -> T:
         """The service's refusals as the console's pages show them."""
         from bridge.console.app import Refused
 

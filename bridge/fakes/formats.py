@@ -112,3 +112,8 @@ def integer(value: Any) -> bool:
 
 def boolean(value: Any) -> bool:
     return isinstance(value, bool)
+
+
+def text(value: Any) -> bool:
+    """Text that is not blank."""
+    return isinstance(value, str) and value.strip() != ""

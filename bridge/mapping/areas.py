@@ -17,10 +17,13 @@ from __future__ import annotations
 
 from collections.abc import Collection, Iterable, Iterator, Mapping
 from functools import cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bridge.destinations.catalog import AREAS, KINDS
 from bridge.mapping.check import CONSENT_CONTAINERS, CONSENT_LEAVES
+
+if TYPE_CHECKING:
+    from bridge.settings import Settings
 
 Path = tuple[str, ...]
 Allowed = Mapping[str, Collection[str]]
@@ -152,7 +155,7 @@ def describe(areas: Mapping[str, list[str]], which: Iterable[str]) -> str:
     return parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " and " + parts[-1]
 
 
-def allowed_from_settings(settings: Any) -> dict[str, tuple[str, ...]]:
+def allowed_from_settings(settings: Settings) -> dict[str, tuple[str, ...]]:
     """`{destination: areas}` from `Settings.destinations[*].options["areas"]`, for `load_rules`."""
     from bridge.destinations.catalog import DEFAULT_AREAS
 

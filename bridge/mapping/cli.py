@@ -14,11 +14,12 @@ from typing import Any
 
 from bridge.errors import ConfigError
 from bridge.mapping.areas import Allowed, allowed_from_settings, setting_name
-from bridge.mapping.engine import MessageSpec, Rule
+from bridge.mapping.check import ConsentUse
 from bridge.mapping.examples import first_sight, run_examples
 from bridge.mapping.loader import LoadedRules, load_rules
 from bridge.mapping.lookups import reads
 from bridge.mapping.reload import failed_load
+from bridge.mapping.rule import MessageSpec, Rule
 from bridge.model import Event, Message, Outgoing
 
 
@@ -152,7 +153,7 @@ def _decided(message: MessageSpec) -> str:
     return text
 
 
-def _consent_of(rules: LoadedRules, rule: Rule, message: MessageSpec) -> list[Any]:
+def _consent_of(rules: LoadedRules, rule: Rule, message: MessageSpec) -> list[ConsentUse]:
     later = [m.line for m in rule.messages if m.line > message.line]
     end = min(later) if later else float("inf")
     return [use for use in rules.consent if use.file == rule.file and use.rule == rule.name

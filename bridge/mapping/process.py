@@ -39,11 +39,13 @@ import orjson
 import structlog
 
 from bridge import erasure
-from bridge.lookup import fingerprints
 from bridge.mapping import budget, lookups
-from bridge.mapping.engine import CompiledRuleSet, over_budget
+from bridge.mapping.areas import Allowed
+from bridge.mapping.engine import over_budget
+from bridge.mapping.loader import LoadedRules, load_rules
 from bridge.mapping.result import MapResult, RuleSet
 from bridge.model import Event, Mapped
+from bridge.search import fingerprints
 
 log = structlog.get_logger("bridge.mapping")
 
@@ -79,13 +81,13 @@ def mapped_of(event: Event, result: MapResult) -> Mapped:
     """What saving an event's mapping writes: its result, and beside it what the store keeps or forgets
     because of the event itself (its search keys, a kept order, a person's erasure), whatever its rules made."""
     messages = [(m, m.idempotency_key(event.source, event.dedupe_key)) for m in result.messages]
-    return Mapped(event.id, result.status, result.rules, result.errors, messages, lookup=lookup_of(event),
-                  resource=lookups.resource_of(event), forget=lookups.forgotten(event),
+    return Mapped(event.id, result.status, result.rules, result.errors, messages, search_keys=search_keys_of(event),
+                  resource=lookups.resource_of(event), forget_resources=lookups.forgotten(event),
                   forget_copies=erasure.copies_of(event))
 
 
-def lookup_of(event: Event) -> tuple[str, ...]:
-    """What the event is found by (bridge.lookup); nothing when its body is not a JSON document."""
+def search_keys_of(event: Event) -> tuple[str, ...]:
+    """What the event is found by (bridge.search); nothing when its body is not a JSON document."""
     try:
         payload = orjson.loads(event.body)
     except orjson.JSONDecodeError:
@@ -111,7 +113,7 @@ class MappingProcess:
         self._pool: concurrent.futures.ProcessPoolExecutor | None = None
         # What the child maps: [event id, rule position, monotonic time the event started (0: none), its pid].
         self._progress: Any = None
-        self._ready: asyncio.Future[Any] | None = None
+        self._ready: asyncio.Future[bool] | None = None
         self._not_before = 0.0
         # The worker's set the child could not load (the directory holds other files now), and
         # until when it is not asked again: loading a directory costs the child ~0.5 s.
@@ -119,20 +121,23 @@ class MappingProcess:
         self.mapped_here = 0  # batches the child mapped (tests, and the benchmark's reading)
 
     async def map(self, rules: RuleSet, events: Sequence[Event]) -> list[Mapped]:
-        fingerprint = getattr(rules, "fingerprint", None)
-        declined = self._declined is not None and self._declined[0] == fingerprint and time.monotonic() < self._declined[1]
-        if fingerprint is not None and not declined:
-            mapped = await self._in_child(rules, fingerprint, events)
+        # Only a set loaded from a folder can be loaded by the child as well; any other maps in a thread.
+        if isinstance(rules, LoadedRules) and not self._declines(rules.fingerprint):
+            mapped = await self._in_child(rules, rules.fingerprint, events)
             if mapped is not None:
                 self.mapped_here += 1
                 return mapped
         return await asyncio.to_thread(map_events, rules, events, self.seconds)
 
-    def start(self, rules: Any) -> None:
+    def _declines(self, fingerprint: str) -> bool:
+        """The child could not load this set a moment ago, and is not asked again yet."""
+        return self._declined is not None and self._declined[0] == fingerprint and time.monotonic() < self._declined[1]
+
+    def start(self, rules: RuleSet) -> None:
         """Start the child now (the worker does at start), so that a first burst does not wait for it."""
-        fingerprint = getattr(rules, "fingerprint", None)
-        if fingerprint is None or self._pool is not None or time.monotonic() < self._not_before:
+        if not isinstance(rules, LoadedRules) or self._pool is not None or time.monotonic() < self._not_before:
             return
+        fingerprint = rules.fingerprint
         # The child loads the rules once; until it has, batches go to the thread.
         pool = self._spawn()
         self._ready = asyncio.get_running_loop().run_in_executor(
@@ -147,7 +152,7 @@ class MappingProcess:
             initargs=(*self._logging, os.getpid(), self._progress, self.nice))
         return self._pool
 
-    async def compare(self, running: Path, draft: Path, allowed: Any, events: Sequence[Event],
+    async def compare(self, running: Path, draft: Path, allowed: Allowed | None, events: Sequence[Event],
                       total_seconds: float) -> list[Compared]:
         """Map `events` with the rules of two folders, in the child (never in this process): what each set
         makes of each event, in order. Each event has its mapping budget; the whole stops after
@@ -182,7 +187,7 @@ class MappingProcess:
             self.close()
             raise PreviewStopped(why)
 
-    async def _in_child(self, rules: Any, fingerprint: str, events: Sequence[Event]) -> list[Mapped] | None:
+    async def _in_child(self, rules: LoadedRules, fingerprint: str, events: Sequence[Event]) -> list[Mapped] | None:
         loop = asyncio.get_running_loop()
         self.start(rules)
         if self._ready is None or not self._ready.done():
@@ -208,7 +213,7 @@ class MappingProcess:
         self._not_before = time.monotonic() + RESTART_AFTER_SECONDS
         return None
 
-    async def _watch(self, future: asyncio.Future[list[Mapped] | None], rules: Any,
+    async def _watch(self, future: asyncio.Future[list[Mapped] | None], rules: LoadedRules,
                      events: Sequence[Event]) -> list[Mapped] | None:
         """The child's answer; or, when it went over an event's budget, that event's mapping error
         (the child is killed and a new one started)."""
@@ -263,11 +268,10 @@ class Compared:
     after: Mapped
 
 
-def _over_budget(rules: Any, event_id: int, event: Event | None, position: int, why: str) -> Mapped:
+def _over_budget(rules: RuleSet, event_id: int, event: Event | None, position: int, why: str) -> Mapped:
     """The mapping error of the event a killed child was mapping, naming its rule when known. What the
     event itself asks of the store (an erasure, say) is kept: a rule over its budget must not undo it."""
-    known = isinstance(rules, CompiledRuleSet) and 0 <= position < len(rules.rules)
-    if known:
+    if 0 <= position < len(rules.rules):
         result = over_budget(rules.rules[position], why)
     else:
         result = MapResult(errors=[f"mapping this event stopped: {why}, the mapping budget of one event"])
@@ -293,7 +297,7 @@ def _retrieve(future: asyncio.Future[Any]) -> None:
 
 # -- the child ------------------------------------------------------------------------------------
 
-_rules: Any = None  # the child's LoadedRules
+_rules: LoadedRules | None = None  # the child's rules
 _progress: Any = None  # shared with the parent: [event id, rule position, started (monotonic) or 0, pid]
 
 
@@ -333,11 +337,9 @@ def _start_child(log_format: str, log_level: str, parent: int, progress: Any, ni
     threading.Thread(target=leave_with_the_parent, name="parent-watch", daemon=True).start()
 
 
-def _load(directory: str, allowed: Any, fingerprint: str) -> bool:
+def _load(directory: str, allowed: Allowed | None, fingerprint: str) -> bool:
     """Load the directory's rules; whether they are the ones named by `fingerprint`."""
     global _rules
-    from bridge.mapping.loader import load_rules
-
     if _rules is None or _rules.fingerprint != fingerprint:
         try:
             _rules = load_rules(Path(directory), allowed)
@@ -347,14 +349,12 @@ def _load(directory: str, allowed: Any, fingerprint: str) -> bool:
     return bool(_rules.fingerprint == fingerprint)
 
 
-_sets: dict[str, Any] = {}  # the child's rule sets by folder, for previews
+_sets: dict[str, LoadedRules] = {}  # the child's rule sets by folder, for previews
 
 
-def _compare(running: str, draft: str, allowed: Any, events: list[Event], seconds: float,
+def _compare(running: str, draft: str, allowed: Allowed | None, events: list[Event], seconds: float,
              total_seconds: float) -> list[Compared]:
     """In the child: each event mapped by both sets, until `total_seconds` have passed."""
-    from bridge.mapping.loader import load_rules
-
     for directory in (running, draft):
         if directory not in _sets:
             if len(_sets) >= 8:  # previews come and go: keep a few sets, not every one ever previewed
@@ -375,10 +375,10 @@ def _compare(running: str, draft: str, allowed: Any, events: list[Event], second
     return compared
 
 
-def _map(directory: str, allowed: Any, fingerprint: str, events: list[Event],
+def _map(directory: str, allowed: Allowed | None, fingerprint: str, events: list[Event],
          seconds: float) -> list[Mapped] | None:
     try:
-        if not _load(directory, allowed, fingerprint):
+        if not _load(directory, allowed, fingerprint) or _rules is None:
             return None
         return map_events(_rules, events, seconds)
     finally:

@@ -17,7 +17,8 @@ import structlog
 from bridge.errors import RulesError
 from bridge.mapping import saved
 from bridge.mapping.areas import Allowed
-from bridge.mapping.loader import LoadedRules, load_rules, rule_files
+from bridge.mapping.loader import LoadedRules, load_rules
+from bridge.mapping.rulefile import rule_files
 from bridge.when import iso
 
 log = structlog.get_logger("bridge.mapping")

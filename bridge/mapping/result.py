@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from bridge.model import Event, Outgoing
+
+if TYPE_CHECKING:
+    from bridge.mapping.rule import Rule
 
 
 @dataclass(frozen=True)
@@ -37,4 +41,10 @@ class MapResult:
 
 
 class RuleSet(Protocol):
+    """A set of rules: what the worker and a replay map events with, and the console lists."""
+
+    @property
+    def rules(self) -> Sequence[Rule]:
+        """The rules, in the order their files and lines give them."""
+
     def map(self, event: Event) -> MapResult: ...

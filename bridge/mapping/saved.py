@@ -30,7 +30,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from bridge.mapping.loader import rule_files
+from bridge.mapping.rulefile import rule_files
 
 CURRENT = "CURRENT"
 META = ".saved.json"

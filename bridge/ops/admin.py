@@ -21,7 +21,7 @@ import hmac
 import json
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import structlog
 from starlette.requests import Request
@@ -36,9 +36,12 @@ from bridge.ops import actions, views
 from bridge.ops.openapi import MAX_ROW_ID, document
 from bridge.ops.replay import replay
 from bridge.ops.slowdown import FailedTries
-from bridge.settings import Secret
+from bridge.settings import Secret, Settings
 from bridge.store.base import EVENT_STATUSES, DeadFilter, EventFilter, Page
 from bridge.when import iso, parse_when
+
+if TYPE_CHECKING:
+    from bridge.app import Bridge
 
 log = structlog.get_logger("bridge.ops.admin")
 
@@ -147,7 +150,7 @@ class AdminGuard:
     """404 when the admin API is off, 401 without a known bearer token, else the admin routes with the
     token's holder in `request.state.principal`."""
 
-    def __init__(self, bridge: Any, app: ASGIApp) -> None:
+    def __init__(self, bridge: Bridge, app: ASGIApp) -> None:
         self.bridge = bridge
         self.app = app
         self.failed_tries = FailedTries()
@@ -178,9 +181,9 @@ class AdminGuard:
         return None
 
 
-def access_of(settings: Any) -> Access:
+def access_of(settings: Settings) -> Access:
     """The deployment's tokens (bridge.access): the console's and the admin token."""
-    return Access(getattr(settings, "console_tokens", ()), getattr(settings, "admin_token", None))
+    return Access(settings.console_tokens, settings.admin_token)
 
 
 def principal(request: Request) -> Principal:
@@ -241,7 +244,7 @@ def _endpoint(handler: Handler, permission: Permission = Permission.VIEW) -> Han
 # -- the routes ---------------------------------------------------------------
 
 
-def admin_app(bridge: Any) -> ASGIApp:
+def admin_app(bridge: Bridge) -> ASGIApp:
     from bridge.rules.api import rules_routes  # it builds on this module's helpers
 
     store = bridge.store
@@ -375,7 +378,7 @@ def describe_filter(where: EventFilter) -> str:
     """A search as the actions log shows it (an e-mail or an order number only as its fingerprint)."""
     parts = [f"{name} {value}" for name, value in (("event", where.event_id), ("source", where.source),
                                                    ("topic", where.topic), ("status", where.status),
-                                                   ("matching", where.lookup)) if value]
+                                                   ("matching", where.search_key)) if value]
     parts += [f"{name} {iso(value)}" for name, value in (("since", where.since), ("until", where.until)) if value]
     return "; ".join(parts) or "every event"
 
@@ -384,6 +387,6 @@ async def _not_found(scope: Scope, receive: Receive, send: Send) -> None:
     await error("not found", 404)(scope, receive, send)
 
 
-def admin_routes(bridge: Any) -> list[BaseRoute]:
+def admin_routes(bridge: Bridge) -> list[BaseRoute]:
     """The admin API to add to the app's routes: `routes=[..., *admin_routes(bridge)]`."""
     return [Mount("/admin", app=admin_app(bridge))]

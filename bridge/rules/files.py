@@ -12,7 +12,7 @@ import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 
-from bridge.mapping.loader import rule_files
+from bridge.mapping.rulefile import rule_files
 from bridge.mapping.saved import copy_name
 
 RuleFiles = dict[str, str]

@@ -28,8 +28,9 @@ import structlog
 
 from bridge.errors import StoreUnavailable
 from bridge.mapping.areas import Allowed
-from bridge.mapping.loader import LoadedRules, load_rules, rule_files
+from bridge.mapping.loader import LoadedRules, load_rules
 from bridge.mapping.reload import RulesHolder, failed_load
+from bridge.mapping.rulefile import rule_files
 from bridge.rules import files as ruleset
 from bridge.rules.check import CheckResult, check_files
 from bridge.store.base import RuleAction, RuleVersion, Store

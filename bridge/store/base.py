@@ -38,14 +38,14 @@ T = TypeVar("T")
 @dataclass(frozen=True)
 class EventFilter:
     """Events by source, topic, status, when they were received (`since` <= received_at < `until`), and
-    by `lookup`: the fingerprint of an e-mail address or an order number in the payload (bridge.lookup)."""
+    by `search_key`: the fingerprint of an e-mail address or an order number in the payload (bridge.search)."""
 
     source: str | None = None
     topic: str | None = None
     status: str | None = None
     since: float | None = None
     until: float | None = None
-    lookup: str | None = None
+    search_key: str | None = None
     event_id: int | None = None  # one event (a replay of it)
 
 

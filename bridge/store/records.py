@@ -74,9 +74,9 @@ def event_where(where: EventFilter, table: str = "e", mark: str = "?") -> tuple[
     if where.event_id is not None:
         clauses.append(f"{table}.id = {mark}")
         params.append(where.event_id)
-    if where.lookup is not None:
+    if where.search_key is not None:
         clauses.append(f"{table}.id IN (SELECT event_id FROM event_lookup WHERE fingerprint = {mark})")
-        params.append(where.lookup)
+        params.append(where.search_key)
     return (" AND ".join(clauses) or "1 = 1"), params
 
 

@@ -11,8 +11,8 @@ from typing import Any
 from starlette.testclient import TestClient
 
 from bridge.access import tokens_from_env
-from bridge.lookup import fingerprints
 from bridge.model import Mapped, Outgoing, Webhook
+from bridge.search import fingerprints
 from bridge.settings import Secret, Settings, destinations_from_env
 
 ADMIN = "admin-token-0123456789"

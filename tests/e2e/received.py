@@ -10,7 +10,8 @@ from collections.abc import Callable
 from typing import Any
 
 from bridge.fakes.ometria import record_problems
-from bridge.fakes.omnisend import contact_errors, event_problems
+from bridge.fakes.omnisend.contacts import contact_errors
+from bridge.fakes.omnisend.events import event_problems
 
 from .conftest import Fakes
 

@@ -196,9 +196,9 @@ def test_a_child_over_its_budget_is_killed_its_event_names_the_rule_and_a_new_on
             # What the event itself asks of the store is kept (its search keys, the kept order; an
             # erasure's deletions the same way): a rule over its budget does not undo them.
             itself = mapped_of(event, MapResult())
-            assert mapped.lookup and mapped.resource is not None
-            assert (mapped.lookup, mapped.resource, mapped.forget, mapped.forget_copies) == \
-                (itself.lookup, itself.resource, itself.forget, itself.forget_copies)
+            assert mapped.search_keys and mapped.resource is not None
+            assert (mapped.search_keys, mapped.resource, mapped.forget_resources, mapped.forget_copies) == \
+                (itself.search_keys, itself.resource, itself.forget_resources, itself.forget_copies)
             assert stopped(int(child))
             await process.map(rules, batch[:1])
             assert process._pool is not None  # and a new one started

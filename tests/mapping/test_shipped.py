@@ -13,20 +13,14 @@ from bridge.destinations.omneo import Omneo
 from bridge.destinations.omnisend import Omnisend
 from bridge.fakes.ometria import record_problems
 from bridge.fakes.omneo import FakeOmneo
-from bridge.fakes.omnisend import (
-    ORDER_PATCH_FIELDS,
-    _enums,
-    cart_errors,
-    category_problems,
-    contact_errors,
-    contact_request_problems,
-    event_problems,
-    order_errors,
-    product_problems,
-)
+from bridge.fakes.omnisend.catalogue import category_problems, product_problems
+from bridge.fakes.omnisend.contacts import contact_errors, contact_request_problems
+from bridge.fakes.omnisend.events import event_problems
+from bridge.fakes.omnisend.orders import ORDER_PATCH_FIELDS, cart_errors, order_errors, status_errors
 from bridge.mapping.engine import CompiledRuleSet
 from bridge.mapping.examples import example_event, run_examples
-from bridge.mapping.loader import load_rules, rule_files
+from bridge.mapping.loader import load_rules
+from bridge.mapping.rulefile import rule_files
 from bridge.model import Message, PreparedRequest
 from bridge.settings import DestinationSettings, Secret
 
@@ -89,7 +83,7 @@ def _fake_refuses(request: PreparedRequest) -> Any:
     if request.path.startswith("/api/product-categories/"):
         return category_problems(request.body, creating=False)
     if request.path.startswith("/v3/orders/") and request.method == "PATCH":  # a status update
-        return {**{k: ["not allowed"] for k in set(request.body) - ORDER_PATCH_FIELDS}, **_enums(request.body)}
+        return {**{k: ["not allowed"] for k in set(request.body) - ORDER_PATCH_FIELDS}, **status_errors(request.body)}
     if request.path.startswith("/v3/orders"):
         return order_errors(request.body)[1]
     if request.path.startswith("/v3/carts"):

@@ -133,7 +133,7 @@ def message_params(event_id: int, msg: Outgoing, idempotency_key: str) -> tuple[
 
 async def save_lookup(conn: Conn, mapped: Sequence[Mapped]) -> None:
     """The fingerprints events are found by (their e-mails and order numbers)."""
-    pairs = [(f, m.event_id) for m in mapped for f in m.lookup]
+    pairs = [(f, m.event_id) for m in mapped for f in m.search_keys]
     if pairs:
         await conn.execute("INSERT INTO event_lookup (fingerprint, event_id) SELECT * FROM unnest(%s::text[], %s::bigint[])"
                            " ON CONFLICT DO NOTHING", ([p[0] for p in pairs], [p[1] for p in pairs]))

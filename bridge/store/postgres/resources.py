@@ -20,7 +20,7 @@ _PRUNABLE = "SELECT source, kind, ref FROM resources WHERE seen_at < %(before)s"
 async def keep(conn: Conn, mapped: Sequence[Mapped]) -> None:
     """Each mapped event's body becomes its resource's latest state, unless a later event's is kept; the
     resources an event asks to erase are deleted."""
-    erased = sorted((storable(kind), storable(ref), m.event_id) for m in mapped for kind, ref in m.forget)
+    erased = sorted((storable(kind), storable(ref), m.event_id) for m in mapped for kind, ref in m.forget_resources)
     if erased:
         kinds, refs, ids = (list(column) for column in zip(*erased))
         await conn.execute(

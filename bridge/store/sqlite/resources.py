@@ -18,7 +18,7 @@ _PRUNABLE = "SELECT rowid FROM resources WHERE seen_at < :before"
 def keep(conn: sqlite3.Connection, m: Mapped) -> None:
     """The mapped event's body becomes its resource's latest state, unless a later event's is kept; the
     resources it asks to erase are deleted."""
-    for kind, ref in m.forget:
+    for kind, ref in m.forget_resources:
         conn.execute("DELETE FROM resources WHERE source = (SELECT source FROM events WHERE id = ?)"
                      " AND kind = ? AND ref = ?", (m.event_id, kind, ref))
     if m.resource is None:

@@ -104,6 +104,6 @@ def message_from_row(row: Row) -> Message:
 
 def save_lookup(conn: sqlite3.Connection, m: Mapped) -> None:
     """The fingerprints an event is found by (its e-mails and order numbers)."""
-    if m.lookup:
+    if m.search_keys:
         conn.executemany("INSERT OR IGNORE INTO event_lookup (fingerprint, event_id) VALUES (?, ?)",
-                         [(f, m.event_id) for f in m.lookup])
+                         [(f, m.event_id) for f in m.search_keys])

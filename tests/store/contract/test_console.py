@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from bridge.lookup import search_fingerprint
 from bridge.model import Mapped
+from bridge.search import search_fingerprint
 from bridge.store.base import EventFilter, PruneCutoffs, Store
 
 from .support import LEASE, T0, hook, outgoing, record
@@ -30,13 +30,13 @@ async def test_events_are_found_by_the_fingerprint_of_an_email_or_an_order_numbe
     a = await mapped_with_lookup(store, "a", (jane, order))
     b = await mapped_with_lookup(store, "b", (jane,), now=T0 + 1)
     await mapped_with_lookup(store, "c", (), now=T0 + 2)
-    by_email = await store.list_events(EventFilter(lookup=jane), 10)
+    by_email = await store.list_events(EventFilter(search_key=jane), 10)
     assert [e["id"] for e in by_email.items] == [b, a] and by_email.total == 2
-    by_order = await store.list_events(EventFilter(lookup=order, topic="orders/create"), 10)
+    by_order = await store.list_events(EventFilter(search_key=order, topic="orders/create"), 10)
     assert [e["id"] for e in by_order.items] == [a] and by_order.total == 1
-    assert (await store.list_events(EventFilter(lookup=search_fingerprint("nobody@example.com")), 10)).total == 0
+    assert (await store.list_events(EventFilter(search_key=search_fingerprint("nobody@example.com")), 10)).total == 0
     # A replay saves them again without a duplicate.
-    assert await store.count_replayable(EventFilter(lookup=jane)) == 2
+    assert await store.count_replayable(EventFilter(search_key=jane)) == 2
 
 
 async def test_pruning_an_event_row_forgets_its_fingerprints(store: Store) -> None:
@@ -46,10 +46,10 @@ async def test_pruning_an_event_row_forgets_its_fingerprints(store: Store) -> No
     await store.save_mappings([Mapped(event_id, "no_rule", [], [], [], (jane,))], T0)
     await store.prune_bodies(T0 + 1, 100)
     assert await store.prune_dedupe(T0 + 1, 100) == 1
-    assert (await store.list_events(EventFilter(lookup=jane), 10)).total == 0
+    assert (await store.list_events(EventFilter(search_key=jane), 10)).total == 0
     again = (await store.ingest(hook("new"), now=T0 + 2)).event_id
     await store.save_mappings([Mapped(again, "no_rule", [], [], [], (jane,))], T0 + 2)
-    assert [e["id"] for e in (await store.list_events(EventFilter(lookup=jane), 10)).items] == [again]
+    assert [e["id"] for e in (await store.list_events(EventFilter(search_key=jane), 10)).items] == [again]
     assert (await store.prune_preview(PruneCutoffs(T0, T0, T0))).dedupe_keys == 0
 
 

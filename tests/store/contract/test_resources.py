@@ -118,12 +118,12 @@ async def test_a_redaction_forgets_the_orders_it_lists_of_its_own_source(store: 
     await store.save_mappings([keeping(event_id, str(n)) for n, event_id in zip((1, 2, 3), kept)]
                               + [keeping(other, "1")], T0 + 1)
     redact = await ingest(store, "redact", b'{"orders_to_redact": [1, 2]}', topic="customers/redact")
-    await store.save_mappings([Mapped(redact, "mapped", ["redact"], [], [], forget=(("order", "1"), ("order", "2")))],
+    await store.save_mappings([Mapped(redact, "mapped", ["redact"], [], [], forget_resources=(("order", "1"), ("order", "2")))],
                               T0 + 2)
     assert await store.resources("shopify", "order", ["1", "2", "3"]) == {"3": b'{"id": 3}'}
     assert await store.resources("woocommerce", "order", ["1"]) == {"1": b'{"id": 1}'}
     again = await ingest(store, "redact-2", b'{"orders_to_redact": [3]}', topic="customers/redact")
     await store.save_mappings([Mapped(again, "mapped", ["redact"], [], [])], T0 + 3)
-    await store.apply_mappings([Mapped(again, "mapped", ["redact"], [], [], forget=(("order", "3"),))], T0 + 4,
+    await store.apply_mappings([Mapped(again, "mapped", ["redact"], [], [], forget_resources=(("order", "3"),))], T0 + 4,
                                force=False, dry_run=False)  # a replay of the redaction forgets too
     assert await store.resources("shopify", "order", ["3"]) == {}

@@ -13,7 +13,7 @@ CREATE TABLE IF NOT EXISTS console_actions (
 );
 CREATE INDEX IF NOT EXISTS console_actions_at ON console_actions (at);
 
--- bridge.lookup.fingerprint of each lowercased e-mail and each order number in an event's payload
+-- bridge.search's fingerprint of each lowercased e-mail and each order number in an event's payload
 -- (written when the event is mapped), so a search by either reads one index entry per event.
 CREATE TABLE IF NOT EXISTS event_lookup (
     fingerprint TEXT    NOT NULL,

@@ -4,7 +4,7 @@ addresses and order numbers in its payload.
 A fingerprint is `bridge.log.fingerprint` of the value (an e-mail lowercased, an order number without
 a leading '#'), and of the value as it is, which is the `h:` hash the masked views show: a viewer who
 sees `h:1a2b3c4d5e` in a masked payload can search by it. They are computed where the event is mapped (the mapping process,
-off the web event loop) and saved with its mapping (`Mapped.lookup`, table event_lookup).
+off the web event loop) and saved with its mapping (`Mapped.search_keys`, table event_lookup).
 
 What a sender controls costs bounded time: at most MAX_NODES values of the payload are looked at, to
 MAX_DEPTH levels, and at most MAX_KEYS fingerprints are kept per event.

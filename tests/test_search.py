@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from bridge.log import fingerprint
-from bridge.lookup import MAX_KEYS, fingerprints, search_fingerprint
 from bridge.ops.masking import mask_value
+from bridge.search import MAX_KEYS, fingerprints, search_fingerprint
 
 ORDER = {"id": 450789469, "name": "#1042", "order_number": 1042, "email": "Jane.Citizen@Example.com",
          "customer": {"email": "jane.citizen@example.com", "first_name": "Jane"},
