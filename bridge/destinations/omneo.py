@@ -103,6 +103,10 @@ class Omneo(HttpDestination):
 
     async def _send(self, profiles: list[Profile], by_id: dict[int, Message]) -> dict[int, Outcome]:
         planned = self._batch(profiles, by_id)
+        # Remembered before the request leaves: Omneo may fire the profile's webhook, and the bridge map it,
+        # before the answer is back. A print of a write that then fails is harmless: a webhook that matches it
+        # carries only what the shop already sent everywhere, and it expires with the echo window.
+        await self._remember(profiles)
         exchange = await self.exchange(planned.request)
         outcome = exchange.outcome
         if outcome.kind == "delivered" and exchange.response is not None:
@@ -118,15 +122,19 @@ class Omneo(HttpDestination):
     async def _accepted(self, profiles: list[Profile], status: int | None, response: Any) -> dict[int, Outcome]:
         batch_id = _batch_id(response)
         self.batches_total += 1
-        if self.sent_log is not None:
-            now = time.time()
-            prints = [p for profile in profiles for p in echo.sent_prints(profile.body, now)]
-            try:
-                await self.sent_log.remember_sent(prints)
-            except Exception as exc:
-                log.warning("omneo.echo_not_remembered", profiles=len(profiles), error=type(exc).__name__)
         detail = f"queued in Omneo batch {batch_id}" if batch_id else "queued by Omneo (no batch_id in the answer)"
         return {p.message_id: Outcome("delivered", status, detail, ref=batch_id) for p in profiles}
+
+    async def _remember(self, profiles: list[Profile]) -> None:
+        """Keep the fingerprints of what is about to be written, to know Omneo's echo of it (bridge.echo)."""
+        if self.sent_log is None:
+            return
+        now = time.time()
+        prints = [p for profile in profiles for p in echo.sent_prints(profile.body, now)]
+        try:
+            await self.sent_log.remember_sent(prints)
+        except Exception as exc:  # the write still goes: its echo is then mapped, as any update would be
+            log.warning("omneo.echo_not_remembered", profiles=len(profiles), error=type(exc).__name__)
 
     async def _refused(self, profiles: list[Profile], by_id: dict[int, Message], errors: dict[str, list[str]],
                        outcome: Outcome) -> dict[int, Outcome]:

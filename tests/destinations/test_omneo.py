@@ -54,6 +54,25 @@ async def test_501_profiles_make_two_batches_with_their_batch_ids(omneo: Omneo, 
     assert len(log.prints) == 501  # one fingerprint per e-mail
 
 
+async def test_what_is_written_is_remembered_before_omneo_has_it(omneo_url: str, omneo_app: Any, dest_settings: Any,
+                                                                 make_message: Any) -> None:
+    """Omneo may fire the profile's webhook, and the bridge map it, before its answer is back: the print of a
+    write is kept before the request leaves, so that webhook is known for an echo."""
+    seen: list[int] = []
+
+    class Counting(Remembered):
+        async def remember_sent(self, prints: Sequence[SentPrint]) -> None:
+            seen.append(len(fake(omneo_app).profiles))  # what Omneo holds as the print is kept
+            await super().remember_sent(prints)
+
+    log = Counting()
+    omneo = Omneo(dest_settings("omneo", omneo_url, "on-token", requests_per_minute=6000), sent_log=log)
+    outcomes = await omneo.deliver([make_message("profile", profile(n)) for n in range(3)])
+    await omneo.aclose()
+    assert {o.kind for o in outcomes} == {"delivered"} and len(fake(omneo_app).profiles) == 3
+    assert seen == [0] and len(log.prints) == 3
+
+
 async def test_an_invalid_profile_is_a_dead_letter_naming_the_field_and_the_rest_go(
         omneo: Omneo, omneo_app: Any, make_message: Any) -> None:
     messages = [make_message("profile", profile(1, gender="f")),
