@@ -52,11 +52,18 @@ def pg_session_url(pg_server: pgserver.Server) -> Iterator[str]:
 
 @pytest.fixture
 def pg_url(pg_session_url: str) -> str:
-    """The session's database with every table emptied."""
+    """The session's database with every table emptied and every identity starting again at 1.
+
+    DELETE, not TRUNCATE: the tables hold a few rows each, and TRUNCATE makes new files for all of them
+    (~0.1 s a test against ~5 ms). The schema has no foreign keys, so the order does not matter."""
     import psycopg
 
-    with psycopg.connect(pg_session_url, autocommit=True) as conn:
+    with psycopg.connect(pg_session_url) as conn, conn.transaction():
         tables = [r[0] for r in conn.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'public'"
                                              " AND tablename <> 'schema_migrations'")]
-        conn.execute("TRUNCATE " + ", ".join(tables) + " RESTART IDENTITY")
+        sequences = [r[0] for r in conn.execute("SELECT sequencename FROM pg_sequences WHERE schemaname = 'public'")]
+        for table in tables:
+            conn.execute(f'DELETE FROM "{table}"')
+        for sequence in sequences:
+            conn.execute(f'ALTER SEQUENCE "{sequence}" RESTART')
     return pg_session_url

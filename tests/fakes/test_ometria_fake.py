@@ -8,6 +8,7 @@ from typing import Any
 import httpx
 import pytest
 
+from bridge.destinations.http import tls_context
 from bridge.fakes import create_ometria_app, serve_in_thread
 
 AUTH = {"X-Ometria-Auth": "key"}
@@ -21,7 +22,7 @@ def app() -> Any:
 
 @pytest.fixture
 def client(app: Any) -> Iterator[httpx.Client]:
-    with serve_in_thread(app) as url, httpx.Client(base_url=url) as client:
+    with serve_in_thread(app) as url, httpx.Client(base_url=url, verify=tls_context()) as client:
         yield client
 
 

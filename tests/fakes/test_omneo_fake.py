@@ -15,6 +15,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from bridge.destinations.http import tls_context
 from bridge.fakes import create_omneo_app, serve_in_thread
 
 AUTH = {"Authorization": "Bearer token"}
@@ -36,7 +37,7 @@ def app() -> Any:
 
 @pytest.fixture
 def client(app: Any) -> Iterator[httpx.Client]:
-    with serve_in_thread(app) as url, httpx.Client(base_url=url) as client:
+    with serve_in_thread(app) as url, httpx.Client(base_url=url, verify=tls_context()) as client:
         yield client
 
 

@@ -10,6 +10,7 @@ from typing import Any
 import httpx
 import pytest
 
+from bridge.destinations.http import tls_context
 from bridge.fakes import create_omnisend_app, serve_in_thread
 
 API = {"Authorization": "Omnisend-API-Key key", "Omnisend-Version": "2026-03-15"}
@@ -26,7 +27,7 @@ def app() -> Any:
 
 @pytest.fixture
 def client(app: Any) -> Iterator[httpx.Client]:
-    with serve_in_thread(app) as url, httpx.Client(base_url=url) as client:
+    with serve_in_thread(app) as url, httpx.Client(base_url=url, verify=tls_context()) as client:
         yield client
 
 
