@@ -58,7 +58,8 @@ LIMITS = {
         "process 0.16-0.32 cores) and no drain finished within its 150 s: apart, this build answered with p99 "
         "0.6 s against 10.4 s at 1,000/s and 12.1 s against 31.8 s at 2,000/s; `bridge serve`, whose burst path "
         "the change leaves alike but for saves in parts of 50, measured worse in this build in each of three such "
-        "pairs while it got less CPU from the machine: not settled (bench/NOTES.md). The drain is held by mapping "
+        "pairs while it got less CPU from the machine, and two more pairs against the previous commit went one "
+        "each way: most likely the machine's spread, not settled (bench/NOTES.md). The drain is held by mapping "
         "when the mapping process's lower priority meets other work on the machine (both destinations advance "
         "in step). On PostgreSQL each webhook is a transaction of its own: one web process acknowledges ~650/s "
         "here, below both bursts, with or without a worker (section 5).",
