@@ -48,8 +48,17 @@ LIMITS = {
         "webhooks arrive and the event loop runs late (`BRIDGE_YIELD_LAG_MS`), so the backlog grows durably "
         "instead of the answers slowing down, and drains once the burst ends. The rows were measured while other "
         "work ran on the machine (the load averages above): the web process alone, the floor, shows what that "
-        "costs. Web and worker apart at 2,000/s: two store writers take turns at one SQLite file, and SQLite's "
-        "busy handler sleeps up to 100 ms a try (the suspect, not yet confirmed). The drain is held by mapping "
+        "costs. Web and worker apart: two store writers take turns at one SQLite file, and with 64 requests in "
+        "flight every wait of the web's writer for the lock costs throughput the sender's connections never "
+        "make up; the writers wait for the lock themselves (a try every 0.1-1 ms, not SQLite's busy handler's "
+        "sleeps of up to 100 ms), the worker's leaves the lock free between its transactions while it meets the "
+        "web's, and saves are 50 events a transaction. The rows \"this build\" and \"before\" were measured in "
+        "turns in one run at load averages of 8-12, where every process got a fraction of what it asked (the web "
+        "process 0.16-0.32 cores) and no drain finished within its 150 s: apart, this build answered with p99 "
+        "0.6 s against 10.4 s at 1,000/s and 12.1 s against 31.8 s at 2,000/s; `bridge serve`, whose burst path "
+        "the change leaves alike but for saves in parts of 50, measured worse in this build in each of three such "
+        "pairs while it got less CPU from the machine, and two more pairs against the previous commit went one "
+        "each way: most likely the machine's spread, not settled (bench/NOTES.md). The drain is held by mapping "
         "when the mapping process's lower priority meets other work on the machine (both destinations advance "
         "in step). On PostgreSQL each webhook is a transaction of its own: one web process acknowledges ~650/s "
         "here, below both bursts, with or without a worker (section 5).",
@@ -399,7 +408,7 @@ def burst_section(*parts: dict[str, Any] | None) -> list[str]:
         backlog = run.get("backlog_at_burst_end") or {}
         duplicated = sum(x["duplicates"] for x in d.values())
         missing = sum(max(0, run["accepted"] - x["records"]) for x in d.values())
-        layout = BURST_LAYOUTS.get(run["layout"], run["layout"]) + (f" ({run['env']})" if run.get("env") else "")
+        layout = burst_layout(run)
         answered = p["statuses"].get("200", 0) + p["statuses"].get("202", 0)
         drains = [f"{d[name]['fraction_of_ceiling']:.2f} ({d[name]['records_per_second']:,.0f}/s)" if name in d else "-"
                   for name in ("omnisend", "ometria")]
@@ -421,8 +430,15 @@ def burst_section(*parts: dict[str, Any] | None) -> list[str]:
             "children of the web or worker process):", ""]
     for run in r["runs"]:
         cpu = ", ".join(f"{k.split(':', 1)[1]} {v:.2f}" for k, v in run["cpu_cores_during_burst"].items() if v >= 0.01)
-        out.append(f"- {BURST_LAYOUTS.get(run['layout'], run['layout'])}, {run['rate']:,}/s: {cpu}")
+        out.append(f"- {burst_layout(run)}, {run['rate']:,}/s: {cpu}")
     return out
+
+
+def burst_layout(run: dict[str, Any]) -> str:
+    """A run's layout, with the build it measured when the run says (`variant`: a comparison in turns), or
+    the settings it ran with."""
+    extra = run.get("variant") or run.get("env")
+    return BURST_LAYOUTS.get(run["layout"], run["layout"]) + (f" ({extra})" if extra else "")
 
 
 def main() -> None:
@@ -466,7 +482,8 @@ def main() -> None:
         "## 5. PostgreSQL beside SQLite", "", *backends_section(load("backends-ingest"), load("backends-delivery"), load("backends-growth"),
                                                         load("backends-delivery-premapped")), "",
         *LIMITS["backends"], "",
-        "## 6. Bursts: acknowledgements while mapping and delivery run", "", *burst_section(load("burst"), load("burst-pg")), "",
+        "## 6. Bursts: acknowledgements while mapping and delivery run", "", *burst_section(load("burst"), load("burst-pg"),
+                                                                                       load("burst-writers")), "",
         *LIMITS["burst"], "",
     ]
     DOC.parent.mkdir(parents=True, exist_ok=True)

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from collections import Counter
+from functools import partial
 from typing import Any
 
 import orjson
 
 from bridge.model import IngestResult, Webhook
+from bridge.store.sqlite.lock import retry_busy
 from bridge.store.sqlite.rows import pack_body
 
 # (source, topic, dedupe_key, received_at, headers JSON, body, status): the columns ingest writes.
@@ -81,16 +84,33 @@ def ingest_many(conn: sqlite3.Connection, rows: list[EventRow]) -> list[IngestRe
                 new.add(index)
 
     results: list[IngestResult] = []
-    repeats: list[tuple[int]] = []
+    repeats: Counter[int] = Counter()
     for index, key in enumerate(keys):
         event_id = ids[first[key]]
         duplicate = index not in new
         if duplicate:
-            repeats.append((event_id,))
+            repeats[event_id] += 1
         results.append(IngestResult(event_id, duplicate=duplicate))
-    if repeats:
-        conn.executemany("UPDATE events SET duplicates = duplicates + 1 WHERE id = ?", repeats)
+    count_repeats(conn, repeats)
     return results
+
+
+def count_repeats(conn: sqlite3.Connection, repeats: Counter[int]) -> None:
+    """Add each event's repeats to its `duplicates`: one statement for each number of repeats (usually
+    one). Outside a transaction (ingest_many's rows committed by themselves) each statement commits by
+    itself, and one that found the lock taken is tried again (it changed nothing)."""
+    by_times: dict[int, list[int]] = {}
+    for event_id, times in repeats.items():
+        by_times.setdefault(times, []).append(event_id)
+    for times, event_ids in by_times.items():
+        for start in range(0, len(event_ids), INGEST_ROWS_PER_STATEMENT):
+            chunk = event_ids[start : start + INGEST_ROWS_PER_STATEMENT]
+            update = partial(conn.execute, "UPDATE events SET duplicates = duplicates + ? WHERE id IN ("
+                             + ",".join("?" * len(chunk)) + ")", [times, *chunk])
+            if conn.in_transaction:
+                update()
+            else:
+                retry_busy(update)
 
 
 def event_ids(conn: sqlite3.Connection, keys: list[tuple[str, str]]) -> dict[tuple[str, str], int]:

@@ -37,6 +37,7 @@ from typing import Any
 import structlog
 
 from bridge.errors import StoreUnavailable
+from bridge.store.sqlite.lock import WriteLock
 from bridge.store.sqlite.writer import MAX_JOBS_PER_COMMIT, _Job, commit_group, open_writer
 
 log = structlog.get_logger("bridge.store")
@@ -216,6 +217,7 @@ def _fail(jobs: list[Any], exc: BaseException) -> None:
 
 def serve(conn: Any, sock: socket.socket) -> None:
     """Answer frames of jobs until the parent closes the stream."""
+    lock = WriteLock(conn)
     buffer = bytearray()
     open_ = True
     while open_:
@@ -234,7 +236,7 @@ def serve(conn: Any, sock: socket.socket) -> None:
             except Exception as exc:
                 groups.append(StoreUnavailable(f"the store's writer could not read a job: {exc!r}"))
         jobs = [job for group in groups if isinstance(group, list) for job in group]
-        results = iter(commit_group(conn, jobs))
+        results = iter(commit_group(lock, jobs))
         replies = []
         for group in groups:
             if isinstance(group, BaseException):

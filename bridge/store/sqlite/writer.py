@@ -19,8 +19,9 @@ synchronous=FULL: in WAL mode NORMAL may lose the last commits on power loss,
 and a 2xx promises the event is durable. FULL cost ~12% in the same test.
 
 Readers (CLI, admin, the worker's reads) use their own connections; WAL lets
-them run beside the writer. A second process (`bridge worker` beside
-`bridge serve`) waits on the lock through busy_timeout.
+them run beside the writer. A second process's writer (`bridge worker` beside
+`bridge serve --no-worker`) takes turns at SQLite's write lock with this one:
+the writer waits for it itself (bridge/store/sqlite/lock.py).
 
 This module holds the connection settings and `commit_group`; the queue that
 feeds it is the store's (bridge/store/sqlite/store.py).
@@ -39,6 +40,7 @@ from typing import Any
 
 from bridge.errors import StoreUnavailable
 from bridge.store.sqlite.ingest import INGEST_ROWS_PER_STATEMENT, EventRow, ingest_many
+from bridge.store.sqlite.lock import WriteLock, is_busy
 
 MAX_JOBS_PER_COMMIT = 512
 BUSY_TIMEOUT_MS = 10_000
@@ -99,6 +101,8 @@ def _use_wal(conn: sqlite3.Connection) -> None:
 def open_writer(path: Path) -> sqlite3.Connection:
     """The writer's connection (the schema is the migrations' business: bridge/store/sqlite/migrate.py)."""
     conn = connect(path)
+    # The writer waits for the write lock itself (bridge/store/sqlite/lock.py), not in SQLite's busy handler.
+    conn.execute("PRAGMA busy_timeout = 0")
     # The writer looks up a random leaf of the dedupe index for every webhook:
     # 16 MB of cache (SQLite's default is 2 MB) keeps more of it in memory.
     conn.execute("PRAGMA cache_size = -16384")
@@ -114,34 +118,41 @@ def _unavailable(exc: Exception) -> Exception:
     return StoreUnavailable(str(exc)) if isinstance(exc, sqlite3.Error) else exc
 
 
-def commit_group(conn: sqlite3.Connection, jobs: list[_Job]) -> list[tuple[_Job, bool, Any]]:
+def commit_group(lock: WriteLock, jobs: list[_Job]) -> list[tuple[_Job, bool, Any]]:
     """Run `jobs` in one transaction, a savepoint each, and commit once.
 
     Returns (job, ok, value or exception) for every job, in order, and never raises:
     whatever goes wrong becomes every job's StoreUnavailable, so no waiter hangs.
     """
     try:
-        return _commit(conn, jobs)
+        return _commit(lock, jobs)
     except Exception as exc:
         with contextlib.suppress(sqlite3.Error):
-            conn.execute("ROLLBACK")
+            lock.conn.execute("ROLLBACK")
+        lock.released()
         return [(job, False, StoreUnavailable(f"write failed: {exc}")) for job in jobs]
 
 
-def _commit(conn: sqlite3.Connection, jobs: list[_Job]) -> list[tuple[_Job, bool, Any]]:
+def _commit(lock: WriteLock, jobs: list[_Job]) -> list[tuple[_Job, bool, Any]]:
+    conn = lock.conn
     together = True  # the webhooks in the transaction below: tried as one insert first
     if len(jobs) <= INGEST_ROWS_PER_STATEMENT and all(job.ingest is not None for job in jobs):
         # Only webhooks, as under load: their insert is one statement, which SQLite
         # commits by itself. No BEGIN and COMMIT around it: two statements less
         # (see ingest_many for why the count of statements matters).
+        changes = conn.total_changes
         try:
             values = ingest_many(conn, [job.ingest for job in jobs if job.ingest is not None])
-        except Exception:  # the statement inserted nothing, or its rows are committed:
-            together = False  # one by one below, in a transaction, each webhook gets its own answer
+        except Exception as exc:
+            if is_busy(exc) and conn.total_changes == changes:  # another writer's turn, nothing written:
+                lock.met()  # all together below, once the lock is this writer's
+            else:  # the statement inserted nothing, or its rows are committed:
+                together = False  # one by one below, in a transaction, each webhook gets its own answer
         else:
+            lock.released(webhooks=True)
             return [(job, True, value) for job, value in zip(jobs, values)]
     try:
-        conn.execute("BEGIN IMMEDIATE")
+        lock.begin(webhooks=any(job.ingest is not None for job in jobs))
     except sqlite3.Error as exc:
         return [(job, False, StoreUnavailable(f"cannot begin a transaction: {exc}")) for job in jobs]
     results: list[tuple[_Job, bool, Any]] = []
@@ -172,6 +183,8 @@ def _commit(conn: sqlite3.Connection, jobs: list[_Job]) -> list[tuple[_Job, bool
         with contextlib.suppress(sqlite3.Error):
             conn.execute("ROLLBACK")
         return [(job, False, StoreUnavailable(f"commit failed: {exc}")) for job in jobs]
+    finally:
+        lock.released()
     return results
 
 

@@ -19,7 +19,7 @@ from bridge.model import Message
 from bridge.store.base import DeadFilter, Store
 
 from ..conftest import StoreFactory
-from .support import LEASE, T0, event_with, outgoing, record
+from .support import LEASE, T0, event_with, hook, outgoing, record
 
 pytestmark = pytest.mark.anyio
 
@@ -134,6 +134,30 @@ async def test_two_instances_of_one_database_share_the_work(store_factory: Store
         ledger = await run_together([(web, 40), (worker, 40)], [web, worker, worker])
         ledger.check(expected=2 * 40 * 2)
         await leftovers(web)
+
+
+async def test_webhooks_on_one_instance_while_another_maps_and_delivers(store_factory: StoreFactory,
+                                                                      tmp_path: Path) -> None:
+    """`bridge serve --no-worker` and `bridge worker` on one database: the web instance commits a burst of
+    webhooks (resends among them) while the worker instance saves mappings, claims and completes. Each
+    webhook's answer names its one stored event; every message is delivered once."""
+    async with store_factory(tmp_path) as web, store_factory(tmp_path) as worker:
+        keys = [f"burst-{n}" for n in range(300)]
+        burst = asyncio.gather(*(web.ingest(hook(key), now=T0) for key in keys + keys[:30]))
+        ledger = await run_together([(worker, 40)], [worker, worker])
+        answers = await burst
+        ledger.check(expected=40 * 2)
+        await leftovers_of_the_worker(worker)
+        assert [a.duplicate for a in answers] == [False] * 300 + [True] * 30
+        assert [a.event_id for a in answers[300:]] == [a.event_id for a in answers[:30]]
+        waiting = await worker.waiting_events(1000)
+        assert sorted(e.id for e in waiting) == sorted(a.event_id for a in answers[:300])
+        assert {e.dedupe_key for e in waiting} == set(keys)
+
+
+async def leftovers_of_the_worker(store: Store) -> None:
+    assert await store.open_counts() == {}
+    assert (await store.list_dead(DeadFilter(), 10)).total == 0
 
 
 async def test_retries_with_backoff_keep_the_order_of_each_key(store: Store) -> None:
