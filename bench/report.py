@@ -28,9 +28,11 @@ LIMITS = {
         "run-time type check, against hand-written Python that does neither.",
     ],
     "backends": [
-        "**What limits it:** ingest on PostgreSQL commits each webhook in a transaction of its own from a pool "
-        "(SQLite's writer commits a group in one), on the two cores the server shares with the bridge and wrk; a "
-        "second web process adds an event loop, not cores. Delivery on PostgreSQL: CPU. An order (two messages) "
+        "**What limits it:** ingest: CPU, on the two cores the server shares with PostgreSQL, wrk and (in these "
+        "runs) other work. Both stores commit the webhooks that arrive together in one transaction (PostgreSQL: "
+        "one multi-row insert a group, bridge/store/postgres/groups.py); a PostgreSQL webhook also costs its "
+        "backend's CPU (~0.15 ms) on the same cores, and a second web process adds an event loop, not cores. "
+        "Delivery on PostgreSQL: CPU. An order (two messages) "
         "costs the bridge's processes about 1.5 ms of CPU and PostgreSQL's about 0.5 ms from mapping to its last "
         "answer, about 0.65 and 0.35 ms of it on the delivery path alone (the column above): Ometria's 800 orders "
         "a second need about 1.6 of the two cores, and these drains shared them with other work (the load "
@@ -52,8 +54,11 @@ LIMITS = {
         "costs. Web and worker apart at 2,000/s: two store writers take turns at one SQLite file, and SQLite's "
         "busy handler sleeps up to 100 ms a try (the suspect, not yet confirmed). The drain is held by mapping "
         "when the mapping process's lower priority meets other work on the machine (both destinations advance "
-        "in step). On PostgreSQL each webhook is a transaction of its own: one web process acknowledges ~650/s "
-        "here, below both bursts, with or without a worker (section 5).",
+        "in step). The PostgreSQL rows were measured at a load average of ~10 on the two cores (other work): the web "
+        "process got about a third of a core, which is ~1,000 webhooks a second at ~0.3 ms each, and the worker, "
+        "at nice 10, almost nothing, so its drain hit the deadline. Side by side at that load (1,000/s for 30 s, "
+        "`bridge serve --no-worker`, in turns), a transaction a webhook gave p99 31.0 s and 18.8 s, the group "
+        "commit 2.3 s and 1.1 s (bench/NOTES.md).",
     ],
     "growth": [
         "**What limits it:** the disk. Store-bound figures move with single fsync stalls, so each is a median of "
@@ -293,6 +298,10 @@ def backends_section(i: dict[str, Any] | None, d: dict[str, Any] | None, g: dict
                        f"{run['p99_ms']:.1f} ms | {run['committed_minus_200']} | {', '.join(f'{v:,.0f}' for v in i['runs'][name])} |")
         out += ["", "Committed − 200s is at most the connections wrk abandons at its deadline (committed, answer "
                     "never read); a negative figure would be an acknowledged event not stored.", ""]
+        if "load" in i:
+            out += [f"Load average (1, 5, 15 min) of the two cores as these runs began: "
+                    f"{' '.join(str(x) for x in i['load']['start'])}; as they ended: "
+                    f"{' '.join(str(x) for x in i['load']['end'])}.", ""]
     drains = [(r, "during the drain" if not r.get("premapped") else "before the drain") for r in (d, p) if r]
     if drains:
         first_drain = drains[0][0]
