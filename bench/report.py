@@ -54,9 +54,11 @@ LIMITS = {
         "costs. Web and worker apart at 2,000/s: two store writers take turns at one SQLite file, and SQLite's "
         "busy handler sleeps up to 100 ms a try (the suspect, not yet confirmed). The drain is held by mapping "
         "when the mapping process's lower priority meets other work on the machine (both destinations advance "
-        "in step). The PostgreSQL rows were measured at a load average of ~10 on the two cores (other work): the web "
+        "in step). The PostgreSQL rows were measured at a load average of 5-8 on the two cores (other work): the web "
         "process got about a third of a core, which is ~1,000 webhooks a second at ~0.3 ms each, and the worker, "
-        "at nice 10, almost nothing, so its drain hit the deadline. Side by side at that load (1,000/s for 30 s, "
+        "at nice 10, almost nothing, so its drain hit the deadline. On the machine quiet a moment later (load "
+        "average 1.2; bench/results/burst-pg-quiet.json) the web process alone answered 1,000/s for 60 s with "
+        "p99 41 ms and 2,000/s for 30 s with p99 798 ms. Side by side at a load of 10-12 (1,000/s for 30 s, "
         "`bridge serve --no-worker`, in turns), a transaction a webhook gave p99 31.0 s and 18.8 s, the group "
         "commit 2.3 s and 1.1 s (bench/NOTES.md).",
     ],
