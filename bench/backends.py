@@ -418,7 +418,9 @@ def main() -> None:
     WORK.mkdir(parents=True, exist_ok=True)
     when = {"date": datetime.date.today().isoformat(), "machine": machine()}  # this part may run alone
     if args.part in ("ingest", "all"):
+        started_load = [round(x, 1) for x in os.getloadavg()]  # others' work on the machine shows here
         result = when | ingest(args.seconds, args.rounds, args.connections)
+        result["load"] = {"start": started_load, "end": [round(x, 1) for x in os.getloadavg()]}
         save("backends-ingest", result)
         print(json.dumps(result, indent=1))
     if args.part in ("delivery", "all"):

@@ -28,9 +28,11 @@ LIMITS = {
         "run-time type check, against hand-written Python that does neither.",
     ],
     "backends": [
-        "**What limits it:** ingest on PostgreSQL commits each webhook in a transaction of its own from a pool "
-        "(SQLite's writer commits a group in one), on the two cores the server shares with the bridge and wrk; a "
-        "second web process adds an event loop, not cores. Delivery on PostgreSQL: CPU. The shared budget's "
+        "**What limits it:** ingest: CPU, on the two cores the server shares with PostgreSQL, wrk and (in these "
+        "runs) other work. Both stores commit the webhooks that arrive together in one transaction (PostgreSQL: "
+        "one multi-row insert a group, bridge/store/postgres/groups.py); a PostgreSQL webhook also costs its "
+        "backend's CPU (~0.15 ms) on the same cores, and a second web process adds an event loop, not cores. "
+        "Delivery on PostgreSQL: CPU. The shared budget's "
         "schedule allows 0.97 of Ometria's ceiling and 0.996 of Omnisend's (30 ms of slack on Ometria's second, the "
         "limiter's own 0.25 s on Omnisend's minute); the time beyond it is CPU the workers did not get: a process the "
         "machine does not run for a while comes late to its slot, and a request that reached the destination more "
@@ -60,8 +62,13 @@ LIMITS = {
         "pairs while it got less CPU from the machine, and two more pairs against the previous commit went one "
         "each way: most likely the machine's spread, not settled (bench/NOTES.md). The drain is held by mapping "
         "when the mapping process's lower priority meets other work on the machine (both destinations advance "
-        "in step). On PostgreSQL each webhook is a transaction of its own: one web process acknowledges ~650/s "
-        "here, below both bursts, with or without a worker (section 5).",
+        "in step). The PostgreSQL rows were measured at a load average of 5-8 on the two cores (other work): the web "
+        "process got about a third of a core, which is ~1,000 webhooks a second at ~0.3 ms each, and the worker, "
+        "at nice 10, almost nothing, so its drain hit the deadline. On the machine quiet a moment later (load "
+        "average 1.2; bench/results/burst-pg-quiet.json) the web process alone answered 1,000/s for 60 s with "
+        "p99 41 ms and 2,000/s for 30 s with p99 798 ms. Side by side at a load of 10-12 (1,000/s for 30 s, "
+        "`bridge serve --no-worker`, in turns), a transaction a webhook gave p99 31.0 s and 18.8 s, the group "
+        "commit 2.3 s and 1.1 s (bench/NOTES.md).",
     ],
     "growth": [
         "**What limits it:** the disk. Store-bound figures move with single fsync stalls, so each is a median of "
@@ -301,6 +308,10 @@ def backends_section(i: dict[str, Any] | None, d: dict[str, Any] | None, g: dict
                        f"{run['p99_ms']:.1f} ms | {run['committed_minus_200']} | {', '.join(f'{v:,.0f}' for v in i['runs'][name])} |")
         out += ["", "Committed − 200s is at most the connections wrk abandons at its deadline (committed, answer "
                     "never read); a negative figure would be an acknowledged event not stored.", ""]
+        if "load" in i:
+            out += [f"Load average (1, 5, 15 min) of the two cores as these runs began: "
+                    f"{' '.join(str(x) for x in i['load']['start'])}; as they ended: "
+                    f"{' '.join(str(x) for x in i['load']['end'])}.", ""]
     drains = [(r, "during the drain" if not r.get("premapped") else "before the drain") for r in (d, p) if r]
     if drains:
         first_drain = drains[0][0]

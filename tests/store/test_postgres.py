@@ -142,6 +142,67 @@ def test_an_event_committed_after_a_later_id_is_mapped_before_events_received_af
     asyncio.run(go())
 
 
+def test_events_ingested_in_groups_by_two_instances_are_each_mapped_once_in_id_order(pg_url: str) -> None:
+    """Groups commit out of id order across instances: a mapper reading behind them never skips an id."""
+    async def go() -> None:
+        async with opened(pg_url) as web1, opened(pg_url) as web2, opened(pg_url) as mapper:
+            read: list[int] = []
+            done = asyncio.Event()
+
+            async def map_loop() -> None:
+                after = 0
+                while True:
+                    finished = done.is_set()
+                    events = await mapper.waiting_events(50, after)
+                    read.extend(e.id for e in events)
+                    after = events[-1].id if events else after
+                    if finished and not events:
+                        return
+                    await asyncio.sleep(0)
+
+            async def burst(store: PostgresStore, name: str) -> list[int]:
+                ids = []
+                for n in range(20):
+                    results = await asyncio.gather(*(store.ingest(hook(f"{name}-{n}-{k % 7}")) for k in range(10)))
+                    ids += [r.event_id for r in results if not r.duplicate]
+                return ids
+
+            reading = asyncio.create_task(map_loop())
+            stored = await asyncio.gather(burst(web1, "a"), burst(web2, "b"))
+            done.set()
+            await asyncio.wait_for(reading, 30)
+            assert read == sorted(read), "read in id order"
+            assert sorted(read) == sorted(stored[0] + stored[1]), "each stored event read once"
+
+    asyncio.run(go())
+
+
+def test_a_group_whose_connection_dies_mid_commit_fails_every_webhook_in_it_and_stores_none(pg_url: str) -> None:
+    async def go() -> None:
+        async with opened(pg_url) as store, await psycopg.AsyncConnection.connect(pg_url) as mapper, \
+                await psycopg.AsyncConnection.connect(pg_url, autocommit=True) as admin:
+            await mapper.execute("SELECT pg_advisory_xact_lock(%s)", (0x62726964_67650001,))  # the horizon's lock, held
+            keys = ["x", "y", "x", "z"]
+            ingests = [asyncio.create_task(store.ingest(hook(k))) for k in keys]
+            for _ in range(100):  # until the group's insert waits for the lock
+                cur = await admin.execute("SELECT pid FROM pg_stat_activity WHERE datname = current_database()"
+                                          " AND application_name = 'bridge' AND wait_event_type = 'Lock'")
+                waiting = [r[0] for r in await cur.fetchall()]
+                if waiting:
+                    break
+                await asyncio.sleep(0.05)
+            assert waiting, "the group never waited for the lock"
+            for pid in waiting:
+                await admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
+            outcomes = await asyncio.gather(*ingests, return_exceptions=True)
+            await mapper.rollback()
+            assert all(isinstance(o, StoreUnavailable) for o in outcomes), outcomes
+            again = [await store.ingest(hook(k)) for k in ("x", "y", "z")]
+            assert not any(r.duplicate for r in again), "nothing of the failed group was stored"
+
+    asyncio.run(go())
+
+
 def test_two_instances_migrating_at_once_apply_each_migration_once(pg_server: pgserver.Server) -> None:
     url = pg_server.create_database()
     try:

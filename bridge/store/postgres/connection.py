@@ -1,8 +1,9 @@
 """Connections to PostgreSQL: the URL, the pool, one transaction at a time, and errors as the bridge's own.
 
 Every store method runs one short transaction on a pooled connection (never one held across an
-HTTP call); pooled connections are in autocommit, so a method of one statement (ingest's
-insert) is its own transaction, with no BEGIN and COMMIT round trips. A driver error becomes StoreUnavailable with the database's reason and no password,
+HTTP call); pooled connections are in autocommit, so a method of one statement (a group of
+webhooks' insert, a take of the shared budget) is its own transaction, with no BEGIN and COMMIT
+round trips. A driver error becomes StoreUnavailable with the database's reason and no password,
 so a webhook is answered 503. A deadlock or a serialization failure is retried a few times first:
 both mean "run it again", and the lock order of bridge/store/postgres/outbox.py makes them rare.
 The pool checks a connection before lending it, so after PostgreSQL restarts or a backend is
@@ -106,12 +107,13 @@ async def connect(url: str, *, autocommit: bool = False) -> Conn:
 
 
 async def in_transaction(pool: AsyncConnectionPool[Conn], url: str, fn: Callable[..., Awaitable[T]], *args: Any,
-                         single: bool = False) -> T:
+                         single: bool = False, wait: float = POOL_TIMEOUT) -> T:
     """`await fn(conn, *args)` in one transaction on a pooled connection, committed when it returns;
-    with `single`, each statement of `fn` commits by itself (fn's statements must allow that)."""
+    with `single`, each statement of `fn` commits by itself (fn's statements must allow that).
+    A connection is waited for at most `wait` seconds."""
     for attempt in range(RETRIES + 1):
         try:
-            async with pool.connection() as conn:
+            async with pool.connection(timeout=wait) as conn:
                 if single:
                     return await fn(conn, *args)
                 async with conn.transaction():

@@ -3,10 +3,10 @@
 Mapping order. Several web instances insert events at once, and an id is taken when a row is
 inserted, not when it commits: event 7 may commit after event 8. A mapper that read 8 and moved
 its cursor past it would map 7 after 9, 10, ... (events received after 7 was acknowledged), and
-their messages would go out of order. So every ingest holds a shared advisory lock until it
-commits, and the mapper takes that lock exclusively for a moment to read the id sequence: every
-id up to that value is then committed or gone for good, and only those are read. Ingest waits
-at most that moment.
+their messages would go out of order. So every ingest (the insert of a group of webhooks,
+bridge/store/postgres/groups.py) holds a shared advisory lock until it commits, and the mapper
+takes that lock exclusively for a moment to read the id sequence: every id up to that value is
+then committed or gone for good, and only those are read. Ingest waits at most that moment.
 
 Saving a mapping locks the lanes of its messages first, sorted (see outbox.py): two mappers
 saving messages of one key commit one after the other, so within a lane id order is commit order.
@@ -30,28 +30,78 @@ from bridge.store.sqlite.rows import EVENT_COLUMNS, event_from_row, pack_body, r
 EVENT_ORDER_LOCK = 0x62726964_67650001  # pg_advisory lock key: ingest shared, the mapper's horizon exclusive
 
 
-async def ingest(conn: Conn, row: EventRow) -> IngestResult:
-    """Store an event, or count a resend of it. Each statement may commit by itself: the insert holds
-    the shared lock until its commit; a resend's count is a second statement."""
-    source, topic, dedupe_key, received_at, headers, body, status = row
-    source, topic, dedupe_key = storable(source), storable(topic), storable(dedupe_key)
-    stored, codec = pack_body(body)
+async def ingest_group(conn: Conn, rows: Sequence[EventRow]) -> list[IngestResult]:
+    """Store the events of a group (bridge/store/postgres/groups.py): each row's result, in order.
+
+    One statement on the common path, its own transaction: new events inserted under the shared
+    lock, their ids in the order given; a key seen twice in the group is a duplicate of its first
+    occurrence; each resend adds one to its stored event's count. A key whose event another ingest
+    committed while the statement ran is in neither part of it (its snapshot is older than that
+    commit): it is counted by a statement of its own, and stored again if pruned meanwhile."""
+    keys = [(storable(row[0]), storable(row[2])) for row in rows]
+    firsts: dict[tuple[str, str], int] = {}  # key -> index of its first occurrence
+    seen: dict[tuple[str, str], int] = {}  # key -> its occurrences in the group
+    for index, key in enumerate(keys):
+        firsts.setdefault(key, index)
+        seen[key] = seen.get(key, 0) + 1
+    inserted: dict[tuple[str, str], int] = {}
+    ids: dict[tuple[str, str], int] = {}
+    pending = list(firsts)
+    while pending:
+        new, counted = await store_events(conn, [rows[firsts[key]] for key in pending],
+                                          [seen[key] - 1 for key in pending])
+        inserted.update(new)
+        ids.update(new)
+        ids.update(counted)
+        late = [key for key in pending if key not in ids]
+        ids.update(await count_duplicates(conn, late, [seen[key] for key in late]))
+        pending = [key for key in late if key not in ids]
+    news = {firsts[key] for key in inserted}
+    return [IngestResult(ids[key], duplicate=index not in news) for index, key in enumerate(keys)]
+
+
+Ids = dict[tuple[str, str], int]  # (source, dedupe key) -> event id
+
+
+async def store_events(conn: Conn, rows: Sequence[EventRow], repeats: Sequence[int]) -> tuple[Ids, Ids]:
+    """Insert each row (no key twice) with its repeats as its duplicates, and count the repeats and
+    the row itself as resends of an event stored before: (ids inserted, ids counted)."""
+    columns: list[list[Any]] = [[], [], [], [], [], [], [], []]
+    for source, topic, dedupe_key, received_at, headers, body, status in rows:
+        stored, codec = pack_body(body)
+        for column, value in zip(columns, (storable(source), storable(topic), storable(dedupe_key), received_at,
+                                           storable(headers), stored, codec, status), strict=True):
+            column.append(value)
     cur = await conn.execute(
-        "INSERT INTO events (source, topic, dedupe_key, received_at, headers, body, body_codec, status)"
-        " SELECT %s, %s, %s, %s, %s, %s, %s, %s FROM (SELECT pg_advisory_xact_lock_shared(%s)) AS in_order"
-        " ON CONFLICT (source, dedupe_key) DO NOTHING RETURNING id",
-        (source, topic, dedupe_key, received_at, storable(headers), stored, codec, status, EVENT_ORDER_LOCK),
-    )
-    inserted = await cur.fetchone()
-    if inserted is not None:
-        return IngestResult(int(inserted["id"]), duplicate=False)
+        "WITH incoming AS (SELECT * FROM unnest(%s::text[], %s::text[], %s::text[], %s::float8[], %s::text[],"
+        " %s::bytea[], %s::text[], %s::text[], %s::int[]) WITH ORDINALITY"
+        " AS e(source, topic, dedupe_key, received_at, headers, body, body_codec, status, repeats, n)),"
+        " inserted AS (INSERT INTO events (source, topic, dedupe_key, received_at, headers, body, body_codec, status,"
+        " duplicates) SELECT source, topic, dedupe_key, received_at, headers, body, body_codec, status, repeats"
+        " FROM (SELECT pg_advisory_xact_lock_shared(%s)) AS in_order, incoming ORDER BY n"
+        " ON CONFLICT (source, dedupe_key) DO NOTHING RETURNING id, source, dedupe_key),"
+        " counted AS (UPDATE events AS e SET duplicates = e.duplicates + i.repeats + 1 FROM incoming AS i"
+        " WHERE e.source = i.source AND e.dedupe_key = i.dedupe_key RETURNING e.id, e.source, e.dedupe_key)"
+        " SELECT id, source, dedupe_key, true AS new FROM inserted"
+        " UNION ALL SELECT id, source, dedupe_key, false FROM counted",
+        (*columns, list(repeats), EVENT_ORDER_LOCK))
+    new: Ids = {}
+    counted: Ids = {}
+    for r in await cur.fetchall():
+        (new if r["new"] else counted)[(r["source"], r["dedupe_key"])] = int(r["id"])
+    return new, counted
+
+
+async def count_duplicates(conn: Conn, keys: Sequence[tuple[str, str]], counts: Sequence[int]) -> Ids:
+    """Add each count to its stored event's resends: the id of each (source, dedupe key) found."""
+    if not keys:
+        return {}
     cur = await conn.execute(
-        "UPDATE events SET duplicates = duplicates + 1 WHERE source = %s AND dedupe_key = %s RETURNING id",
-        (source, dedupe_key))
-    found = await cur.fetchone()
-    if found is None:  # the stored row was pruned between the two statements: store it again
-        return await ingest(conn, row)
-    return IngestResult(int(found["id"]), duplicate=True)
+        "UPDATE events AS e SET duplicates = e.duplicates + d.n"
+        " FROM unnest(%s::text[], %s::text[], %s::int[]) AS d(source, dedupe_key, n)"
+        " WHERE e.source = d.source AND e.dedupe_key = d.dedupe_key RETURNING e.id, e.source, e.dedupe_key",
+        ([k[0] for k in keys], [k[1] for k in keys], list(counts)))
+    return {(r["source"], r["dedupe_key"]): int(r["id"]) for r in await cur.fetchall()}
 
 
 async def mapping_horizon(conn: Conn) -> int:

@@ -1,8 +1,9 @@
 """The PostgreSQL store: several web instances and workers on one database.
 
 Each method is one short transaction on a pooled connection (bridge/store/postgres/connection.py);
-the SQL lives beside it: inbound.py (ingest, mapping), outbox.py (claims, leases, completions),
-queries.py (what operators read and write), jobs.py (the console's replay jobs), migrate.py (the schema).
+webhooks are committed in groups (groups.py). The SQL lives beside it: inbound.py (ingest,
+mapping), outbox.py (claims, leases, completions), queries.py (what operators read and write),
+jobs.py (the console's replay jobs), migrate.py (the schema).
 """
 
 from __future__ import annotations
@@ -45,10 +46,11 @@ from bridge.store.base import (
 from bridge.store.migrations import unapplied_error
 from bridge.store.postgres import consent, echo, inbound, jobs, migrate, outbox, queries, replay, retention, rules
 from bridge.store.postgres import resources as kept
-from bridge.store.postgres.connection import Conn, connect, in_transaction, make_pool
+from bridge.store.postgres.connection import POOL_TIMEOUT, Conn, connect, in_transaction, make_pool
+from bridge.store.postgres.groups import IngestGroups
 from bridge.store.postgres.wakeups import EVENTS_CHANNEL, Wakeups
 from bridge.store.records import summary_text
-from bridge.store.sqlite.ingest import event_row
+from bridge.store.sqlite.ingest import EventRow, event_row
 
 T = TypeVar("T")
 
@@ -66,6 +68,11 @@ class PostgresStore:
         self._migrate_on_open = migrate
         self._pool: AsyncConnectionPool[Conn] | None = None
         self._wake = Wakeups(url)
+        self._groups = self._ingest_groups()
+
+    def _ingest_groups(self) -> IngestGroups:
+        # Half the pool commits webhooks at most: the rest stays for the worker, /healthz and the notifications.
+        return IngestGroups(self._commit_group, in_flight=self.pool_size // 2, wait=POOL_TIMEOUT)
 
     # -- life cycle -----------------------------------------------------------
 
@@ -85,8 +92,10 @@ class PostgresStore:
         pool = make_pool(self.url, self.pool_size)
         await pool.open()
         self._pool = pool
+        self._groups = self._ingest_groups()
 
     async def close(self) -> None:
+        await self._groups.close()  # the webhooks waiting for a commit get it before the pool goes
         await self._wake.stop()
         pool, self._pool = self._pool, None
         if pool is not None:
@@ -119,11 +128,16 @@ class PostgresStore:
     # -- inbound events -------------------------------------------------------
 
     async def ingest(self, webhook: Webhook, now: float | None = None) -> IngestResult:
-        # Each statement of an ingest commits by itself: the insert (the common path) is one round trip.
-        result = await self._run(inbound.ingest, event_row(webhook, time.time() if now is None else now), single=True)
-        if self.notify and not result.duplicate and self._pool is not None:
+        return await self._groups.ingest(event_row(webhook, time.time() if now is None else now))
+
+    async def _commit_group(self, rows: Sequence[EventRow], wait: float) -> list[IngestResult]:
+        if self._pool is None:
+            raise StoreUnavailable("store is not open")
+        # single: the group's insert is one statement, its own transaction (no BEGIN and COMMIT round trips)
+        results = await in_transaction(self._pool, self.url, inbound.ingest_group, rows, single=True, wait=wait)
+        if self.notify and not all(r.duplicate for r in results):
             self._wake.announce(self._pool, EVENTS_CHANNEL)
-        return result
+        return results
 
     async def waiting_events(self, limit: int, after: int = 0) -> list[Event]:
         horizon = await self._run(inbound.mapping_horizon)

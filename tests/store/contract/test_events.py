@@ -34,6 +34,23 @@ async def test_concurrent_resends_store_one_event(store: Store) -> None:
     assert (await store.list_events(EventFilter(), 100)).total == 5
 
 
+async def test_webhooks_arriving_together_keep_their_order_and_each_resend_is_counted(store: Store) -> None:
+    """The ingests of one moment may share a commit: each still gets its own answer."""
+    old = await store.ingest(hook("old"), now=T0)
+    keys = ["a", "old", "b", "a", "bad", "c", "old", "a"]
+    results = await asyncio.gather(*(store.ingest(hook(k, body=b"{" if k == "bad" else b'{"id": 1}',
+                                                       payload_ok=k != "bad"), now=T0 + 1) for k in keys))
+    assert [r.duplicate for r in results] == [False, True, False, True, False, False, True, True]
+    ids = {k: r.event_id for k, r in zip(keys, results, strict=True) if not r.duplicate}
+    assert ids["a"] < ids["b"] < ids["bad"] < ids["c"], "ids in the order the webhooks arrived"
+    assert results[1].event_id == results[6].event_id == old.event_id
+    assert results[3].event_id == results[7].event_id == ids["a"]
+    page = await store.list_events(EventFilter(), 10)
+    counts = {e["dedupe_key"]: e["duplicates"] for e in page.items}
+    assert counts == {"old": 2, "a": 2, "b": 0, "bad": 0, "c": 0}
+    assert [e.dedupe_key for e in await store.waiting_events(10)] == ["old", "a", "b", "c"], "bad waits for no mapper"
+
+
 async def test_events_wait_in_id_order_until_mapped_and_the_first_mapper_wins(store: Store) -> None:
     ids = [(await store.ingest(hook(f"e{n}"), now=T0 + n)).event_id for n in range(5)]
     invalid = (await store.ingest(hook("bad", body=b"{", payload_ok=False), now=T0)).event_id
