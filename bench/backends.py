@@ -55,6 +55,7 @@ from bench.common import (
 )
 from bench.delivery import OMETRIA_PER_S, OMNISEND_PER_MIN, ometria_records, omnisend_records, preload, summarise_both
 from bench.ingest import write_request_files, wrk
+from bridge.config import settings_from_env
 
 PG_SERVER = os.environ.get("BENCH_PG_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 
@@ -172,7 +173,7 @@ async def map_all(url: str) -> float:
     from bridge.worker import Worker
 
     class Rules:
-        current = load_rules(ROOT / "mappings", allowed_from_settings(Settings.from_env({})))
+        current = load_rules(ROOT / "mappings", allowed_from_settings(settings_from_env({})))
 
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(40))  # the worker's info lines
     store = make_store(url, process=False)

@@ -12,6 +12,8 @@ from __future__ import annotations
 import os
 from typing import Any
 
+from bridge.config import settings_from_env
+
 STACKS = {"uvloop": {"loop": "uvloop", "http": "httptools"}, "asyncio": {"loop": "asyncio", "http": "h11"}}
 
 
@@ -26,9 +28,8 @@ def main() -> None:
 
     from bridge.app import create_app
     from bridge.log import configure
-    from bridge.settings import Settings
 
-    settings = Settings.from_env()
+    settings = settings_from_env()
     configure(settings.log_format, settings.log_level)
     uvicorn.run(create_app(settings, run_worker=False), log_config=None, **uvicorn_options())
 

@@ -20,12 +20,9 @@ import hmac
 from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import Enum
-from typing import TYPE_CHECKING
 
 from bridge.errors import ConfigError
-
-if TYPE_CHECKING:
-    from bridge.settings import Secret
+from bridge.settings import Secret
 
 MIN_TOKEN_LENGTH = 16
 ADMIN_NAME = "admin"
@@ -85,7 +82,6 @@ class ConsoleToken:
 def tokens_from_env(value: str | None) -> tuple[ConsoleToken, ...]:
     """BRIDGE_CONSOLE_TOKENS: `name:role:token` entries separated by commas. Errors name the entry by its
     position and name, never its token."""
-    from bridge.settings import Secret
 
     tokens: list[ConsoleToken] = []
     roles = ", ".join(r.value for r in TOKEN_ROLES)

@@ -13,6 +13,7 @@ from dataclasses import replace
 import structlog
 
 from bridge import __version__
+from bridge.config import settings_from_env
 from bridge.errors import BridgeError
 from bridge.log import configure
 from bridge.settings import Settings
@@ -27,7 +28,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from bridge.connections import Limits, default_max_connections, guarded_protocol
     from bridge.server import BridgeServer
 
-    settings = Settings.from_env()
+    settings = settings_from_env()
     if args.port is not None:
         settings = replace(settings, port=args.port)
     if args.no_worker:
@@ -87,7 +88,7 @@ def lower_priority(increment: int) -> None:
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
-    settings = Settings.from_env()
+    settings = settings_from_env()
     if args.no_migrate:
         settings = replace(settings, migrate=False)
     configure(settings.log_format, settings.log_level)
@@ -127,7 +128,7 @@ async def _run_worker(settings: Settings) -> int:
 def cmd_migrate(args: argparse.Namespace) -> int:
     from bridge.store import make_store
 
-    settings = Settings.from_env()
+    settings = settings_from_env()
     status = asyncio.run(make_store(settings, process=False, migrate=False).migrate())
     applied = ", ".join(status.applied) if status.applied else "nothing to apply"
     print(f"migrations: {applied}; the database is at {status.current or 'no version'}")

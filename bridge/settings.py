@@ -1,8 +1,8 @@
-"""One Settings object, read once from the environment at the edge and passed inward."""
+"""The settings records: one Settings object, read once from the environment at the edge (bridge.config)
+and passed inward. It imports nothing of the bridge but leaves."""
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -10,6 +10,8 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
 
 from bridge import paas
+from bridge.destinations.catalog import OMNEO_DEFAULT_AREAS, OMNISEND_DEFAULT_AREAS, parse_areas
+from bridge.envvars import env_bool, env_float
 from bridge.errors import ConfigError
 from bridge.paas import Platform
 
@@ -175,73 +177,6 @@ class Settings:
     def production(self) -> bool:
         return self.env == "production"
 
-    @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
-        env = os.environ if environ is None else environ
-        from bridge.access import tokens_from_env
-        from bridge.sources.config import sources_from_env
-
-        # BRIDGE_DATABASE_URL wins over DATABASE_URL (what Heroku, Render and Railway set for their PostgreSQL).
-        url = env.get("BRIDGE_DATABASE_URL") or env.get("DATABASE_URL") or "sqlite:///bridge.db"
-        postgres = url.split("://", 1)[0] in POSTGRES_SCHEMES
-        settings = cls(
-            env=env.get("BRIDGE_ENV", "development"),
-            host=env.get("HOST", "0.0.0.0"),
-            port=_int(env, "PORT", cls.port),
-            database_path=database_path(url) if not postgres else cls.database_path,
-            database_url=url if postgres else "",
-            pg_pool_size=_int(env, "BRIDGE_PG_POOL_SIZE", cls.pg_pool_size),
-            pg_notify=_bool(env, "BRIDGE_PG_NOTIFY", cls.pg_notify),
-            mappings_dir=Path(env.get("BRIDGE_MAPPINGS_DIR", "mappings")),
-            last_good_rules=env.get("BRIDGE_LAST_GOOD_RULES_DIR", "").strip(),
-            sources=sources_from_env(env),
-            destinations=destinations_from_env(env),
-            max_body_bytes=_int(env, "BRIDGE_MAX_BODY_BYTES", cls.max_body_bytes),
-            max_header_bytes=_int(env, "BRIDGE_MAX_HEADER_BYTES", cls.max_header_bytes),
-            read_timeout_seconds=_float(env, "BRIDGE_READ_TIMEOUT_SECONDS", cls.read_timeout_seconds),
-            max_connections=_int(env, "BRIDGE_MAX_CONNECTIONS", cls.max_connections),
-            dedupe_days=_float(env, "BRIDGE_DEDUPE_DAYS", cls.dedupe_days),
-            lease_seconds=_float(env, "BRIDGE_LEASE_SECONDS", cls.lease_seconds),
-            retry_max_age_seconds=_float(env, "BRIDGE_RETRY_MAX_AGE_SECONDS", cls.retry_max_age_seconds),
-            retry_max_attempts=_int(env, "BRIDGE_RETRY_MAX_ATTEMPTS", cls.retry_max_attempts),
-            retry_base_seconds=_float(env, "BRIDGE_RETRY_BASE_SECONDS", cls.retry_base_seconds),
-            retry_cap_seconds=_float(env, "BRIDGE_RETRY_CAP_SECONDS", cls.retry_cap_seconds),
-            batch_follow_up_seconds=_float(env, "BRIDGE_BATCH_FOLLOW_UP_SECONDS", cls.batch_follow_up_seconds),
-            admin_token=Secret(env["BRIDGE_ADMIN_TOKEN"]) if env.get("BRIDGE_ADMIN_TOKEN") else None,
-            console_tokens=tokens_from_env(env.get("BRIDGE_CONSOLE_TOKENS")),
-            log_format=env.get("BRIDGE_LOG_FORMAT", "auto"),
-            log_level=env.get("BRIDGE_LOG_LEVEL", "info"),
-            store_writer=_choice(env, "BRIDGE_STORE_WRITER", ("process", "thread"), "process"),
-            mapping=_choice(env, "BRIDGE_MAPPING", ("process", "thread"), "process"),
-            migrate=_bool(env, "BRIDGE_MIGRATE", cls.migrate),
-            shutdown_seconds=_float(env, "BRIDGE_SHUTDOWN_SECONDS", cls.shutdown_seconds),
-            platform=paas.detect(env),
-            mapping_timeout_seconds=_float(env, "BRIDGE_MAPPING_TIMEOUT_SECONDS", cls.mapping_timeout_seconds),
-            mapping_memory_mb=_int(env, "BRIDGE_MAPPING_MEMORY_MB", cls.mapping_memory_mb),
-            rules_source=_choice(env, "BRIDGE_RULES_SOURCE", ("store", "folder"), "store"),
-            rules_poll_seconds=_float(env, "BRIDGE_RULES_POLL_SECONDS", cls.rules_poll_seconds),
-            rules_preview_seconds=_float(env, "BRIDGE_RULES_PREVIEW_SECONDS", cls.rules_preview_seconds),
-            lookup_wait_seconds=_float(env, "BRIDGE_LOOKUP_WAIT_SECONDS", cls.lookup_wait_seconds),
-            lookup_days=_float(env, "BRIDGE_LOOKUP_DAYS", cls.lookup_days),
-            mapping_nice=_int(env, "BRIDGE_MAPPING_NICE", cls.mapping_nice),
-            worker_nice=_int(env, "BRIDGE_WORKER_NICE", cls.worker_nice),
-            yield_lag_ms=_float(env, "BRIDGE_YIELD_LAG_MS", cls.yield_lag_ms),
-        )
-        if settings.rules_poll_seconds <= 0 or settings.rules_preview_seconds <= 0:
-            raise ConfigError("BRIDGE_RULES_POLL_SECONDS and BRIDGE_RULES_PREVIEW_SECONDS must be above 0")
-        if settings.yield_lag_ms < 0:
-            raise ConfigError(f"BRIDGE_YIELD_LAG_MS must be 0 (never yield) or more, got {settings.yield_lag_ms:g}")
-        for name in ("mapping_nice", "worker_nice"):
-            if not 0 <= getattr(settings, name) <= 19:
-                raise ConfigError(f"BRIDGE_{name.upper()} must be from 0 (as important as the web side) to 19 "
-                                  f"(the lowest priority), got {getattr(settings, name)}")
-        if settings.shutdown_seconds <= 0:
-            raise ConfigError(f"BRIDGE_SHUTDOWN_SECONDS must be above 0, got {env['BRIDGE_SHUTDOWN_SECONDS']!r}")
-        if settings.production:
-            settings.require_complete()
-            settings.require_durable_database()
-        return settings
-
     def missing(self) -> list[str]:
         """What is not configured: destinations without a key, sources without a secret."""
         gaps = [f"destination {d.name}: no API key" for d in self.destinations.values() if not d.configured]
@@ -309,8 +244,6 @@ def database_path(url: str) -> Path:
 
 
 def destinations_from_env(env: Mapping[str, str]) -> dict[str, DestinationSettings]:
-    from bridge.destinations.catalog import OMNISEND_DEFAULT_AREAS, parse_areas
-
     def key(name: str) -> Secret | None:
         return Secret(env[name]) if env.get(name) else None
 
@@ -324,12 +257,12 @@ def destinations_from_env(env: Mapping[str, str]) -> dict[str, DestinationSettin
             api_key=key("OMNISEND_API_KEY"),
             options={
                 "version": env.get("OMNISEND_VERSION", "2026-03-15"),
-                "requests_per_minute": _float(env, "OMNISEND_REQUESTS_PER_MINUTE", 400.0),
-                "batch_linger_seconds": _float(env, "OMNISEND_BATCH_LINGER_SECONDS", 0.2),
+                "requests_per_minute": env_float(env, "OMNISEND_REQUESTS_PER_MINUTE", 400.0),
+                "batch_linger_seconds": env_float(env, "OMNISEND_BATCH_LINGER_SECONDS", 0.2),
                 # Omnisend warns that batched events can re-trigger automations: a historical
                 # import may want them one by one.
-                "batch_events": _bool(env, "OMNISEND_BATCH_EVENTS", True),
-                "batch_v3": _bool(env, "OMNISEND_BATCH_V3", True),
+                "batch_events": env_bool(env, "OMNISEND_BATCH_EVENTS", True),
+                "batch_v3": env_bool(env, "OMNISEND_BATCH_V3", True),
                 "areas": parse_areas(env.get("OMNISEND_AREAS"), "OMNISEND_AREAS", OMNISEND_DEFAULT_AREAS),
                 "route_limits": _route_limits(env, "OMNISEND_ROUTE_LIMITS"),
             },
@@ -340,8 +273,8 @@ def destinations_from_env(env: Mapping[str, str]) -> dict[str, DestinationSettin
             base_url=env.get("OMETRIA_BASE_URL", "https://api.ometria.com").rstrip("/"),
             api_key=key("OMETRIA_API_KEY"),
             options={
-                "requests_per_second": _float(env, "OMETRIA_REQUESTS_PER_SECOND", 8.0),
-                "batch_linger_seconds": _float(env, "OMETRIA_BATCH_LINGER_SECONDS", 0.2),
+                "requests_per_second": env_float(env, "OMETRIA_REQUESTS_PER_SECOND", 8.0),
+                "batch_linger_seconds": env_float(env, "OMETRIA_BATCH_LINGER_SECONDS", 0.2),
                 "areas": parse_areas(env.get("OMETRIA_AREAS"), "OMETRIA_AREAS"),
             },
             named_by=named_by("OMETRIA_"),
@@ -364,8 +297,6 @@ OMNEO_ECHO_WINDOW_SECONDS = 3600.0
 def omneo_settings(env: Mapping[str, str]) -> DestinationSettings:
     """Omneo as a destination: the tenant's API root (`https://api.<tenant>.getomneo.com/api`) and a token.
     There is no default root: each tenant has its own host."""
-    from bridge.destinations.catalog import OMNEO_DEFAULT_AREAS, parse_areas
-
     token, base_url = env.get("OMNEO_API_TOKEN", "").strip(), env.get("OMNEO_BASE_URL", "").strip().rstrip("/")
     if token and not base_url:
         raise ConfigError("OMNEO_API_TOKEN is set but OMNEO_BASE_URL is not: set it to your tenant's API root, "
@@ -375,7 +306,7 @@ def omneo_settings(env: Mapping[str, str]) -> DestinationSettings:
     if base_url.endswith("/v3"):
         raise ConfigError("OMNEO_BASE_URL is the API root ending in /api, without /v3 (the bridge adds "
                           f"/v3/profiles/batch): {base_url[:-3]}")
-    per_minute = _float(env, "OMNEO_REQUESTS_PER_MINUTE", OMNEO_REQUESTS_PER_MINUTE)
+    per_minute = env_float(env, "OMNEO_REQUESTS_PER_MINUTE", OMNEO_REQUESTS_PER_MINUTE)
     if per_minute < 1:
         raise ConfigError(f"OMNEO_REQUESTS_PER_MINUTE must be 1 or more, got {env['OMNEO_REQUESTS_PER_MINUTE']!r}")
     return DestinationSettings(
@@ -385,9 +316,9 @@ def omneo_settings(env: Mapping[str, str]) -> DestinationSettings:
         options={
             "requests_per_minute": per_minute,
             # Profiles of a burst gather into fuller batches: each request is one job in Omneo's queue.
-            "batch_linger_seconds": _float(env, "OMNEO_BATCH_LINGER_SECONDS", 0.5),
+            "batch_linger_seconds": env_float(env, "OMNEO_BATCH_LINGER_SECONDS", 0.5),
             "areas": parse_areas(env.get("OMNEO_AREAS"), "OMNEO_AREAS", OMNEO_DEFAULT_AREAS),
-            "echo_window_seconds": _float(env, "OMNEO_ECHO_WINDOW_SECONDS", OMNEO_ECHO_WINDOW_SECONDS),
+            "echo_window_seconds": env_float(env, "OMNEO_ECHO_WINDOW_SECONDS", OMNEO_ECHO_WINDOW_SECONDS),
         },
         named_by=tuple(sorted(name for name in OMNEO_VARIABLES if env.get(name))),
         key_variable="OMNEO_API_TOKEN",
@@ -395,27 +326,8 @@ def omneo_settings(env: Mapping[str, str]) -> DestinationSettings:
 
 
 def _default_sources() -> dict[str, SourceSettings]:
-    from bridge.sources.config import sources_from_env
-
-    return sources_from_env({})
-
-
-def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
-    value = env.get(name)
-    if value is None or value == "":
-        return default
-    if value.lower() in ("1", "true", "yes", "on"):
-        return True
-    if value.lower() in ("0", "false", "no", "off"):
-        return False
-    raise ConfigError(f"{name} must be true or false, got {value!r}")
-
-
-def _int(env: Mapping[str, str], name: str, default: int) -> int:
-    try:
-        return int(env.get(name, default))
-    except ValueError as exc:
-        raise ConfigError(f"{name} must be a whole number, got {env[name]!r}") from exc
+    """The sources every deployment has, before their secrets are read (bridge.config)."""
+    return {name: SourceSettings(name, name) for name in ("shopify", "omneo", "woocommerce")}
 
 
 def _route_limits(env: Mapping[str, str], name: str) -> dict[str, float]:
@@ -436,17 +348,3 @@ def _route_limits(env: Mapping[str, str], name: str) -> dict[str, float]:
                               "like /api/contacts=15")
         limits[prefix.strip()] = per_minute
     return limits
-
-
-def _float(env: Mapping[str, str], name: str, default: float) -> float:
-    try:
-        return float(env.get(name, default))
-    except ValueError as exc:
-        raise ConfigError(f"{name} must be a number, got {env[name]!r}") from exc
-
-
-def _choice(env: Mapping[str, str], name: str, choices: tuple[str, ...], default: str) -> str:
-    value = env.get(name, default).strip().lower()
-    if value not in choices:
-        raise ConfigError(f"{name} must be one of {', '.join(choices)}, got {env[name]!r}")
-    return value

@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from starlette.testclient import TestClient
 
 from bridge.app import create_app
+from bridge.config import settings_from_env
 from bridge.mapping.reload import FixedRules
 from bridge.settings import Secret, Settings, SourceSettings, secrets_from
 from bridge.sign import omneo_headers, shopify_headers, woocommerce_headers
@@ -190,11 +191,11 @@ def test_random_input_never_5xx_never_accepted(client: TestClient, source: str, 
 def test_omnisend_batching_can_be_switched_off_from_the_environment() -> None:
     from bridge.errors import ConfigError
 
-    assert Settings.from_env({}).destinations["omnisend"].options["batch_events"] is True
-    off = Settings.from_env({"OMNISEND_BATCH_EVENTS": "false", "OMNISEND_BATCH_V3": "0"}).destinations["omnisend"]
+    assert settings_from_env({}).destinations["omnisend"].options["batch_events"] is True
+    off = settings_from_env({"OMNISEND_BATCH_EVENTS": "false", "OMNISEND_BATCH_V3": "0"}).destinations["omnisend"]
     assert off.options["batch_events"] is False and off.options["batch_v3"] is False
     with pytest.raises(ConfigError, match="OMNISEND_BATCH_EVENTS must be true or false"):
-        Settings.from_env({"OMNISEND_BATCH_EVENTS": "sometimes"})
+        settings_from_env({"OMNISEND_BATCH_EVENTS": "sometimes"})
 
 
 def test_webhook_paths_the_fast_route_does_not_take_still_get_starlettes_answers(client: TestClient) -> None:
@@ -270,10 +271,10 @@ def test_production_refuses_an_admin_token_under_32_characters() -> None:
     complete = {"BRIDGE_ENV": "production", "SHOPIFY_WEBHOOK_SECRET": "s", "OMNEO_WEBHOOK_SECRET": "s",
                 "WOOCOMMERCE_WEBHOOK_SECRET": "s", "OMNISEND_API_KEY": "k", "OMETRIA_API_KEY": "k"}
     with pytest.raises(ConfigError, match="32 characters"):
-        Settings.from_env(dict(complete, BRIDGE_ADMIN_TOKEN="a"))
-    assert Settings.from_env(dict(complete, BRIDGE_ADMIN_TOKEN="a" * 32)).admin_token is not None
-    assert Settings.from_env(complete).admin_token is None  # no admin API at all is fine
-    assert Settings.from_env({"BRIDGE_ADMIN_TOKEN": "a"}).admin_token is not None  # development takes any
+        settings_from_env(dict(complete, BRIDGE_ADMIN_TOKEN="a"))
+    assert settings_from_env(dict(complete, BRIDGE_ADMIN_TOKEN="a" * 32)).admin_token is not None
+    assert settings_from_env(complete).admin_token is None  # no admin API at all is fine
+    assert settings_from_env({"BRIDGE_ADMIN_TOKEN": "a"}).admin_token is not None  # development takes any
 
 
 def test_healthz_shows_paths_only_with_the_admin_token(tmp_path: Path) -> None:

@@ -6,6 +6,7 @@ import random
 
 import pytest
 
+from bridge.config import settings_from_env
 from bridge.model import Message, Outcome
 from bridge.retry import RetryPolicy
 
@@ -81,7 +82,7 @@ def test_the_defaults_agree_between_the_policy_settings_and_an_empty_environment
 
     from bridge.settings import Settings
 
-    empty, plain, policy = Settings.from_env({}), Settings(), RetryPolicy()
+    empty, plain, policy = settings_from_env({}), Settings(), RetryPolicy()
     for f in fields(Settings):
         if f.name not in {"sources", "destinations"}:
             assert getattr(empty, f.name) == getattr(plain, f.name), f.name

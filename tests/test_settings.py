@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from bridge import paas
+from bridge.config import settings_from_env
 from bridge.errors import ConfigError
-from bridge.settings import Settings
 
 
 def production(tmp_path: Path, **env: str) -> dict[str, str]:
@@ -18,12 +18,12 @@ def production(tmp_path: Path, **env: str) -> dict[str, str]:
 
 def refusal(env: dict[str, str]) -> str:
     with pytest.raises(ConfigError) as refused:
-        Settings.from_env(env)
+        settings_from_env(env)
     return str(refused.value)
 
 
 def test_a_shopify_and_omnisend_shop_sets_only_those(tmp_path: Path) -> None:
-    settings = Settings.from_env(production(tmp_path, SHOPIFY_WEBHOOK_SECRET="s", OMNISEND_API_KEY="k"))
+    settings = settings_from_env(production(tmp_path, SHOPIFY_WEBHOOK_SECRET="s", OMNISEND_API_KEY="k"))
     assert settings.production
     assert "destination ometria: no API key" in settings.missing()  # still listed in /healthz, not refused
 
@@ -40,7 +40,7 @@ def test_a_source_named_in_the_sources_file_without_its_secret_is_refused(tmp_pa
     sources.write_text("sources:\n  shop-eu:\n    scheme: shopify\n    secret_env: SHOP_EU_SECRET\n")
     env = production(tmp_path, SHOPIFY_WEBHOOK_SECRET="s", OMNISEND_API_KEY="k", BRIDGE_SOURCES_FILE=str(sources))
     assert "source shop-eu: named in BRIDGE_SOURCES_FILE but has no secret" in refusal(env)
-    assert Settings.from_env(dict(env, SHOP_EU_SECRET="eu")).sources["shop-eu"].configured
+    assert settings_from_env(dict(env, SHOP_EU_SECRET="eu")).sources["shop-eu"].configured
 
 
 def test_nothing_configured_is_refused(tmp_path: Path) -> None:
@@ -52,7 +52,7 @@ def test_nothing_configured_is_refused(tmp_path: Path) -> None:
 
 
 def test_development_requires_nothing(tmp_path: Path) -> None:
-    assert Settings.from_env({"OMETRIA_BASE_URL": "http://127.0.0.1:1", "DYNO": "web.1",
+    assert settings_from_env({"OMETRIA_BASE_URL": "http://127.0.0.1:1", "DYNO": "web.1",
                               "BRIDGE_DATABASE_URL": f"sqlite:///{tmp_path}/no/such/folder/bridge.db"}).env == "development"
 
 
@@ -71,9 +71,9 @@ def test_a_platform_that_wipes_the_disk_takes_postgresql(tmp_path: Path, variabl
     """The platform's add-on sets DATABASE_URL: nothing of the database is on the instance's disk."""
     url = f"{scheme}://u:p@db.example:5432/bridge"
     env = {"BRIDGE_ENV": "production", variable: "x", "DATABASE_URL": url, **COMPLETE}
-    settings = Settings.from_env(env)
+    settings = settings_from_env(env)
     assert settings.production and settings.database_url == url and settings.platform == paas.detect({variable: "x"})
-    assert Settings.from_env(dict(env, DATABASE_URL="", BRIDGE_DATABASE_URL=url)).database_url == url
+    assert settings_from_env(dict(env, DATABASE_URL="", BRIDGE_DATABASE_URL=url)).database_url == url
 
 
 def test_heroku_refuses_sqlite_named_by_bridge_database_url_beside_its_postgresql(tmp_path: Path) -> None:
@@ -97,9 +97,9 @@ def test_a_platform_with_volumes_takes_sqlite_on_a_mounted_volume(tmp_path: Path
     real = os.path.ismount
     monkeypatch.setattr(paas.os.path, "ismount", lambda p: Path(p) == mounted or real(p))
     env = production(tmp_path, RENDER="true", BRIDGE_DATABASE_URL=f"sqlite:///{mounted}/bridge.db", **COMPLETE)
-    assert Settings.from_env(env).platform == paas.detect({"RENDER": "true"})
+    assert settings_from_env(env).platform == paas.detect({"RENDER": "true"})
     (mounted / "bridge").mkdir()
-    assert Settings.from_env(dict(env, BRIDGE_DATABASE_URL=f"sqlite:///{mounted}/bridge/bridge.db")).production
+    assert settings_from_env(dict(env, BRIDGE_DATABASE_URL=f"sqlite:///{mounted}/bridge/bridge.db")).production
 
 
 def test_production_never_creates_the_database_folder(tmp_path: Path) -> None:
@@ -111,14 +111,14 @@ def test_production_never_creates_the_database_folder(tmp_path: Path) -> None:
 
 
 def test_the_shutdown_bound_is_read_and_checked() -> None:
-    assert Settings.from_env({}).shutdown_seconds == 25.0  # Heroku sends SIGKILL 30 s after SIGTERM
-    assert Settings.from_env({"BRIDGE_SHUTDOWN_SECONDS": "8"}).closing_seconds == pytest.approx(1.6)
+    assert settings_from_env({}).shutdown_seconds == 25.0  # Heroku sends SIGKILL 30 s after SIGTERM
+    assert settings_from_env({"BRIDGE_SHUTDOWN_SECONDS": "8"}).closing_seconds == pytest.approx(1.6)
     with pytest.raises(ConfigError, match="BRIDGE_SHUTDOWN_SECONDS must be above 0"):
-        Settings.from_env({"BRIDGE_SHUTDOWN_SECONDS": "0"})
+        settings_from_env({"BRIDGE_SHUTDOWN_SECONDS": "0"})
 
 
 def test_omneo_is_a_destination_with_a_token_and_the_tenants_api_root(tmp_path: Path) -> None:
-    settings = Settings.from_env(production(tmp_path, SHOPIFY_WEBHOOK_SECRET="s", OMNEO_API_TOKEN="t",
+    settings = settings_from_env(production(tmp_path, SHOPIFY_WEBHOOK_SECRET="s", OMNEO_API_TOKEN="t",
                                             OMNEO_BASE_URL="https://api.acme.getomneo.com/api/",
                                             OMNEO_REQUESTS_PER_MINUTE="30"))
     omneo = settings.destinations["omneo"]
@@ -137,15 +137,15 @@ def test_omneo_half_configured_is_refused_with_what_to_set(tmp_path: Path) -> No
 
 
 def test_receiving_from_omneo_does_not_configure_it_as_a_destination(tmp_path: Path) -> None:
-    settings = Settings.from_env(production(tmp_path, OMNEO_WEBHOOK_SECRET="s", OMNISEND_API_KEY="k"))
+    settings = settings_from_env(production(tmp_path, OMNEO_WEBHOOK_SECRET="s", OMNISEND_API_KEY="k"))
     assert not settings.destinations["omneo"].configured and settings.destinations["omneo"].named_by == ()
 
 
 def test_the_burst_settings_have_defaults_and_refuse_what_the_os_would() -> None:
-    settings = Settings.from_env({})
+    settings = settings_from_env({})
     assert (settings.mapping_nice, settings.worker_nice, settings.yield_lag_ms) == (10, 10, 5.0)
-    assert Settings.from_env({"BRIDGE_YIELD_LAG_MS": "0", "BRIDGE_WORKER_NICE": "0"}).yield_lag_ms == 0
+    assert settings_from_env({"BRIDGE_YIELD_LAG_MS": "0", "BRIDGE_WORKER_NICE": "0"}).yield_lag_ms == 0
     for name, value in (("BRIDGE_MAPPING_NICE", "20"), ("BRIDGE_WORKER_NICE", "-1"), ("BRIDGE_YIELD_LAG_MS", "-5")):
         with pytest.raises(ConfigError) as refused:
-            Settings.from_env({name: value})
+            settings_from_env({name: value})
         assert name in str(refused.value)

@@ -13,9 +13,9 @@ from typing import Any
 import pytest
 import uvloop
 
+from bridge.config import settings_from_env
 from bridge.errors import ConfigError, StoreUnavailable
 from bridge.model import Webhook
-from bridge.settings import Settings
 from bridge.store import SQLiteStore
 from bridge.store.sqlite.store import HAND_OVER_EVERY
 from bridge.store.sqlite.writer import execute
@@ -144,7 +144,7 @@ def test_opening_off_the_event_loop_says_how_to_use_it(tmp_path: Path) -> None:
 
 
 def test_the_setting_chooses_the_writer() -> None:
-    assert Settings.from_env({}).store_writer == "process"
-    assert Settings.from_env({"BRIDGE_STORE_WRITER": "thread"}).store_writer == "thread"
+    assert settings_from_env({}).store_writer == "process"
+    assert settings_from_env({"BRIDGE_STORE_WRITER": "thread"}).store_writer == "thread"
     with pytest.raises(ConfigError, match="BRIDGE_STORE_WRITER must be one of process, thread"):
-        Settings.from_env({"BRIDGE_STORE_WRITER": "fork"})
+        settings_from_env({"BRIDGE_STORE_WRITER": "fork"})

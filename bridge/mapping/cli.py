@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from bridge.config import settings_from_env
 from bridge.errors import ConfigError
 from bridge.mapping.areas import Allowed, allowed_from_settings, setting_name
 from bridge.mapping.check import ConsentUse
@@ -25,19 +26,18 @@ from bridge.model import Event, Message, Outgoing
 
 def _default_dir() -> Path:
     try:
-        from bridge.settings import Settings
 
-        return Settings.from_env().mappings_dir
+        return settings_from_env().mappings_dir
     except Exception:  # settings may be incomplete on a marketer's laptop; rules still live in mappings/
         return Path("mappings")
 
 
 def _allowed_areas() -> Allowed:
-    """The deployment's areas ({destination: areas}) from `Settings.from_env()`; ConfigError on bad names."""
-    from bridge.settings import Settings, destinations_from_env
+    """The deployment's areas ({destination: areas}) from `settings_from_env()`; ConfigError on bad names."""
+    from bridge.settings import destinations_from_env
 
     try:
-        return allowed_from_settings(Settings.from_env())
+        return allowed_from_settings(settings_from_env())
     except ConfigError as exc:
         if "_AREAS" in str(exc):
             raise
@@ -234,9 +234,8 @@ def _print_requests(event: Event, messages: Sequence[Outgoing]) -> bool:
         return False
     try:
         from bridge.destinations.registry import build_destinations
-        from bridge.settings import Settings
 
-        destinations = build_destinations(Settings.from_env())
+        destinations = build_destinations(settings_from_env())
     except Exception as exc:  # unconfigured settings: show the mapped messages instead
         print(f"# (cannot build destinations: {exc}; showing messages)")
         return False

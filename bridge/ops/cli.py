@@ -15,6 +15,7 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
+from bridge.config import settings_from_env
 from bridge.consent import contact_fingerprint
 from bridge.echo import echo_window
 from bridge.errors import BridgeError
@@ -128,7 +129,7 @@ def page_footer(page: Page[Any], as_json: bool) -> None:
 
 
 def cmd_events_list(args: argparse.Namespace) -> int:
-    settings = Settings.from_env()
+    settings = settings_from_env()
     where = EventFilter(args.source, args.topic, args.status, args.since, args.until)
     page = on_store(settings, lambda store: store.list_events(where, args.limit, args.offset))
     rows = [views.event_summary(r, args.reveal) for r in page.items]
@@ -143,7 +144,7 @@ def cmd_events_list(args: argparse.Namespace) -> int:
 
 
 def cmd_events_show(args: argparse.Namespace) -> int:
-    settings = Settings.from_env()
+    settings = settings_from_env()
     detail = on_store(settings, lambda store: store.event_detail(args.id))
     if detail is None:
         raise UsageError(f"no event with id {args.id}")
@@ -179,7 +180,7 @@ def cmd_events_show(args: argparse.Namespace) -> int:
 
 
 def cmd_outbox_stats(args: argparse.Namespace) -> int:
-    settings = Settings.from_env()
+    settings = settings_from_env()
 
     async def read(store: Store) -> tuple[dict[str, DestinationStats], Backlog]:
         from bridge.app import ceilings
@@ -228,7 +229,7 @@ def backlog_lines(backlog: Backlog) -> str:
 
 
 def cmd_dead_list(args: argparse.Namespace) -> int:
-    settings = Settings.from_env()
+    settings = settings_from_env()
     where = DeadFilter(destination=args.destination, since=args.since)
     page = on_store(settings, lambda store: store.list_dead(where, args.limit, args.offset))
     rows = [views.dead_letter(r, args.reveal) for r in page.items]
@@ -243,7 +244,7 @@ def cmd_dead_list(args: argparse.Namespace) -> int:
 
 
 def cmd_dead_retry(args: argparse.Namespace) -> int:
-    settings = Settings.from_env()
+    settings = settings_from_env()
     where = DeadFilter(tuple(args.id or ()), args.destination, args.since)
     if where.empty and not args.all:
         raise UsageError("dead retry needs --id, --destination or --since; --all retries every dead letter")
@@ -269,7 +270,7 @@ def running_rules(settings: Settings) -> RuleSet:
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
-    settings = Settings.from_env()
+    settings = settings_from_env()
     rules = running_rules(settings)
     where = EventFilter(args.source, args.topic, args.status, args.since, args.until)
     bar = ProgressBar("replay")
@@ -295,7 +296,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
 
 def _set_paused(args: argparse.Namespace, paused: bool) -> int:
-    settings = Settings.from_env()
+    settings = settings_from_env()
     if args.name not in settings.destinations:
         raise UsageError(f"no destination named {args.name!r}; known: {', '.join(sorted(settings.destinations))}")
     reason = (args.reason or "paused by an operator") if paused else "resumed by an operator"
@@ -317,7 +318,7 @@ def cmd_resume(args: argparse.Namespace) -> int:
 
 
 def cmd_prune(args: argparse.Namespace) -> int:
-    settings = Settings.from_env()
+    settings = settings_from_env()
     result = on_store(settings, lambda store: prune_with_settings(
         store, settings, time.time(), delivered_days=args.delivered_days, bodies_days=args.bodies_days,
         dry_run=args.dry_run))
@@ -334,7 +335,7 @@ def cmd_prune(args: argparse.Namespace) -> int:
 
 def cmd_consent_show(args: argparse.Namespace) -> int:
     """What the bridge knows of one e-mail's consent: per channel and source, the last flag and decision."""
-    settings = Settings.from_env()
+    settings = settings_from_env()
     contact = contact_fingerprint(args.email)
     records = on_store(settings, lambda store: store.consent_records(contact))
     rows = []
@@ -368,7 +369,7 @@ def _group(commands: Any, name: str, help: str) -> Any:
 
 
 def cmd_audit(args: argparse.Namespace) -> int:
-    settings = Settings.from_env()
+    settings = settings_from_env()
     where = AuditFilter(args.destination, args.area, args.since)
     page = on_store(settings, lambda store: store.audit(where, args.limit, args.offset))
     rows = [views.audit_row(r, args.reveal) for r in page.items]

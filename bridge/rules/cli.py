@@ -15,13 +15,13 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from bridge.config import settings_from_env
 from bridge.mapping.areas import allowed_from_settings
 from bridge.ops.cli import on_store
 from bridge.rules import files as ruleset
 from bridge.rules.check import check_files
 from bridge.rules.service import Missing, Refused, RulesService, diff_sets
 from bridge.rules.sync import action, publish
-from bridge.settings import Settings
 from bridge.store.base import Store
 from bridge.when import iso
 
@@ -63,7 +63,7 @@ def _who() -> str:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    head = on_store(Settings.from_env(), lambda store: RulesService(store, None).published())
+    head = on_store(settings_from_env(), lambda store: RulesService(store, None).published())
     if head is None:
         print("no rules are published yet: the folder is imported when an instance starts", file=sys.stderr)
         return 1
@@ -78,7 +78,7 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def cmd_history(args: argparse.Namespace) -> int:
-    settings = Settings.from_env()
+    settings = settings_from_env()
     if args.diff is not None:
         try:
             _, diff = on_store(settings, lambda store: RulesService(store, None).version(args.diff))
@@ -105,7 +105,7 @@ def cmd_export(args: argparse.Namespace) -> int:
         head = await store.rule_head()
         return await store.rule_version(head.version) if head else None
 
-    settings = Settings.from_env()
+    settings = settings_from_env()
     version = on_store(settings, read)
     if version is None:
         print("no such version" if args.version else "no rules are published yet", file=sys.stderr)
@@ -119,7 +119,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_import(args: argparse.Namespace) -> int:
-    settings = Settings.from_env()
+    settings = settings_from_env()
     try:
         files = ruleset.read_folder(args.dir)
     except (OSError, ValueError) as exc:
@@ -154,7 +154,7 @@ def cmd_import(args: argparse.Namespace) -> int:
 
 
 def cmd_rollback(args: argparse.Namespace) -> int:
-    settings = Settings.from_env()
+    settings = settings_from_env()
 
     async def run(store: Store) -> Any:
         old = await store.rule_version(args.version)

@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from bridge.config import settings_from_env
 from bridge.destinations.omnisend import Omnisend
 
 pytestmark = pytest.mark.anyio
@@ -589,12 +590,11 @@ async def test_a_route_with_its_own_limit_waits_its_turn_and_the_rest_go(omnisen
 
 def test_route_limits_setting() -> None:
     from bridge.errors import ConfigError
-    from bridge.settings import Settings
 
-    options = Settings.from_env({"OMNISEND_ROUTE_LIMITS": "/api/contacts=15, /api/products=400"}).destinations[
+    options = settings_from_env({"OMNISEND_ROUTE_LIMITS": "/api/contacts=15, /api/products=400"}).destinations[
         "omnisend"].options
     assert options["route_limits"] == {"/api/contacts": 15.0, "/api/products": 400.0}
-    assert Settings.from_env({}).destinations["omnisend"].options["route_limits"] == {}
+    assert settings_from_env({}).destinations["omnisend"].options["route_limits"] == {}
     for bad in ("contacts=15", "/api/contacts=5", "/api/contacts=many"):
         with pytest.raises(ConfigError, match="OMNISEND_ROUTE_LIMITS"):
-            Settings.from_env({"OMNISEND_ROUTE_LIMITS": bad})
+            settings_from_env({"OMNISEND_ROUTE_LIMITS": bad})

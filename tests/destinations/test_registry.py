@@ -2,15 +2,16 @@ from __future__ import annotations
 
 import pytest
 
+from bridge.config import settings_from_env
 from bridge.destinations.ometria import Ometria
 from bridge.destinations.omnisend import Omnisend
 from bridge.destinations.registry import build_destinations
 from bridge.errors import ConfigError
-from bridge.settings import DestinationSettings, Settings
+from bridge.settings import DestinationSettings
 
 
 def test_builds_every_destination_configured_or_not() -> None:
-    settings = Settings.from_env({"OMNISEND_API_KEY": "k", "OMNISEND_REQUESTS_PER_MINUTE": "100",
+    settings = settings_from_env({"OMNISEND_API_KEY": "k", "OMNISEND_REQUESTS_PER_MINUTE": "100",
                                   "OMETRIA_REQUESTS_PER_SECOND": "4", "OMNISEND_VERSION": "2026-03-15"})
     built = build_destinations(settings)
     assert isinstance(built["omnisend"], Omnisend) and isinstance(built["ometria"], Ometria)

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from structlog.testing import capture_logs
 
+from bridge.config import settings_from_env
 from bridge.destinations.catalog import AREAS, DEFAULT_AREAS, OMNISEND_DEFAULT_AREAS, parse_areas
 from bridge.errors import ConfigError, RulesError
 from bridge.mapping import RulesHolder, load_rules
@@ -17,7 +18,6 @@ from bridge.mapping.areas import allowed_from_settings, areas_of
 from bridge.mapping.cli import main
 from bridge.mapping.engine import CompiledRuleSet
 from bridge.model import Event
-from bridge.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
 MAPPINGS = ROOT / "mappings"
@@ -73,7 +73,7 @@ def test_areas_of(destination: str, kind: str, action: str, record: dict[str, An
 # --- configuration ------------------------------------------------------------
 
 def test_default_areas_leave_consent_and_deletions_off_and_allow_the_catalogue() -> None:
-    settings = Settings.from_env({})
+    settings = settings_from_env({})
     # Omnisend's `orders` are its v3 order resources: off by default (its order events are `events`)
     assert allowed_from_settings(settings) == {"omnisend": ("events", "contacts", "carts", "products"),
                                                "ometria": ("events", "contacts", "orders", "carts", "products"),
@@ -81,14 +81,14 @@ def test_default_areas_leave_consent_and_deletions_off_and_allow_the_catalogue()
 
 
 def test_areas_are_read_per_destination() -> None:
-    settings = Settings.from_env({"OMNISEND_AREAS": " Consent,events ,contacts", "OMETRIA_AREAS": "none"})
+    settings = settings_from_env({"OMNISEND_AREAS": " Consent,events ,contacts", "OMETRIA_AREAS": "none"})
     assert settings.destinations["omnisend"].options["areas"] == ("events", "contacts", "consent")
     assert settings.destinations["ometria"].options["areas"] == ()
 
 
 def test_an_unknown_area_names_the_variable_and_the_valid_names() -> None:
     with pytest.raises(ConfigError) as caught:
-        Settings.from_env({"OMETRIA_AREAS": "events,consnt"})
+        settings_from_env({"OMETRIA_AREAS": "events,consnt"})
     text = str(caught.value)
     assert "OMETRIA_AREAS" in text and "'consnt'" in text
     assert "events, contacts, consent, orders, carts, products, deletions" in text

@@ -12,10 +12,10 @@ from typing import Any
 
 import pytest
 
+from bridge.config import settings_from_env
 from bridge.mapping import reload, saved
 from bridge.mapping.reload import RulesHolder
 from bridge.model import Event
-from bridge.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
 BROKEN = "rules:\n  - name: orders to omnisend\n    when: [\n"
@@ -135,10 +135,10 @@ def test_a_crash_while_copying_leaves_the_previous_copy(folder: Path, tmp_path: 
 def test_settings_put_the_copy_beside_the_database_unless_told_otherwise(tmp_path: Path) -> None:
     db = tmp_path / "data" / "bridge.db"
     url = f"sqlite:///{db}"
-    assert Settings.from_env({"BRIDGE_DATABASE_URL": url}).last_good_rules_dir == tmp_path / "data" / "bridge.db.last-good-rules"
-    assert Settings.from_env({"BRIDGE_DATABASE_URL": url, "BRIDGE_LAST_GOOD_RULES_DIR": "/srv/rules-copy"}
+    assert settings_from_env({"BRIDGE_DATABASE_URL": url}).last_good_rules_dir == tmp_path / "data" / "bridge.db.last-good-rules"
+    assert settings_from_env({"BRIDGE_DATABASE_URL": url, "BRIDGE_LAST_GOOD_RULES_DIR": "/srv/rules-copy"}
                              ).last_good_rules_dir == Path("/srv/rules-copy")
-    assert Settings.from_env({"BRIDGE_DATABASE_URL": url, "BRIDGE_LAST_GOOD_RULES_DIR": "off"}).last_good_rules_dir is None
+    assert settings_from_env({"BRIDGE_DATABASE_URL": url, "BRIDGE_LAST_GOOD_RULES_DIR": "off"}).last_good_rules_dir is None
 
 
 def test_a_shared_folder_keeps_everything_that_is_not_a_copy(folder: Path, tmp_path: Path) -> None:

@@ -24,8 +24,8 @@ import pytest
 from e2e.conftest import Fakes
 
 from bridge.app import create_app
+from bridge.config import settings_from_env
 from bridge.fakes import serve_in_thread
-from bridge.settings import Settings
 from bridge.sources.signature import body_hash, dedupe_key
 from bridge.store import SQLiteStore
 from bridge.store.sqlite.writer import execute
@@ -161,7 +161,7 @@ class CappedStore(SQLiteStore):
 def run_with_page_cap(disk: Path, fakes: Fakes) -> None:
     env = reliability_env(fakes, BRIDGE_DATABASE_URL=f"sqlite:///{disk / 'bridge.db'}", BRIDGE_LOG_FORMAT="json",
                           BRIDGE_MAPPINGS_DIR=str(Path(__file__).resolve().parents[2] / "mappings"))
-    settings = Settings.from_env(env)
+    settings = settings_from_env(env)
     store = CappedStore(settings.database_path, pages=400)  # 400 x 4 KB
     app = create_app(settings, store=store)
     with serve_in_thread(app, lifespan="on") as url:

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from bridge.cli import main
+from bridge.config import settings_from_env
 
 ROOT = Path(__file__).resolve().parents[2]
 ORDERS = "shopify-orders.yaml"
@@ -68,15 +69,14 @@ def test_import_history_export_and_rollback(env: Path, tmp_path: Path, capsys: p
 def test_replay_runs_the_published_rules_not_the_folder(env: Path, tmp_path: Path) -> None:
     from bridge.ops.cli import running_rules
     from bridge.rules import files as ruleset
-    from bridge.settings import Settings
 
     changed = tmp_path / "changed"
     shutil.copytree(env, changed)
     (changed / ORDERS).write_text((changed / ORDERS).read_text() + "# published, not deployed\n")
     assert main(["rules", "import", str(changed)]) == 0
-    settings = Settings.from_env({"BRIDGE_DATABASE_URL": f"sqlite:///{tmp_path / 'b.db'}",
+    settings = settings_from_env({"BRIDGE_DATABASE_URL": f"sqlite:///{tmp_path / 'b.db'}",
                                   "BRIDGE_MAPPINGS_DIR": str(env)})
     assert running_rules(settings).digests == ruleset.digests(ruleset.read_folder(changed))  # type: ignore[attr-defined]
-    folder_only = Settings.from_env({"BRIDGE_DATABASE_URL": f"sqlite:///{tmp_path / 'b.db'}",
+    folder_only = settings_from_env({"BRIDGE_DATABASE_URL": f"sqlite:///{tmp_path / 'b.db'}",
                                      "BRIDGE_MAPPINGS_DIR": str(env), "BRIDGE_RULES_SOURCE": "folder"})
     assert running_rules(folder_only).digests == ruleset.digests(ruleset.read_folder(env))  # type: ignore[attr-defined]

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from bridge.config import settings_from_env
 from bridge.errors import ConfigError
 from bridge.settings import Secret, Settings
 from bridge.sources import build_sources
@@ -64,7 +65,7 @@ sources:
 
 def test_settings_reads_the_file(tmp_path: Path) -> None:
     env = write(tmp_path, "sources:\n  partner:\n    scheme: hmac\n    secret_env: P\n    options: {header: X-Sig}\n")
-    settings = Settings.from_env(env | {"P": "x"})
+    settings = settings_from_env(env | {"P": "x"})
     assert settings.sources["partner"].secrets == (Secret("x"),)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from bridge.config import settings_from_env
 from bridge.errors import ConfigError
 from bridge.settings import Settings, SourceSettings, secrets_from
 from bridge.sources import SCHEMES, Source, build_sources
@@ -32,7 +33,7 @@ def test_every_scheme_builds() -> None:
 
 
 def test_default_settings_build_unconfigured_sources() -> None:
-    built: dict[str, Source] = build_sources(Settings.from_env({}))
+    built: dict[str, Source] = build_sources(settings_from_env({}))
     assert set(built) == {"shopify", "omneo", "woocommerce"}
     assert not any(s.configured for s in built.values())
 

@@ -13,9 +13,9 @@ from typing import Any
 import pytest
 
 from bridge.cli import build_parser, main
+from bridge.config import settings_from_env
 from bridge.errors import MigrationError
 from bridge.model import Webhook
-from bridge.settings import Settings
 from bridge.store import SQLiteStore, make_store
 from bridge.store.base import DeadFilter, EventFilter
 from bridge.store.migrations import migrations
@@ -177,8 +177,8 @@ def test_a_store_told_not_to_migrate_refuses_a_database_that_lacks_migrations(tm
     path = database_of_the_schema_before_migrations(tmp_path / "old.db")
     with pytest.raises(MigrationError, match="bridge migrate"):
         SQLiteStore(path, migrate=False).open_sync()
-    assert Settings.from_env({"BRIDGE_MIGRATE": "false"}).migrate is False
-    assert Settings.from_env({}).migrate is True
+    assert settings_from_env({"BRIDGE_MIGRATE": "false"}).migrate is False
+    assert settings_from_env({}).migrate is True
 
 
 def test_the_migrate_command(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:

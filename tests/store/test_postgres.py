@@ -18,6 +18,7 @@ import pgserver
 import psycopg
 import pytest
 
+from bridge.config import settings_from_env
 from bridge.destinations.ratelimit import RateLimiter
 from bridge.errors import ConfigError, StoreUnavailable
 from bridge.model import Decision, Mapped, Outcome, Outgoing, Webhook
@@ -282,14 +283,14 @@ def test_terminated_connections_give_503s_then_the_pool_recovers(pg_url: str) ->
 
 def test_both_url_schemes_are_accepted_and_bridge_database_url_wins() -> None:
     assert libpq_url("postgres://u:p@db.example:5432/d") == "postgresql://u:p@db.example:5432/d"
-    heroku = Settings.from_env({"DATABASE_URL": "postgres://u:p@h/d"})
+    heroku = settings_from_env({"DATABASE_URL": "postgres://u:p@h/d"})
     assert heroku.database_url == "postgres://u:p@h/d"
-    both = Settings.from_env({"DATABASE_URL": "postgres://u:p@h/d", "BRIDGE_DATABASE_URL": "postgresql://x@y/z"})
+    both = settings_from_env({"DATABASE_URL": "postgres://u:p@h/d", "BRIDGE_DATABASE_URL": "postgresql://x@y/z"})
     assert both.database_url == "postgresql://x@y/z"
-    local = Settings.from_env({"DATABASE_URL": "postgres://u:p@h/d", "BRIDGE_DATABASE_URL": "sqlite:///here.db"})
+    local = settings_from_env({"DATABASE_URL": "postgres://u:p@h/d", "BRIDGE_DATABASE_URL": "sqlite:///here.db"})
     assert local.database_url == "" and str(local.database_path) == "here.db"
-    assert Settings.from_env({}).store_url == "sqlite:///bridge.db"
-    assert Settings.from_env({"BRIDGE_PG_POOL_SIZE": "6", "BRIDGE_PG_NOTIFY": "false"}).pg_pool_size == 6
+    assert settings_from_env({}).store_url == "sqlite:///bridge.db"
+    assert settings_from_env({"BRIDGE_PG_POOL_SIZE": "6", "BRIDGE_PG_NOTIFY": "false"}).pg_pool_size == 6
 
 
 @pytest.mark.parametrize("url", ["postgres://u:s3cret@host:notaport/d", "postgresql://u:s3cret@/d",
