@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import re
 import signal
 import time
 from collections.abc import AsyncIterator, Mapping
@@ -19,6 +18,7 @@ from starlette.routing import Route
 
 from bridge.console.app import console_routes
 from bridge.destinations import Destination
+from bridge.log import without_folders
 from bridge.mapping.process import MappingProcess
 from bridge.mapping.reload import FixedRules, RunningRules
 from bridge.metrics import METRICS, metrics_route
@@ -167,7 +167,7 @@ class Bridge:
                 "loaded_at_utc": iso(self.rules.loaded_at),
                 # the files' texts and the areas allowed: instances that differ here run different rules
                 "hash": self.rules.hash,
-                "error": error if private or error is None else _FOLDERS.sub("", str(error)),
+                "error": error if private or error is None else without_folders(str(error)),
                 # set when a start found the rules broken and runs the last good copy (BRIDGE_LAST_GOOD_RULES_DIR)
                 "running_saved_copy": _saved_copy(self.rules.running_saved, private),
                 # messages this deployment refuses to send (areas not allowed), with the setting to change
@@ -186,7 +186,7 @@ class Bridge:
             return {"source": "folder"}
         state = self.rules_sync.state()
         if not private and state["folder_error"] is not None:
-            state["folder_error"] = _FOLDERS.sub("", state["folder_error"])
+            state["folder_error"] = without_folders(state["folder_error"])
         return state
 
     async def backlog(self) -> dict[str, Any]:
@@ -213,10 +213,6 @@ class Bridge:
                 return {"new": None, "created_at_utc": None, "error": type(exc).__name__}
             self._database = {"new": not held, "created_at_utc": iso(created)}
         return self._database
-
-
-# The folders of an absolute path ("/srv/app/mappings/"), left out of what /healthz shows to anyone.
-_FOLDERS = re.compile(r"(?<![\w.~-])/(?:[^\s/:'\"]+/)+")
 
 
 def _saved_copy(copy: Any, private: bool) -> dict[str, Any] | None:

@@ -353,3 +353,12 @@ def configure(log_format: str = "auto", level: str = "info") -> None:
     root.handlers[:] = [handler]
     root.setLevel(logging.WARNING)  # httpx logs every request at INFO, with URLs: keep it quiet
     logging.getLogger("uvicorn.error").setLevel(logging.INFO)
+
+
+# The folders of an absolute path ("/srv/app/mappings/"), left out of what anyone may read (/healthz, the console).
+_FOLDERS = re.compile(r"(?<![\w.~-])/(?:[^\s/:'\"]+/)+")
+
+
+def without_folders(text: str) -> str:
+    """`text` with the folders of every absolute path left out: "/srv/app/mappings/a.yaml" reads "a.yaml"."""
+    return _FOLDERS.sub("", text)

@@ -33,8 +33,10 @@ from bridge.access import Access, ConsoleToken, Permission, Principal
 from bridge.console import charts, session
 from bridge.console.activity import ActivityCache
 from bridge.console.jobs import KEEP_JOBS, Jobs, percent
+from bridge.console.refusal import Refused
 from bridge.console.rules import RulesPages
 from bridge.errors import StoreUnavailable
+from bridge.log import without_folders
 from bridge.ops import actions, views
 from bridge.ops.admin import access_of, describe_filter
 from bridge.ops.replay import Progress, replay
@@ -67,12 +69,6 @@ HEADERS = {
 }
 
 Handler = Callable[[Request], Awaitable[Response]]
-
-
-class Refused(Exception):
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
 
 
 def templates() -> Environment:
@@ -540,9 +536,7 @@ def _summary(summary: ReplaySummary | None) -> str:
 def _no_folders(error: object) -> str | None:
     if error is None:
         return None
-    from bridge.app import _FOLDERS
-
-    return _FOLDERS.sub("", str(error))
+    return without_folders(str(error))
 
 
 def console_routes(bridge: Bridge) -> list[BaseRoute]:

@@ -22,7 +22,8 @@ from starlette.routing import BaseRoute, Mount, Route, Router
 
 from bridge.access import Permission
 from bridge.console import session
-from bridge.ops.admin import _endpoint
+from bridge.console.refusal import Refused
+from bridge.ops.params import guarded
 from bridge.rules import files as ruleset
 from bridge.rules.api import rules_routes
 from bridge.rules.check import CheckResult, check_files
@@ -143,8 +144,6 @@ class RulesPages:
         return name
 
     def _id(self, request: Request, name: str) -> int:
-        from bridge.console.app import Refused
-
         value = request.path_params[name]
         if not isinstance(value, int) or not 1 <= value < 2**62:
             raise Refused(404, f"No {name.replace('_', ' ')} {value}.")
@@ -152,8 +151,6 @@ class RulesPages:
 
     async def _do(self, work: Awaitable[T]) -> T:
         """The service's refusals as the console's pages show them."""
-        from bridge.console.app import Refused
-
         try:
             return await work
         except Missing as exc:
@@ -168,7 +165,7 @@ class RulesPages:
 
     def api_guard(self, permission: Permission) -> Callable[[Handler], Handler]:
         def wrap(handler: Handler) -> Handler:
-            inner = _endpoint(handler, permission)
+            inner = guarded(handler, permission)
 
             async def endpoint(request: Request) -> Response:
                 token = self.console.holder(request)

@@ -18,10 +18,8 @@ from __future__ import annotations
 
 import asyncio
 import hmac
-import json
 import time
-from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import structlog
 from starlette.requests import Request
@@ -29,121 +27,43 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Mount, Route, Router
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from bridge.access import Access, Permission, Principal, Role
-from bridge.errors import StoreUnavailable
+from bridge.access import Access, Permission, Role
 from bridge.log import capped
 from bridge.ops import actions, views
-from bridge.ops.openapi import MAX_ROW_ID, document
+from bridge.ops.openapi import document
+from bridge.ops.params import (
+    BadRequest,
+    Handler,
+    NotFound,
+    error,
+    flag_param,
+    guarded,
+    is_row_id,
+    json_body,
+    limit_param,
+    offset_param,
+    page_answer,
+    principal,
+    require,
+    text_param,
+    when_param,
+)
 from bridge.ops.replay import replay
 from bridge.ops.slowdown import FailedTries
+from bridge.rules.api import named_actor, rules_routes
 from bridge.settings import Secret, Settings
-from bridge.store.base import EVENT_STATUSES, DeadFilter, EventFilter, Page
-from bridge.when import iso, parse_when
+from bridge.store.base import EVENT_STATUSES, DeadFilter, EventFilter
+from bridge.when import iso
 
 if TYPE_CHECKING:
     from bridge.app import Bridge
 
 log = structlog.get_logger("bridge.ops.admin")
 
-MAX_LIMIT = 1000
 SHOWN_PATH_CAP = 128  # a refused path is logged cut to this many characters: the sender chose it
-Handler = Callable[[Request], Awaitable[Response]]
-
-
-class BadRequest(Exception):
-    """A parameter the caller must fix: answered 400."""
-
-
-class NotFound(Exception):
-    pass
-
-
-def error(message: str, status: int, **headers: str) -> JSONResponse:
-    return JSONResponse({"error": message}, status_code=status, headers=headers or None)
-
-
-# -- parameters ---------------------------------------------------------------
-
-
-def _when(name: str, value: Any) -> float | None:
-    if value is None or value == "":
-        return None
-    if not isinstance(value, str):
-        raise BadRequest(f"{name}: expected a string (ISO 8601 or 2h, 3d)")
-    try:
-        return parse_when(value, time.time())
-    except ValueError as exc:
-        raise BadRequest(f"{name}: {exc}") from None
-
-
-def _is_row_id(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= MAX_ROW_ID
-
-
-def _whole(name: str, value: str | None, default: int, low: int, high: int) -> int:
-    if value is None:
-        return default
-    try:
-        number = int(value)
-    except ValueError:
-        raise BadRequest(f"{name}: expected a whole number, got {value!r}") from None
-    if not low <= number <= high:
-        raise BadRequest(f"{name}: expected {low} to {high}, got {number}")
-    return number
-
-
-def _limit(value: str | None, default: int) -> int:
-    return _whole("limit", value, default, 1, MAX_LIMIT)
-
-
-def _offset(value: str | None) -> int:
-    return _whole("offset", value, 0, 0, MAX_ROW_ID)
-
-
-def _page(name: str, page: Page[Any], rows: list[dict[str, Any]]) -> JSONResponse:
-    """A list answer: its rows, and where they sit among all that match ("N of M")."""
-    return JSONResponse({name: rows, "total": page.total, "limit": page.limit, "offset": page.offset})
-
-
-def _flag(name: str, value: Any) -> bool:
-    if value is None:
-        return False
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, str) and value.lower() in ("1", "true", "yes"):
-        return True
-    if isinstance(value, str) and value.lower() in ("0", "false", "no", ""):
-        return False
-    raise BadRequest(f"{name}: expected true or false")
-
-
-def _text(name: str, value: Any) -> str | None:
-    if value is None or isinstance(value, str):
-        return value or None
-    raise BadRequest(f"{name}: expected a string")
-
-
-async def _body(request: Request, allowed: set[str]) -> dict[str, Any]:
-    raw = await request.body()
-    if not raw.strip():
-        return {}
-    try:
-        body = json.loads(raw)
-    except ValueError:
-        raise BadRequest("the body is not valid JSON") from None
-    if not isinstance(body, dict):
-        raise BadRequest("the body must be a JSON object")
-    unknown = sorted(set(body) - allowed)
-    if unknown:
-        raise BadRequest(f"unknown field(s): {', '.join(unknown)}; allowed: {', '.join(sorted(allowed))}")
-    return body
 
 
 # -- the guard ----------------------------------------------------------------
-
-
-class Forbidden(Exception):
-    """The token's role lacks a permission: answered 403."""
 
 
 class AdminGuard:
@@ -186,21 +106,9 @@ def access_of(settings: Settings) -> Access:
     return Access(settings.console_tokens, settings.admin_token)
 
 
-def principal(request: Request) -> Principal:
-    who: Principal = request.state.principal
-    return who
-
-
-def require(request: Request, permission: Permission) -> Principal:
-    who = principal(request)
-    if not who.can(permission):
-        raise Forbidden(f"the {who.role.value} role may not {permission.value.replace('_', ' ')}")
-    return who
-
-
 def _reveal(request: Request) -> bool:
     """`reveal=true` asks for personal data in clear: only a role that may reveal it."""
-    reveal = _flag("reveal", request.query_params.get("reveal"))
+    reveal = flag_param("reveal", request.query_params.get("reveal"))
     if reveal:
         require(request, Permission.REVEAL)
     return reveal
@@ -217,36 +125,14 @@ def has_admin_token(token: Secret | None, authorization: str) -> bool:
 def _actor(request: Request) -> str:
     """Who asked, for the rules' audit log: the token's name; the admin token may name a person with
     X-Bridge-Actor (automation publishing on someone's behalf)."""
-    from bridge.rules.api import named_actor
-
     who = principal(request)
     return named_actor(request) if who.role is Role.ADMIN else who.name
-
-
-def _endpoint(handler: Handler, permission: Permission = Permission.VIEW) -> Handler:
-    async def endpoint(request: Request) -> Response:
-        try:
-            require(request, permission)
-            return await handler(request)
-        except Forbidden as exc:
-            return error(str(exc), 403)
-        except BadRequest as exc:
-            return error(str(exc), 400)
-        except NotFound as exc:
-            return error(str(exc), 404)
-        except StoreUnavailable as exc:
-            log.error("admin.store_failed", path=request.url.path, reason=str(exc))
-            return error("the store cannot answer now; retry later", 503, **{"Retry-After": "5"})
-
-    return endpoint
 
 
 # -- the routes ---------------------------------------------------------------
 
 
 def admin_app(bridge: Bridge) -> ASGIApp:
-    from bridge.rules.api import rules_routes  # it builds on this module's helpers
-
     store = bridge.store
 
     async def list_events(request: Request) -> Response:
@@ -255,15 +141,15 @@ def admin_app(bridge: Bridge) -> ASGIApp:
         if status is not None and status not in EVENT_STATUSES:
             raise BadRequest(f"status: one of {', '.join(EVENT_STATUSES)}")
         where = EventFilter(q.get("source") or None, q.get("topic") or None, status,
-                            _when("since", q.get("since")), _when("until", q.get("until")))
-        limit, offset, reveal = _limit(q.get("limit"), 50), _offset(q.get("offset")), _reveal(request)
+                            when_param("since", q.get("since")), when_param("until", q.get("until")))
+        limit, offset, reveal = limit_param(q.get("limit"), 50), offset_param(q.get("offset")), _reveal(request)
         page = await store.list_events(where, limit, offset)
-        return _page("events", page, [views.event_summary(r, reveal) for r in page.items])
+        return page_answer("events", page, [views.event_summary(r, reveal) for r in page.items])
 
     async def show_event(request: Request) -> Response:
         event_id = request.path_params["event_id"]
         reveal = _reveal(request)
-        if not _is_row_id(event_id):
+        if not is_row_id(event_id):
             raise NotFound(f"no event with id {event_id}")
         detail = await store.event_detail(event_id)
         if detail is None:
@@ -272,19 +158,19 @@ def admin_app(bridge: Bridge) -> ASGIApp:
 
     async def list_dead(request: Request) -> Response:
         q = request.query_params
-        where = DeadFilter(destination=q.get("destination") or None, since=_when("since", q.get("since")))
-        limit, offset, reveal = _limit(q.get("limit"), 100), _offset(q.get("offset")), _reveal(request)
+        where = DeadFilter(destination=q.get("destination") or None, since=when_param("since", q.get("since")))
+        limit, offset, reveal = limit_param(q.get("limit"), 100), offset_param(q.get("offset")), _reveal(request)
         page = await store.list_dead(where, limit, offset)
-        return _page("dead", page, [views.dead_letter(r, reveal) for r in page.items])
+        return page_answer("dead", page, [views.dead_letter(r, reveal) for r in page.items])
 
     async def retry_dead(request: Request) -> Response:
-        body = await _body(request, {"ids", "destination", "since", "all"})
+        body = await json_body(request, {"ids", "destination", "since", "all"})
         ids = body.get("ids") or []
-        if not isinstance(ids, list) or not all(_is_row_id(i) for i in ids):
+        if not isinstance(ids, list) or not all(is_row_id(i) for i in ids):
             raise BadRequest("ids: expected a list of message ids")
-        where = DeadFilter(tuple(ids), _text("destination", body.get("destination")),
-                           _when("since", body.get("since")))
-        if where.empty and not _flag("all", body.get("all")):
+        where = DeadFilter(tuple(ids), text_param("destination", body.get("destination")),
+                           when_param("since", body.get("since")))
+        if where.empty and not flag_param("all", body.get("all")):
             raise BadRequest("give ids, destination or since; \"all\": true retries every dead letter")
         now = time.time()
         count = await store.retry_dead(where, now)
@@ -293,16 +179,16 @@ def admin_app(bridge: Bridge) -> ASGIApp:
         return JSONResponse({"retried": count})
 
     async def replay_events(request: Request) -> Response:
-        body = await _body(request, {"since", "until", "source", "topic", "status", "dry_run", "force"})
-        since = _when("since", body.get("since"))
+        body = await json_body(request, {"since", "until", "source", "topic", "status", "dry_run", "force"})
+        since = when_param("since", body.get("since"))
         if since is None:
             raise BadRequest("since: required (ISO 8601 or 2h, 3d)")
-        status = _text("status", body.get("status"))
+        status = text_param("status", body.get("status"))
         if status is not None and status not in EVENT_STATUSES:
             raise BadRequest(f"status: one of {', '.join(EVENT_STATUSES)}")
-        where = EventFilter(_text("source", body.get("source")), _text("topic", body.get("topic")), status,
-                            since, _when("until", body.get("until")))
-        force, dry_run = _flag("force", body.get("force")), _flag("dry_run", body.get("dry_run"))
+        where = EventFilter(text_param("source", body.get("source")), text_param("topic", body.get("topic")), status,
+                            since, when_param("until", body.get("until")))
+        force, dry_run = flag_param("force", body.get("force")), flag_param("dry_run", body.get("dry_run"))
         rules = bridge.rules.current
         if rules is None:
             return error("no valid rules are loaded; fix mappings/ first (see /healthz)", 503)
@@ -318,8 +204,8 @@ def admin_app(bridge: Bridge) -> ASGIApp:
             name = request.path_params["name"]
             if name not in bridge.destinations:
                 raise NotFound(f"no destination named {name!r}; known: {', '.join(sorted(bridge.destinations))}")
-            body = await _body(request, {"reason"} if paused else set())
-            reason = (_text("reason", body.get("reason")) or "paused by an operator") if paused \
+            body = await json_body(request, {"reason"} if paused else set())
+            reason = (text_param("reason", body.get("reason")) or "paused by an operator") if paused \
                 else "resumed by an operator"
             # No key fingerprint: an operator's pause holds until resumed.
             await store.set_paused(name, paused, reason, None, time.time())
@@ -339,24 +225,24 @@ def admin_app(bridge: Bridge) -> ASGIApp:
 
     async def list_actions(request: Request) -> Response:
         q = request.query_params
-        page = await store.list_actions(_limit(q.get("limit"), 100), _offset(q.get("offset")))
-        return _page("actions", page, [views.console_action(a) for a in page.items])
+        page = await store.list_actions(limit_param(q.get("limit"), 100), offset_param(q.get("offset")))
+        return page_answer("actions", page, [views.console_action(a) for a in page.items])
 
     async def openapi(request: Request) -> Response:
         return JSONResponse(document())
 
     routes = [
-        Route("/events", _endpoint(list_events), methods=["GET"]),
-        Route("/events/{event_id:int}", _endpoint(show_event), methods=["GET"]),
-        Route("/dead", _endpoint(list_dead), methods=["GET"]),
-        Route("/dead/retry", _endpoint(retry_dead, Permission.OPERATE), methods=["POST"]),
-        Route("/replay", _endpoint(replay_events, Permission.OPERATE), methods=["POST"]),
-        Route("/destinations/{name}/pause", _endpoint(pause_or_resume(True), Permission.OPERATE), methods=["POST"]),
-        Route("/destinations/{name}/resume", _endpoint(pause_or_resume(False), Permission.OPERATE), methods=["POST"]),
-        Route("/actions", _endpoint(list_actions, Permission.READ_ACTIONS), methods=["GET"]),
-        Route("/outbox/stats", _endpoint(outbox_stats), methods=["GET"]),
+        Route("/events", guarded(list_events), methods=["GET"]),
+        Route("/events/{event_id:int}", guarded(show_event), methods=["GET"]),
+        Route("/dead", guarded(list_dead), methods=["GET"]),
+        Route("/dead/retry", guarded(retry_dead, Permission.OPERATE), methods=["POST"]),
+        Route("/replay", guarded(replay_events, Permission.OPERATE), methods=["POST"]),
+        Route("/destinations/{name}/pause", guarded(pause_or_resume(True), Permission.OPERATE), methods=["POST"]),
+        Route("/destinations/{name}/resume", guarded(pause_or_resume(False), Permission.OPERATE), methods=["POST"]),
+        Route("/actions", guarded(list_actions, Permission.READ_ACTIONS), methods=["GET"]),
+        Route("/outbox/stats", guarded(outbox_stats), methods=["GET"]),
         Route("/openapi.json", openapi, methods=["GET"]),
-        *rules_routes(bridge.rules_service(), _endpoint, lambda handler: _endpoint(handler, Permission.EDIT_RULES),
+        *rules_routes(bridge.rules_service(), guarded, lambda handler: guarded(handler, Permission.EDIT_RULES),
                       actor=_actor),
     ]
     return AdminGuard(bridge, Router(routes=routes, default=_not_found))

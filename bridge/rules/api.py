@@ -16,8 +16,18 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from bridge.access import Permission
-from bridge.ops.admin import BadRequest, NotFound, _body, _flag, _limit, _offset, _page, _whole, require
 from bridge.ops.openapi import MAX_ROW_ID
+from bridge.ops.params import (
+    BadRequest,
+    NotFound,
+    flag_param,
+    json_body,
+    limit_param,
+    offset_param,
+    page_answer,
+    require,
+    whole_param,
+)
 from bridge.rules.preview import DEFAULT_EVENTS, MAX_EVENTS
 from bridge.rules.service import Missing, Refused, RulesService, action_view, draft_view, version_view
 
@@ -72,15 +82,15 @@ def rules_routes(service: RulesService, read: Callable[[Handler], Handler],
 
     async def versions(request: Request) -> Response:
         q = request.query_params
-        page = await service.history(_limit(q.get("limit"), 50), _offset(q.get("offset")))
-        return _page("versions", page, [version_view(v) for v in page.items])
+        page = await service.history(limit_param(q.get("limit"), 50), offset_param(q.get("offset")))
+        return page_answer("versions", page, [version_view(v) for v in page.items])
 
     async def one_version(request: Request) -> Response:
         found, diff = await service.version(_id(request, "version"))
         return JSONResponse({**version_view(found, with_files=True), "diff": diff})
 
     async def rollback(request: Request) -> Response:
-        body = await _body(request, {"version", "message"})
+        body = await json_body(request, {"version", "message"})
         target = body.get("version")
         if not isinstance(target, int) or isinstance(target, bool) or not 1 <= target <= MAX_ROW_ID:
             raise BadRequest("version: expected the number of the version to run again")
@@ -91,16 +101,16 @@ def rules_routes(service: RulesService, read: Callable[[Handler], Handler],
 
     async def actions(request: Request) -> Response:
         q = request.query_params
-        page = await service.actions(_limit(q.get("limit"), 50), _offset(q.get("offset")))
-        return _page("actions", page, [action_view(a) for a in page.items])
+        page = await service.actions(limit_param(q.get("limit"), 50), offset_param(q.get("offset")))
+        return page_answer("actions", page, [action_view(a) for a in page.items])
 
     async def drafts(request: Request) -> Response:
         q = request.query_params
-        page = await service.drafts(_limit(q.get("limit"), 50), _offset(q.get("offset")))
-        return _page("drafts", page, [draft_view(d) for d in page.items])
+        page = await service.drafts(limit_param(q.get("limit"), 50), offset_param(q.get("offset")))
+        return page_answer("drafts", page, [draft_view(d) for d in page.items])
 
     async def new_draft(request: Request) -> Response:
-        body = await _body(request, {"files"})
+        body = await json_body(request, {"files"})
         files = _files(body["files"]) if "files" in body else None
         draft = await service.create_draft(actor(request), files)
         return JSONResponse(draft_view(draft, with_files=True), status_code=201)
@@ -109,7 +119,7 @@ def rules_routes(service: RulesService, read: Callable[[Handler], Handler],
         return JSONResponse(draft_view(await service.draft(_id(request, "draft_id")), with_files=True))
 
     async def replace_draft(request: Request) -> Response:
-        body = await _body(request, {"files"})
+        body = await json_body(request, {"files"})
         if "files" not in body:
             raise BadRequest("files: required")
         draft = await service.save_draft(actor(request), _id(request, "draft_id"), _files(body["files"]))
@@ -120,7 +130,7 @@ def rules_routes(service: RulesService, read: Callable[[Handler], Handler],
         return JSONResponse({"deleted": True})
 
     async def put_file(request: Request) -> Response:
-        body = await _body(request, {"text"})
+        body = await json_body(request, {"text"})
         text = body.get("text")
         if not isinstance(text, str):
             raise BadRequest("text: expected the file's text")
@@ -136,11 +146,11 @@ def rules_routes(service: RulesService, read: Callable[[Handler], Handler],
         return JSONResponse((await service.check(draft.files)).as_dict())
 
     async def check_files(request: Request) -> Response:
-        body = await _body(request, {"files"})
+        body = await json_body(request, {"files"})
         return JSONResponse((await service.check(_files(body.get("files")))).as_dict())
 
     async def run_examples(request: Request) -> Response:
-        body = await _body(request, {"file"})
+        body = await json_body(request, {"file"})
         file = body.get("file")
         if file is not None and not isinstance(file, str):
             raise BadRequest("file: expected a file name")
@@ -148,22 +158,22 @@ def rules_routes(service: RulesService, read: Callable[[Handler], Handler],
         return JSONResponse(await service.examples(draft.files, file))
 
     async def preview(request: Request) -> Response:
-        body = await _body(request, {"limit", "reveal"})
+        body = await json_body(request, {"limit", "reveal"})
         raw = body.get("limit")
-        limit = _whole("limit", None if raw is None else str(raw), DEFAULT_EVENTS, 1, MAX_EVENTS)
-        reveal = _flag("reveal", body.get("reveal"))
+        limit = whole_param("limit", None if raw is None else str(raw), DEFAULT_EVENTS, 1, MAX_EVENTS)
+        reveal = flag_param("reveal", body.get("reveal"))
         if reveal:  # a rules editor previews without personal data; an operator or the admin may see it
             require(request, Permission.REVEAL)
         answer = await service.preview(actor(request), _id(request, "draft_id"), limit, reveal)
         return JSONResponse(answer)
 
     async def publish(request: Request) -> Response:
-        body = await _body(request, {"message", "force"})
+        body = await json_body(request, {"message", "force"})
         message = body.get("message") or ""
         if not isinstance(message, str):
             raise BadRequest("message: expected a string")
         version = await service.publish_draft(actor(request), _id(request, "draft_id"), message,
-                                              _flag("force", body.get("force")))
+                                              flag_param("force", body.get("force")))
         return JSONResponse(version_view(version), status_code=201)
 
     def route(path: str, handler: Handler, method: str) -> Route:
