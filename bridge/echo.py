@@ -8,7 +8,8 @@ So for every profile it sends, the Omneo adapter keeps a fingerprint in the stor
 profile's e-mail (and of each identity), the names of the compared fields it sent and a hash of their
 values. A `profile.updated` whose compared fields, read from the webhook, hash to the same value within
 the echo window (OMNEO_ECHO_WINDOW_SECONDS) is that echo: the worker records the event as `echo`, maps
-nothing, and deletes the prints it matched in the same transaction, so each write is echoed once and a
+nothing, and deletes the prints it matched in the same transaction (only while they are still those: a
+later write's print under the same key stays for its own echo), so each write is echoed once and a
 later change Omneo alone makes (points, tier) goes on as usual. A person's change in the window differs in some compared field and goes on as usual. No personal
 data is stored: keys and values are SHA-256 hashes.
 
@@ -196,7 +197,7 @@ class EchoGuard:
         self.store = store
         self.clock = clock
 
-    async def echoes(self, events: Sequence[Event]) -> dict[int, tuple[str, ...]]:
+    async def echoes(self, events: Sequence[Event]) -> dict[int, tuple[tuple[str, str, float], ...]]:
         """Every event among `events` that carries what the bridge wrote, with the keys of the prints it
         uses up (one write is echoed once, so a later change Omneo alone makes, points or tier, within
         the window is mapped). A `profile.updated` of them is an echo: recorded as such, not mapped. A
@@ -218,7 +219,8 @@ class EchoGuard:
         if not remembered:
             return {}
         now = self.clock()
-        found = {event_id: keys for event_id, payload in payloads.items()
+        found = {event_id: tuple((key, remembered[key].digest, remembered[key].sent_at) for key in keys)
+                 for event_id, payload in payloads.items()
                  if (keys := echoed_keys(payload, remembered, now, self.window))}
         echoes = sorted(set(found) & updates)
         for event_id in echoes:

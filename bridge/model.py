@@ -157,9 +157,12 @@ class OwnCopies:
 
     contacts: tuple[str, ...] = ()
     prints: tuple[str, ...] = ()
+    # The prints an echo used up, as (key, digest, sent_at): deleted only while they are still the ones it
+    # matched, so the print of a later write to the same profile, kept meanwhile, stays for its own echo.
+    used_prints: tuple[tuple[str, str, float], ...] = ()
 
     def __bool__(self) -> bool:
-        return bool(self.contacts or self.prints)
+        return bool(self.contacts or self.prints or self.used_prints)
 
 
 @dataclass(frozen=True)

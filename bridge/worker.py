@@ -355,11 +355,10 @@ class Worker:
                 mapped = await asyncio.to_thread(map_events, rules, others, self.settings.mapping_timeout_seconds)
             if not matched:
                 return mapped
-            mapped = [replace(m, forget_copies=OwnCopies(m.forget_copies.contacts,
-                                                         m.forget_copies.prints + matched[m.event_id]))
+            mapped = [replace(m, forget_copies=replace(m.forget_copies, used_prints=matched[m.event_id]))
                       if m.event_id in matched else m for m in mapped]
             order = {event.id: n for n, event in enumerate(events)}
-            echoed = [Mapped(event_id, "echo", [], [], [], forget_copies=OwnCopies(prints=matched[event_id]))
+            echoed = [Mapped(event_id, "echo", [], [], [], forget_copies=OwnCopies(used_prints=matched[event_id]))
                       for event_id in echoes]
             return sorted([*mapped, *echoed], key=lambda m: order[m.event_id])
         finally:

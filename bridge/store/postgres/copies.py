@@ -17,3 +17,9 @@ async def forget(conn: Conn, mapped: Sequence[Mapped]) -> None:
         await conn.execute("DELETE FROM consent WHERE contact = ANY(%s::text[])", (contacts,))
     if prints:
         await conn.execute("DELETE FROM sent_prints WHERE key = ANY(%s::text[])", (prints,))
+    used = sorted({p for m in mapped for p in m.forget_copies.used_prints})
+    if used:  # only while still the ones an echo matched: a later write's print under the key stays
+        await conn.execute(
+            "DELETE FROM sent_prints AS s USING unnest(%s::text[], %s::text[], %s::float8[]) AS u(key, digest, sent_at)"
+            " WHERE s.key = u.key AND s.digest = u.digest AND s.sent_at = u.sent_at",
+            ([k for k, _, _ in used], [d for _, d, _ in used], [a for _, _, a in used]))

@@ -69,10 +69,22 @@ async def test_an_erasure_mapped_by_another_mapper_first_forgets_once_and_a_repl
 async def test_an_echo_uses_up_the_prints_it_matched(store: Store) -> None:
     await store.remember_sent(PRINTS)
     echo_id = (await store.ingest(hook("echo", source="omneo", topic="profile.updated"), now=T0)).event_id
-    await store.save_mappings([Mapped(echo_id, "echo", [], [], [],
-                                      forget_copies=OwnCopies(prints=("email:jane", "identity:jane")))], T0 + 1)
+    used = (("email:jane", "d1", T0), ("identity:jane", "d1", T0))
+    await store.save_mappings([Mapped(echo_id, "echo", [], [], [], forget_copies=OwnCopies(used_prints=used))], T0 + 1)
     assert set(await store.sent_prints(["email:jane", "identity:jane", "email:ari"])) == {"email:ari"}
     assert await queued(store, echo_id) == []
+
+
+async def test_an_echo_leaves_the_print_of_a_later_write_to_the_same_profile(store: Store) -> None:
+    """The echo of a first write is mapped after a second write to the profile kept its print under the same
+    key: the second print stays, for the second write's own echo."""
+    await store.remember_sent(PRINTS)
+    later = SentPrint("email:jane", "email,email_promo", "d3", T0 + 0.25)
+    await store.remember_sent([later])
+    echo_id = (await store.ingest(hook("created", source="omneo", topic="profile.created"), now=T0)).event_id
+    await store.save_mappings([Mapped(echo_id, "mapped", ["r"], [], [], forget_copies=OwnCopies(
+        used_prints=(("email:jane", "d1", T0), ("identity:jane", "d1", T0))))], T0 + 1)
+    assert await store.sent_prints(["email:jane", "identity:jane"]) == {"email:jane": later}
 
 
 async def test_retention_prunes_sent_prints_past_the_echo_window_and_keeps_consent(store: Store) -> None:
