@@ -24,9 +24,9 @@ RUNTIME_VARIABLES = {"PATH", "PYTHONUNBUFFERED", "PIP_DISABLE_PIP_VERSION_CHECK"
 
 
 def bridge_variables() -> set[str]:
-    """Every environment variable name bridge/settings.py and the sources' configuration read."""
+    """Every environment variable name bridge/config.py, bridge/settings.py and the sources' configuration read."""
     names = set()
-    for module in ("bridge/settings.py", "bridge/sources/config.py"):
+    for module in ("bridge/config.py", "bridge/settings.py", "bridge/sources/config.py"):
         for node in ast.walk(ast.parse((ROOT / module).read_text())):
             if isinstance(node, ast.Constant) and isinstance(node.value, str) and re.fullmatch(r"[A-Z][A-Z0-9_]+", node.value):
                 names.add(node.value)

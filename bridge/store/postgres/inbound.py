@@ -33,7 +33,7 @@ EVENT_ORDER_LOCK = 0x62726964_67650001  # pg_advisory lock key: ingest shared, t
 async def ingest_group(conn: Conn, rows: Sequence[EventRow]) -> list[IngestResult]:
     """Store the events of a group (bridge/store/postgres/groups.py): each row's result, in order.
 
-    One statement on the common path, its own transaction: new events inserted under the shared
+    One statement on the common path, in the group's transaction: new events inserted under the shared
     lock, their ids in the order given; a key seen twice in the group is a duplicate of its first
     occurrence; each resend adds one to its stored event's count. A key whose event another ingest
     committed while the statement ran is in neither part of it (its snapshot is older than that

@@ -133,8 +133,10 @@ class PostgresStore:
     async def _commit_group(self, rows: Sequence[EventRow], wait: float) -> list[IngestResult]:
         if self._pool is None:
             raise StoreUnavailable("store is not open")
-        # single: the group's insert is one statement, its own transaction (no BEGIN and COMMIT round trips)
-        results = await in_transaction(self._pool, self.url, inbound.ingest_group, rows, single=True, wait=wait)
+        # One transaction: a group whose later statement meets a deadlock (two groups, or a mapping, updating
+        # the same events in another order) is retried whole, never after its insert committed (its new
+        # events would then answer as duplicates of themselves).
+        results = await in_transaction(self._pool, self.url, inbound.ingest_group, rows, wait=wait)
         if self.notify and not all(r.duplicate for r in results):
             self._wake.announce(self._pool, EVENTS_CHANNEL)
         return results
