@@ -148,7 +148,10 @@ async def test_webhooks_on_one_instance_while_another_maps_and_delivers(store_fa
         answers = await burst
         ledger.check(expected=40 * 2)
         await leftovers_of_the_worker(worker)
-        assert [a.duplicate for a in answers] == [False] * 300 + [True] * 30
+        # A resend sent at once with its original: either may be stored first (on PostgreSQL two groups of
+        # webhooks commit side by side), the other is its duplicate, with the same event.
+        assert [a.duplicate for a in answers[30:300]] == [False] * 270
+        assert [a.duplicate + b.duplicate for a, b in zip(answers[:30], answers[300:])] == [1] * 30
         assert [a.event_id for a in answers[300:]] == [a.event_id for a in answers[:30]]
         waiting = await worker.waiting_events(1000)
         assert sorted(e.id for e in waiting) == sorted(a.event_id for a in answers[:300])
