@@ -35,7 +35,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import orjson
 import structlog
 
 from bridge import erasure
@@ -87,12 +86,8 @@ def mapped_of(event: Event, result: MapResult) -> Mapped:
 
 
 def search_keys_of(event: Event) -> tuple[str, ...]:
-    """What the event is found by (bridge.search); nothing when its body is not a JSON document."""
-    try:
-        payload = orjson.loads(event.body)
-    except orjson.JSONDecodeError:
-        return ()
-    return fingerprints(payload, event.topic)
+    """What the event is found by: the e-mails and order numbers in its body (bridge.search)."""
+    return fingerprints(event.body, event.topic)
 
 
 def complete(events: Sequence[Event], mapped: Sequence[Mapped]) -> bool:

@@ -51,7 +51,7 @@ def fill(client: TestClient, n: int = 0, *, name: str = "Jane", email: str = "ja
                        key=f"order:{n}", areas=("events",))
     mapped = Mapped(result.event_id, "mapped", ["Shopify order placed"], [],
                     [(message, message.idempotency_key("shopify", f"key-{n}"))],
-                    fingerprints(json.loads(body), "orders/create"))
+                    fingerprints(body, "orders/create"))
     portal.call(store.save_mappings, [mapped], 1.0)
     [claimed] = portal.call(store.claim, "omnisend", 1, 60.0, 2.0)
     if dead:
