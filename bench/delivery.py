@@ -157,6 +157,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--orders", type=int, default=10_000)
     parser.add_argument("--deadline", type=float, default=120.0)
+    parser.add_argument("--env", action="append", default=[], help="NAME=VALUE for the bridge's processes")
     args = parser.parse_args()
     WORK.mkdir(parents=True, exist_ok=True)
     db = WORK / "delivery.db"
@@ -171,6 +172,8 @@ def main() -> None:
     with serve_in_thread(omnisend) as omnisend_url, serve_in_thread(ometria) as ometria_url:
         env = {"OMNISEND_API_KEY": OMNISEND_KEY, "OMNISEND_BASE_URL": omnisend_url,
                "OMETRIA_API_KEY": OMETRIA_KEY, "OMETRIA_BASE_URL": ometria_url}
+        env.update(kv.split("=", 1) for kv in args.env)
+        result["env"] = dict(kv.split("=", 1) for kv in args.env)
         log = WORK / "delivery-bridge.log"
         log.unlink(missing_ok=True)
         t_start = time.monotonic()

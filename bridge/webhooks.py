@@ -103,7 +103,9 @@ class WebhookEndpoint:
             await send({"type": "http.response.body", "body": body})
         finally:
             # Counted and logged after the answer left: neither delays the sender.
-            self.metrics.webhook(name, answer.topic, answer.outcome, time.perf_counter() - started)
+            answered = time.perf_counter() - started
+            self.bridge.pressure.answered(answered)
+            self.metrics.webhook(name, answer.topic, answer.outcome, answered)
             level, event, fields = answer.log
             emit(self.log, level, event, {"source": capped(name, SHOWN_NAME_CAP), **fields})
 

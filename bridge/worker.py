@@ -37,7 +37,7 @@ from bridge.waiting import attach, reads_lookups
 log = structlog.get_logger("bridge.worker")
 
 MAP_BATCH = 200
-# While the webhooks of this process are busy (bridge.pressure), a batch's save holds the store's writer,
+# While webhooks arrive at this process (bridge.pressure), a batch's save holds the store's writer,
 # and the acknowledgements behind it, for a quarter of the time: ~5 ms instead of ~20 ms on SQLite.
 MAP_BATCH_BUSY = 50
 IDLE_POLL_SECONDS = 0.5
@@ -240,7 +240,7 @@ class Worker:
             while not self._stopping.is_set():
                 events: list[Event] = []
                 await self._yield()
-                limit = MAP_BATCH_BUSY if self.pressure is not None and self.pressure.busy() else MAP_BATCH
+                limit = MAP_BATCH_BUSY if self.pressure is not None and self.pressure.arriving() else MAP_BATCH
                 try:
                     rules = self.rules.current
                     if rules is not None and not await self._take_turn():  # another worker maps now

@@ -30,6 +30,23 @@ def test_busy_only_while_webhooks_arrive_and_the_loop_runs_late() -> None:
     assert not pressure.busy()  # the last webhook is a while ago
 
 
+def test_busy_while_webhooks_wait_for_their_answer_though_the_loop_is_on_time() -> None:
+    clock = Clock()
+    pressure = Pressure(lag_limit=0.005, answer_limit=0.020, clock=clock)
+    pressure.webhook()
+    assert pressure.arriving() and not pressure.busy()
+    pressure.answered(0.004)
+    assert not pressure.busy()  # answered promptly: the worker goes on
+    pressure.answered(0.060)  # waited for its commit behind the worker's save, say
+    pressure.answered(0.003)
+    assert pressure.busy() and pressure.answer == 0.060
+    clock.now += 2 * HALF_LIFE_SECONDS
+    assert abs(pressure.answer - 0.015) < 1e-9 and not pressure.busy()
+    clock.now += BUSY_WINDOW_SECONDS
+    pressure.answered(0.500)
+    assert not pressure.arriving() and not pressure.busy()  # no webhook for a while
+
+
 def test_the_lag_is_held_at_its_peak_and_halves_every_half_life() -> None:
     clock = Clock()
     pressure = Pressure(lag_limit=0.005, clock=clock)
