@@ -97,6 +97,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
 async def _run_worker(settings: Settings) -> int:
     from bridge.app import Bridge
+    from bridge.pressure import Arrivals
     from bridge.worker import Worker
 
     bridge = Bridge.build(settings)
@@ -105,7 +106,11 @@ async def _run_worker(settings: Settings) -> int:
     # the database's lock at a low priority would hold up the web side's commits).
     lower_priority(settings.worker_nice)
     rules_watch = await bridge.start_rules()
-    bridge.worker = Worker(settings, bridge.store, bridge.rules, bridge.destinations)
+    # Webhooks arrive at other processes: seen by the store, the worker's rounds wait while they do
+    # and it is behind (bridge.pressure.Arrivals); BRIDGE_YIELD_LAG_MS=0 turns waiting off, as in serve.
+    arrivals = Arrivals() if settings.yield_lag_ms > 0 else None
+    bridge.worker = Worker(settings, bridge.store, bridge.rules, bridge.destinations, pressure=arrivals)
+    watch_arrivals = asyncio.create_task(arrivals.watch_store(bridge.store)) if arrivals is not None else None
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -117,6 +122,8 @@ async def _run_worker(settings: Settings) -> int:
     await stop.wait()
     await bridge.stop_worker()
     watch.cancel()
+    if watch_arrivals is not None:
+        watch_arrivals.cancel()
     if rules_watch is not None:
         rules_watch.cancel()
     for destination in bridge.destinations.values():

@@ -17,16 +17,27 @@ something other than webhooks) slows mapping and delivery without stopping them.
 webhooks stop, nothing waits: the backlog drains at the destinations' pace.
 
 Without webhooks (`bridge worker`) the loop's lag is the worker's own work and is not a reason to
-wait; that process yields the CPU to the web process by its OS priority instead (bridge/cli.py).
+wait. That process yields the CPU to the web process by its OS priority (bridge/cli.py), and its
+`Arrivals` sees the webhooks of the other processes arrive by the store's newest event id (read every
+ARRIVALS_POLL_SECONDS): while they arrive and the worker is behind (its last read of events to map was
+a full batch), its loops wait as above. OS priority alone leaves the database to the worker: its
+transactions take the SQLite file's one write lock in turn with the web's, and its PostgreSQL
+statements run in backends at the web's priority; at 2,000 webhooks a second the answers waited
+seconds behind them (bench/NOTES.md, Bursts). A worker that keeps up (short reads) never waits.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from bridge.store.base import Store
 
 TICK_SECONDS = 0.01
 LAG_LIMIT_SECONDS = 0.005
@@ -35,6 +46,7 @@ HALF_LIFE_SECONDS = 0.1
 BUSY_WINDOW_SECONDS = 1.0
 MAX_WAIT_SECONDS = 1.0
 POLL_SECONDS = 0.02
+ARRIVALS_POLL_SECONDS = 0.25
 
 
 @dataclass
@@ -47,6 +59,7 @@ class Pressure:
     clock: Callable[[], float] = time.monotonic
     last_webhook: float = -1e9
     yielded_seconds: float = 0.0  # in all, for the metrics
+    behind: bool = False  # the worker's last read of events to map was a full batch (Arrivals)
     _lag: float = 0.0
     _lag_at: float = field(default=0.0)
     _answer: float = 0.0
@@ -104,6 +117,30 @@ class Pressure:
         waited = self.clock() - started
         self.yielded_seconds += waited
         return waited
+
+
+@dataclass
+class Arrivals(Pressure):
+    """The pressure of a worker in a process of its own: webhooks arrive at another process, seen by the
+    store's newest event id, and the worker's rounds wait while they arrive and it is behind."""
+
+    newest: int = -1
+
+    def busy(self) -> bool:
+        return self.arriving() and self.behind
+
+    def saw(self, newest: int) -> None:
+        """The store's newest event id now: a new one means webhooks arrive (the first reading is not)."""
+        if self.newest >= 0 and newest > self.newest:
+            self.webhook()
+        self.newest = max(self.newest, newest)
+
+    async def watch_store(self, store: Store) -> None:
+        """Read the newest event id for ever (a task of the worker's process); a failed read is skipped."""
+        while True:
+            with contextlib.suppress(Exception):  # the store is away: the worker's own loops say so
+                self.saw(await store.newest_event_id())
+            await asyncio.sleep(ARRIVALS_POLL_SECONDS)
 
 
 def _decayed(peak: float, elapsed: float) -> float:

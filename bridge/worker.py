@@ -120,7 +120,8 @@ class Worker:
     clock: Callable[[], float] = time.time
     concurrency: int = 2
     rng: random.Random = field(default_factory=random.Random)
-    # The web side's load in this process (`bridge serve`): mapping and delivery rounds wait while it is busy.
+    # The webhooks' load (bridge.pressure): in `bridge serve` this process's, in `bridge worker` the other
+    # processes' (Arrivals); mapping and delivery rounds wait while it is busy.
     pressure: Pressure | None = None
 
     def __post_init__(self) -> None:
@@ -258,6 +259,8 @@ class Worker:
                         if after == 0 and time.monotonic() >= self._recheck_at:
                             await self.recheck_waiting(rules)
                         events = await self.store.waiting_events(limit, after)
+                        if self.pressure is not None:
+                            self.pressure.behind = len(events) == limit
                         if saving is not None and reads_lookups(events):  # what they look up may be in it
                             done, saving = saving, None
                             await done

@@ -4,8 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import time
+from pathlib import Path
 
-from bridge.pressure import BUSY_WINDOW_SECONDS, HALF_LIFE_SECONDS, Pressure
+import pytest
+
+from bridge.model import Webhook
+from bridge.pressure import BUSY_WINDOW_SECONDS, HALF_LIFE_SECONDS, Arrivals, Pressure
+from bridge.store.sqlite.store import SQLiteStore
 
 
 class Clock:
@@ -108,3 +113,40 @@ def test_the_watch_measures_a_stalled_loop() -> None:
 
     asyncio.run(run())
     assert pressure.lag > 0.02
+
+
+def test_a_worker_of_its_own_waits_while_new_events_arrive_and_it_is_behind() -> None:
+    clock = Clock()
+    arrivals = Arrivals(clock=clock)
+    arrivals.saw(500)  # the first reading: events stored before this worker started are no arrival
+    arrivals.behind = True
+    assert not arrivals.busy()
+    clock.now += 0.25
+    arrivals.saw(900)
+    assert arrivals.busy()
+    arrivals.behind = False  # its last read was short: it keeps up, and waits for nothing
+    assert not arrivals.busy()
+    arrivals.behind = True
+    clock.now += BUSY_WINDOW_SECONDS + 0.01
+    arrivals.saw(900)  # nothing new for a while: the burst is over, the backlog drains at full speed
+    assert not arrivals.busy()
+
+
+@pytest.mark.anyio
+async def test_arrivals_are_read_from_the_store(tmp_path: Path) -> None:
+    store = SQLiteStore(tmp_path / "bridge.db", process=False)
+    await store.open()
+    arrivals = Arrivals(behind=True)
+    watch = asyncio.create_task(arrivals.watch_store(store))
+    try:
+        await asyncio.sleep(0.05)
+        assert arrivals.newest == 0 and not arrivals.busy()
+        await store.ingest(Webhook("shopify", "orders/create", "k1", b"{}", {}))
+        for _ in range(100):
+            if arrivals.busy():
+                break
+            await asyncio.sleep(0.05)
+        assert arrivals.busy() and arrivals.newest == 1
+    finally:
+        watch.cancel()
+        await store.close()

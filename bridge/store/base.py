@@ -407,6 +407,11 @@ class Store(Protocol):
         """Events still to be mapped (status 'received') with id > `after`, in id order."""
         ...
 
+    async def newest_event_id(self) -> int:
+        """The id of the newest stored event, 0 when there is none: a worker in a process of its own sees
+        webhooks arrive at another process by it (bridge.pressure.Arrivals)."""
+        ...
+
     async def save_mappings(self, mapped: Sequence[Mapped], now: float) -> int:
         """Record each event's mapping and queue its messages, unless another mapper did first;
         returns how many messages were queued. A message carrying a consent decision is queued only when

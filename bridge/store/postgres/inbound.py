@@ -130,6 +130,12 @@ async def waiting_events(conn: Conn, limit: int, after: int, horizon: int) -> li
     return [event_from_row(r) for r in await cur.fetchall()]
 
 
+async def newest_event_id(conn: Conn) -> int:
+    cur = await conn.execute("SELECT coalesce(max(id), 0) AS newest FROM events")
+    row = await cur.fetchone()
+    return int(row["newest"]) if row is not None else 0
+
+
 async def save_mappings(conn: Conn, mapped: Sequence[Mapped], now: float, notify: bool) -> int:
     """Record each event's mapping and queue its messages, unless another mapper did first."""
     mapped = sorted(mapped, key=lambda m: m.event_id)

@@ -145,6 +145,9 @@ class PostgresStore:
         horizon = await self._run(inbound.mapping_horizon)
         return await self._run(inbound.waiting_events, limit, after, horizon)
 
+    async def newest_event_id(self) -> int:
+        return await self._run(inbound.newest_event_id, single=True)
+
     async def save_mappings(self, mapped: Sequence[Mapped], now: float) -> int:
         return await self._run(inbound.save_mappings, mapped, now, self.notify)
 

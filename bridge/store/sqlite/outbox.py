@@ -32,6 +32,10 @@ def waiting_events(conn: sqlite3.Connection, limit: int, after: int = 0) -> list
     return [event_from_row(r) for r in rows]
 
 
+def newest_event_id(conn: sqlite3.Connection) -> int:
+    return int(conn.execute("SELECT coalesce(max(id), 0) FROM events").fetchone()[0])
+
+
 def save_mappings(conn: sqlite3.Connection, mapped: Sequence[Mapped], now: float) -> int:
     return sum(save_mapping(conn, m, now) for m in mapped)
 

@@ -303,6 +303,9 @@ class SQLiteStore:
     async def waiting_events(self, limit: int, after: int = 0) -> list[Event]:
         return await self.aread(lambda conn: outbox.waiting_events(conn, limit, after))
 
+    async def newest_event_id(self) -> int:
+        return await self.aread(outbox.newest_event_id)
+
     async def save_mappings(self, mapped: Sequence[Mapped], now: float) -> int:
         """In parts of SAVE_PART events, a transaction each, in order: each holds the write lock briefly
         (another process's writer of webhooks waits at most one part)."""

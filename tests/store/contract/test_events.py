@@ -92,6 +92,16 @@ async def test_a_new_database_holds_no_event_until_the_first_and_knows_when_it_w
     assert await store.holds_events() and await store.created_at() == made
 
 
+async def test_the_newest_event_id_grows_with_each_new_event_and_not_with_a_resend(store: Store) -> None:
+    assert await store.newest_event_id() == 0
+    first = await store.ingest(hook("a"), now=T0)
+    assert await store.newest_event_id() == first.event_id
+    await store.ingest(hook("a"), now=T0 + 1)
+    assert await store.newest_event_id() == first.event_id
+    second = await store.ingest(hook("b"), now=T0 + 2)
+    assert await store.newest_event_id() == second.event_id > first.event_id
+
+
 async def test_a_worker_keeps_the_mapping_turn_it_renews_and_another_takes_it_once_given_back(store: Store) -> None:
     assert await store.mapping_turn("worker-a", 10.0, T0)
     assert await store.mapping_turn("worker-a", 10.0, T0 + 5), "its holder renews it"
