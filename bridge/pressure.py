@@ -19,8 +19,8 @@ webhooks stop, nothing waits: the backlog drains at the destinations' pace.
 Without webhooks (`bridge worker`) the loop's lag is the worker's own work and is not a reason to
 wait. That process yields the CPU to the web process by its OS priority (bridge/cli.py), and its
 `Arrivals` sees the webhooks of the other processes arrive by the store's newest event id (read every
-ARRIVALS_POLL_SECONDS): while they arrive and the worker is behind (its last read of events to map was
-a full batch), its loops wait as above. OS priority alone leaves the database to the worker: its
+ARRIVALS_POLL_SECONDS): while they arrive at ARRIVALS_BUSY_PER_SECOND or more and the worker is behind
+(its last read of events to map was a full batch), its loops wait as above. OS priority alone leaves the database to the worker: its
 transactions take the SQLite file's one write lock in turn with the web's, and its PostgreSQL
 statements run in backends at the web's priority; at 2,000 webhooks a second the answers waited
 seconds behind them (bench/NOTES.md, Bursts). A worker that keeps up (short reads) never waits.
@@ -47,6 +47,7 @@ BUSY_WINDOW_SECONDS = 1.0
 MAX_WAIT_SECONDS = 1.0
 POLL_SECONDS = 0.02
 ARRIVALS_POLL_SECONDS = 0.25
+ARRIVALS_BUSY_PER_SECOND = 200.0  # a web process answers that many with ~0.06 of a core: no reason to wait
 
 
 @dataclass
@@ -124,16 +125,21 @@ class Arrivals(Pressure):
     """The pressure of a worker in a process of its own: webhooks arrive at another process, seen by the
     store's newest event id, and the worker's rounds wait while they arrive and it is behind."""
 
+    busy_rate: float = ARRIVALS_BUSY_PER_SECOND
     newest: int = -1
+    _seen_at: float = 0.0
 
     def busy(self) -> bool:
         return self.arriving() and self.behind
 
     def saw(self, newest: int) -> None:
-        """The store's newest event id now: a new one means webhooks arrive (the first reading is not)."""
-        if self.newest >= 0 and newest > self.newest:
+        """The store's newest event id now. New events at `busy_rate` a second or more since the last reading
+        are a burst arriving (the first reading is not): a trickle is no reason to wait, or a worker that is
+        behind would map no faster than 50 events a second for as long as the trickle lasts."""
+        now = self.clock()
+        if self.newest >= 0 and now > self._seen_at and (newest - self.newest) / (now - self._seen_at) >= self.busy_rate:
             self.webhook()
-        self.newest = max(self.newest, newest)
+        self.newest, self._seen_at = max(self.newest, newest), now
 
     async def watch_store(self, store: Store) -> None:
         """Read the newest event id for ever (a task of the worker's process); a failed read is skipped."""

@@ -130,23 +130,28 @@ def test_a_worker_of_its_own_waits_while_new_events_arrive_and_it_is_behind() ->
     clock.now += BUSY_WINDOW_SECONDS + 0.01
     arrivals.saw(900)  # nothing new for a while: the burst is over, the backlog drains at full speed
     assert not arrivals.busy()
+    for _ in range(8):  # a trickle (20 a second) goes on: a worker behind maps at full speed all the same
+        clock.now += 0.25
+        arrivals.saw(arrivals.newest + 5)
+    assert not arrivals.arriving() and not arrivals.busy()
 
 
 @pytest.mark.anyio
 async def test_arrivals_are_read_from_the_store(tmp_path: Path) -> None:
     store = SQLiteStore(tmp_path / "bridge.db", process=False)
     await store.open()
-    arrivals = Arrivals(behind=True)
+    arrivals = Arrivals(behind=True, busy_rate=10.0)
     watch = asyncio.create_task(arrivals.watch_store(store))
     try:
         await asyncio.sleep(0.05)
         assert arrivals.newest == 0 and not arrivals.busy()
-        await store.ingest(Webhook("shopify", "orders/create", "k1", b"{}", {}))
+        await asyncio.gather(*(store.ingest(Webhook("shopify", "orders/create", f"k{n}", b"{}", {}))
+                               for n in range(300)))
         for _ in range(100):
             if arrivals.busy():
                 break
             await asyncio.sleep(0.05)
-        assert arrivals.busy() and arrivals.newest == 1
+        assert arrivals.busy() and arrivals.newest == 300
     finally:
         watch.cancel()
         await store.close()
