@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, NamedTuple
 
+from bridge import jsoncodec
 from bridge.consent import ConsentDecision
 
 # Namespace for idempotency keys (UUIDv5): stable across processes and replays.
@@ -56,7 +56,7 @@ class Event:
     lookups: Mapping[str, bytes | None] = field(default_factory=dict)
 
     def payload(self) -> Any:
-        return json.loads(self.body)
+        return jsoncodec.loads(self.body)  # json.loads's value, at orjson's speed where they agree
 
 
 @dataclass(frozen=True)
