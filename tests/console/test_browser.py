@@ -130,7 +130,8 @@ def test_watch_an_event_arrive_open_it_and_retry_its_dead_letter(browser: Any, c
     wait_until(lambda: page.reload() and page.locator("button", has_text="Retry this dead letter").count() == 1,
                timeout=30, interval=0.5)
     shot(page, "event-with-a-dead-letter")
-    page.locator("button", has_text="Retry this dead letter").click()
+    with page.expect_navigation():  # the form's POST and its redirect: a reload during it finds no page
+        page.locator("button", has_text="Retry this dead letter").click()
     wait_until(lambda: page.reload() and page.locator(".message-card [data-state]", has_text="dead").count() == 0
                and page.locator(".message-card [data-state]", has_text="delivered").count() == 2,
                timeout=30, interval=0.5)
