@@ -19,11 +19,12 @@ webhooks stop, nothing waits: the backlog drains at the destinations' pace.
 Without webhooks (`bridge worker`) the loop's lag is the worker's own work and is not a reason to
 wait. That process yields the CPU to the web process by its OS priority (bridge/cli.py), and its
 `Arrivals` sees the webhooks of the other processes arrive by the store's newest event id (read every
-ARRIVALS_POLL_SECONDS): while they arrive at ARRIVALS_BUSY_PER_SECOND or more and the worker is behind
-(its last read of events to map was a full batch), its loops wait as above. OS priority alone leaves the database to the worker: its
-transactions take the SQLite file's one write lock in turn with the web's, and its PostgreSQL
-statements run in backends at the web's priority; at 2,000 webhooks a second the answers waited
-seconds behind them (bench/NOTES.md, Bursts). A worker that keeps up (short reads) never waits.
+ARRIVALS_POLL_SECONDS): while they arrive at ARRIVALS_BUSY_PER_SECOND or more and the worker is
+behind (its last read of events to map was a full batch), its loops wait as above. OS priority alone
+leaves the database to the worker: its transactions take the SQLite file's one write lock in turn
+with the web's, and its PostgreSQL statements run in backends at the web's priority; at 2,000
+webhooks a second the answers waited seconds behind them (bench/NOTES.md, Bursts). A worker that
+keeps up (short reads) never waits.
 """
 
 from __future__ import annotations

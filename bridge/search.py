@@ -35,8 +35,8 @@ EMAIL = re.compile(r"[A-Za-z0-9._%+\-]+@[A-Za-z0-9.\-]+\.[A-Za-z]{2,}")
 FINGERPRINT = re.compile(r"h:[0-9a-f]{10}")
 # What follows a key: its value when that is an integer or a string (a number with a fraction or an
 # exponent is not an order number).
-VALUE = re.compile(rb'\s*:\s*(?:(-?\d{1,64})(?![.eE\d])|"([^"\\]{0,%d})")' % MAX_VALUE)
-NAME_VALUE = re.compile(rb'\s*:\s*()"(#[^"\\]{0,%d})"' % (MAX_VALUE - 1))  # Shopify's "name": "#1042"
+VALUE = re.compile(rb'\s*:\s*(?:(?P<digits>-?\d{1,64})(?![.eE\d])|"(?P<text>[^"\\]{0,%d})")' % MAX_VALUE)
+NAME_VALUE = re.compile(rb'\s*:\s*"(?P<text>#[^"\\]{0,%d})"' % (MAX_VALUE - 1))  # Shopify's "name": "#1042"
 KEYS = dict.fromkeys(sorted(ORDER_KEYS), VALUE) | {"name": NAME_VALUE}
 
 
@@ -85,8 +85,8 @@ def _keyed(body: bytes, found: set[str], looks: int) -> None:
             looks -= 1
             match = value_after.match(body, at + len(quoted))
             if match is not None and (at == 0 or body[at - 1] != 0x5C):  # not inside a string: no \" before
-                digits, text = match.groups()
-                _add_number(found, int(digits) if digits else text.decode("utf-8", "replace"))
+                digits = match.lastgroup == "digits"
+                _add_number(found, int(match["digits"]) if digits else match["text"].decode("utf-8", "replace"))
             at = lowered.find(quoted, at + len(quoted))
 
 

@@ -1,8 +1,8 @@
 """Connections to PostgreSQL: the URL, the pool, one transaction at a time, and errors as the bridge's own.
 
 Every store method runs one short transaction on a pooled connection (never one held across an
-HTTP call); pooled connections are in autocommit, so a method of one statement (a group of
-webhooks' insert, a take of the shared budget) is its own transaction, with no BEGIN and COMMIT
+HTTP call); pooled connections are in autocommit, so a method of one statement (a take of the
+shared budget, a read of the newest event id) is its own transaction, with no BEGIN and COMMIT
 round trips. A driver error becomes StoreUnavailable with the database's reason and no password,
 so a webhook is answered 503. A deadlock or a serialization failure is retried a few times first:
 both mean "run it again", and the lock order of bridge/store/postgres/outbox.py makes them rare.
